@@ -1,0 +1,32 @@
+/* comm.h — the communicator interface: how ranks agree. core/ uses only this; the MPI
+ * implementation (core/comm_mpi.c) serves the CPU backend, NCCL (kernels/cuda) the GPU one.
+ * Buffers are device pointers of the backend in use (host memory for MPI). */
+#ifndef XLMC_COMM_H
+#define XLMC_COMM_H
+
+#include <stddef.h>
+
+struct comm {
+    const char *name;           /* "mpi", "nccl", "local" */
+    int rank, world;            /* this process and the job's size */
+    int local_rank;             /* rank within the node: picks the GPU */
+    /* x (n) fp32: in-place sum over ranks */
+    int (*allreduce_sum_f32)(struct comm *c, float *x, size_t n);
+    /* x (n) fp64 host: in-place sum over ranks (losses, counts, norms) */
+    int (*allreduce_sum_f64)(struct comm *c, double *x, size_t n);
+    /* x host int: in-place max over ranks (overflow flags, stop requests) */
+    int (*allreduce_max_int)(struct comm *c, int *x, size_t n);
+    /* bytes from root to every rank */
+    int (*broadcast)(struct comm *c, void *buf, size_t bytes, int root);
+    int (*barrier)(struct comm *c);
+    void (*abort)(struct comm *c, int code);   /* ends the whole job */
+    void *impl;
+};
+
+/* MPI_COMM_WORLD after MPI_Init (the caller initializes MPI). Never fails. */
+struct comm *comm_mpi_create(void);
+/* A one-rank communicator without MPI (tools and tests). */
+struct comm *comm_local_create(void);
+void comm_destroy(struct comm *c);
+
+#endif

@@ -1,0 +1,101 @@
+/* model.h — the XLM causal LM (Lample & Conneau 2019; HF XLMWithLMHeadModel, causal=True).
+ *
+ * Parameters live in one contiguous arena of named tensors, stacked per layer; gradients,
+ * Adam moments and the storage copy use the same layout, so zeroing, all-reducing and
+ * checkpointing are one loop over one buffer. Tensor order and shapes (PyTorch (out,in)):
+ *
+ *   wte    (V, C)     transformer.embeddings.weight      (tied: pred_layer.proj.weight)
+ *   wpe    (P, C)     transformer.position_embeddings.weight
+ *   wlang  (NL, C)    transformer.lang_embeddings.weight (absent unless use_lang_emb, NL > 1)
+ *   lne_w, lne_b (C)  transformer.layer_norm_emb.{weight,bias}
+ *   qw (L,C,C) qb (L,C) kw kb vw vb ow ob   transformer.attentions.{l}.{q,k,v,out}_lin.*
+ *   ln1w, ln1b (L,C)  transformer.layer_norm1.{l}.*
+ *   f1w (L,F,C) f1b (L,F) f2w (L,C,F) f2b (L,C)   transformer.ffns.{l}.lin{1,2}.*
+ *   ln2w, ln2b (L,C)  transformer.layer_norm2.{l}.*
+ *   pb     (V)        pred_layer.proj.bias
+ */
+#ifndef XLMC_MODEL_H
+#define XLMC_MODEL_H
+
+#include "core/config.h"
+#include "kernels/ops.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum param_id {
+    P_WTE, P_WPE, P_WLANG, P_LNE_W, P_LNE_B,
+    P_QW, P_QB, P_KW, P_KB, P_VW, P_VB, P_OW, P_OB,
+    P_LN1W, P_LN1B, P_F1W, P_F1B, P_F2W, P_F2B, P_LN2W, P_LN2B,
+    P_PB,
+    P_COUNT
+};
+
+struct param_tensor {
+    const char *name;       /* short name: "wte", "qw", ... */
+    size_t offset;          /* elements from the arena start */
+    size_t numel;           /* all layers together */
+    int layers;             /* L for stacked tensors, 1 otherwise */
+    int ndim;               /* of one layer's slice: 1 or 2 */
+    int shape[2];           /* one layer's slice, PyTorch layout */
+    int decay;              /* 1: weight decay applies (matrices and embeddings) */
+};
+
+struct model {
+    struct xlmc_config cfg;
+    const struct ops *ops;
+    struct param_tensor params[P_COUNT];   /* numel 0 for absent tensors (wlang) */
+    size_t num_params;                     /* elements in the arena */
+
+    float *master;          /* (num_params) fp32 master weights, host memory */
+    void *weights;          /* (num_params) storage copy on the backend's device */
+    void *grads;            /* (num_params) storage, one micro-batch's gradient */
+    /* activations: owned by model.c, sized by model_reserve() for (B, T) */
+    void *acts;
+    size_t acts_bytes;
+    int acts_B, acts_T;
+    void *backend_state;    /* model.c's private per-shape buffers */
+};
+
+/* A batch of B rows of T positions, right padded. All host int32 arrays (B*T or B).
+ * targets: next-token ids, < 0 where ignored (padding). langs: per position. */
+struct batch {
+    int B, T;
+    const int32_t *ids;     /* (B,T) */
+    const int32_t *langs;   /* (B,T) */
+    const int32_t *lengths; /* (B) real positions per row */
+    const int32_t *targets; /* (B,T) or NULL for forward without loss */
+    uint32_t row0;          /* global row index of row 0 within the step (dropout keying) */
+};
+
+/* Fill m->params from the config and allocate master/weights/grads (zeroed). 0 or -1. */
+int model_create(struct model *m, const struct xlmc_config *cfg, const struct ops *ops);
+void model_destroy(struct model *m);
+
+/* XLM's initialization: embeddings N(0, dim^-0.5) with the pad row zero, LayerNorm 1/0,
+ * linear layers as documented in model.c, biases 0. Deterministic from seed. */
+void model_init_weights(struct model *m, uint64_t seed);
+
+/* Copy master (fp32) -> weights (storage) after master changes outside the optimizer. */
+void model_sync_weights(struct model *m);
+
+/* HF state-dict name of tensor id for layer l (l ignored for unstacked). Returns 0 or -1 if
+ * the buffer is too small. */
+int model_param_hf_name(const struct model *m, int id, int layer, char *buf, size_t len);
+/* Look up an HF name; sets *id, *layer. Returns 0, or -1 when unknown. */
+int model_param_from_hf_name(const struct model *m, const char *name, int *id, int *layer);
+
+/* Forward pass. training: dropout on (keyed by seed, step, b->row0). Returns the mean loss over
+ * non-ignored targets (0 if none or targets NULL) and the number of counted targets in *count.
+ * logits_out (B,T,V) fp32 host array, or NULL. */
+float model_forward(struct model *m, const struct batch *b, int training, uint64_t seed,
+                    uint64_t step, float *logits_out, long *count);
+
+/* Backward of the last model_forward (with targets): SETS m->grads (storage) to the gradient
+ * of loss_scale * sum_loss / denom, where sum_loss is this batch's summed token loss and denom
+ * the number of counted targets over the whole global step, so that micro-batches and ranks
+ * summed together give the gradient of the step's mean loss. */
+void model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64_t step,
+                    float loss_scale, double denom);
+
+#endif

@@ -1,0 +1,25 @@
+/* util.h — small helpers every folder uses: user-facing errors, checked allocation, timing. */
+#ifndef XLMC_UTIL_H
+#define XLMC_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Print "xlmc: error: <message>" to stderr. Messages name the file or option, what was wrong
+ * and, where it helps, what to do. Returns -1 so `return xlmc_error(...)` reads naturally. */
+int xlmc_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print "xlmc: warning: <message>" to stderr. */
+void xlmc_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Allocation that cannot return NULL: on failure prints the size and exits with status 1. */
+void *xmalloc(size_t bytes);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t bytes);
+char *xstrdup(const char *s);
+
+/* Monotonic wall clock, seconds. */
+double now_seconds(void);
+
+#define XLMC_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif

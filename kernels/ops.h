@@ -1,0 +1,167 @@
+/* ops.h — the one interface between the model (core/) and the compute backends.
+ *
+ * Every non-matmul op of the XLM causal LM has a forward and a backward here; the CPU backend
+ * (kernels/cpu/, the reference) and the CUDA backend (kernels/cuda/) each fill one
+ * `struct ops` table. core/ calls only through this table and never includes a CUDA header.
+ *
+ * Storage types. Two kinds of buffers cross this interface:
+ *   - `float *`  : fp32 everywhere, on every backend: master weights, Adam moments,
+ *                  accumulated gradients, per-row losses, statistics (LayerNorm mean/rstd).
+ *   - `void *`   : "storage" tensors in the backend's storage type `ops->storage_bytes`:
+ *                  the weights copy used by forward/backward, activations and per-micro-batch
+ *                  gradients. The CPU backend stores float (in fp16 precision it rounds every
+ *                  storage write to the nearest IEEE half, so it computes what the GPU stores);
+ *                  the CUDA backend stores __half in fp16 precision and float in fp32.
+ *   core/ never dereferences a storage pointer; it offsets them with ops_at().
+ * All pointers are device pointers of the backend (host memory for the CPU backend).
+ * Integer inputs (token ids, languages, targets, lengths) are int32 device buffers.
+ *
+ * Accumulation convention: ops that produce a parameter gradient ADD into it (`+=`), so one
+ * zeroing per micro-batch serves every layer; ops that produce an activation gradient
+ * OVERWRITE it unless the comment says `+=`.
+ *
+ * Shapes use B (batch rows), T (sequence length), C (model dim), NH (heads), HS = C/NH,
+ * F (FFN dim), V (vocabulary), P (max positions), NL (languages), N = B*T.
+ * Padding is on the right: row b has lengths[b] real positions, 0 <= lengths[b] <= T.
+ */
+#ifndef XLMC_OPS_H
+#define XLMC_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum ops_precision { OPS_FP32 = 0, OPS_FP16 = 1 };
+
+/* Where a dropout mask comes from. Masks are drawn from Philox-4x32-10 (kernels/philox.h)
+ * keyed by (seed, step) and countered by (global row, tensor id, element within the row), so
+ * the mask of a sequence does not depend on how the global batch is split over ranks and
+ * micro-batches, and both backends draw the same bits. */
+struct dropout_key {
+    uint64_t seed;     /* the run's seed */
+    uint64_t step;     /* optimizer step (0-based) */
+    uint32_t row0;     /* global index, within the step's global batch, of this call's row 0 */
+    uint32_t tensor;   /* which dropout site: see DROPOUT_TENSOR_* */
+};
+/* Dropout sites: embeddings, then per layer l: attention probabilities, attention output,
+ * FFN output. */
+#define DROPOUT_TENSOR_EMB 0u
+#define DROPOUT_TENSOR_ATTN_PROBS(l) (1u + 3u * (uint32_t)(l))
+#define DROPOUT_TENSOR_ATTN_OUT(l) (2u + 3u * (uint32_t)(l))
+#define DROPOUT_TENSOR_FFN_OUT(l) (3u + 3u * (uint32_t)(l))
+
+struct ops {
+    const char *name;           /* "cpu" or "cuda" */
+    enum ops_precision precision;
+    size_t storage_bytes;       /* bytes per element of a storage tensor: 4, or 2 (cuda fp16) */
+
+    /* ---- memory ---- */
+    void *(*alloc)(size_t bytes);                         /* zeroed; NULL on failure */
+    void (*free)(void *p);
+    void (*to_device)(void *dst, const void *src_host, size_t bytes);
+    void (*to_host)(void *dst_host, const void *src, size_t bytes);
+    void (*memset0)(void *p, size_t bytes);
+    void (*synchronize)(void);
+
+    /* storage <-> fp32 conversions (fp32 master weights -> weights copy, grads -> accumulator) */
+    void (*storage_from_f32)(void *dst, const float *src, size_t n);    /* dst (n) storage */
+    void (*storage_to_f32)(float *dst, const void *src, size_t n);      /* dst (n) fp32 */
+    /* acc (n) += scale * grad (n); grad in storage type */
+    void (*grad_accumulate)(float *acc, const void *grad, size_t n, float scale);
+
+    /* ---- embeddings ----
+     * out (B,T,C) = wte[ids] + wpe[t] + (wlang ? wlang[langs] : 0)
+     * ids, langs: (B,T) int32; wte (V,C), wpe (P,C), wlang (NL,C) or NULL. */
+    void (*embed_forward)(void *out, const int32_t *ids, const int32_t *langs, const void *wte,
+                          const void *wpe, const void *wlang, int B, int T, int C);
+    /* dwte (V,C) +=, dwpe (P,C) +=, dwlang (NL,C) += (or NULL), from dout (B,T,C).
+     * Deterministic: the result does not depend on thread scheduling. */
+    void (*embed_backward)(void *dwte, void *dwpe, void *dwlang, const void *dout,
+                           const int32_t *ids, const int32_t *langs, int B, int T, int C, int V,
+                           int NL);
+
+    /* ---- LayerNorm over the last dim, fp32 statistics ----
+     * out (N,C), mean (N), rstd (N) fp32 saved for backward, inp (N,C), w (C), b (C). */
+    void (*layernorm_forward)(void *out, float *mean, float *rstd, const void *inp,
+                              const void *w, const void *b, int N, int C, float eps);
+    /* dinp (N,C) overwritten, dw (C) +=, db (C) += */
+    void (*layernorm_backward)(void *dinp, void *dw, void *db, const void *dout,
+                               const void *inp, const void *w, const float *mean,
+                               const float *rstd, int N, int C);
+
+    /* ---- linear layers (matrix products: cblas on cpu, cuBLAS on cuda) ----
+     * out (N,OC) = inp (N,C) @ w(OC,C)^T + b (OC, or NULL). w is PyTorch's (out,in) layout. */
+    void (*matmul_forward)(void *out, const void *inp, const void *w, const void *b, int N,
+                           int C, int OC);
+    /* dinp (N,C) overwritten (skipped if NULL), dw (OC,C) +=, db (OC) += (skipped if NULL) */
+    void (*matmul_backward)(void *dinp, void *dw, void *db, const void *dout, const void *inp,
+                            const void *w, int N, int C, int OC);
+
+    /* ---- causal multi-head attention core ----
+     * q, k, v (B,T,C) already projected (q NOT yet scaled); out (B,T,C) = softmax(q k^T / sqrt(HS)
+     * + causal mask) @ v per head, softmax in fp32; key s is visible to query t iff s <= t.
+     * att (B,NH,T,T) saves the post-dropout probabilities for backward (upper triangle zero).
+     * Attention dropout with probability p (p == 0: none) keyed by *key. */
+    void (*attention_forward)(void *out, void *att, const void *q, const void *k,
+                              const void *v, int B, int T, int C, int NH, float p,
+                              const struct dropout_key *key);
+    /* dq, dk, dv (B,T,C) overwritten; scratch: (B,NH,T,T) storage elements */
+    void (*attention_backward)(void *dq, void *dk, void *dv, void *scratch, const void *dout,
+                               const void *att, const void *q, const void *k, const void *v,
+                               int B, int T, int C, int NH, float p,
+                               const struct dropout_key *key);
+
+    /* ---- pointwise ---- */
+    /* out (n) = gelu(inp), erf form: 0.5 x (1 + erf(x / sqrt 2)) */
+    void (*gelu_forward)(void *out, const void *inp, size_t n);
+    /* dinp (n) = dout * gelu'(inp) */
+    void (*gelu_backward)(void *dinp, const void *inp, const void *dout, size_t n);
+    /* out (n) = a + b (out may alias a or b) */
+    void (*residual_forward)(void *out, const void *a, const void *b, size_t n);
+    /* x (B,T,C): in place, keep with probability 1-p and scale by 1/(1-p); rows of T*C
+     * elements; row r of this call is global row key->row0 + r. p == 0: no-op. Used for
+     * forward and, on the gradient, for backward (the same mask). */
+    void (*dropout)(void *x, int B, int T, int C, float p, const struct dropout_key *key);
+    /* x (B,T,C): zero the padded positions t >= lengths[b]; forward and backward alike. */
+    void (*mask_padding)(void *x, const int32_t *lengths, int B, int T, int C);
+
+    /* ---- output layer and loss ----
+     * logits (N,V) already computed by matmul_forward. losses (N) fp32 = -log softmax(logits)[t]
+     * for targets t >= 0, 0 where the target is < 0 (ignored).
+     * If dscale != 0 the logits are overwritten in place by their gradient
+     * dscale * (softmax - onehot) (rows with an ignored target get 0); the probabilities are
+     * never stored separately. */
+    void (*classifier)(float *losses, void *logits, const int32_t *targets, int N, int V,
+                       float dscale);
+
+    /* ---- optimizer side, all fp32 ----
+     * grad (n) *= inv_scale; returns 1 if any element of the result is inf or NaN, else 0. */
+    int (*unscale_check)(float *grad, size_t n, float inv_scale);
+    /* returns sum of grad[i]^2 in fp64 accumulation */
+    double (*norm_squared)(const float *grad, size_t n);
+    /* Adam with decoupled weight decay (AdamW when wd > 0) on fp32 master (n), moments m, v,
+     * using grad * grad_scale; t is the 1-based step for bias correction. Writes the storage
+     * weights copy (n) (NULL: skip). decay_mask (n) or NULL: weight decay only where 1. */
+    void (*adam_update)(float *master, void *copy, const float *grad, float *m, float *v,
+                        size_t n, float lr, float beta1, float beta2, float eps, float wd,
+                        float grad_scale, int t, const uint8_t *decay_mask);
+};
+
+/* The backends. ops_cpu() never fails. ops_cuda() returns NULL and fills why (if non-NULL,
+ * why_len bytes) when the build has no CUDA or no GPU is usable. */
+const struct ops *ops_cpu(enum ops_precision precision);
+const struct ops *ops_cuda(enum ops_precision precision, int device, char *why, size_t why_len);
+
+/* p + n storage elements */
+static inline void *ops_at(const struct ops *ops, const void *p, size_t n)
+{
+    return (char *)p + n * ops->storage_bytes;
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# tests/run.sh — the whole xlmc test suite, from a fresh Debian 12 machine.
+#
+#   1. installs what is missing (Debian packages; Python packages from pip for the tests that
+#      compare against Hugging Face at run time),
+#   2. builds build/ with warnings as errors (CUDA backend too when nvcc is present) and runs
+#      every test with ctest,
+#   3. builds build-asan/ with AddressSanitizer + UBSan and runs the tests again there
+#      (all but those labelled slow, slurm or bench).
+# Environment: XLMC_JOBS (parallel jobs, default nproc), XLMC_SKIP_ASAN=1 to skip step 3,
+# XLMC_TEST_REGEX to run a subset (ctest -R).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+jobs=${XLMC_JOBS:-$(nproc)}
+
+say() { printf '\n== %s ==\n' "$*"; }
+
+# ---- 1. packages ----
+debs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
+      libopenblas-dev libinih-dev libjansson-dev libxxhash-dev zlib1g-dev gnuplot-nox
+      debian-handbook python3-pip shellcheck)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  say "installing Debian packages: ${missing[*]}"
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+py_need=(numpy h5py safetensors sacremoses torch transformers)
+if ! python3 -c 'import numpy, h5py, safetensors, sacremoses, torch, transformers' 2>/dev/null; then
+  say "installing Python packages for the reference tests: ${py_need[*]}"
+  python3 -m pip install -q "${py_need[@]}" 2>&1 | grep -v 'Running pip as the' || true
+fi
+
+# Open MPI as root in containers and CI, more ranks than cores in tests.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+ctest_args=(--output-on-failure -j "$jobs")
+[ -n "${XLMC_TEST_REGEX:-}" ] && ctest_args+=(-R "$XLMC_TEST_REGEX")
+
+# ---- 2. release build, every test ----
+say "build (warnings are errors)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DXLMC_WERROR=ON >/dev/null
+cmake --build build -j "$jobs"
+say "tests"
+ctest --test-dir build "${ctest_args[@]}"
+
+# ---- 3. sanitizers ----
+if [ "${XLMC_SKIP_ASAN:-0}" != 1 ]; then
+  say "build with AddressSanitizer + UBSan"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DXLMC_WERROR=ON -DXLMC_SANITIZE=ON \
+        -DXLMC_CUDA=OFF >/dev/null
+  cmake --build build-asan -j "$jobs"
+  say "tests under AddressSanitizer + UBSan"
+  # Open MPI's own start-up allocations are not ours to fix: no leak checking under MPI.
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir build-asan "${ctest_args[@]}" -LE 'slow|slurm|bench'
+fi
+say "all tests passed"
