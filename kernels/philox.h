@@ -56,7 +56,9 @@ static inline XLMC_HD int dropout_keep(uint64_t seed, uint64_t step, uint32_t ro
 {
     struct philox4 r = philox4x32_10((uint32_t)(e >> 2), row, tensor, (uint32_t)step,
                                      (uint32_t)seed, (uint32_t)(seed >> 32));
-    return r.v[e & 3] >= threshold;
+    /* selects instead of r.v[e & 3]: a dynamic index puts r in GPU local memory */
+    uint32_t w = (uint32_t)(e & 3), u = w == 0 ? r.v[0] : w == 1 ? r.v[1] : w == 2 ? r.v[2] : r.v[3];
+    return u >= threshold;
 }
 
 #endif

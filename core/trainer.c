@@ -1,0 +1,148 @@
+/* trainer.c — one data-parallel optimizer step (see trainer.h). */
+#include "core/trainer.h"
+#include "core/optim.h"
+#include "core/util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *alloc_or_null(const struct ops *ops, size_t bytes)
+{
+    return ops->alloc(bytes ? bytes : 1);
+}
+
+int trainer_init(struct trainer *t, struct model *m, struct comm *c)
+{
+    memset(t, 0, sizeof *t);
+    t->m = m;
+    t->comm = c;
+    const struct ops *ops = m->ops;
+    size_t n = m->num_params;
+    t->grad_acc = alloc_or_null(ops, n * sizeof(float));
+    t->adam_m = alloc_or_null(ops, n * sizeof(float));
+    t->adam_v = alloc_or_null(ops, n * sizeof(float));
+    t->decay_mask = alloc_or_null(ops, n);
+    if (!t->grad_acc || !t->adam_m || !t->adam_v || !t->decay_mask) {
+        trainer_free(t);
+        return xlmc_error("out of %s memory for the optimizer state (%zu parameters: "
+                          "accumulator and two Adam moments, %zu bytes)",
+                          ops->name, n, 3 * n * sizeof(float) + n);
+    }
+    uint8_t *mask = optim_decay_mask(m);
+    ops->to_device(t->decay_mask, mask, n);
+    free(mask);
+    scaler_init(&t->scaler, &m->cfg.train);
+    return 0;
+}
+
+void trainer_free(struct trainer *t)
+{
+    if (!t->m) return;
+    const struct ops *ops = t->m->ops;
+    if (t->grad_acc) ops->free(t->grad_acc);
+    if (t->adam_m) ops->free(t->adam_m);
+    if (t->adam_v) ops->free(t->adam_v);
+    if (t->decay_mask) ops->free(t->decay_mask);
+    memset(t, 0, sizeof *t);
+}
+
+static long count_targets(const struct batch *b)
+{
+    long n = 0;
+    if (!b->targets) return 0;
+    for (size_t i = 0; i < (size_t)b->B * (size_t)b->T; i++) n += b->targets[i] >= 0;
+    return n;
+}
+
+int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro)
+{
+    struct model *m = t->m;
+    const struct ops *ops = m->ops;
+    size_t n = m->num_params;
+    uint64_t seed = m->cfg.train.seed;
+    uint64_t step = (uint64_t)t->step;
+
+    /* The denominator of the mean loss spans the whole global batch, so each micro-batch's
+     * gradient is already its share of the global mean: summing is all that is left. */
+    double tokens = 0;
+    for (int i = 0; i < n_micro; i++) tokens += (double)count_targets(&micro[i]);
+    if (t->comm->allreduce_sum_f64(t->comm, &tokens, 1))
+        return xlmc_error("step %ld: summing the token count over %d ranks failed", t->step,
+                          t->comm->world);
+    if (tokens <= 0)
+        return xlmc_error("step %ld: the global batch has no target token (every label is "
+                          "ignored): nothing to learn from",
+                          t->step);
+
+    float scale = t->scaler.scale;
+    double loss_sum = 0;
+    for (int i = 0; i < n_micro; i++) {
+        long count = 0;
+        float loss = model_forward(m, &micro[i], 1, seed, step, NULL, &count);
+        loss_sum += (double)loss * (double)count;
+        model_backward(m, &micro[i], seed, step, scale, tokens);
+        /* The first micro-batch initializes the accumulator: no separate zeroing pass. */
+        if (i == 0) ops->storage_to_f32(t->grad_acc, m->grads, n);
+        else ops->grad_accumulate(t->grad_acc, m->grads, n, 1.0f);
+    }
+    if (n_micro == 0) ops->memset0(t->grad_acc, n * sizeof(float));
+
+    if (t->comm->allreduce_sum_f32(t->comm, t->grad_acc, n))
+        return xlmc_error("step %ld: summing the gradient (%zu values) over %d ranks failed",
+                          t->step, n, t->comm->world);
+    if (t->comm->allreduce_sum_f64(t->comm, &loss_sum, 1))
+        return xlmc_error("step %ld: summing the loss over %d ranks failed", t->step,
+                          t->comm->world);
+
+    memset(&t->pending, 0, sizeof t->pending);
+    t->pending.loss = loss_sum / tokens;
+    t->pending.tokens = (long)tokens;
+    t->pending.loss_scale = scale;
+    return 0;
+}
+
+int trainer_apply(struct trainer *t, struct step_stats *out)
+{
+    struct model *m = t->m;
+    const struct ops *ops = m->ops;
+    const struct train_config *tc = &m->cfg.train;
+    float scale = t->pending.loss_scale;
+    *out = t->pending;
+
+    /* The accumulator still carries the loss scale. Its squared norm in fp64 is finite
+     * exactly when every element is, so one pass gives both the overflow flag and the norm;
+     * the unscaling then rides along in Adam's grad_scale instead of a pass of its own. */
+    double norm2 = ops->norm_squared(t->grad_acc, m->num_params);
+    int overflow = !isfinite(norm2);
+    /* Identical accumulators give identical flags, but a rank must never update alone. */
+    if (t->comm->allreduce_max_int(t->comm, &overflow, 1))
+        return xlmc_error("step %ld: agreeing on the overflow flag over %d ranks failed",
+                          t->step, t->comm->world);
+    out->grad_norm = (float)(sqrt(norm2) / scale);
+
+    if (overflow) {
+        if (!t->scaler.enabled)
+            return xlmc_error("step %ld: the fp32 gradient holds inf or NaN (loss %g): "
+                              "training diverged; lower train.lr or raise train.warmup",
+                              t->step, out->loss);
+        out->skipped = 1;
+        out->lr = 0;
+        t->skipped++;
+        return scaler_update(&t->scaler, 1);
+    }
+
+    float coef = optim_clip_coef(sqrt(norm2) / scale, tc->clip_norm);
+    out->lr = optim_lr(tc, t->step);
+    optim_adam_update(m, t->grad_acc, t->adam_m, t->adam_v, t->decay_mask, out->lr,
+                      coef / scale, t->step);
+    t->step++;
+    return scaler_update(&t->scaler, 0);
+}
+
+int trainer_step(struct trainer *t, const struct batch *micro, int n_micro,
+                 struct step_stats *out)
+{
+    if (trainer_accumulate(t, micro, n_micro)) return -1;
+    return trainer_apply(t, out);
+}

@@ -1,0 +1,70 @@
+/* trainer.h — one optimizer step over this rank's micro-batches, data parallel.
+ *
+ * A step: count the target tokens of every micro-batch on every rank (the global
+ * denominator); forward + backward each micro-batch with the loss scaled by
+ * loss_scale / denominator and add its gradient into the fp32 accumulator; sum the
+ * accumulator over ranks; check it for inf/NaN (all ranks agree); on overflow halve the
+ * loss scale and skip the update; else clip by the global norm, take the learning rate from
+ * the schedule and apply Adam. Because every micro-batch is divided by the token count of the
+ * whole step, the step follows the gradient of the mean token loss of the global batch
+ * however it is split over ranks and micro-batches (XLM sums micro-batches instead).
+ *
+ * Training state a checkpoint must save and restore (besides m->master):
+ *   t->step                 updates applied so far (the lr schedule, Adam's bias correction
+ *                           and the dropout masks follow it); a skipped step does not
+ *                           advance it
+ *   t->skipped              steps skipped for fp16 overflow (for logs and for a loader that
+ *                           counts batches consumed: t->step + t->skipped)
+ *   t->adam_m, t->adam_v    Adam moments, fp32, num_params each, same arena layout as
+ *                           m->master, in the backend's memory (ops->to_host / to_device)
+ *   t->scaler               scaler_save() / scaler_restore() (core/scaler.h)
+ * After restoring master weights call model_sync_weights(). */
+#ifndef XLMC_TRAINER_H
+#define XLMC_TRAINER_H
+
+#include "core/comm.h"
+#include "core/model.h"
+#include "core/scaler.h"
+
+#include <stdint.h>
+
+struct step_stats {
+    double loss;        /* mean token loss of the global batch (all ranks) */
+    long tokens;        /* target tokens of the global batch */
+    float grad_norm;    /* global L2 norm of the mean-loss gradient, before clipping */
+    float lr;           /* learning rate used (0 when skipped) */
+    float loss_scale;   /* loss scale the backward pass used */
+    int skipped;        /* 1: fp16 overflow, no update */
+};
+
+struct trainer {
+    struct model *m;
+    struct comm *comm;
+    float *grad_acc;        /* (num_params) fp32 accumulated gradient, backend memory */
+    float *adam_m, *adam_v; /* (num_params) fp32 Adam moments, backend memory */
+    uint8_t *decay_mask;    /* (num_params) weight-decay mask, backend memory */
+    struct scaler scaler;
+    long step, skipped;
+    struct step_stats pending; /* what trainer_accumulate measured, for trainer_apply */
+};
+
+/* Allocate the accumulator, zeroed Adam moments and the decay mask; scaler from the config;
+ * step = skipped = 0. Returns 0, or -1 after printing an error. */
+int trainer_init(struct trainer *t, struct model *m, struct comm *c);
+void trainer_free(struct trainer *t);
+
+/* One optimizer step over n_micro micro-batches of this rank (n_micro may be 0 on a rank
+ * with nothing to do; every rank must call it). Fills *out. Returns 0, or -1 after printing
+ * an error: the global batch has no target token, a communicator call failed, the fp16 loss
+ * scale fell below its floor, or the fp32 gradient is not finite (diverged). */
+int trainer_step(struct trainer *t, const struct batch *micro, int n_micro,
+                 struct step_stats *out);
+
+/* trainer_step in its two halves, public so that tests can reach the summed gradient in
+ * t->grad_acc between them (e.g. to inject an overflow):
+ * trainer_accumulate: forward/backward every micro-batch, sum over ranks (loss, tokens and
+ * the scaled gradient in t->grad_acc); trainer_apply: check, clip, Adam, scaler, step++. */
+int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro);
+int trainer_apply(struct trainer *t, struct step_stats *out);
+
+#endif

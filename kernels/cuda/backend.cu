@@ -1,0 +1,181 @@
+/* backend.cu — ops_cuda(): device selection, memory, storage conversions and the op table. */
+#include "kernels/cuda/common.cuh"
+
+#include <string.h>
+
+struct cuda_state g_cuda;
+
+void cuda_check(cudaError_t err, const char *file, int line)
+{
+    if (err == cudaSuccess) return;
+    fprintf(stderr, "xlmc: CUDA error at %s:%d: %s\n", file, line, cudaGetErrorString(err));
+    exit(1);
+}
+
+void cublas_check(cublasStatus_t st, const char *file, int line)
+{
+    if (st == CUBLAS_STATUS_SUCCESS) return;
+    fprintf(stderr, "xlmc: cuBLAS error at %s:%d: %s\n", file, line, cublasGetStatusString(st));
+    exit(1);
+}
+
+float *cuda_scratch(size_t n)
+{
+    if (n > g_cuda.scratch_floats) {
+        /* the old buffer may still be read by queued work */
+        cudaCheck(cudaStreamSynchronize(g_cuda.stream));
+        cudaCheck(cudaFree(g_cuda.scratch));
+        cudaCheck(cudaMalloc((void **)&g_cuda.scratch, n * sizeof(float)));
+        g_cuda.scratch_floats = n;
+    }
+    return g_cuda.scratch;
+}
+
+/* ---- memory ---- */
+static void *cuda_alloc(size_t bytes)
+{
+    void *p = NULL;
+    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
+        cudaGetLastError();   /* an allocation failure is reported by returning NULL */
+        return NULL;
+    }
+    cudaCheck(cudaMemsetAsync(p, 0, bytes, g_cuda.stream));
+    return p;
+}
+static void cuda_free(void *p)
+{
+    if (!p) return;
+    cudaCheck(cudaStreamSynchronize(g_cuda.stream));
+    cudaCheck(cudaFree(p));
+}
+static void cuda_to_device(void *dst, const void *src, size_t bytes)
+{
+    cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_cuda.stream));
+    cudaCheck(cudaStreamSynchronize(g_cuda.stream));
+}
+static void cuda_to_host(void *dst, const void *src, size_t bytes)
+{
+    cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_cuda.stream));
+    cudaCheck(cudaStreamSynchronize(g_cuda.stream));
+}
+static void cuda_memset0(void *p, size_t bytes)
+{
+    cudaCheck(cudaMemsetAsync(p, 0, bytes, g_cuda.stream));
+}
+static void cuda_synchronize(void) { cudaCheck(cudaStreamSynchronize(g_cuda.stream)); }
+
+/* ---- conversions ---- */
+template <typename S>
+__global__ void storage_from_f32_kernel(S *dst, const float *src, size_t n)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) st(dst + i, src[i]);
+}
+template <typename S>
+__global__ void storage_to_f32_kernel(float *dst, const S *src, size_t n)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = ld(src + i);
+}
+template <typename S>
+__global__ void grad_accumulate_kernel(float *acc, const S *grad, size_t n, float scale)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) acc[i] += scale * ld(grad + i);
+}
+
+template <typename S>
+static void cuda_storage_from_f32(void *dst, const float *src, size_t n)
+{
+    if (!n) return;
+    XLMC_LAUNCH(storage_from_f32_kernel<S>, cuda_blocks(n, 256), 256, 0, g_cuda.stream)(
+        (S *)dst, src, n);
+    cudaLaunchCheck();
+}
+template <typename S>
+static void cuda_storage_to_f32(float *dst, const void *src, size_t n)
+{
+    if (!n) return;
+    XLMC_LAUNCH(storage_to_f32_kernel<S>, cuda_blocks(n, 256), 256, 0, g_cuda.stream)(
+        dst, (const S *)src, n);
+    cudaLaunchCheck();
+}
+template <typename S>
+static void cuda_grad_accumulate(float *acc, const void *grad, size_t n, float scale)
+{
+    if (!n) return;
+    XLMC_LAUNCH(grad_accumulate_kernel<S>, cuda_blocks(n, 256), 256, 0, g_cuda.stream)(
+        acc, (const S *)grad, n, scale);
+    cudaLaunchCheck();
+}
+
+template <typename S>
+static void cuda_fill_table(struct ops *o, enum ops_precision precision)
+{
+    memset(o, 0, sizeof *o);
+    o->name = "cuda";
+    o->precision = precision;
+    o->storage_bytes = sizeof(S);
+    o->alloc = cuda_alloc;
+    o->free = cuda_free;
+    o->to_device = cuda_to_device;
+    o->to_host = cuda_to_host;
+    o->memset0 = cuda_memset0;
+    o->synchronize = cuda_synchronize;
+    o->storage_from_f32 = cuda_storage_from_f32<S>;
+    o->storage_to_f32 = cuda_storage_to_f32<S>;
+    o->grad_accumulate = cuda_grad_accumulate<S>;
+    int half = sizeof(S) == 2;
+    cuda_register_embed(o, half);
+    cuda_register_layernorm(o, half);
+    cuda_register_matmul(o, half);
+    cuda_register_attention(o, half);
+    cuda_register_pointwise(o, half);
+    cuda_register_classifier(o, half);
+    cuda_register_optim(o, half);
+}
+
+static struct ops g_tables[2];
+static int g_device = -1;
+
+const struct ops *ops_cuda(enum ops_precision precision, int device, char *why, size_t why_len)
+{
+    int count = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess || count == 0) {
+        if (why && why_len)
+            snprintf(why, why_len, "no usable CUDA GPU: %s",
+                     err != cudaSuccess ? cudaGetErrorString(err) : "the driver reports 0 devices");
+        cudaGetLastError();
+        return NULL;
+    }
+    if (device < 0 || device >= count || (g_device >= 0 && device != g_device)) {
+        if (why && why_len)
+            snprintf(why, why_len, "GPU %d is not available (%d visible%s)", device, count,
+                     g_device >= 0 ? ", and this process already uses another" : "");
+        return NULL;
+    }
+    if (g_device < 0) {
+        if ((err = cudaSetDevice(device)) != cudaSuccess ||
+            (err = cudaStreamCreateWithFlags(&g_cuda.stream, cudaStreamNonBlocking)) != cudaSuccess) {
+            if (why && why_len)
+                snprintf(why, why_len, "cannot open GPU %d: %s", device, cudaGetErrorString(err));
+            cudaGetLastError();
+            return NULL;
+        }
+        cublasStatus_t st = cublasCreate(&g_cuda.blas);
+        if (st != CUBLAS_STATUS_SUCCESS) {
+            if (why && why_len)
+                snprintf(why, why_len, "cannot start cuBLAS on GPU %d: %s", device,
+                         cublasGetStatusString(st));
+            return NULL;
+        }
+        cublasCheck(cublasSetStream(g_cuda.blas, g_cuda.stream));
+        cudaCheck(cudaMalloc((void **)&g_cuda.partials, CUDA_NORM_BLOCKS * sizeof(double)));
+        cudaCheck(cudaMalloc((void **)&g_cuda.flag, sizeof(int)));
+        cuda_fill_table<float>(&g_tables[OPS_FP32], OPS_FP32);
+        cuda_fill_table<__half>(&g_tables[OPS_FP16], OPS_FP16);
+        g_device = device;
+    }
+    return &g_tables[precision == OPS_FP16 ? OPS_FP16 : OPS_FP32];
+}

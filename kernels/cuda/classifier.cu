@@ -1,0 +1,51 @@
+/* classifier.cu — the fused output layer: softmax + cross-entropy + logits gradient in place,
+ * one block per row, probabilities never stored. */
+#include "kernels/cuda/common.cuh"
+
+#include <math.h>
+
+#define CLS_THREADS 256
+
+// losses (N) fp32, logits (N,V) storage, overwritten by dscale * (softmax - onehot)
+template <typename S>
+__global__ void classifier_kernel(float *losses, S *logits, const int32_t *targets, int V,
+                                  float dscale)
+{
+    __shared__ float red[32];
+    S *x = logits + (size_t)blockIdx.x * V;
+    int target = targets[blockIdx.x];
+    if (target < 0) {   /* ignored row: the whole block agrees, so no barrier is split */
+        if (threadIdx.x == 0) losses[blockIdx.x] = 0.f;
+        if (dscale != 0.f)
+            for (int i = threadIdx.x; i < V; i += blockDim.x) st(x + i, 0.f);
+        return;
+    }
+    float m = -INFINITY;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) m = fmaxf(m, ld(x + i));
+    m = block_max(m, red);
+    float sum = 0.f;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) sum += expf(ld(x + i) - m);
+    float lse = m + logf(block_sum(sum, red));
+    /* read the target's logit before any thread overwrites the row */
+    float xt = ld(x + target);
+    __syncthreads();
+    if (threadIdx.x == 0) losses[blockIdx.x] = lse - xt;
+    if (dscale == 0.f) return;
+    for (int i = threadIdx.x; i < V; i += blockDim.x)
+        st(x + i, dscale * (expf(ld(x + i) - lse) - (i == target ? 1.f : 0.f)));
+}
+
+template <typename S>
+static void cuda_classifier(float *losses, void *logits, const int32_t *targets, int N, int V,
+                            float dscale)
+{
+    if (!N) return;
+    XLMC_LAUNCH(classifier_kernel<S>, N, CLS_THREADS, 0, g_cuda.stream)(
+        losses, (S *)logits, targets, V, dscale);
+    cudaLaunchCheck();
+}
+
+void cuda_register_classifier(struct ops *o, int half)
+{
+    o->classifier = half ? cuda_classifier<__half> : cuda_classifier<float>;
+}

@@ -1,0 +1,188 @@
+/* comm_nccl.cu — struct comm over NCCL (see comm_nccl.h). */
+#include "kernels/cuda/comm_nccl.h"
+#include "kernels/cuda/common.cuh"
+
+#if defined(XLMC_HAVE_NCCL) || defined(XLMC_CUDASIM)
+#include <nccl.h>
+
+#include <string.h>
+
+struct nccl_impl {
+    ncclComm_t nccl;
+    struct comm *host;   /* NULL: host-side collectives through NCCL too */
+    void *staging;       /* device buffer for host-side collectives */
+    size_t staging_bytes;
+};
+
+static int nccl_ok(ncclResult_t r, const char *what)
+{
+    if (r == ncclSuccess) return 0;
+    fprintf(stderr, "xlmc: NCCL %s failed: %s\n", what, ncclGetErrorString(r));
+    return -1;
+}
+
+static void *nccl_staging(struct nccl_impl *im, size_t bytes)
+{
+    if (bytes > im->staging_bytes) {
+        cudaCheck(cudaStreamSynchronize(g_cuda.stream));
+        cudaCheck(cudaFree(im->staging));
+        cudaCheck(cudaMalloc(&im->staging, bytes));
+        im->staging_bytes = bytes;
+    }
+    return im->staging;
+}
+
+// x (n) device fp32: in-place sum over ranks, on the backend's stream
+static int nccl_allreduce_sum_f32(struct comm *c, float *x, size_t n)
+{
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    if (nccl_ok(ncclAllReduce(x, x, n, ncclFloat32, ncclSum, im->nccl, g_cuda.stream),
+                "all-reduce"))
+        return -1;
+    cudaCheck(cudaStreamSynchronize(g_cuda.stream));
+    return 0;
+}
+
+/* host buffer -> staging -> NCCL -> host */
+static int nccl_host_allreduce(struct comm *c, void *x, size_t n, size_t elem,
+                               ncclDataType_t type, ncclRedOp_t op)
+{
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    void *d = nccl_staging(im, n * elem);
+    cudaCheck(cudaMemcpyAsync(d, x, n * elem, cudaMemcpyHostToDevice, g_cuda.stream));
+    if (nccl_ok(ncclAllReduce(d, d, n, type, op, im->nccl, g_cuda.stream), "all-reduce"))
+        return -1;
+    cudaCheck(cudaMemcpyAsync(x, d, n * elem, cudaMemcpyDeviceToHost, g_cuda.stream));
+    cudaCheck(cudaStreamSynchronize(g_cuda.stream));
+    return 0;
+}
+
+static int nccl_allreduce_sum_f64(struct comm *c, double *x, size_t n)
+{
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    if (im->host) return im->host->allreduce_sum_f64(im->host, x, n);
+    return nccl_host_allreduce(c, x, n, sizeof(double), ncclFloat64, ncclSum);
+}
+
+static int nccl_allreduce_max_int(struct comm *c, int *x, size_t n)
+{
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    if (im->host) return im->host->allreduce_max_int(im->host, x, n);
+    return nccl_host_allreduce(c, x, n, sizeof(int), ncclInt32, ncclMax);
+}
+
+// buf: host memory, like every host-side collective
+static int nccl_broadcast(struct comm *c, void *buf, size_t bytes, int root)
+{
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    if (im->host) return im->host->broadcast(im->host, buf, bytes, root);
+    size_t words = (bytes + 3) / 4;
+    void *d = nccl_staging(im, words * 4);
+    cudaCheck(cudaMemcpyAsync(d, buf, bytes, cudaMemcpyHostToDevice, g_cuda.stream));
+    if (nccl_ok(ncclBroadcast(d, d, words, ncclInt32, root, im->nccl, g_cuda.stream),
+                "broadcast"))
+        return -1;
+    cudaCheck(cudaMemcpyAsync(buf, d, bytes, cudaMemcpyDeviceToHost, g_cuda.stream));
+    cudaCheck(cudaStreamSynchronize(g_cuda.stream));
+    return 0;
+}
+
+static int nccl_barrier(struct comm *c)
+{
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    if (im->host) return im->host->barrier(im->host);
+    int x = 0;
+    return nccl_host_allreduce(c, &x, 1, sizeof(int), ncclInt32, ncclMax);
+}
+
+static void nccl_abort(struct comm *c, int code)
+{
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    if (im->host) im->host->abort(im->host, code);
+    exit(code);
+}
+
+int comm_nccl_unique_id(unsigned char id[COMM_NCCL_ID_BYTES], char *why, size_t why_len)
+{
+    ncclUniqueId u;
+    ncclResult_t r = ncclGetUniqueId(&u);
+    if (r != ncclSuccess) {
+        if (why && why_len) snprintf(why, why_len, "ncclGetUniqueId: %s", ncclGetErrorString(r));
+        return -1;
+    }
+    memset(id, 0, COMM_NCCL_ID_BYTES);
+    memcpy(id, &u, sizeof u < COMM_NCCL_ID_BYTES ? sizeof u : COMM_NCCL_ID_BYTES);
+    return 0;
+}
+
+static struct comm *nccl_create(const unsigned char *id, int rank, int world, int local_rank,
+                                struct comm *host, char *why, size_t why_len)
+{
+    ncclUniqueId u;
+    memcpy(&u, id, sizeof u < COMM_NCCL_ID_BYTES ? sizeof u : COMM_NCCL_ID_BYTES);
+    struct comm *c = (struct comm *)calloc(1, sizeof *c);
+    struct nccl_impl *im = (struct nccl_impl *)calloc(1, sizeof *im);
+    if (!c || !im) {
+        if (why && why_len) snprintf(why, why_len, "out of host memory");
+        free(c);
+        free(im);
+        return NULL;
+    }
+    ncclResult_t r = ncclCommInitRank(&im->nccl, world, u, rank);
+    if (r != ncclSuccess) {
+        if (why && why_len)
+            snprintf(why, why_len, "ncclCommInitRank (rank %d of %d): %s", rank, world,
+                     ncclGetErrorString(r));
+        free(c);
+        free(im);
+        return NULL;
+    }
+    im->host = host;
+    c->name = "nccl";
+    c->rank = rank;
+    c->world = world;
+    c->local_rank = local_rank;
+    c->allreduce_sum_f32 = nccl_allreduce_sum_f32;
+    c->allreduce_sum_f64 = nccl_allreduce_sum_f64;
+    c->allreduce_max_int = nccl_allreduce_max_int;
+    c->broadcast = nccl_broadcast;
+    c->barrier = nccl_barrier;
+    c->abort = nccl_abort;
+    c->impl = im;
+    return c;
+}
+
+struct comm *comm_nccl_create_with_id(const unsigned char id[COMM_NCCL_ID_BYTES], int rank,
+                                      int world, int local_rank, char *why, size_t why_len)
+{
+    return nccl_create(id, rank, world, local_rank, NULL, why, why_len);
+}
+
+struct comm *comm_nccl_create(struct comm *host, char *why, size_t why_len)
+{
+    unsigned char id[COMM_NCCL_ID_BYTES] = {0};
+    int failed = host->rank == 0 ? comm_nccl_unique_id(id, why, why_len) != 0 : 0;
+    /* every rank learns whether rank 0 got an id, so none waits in init alone */
+    if (host->allreduce_max_int(host, &failed, 1) != 0 || failed) {
+        if (why && why_len && host->rank != 0)
+            snprintf(why, why_len, "rank 0 could not create the NCCL unique id");
+        return NULL;
+    }
+    if (host->broadcast(host, id, sizeof id, 0) != 0) {
+        if (why && why_len) snprintf(why, why_len, "broadcasting the NCCL unique id failed");
+        return NULL;
+    }
+    return nccl_create(id, host->rank, host->world, host->local_rank, host, why, why_len);
+}
+
+void comm_nccl_destroy(struct comm *c)
+{
+    if (!c) return;
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    cudaCheck(cudaStreamSynchronize(g_cuda.stream));
+    nccl_ok(ncclCommDestroy(im->nccl), "communicator destroy");
+    cudaCheck(cudaFree(im->staging));
+    free(im);
+    free(c);
+}
+#endif

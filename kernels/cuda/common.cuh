@@ -1,0 +1,117 @@
+/* common.cuh — what every .cu file in kernels/cuda shares: error checks that name file:line, the
+ * launch and dynamic-shared-memory shims (the only lines cudasim replaces), storage loads and
+ * stores (float or __half, always computing in fp32), warp/block reductions, and the
+ * per-process backend state (cuBLAS handle, fp32 scratch). */
+#ifndef XLMC_CUDA_COMMON_CUH
+#define XLMC_CUDA_COMMON_CUH
+
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "kernels/ops.h"
+#include "kernels/philox.h"
+
+#ifndef XLMC_CUDASIM
+#define XLMC_LAUNCH(kernel, grid, block, shmem, stream) kernel<<<(grid), (block), (shmem), (stream)>>>
+#define XLMC_DYNAMIC_SHARED(type, name)                                                      \
+    extern __shared__ __align__(16) unsigned char xlmc_dynamic_smem[];                        \
+    type *name = (type *)xlmc_dynamic_smem
+#endif
+
+/* Every CUDA and cuBLAS call is checked; a failure is a bug or a dead device, so it ends the
+ * process with the place and the cause. */
+void cuda_check(cudaError_t err, const char *file, int line);
+void cublas_check(cublasStatus_t st, const char *file, int line);
+#define cudaCheck(x) cuda_check((x), __FILE__, __LINE__)
+#define cublasCheck(x) cublas_check((x), __FILE__, __LINE__)
+/* after every launch: launch-configuration errors surface here */
+#define cudaLaunchCheck() cuda_check(cudaGetLastError(), __FILE__, __LINE__)
+
+/* ---- storage access: float or __half in memory, fp32 in registers ---- */
+__device__ __forceinline__ float ld(const float *p) { return *p; }
+__device__ __forceinline__ float ld(const __half *p) { return __half2float(*p); }
+__device__ __forceinline__ void st(float *p, float v) { *p = v; }
+__device__ __forceinline__ void st(__half *p, float v) { *p = __float2half_rn(v); }
+
+template <typename S>
+struct storage_type;
+template <>
+struct storage_type<float> {
+    static constexpr cudaDataType_t blas = CUDA_R_32F;
+};
+template <>
+struct storage_type<__half> {
+    static constexpr cudaDataType_t blas = CUDA_R_16F;
+};
+
+/* ---- reductions (blockDim.x a multiple of 32, at most 1024) ---- */
+__device__ __forceinline__ float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ double warp_sum_f64(double v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+/* Every thread gets the block's sum. shared: 32 floats. The leading barrier lets a caller
+ * reuse `shared` for consecutive reductions. */
+__device__ __forceinline__ float block_sum(float v, float *shared)
+{
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    return warp_sum(lane < nwarps ? shared[lane] : 0.f);
+}
+__device__ __forceinline__ float block_max(float v, float *shared)
+{
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    return warp_max(lane < nwarps ? shared[lane] : -INFINITY);
+}
+
+static inline unsigned cuda_blocks(size_t n, unsigned threads)
+{
+    return (unsigned)((n + threads - 1) / threads);
+}
+
+/* ---- backend state: one per process (one device per process) ---- */
+struct cuda_state {
+    cublasHandle_t blas;
+    cudaStream_t stream;        /* everything runs on this stream, in order */
+    float *scratch;             /* fp32 device scratch (attention scores), grown on demand */
+    size_t scratch_floats;
+    double *partials;           /* (CUDA_NORM_BLOCKS) per-block norm partial sums */
+    int *flag;                  /* unscale_check's inf/NaN flag */
+};
+#define CUDA_NORM_BLOCKS 256
+extern struct cuda_state g_cuda;
+/* at least n floats of device scratch */
+float *cuda_scratch(size_t n);
+
+/* Each .cu fills its ops into the table for storage type float (half = 0) or __half. */
+void cuda_register_embed(struct ops *o, int half);
+void cuda_register_layernorm(struct ops *o, int half);
+void cuda_register_matmul(struct ops *o, int half);
+void cuda_register_attention(struct ops *o, int half);
+void cuda_register_pointwise(struct ops *o, int half);
+void cuda_register_classifier(struct ops *o, int half);
+void cuda_register_optim(struct ops *o, int half);
+
+#endif

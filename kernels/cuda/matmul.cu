@@ -1,0 +1,70 @@
+/* matmul.cu — linear layers through cuBLAS (fp16 or fp32 inputs, fp32 accumulation).
+ * Row-major (N,C) buffers are column-major (C,N) matrices to cuBLAS, so every product below
+ * is written for the transposed, column-major view. */
+#include "kernels/cuda/common.cuh"
+
+// out (N,OC) = broadcast b (OC): the GEMM then adds into it with beta = 1
+template <typename S>
+__global__ void bias_broadcast_kernel(S *out, const S *b, int OC, size_t n)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = b[i % OC];
+}
+
+// db (OC) += sum over rows of dout (N,OC), one thread per column, rows in order
+template <typename S>
+__global__ void bias_backward_kernel(S *db, const S *dout, int N, int OC)
+{
+    int o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= OC) return;
+    float acc = 0.f;
+    for (int n = 0; n < N; n++) acc += ld(dout + (size_t)n * OC + o);
+    st(db + o, ld(db + o) + acc);
+}
+
+template <typename S>
+static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *A,
+                 int lda, const void *B, int ldb, void *C, int ldc, float beta)
+{
+    const float alpha = 1.f;
+    cudaDataType_t t = storage_type<S>::blas;
+    cublasCheck(cublasGemmEx(g_cuda.blas, ta, tb, m, n, k, &alpha, A, t, lda, B, t, ldb, &beta,
+                             C, t, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+// out (N,OC) = inp (N,C) @ w (OC,C)^T + b (OC)
+template <typename S>
+static void cuda_matmul_forward(void *out, const void *inp, const void *w, const void *b, int N,
+                                int C, int OC)
+{
+    if (!N || !OC) return;
+    size_t n = (size_t)N * OC;
+    if (b) {
+        XLMC_LAUNCH(bias_broadcast_kernel<S>, cuda_blocks(n, 256), 256, 0, g_cuda.stream)(
+            (S *)out, (const S *)b, OC, n);
+        cudaLaunchCheck();
+    }
+    // out^T (OC,N) = w^T' ... : col-major w is (C,OC), so op T gives (OC,C); inp is (C,N)
+    gemm<S>(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w, C, inp, C, out, OC, b ? 1.f : 0.f);
+}
+
+// dinp (N,C) = dout @ w; dw (OC,C) += dout^T @ inp; db (OC) += colsum(dout)
+template <typename S>
+static void cuda_matmul_backward(void *dinp, void *dw, void *db, const void *dout,
+                                 const void *inp, const void *w, int N, int C, int OC)
+{
+    if (!N) return;
+    if (dinp) gemm<S>(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, w, C, dout, OC, dinp, C, 0.f);
+    gemm<S>(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, dout, OC, dw, C, 1.f);
+    if (db) {
+        XLMC_LAUNCH(bias_backward_kernel<S>, cuda_blocks(OC, 64), 64, 0, g_cuda.stream)(
+            (S *)db, (const S *)dout, N, OC);
+        cudaLaunchCheck();
+    }
+}
+
+void cuda_register_matmul(struct ops *o, int half)
+{
+    o->matmul_forward = half ? cuda_matmul_forward<__half> : cuda_matmul_forward<float>;
+    o->matmul_backward = half ? cuda_matmul_backward<__half> : cuda_matmul_backward<float>;
+}

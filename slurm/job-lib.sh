@@ -1,0 +1,101 @@
+# slurm/job-lib.sh — shared by pretrain.sbatch and finetune.sbatch (sourced, not submitted).
+# shellcheck shell=bash
+#
+# Runs one `xlmc train` job step and turns Slurm's warning signal into a requeue:
+#   1. the batch shell traps USR1 (sent by --signal=B:USR1@SECONDS before the time limit) and
+#      TERM (preemption, scancel), and forwards the signal to every task of the step;
+#   2. xlmc finishes its step, writes a checkpoint and exits 75 ("checkpointed, please
+#      requeue");
+#   3. the shell runs `scontrol requeue $SLURM_JOB_ID`: the same job id starts again later with
+#      SLURM_RESTART_COUNT+1 and xlmc resumes from the run directory's newest checkpoint.
+# Environment (all optional; the submitting shell's values reach the job via --export=ALL):
+#   XLMC_HOME     checkout with build/xlmc        (default: the directory sbatch ran in)
+#   XLMC_BIN      the xlmc binary                 (default: $XLMC_HOME/build/xlmc)
+#   XLMC_DEVICE   cuda or cpu                     (default: cuda)
+#   XLMC_LAUNCH   srun-pmix, srun-pmi2 or mpirun  (default: srun-pmix; see slurm/README)
+#   XLMC_REQUEUE  1: requeue after exit 75; 0: just exit 75 (chain.sh uses 0)
+#   XLMC_ARGS     extra `xlmc train` options, e.g. "--max-steps 1000"
+
+# The job's own exit code for "checkpointed, please requeue" (xlmc train --help).
+XLMC_EXIT_REQUEUE=75
+
+job_log() { printf '%s xlmc-job %s: %s\n' "$(date '+%F %T')" "${SLURM_JOB_ID:-?}" "$*"; }
+
+# Fills the launch array: the command that starts one xlmc per task.
+job_launcher() {
+    # Ranks leave one by one after a checkpoint (exit 75): a non-zero exit must not make srun
+    # kill the others (--kill-on-bad-exit=0), but a rank that dies alone must not leave the
+    # rest hanging for days (--wait: the others get that long to follow, in seconds).
+    local srun_opts=(--kill-on-bad-exit=0 --wait=600)
+    case ${XLMC_LAUNCH:-srun-pmix} in
+    srun-pmix) launch=(srun --mpi=pmix "${srun_opts[@]}") ;;
+    srun-pmi2) launch=(srun --mpi=pmi2 "${srun_opts[@]}") ;;
+    mpirun) launch=(mpirun -np "${SLURM_NTASKS:-1}") ;;
+    *)
+        job_log "error: XLMC_LAUNCH='$XLMC_LAUNCH' is not srun-pmix, srun-pmi2 or mpirun"
+        return 2
+        ;;
+    esac
+}
+
+step_pid=""
+stop_signal=""
+
+# Forward the signal to the tasks, not to srun/mpirun themselves, so that none of them is
+# killed before it has written its checkpoint.
+job_forward() {
+    stop_signal=$1
+    job_log "received SIG$1: asking xlmc to checkpoint and stop"
+    [ -n "$step_pid" ] || return 0
+    if [ "${XLMC_LAUNCH:-srun-pmix}" = mpirun ]; then
+        kill -s "$1" "$step_pid" 2>/dev/null # mpirun forwards USR1/TERM to its ranks
+    else
+        # Without --batch, scancel signals the job's steps but not this shell.
+        scancel --signal="$1" "$SLURM_JOB_ID" 2>/dev/null ||
+            kill -s "$1" "$step_pid" 2>/dev/null
+    fi
+}
+
+# job_run ARGS...: runs `xlmc train ARGS` on every task; returns xlmc's exit status, or requeues.
+job_run() {
+    local launch=() status
+    job_launcher || return 2
+    export HDF5_USE_FILE_LOCKING=FALSE # flock is missing or slow on Lustre/GPFS/NFS
+    job_log "start (restart ${SLURM_RESTART_COUNT:-0}) on ${SLURM_JOB_NUM_NODES:-1} node(s)," \
+        "${SLURM_NTASKS:-1} task(s): ${launch[*]} $XLMC_BIN train $*"
+    trap 'job_forward USR1' USR1
+    trap 'job_forward TERM' TERM
+    "${launch[@]}" "$XLMC_BIN" train "$@" &
+    step_pid=$!
+    # `wait` returns early when a trapped signal arrives: keep waiting for the step itself.
+    while :; do
+        wait "$step_pid"
+        status=$?
+        kill -0 "$step_pid" 2>/dev/null || break
+    done
+    step_pid=""
+    job_log "xlmc exited with status $status${stop_signal:+ after SIG$stop_signal}"
+    if [ "$status" = "$XLMC_EXIT_REQUEUE" ] && [ "${XLMC_REQUEUE:-1}" = 1 ]; then
+        job_log "checkpoint written: requeueing job $SLURM_JOB_ID (it resumes from it)"
+        trap - USR1 TERM # Slurm ends this script with SIGTERM as part of the requeue
+        if scontrol requeue "$SLURM_JOB_ID"; then
+            job_log "requeued"
+        else
+            job_log "error: scontrol requeue $SLURM_JOB_ID failed; resubmit this script to resume"
+        fi
+    fi
+    return "$status"
+}
+
+# Common defaults; the caller sets XLMC_CONFIG, XLMC_DATA and XLMC_RUN_DIR before.
+job_setup() {
+    XLMC_HOME=${XLMC_HOME:-${SLURM_SUBMIT_DIR:-$PWD}}
+    XLMC_BIN=${XLMC_BIN:-$XLMC_HOME/build/xlmc}
+    XLMC_DEVICE=${XLMC_DEVICE:-cuda}
+    cd "$XLMC_HOME" || return 2
+    if [ ! -x "$XLMC_BIN" ]; then
+        job_log "error: $XLMC_BIN is not an executable: build xlmc first or set XLMC_BIN"
+        return 2
+    fi
+    mkdir -p "$XLMC_RUN_DIR" || return 2
+}

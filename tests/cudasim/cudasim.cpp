@@ -1,0 +1,518 @@
+/* cudasim.cpp — the fiber scheduler, device-memory stand-ins, half conversions, cuBLAS and
+ * NCCL stand-ins behind cudasim.h. */
+#include "cudasim.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+#include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define CUDASIM_ASAN 1
+#else
+#define CUDASIM_ASAN 0
+#endif
+
+namespace cudasim {
+thread_local uint3 t_threadIdx, t_blockIdx;
+thread_local dim3 t_blockDim, t_gridDim;
+thread_local void *t_dynamic_shared;
+
+namespace {
+
+/* Generous: ASan frames are several times larger than plain ones. Untouched pages cost
+ * nothing (MAP_NORESERVE). */
+constexpr size_t STACK_BYTES = 256 * 1024;
+constexpr int MAX_THREADS = 1024;
+constexpr size_t STATIC_SHARED_LIMIT = 48 * 1024;
+/* The opt-in maximum of the smallest device we target (V100: 96 KiB). */
+constexpr size_t OPTIN_SHARED_LIMIT = 96 * 1024;
+
+enum { RUNNABLE, WAITING, DONE };
+enum { WAIT_NONE, WAIT_BLOCK, WAIT_WARP };
+
+struct Fiber {
+    ucontext_t ctx;
+    uint3 idx;
+    int state, wait;
+    void *fake_stack;
+};
+
+struct Warp {
+    int count;
+    unsigned char slot[32][16];
+};
+
+struct Sched {
+    std::vector<Fiber> fibers;
+    std::vector<int> order;
+    std::vector<Warp> warps;
+    ucontext_t main;
+    int cur = -1;
+    int nthreads = 0;
+    int block_count = 0;
+    const std::function<void()> *body = nullptr;
+    const char *name = "";
+    const void *main_bottom = nullptr;
+    size_t main_size = 0;
+    void *main_fake = nullptr;
+};
+
+/* Stacks per host thread, kept across launches. */
+struct StackPool {
+    std::vector<char *> stacks;
+    ~StackPool()
+    {
+        for (char *s : stacks) munmap(s, STACK_BYTES);
+    }
+    char *get(int i)
+    {
+        while ((int)stacks.size() <= i) {
+            void *p = mmap(nullptr, STACK_BYTES, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            if (p == MAP_FAILED) {
+                fprintf(stderr, "cudasim: cannot map a fiber stack\n");
+                abort();
+            }
+            stacks.push_back((char *)p);
+        }
+        return stacks[i];
+    }
+};
+
+thread_local Sched *S;
+thread_local StackPool pool;
+thread_local cudaError_t last_error = cudaSuccess;
+int g_schedule = -1;
+unsigned long long g_seed = 1;
+std::mutex g_mutex;
+std::map<const void *, int> g_shared_optin;
+unsigned long long g_launches;
+
+void read_env_schedule()
+{
+    std::lock_guard<std::mutex> lock(g_mutex);
+    if (g_schedule >= 0) return;
+    const char *s = getenv("CUDASIM_SCHEDULE");
+    const char *seed = getenv("CUDASIM_SEED");
+    g_schedule = (s && !strcmp(s, "shuffle")) ? CUDASIM_SHUFFLE : CUDASIM_ASCENDING;
+    if (seed) g_seed = strtoull(seed, nullptr, 10);
+}
+
+uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+[[noreturn]] void kernel_fail(const char *what)
+{
+    fprintf(stderr, "cudasim: kernel %s, block (%u,%u,%u): %s\n", S ? S->name : "?",
+            t_blockIdx.x, t_blockIdx.y, t_blockIdx.z, what);
+    abort();
+}
+
+void fiber_entry()
+{
+    Sched *s = S;
+#if CUDASIM_ASAN
+    __sanitizer_finish_switch_fiber(nullptr, &s->main_bottom, &s->main_size);
+#endif
+    (*s->body)();
+    s->fibers[s->cur].state = DONE;
+#if CUDASIM_ASAN
+    __sanitizer_start_switch_fiber(nullptr, s->main_bottom, s->main_size);
+#endif
+    /* returning follows uc_link back to the scheduler */
+}
+
+void resume(int i)
+{
+    Fiber &f = S->fibers[i];
+    S->cur = i;
+    t_threadIdx = f.idx;
+#if CUDASIM_ASAN
+    __sanitizer_start_switch_fiber(&S->main_fake, pool.stacks[i], STACK_BYTES);
+#endif
+    if (swapcontext(&S->main, &f.ctx) != 0) kernel_fail("swapcontext failed");
+#if CUDASIM_ASAN
+    __sanitizer_finish_switch_fiber(S->main_fake, nullptr, nullptr);
+#endif
+    S->cur = -1;
+}
+
+void yield_waiting(int wait)
+{
+    Fiber &f = S->fibers[S->cur];
+    f.state = WAITING;
+    f.wait = wait;
+#if CUDASIM_ASAN
+    __sanitizer_start_switch_fiber(&f.fake_stack, S->main_bottom, S->main_size);
+#endif
+    if (swapcontext(&f.ctx, &S->main) != 0) kernel_fail("swapcontext failed");
+#if CUDASIM_ASAN
+    __sanitizer_finish_switch_fiber(f.fake_stack, &S->main_bottom, &S->main_size);
+#endif
+}
+
+Fiber &current()
+{
+    if (!S || S->cur < 0) {
+        fprintf(stderr, "cudasim: a device intrinsic was called outside a kernel\n");
+        abort();
+    }
+    return S->fibers[S->cur];
+}
+
+int linear_tid() { return S->cur; }
+
+int warp_expected(int w, unsigned mask)
+{
+    int lanes = std::min(32, S->nthreads - 32 * w);
+    unsigned present = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u);
+    return __builtin_popcount(mask & present);
+}
+
+/* Lanes of warp w wait until `mask`'s present lanes have all arrived. */
+void warp_barrier(unsigned mask)
+{
+    current();
+    int w = linear_tid() / 32;
+    Warp &W = S->warps[w];
+    if (++W.count >= warp_expected(w, mask)) {
+        W.count = 0;
+        int lo = 32 * w, hi = std::min(S->nthreads, lo + 32);
+        for (int i = lo; i < hi; i++)
+            if (S->fibers[i].state == WAITING && S->fibers[i].wait == WAIT_WARP)
+                S->fibers[i].state = RUNNABLE;
+        return;
+    }
+    yield_waiting(WAIT_WARP);
+}
+
+void run_block(uint64_t *rng, int shuffle)
+{
+    for (int i = 0; i < S->nthreads; i++) {
+        Fiber &f = S->fibers[i];
+        f.state = RUNNABLE;
+        f.wait = WAIT_NONE;
+        f.fake_stack = nullptr;
+        if (getcontext(&f.ctx) != 0) kernel_fail("getcontext failed");
+        f.ctx.uc_stack.ss_sp = pool.get(i);
+        f.ctx.uc_stack.ss_size = STACK_BYTES;
+        f.ctx.uc_link = &S->main;
+        makecontext(&f.ctx, fiber_entry, 0);
+    }
+    for (Warp &w : S->warps) w.count = 0;
+    if (shuffle)
+        for (int i = S->nthreads - 1; i > 0; i--)
+            std::swap(S->order[i], S->order[splitmix(rng) % (uint64_t)(i + 1)]);
+    S->block_count = 0;
+    for (;;) {
+        int ran = 0, done = 0;
+        for (int i : S->order) {
+            if (S->fibers[i].state == RUNNABLE) {
+                resume(i);
+                ran = 1;
+            }
+        }
+        for (const Fiber &f : S->fibers) done += f.state == DONE;
+        if (done == S->nthreads) return;
+        if (!ran)
+            kernel_fail("deadlock: a barrier (__syncthreads, a shuffle or a vote) that not "
+                        "every thread of the block or warp reaches");
+    }
+}
+
+}  // namespace
+
+void syncthreads()
+{
+    current();
+    if (++S->block_count == S->nthreads) {
+        S->block_count = 0;
+        for (Fiber &f : S->fibers)
+            if (f.state == WAITING && f.wait == WAIT_BLOCK) f.state = RUNNABLE;
+        return;
+    }
+    yield_waiting(WAIT_BLOCK);
+}
+
+int lane_id()
+{
+    current();
+    return linear_tid() % 32;
+}
+
+void warp_exchange(unsigned mask, const void *val, void *out, size_t bytes, int src)
+{
+    int lane = lane_id();
+    Warp &W = S->warps[linear_tid() / 32];
+    memcpy(W.slot[lane], val, bytes);
+    warp_barrier(mask);
+    int lanes = std::min(32, S->nthreads - 32 * (linear_tid() / 32));
+    if (src < 0 || src >= lanes || !((mask >> src) & 1u)) src = lane;
+    memcpy(out, W.slot[src], bytes);
+    warp_barrier(mask);
+}
+
+unsigned warp_ballot(unsigned mask, int pred)
+{
+    int lane = lane_id();
+    Warp &W = S->warps[linear_tid() / 32];
+    W.slot[lane][0] = pred != 0;
+    warp_barrier(mask);
+    unsigned ballot = 0;
+    int lanes = std::min(32, S->nthreads - 32 * (linear_tid() / 32));
+    for (int i = 0; i < lanes; i++)
+        if (((mask >> i) & 1u) && W.slot[i][0]) ballot |= 1u << i;
+    warp_barrier(mask);
+    return ballot;
+}
+
+void warp_sync(unsigned mask) { warp_barrier(mask); }
+
+void launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t shmem,
+            const std::function<void()> &body)
+{
+    read_env_schedule();
+    unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
+    size_t shared_limit = STATIC_SHARED_LIMIT;
+    {
+        std::lock_guard<std::mutex> lock(g_mutex);
+        auto it = g_shared_optin.find(fn);
+        if (it != g_shared_optin.end()) shared_limit = (size_t)it->second;
+        g_launches++;
+    }
+    const char *bad = nullptr;
+    if (nthreads == 0 || grid.x == 0 || grid.y == 0 || grid.z == 0) bad = "an empty grid or block";
+    else if (nthreads > MAX_THREADS || block.z > 64) bad = "more than 1024 threads per block";
+    else if (grid.y > 65535 || grid.z > 65535 || grid.x > 2147483647u) bad = "grid too large";
+    else if (shmem > shared_limit) bad = "more dynamic shared memory than allowed";
+    if (bad) {
+        fprintf(stderr, "cudasim: launch of %s <<<(%u,%u,%u),(%u,%u,%u),%zu>>> refused: %s\n",
+                name, grid.x, grid.y, grid.z, block.x, block.y, block.z, shmem, bad);
+        last_error = cudaErrorInvalidConfiguration;
+        return;
+    }
+    Sched sched;
+    Sched *outer = S;
+    S = &sched;
+    sched.name = name;
+    sched.body = &body;
+    sched.nthreads = (int)nthreads;
+    sched.fibers.resize(nthreads);
+    sched.order.resize(nthreads);
+    sched.warps.resize((nthreads + 31) / 32);
+    for (int i = 0; i < (int)nthreads; i++) {
+        sched.order[i] = i;
+        sched.fibers[i].idx = uint3{i % block.x, (i / block.x) % block.y, i / (block.x * block.y)};
+    }
+    pool.get((int)nthreads - 1);
+    t_blockDim = block;
+    t_gridDim = grid;
+    /* Fresh dynamic shared memory per block, poisoned with NaN bytes: a kernel that reads
+     * what it did not write sees NaN, and ASan sees an access past the end. */
+    std::vector<unsigned char> dyn;
+    uint64_t rng = g_seed * 0x2545F4914F6CDD1Dull + g_launches;
+    for (unsigned z = 0; z < grid.z; z++)
+        for (unsigned y = 0; y < grid.y; y++)
+            for (unsigned x = 0; x < grid.x; x++) {
+                t_blockIdx = uint3{x, y, z};
+                void *shared = nullptr;
+                if (shmem) {
+                    shared = malloc(shmem);
+                    memset(shared, 0xff, shmem);
+                }
+                t_dynamic_shared = shared;
+                run_block(&rng, g_schedule == CUDASIM_SHUFFLE);
+                free(shared);
+            }
+    t_dynamic_shared = nullptr;
+    S = outer;
+}
+}  // namespace cudasim
+
+extern "C" void cudasim_set_schedule(int schedule, unsigned long long seed)
+{
+    std::lock_guard<std::mutex> lock(cudasim::g_mutex);
+    cudasim::g_schedule = schedule;
+    cudasim::g_seed = seed;
+}
+
+extern "C" unsigned long long cudasim_launch_count(void)
+{
+    std::lock_guard<std::mutex> lock(cudasim::g_mutex);
+    return cudasim::g_launches;
+}
+
+/* ---- fp16 ---- */
+float cudasim_half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, bits;
+    if (e == 0) {
+        float v = ldexpf((float)m, -24);
+        return sign ? -v : v;
+    }
+    if (e == 31) bits = sign | 0x7f800000u | (m << 13);
+    else bits = sign | ((e - 15 + 127) << 23) | (m << 13);
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t cudasim_float_to_half(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) return (uint16_t)(sign | (ax > 0x7f800000u ? 0x7e00u : 0x7c00u));
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);   /* >= 65520 rounds to inf */
+    if (ax < 0x38800000u) {                                      /* below 2^-14: subnormal */
+        float v;
+        memcpy(&v, &ax, 4);
+        return (uint16_t)(sign | (uint32_t)nearbyintf(v * 16777216.0f));
+    }
+    uint32_t h = (((ax >> 23) - 127 + 15) << 10) | ((ax & 0x7fffffu) >> 13);
+    uint32_t rem = ax & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;
+    return (uint16_t)(sign | h);
+}
+
+/* ---- runtime ---- */
+struct cudasim_stream {
+    int unused;
+};
+struct cudasim_event {
+    std::chrono::steady_clock::time_point t;
+};
+
+cudaError_t cudaGetDeviceCount(int *n)
+{
+    *n = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+cudaError_t cudaGetDevice(int *d)
+{
+    *d = 0;
+    return cudaSuccess;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
+{
+    if (d != 0) return cudaErrorInvalidDevice;
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "cudasim (CPU fibers)");
+    p->totalGlobalMem = (size_t)1 << 32;
+    p->sharedMemPerBlock = 48 * 1024;
+    p->maxThreadsPerBlock = 1024;
+    p->multiProcessorCount = 1;
+    p->major = 7;
+    return cudaSuccess;
+}
+const char *cudaGetErrorString(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    default: return "unspecified launch failure";
+    }
+}
+cudaError_t cudaGetLastError(void)
+{
+    cudaError_t e = cudasim::last_error;
+    cudasim::last_error = cudaSuccess;
+    return e;
+}
+cudaError_t cudaPeekAtLastError(void) { return cudasim::last_error; }
+cudaError_t cudaMalloc(void **p, size_t bytes)
+{
+    /* Device memory starts as garbage: NaN bytes make a read of unwritten memory show. */
+    *p = malloc(bytes ? bytes : 1);
+    if (!*p) return cudaErrorMemoryAllocation;
+    memset(*p, 0xff, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaFree(void *p)
+{
+    free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind)
+{
+    if (bytes) memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind k,
+                            cudaStream_t)
+{
+    return cudaMemcpy(dst, src, bytes, k);
+}
+cudaError_t cudaMemset(void *p, int value, size_t bytes)
+{
+    if (bytes) memset(p, value, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t)
+{
+    return cudaMemset(p, value, bytes);
+}
+cudaError_t cudaDeviceSynchronize(void) { return cudasim::last_error; }
+cudaError_t cudaStreamCreate(cudaStream_t *s)
+{
+    *s = new cudasim_stream();
+    return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { return cudaStreamCreate(s); }
+cudaError_t cudaStreamDestroy(cudaStream_t s)
+{
+    delete s;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return cudaSuccess; }
+cudaError_t cudaEventCreate(cudaEvent_t *e)
+{
+    *e = new cudasim_event();
+    return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { return cudaEventCreate(e); }
+cudaError_t cudaEventDestroy(cudaEvent_t e)
+{
+    delete e;
+    return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t)
+{
+    e->t = std::chrono::steady_clock::now();
+    return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b)
+{
+    *ms = std::chrono::duration<float, std::milli>(b->t - a->t).count();
+    return cudaSuccess;
+}
+cudaError_t cudasim_func_set_attribute(const void *fn, cudaFuncAttribute attr, int value)
+{
+    if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
+        (size_t)value > cudasim::OPTIN_SHARED_LIMIT)
+        return cudaErrorInvalidValue;
+    std::lock_guard<std::mutex> lock(cudasim::g_mutex);
+    cudasim::g_shared_optin[fn] = value;
+    return cudaSuccess;
+}

@@ -1,0 +1,2 @@
+/* cuda_fp16.h — cudasim stand-in: everything lives in ../cudasim.h. */
+#include "../cudasim.h"

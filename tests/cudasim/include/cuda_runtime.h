@@ -1,0 +1,2 @@
+/* cuda_runtime.h — cudasim stand-in: everything lives in ../cudasim.h. */
+#include "../cudasim.h"

@@ -1,0 +1,2 @@
+/* nccl.h — cudasim stand-in: everything lives in ../cudasim.h. */
+#include "../cudasim.h"
