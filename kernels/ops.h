@@ -104,7 +104,8 @@ struct ops {
      * q, k, v (B,T,C) already projected (q NOT yet scaled); out (B,T,C) = softmax(q k^T / sqrt(HS)
      * + causal mask) @ v per head, softmax in fp32; key s is visible to query t iff s <= t.
      * att (B,NH,T,T) saves the post-dropout probabilities for backward (upper triangle zero).
-     * Attention dropout with probability p (p == 0: none) keyed by *key. */
+     * Attention dropout with probability p (p == 0: none) keyed by *key: the mask of att[b]
+     * uses global row key->row0 + b and element (h*T + t)*T + s (att[b]'s row-major index). */
     void (*attention_forward)(void *out, void *att, const void *q, const void *k,
                               const void *v, int B, int T, int C, int NH, float p,
                               const struct dropout_key *key);

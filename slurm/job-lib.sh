@@ -30,7 +30,8 @@ job_launcher() {
     case ${XLMC_LAUNCH:-srun-pmix} in
     srun-pmix) launch=(srun --mpi=pmix "${srun_opts[@]}") ;;
     srun-pmi2) launch=(srun --mpi=pmi2 "${srun_opts[@]}") ;;
-    mpirun) launch=(mpirun -np "${SLURM_NTASKS:-1}") ;;
+    # Open MPI's mpirun; by default it kills all ranks when one exits non-zero (75 included).
+    mpirun) launch=(mpirun --mca orte_abort_on_non_zero_status 0 -np "${SLURM_NTASKS:-1}") ;;
     *)
         job_log "error: XLMC_LAUNCH='$XLMC_LAUNCH' is not srun-pmix, srun-pmi2 or mpirun"
         return 2
@@ -48,7 +49,8 @@ job_forward() {
     job_log "received SIG$1: asking xlmc to checkpoint and stop"
     [ -n "$step_pid" ] || return 0
     if [ "${XLMC_LAUNCH:-srun-pmix}" = mpirun ]; then
-        kill -s "$1" "$step_pid" 2>/dev/null # mpirun forwards USR1/TERM to its ranks
+        # mpirun forwards USR1 to its ranks but answers TERM by killing them: always USR1.
+        kill -s USR1 "$step_pid" 2>/dev/null
     else
         # Without --batch, scancel signals the job's steps but not this shell.
         scancel --signal="$1" "$SLURM_JOB_ID" 2>/dev/null ||
@@ -67,6 +69,8 @@ job_run() {
     trap 'job_forward TERM' TERM
     "${launch[@]}" "$XLMC_BIN" train "$@" &
     step_pid=$!
+    # A signal that came before the step existed is passed on now.
+    [ -z "$stop_signal" ] || job_forward "$stop_signal"
     # `wait` returns early when a trapped signal arrives: keep waiting for the step itself.
     while :; do
         wait "$step_pid"

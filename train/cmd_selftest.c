@@ -1,5 +1,6 @@
 /* cmd_selftest.c — `xlmc selftest`: runs the op table (train/selftest.c) of a compute backend
- * against the CPU reference, in fp32 and fp16 storage. Without a usable GPU, `--device cuda`
+ * against the CPU reference, in fp32 and fp16 storage, and one fp16 training step of a tiny
+ * model (train/selftest_step.c). Without a usable GPU, `--device cuda`
  * says why and exits 77 (the "skipped" status of ctest and automake). */
 #include "train/selftest.h"
 
@@ -80,6 +81,11 @@ int cmd_selftest(int argc, char **argv)
         printf("xlmc selftest: %s %s: %s (%d failed checks)\n", device, p ? "fp16" : "fp32",
                f ? "FAILED" : "passed", f);
         failures += f;
+        if (prec == OPS_FP16) {
+            f = selftest_train_step(ops_cpu(prec), dev, stdout);
+            printf("xlmc selftest: %s fp16 training step: %s\n", device, f ? "FAILED" : "passed");
+            failures += f;
+        }
     }
     return failures ? 1 : 0;
 }

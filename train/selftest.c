@@ -431,7 +431,8 @@ static void check_optimizer(struct st_ctx *c, size_t n)
     CHECK(master, "master", tl(c, 1e-6, 1e-5, 1e-6, 1e-5));
     CHECK(m, "m", tl(c, 1e-7, 1e-5, 1e-7, 1e-5));
     CHECK(v, "v", tl(c, 1e-9, 1e-5, 1e-9, 1e-5));
-    CHECK(copy, "copy", tl(c, 1e-6, 1e-5, 1e-6, 1e-3));
+    /* the fp16 copy: masters that differ in the last bits may round to neighbouring halves */
+    CHECK(copy, "copy", tl(c, 1e-6, 1e-5, 1e-6, 2e-3));
     struct tpair *all[] = {&master, &grad, &m, &v, &copy, &dm};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tp_free(c, all[i]);
 }
@@ -450,8 +451,10 @@ int selftest_optable(const struct ops *ref, const struct ops *dev,
     check_embed(c, 2, 5, 24, 7, 0);
     check_layernorm(c, 75, 72);
     check_layernorm(c, 3, 1000);
+    check_layernorm(c, 260, 24);          /* more rows than one column-sum chunk */
     check_matmul(c, 37, 48, 40, 1);
     check_matmul(c, 5, 33, 17, 0);
+    check_matmul(c, 260, 16, 24, 1);
     check_attention(c, 2, 37, 32, 4, 0.f);
     check_attention(c, 1, 33, 24, 2, 0.1f);
     check_pointwise(c, 3, 37, 40);

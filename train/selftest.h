@@ -23,4 +23,9 @@ struct selftest_opts {
 int selftest_optable(const struct ops *ref, const struct ops *dev,
                      const struct selftest_opts *opts);
 
+/* One fp16 training step of a tiny model (train/selftest_step.c), dev against ref (both
+ * OPS_FP16), plus an injected overflow that must skip the step on both. Returns the number of
+ * failed checks. */
+int selftest_train_step(const struct ops *ref, const struct ops *dev, FILE *log);
+
 #endif

@@ -91,6 +91,32 @@ static inline unsigned cuda_blocks(size_t n, unsigned threads)
     return (unsigned)((n + threads - 1) / threads);
 }
 
+/* ---- deterministic column sums: out (C) += sum over rows of x (N,C) ----
+ * Stage 1: block (column tile, row chunk) sums COLSUM_ROWS rows per column into fp32
+ * partials (chunks, C); stage 2 adds the chunks in order. Fixed order, no atomics: the same
+ * bits on every run, with N/COLSUM_ROWS-way parallelism over rows. */
+#define COLSUM_ROWS 256
+#define COLSUM_THREADS 64
+template <typename S>
+__global__ void colsum_partial_kernel(float *partial, const S *x, int N, int C)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    int n0 = blockIdx.y * COLSUM_ROWS, n1 = min(N, n0 + COLSUM_ROWS);
+    float acc = 0.f;
+    for (int n = n0; n < n1; n++) acc += ld(x + (size_t)n * C + c);
+    partial[(size_t)blockIdx.y * C + c] = acc;
+}
+template <typename S>
+__global__ void colsum_finish_kernel(S *out, const float *partial, int chunks, int C)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float acc = 0.f;
+    for (int k = 0; k < chunks; k++) acc += partial[(size_t)k * C + c];
+    st(out + c, ld(out + c) + acc);
+}
+
 /* ---- backend state: one per process (one device per process) ---- */
 struct cuda_state {
     cublasHandle_t blas;
@@ -102,8 +128,22 @@ struct cuda_state {
 };
 #define CUDA_NORM_BLOCKS 256
 extern struct cuda_state g_cuda;
-/* at least n floats of device scratch */
+/* at least n floats of device scratch (contents do not survive the next op) */
 float *cuda_scratch(size_t n);
+
+template <typename S>
+static inline void cuda_column_sum_add(S *out, const S *x, int N, int C)
+{
+    int chunks = (N + COLSUM_ROWS - 1) / COLSUM_ROWS;
+    if (!chunks || !C) return;
+    float *partial = cuda_scratch((size_t)chunks * C);
+    dim3 grid(cuda_blocks(C, COLSUM_THREADS), chunks);
+    XLMC_LAUNCH(colsum_partial_kernel<S>, grid, COLSUM_THREADS, 0, g_cuda.stream)(partial, x, N, C);
+    cudaLaunchCheck();
+    XLMC_LAUNCH(colsum_finish_kernel<S>, cuda_blocks(C, COLSUM_THREADS), COLSUM_THREADS, 0,
+                g_cuda.stream)(out, partial, chunks, C);
+    cudaLaunchCheck();
+}
 
 /* Each .cu fills its ops into the table for storage type float (half = 0) or __half. */
 void cuda_register_embed(struct ops *o, int half);

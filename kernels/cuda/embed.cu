@@ -31,17 +31,6 @@ __global__ void embed_table_backward_kernel(S *dtable, const S *dout, const int3
     }
 }
 
-// dwpe (P,C) +=: position t sums dout over the batch rows in order
-template <typename S>
-__global__ void embed_pos_backward_kernel(S *dwpe, const S *dout, int B, int T, int C)
-{
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= T * C) return;
-    float acc = 0.f;
-    for (int b = 0; b < B; b++) acc += ld(dout + (size_t)b * T * C + i);
-    st(dwpe + i, ld(dwpe + i) + acc);
-}
-
 template <typename S>
 static void cuda_embed_forward(void *out, const int32_t *ids, const int32_t *langs,
                                const void *wte, const void *wpe, const void *wlang, int B, int T,
@@ -66,9 +55,8 @@ static void cuda_embed_backward(void *dwte, void *dwpe, void *dwlang, const void
     XLMC_LAUNCH(embed_table_backward_kernel<S>, cuda_blocks(C, 64), 64, 0, g_cuda.stream)(
         (S *)dwte, (const S *)dout, ids, N, C);
     cudaLaunchCheck();
-    XLMC_LAUNCH(embed_pos_backward_kernel<S>, cuda_blocks((size_t)T * C, 256), 256, 0,
-                g_cuda.stream)((S *)dwpe, (const S *)dout, B, T, C);
-    cudaLaunchCheck();
+    // dwpe (T rows of P,C) += sum over the batch: dout viewed as (B, T*C) column sums
+    cuda_column_sum_add<S>((S *)dwpe, (const S *)dout, B, T * C);
     if (dwlang) {
         XLMC_LAUNCH(embed_table_backward_kernel<S>, cuda_blocks(C, 64), 64, 0, g_cuda.stream)(
             (S *)dwlang, (const S *)dout, langs, N, C);

@@ -1,7 +1,12 @@
 /* layernorm.cu — LayerNorm over the last dim with fp32 statistics, forward and backward. */
 #include "kernels/cuda/common.cuh"
 
-#define LN_THREADS 128
+/* threads per row: whole warps covering C, at most 128 (no idle warps for small C) */
+static unsigned ln_threads(int C)
+{
+    unsigned warps = (unsigned)(C + 31) / 32;
+    return 32 * (warps < 4 ? (warps ? warps : 1) : 4);
+}
 
 // one block per row: out (N,C), mean/rstd (N), inp (N,C), w/b (C)
 template <typename S>
@@ -53,18 +58,34 @@ __global__ void layernorm_backward_dinp_kernel(S *dinp, const S *dout, const S *
     }
 }
 
-// dw, db (C) +=: one thread per column sums the rows in order (deterministic)
+/* dw, db (C) +=, in two deterministic stages like cuda_column_sum_add: partial (chunks, 2C)
+ * fp32 holds per-chunk sums of dout * xhat (first C) and dout (next C). */
 template <typename S>
-__global__ void layernorm_backward_dwb_kernel(S *dw, S *db, const S *dout, const S *inp,
-                                              const float *mean, const float *rstd, int N, int C)
+__global__ void layernorm_dwb_partial_kernel(float *partial, const S *dout, const S *inp,
+                                             const float *mean, const float *rstd, int N, int C)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    int n0 = blockIdx.y * COLSUM_ROWS, n1 = min(N, n0 + COLSUM_ROWS);
+    float aw = 0.f, ab = 0.f;
+    for (int n = n0; n < n1; n++) {
+        float dy = ld(dout + (size_t)n * C + c);
+        aw += dy * (ld(inp + (size_t)n * C + c) - mean[n]) * rstd[n];
+        ab += dy;
+    }
+    partial[(size_t)blockIdx.y * 2 * C + c] = aw;
+    partial[(size_t)blockIdx.y * 2 * C + C + c] = ab;
+}
+
+template <typename S>
+__global__ void layernorm_dwb_finish_kernel(S *dw, S *db, const float *partial, int chunks, int C)
 {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     float aw = 0.f, ab = 0.f;
-    for (int n = 0; n < N; n++) {
-        float dy = ld(dout + (size_t)n * C + c);
-        aw += dy * (ld(inp + (size_t)n * C + c) - mean[n]) * rstd[n];
-        ab += dy;
+    for (int k = 0; k < chunks; k++) {
+        aw += partial[(size_t)k * 2 * C + c];
+        ab += partial[(size_t)k * 2 * C + C + c];
     }
     st(dw + c, ld(dw + c) + aw);
     st(db + c, ld(db + c) + ab);
@@ -75,7 +96,7 @@ static void cuda_layernorm_forward(void *out, float *mean, float *rstd, const vo
                                    const void *w, const void *b, int N, int C, float eps)
 {
     if (!N) return;
-    XLMC_LAUNCH(layernorm_forward_kernel<S>, N, LN_THREADS, 0, g_cuda.stream)(
+    XLMC_LAUNCH(layernorm_forward_kernel<S>, N, ln_threads(C), 0, g_cuda.stream)(
         (S *)out, mean, rstd, (const S *)inp, (const S *)w, (const S *)b, C, eps);
     cudaLaunchCheck();
 }
@@ -86,11 +107,17 @@ static void cuda_layernorm_backward(void *dinp, void *dw, void *db, const void *
                                     const float *rstd, int N, int C)
 {
     if (!N) return;
-    XLMC_LAUNCH(layernorm_backward_dinp_kernel<S>, N, LN_THREADS, 0, g_cuda.stream)(
+    XLMC_LAUNCH(layernorm_backward_dinp_kernel<S>, N, ln_threads(C), 0, g_cuda.stream)(
         (S *)dinp, (const S *)dout, (const S *)inp, (const S *)w, mean, rstd, C);
     cudaLaunchCheck();
-    XLMC_LAUNCH(layernorm_backward_dwb_kernel<S>, cuda_blocks(C, 64), 64, 0, g_cuda.stream)(
-        (S *)dw, (S *)db, (const S *)dout, (const S *)inp, mean, rstd, N, C);
+    int chunks = (N + COLSUM_ROWS - 1) / COLSUM_ROWS;
+    float *partial = cuda_scratch((size_t)chunks * 2 * C);
+    dim3 grid(cuda_blocks(C, COLSUM_THREADS), chunks);
+    XLMC_LAUNCH(layernorm_dwb_partial_kernel<S>, grid, COLSUM_THREADS, 0, g_cuda.stream)(
+        partial, (const S *)dout, (const S *)inp, mean, rstd, N, C);
+    cudaLaunchCheck();
+    XLMC_LAUNCH(layernorm_dwb_finish_kernel<S>, cuda_blocks(C, COLSUM_THREADS), COLSUM_THREADS, 0,
+                g_cuda.stream)((S *)dw, (S *)db, partial, chunks, C);
     cudaLaunchCheck();
 }
 

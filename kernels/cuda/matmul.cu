@@ -11,17 +11,6 @@ __global__ void bias_broadcast_kernel(S *out, const S *b, int OC, size_t n)
     if (i < n) out[i] = b[i % OC];
 }
 
-// db (OC) += sum over rows of dout (N,OC), one thread per column, rows in order
-template <typename S>
-__global__ void bias_backward_kernel(S *db, const S *dout, int N, int OC)
-{
-    int o = blockIdx.x * blockDim.x + threadIdx.x;
-    if (o >= OC) return;
-    float acc = 0.f;
-    for (int n = 0; n < N; n++) acc += ld(dout + (size_t)n * OC + o);
-    st(db + o, ld(db + o) + acc);
-}
-
 template <typename S>
 static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *A,
                  int lda, const void *B, int ldb, void *C, int ldc, float beta)
@@ -56,11 +45,7 @@ static void cuda_matmul_backward(void *dinp, void *dw, void *db, const void *dou
     if (!N) return;
     if (dinp) gemm<S>(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, w, C, dout, OC, dinp, C, 0.f);
     gemm<S>(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, dout, OC, dw, C, 1.f);
-    if (db) {
-        XLMC_LAUNCH(bias_backward_kernel<S>, cuda_blocks(OC, 64), 64, 0, g_cuda.stream)(
-            (S *)db, (const S *)dout, N, OC);
-        cudaLaunchCheck();
-    }
+    if (db) cuda_column_sum_add<S>((S *)db, (const S *)dout, N, OC);
 }
 
 void cuda_register_matmul(struct ops *o, int half)

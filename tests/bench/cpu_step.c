@@ -34,7 +34,7 @@ int main(int argc, char **argv)
              "attention_dropout = 0.1\nlayer_norm_eps = 1e-12\nuse_lang_emb = true\n"
              "[train]\nbatch_tokens = %d\nmicro_batch = %d\nseq_len = %d\nlr = 1e-4\n"
              "warmup = 100\nmax_steps = 1000\nclip_norm = 5\nprecision = fp32\n",
-             vocab, dim, layers, heads, 4 * dim, T, B * T, B, T);
+             vocab, dim, layers, heads, 4 * dim, T + 1, B * T, B, T);
     struct xlmc_config cfg;
     if (config_parse_string(ini, "cpu_step", &cfg)) return 1;
     struct model m;

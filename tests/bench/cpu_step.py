@@ -20,7 +20,7 @@ def main():
     torch.set_num_threads(threads)
     torch.manual_seed(1)
     cfg = XLMConfig(vocab_size=vocab, emb_dim=dim, n_layers=layers, n_heads=heads, n_langs=2,
-                    use_lang_emb=True, max_position_embeddings=T, dropout=0.1,
+                    use_lang_emb=True, max_position_embeddings=T + 1, dropout=0.1,
                     attention_dropout=0.1, layer_norm_eps=1e-12, causal=True,
                     gelu_activation=True, asm=False, pad_index=2)
     model = XLMWithLMHeadModel(cfg)

@@ -20,8 +20,9 @@ if ! python3 -c 'import torch, transformers' 2>/dev/null; then
   echo "cpu_step.sh: skipped, python3 lacks torch or transformers (pip install torch transformers)"
   exit 77
 fi
+cores=$(nproc --all)
 export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
-echo "threads: $threads ($(nproc) cores on this machine)"
+echo "threads: $threads ($cores cores on this machine)"
 xo=$("$bin" "$@")
 echo "$xo"
 po=$(python3 "$here/cpu_step.py" "$threads" "$@")

@@ -200,19 +200,24 @@ void warp_barrier(unsigned mask)
     yield_waiting(WAIT_WARP);
 }
 
+/* Kept out of run_block: getcontext returns twice, which would make the caller's loop
+ * variables "might be clobbered" under -Werror. */
+__attribute__((noinline)) void init_fiber(int i)
+{
+    Fiber &f = S->fibers[i];
+    f.state = RUNNABLE;
+    f.wait = WAIT_NONE;
+    f.fake_stack = nullptr;
+    if (getcontext(&f.ctx) != 0) kernel_fail("getcontext failed");
+    f.ctx.uc_stack.ss_sp = pool.get(i);
+    f.ctx.uc_stack.ss_size = STACK_BYTES;
+    f.ctx.uc_link = &S->main;
+    makecontext(&f.ctx, fiber_entry, 0);
+}
+
 void run_block(uint64_t *rng, int shuffle)
 {
-    for (int i = 0; i < S->nthreads; i++) {
-        Fiber &f = S->fibers[i];
-        f.state = RUNNABLE;
-        f.wait = WAIT_NONE;
-        f.fake_stack = nullptr;
-        if (getcontext(&f.ctx) != 0) kernel_fail("getcontext failed");
-        f.ctx.uc_stack.ss_sp = pool.get(i);
-        f.ctx.uc_stack.ss_size = STACK_BYTES;
-        f.ctx.uc_link = &S->main;
-        makecontext(&f.ctx, fiber_entry, 0);
-    }
+    for (int i = 0; i < S->nthreads; i++) init_fiber(i);
     for (Warp &w : S->warps) w.count = 0;
     if (shuffle)
         for (int i = S->nthreads - 1; i > 0; i--)

@@ -4,7 +4,9 @@
  *      under both;
  *   2. an out-of-bounds store is reported (ASan in the sanitizer build; the guard bytes
  *      behind the buffer otherwise), in a child process so the report cannot stop the test;
- *   3. a launch beyond the device limits (2048 threads per block) is refused. */
+ *   3. a __syncthreads that only part of the block reaches is reported (deadlock);
+ *   4. a launch beyond the device limits (2048 threads per block, 64 KiB of dynamic shared
+ *      memory without opting in) is refused. */
 #include <cuda_runtime.h>
 
 #include <sys/wait.h>
@@ -39,6 +41,13 @@ __global__ void off_by_one_kernel(float *out, int n)
 
 __global__ void noop_kernel(float *out) { (void)out; }
 
+/* a barrier only half the block reaches: hangs or corrupts on a GPU */
+__global__ void divergent_barrier_kernel(float *out)
+{
+    if (threadIdx.x < 16) __syncthreads();
+    out[threadIdx.x] = 1.f;
+}
+
 /* Number of the 4 blocks whose sum is wrong. */
 template <bool barrier_in_loop>
 static int wrong_sums(int schedule)
@@ -62,6 +71,35 @@ static int wrong_sums(int schedule)
     CHECK(cudaFree(in));
     CHECK(cudaFree(out));
     return wrong;
+}
+
+/* Child: the divergent barrier; cudasim reports the deadlock and aborts. */
+static int divergent_barrier_child(void)
+{
+    float *buf;
+    CHECK(cudaMalloc(&buf, 32 * sizeof(float)));
+    XLMC_LAUNCH(divergent_barrier_kernel, 1, 32, 0, 0)(buf);
+    CHECK(cudaFree(buf));
+    return 0;
+}
+
+/* Runs child in a forked process; 1 if it did not end cleanly (the bug was reported). */
+static int reported_in_child(int (*child)(void))
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        exit(1);
+    }
+    if (pid == 0) _exit(child());
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid) {
+        perror("waitpid");
+        exit(1);
+    }
+    return !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 /* Child: the off-by-one store; returns 0 only if nothing noticed it. */
@@ -108,21 +146,14 @@ int main(void)
         failures++;
     }
 
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        return 1;
-    }
-    if (pid == 0) _exit(out_of_bounds_child());
-    int status = 0;
-    if (waitpid(pid, &status, 0) != pid) {
-        perror("waitpid");
-        return 1;
-    }
-    int reported = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    printf("an out-of-bounds store follows: a report on stderr is expected\n");
+    int reported = reported_in_child(out_of_bounds_child);
     printf("out-of-bounds store: %s\n", reported ? "reported" : "NOT reported");
-    if (!reported) failures++;
+    failures += !reported;
+    printf("a __syncthreads reached by half the block follows: a report is expected\n");
+    reported = reported_in_child(divergent_barrier_child);
+    printf("divergent barrier: %s\n", reported ? "reported" : "NOT reported");
+    failures += !reported;
 
     float *p;
     CHECK(cudaMalloc(&p, sizeof(float)));

@@ -2,7 +2,8 @@
  * the same 10 steps of torch.optim.Adam with clip_grad_norm_ on transformers'
  * XLMWithLMHeadModel (tests/ref/model/adam_steps.h5, made by make_model_reference.py):
  * every loss within 1e-5, every pre-clip gradient norm within 1e-4 relative, the learning rate
- * the constant schedule's. Prints the final weight error against PyTorch's weights.
+ * the constant schedule's; the final weights within 1e-5 of PyTorch's (key biases: see
+ * KEY_BIAS_ABS_TOL).
  *
  * usage: test_adam_matches_pytorch <dir with weights.h5 batch.h5 adam_steps.h5> */
 #include "core/comm.h"
@@ -17,11 +18,12 @@
 
 #define LOSS_TOL 1e-5
 #define NORM_REL_TOL 1e-4
-/* After 10 updates of lr 1e-3 each weight has moved up to ~1e-2. Adam divides by sqrt(v), so
- * where the true gradient is ~0 (e.g. the key biases, to which softmax is invariant) fp32
- * rounding noise still moves a weight by up to ~lr per step; the bound says the weights
- * follow PyTorch's, not that they agree to fp32 rounding. */
-#define WEIGHT_ABS_TOL 2e-3
+/* After 10 updates of lr 1e-3 each weight has moved up to ~1e-2; xlmc's fp32 weights stay
+ * within ~3e-6 of PyTorch's fp64 ones (measured), except the key biases: softmax is invariant
+ * to them, so their true gradient is 0 and PyTorch's is ~1e-17 while fp32 rounding leaves
+ * ~1e-9; Adam divides by sqrt(v) + 1e-8 and turns that noise into steps of up to ~0.1 lr. */
+#define WEIGHT_ABS_TOL 1e-5
+#define KEY_BIAS_ABS_TOL 2e-3
 
 int main(int argc, char **argv)
 {
@@ -87,14 +89,16 @@ int main(int argc, char **argv)
         double err = 0;
         for (size_t i = p->offset; i < p->offset + p->numel; i++)
             err = fmax(err, fabs((double)m.master[i] - ref.master[i]));
-        if (p->numel) printf("final weights %-6s max |xlmc - torch| = %.3g\n", p->name, err);
-        worst = fmax(worst, err);
+        double bound = id == P_KB ? KEY_BIAS_ABS_TOL : WEIGHT_ABS_TOL;
+        if (p->numel) printf("final weights %-6s max |xlmc - torch| = %.3g (bound %g)\n",
+                             p->name, err, bound);
+        if (!(err <= bound)) {
+            printf("FAIL: final %s differs by %.3g > %g\n", p->name, err, bound);
+            fails++;
+        }
+        if (id != P_KB) worst = fmax(worst, err);
     }
-    printf("final weights: max abs error %.3g (bound %g)\n", worst, WEIGHT_ABS_TOL);
-    if (!(worst <= WEIGHT_ABS_TOL)) {
-        printf("FAIL: final weights differ by %.3g > %g\n", worst, WEIGHT_ABS_TOL);
-        fails++;
-    }
+    printf("final weights: max abs error %.3g outside the key biases\n", worst);
 
     model_destroy(&ref);
     trainer_free(&t);

@@ -2,7 +2,8 @@
 # tests/slurm/cluster.sh — a throw-away single-node Slurm cluster on localhost (CPU only).
 #
 #   source tests/slurm/cluster.sh
-#   cluster_start DIR     # installs slurm-wlm + munge when missing, writes DIR/slurm.conf,
+#   cluster_start DIR     # installs slurm-wlm + munge when missing, writes DIR/slurm.conf
+#                         # (one node: 64 CPUs, 8 fake GPUs, on a machine of any size),
 #                         # starts munged (unless one answers), slurmctld and slurmd, waits
 #                         # for an idle node; exports SLURM_CONF
 #   cluster_stop          # cancels every job, then stops the daemons it started, by PID
@@ -85,11 +86,17 @@ ReturnToService=2
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 JobAcctGatherType=jobacct_gather/none
-# More CPUs than the machine has, so two 2-task jobs fit on a 2-core runner.
+# The node claims what one node of the 8 x 8-GPU default job has (64 CPUs, 8 GPUs), so that
+# sbatch --test-only checks the job scripts' real requests; config_overrides lets slurmd run
+# with more than the machine has. The "GPUs" are /dev/null: jobs here ask for none.
 SlurmdParameters=config_overrides
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=4 RealMemory=4000 State=UNKNOWN
+GresTypes=gpu
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=64 RealMemory=4000 Gres=gpu:8 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
+    local k
+    for k in 0 1 2 3 4 5 6 7; do ln -sf /dev/null "$dir/gpu$k"; done
+    echo "NodeName=localhost Name=gpu File=$dir/gpu[0-7]" >"$dir/gres.conf"
 }
 
 cluster_start() {
@@ -97,9 +104,19 @@ cluster_start() {
     cluster_install || { cluster_log "could not install slurm-wlm and munge"; return 1; }
     cluster_start_munge || return 1
     chmod 0755 "$cluster_dir"
+    if ! runuser -u slurm -- test -x "$cluster_dir"; then
+        cluster_log "user slurm cannot enter $cluster_dir: make its parents world-searchable"
+        return 1
+    fi
     install -d -o slurm -g slurm "$cluster_dir/state" "$cluster_dir/log" "$cluster_dir/run"
     install -d "$cluster_dir/spool"
     cluster_write_conf "$cluster_dir"
+    local port=${XLMC_SLURM_PORT:-16817}
+    if ss -Hltn "( sport = :$port or sport = :$((port + 1)) )" 2>/dev/null | grep -q .; then
+        cluster_log "port $port or $((port + 1)) is taken (a test cluster left running?):" \
+            "stop it, or set XLMC_SLURM_PORT"
+        return 1
+    fi
     export SLURM_CONF=$cluster_dir/slurm.conf
     # Foreground daemons in the background: $! is the daemon itself.
     slurmctld -D -i >"$cluster_dir/log/slurmctld.out" 2>&1 &
@@ -107,15 +124,19 @@ cluster_start() {
     slurmd -D -N localhost >"$cluster_dir/log/slurmd.out" 2>&1 &
     cluster_pids+=("$!")
     # slurmctld can start and die later: trust only an answering controller and an idle node.
-    local i state
+    local i pid state
     for i in $(seq 120); do
+        for pid in "${cluster_pids[@]: -2}"; do
+            kill -0 "$pid" 2>/dev/null || { i=120; break; }
+        done
+        ((i < 120)) || break
         if scontrol ping 2>/dev/null | grep -q 'is UP'; then
             state=$(sinfo -h -o %T 2>/dev/null)
             [ "$state" = idle ] && { cluster_log "node idle after $((i / 4)) s"; return 0; }
         fi
         sleep 0.25
     done
-    cluster_log "no idle node after 30 s; logs:"
+    cluster_log "no idle node (a daemon died, or 30 s passed); logs:"
     tail -n 20 "$cluster_dir"/log/*.log >&2
     return 1
 }

@@ -1,0 +1,202 @@
+/* cpu.h — private to kernels/cpu/: the fp16 storage rounding shared by every CPU op and the
+ * per-file entry points that ops_cpu.c gathers into its two tables (fp32 and fp16).
+ *
+ * The CPU backend stores float in both precisions. In fp16 precision every value written to a
+ * storage tensor is rounded to the nearest IEEE binary16 value (round to nearest even,
+ * subnormals kept, overflow to inf), so the CPU computes what a GPU that stores __half would
+ * see. Each op is written once with an `h` flag (1 = round storage writes) and wrapped twice. */
+#ifndef XLMC_KERNELS_CPU_H
+#define XLMC_KERNELS_CPU_H
+
+#include "kernels/ops.h"
+#include "kernels/philox.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* x rounded to the nearest binary16 value and back to float. */
+static inline float half_round(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    uint32_t sign = u & 0x80000000u, a = u & 0x7fffffffu;
+    if (a >= 0x7f800000u) return x;             /* inf and NaN stay as they are */
+    if (a >= 0x477ff000u) {                     /* >= 65520 = halfway above 65504: inf */
+        a = 0x7f800000u;
+    } else if (a < 0x38800000u) {               /* below 2^-14: half subnormal, step 2^-24 */
+        /* scaling by a power of two is exact; nearbyintf rounds half to even by default */
+        float s = nearbyintf(fabsf(x) * 16777216.0f) * 5.9604644775390625e-8f;
+        memcpy(&a, &s, sizeof a);
+    } else {                                    /* normal: keep 10 of 23 mantissa bits */
+        a += 0x0fffu + ((a >> 13) & 1u);
+        a &= ~0x1fffu;
+    }
+    u = sign | a;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* What a storage write stores: x itself (fp32) or x rounded to half (fp16). */
+static inline float st(float x, int h)
+{
+    return h ? half_round(x) : x;
+}
+
+/* C (M,N) = alpha op(A) op(B) + beta C, row-major, with the M rows of C split over the OpenMP
+ * threads (each calls a single-threaded sgemm on its slice). The CPU backend runs one thread
+ * pool, OpenMP's: OpenBLAS is set to one thread in ops_cpu(), because its own spinning
+ * pthreads and OpenMP's compete for the cores between consecutive ops (measured: 500x slower
+ * on a tiny model with 2 cores). Call from outside a parallel region. */
+void cpu_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+               int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* exp(x) for finite x <= 88.3 (larger x are clamped there; x < -87.3 gives 2^-126 instead of
+ * a subnormal or 0; NaN and +-inf give NaN): Cephes' expf polynomial, within 2 ulp of the true value. Written without
+ * calls or branches so that loops over it vectorize (glibc's expf does not, and it dominated
+ * the softmax and cross-entropy before). */
+static inline float fast_expf(float x)
+{
+    /* clamp through the bit patterns: float selects would stop the vectorizer (trapping
+     * math), integer masks do not; NaN falls to the lower bound */
+    const float lo = -87.3f, hi = 88.3f, x0 = x;
+    uint32_t xi, lob, hib;
+    memcpy(&xi, &x, sizeof xi);
+    memcpy(&lob, &lo, sizeof lob);
+    memcpy(&hib, &hi, sizeof hib);
+    uint32_t in_lo = -(uint32_t)(x > lo), in_hi = -(uint32_t)(x < hi);
+    xi = (xi & in_lo) | (lob & ~in_lo);
+    xi = (xi & in_hi) | (hib & ~in_hi & in_lo);
+    memcpy(&x, &xi, sizeof x);
+    /* n = round(x / ln 2) by the 1.5 * 2^23 trick (no SSE4.1 rounding in the baseline ISA) */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    /* x0 - x0 is 0, or NaN for a NaN or infinite input: an overflow upstream must reach the
+     * fp16 loss scaler's inf/NaN check, not vanish into a clamp */
+    return y * scale + (x0 - x0);
+}
+
+/* max of x[0..n), n >= 1. Eight independent running maxima: `omp simd reduction(max)` kept
+ * its accumulator on the stack, a store-to-load chain that made this the slowest pass of the
+ * cross-entropy. */
+static inline float row_max(const float *x, int n)
+{
+    float m[8];
+    for (int j = 0; j < 8; j++) m[j] = x[0];
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+    for (; i < n; i++) m[0] = x[i] > m[0] ? x[i] : m[0];
+    for (int j = 1; j < 8; j++) m[0] = m[j] > m[0] ? m[j] : m[0];
+    return m[0];
+}
+
+/* Philox-4x32-10 of four consecutive counters c0 .. c0+3 (other words equal), lane-parallel
+ * so the compiler can vectorize it: out[w][lane] is word w of counter c0 + lane, the same bits
+ * as philox4x32_10() (kernels/philox.h) gives for each. */
+static inline void philox4x32_10_x4(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
+                                    uint32_t k0, uint32_t k1, uint32_t out[4][4])
+{
+    uint32_t a[4], b[4], c[4], d[4];
+    for (int j = 0; j < 4; j++) {
+        a[j] = c0 + (uint32_t)j;
+        b[j] = c1;
+        c[j] = c2;
+        d[j] = c3;
+    }
+    for (int round = 0; round < 10; round++) {
+        for (int j = 0; j < 4; j++) {
+            uint64_t p0 = (uint64_t)0xD2511F53u * a[j], p1 = (uint64_t)0xCD9E8D57u * c[j];
+            uint32_t n0 = (uint32_t)(p1 >> 32) ^ b[j] ^ k0, n2 = (uint32_t)(p0 >> 32) ^ d[j] ^ k1;
+            b[j] = (uint32_t)p1;
+            d[j] = (uint32_t)p0;
+            a[j] = n0;
+            c[j] = n2;
+        }
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    for (int j = 0; j < 4; j++) {
+        out[0][j] = a[j];
+        out[1][j] = b[j];
+        out[2][j] = c[j];
+        out[3][j] = d[j];
+    }
+}
+
+/* Dropout of x[0..len) whose first element is element e0 of global row `row` at key's site:
+ * kept elements times keep_scale (rounded when h), dropped ones 0. One Philox call serves four
+ * consecutive elements, as the counter layout of kernels/philox.h intends; whole groups of 16
+ * go through the lane-parallel version. */
+static inline void dropout_span(float *x, int len, uint64_t e0, uint32_t row,
+                                const struct dropout_key *key, uint32_t thr, float keep_scale,
+                                int h)
+{
+    uint32_t k0 = (uint32_t)key->seed, k1 = (uint32_t)(key->seed >> 32);
+    uint32_t c2 = key->tensor, c3 = (uint32_t)key->step;
+    int i = 0;
+    while (i < len) {
+        uint64_t e = e0 + (uint64_t)i;
+        if ((e & 3) == 0 && len - i >= 16) {
+            uint32_t u[4][4];
+            philox4x32_10_x4((uint32_t)(e >> 2), row, c2, c3, k0, k1, u);
+            for (int g = 0; g < 4; g++)
+                for (int w = 0; w < 4; w++, i++)
+                    x[i] = u[w][g] >= thr ? st(x[i] * keep_scale, h) : 0.0f;
+            continue;
+        }
+        struct philox4 r = philox4x32_10((uint32_t)(e >> 2), row, c2, c3, k0, k1);
+        for (int j = (int)(e & 3); j < 4 && i < len; j++, i++)
+            x[i] = r.v[j] >= thr ? st(x[i] * keep_scale, h) : 0.0f;
+    }
+}
+
+/* Round n storage elements in place when h. */
+void cpu_round_storage(float *x, size_t n, int h);
+
+/* Every op, with h as the first argument; ops_cpu.c binds h = 0 and h = 1. */
+void cpu_embed_forward(int h, void *out, const int32_t *ids, const int32_t *langs,
+                       const void *wte, const void *wpe, const void *wlang, int B, int T, int C);
+void cpu_embed_backward(int h, void *dwte, void *dwpe, void *dwlang, const void *dout,
+                        const int32_t *ids, const int32_t *langs, int B, int T, int C, int V,
+                        int NL);
+void cpu_layernorm_forward(int h, void *out, float *mean, float *rstd, const void *inp,
+                           const void *w, const void *b, int N, int C, float eps);
+void cpu_layernorm_backward(int h, void *dinp, void *dw, void *db, const void *dout,
+                            const void *inp, const void *w, const float *mean,
+                            const float *rstd, int N, int C);
+void cpu_matmul_forward(int h, void *out, const void *inp, const void *w, const void *b, int N,
+                        int C, int OC);
+void cpu_matmul_backward(int h, void *dinp, void *dw, void *db, const void *dout,
+                         const void *inp, const void *w, int N, int C, int OC);
+void cpu_attention_forward(int h, void *out, void *att, const void *q, const void *k,
+                           const void *v, int B, int T, int C, int NH, float p,
+                           const struct dropout_key *key);
+void cpu_attention_backward(int h, void *dq, void *dk, void *dv, void *scratch,
+                            const void *dout, const void *att, const void *q, const void *k,
+                            const void *v, int B, int T, int C, int NH, float p,
+                            const struct dropout_key *key);
+void cpu_gelu_forward(int h, void *out, const void *inp, size_t n);
+void cpu_gelu_backward(int h, void *dinp, const void *inp, const void *dout, size_t n);
+void cpu_residual_forward(int h, void *out, const void *a, const void *b, size_t n);
+void cpu_dropout(int h, void *x, int B, int T, int C, float p, const struct dropout_key *key);
+void cpu_mask_padding(int h, void *x, const int32_t *lengths, int B, int T, int C);
+void cpu_classifier(int h, float *losses, void *logits, const int32_t *targets, int N, int V,
+                    float dscale);
+void cpu_adam_update(int h, float *master, void *copy, const float *grad, float *m, float *v,
+                     size_t n, float lr, float beta1, float beta2, float eps, float wd,
+                     float grad_scale, int t, const uint8_t *decay_mask);
+int cpu_unscale_check(float *grad, size_t n, float inv_scale);
+double cpu_norm_squared(const float *grad, size_t n);
+
+#endif

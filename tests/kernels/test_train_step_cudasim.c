@@ -1,0 +1,25 @@
+/* test_train_step_cudasim — one full fp16 training step (forward, backward, unscale, Adam,
+ * dropout on) of a tiny model with the CUDA backend run in cudasim, against the CPU backend's
+ * fp16 mode; then an injected overflow that must skip the step exactly as on the CPU.
+ * The checks and their documented tolerances are in train/selftest_step.c (shared with
+ * `xlmc selftest` on a real GPU). */
+#include "kernels/ops.h"
+#include "train/selftest.h"
+
+#include <stdio.h>
+
+const struct ops *cudasim_ops_cuda(enum ops_precision precision, int device, char *why,
+                                   size_t why_len);
+
+int main(void)
+{
+    char why[256] = "";
+    const struct ops *sim = cudasim_ops_cuda(OPS_FP16, 0, why, sizeof why);
+    if (!sim) {
+        fprintf(stderr, "cudasim backend did not open: %s\n", why);
+        return 1;
+    }
+    int failures = selftest_train_step(ops_cpu(OPS_FP16), sim, stdout);
+    printf(failures ? "FAILED (%d checks)\n" : "PASSED\n", failures);
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,88 @@
+/* test_dropout_matches_philox — the CPU backend draws exactly the masks that kernels/philox.h
+ * defines (the convention both backends share): the dropout op on (B,T,C) with odd C (rows
+ * that start mid Philox block) and attention dropout on (B,NH,T,T), element by element against
+ * dropout_keep(), in fp32 and fp16 precision, and the kept fraction is 1-p within 5 sigma.
+ * Attention: probabilities with dropout == keep ? probabilities without / (1-p) : 0. */
+#include "kernels/ops.h"
+#include "kernels/philox.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int check_dropout(const struct ops *ops, int B, int T, int C, float p)
+{
+    size_t n = (size_t)B * T * C;
+    float *x = malloc(n * sizeof(float)), *y = ops->alloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = 0.5f + (float)(i % 13) * 0.25f; /* exact in half */
+    ops->to_device(y, x, n * sizeof(float));
+    struct dropout_key k = {0xfeedbeef12345ULL, 41, 9, DROPOUT_TENSOR_FFN_OUT(3)};
+    ops->dropout(y, B, T, C, p, &k);
+    uint32_t thr = dropout_threshold(p);
+    long bad = 0, kept = 0;
+    for (int b = 0; b < B; b++) {
+        for (size_t e = 0; e < (size_t)T * C; e++) {
+            size_t i = (size_t)b * T * C + e;
+            int keep = dropout_keep(k.seed, k.step, k.row0 + (uint32_t)b, k.tensor, e, thr);
+            float want = keep ? x[i] * (1.0f / (1.0f - p)) : 0.0f;
+            if (ops->precision == OPS_FP16) {
+                /* the op rounds kept values to half; compare within half's resolution */
+                if (keep ? fabsf(y[i] - want) > 1e-3f * want : y[i] != 0.0f) bad++;
+            } else if (y[i] != want) bad++;
+            kept += keep;
+        }
+    }
+    double frac = (double)kept / (double)n;
+    printf("dropout %s B=%d T=%d C=%d p=%.2f: %ld mismatches, kept %.4f\n",
+           ops->precision == OPS_FP16 ? "fp16" : "fp32", B, T, C, p, bad, frac);
+    free(x);
+    ops->free(y);
+    /* binomial: 5 standard deviations */
+    return bad || fabs(frac - (1.0 - p)) > 5.0 * sqrt(p * (1.0 - p) / (double)n);
+}
+
+static int check_attention(int B, int T, int C, int NH, float p)
+{
+    const struct ops *ops = ops_cpu(OPS_FP32);
+    size_t n = (size_t)B * T * C, na = (size_t)B * NH * T * T;
+    float *q = malloc(n * 4), *k = malloc(n * 4), *v = malloc(n * 4), *out = malloc(n * 4);
+    float *a0 = malloc(na * 4), *ap = malloc(na * 4);
+    for (size_t i = 0; i < n; i++) {
+        q[i] = sinf((float)i * 0.37f);
+        k[i] = cosf((float)i * 0.11f);
+        v[i] = sinf((float)i * 0.05f + 1.0f);
+    }
+    struct dropout_key key = {77, 3, 120, DROPOUT_TENSOR_ATTN_PROBS(1)};
+    ops->attention_forward(out, a0, q, k, v, B, T, C, NH, 0.0f, &key);
+    ops->attention_forward(out, ap, q, k, v, B, T, C, NH, p, &key);
+    uint32_t thr = dropout_threshold(p);
+    long bad = 0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++)
+                for (int s = 0; s < T; s++) {
+                    size_t e = ((size_t)h * T + t) * T + s, i = (size_t)b * NH * T * T + e;
+                    int keep = s <= t && dropout_keep(key.seed, key.step, key.row0 + (uint32_t)b,
+                                                      key.tensor, e, thr);
+                    float want = keep ? a0[i] * (1.0f / (1.0f - p)) : 0.0f;
+                    if (fabsf(ap[i] - want) > 1e-6f * fabsf(want)) bad++;
+                }
+    printf("attention dropout B=%d T=%d NH=%d p=%.2f: %ld mismatches\n", B, T, NH, p, bad);
+    free(q);
+    free(k);
+    free(v);
+    free(out);
+    free(a0);
+    free(ap);
+    return bad != 0;
+}
+
+int main(void)
+{
+    int fails = 0;
+    fails += check_dropout(ops_cpu(OPS_FP32), 3, 17, 37, 0.1f);
+    fails += check_dropout(ops_cpu(OPS_FP32), 2, 5, 64, 0.5f);
+    fails += check_dropout(ops_cpu(OPS_FP16), 3, 17, 37, 0.25f);
+    fails += check_attention(2, 19, 12, 3, 0.2f);
+    return fails ? 1 : 0;
+}

@@ -1,0 +1,299 @@
+/* cmd_train.c — `xlmc train`: data-parallel training with checkpoints, exact resume,
+ * fine-tuning and stop-on-signal. One process per device under mpirun or srun.
+ *
+ * Every rank runs the same loop; ranks differ only in the blocks of each global step they
+ * compute (data/loader.h) and in who writes files (rank 0). Decisions that end or branch the
+ * loop (stop requested, overflow) are agreed by a reduction so no rank waits alone. */
+#include "core/checkpoint.h"
+#include "core/comm.h"
+#include "core/trainer.h"
+#include "core/util.h"
+#include "train/evaluate.h"
+#include "train/metrics.h"
+#include "train/session.h"
+#include "train/train_run.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <mpi.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+/* Test hook: XLMC_TEST_SIGNAL_AT_STEP=N makes rank 0 send itself SIGUSR1 after step N, so
+ * that tests stop a run at an exact step through the real signal path (only rank 0 gets it:
+ * the others learn it from the agreement reduction). -1 when unset. */
+static long signal_at_step(void)
+{
+    const char *s = getenv("XLMC_TEST_SIGNAL_AT_STEP");
+    return s && *s ? atol(s) : -1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: [mpirun -np N] xlmc train --data DIR --run-dir R [--config C] [options]\n"
+            "\n"
+            "Trains the model of config C on the shards of DIR (from `xlmc prep`), data\n"
+            "parallel over the MPI ranks. R receives checkpoints/step-NNNNNNN.h5, metrics.jsonl\n"
+            "and logs/. When R already holds checkpoints, training resumes from the newest\n"
+            "valid one (bit-identical with the same number of ranks; the same global batch\n"
+            "with another); --config may then be left out.\n"
+            "\n"
+            "options:\n"
+            "  --config C        INI file (configs/tiny.ini); vocab_size 0 = the data's\n"
+            "  --data DIR        shard directory (train split; valid split for evaluation)\n"
+            "  --run-dir R       run directory (created)\n"
+            "  --device D        cpu (default) or cuda (one GPU per rank, by local rank)\n"
+            "  --init-from CKPT  fine-tune: start from CKPT's weights with a fresh optimizer,\n"
+            "                    schedule and step; the data must use CKPT's vocabulary\n"
+            "  --max-steps N     override train.max_steps\n"
+            "  --log-ranks       every rank also logs to R/logs/rank-K.log\n"
+            "\n"
+            "exit status: 0 trained to max_steps (final checkpoint written); 1 error;\n"
+            "  2 usage; %d stopped by SIGUSR1 or SIGTERM after writing a checkpoint:\n"
+            "  \"checkpointed, please requeue\" — run the same command again to continue.\n"
+            "environment: XLMC_PEAK_TFLOPS sets the peak FLOP/s per rank behind MFU.\n",
+            XLMC_EXIT_REQUEUE);
+}
+
+static int parse_args(int argc, char **argv, struct train_args *a)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, 0, 'c'},    {"data", required_argument, 0, 'd'},
+        {"run-dir", required_argument, 0, 'r'},   {"device", required_argument, 0, 'D'},
+        {"init-from", required_argument, 0, 'i'}, {"max-steps", required_argument, 0, 'm'},
+        {"log-ranks", no_argument, 0, 'l'},       {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    memset(a, 0, sizeof *a);
+    a->device = "cpu";
+    a->max_steps = -1;
+    optind = 1;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': a->config = optarg; break;
+        case 'd': a->data = optarg; break;
+        case 'r': a->run_dir = optarg; break;
+        case 'D': a->device = optarg; break;
+        case 'i': a->init_from = optarg; break;
+        case 'm': {
+            char *end;
+            a->max_steps = strtol(optarg, &end, 10);
+            if (*end || a->max_steps < 0) {
+                xlmc_error("--max-steps %s: not a non-negative integer", optarg);
+                return 2;
+            }
+            break;
+        }
+        case 'l': a->log_ranks = 1; break;
+        case 'h': usage(stdout); return 1;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        xlmc_error("train: unexpected argument '%s'", argv[optind]);
+        return 2;
+    }
+    if (!a->data || !a->run_dir) {
+        xlmc_error("train: --data and --run-dir are required (xlmc train --help)");
+        return 2;
+    }
+    return 0;
+}
+
+/* One progress line and one metrics.jsonl object (rank 0). */
+static void log_step(struct train_run *r, const struct step_stats *st, double dt,
+                     long tokens_since)
+{
+    const struct train_config *tc = &r->cfg.train;
+    double tok_s = dt > 0 ? (double)tokens_since / dt : 0;
+    double mfu = r->peak_flops > 0
+                     ? r->flops_per_token * tok_s / (r->peak_flops * r->comm->world)
+                     : 0;
+    long tokens = train_run_tokens(r);
+    printf("step %6ld/%ld | loss %.4f | ppl %9.2f | lr %.3e | scale %g | gnorm %.3f | "
+           "%.0f tok/s | MFU %.2f%%\n",
+           r->t.step, tc->max_steps, st->loss, exp(st->loss), (double)st->lr, st->loss_scale,
+           (double)st->grad_norm, tok_s, 100 * mfu);
+    fflush(stdout);
+    json_t *o = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I}", "type",
+                          "train", "step", (json_int_t)r->t.step, "tokens", (json_int_t)tokens,
+                          "loss", st->loss, "ppl", exp(st->loss), "lr", (double)st->lr,
+                          "loss_scale", (double)st->loss_scale, "grad_norm",
+                          (double)st->grad_norm, "tokens_per_s", tok_s, "mfu", mfu, "skipped",
+                          (json_int_t)r->t.skipped);
+    if (o && metrics_append(r->metrics, o))
+        xlmc_warn("%s/metrics.jsonl: write failed", r->args.run_dir);
+}
+
+/* Evaluate on the valid split (all ranks), log on rank 0. */
+static int run_eval(struct train_run *r)
+{
+    struct eval_result e;
+    const struct train_config *tc = &r->cfg.train;
+    if (evaluate(&r->m, r->valid, r->comm, tc->eval_batches, tc->micro_batch, &e)) return -1;
+    if (r->comm->rank || e.all.tokens <= 0) return 0;
+    double loss = e.all.loss_sum / e.all.tokens;
+    printf("valid step %ld | loss %.4f | ppl %.2f | acc %.4f", r->t.step, loss, exp(loss),
+           e.all.correct / e.all.tokens);
+    json_t *o = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f}", "type", "valid", "step",
+                          (json_int_t)r->t.step, "tokens", (json_int_t)train_run_tokens(r),
+                          "loss", loss, "ppl", exp(loss), "acc", e.all.correct / e.all.tokens);
+    for (int k = 0; k < r->cfg.model.n_langs && o; k++) {
+        if (e.lang[k].tokens <= 0) continue;
+        char key[32];
+        double lk = e.lang[k].loss_sum / e.lang[k].tokens;
+        snprintf(key, sizeof key, "loss_%s", r->cfg.model.langs[k]);
+        json_object_set_new(o, key, json_real(lk));
+        snprintf(key, sizeof key, "ppl_%s", r->cfg.model.langs[k]);
+        json_object_set_new(o, key, json_real(exp(lk)));
+        printf(" | %s ppl %.2f", r->cfg.model.langs[k], exp(lk));
+    }
+    printf("\n");
+    fflush(stdout);
+    if (o && metrics_append(r->metrics, o))
+        xlmc_warn("%s/metrics.jsonl: write failed", r->args.run_dir);
+    return 0;
+}
+
+/* Rank 0 writes, everyone waits for it: a rank must not exit before the checkpoint exists. */
+static int run_checkpoint(struct train_run *r, char *path, size_t len)
+{
+    int rc = 0;
+    if (r->comm->rank == 0) {
+        struct loader_state ls;
+        loader_get_state(r->train, &ls);
+        rc = ckpt_save_run(r->args.run_dir, &r->m, &r->t, &ls, r->vocab_hash,
+                           r->cfg.train.keep_last, path, len);
+        if (!rc) {
+            printf("checkpoint %s\n", path);
+            fflush(stdout);
+        }
+    }
+    int bad = rc != 0;
+    if (r->comm->allreduce_max_int(r->comm, &bad, 1) || bad) return -1;
+    return 0;
+}
+
+/* The loop from t.step to max_steps. Returns 0 (done), XLMC_EXIT_REQUEUE (stopped) or -1. */
+static int train_loop(struct train_run *r)
+{
+    const struct train_config *tc = &r->cfg.train;
+    struct loader_block *blocks = xcalloc((size_t)r->accum, sizeof *blocks);
+    struct batch *batches = xcalloc((size_t)r->accum, sizeof *batches);
+    struct batch_buf *bufs = xcalloc((size_t)r->accum, sizeof *bufs);
+    char ckpt[4600] = "";
+    double t_log = now_seconds();
+    long tokens_since = 0;
+    int rc = 0, stop = 0;
+    long last_ckpt = r->resumed ? r->t.step : -1; /* a fresh run always ends with one */
+    while (r->t.step < tc->max_steps) {
+        int n = loader_next_step(r->train, blocks, r->accum);
+        if (n < 0) {
+            rc = -1;
+            break;
+        }
+        for (int k = 0; k < n; k++)
+            batch_from_windows(&bufs[k], &batches[k], blocks[k].tokens, blocks[k].langs,
+                               blocks[k].rows, blocks[k].T, blocks[k].row0);
+        struct step_stats st;
+        if (trainer_step(&r->t, batches, n, &st)) {
+            rc = -1;
+            break;
+        }
+        tokens_since += st.tokens;
+        if (r->comm->rank == 0 && r->t.step == signal_at_step()) raise(SIGUSR1);
+        if (r->ranklog) {
+            fprintf(r->ranklog, "step %ld blocks %d loss %.9g skipped %d t %.3f\n", r->t.step, n,
+                    st.loss, st.skipped, now_seconds() - r->t_start);
+            fflush(r->ranklog);
+        }
+        int boundary = !st.skipped;
+        if (boundary && r->comm->rank == 0 && tc->log_every > 0 &&
+            r->t.step % tc->log_every == 0) {
+            double now = now_seconds();
+            log_step(r, &st, now - t_log, tokens_since);
+            t_log = now;
+            tokens_since = 0;
+        }
+        if (boundary && r->valid && tc->eval_every > 0 && r->t.step % tc->eval_every == 0 &&
+            run_eval(r)) {
+            rc = -1;
+            break;
+        }
+        stop = stop_signal != 0;
+        if (r->comm->allreduce_max_int(r->comm, &stop, 1)) {
+            rc = -1;
+            break;
+        }
+        int due = boundary && tc->checkpoint_every > 0 && r->t.step % tc->checkpoint_every == 0;
+        if (due || stop) {
+            if (run_checkpoint(r, ckpt, sizeof ckpt)) {
+                rc = -1;
+                break;
+            }
+            last_ckpt = r->t.step;
+        }
+        if (stop) break;
+    }
+    if (stop && r->t.step >= tc->max_steps) stop = 0; /* the signal came with the last step */
+    if (!rc && !stop && last_ckpt != r->t.step)
+        rc = run_checkpoint(r, ckpt, sizeof ckpt);
+    if (!rc && stop && r->comm->rank == 0)
+        fprintf(stderr, "xlmc: stopped by %s at step %ld; checkpoint %s written; exit %d "
+                        "(run the same command again to resume)\n",
+                stop_signal == SIGTERM ? "SIGTERM" : stop_signal ? "SIGUSR1" : "another rank's signal",
+                r->t.step, ckpt, XLMC_EXIT_REQUEUE);
+    for (int k = 0; k < r->accum; k++) batch_buf_free(&bufs[k]);
+    free(bufs);
+    free(batches);
+    free(blocks);
+    if (rc) return -1;
+    return stop ? XLMC_EXIT_REQUEUE : 0;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    struct train_run *r = xcalloc(1, sizeof *r);
+    int rc = parse_args(argc, argv, &r->args);
+    if (rc) {
+        free(r);
+        return rc == 1 ? 0 : 2;
+    }
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited && MPI_Init(NULL, NULL) != MPI_SUCCESS) {
+        free(r);
+        return xlmc_error("MPI_Init failed"), 1;
+    }
+    r->comm = comm_mpi_create();
+    /* After MPI_Init, so these handlers are ours and not the MPI library's. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    rc = train_run_setup(r);
+    if (!rc) rc = train_loop(r);
+    int status = rc == XLMC_EXIT_REQUEUE ? XLMC_EXIT_REQUEUE : rc ? 1 : 0;
+    /* A failure on some ranks only would leave the others in a collective: end the job. */
+    if (status == 1 && r->comm->world > 1) r->comm->abort(r->comm, 1);
+    train_run_free(r);
+    comm_destroy(r->comm);
+    free(r);
+    MPI_Finalize();
+    return status;
+}

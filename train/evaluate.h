@@ -1,0 +1,32 @@
+/* evaluate.h — loss, perplexity and next-token accuracy of a model on a split, per language.
+ * Deterministic: windows 0, 1, 2, ... of each language in stream order (no shuffle), window
+ * i evaluated by rank i % world, sums combined over ranks. */
+#ifndef XLMC_EVALUATE_H
+#define XLMC_EVALUATE_H
+
+#include "core/comm.h"
+#include "core/model.h"
+#include "data/loader.h"
+
+struct eval_lang {
+    double loss_sum;  /* summed token loss (nats) */
+    double tokens;    /* predicted tokens */
+    double correct;   /* argmax == target */
+    long windows;
+};
+
+struct eval_result {
+    struct eval_lang lang[XLMC_MAX_LANGS];
+    struct eval_lang all;
+};
+
+/* l: a loader opened on the split with shuffle 0 (any rank/world in its opts). Windows per
+ * language capped at max_windows (0: all), B rows per forward pass. 0 or -1. */
+int evaluate(struct model *m, struct loader *l, struct comm *c, long max_windows, int B,
+             struct eval_result *out);
+
+/* Open a loader for evaluation of `split` of dir with the model's T and vocabulary. */
+struct loader *evaluate_open(const struct model *m, const char *dir, const char *split,
+                             uint64_t vocab_hash, int B);
+
+#endif

@@ -1,0 +1,45 @@
+/* session.h — setup shared by the train, eval and generate commands: the compute backend of
+ * a device name, the vocabulary a data directory was prepared with, a model from a
+ * checkpoint, and the one-line batch a loader window becomes. */
+#ifndef XLMC_SESSION_H
+#define XLMC_SESSION_H
+
+#include "core/comm.h"
+#include "core/config.h"
+#include "core/model.h"
+#include "data/loader.h"
+
+#include <stdint.h>
+
+/* Exit status of `xlmc train` after SIGUSR1/SIGTERM: the checkpoint is written, requeue the
+ * job to continue (EX_TEMPFAIL of sysexits.h). */
+#define XLMC_EXIT_REQUEUE 75
+
+/* The backend for --device cpu|cuda (local_rank picks the GPU) in the config's precision.
+ * NULL after printing an error naming the option. */
+const struct ops *session_ops(const char *device, enum precision_kind precision, int local_rank);
+
+/* Size and XXH64 hash of the dictionary the shards of `dir` were prepared with: from
+ * dir/vocab (+ dir/codes) when present, else from the attributes of a shard. 0 or -1. */
+int session_data_vocab(const char *dir, int *vocab_size, uint64_t *vocab_hash);
+
+/* Create the model of the checkpoint's config on ops and load its weights (no optimizer).
+ * vocab_hash (may be NULL) receives the checkpoint's dictionary hash. 0 or -1. */
+int session_model_from_ckpt(const char *ckpt, const struct ops *ops, struct model *m,
+                            uint64_t *vocab_hash);
+
+/* Buffers of one batch of B rows x T positions built from loader windows. */
+struct batch_buf {
+    int32_t *ids, *targets, *langs, *lengths; /* (B,T) (B,T) (B,T) (B) */
+    int cap_rows, T;
+};
+/* Turn `rows` windows (rows, T+1) with a language per row into a batch: ids = window[0..T-1],
+ * targets = window[1..T], every position counted. b points into buf. */
+void batch_from_windows(struct batch_buf *buf, struct batch *b, const int32_t *windows,
+                        const int32_t *langs, int rows, int T, uint32_t row0);
+void batch_buf_free(struct batch_buf *buf);
+
+/* mkdir -p of one level; 0 or -1 (printed). */
+int session_mkdir(const char *path);
+
+#endif

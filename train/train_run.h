@@ -1,0 +1,45 @@
+/* train_run.h — the state of one `xlmc train` process and its setup: config (fresh, resumed
+ * or fine-tuning), batch geometry, backend, model, trainer, loaders and log files. */
+#ifndef XLMC_TRAIN_RUN_H
+#define XLMC_TRAIN_RUN_H
+
+#include "core/comm.h"
+#include "core/config.h"
+#include "core/model.h"
+#include "core/trainer.h"
+#include "data/loader.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+struct train_args {
+    const char *config, *data, *run_dir, *device, *init_from;
+    long max_steps;     /* -1: the config's */
+    int log_ranks;
+};
+
+struct train_run {
+    struct train_args args;
+    struct comm *comm;      /* MPI: host-side agreement, files */
+    struct comm *dev_comm;  /* what the trainer reduces gradients with (MPI or NCCL) */
+    struct xlmc_config cfg;
+    const struct ops *ops;
+    struct model m;
+    struct trainer t;
+    int have_model, have_trainer, resumed;
+    struct loader *train, *valid;
+    uint64_t vocab_hash;    /* of the data = of the model */
+    int global_rows;        /* rows per optimizer step over all ranks */
+    int accum;              /* micro-batches per rank per step */
+    FILE *metrics;          /* rank 0: R/metrics.jsonl */
+    FILE *ranklog;          /* --log-ranks: R/logs/rank-K.log */
+    double peak_flops, flops_per_token, t_start;
+};
+
+/* Everything before the first step. 0 or -1 (printed). */
+int train_run_setup(struct train_run *r);
+void train_run_free(struct train_run *r);
+/* Tokens of all steps served so far, skipped fp16 steps included (the x axis of plots). */
+long train_run_tokens(const struct train_run *r);
+
+#endif
