@@ -47,25 +47,22 @@ static const char *const HF_FORMAT[P_COUNT] = {
 };
 
 static const char *const SHORT_NAME[P_COUNT] = {
-    "wte", "wpe", "wlang", "lne_w", "lne_b", "qw", "qb", "kw", "kb", "vw", "vb", "ow", "ob",
-    "ln1w", "ln1b", "f1w", "f1b", "f2w", "f2b", "ln2w", "ln2b", "pb",
+    "wte", "wpe", "wlang", "lne_w", "lne_b", "qw",  "qb",  "kw",  "kb",   "vw",   "vb",
+    "ow",  "ob",  "ln1w",  "ln1b",  "f1w",   "f1b", "f2w", "f2b", "ln2w", "ln2b", "pb",
 };
 
-static int model_has_lang_emb(const struct model_config *mc)
-{
+static int model_has_lang_emb(const struct model_config *mc) {
     return mc->use_lang_emb && mc->n_langs > 1;
 }
 
-int model_create(struct model *m, const struct xlmc_config *cfg, const struct ops *ops)
-{
+int model_create(struct model *m, const struct xlmc_config *cfg, const struct ops *ops) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->ops = ops;
     const struct model_config *mc = &cfg->model;
     int V = mc->vocab_size, C = mc->dim, L = mc->n_layers, F = mc->ffn_dim;
     int P = mc->max_positions, NL = model_has_lang_emb(mc) ? mc->n_langs : 0;
-    if (V <= 0 || C <= 0 || L <= 0 || F <= 0 || P <= 0 || mc->n_heads <= 0 ||
-        C % mc->n_heads != 0)
+    if (V <= 0 || C <= 0 || L <= 0 || F <= 0 || P <= 0 || mc->n_heads <= 0 || C % mc->n_heads != 0)
         return xlmc_error("%s: model needs vocab_size, dim, n_layers, ffn_dim, max_positions > 0 "
                           "and n_heads dividing dim (got V=%d C=%d L=%d F=%d P=%d NH=%d)",
                           cfg->path, V, C, L, F, P, mc->n_heads);
@@ -104,15 +101,13 @@ int model_create(struct model *m, const struct xlmc_config *cfg, const struct op
     return 0;
 }
 
-int model_param_hf_name(const struct model *m, int id, int layer, char *buf, size_t len)
-{
+int model_param_hf_name(const struct model *m, int id, int layer, char *buf, size_t len) {
     if (id < 0 || id >= P_COUNT) return -1;
     int n = snprintf(buf, len, HF_FORMAT[id], layer); /* unstacked formats ignore it */
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-int model_param_from_hf_name(const struct model *m, const char *name, int *id, int *layer)
-{
+int model_param_from_hf_name(const struct model *m, const char *name, int *id, int *layer) {
     if (strcmp(name, "pred_layer.proj.weight") == 0) {
         *id = P_WTE;
         *layer = 0;
@@ -136,16 +131,14 @@ int model_param_from_hf_name(const struct model *m, const char *name, int *id, i
 
 /* Two uniforms in (0,1] for element i of tensor id, from Philox: independent of thread count
  * and of the other tensors' sizes. */
-static void init_uniform2(uint64_t seed, int id, size_t i, double u[2])
-{
+static void init_uniform2(uint64_t seed, int id, size_t i, double u[2]) {
     struct philox4 r = philox4x32_10((uint32_t)i, (uint32_t)(i >> 32), (uint32_t)id, 0x1417u,
                                      (uint32_t)seed, (uint32_t)(seed >> 32));
     u[0] = ((double)r.v[0] + 1.0) / 4294967296.0;
     u[1] = ((double)r.v[1] + 1.0) / 4294967296.0;
 }
 
-static void init_normal(float *w, size_t n, double std, uint64_t seed, int id)
-{
+static void init_normal(float *w, size_t n, double std, uint64_t seed, int id) {
     for (size_t i = 0; i < n; i++) {
         double u[2];
         init_uniform2(seed, id, i, u);
@@ -153,8 +146,7 @@ static void init_normal(float *w, size_t n, double std, uint64_t seed, int id)
     }
 }
 
-static void init_uniform(float *w, size_t n, double bound, uint64_t seed, int id)
-{
+static void init_uniform(float *w, size_t n, double bound, uint64_t seed, int id) {
     for (size_t i = 0; i < n; i++) {
         double u[2];
         init_uniform2(seed, id, i, u);
@@ -166,20 +158,29 @@ static void init_uniform(float *w, size_t n, double bound, uint64_t seed, int id
  * weight 1, bias 0. Linear weights: PyTorch's nn.Linear default, which XLM uses,
  * kaiming_uniform(a=sqrt 5) = uniform(-1/sqrt(in), 1/sqrt(in)); all biases 0 (nn.Linear would
  * draw them too; zero biases are the usual choice and keep early training symmetric). */
-void model_init_weights(struct model *m, uint64_t seed)
-{
+void model_init_weights(struct model *m, uint64_t seed) {
     const struct model_config *mc = &m->cfg.model;
     for (int i = 0; i < P_COUNT; i++) {
         struct param_tensor *t = &m->params[i];
         float *w = m->master + t->offset;
         switch (i) {
-        case P_WTE: case P_WPE: case P_WLANG:
+        case P_WTE:
+        case P_WPE:
+        case P_WLANG:
             init_normal(w, t->numel, 1.0 / sqrt((double)mc->dim), seed, i);
             break;
-        case P_LNE_W: case P_LN1W: case P_LN2W:
-            for (size_t j = 0; j < t->numel; j++) w[j] = 1.0f;
+        case P_LNE_W:
+        case P_LN1W:
+        case P_LN2W:
+            for (size_t j = 0; j < t->numel; j++)
+                w[j] = 1.0f;
             break;
-        case P_QW: case P_KW: case P_VW: case P_OW: case P_F1W: case P_F2W:
+        case P_QW:
+        case P_KW:
+        case P_VW:
+        case P_OW:
+        case P_F1W:
+        case P_F2W:
             init_uniform(w, t->numel, 1.0 / sqrt((double)t->shape[1]), seed, i);
             break;
         default:
@@ -192,11 +193,10 @@ void model_init_weights(struct model *m, uint64_t seed)
     model_sync_weights(m);
 }
 
-void model_sync_weights(struct model *m)
-{
+void model_sync_weights(struct model *m) {
     const struct ops *ops = m->ops;
     size_t bytes = m->num_params * sizeof(float);
-    float *dev = ops->alloc(bytes);   /* master is host memory; the conversion runs on device */
+    float *dev = ops->alloc(bytes); /* master is host memory; the conversion runs on device */
     if (!dev) {
         xlmc_error("%s backend: cannot allocate %zu bytes to sync weights", ops->name, bytes);
         exit(1);
@@ -211,37 +211,36 @@ void model_sync_weights(struct model *m)
 
 /* Per-layer activations, all storage (N = B*T) unless noted. */
 struct layer_acts {
-    void *q, *k, *v;        /* (N,C) projections */
-    void *att;              /* (B,NH,T,T) post-dropout probabilities */
-    void *y;                /* (N,C) attention output before out_lin */
-    void *r1, *h1;          /* (N,C) first residual sum, its LayerNorm */
-    void *f1, *g;           /* (N,F) lin1 output, its GELU */
-    void *r2, *h2;          /* (N,C) second residual sum, its LayerNorm (masked): layer output */
-    float *mean1, *rstd1, *mean2, *rstd2;   /* (N) fp32 */
+    void *q, *k, *v; /* (N,C) projections */
+    void *att;       /* (B,NH,T,T) post-dropout probabilities */
+    void *y;         /* (N,C) attention output before out_lin */
+    void *r1, *h1;   /* (N,C) first residual sum, its LayerNorm */
+    void *f1, *g;    /* (N,F) lin1 output, its GELU */
+    void *r2, *h2;   /* (N,C) second residual sum, its LayerNorm (masked): layer output */
+    float *mean1, *rstd1, *mean2, *rstd2; /* (N) fp32 */
 };
 
 struct model_plan {
     int B, T, L;
-    void *emb, *x0;         /* (N,C) embedding sum, its LayerNorm (dropped, masked) */
-    float *mean0, *rstd0;   /* (N) */
+    void *emb, *x0;       /* (N,C) embedding sum, its LayerNorm (dropped, masked) */
+    float *mean0, *rstd0; /* (N) */
     struct layer_acts *layers;
-    void *logits;           /* (N,V), overwritten by its gradient in backward */
-    float *losses;          /* (N) fp32 device */
-    float *losses_host;     /* (N) */
-    float *logits_f32;      /* (N,V) fp32 device, only for logits_out; allocated on demand */
-    int32_t *ids, *langs, *targets, *lengths;   /* device: (N) (N) (N) (B) */
+    void *logits;       /* (N,V), overwritten by its gradient in backward */
+    float *losses;      /* (N) fp32 device */
+    float *losses_host; /* (N) */
+    float *logits_f32;  /* (N,V) fp32 device, only for logits_out; allocated on demand */
+    int32_t *ids, *langs, *targets, *lengths; /* device: (N) (N) (N) (B) */
     /* backward */
-    void *g_h, *g_r, *g_t, *g_q, *g_k, *g_v, *zeros;   /* (N,C) */
-    void *g_f;              /* (N,F) */
-    void *scratch;          /* (B,NH,T,T) */
+    void *g_h, *g_r, *g_t, *g_q, *g_k, *g_v, *zeros; /* (N,C) */
+    void *g_f;                                       /* (N,F) */
+    void *scratch;                                   /* (B,NH,T,T) */
     void *f32_block, *int_block;
     /* what the last forward did, for its backward */
     int training, have_targets;
     float p_hidden, p_attn;
 };
 
-static void plan_free(struct model *m)
-{
+static void plan_free(struct model *m) {
     struct model_plan *pl = m->backend_state;
     if (!pl) return;
     const struct ops *ops = m->ops;
@@ -258,8 +257,7 @@ static void plan_free(struct model *m)
     m->acts_B = m->acts_T = 0;
 }
 
-void model_destroy(struct model *m)
-{
+void model_destroy(struct model *m) {
     plan_free(m);
     if (m->weights) m->ops->free(m->weights);
     if (m->grads) m->ops->free(m->grads);
@@ -270,8 +268,7 @@ void model_destroy(struct model *m)
 
 /* Plan every buffer for (B,T) once: three allocations (storage, fp32, int32) carved by offset.
  * First pass (base NULL) counts, second assigns. */
-static size_t carve(char **cursor, size_t bytes)
-{
+static size_t carve(char **cursor, size_t bytes) {
     size_t aligned = (bytes + 63) & ~(size_t)63;
     char *p = *cursor;
     *cursor += aligned;
@@ -280,8 +277,7 @@ static size_t carve(char **cursor, size_t bytes)
 #define CARVE(cur, n, elem) ((void *)carve(&(cur), (size_t)(n) * (elem)))
 
 static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, char *fbase,
-                        char *ibase, size_t *sbytes, size_t *fbytes, size_t *ibytes)
-{
+                        char *ibase, size_t *sbytes, size_t *fbytes, size_t *ibytes) {
     const struct model_config *mc = &m->cfg.model;
     size_t es = m->ops->storage_bytes, B = (size_t)pl->B, T = (size_t)pl->T, N = B * T;
     size_t C = (size_t)mc->dim, F = (size_t)mc->ffn_dim, V = (size_t)mc->vocab_size;
@@ -329,8 +325,7 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
     *ibytes = (size_t)(i - ibase);
 }
 
-static struct model_plan *model_reserve(struct model *m, int B, int T)
-{
+static struct model_plan *model_reserve(struct model *m, int B, int T) {
     struct model_plan *pl = m->backend_state;
     if (pl && pl->B == B && pl->T == T) return pl;
     plan_free(m);
@@ -361,25 +356,37 @@ static struct model_plan *model_reserve(struct model *m, int B, int T)
 /* ---------------------------------------------------------------- forward */
 
 /* storage pointer of tensor id, layer l, in the weights (or grads) arena */
-static void *param_at(const struct model *m, void *arena, int id, int l)
-{
+static void *param_at(const struct model *m, void *arena, int id, int l) {
     const struct param_tensor *t = &m->params[id];
     return ops_at(m->ops, arena, t->offset + (size_t)l * (t->numel / (size_t)t->layers));
 }
 
-static struct dropout_key dkey(uint64_t seed, uint64_t step, uint32_t row0, uint32_t tensor)
-{
+static struct dropout_key dkey(uint64_t seed, uint64_t step, uint32_t row0, uint32_t tensor) {
     struct dropout_key k = {seed, step, row0, tensor};
     return k;
 }
 
 float model_forward(struct model *m, const struct batch *b, int training, uint64_t seed,
-                    uint64_t step, float *logits_out, long *count)
-{
+                    uint64_t step, float *logits_out, long *count) {
     const struct ops *ops = m->ops;
     const struct model_config *mc = &m->cfg.model;
     int B = b->B, T = b->T, N = B * T, C = mc->dim, F = mc->ffn_dim, V = mc->vocab_size;
     int NH = mc->n_heads;
+    /* the lookups below index tables by these: a bad batch must not read out of bounds */
+    if (T > mc->max_positions) {
+        xlmc_error("model_forward: T = %d exceeds max_positions = %d", T, mc->max_positions);
+        exit(1);
+    }
+    for (int n = 0; n < N; n++) {
+        int lang_ok = !m->params[P_WLANG].numel || (b->langs[n] >= 0 && b->langs[n] < mc->n_langs);
+        int target_ok = !b->targets || b->targets[n] < V;
+        if (b->ids[n] < 0 || b->ids[n] >= V || !lang_ok || !target_ok) {
+            xlmc_error("model_forward: token %d of the batch: id %d or target %d outside the "
+                       "vocabulary of %d, or language %d outside n_langs = %d",
+                       n, b->ids[n], b->targets ? b->targets[n] : -1, V, b->langs[n], mc->n_langs);
+            exit(1);
+        }
+    }
     struct model_plan *pl = model_reserve(m, B, T);
     void *W = m->weights;
     pl->training = training;
@@ -407,18 +414,17 @@ float model_forward(struct model *m, const struct batch *b, int training, uint64
         ops->matmul_forward(a->v, x, param_at(m, W, P_VW, l), param_at(m, W, P_VB, l), N, C, C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
         ops->attention_forward(a->y, a->att, a->q, a->k, a->v, B, T, C, NH, pl->p_attn, &k);
-        ops->matmul_forward(a->r1, a->y, param_at(m, W, P_OW, l), param_at(m, W, P_OB, l), N, C,
-                            C);
+        ops->matmul_forward(a->r1, a->y, param_at(m, W, P_OW, l), param_at(m, W, P_OB, l), N, C, C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_OUT(l));
         ops->dropout(a->r1, B, T, C, pl->p_hidden, &k);
         ops->residual_forward(a->r1, x, a->r1, (size_t)N * C);
         ops->layernorm_forward(a->h1, a->mean1, a->rstd1, a->r1, param_at(m, W, P_LN1W, l),
                                param_at(m, W, P_LN1B, l), N, C, mc->layer_norm_eps);
-        ops->matmul_forward(a->f1, a->h1, param_at(m, W, P_F1W, l), param_at(m, W, P_F1B, l), N,
-                            C, F);
+        ops->matmul_forward(a->f1, a->h1, param_at(m, W, P_F1W, l), param_at(m, W, P_F1B, l), N, C,
+                            F);
         ops->gelu_forward(a->g, a->f1, (size_t)N * F);
-        ops->matmul_forward(a->r2, a->g, param_at(m, W, P_F2W, l), param_at(m, W, P_F2B, l), N,
-                            F, C);
+        ops->matmul_forward(a->r2, a->g, param_at(m, W, P_F2W, l), param_at(m, W, P_F2B, l), N, F,
+                            C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_FFN_OUT(l));
         ops->dropout(a->r2, B, T, C, pl->p_hidden, &k);
         ops->residual_forward(a->r2, a->h1, a->r2, (size_t)N * C);
@@ -427,8 +433,7 @@ float model_forward(struct model *m, const struct batch *b, int training, uint64
         ops->mask_padding(a->h2, pl->lengths, B, T, C);
         x = a->h2;
     }
-    ops->matmul_forward(pl->logits, x, param_at(m, W, P_WTE, 0), param_at(m, W, P_PB, 0), N, C,
-                        V);
+    ops->matmul_forward(pl->logits, x, param_at(m, W, P_WTE, 0), param_at(m, W, P_PB, 0), N, C, V);
     if (logits_out) {
         size_t bytes = (size_t)N * V * sizeof(float);
         if (!pl->logits_f32 && !(pl->logits_f32 = ops->alloc(bytes))) {
@@ -460,8 +465,7 @@ float model_forward(struct model *m, const struct batch *b, int training, uint64
 /* d_branch = dropout(d) for a residual branch; the residual path keeps d itself. The op table
  * has no device copy, so with dropout on the copy is d + 0 into the temp buffer. */
 static const void *branch_grad(struct model *m, struct model_plan *pl, const void *d,
-                               const struct dropout_key *k)
-{
+                               const struct dropout_key *k) {
     if (pl->p_hidden <= 0.0f) return d;
     const struct ops *ops = m->ops;
     int C = m->cfg.model.dim;
@@ -471,8 +475,7 @@ static const void *branch_grad(struct model *m, struct model_plan *pl, const voi
 }
 
 void model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64_t step,
-                    float loss_scale, double denom)
-{
+                    float loss_scale, double denom) {
     const struct ops *ops = m->ops;
     const struct model_config *mc = &m->cfg.model;
     struct model_plan *pl = m->backend_state;
@@ -498,37 +501,37 @@ void model_backward(struct model *m, const struct batch *b, uint64_t seed, uint6
         /* g_h = d h2 -> g_r = d r2 */
         ops->mask_padding(pl->g_h, pl->lengths, B, T, C);
         ops->layernorm_backward(pl->g_r, param_at(m, G, P_LN2W, l), param_at(m, G, P_LN2B, l),
-                                pl->g_h, a->r2, param_at(m, W, P_LN2W, l), a->mean2, a->rstd2,
-                                N, C);
+                                pl->g_h, a->r2, param_at(m, W, P_LN2W, l), a->mean2, a->rstd2, N,
+                                C);
         /* FFN branch: d lin2 out -> d g -> d f1 -> d h1 (branch part) */
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_FFN_OUT(l));
         const void *d = branch_grad(m, pl, pl->g_r, &k);
-        ops->matmul_backward(pl->g_f, param_at(m, G, P_F2W, l), param_at(m, G, P_F2B, l), d,
-                             a->g, param_at(m, W, P_F2W, l), N, F, C);
+        ops->matmul_backward(pl->g_f, param_at(m, G, P_F2W, l), param_at(m, G, P_F2B, l), d, a->g,
+                             param_at(m, W, P_F2W, l), N, F, C);
         ops->gelu_backward(pl->g_f, a->f1, pl->g_f, (size_t)N * F);
-        ops->matmul_backward(pl->g_t, param_at(m, G, P_F1W, l), param_at(m, G, P_F1B, l),
-                             pl->g_f, a->h1, param_at(m, W, P_F1W, l), N, C, F);
-        ops->residual_forward(pl->g_t, pl->g_t, pl->g_r, (size_t)N * C);   /* d h1 */
+        ops->matmul_backward(pl->g_t, param_at(m, G, P_F1W, l), param_at(m, G, P_F1B, l), pl->g_f,
+                             a->h1, param_at(m, W, P_F1W, l), N, C, F);
+        ops->residual_forward(pl->g_t, pl->g_t, pl->g_r, (size_t)N * C); /* d h1 */
         ops->layernorm_backward(pl->g_r, param_at(m, G, P_LN1W, l), param_at(m, G, P_LN1B, l),
-                                pl->g_t, a->r1, param_at(m, W, P_LN1W, l), a->mean1, a->rstd1,
-                                N, C);                                      /* d r1 */
+                                pl->g_t, a->r1, param_at(m, W, P_LN1W, l), a->mean1, a->rstd1, N,
+                                C); /* d r1 */
         /* attention branch */
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_OUT(l));
         d = branch_grad(m, pl, pl->g_r, &k);
         ops->matmul_backward(pl->g_h, param_at(m, G, P_OW, l), param_at(m, G, P_OB, l), d, a->y,
-                             param_at(m, W, P_OW, l), N, C, C);             /* d y */
+                             param_at(m, W, P_OW, l), N, C, C); /* d y */
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
-        ops->attention_backward(pl->g_q, pl->g_k, pl->g_v, pl->scratch, pl->g_h, a->att, a->q,
-                                a->k, a->v, B, T, C, NH, pl->p_attn, &k);
+        ops->attention_backward(pl->g_q, pl->g_k, pl->g_v, pl->scratch, pl->g_h, a->att, a->q, a->k,
+                                a->v, B, T, C, NH, pl->p_attn, &k);
         /* d x = d r1 + the three projections' input gradients */
-        ops->matmul_backward(pl->g_t, param_at(m, G, P_QW, l), param_at(m, G, P_QB, l), pl->g_q,
-                             x, param_at(m, W, P_QW, l), N, C, C);
+        ops->matmul_backward(pl->g_t, param_at(m, G, P_QW, l), param_at(m, G, P_QB, l), pl->g_q, x,
+                             param_at(m, W, P_QW, l), N, C, C);
         ops->residual_forward(pl->g_h, pl->g_r, pl->g_t, (size_t)N * C);
-        ops->matmul_backward(pl->g_t, param_at(m, G, P_KW, l), param_at(m, G, P_KB, l), pl->g_k,
-                             x, param_at(m, W, P_KW, l), N, C, C);
+        ops->matmul_backward(pl->g_t, param_at(m, G, P_KW, l), param_at(m, G, P_KB, l), pl->g_k, x,
+                             param_at(m, W, P_KW, l), N, C, C);
         ops->residual_forward(pl->g_h, pl->g_h, pl->g_t, (size_t)N * C);
-        ops->matmul_backward(pl->g_t, param_at(m, G, P_VW, l), param_at(m, G, P_VB, l), pl->g_v,
-                             x, param_at(m, W, P_VW, l), N, C, C);
+        ops->matmul_backward(pl->g_t, param_at(m, G, P_VW, l), param_at(m, G, P_VB, l), pl->g_v, x,
+                             param_at(m, W, P_VW, l), N, C, C);
         ops->residual_forward(pl->g_h, pl->g_h, pl->g_t, (size_t)N * C);
     }
     /* embeddings: mask, dropout, LayerNorm, lookup */
@@ -536,11 +539,10 @@ void model_backward(struct model *m, const struct batch *b, uint64_t seed, uint6
     k = dkey(seed, step, b->row0, DROPOUT_TENSOR_EMB);
     ops->dropout(pl->g_h, B, T, C, pl->p_hidden, &k);
     ops->layernorm_backward(pl->g_r, param_at(m, G, P_LNE_W, 0), param_at(m, G, P_LNE_B, 0),
-                            pl->g_h, pl->emb, param_at(m, W, P_LNE_W, 0), pl->mean0, pl->rstd0,
-                            N, C);
+                            pl->g_h, pl->emb, param_at(m, W, P_LNE_W, 0), pl->mean0, pl->rstd0, N,
+                            C);
     ops->embed_backward(param_at(m, G, P_WTE, 0), param_at(m, G, P_WPE, 0),
                         m->params[P_WLANG].numel ? param_at(m, G, P_WLANG, 0) : NULL, pl->g_r,
-                        pl->ids, pl->langs, B, T, C, V,
-                        m->params[P_WLANG].numel ? mc->n_langs : 0);
+                        pl->ids, pl->langs, B, T, C, V, m->params[P_WLANG].numel ? mc->n_langs : 0);
     ops->synchronize();
 }

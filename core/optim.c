@@ -54,11 +54,12 @@ uint8_t *optim_decay_mask(const struct model *m)
     return mask;
 }
 
-void optim_adam_update(struct model *m, const float *grad, float *mom_m, float *mom_v,
-                       const uint8_t *decay_mask, float lr, float grad_scale, long step)
+void optim_adam_update(struct model *m, float *master, const float *grad, float *mom_m,
+                       float *mom_v, const uint8_t *decay_mask, float lr, float grad_scale,
+                       long step)
 {
     const struct train_config *tc = &m->cfg.train;
-    m->ops->adam_update(m->master, m->weights, grad, mom_m, mom_v, m->num_params, lr,
+    m->ops->adam_update(master, m->weights, grad, mom_m, mom_v, m->num_params, lr,
                         tc->beta1, tc->beta2, tc->adam_eps, tc->weight_decay, grad_scale,
                         (int)(step + 1), decay_mask);
 }

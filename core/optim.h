@@ -30,10 +30,12 @@ float optim_clip_coef(double norm, float clip_norm);
 uint8_t *optim_decay_mask(const struct model *m);
 
 /* One Adam update of the whole arena, through ops->adam_update:
- * master (fp32, m->master) and the storage copy m->weights move along
+ * master (num_params fp32 in the backend's memory: m->master on the CPU) and the storage
+ * copy m->weights move along
  * grad (num_params, fp32 accumulated gradient) * grad_scale; mom_m, mom_v (num_params) are
  * the moments; decay_mask (num_params) limits decoupled weight decay; step is 0-based. */
-void optim_adam_update(struct model *m, const float *grad, float *mom_m, float *mom_v,
-                       const uint8_t *decay_mask, float lr, float grad_scale, long step);
+void optim_adam_update(struct model *m, float *master, const float *grad, float *mom_m,
+                       float *mom_v, const uint8_t *decay_mask, float lr, float grad_scale,
+                       long step);
 
 #endif

@@ -16,22 +16,19 @@ static const struct {
     unsigned size; /* bytes per element */
 } DTYPES[] = {{"F32", ST_F32, 4}, {"F16", ST_F16, 2}, {"BF16", ST_BF16, 2}};
 
-const char *st_dtype_name(enum st_dtype d)
-{
+const char *st_dtype_name(enum st_dtype d) {
     for (size_t i = 0; i < XLMC_ARRAY_LEN(DTYPES); i++)
         if (DTYPES[i].dtype == d) return DTYPES[i].name;
     return "?";
 }
 
-static unsigned dtype_size(enum st_dtype d)
-{
+static unsigned dtype_size(enum st_dtype d) {
     for (size_t i = 0; i < XLMC_ARRAY_LEN(DTYPES); i++)
         if (DTYPES[i].dtype == d) return DTYPES[i].size;
     return 0;
 }
 
-void st_close(struct safetensors *st)
-{
+void st_close(struct safetensors *st) {
     for (size_t i = 0; i < st->n; i++)
         free(st->t[i].name);
     free(st->t);
@@ -42,18 +39,17 @@ void st_close(struct safetensors *st)
 }
 
 /* Parse one tensor entry; -1 after an error. */
-static int parse_entry(struct safetensors *st, const char *key, json_t *v, struct st_tensor *t)
-{
+static int parse_entry(struct safetensors *st, const char *key, json_t *v, struct st_tensor *t) {
     const char *p = st->path;
     if (!json_is_object(v)) return xlmc_error("%s: tensor '%s' is not a JSON object", p, key);
     json_t *dt = json_object_get(v, "dtype"), *shape = json_object_get(v, "shape"),
            *offs = json_object_get(v, "data_offsets");
     if (!json_is_string(dt) || !json_is_array(shape) || !json_is_array(offs))
         return xlmc_error("%s: tensor '%s' needs \"dtype\" (string), \"shape\" and "
-                          "\"data_offsets\" (arrays)", p, key);
+                          "\"data_offsets\" (arrays)",
+                          p, key);
     if (json_object_size(v) != 3)
-        return xlmc_error("%s: tensor '%s' has keys other than dtype, shape, data_offsets", p,
-                          key);
+        return xlmc_error("%s: tensor '%s' has keys other than dtype, shape, data_offsets", p, key);
     int known = 0;
     for (size_t i = 0; i < XLMC_ARRAY_LEN(DTYPES); i++)
         if (!strcmp(json_string_value(dt), DTYPES[i].name)) {
@@ -73,14 +69,16 @@ static int parse_entry(struct safetensors *st, const char *key, json_t *v, struc
     for (size_t d = 0; d < nd; d++) {
         json_t *e = json_array_get(shape, d);
         if (!json_is_integer(e) || json_integer_value(e) < 0)
-            return xlmc_error("%s: tensor '%s': shape[%zu] is not a non-negative integer", p,
-                              key, d);
+            return xlmc_error("%s: tensor '%s': shape[%zu] is not a non-negative integer", p, key,
+                              d);
         uint64_t s = (uint64_t)json_integer_value(e);
         t->shape[d] = (int64_t)s;
-        if (s == 0) zero = 1;
+        if (s == 0)
+            zero = 1;
         else if (!zero && numel > UINT64_MAX / 8 / s)
             return xlmc_error("%s: tensor '%s': the shape's element count overflows", p, key);
-        else if (!zero) numel *= s;
+        else if (!zero)
+            numel *= s;
     }
     t->numel = zero ? 0 : numel;
     if (json_array_size(offs) != 2 || !json_is_integer(json_array_get(offs, 0)) ||
@@ -89,32 +87,31 @@ static int parse_entry(struct safetensors *st, const char *key, json_t *v, struc
     json_int_t b = json_integer_value(json_array_get(offs, 0));
     json_int_t e = json_integer_value(json_array_get(offs, 1));
     if (b < 0 || e < b)
-        return xlmc_error("%s: tensor '%s': data_offsets [%lld, %lld] are not 0 <= begin <= end",
-                          p, key, (long long)b, (long long)e);
+        return xlmc_error("%s: tensor '%s': data_offsets [%lld, %lld] are not 0 <= begin <= end", p,
+                          key, (long long)b, (long long)e);
     t->begin = (uint64_t)b;
     t->end = (uint64_t)e;
     if (t->end > st->data_len)
         return xlmc_error("%s: tensor '%s': data_offsets end %llu lies past the data section "
-                          "(%llu bytes; truncated file?)", p, key, (unsigned long long)t->end,
-                          (unsigned long long)st->data_len);
+                          "(%llu bytes; truncated file?)",
+                          p, key, (unsigned long long)t->end, (unsigned long long)st->data_len);
     uint64_t want = t->numel * dtype_size(t->dtype);
     if (t->end - t->begin != want)
         return xlmc_error("%s: tensor '%s': %llu bytes at data_offsets, but shape and dtype %s "
-                          "need %llu", p, key, (unsigned long long)(t->end - t->begin),
-                          json_string_value(dt), (unsigned long long)want);
+                          "need %llu",
+                          p, key, (unsigned long long)(t->end - t->begin), json_string_value(dt),
+                          (unsigned long long)want);
     t->name = xstrdup(key);
     return 0;
 }
 
-static int cmp_begin(const void *a, const void *b)
-{
+static int cmp_begin(const void *a, const void *b) {
     const struct st_tensor *x = a, *y = b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
-static int parse_header(struct safetensors *st, const char *hdr, size_t hlen)
-{
+static int parse_header(struct safetensors *st, const char *hdr, size_t hlen) {
     const char *p = st->path;
     json_error_t err;
     json_t *root = json_loadb(hdr, hlen, JSON_REJECT_DUPLICATES, &err);
@@ -156,8 +153,8 @@ static int parse_header(struct safetensors *st, const char *hdr, size_t hlen)
     for (size_t i = 0; i < st->n; i++) {
         if (st->t[i].begin != at) {
             xlmc_error("%s: tensor '%s' starts at byte %llu of the data section, expected %llu "
-                       "(%s)", p, st->t[i].name, (unsigned long long)st->t[i].begin,
-                       (unsigned long long)at,
+                       "(%s)",
+                       p, st->t[i].name, (unsigned long long)st->t[i].begin, (unsigned long long)at,
                        st->t[i].begin < at ? "overlaps the previous tensor" : "a hole before it");
             goto done;
         }
@@ -174,16 +171,15 @@ done:
     return rc;
 }
 
-int st_parse(struct safetensors *st, const void *buf, size_t len, const char *name)
-{
+int st_parse(struct safetensors *st, const void *buf, size_t len, const char *name) {
     memset(st, 0, sizeof *st);
     st->path = xstrdup(name);
     st->buf = (unsigned char *)buf;
     st->len = len;
     const unsigned char *b = buf;
     if (len < 8) {
-        xlmc_error("%s: %zu bytes is too short for a safetensors file (8-byte header length)",
-                   name, len);
+        xlmc_error("%s: %zu bytes is too short for a safetensors file (8-byte header length)", name,
+                   len);
         goto fail;
     }
     uint64_t hlen = 0;
@@ -207,8 +203,7 @@ fail:
     return -1;
 }
 
-int st_open(struct safetensors *st, const char *path)
-{
+int st_open(struct safetensors *st, const char *path) {
     memset(st, 0, sizeof *st);
     FILE *f = fopen(path, "rb");
     if (!f) return xlmc_error("cannot open %s: %s", path, strerror(errno));
@@ -233,16 +228,14 @@ int st_open(struct safetensors *st, const char *path)
     return 0;
 }
 
-const struct st_tensor *st_find(const struct safetensors *st, const char *name)
-{
+const struct st_tensor *st_find(const struct safetensors *st, const char *name) {
     for (size_t i = 0; i < st->n; i++)
         if (!strcmp(st->t[i].name, name)) return &st->t[i];
     return NULL;
 }
 
 /* IEEE half -> float, exact (subnormals, inf and NaN included). */
-static float half_to_float(uint16_t h)
-{
+static float half_to_float(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
     uint32_t bits;
     if (exp == 0x1f) {
@@ -264,15 +257,14 @@ static float half_to_float(uint16_t h)
     return f;
 }
 
-void st_read_f32(const struct safetensors *st, const struct st_tensor *t, float *out)
-{
+void st_read_f32(const struct safetensors *st, const struct st_tensor *t, float *out) {
     const unsigned char *src = st->data + t->begin;
     for (uint64_t i = 0; i < t->numel; i++) {
         uint32_t bits;
         if (t->dtype == ST_F32) {
             const unsigned char *q = src + 4 * i;
-            bits = (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 |
-                   (uint32_t)q[3] << 24;
+            bits =
+                (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
             memcpy(&out[i], &bits, 4);
         } else {
             uint16_t h = (uint16_t)(src[2 * i] | src[2 * i + 1] << 8);
@@ -286,8 +278,7 @@ void st_read_f32(const struct safetensors *st, const struct st_tensor *t, float 
     }
 }
 
-int st_write(const char *path, const struct st_out *t, size_t n)
-{
+int st_write(const char *path, const struct st_out *t, size_t n) {
     json_t *hdr = json_object(), *meta = json_object();
     json_object_set_new(meta, "format", json_string("pt"));
     json_object_set_new(hdr, "__metadata__", meta);

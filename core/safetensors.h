@@ -29,15 +29,15 @@ struct st_tensor {
 };
 
 struct safetensors {
-    char *path;                /* for messages */
-    unsigned char *buf;        /* the whole file (owned copy or st_parse's caller's buffer) */
-    size_t len;                /* bytes */
+    char *path;         /* for messages */
+    unsigned char *buf; /* the whole file (owned copy or st_parse's caller's buffer) */
+    size_t len;         /* bytes */
     int owns_buf;
     const unsigned char *data; /* data section */
     uint64_t data_len;         /* bytes */
     struct st_tensor *t;
     size_t n;
-    char *metadata_format;     /* __metadata__.format ("pt") or NULL */
+    char *metadata_format; /* __metadata__.format ("pt") or NULL */
 };
 
 /* Read and validate a file. 0, or -1 after printing an error naming the file; st is then

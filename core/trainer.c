@@ -23,11 +23,14 @@ int trainer_init(struct trainer *t, struct model *m, struct comm *c)
     t->adam_m = alloc_or_null(ops, n * sizeof(float));
     t->adam_v = alloc_or_null(ops, n * sizeof(float));
     t->decay_mask = alloc_or_null(ops, n);
-    if (!t->grad_acc || !t->adam_m || !t->adam_v || !t->decay_mask) {
+    int device = strcmp(ops->name, "cpu") != 0;
+    if (device) t->master_dev = alloc_or_null(ops, n * sizeof(float));
+    if (!t->grad_acc || !t->adam_m || !t->adam_v || !t->decay_mask ||
+        (device && !t->master_dev)) {
         trainer_free(t);
         return xlmc_error("out of %s memory for the optimizer state (%zu parameters: "
                           "accumulator and two Adam moments, %zu bytes)",
-                          ops->name, n, 3 * n * sizeof(float) + n);
+                          ops->name, n, (device ? 4 : 3) * n * sizeof(float) + n);
     }
     uint8_t *mask = optim_decay_mask(m);
     ops->to_device(t->decay_mask, mask, n);
@@ -44,6 +47,7 @@ void trainer_free(struct trainer *t)
     if (t->adam_m) ops->free(t->adam_m);
     if (t->adam_v) ops->free(t->adam_v);
     if (t->decay_mask) ops->free(t->decay_mask);
+    if (t->master_dev) ops->free(t->master_dev);
     memset(t, 0, sizeof *t);
 }
 
@@ -134,8 +138,11 @@ int trainer_apply(struct trainer *t, struct step_stats *out)
 
     float coef = optim_clip_coef(sqrt(norm2) / scale, tc->clip_norm);
     out->lr = optim_lr(tc, t->step);
-    optim_adam_update(m, t->grad_acc, t->adam_m, t->adam_v, t->decay_mask, out->lr,
-                      coef / scale, t->step);
+    size_t bytes = m->num_params * sizeof(float);
+    if (t->master_dev) ops->to_device(t->master_dev, m->master, bytes);
+    optim_adam_update(m, t->master_dev ? t->master_dev : m->master, t->grad_acc, t->adam_m,
+                      t->adam_v, t->decay_mask, out->lr, coef / scale, t->step);
+    if (t->master_dev) ops->to_host(m->master, t->master_dev, bytes);
     t->step++;
     return scaler_update(&t->scaler, 0);
 }

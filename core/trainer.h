@@ -18,7 +18,13 @@
  *   t->adam_m, t->adam_v    Adam moments, fp32, num_params each, same arena layout as
  *                           m->master, in the backend's memory (ops->to_host / to_device)
  *   t->scaler               scaler_save() / scaler_restore() (core/scaler.h)
- * After restoring master weights call model_sync_weights(). */
+ * After restoring master weights call model_sync_weights().
+ *
+ * m->master is host memory (core/model.h) while ops->adam_update works in the backend's
+ * memory. On a device backend (ops->name other than "cpu") the trainer therefore keeps
+ * t->master_dev, uploads m->master into it before each update and downloads the result
+ * after, so m->master stays the one source of truth that checkpoints read and write; the
+ * price is two copies of 4 bytes per parameter per update. */
 #ifndef XLMC_TRAINER_H
 #define XLMC_TRAINER_H
 
@@ -43,6 +49,7 @@ struct trainer {
     float *grad_acc;        /* (num_params) fp32 accumulated gradient, backend memory */
     float *adam_m, *adam_v; /* (num_params) fp32 Adam moments, backend memory */
     uint8_t *decay_mask;    /* (num_params) weight-decay mask, backend memory */
+    float *master_dev;      /* (num_params) device backends only: Adam's view of m->master */
     struct scaler scaler;
     long step, skipped;
     struct step_stats pending; /* what trainer_accumulate measured, for trainer_apply */

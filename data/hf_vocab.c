@@ -13,9 +13,9 @@
 #include <unistd.h>
 
 static const char *const SPECIALS[TOK_NUM_SPECIAL] = {
-    "<s>", "</s>", "<pad>", "<unk>", "<special0>", "<special1>", "<special2>",
-    "<special3>", "<special4>", "<special5>", "<special6>", "<special7>", "<special8>",
-    "<special9>"};
+    "<s>",        "</s>",       "<pad>",      "<unk>",      "<special0>",
+    "<special1>", "<special2>", "<special3>", "<special4>", "<special5>",
+    "<special6>", "<special7>", "<special8>", "<special9>"};
 
 /* Lines of a two- or three-field text file: fields[i][0..nf). */
 struct table {
@@ -23,8 +23,7 @@ struct table {
     size_t n, cap;
 };
 
-static void table_free(struct table *t)
-{
+static void table_free(struct table *t) {
     for (size_t i = 0; i < t->n; i++)
         for (int k = 0; k < 3; k++)
             free(t->f[i][k]);
@@ -32,8 +31,7 @@ static void table_free(struct table *t)
 }
 
 /* Read "a count" (nf 2) or "a b count" (nf 3) lines; nf_min fields at least, nf at most. */
-static int table_read(struct table *t, const char *path, int nf_min, int nf)
-{
+static int table_read(struct table *t, const char *path, int nf_min, int nf) {
     memset(t, 0, sizeof *t);
     FILE *fp = fopen(path, "r");
     if (!fp) return xlmc_error("cannot open %s: %s", path, strerror(errno));
@@ -72,8 +70,7 @@ static int table_read(struct table *t, const char *path, int nf_min, int nf)
 }
 
 /* Finish a file written at tmp: close, check, rename into place (or remove). */
-static int finish_file(FILE *f, const char *tmp, const char *path, int ok)
-{
+static int finish_file(FILE *f, const char *tmp, const char *path, int ok) {
     if (fflush(f) != 0) ok = 0;
     if (fclose(f) != 0) ok = 0;
     if (ok && rename(tmp, path) == 0) return 0;
@@ -82,8 +79,7 @@ static int finish_file(FILE *f, const char *tmp, const char *path, int ok)
     return xlmc_error("cannot write %s: %s", path, strerror(e));
 }
 
-int hfv_from_fastbpe(const char *codes_path, const char *vocab_path, const char *dir)
-{
+int hfv_from_fastbpe(const char *codes_path, const char *vocab_path, const char *dir) {
     struct table codes, vocab;
     if (table_read(&codes, codes_path, 3, 3)) return -1;
     if (table_read(&vocab, vocab_path, 2, 2)) {
@@ -100,8 +96,10 @@ int hfv_from_fastbpe(const char *codes_path, const char *vocab_path, const char 
         const char *w = vocab.f[i][0];
         size_t len = strlen(w);
         char *hf = xmalloc(len + 5);
-        if (len > 2 && !strcmp(w + len - 2, "@@")) snprintf(hf, len + 5, "%.*s", (int)len - 2, w);
-        else snprintf(hf, len + 5, "%s</w>", w);
+        if (len > 2 && !strcmp(w + len - 2, "@@"))
+            snprintf(hf, len + 5, "%.*s", (int)len - 2, w);
+        else
+            snprintf(hf, len + 5, "%s</w>", w);
         int dup = json_object_get(o, hf) != NULL;
         if (!dup) json_object_set_new(o, hf, json_integer(TOK_NUM_SPECIAL + (json_int_t)i));
         free(hf);
@@ -155,8 +153,7 @@ done:
 
 /* Read fastbpe_counts.txt if it matches (n_codes, n_vocab); NULL arrays when absent or not
  * matching (reported as a note by the caller through *synthesized). */
-static int read_counts(const char *dir, size_t n_codes, size_t n_vocab, char ***cc, char ***vc)
-{
+static int read_counts(const char *dir, size_t n_codes, size_t n_vocab, char ***cc, char ***vc) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, HFV_COUNTS_FILE);
     *cc = *vc = NULL;
@@ -169,11 +166,16 @@ static int read_counts(const char *dir, size_t n_codes, size_t n_vocab, char ***
     ssize_t got;
     while (ok && (got = getline(&line, &cap, f)) > 0) {
         line[strcspn(line, "\r\n")] = '\0';
-        if (sscanf(line, "codes %zu", &want_c) == 1) section = 1;
-        else if (sscanf(line, "vocab %zu", &want_v) == 1) section = 2;
-        else if (section == 1 && nc < n_codes) c[nc++] = xstrdup(line);
-        else if (section == 2 && nv < n_vocab) v[nv++] = xstrdup(line);
-        else ok = 0;
+        if (sscanf(line, "codes %zu", &want_c) == 1)
+            section = 1;
+        else if (sscanf(line, "vocab %zu", &want_v) == 1)
+            section = 2;
+        else if (section == 1 && nc < n_codes)
+            c[nc++] = xstrdup(line);
+        else if (section == 2 && nv < n_vocab)
+            v[nv++] = xstrdup(line);
+        else
+            ok = 0;
     }
     free(line);
     fclose(f);
@@ -188,21 +190,19 @@ static int read_counts(const char *dir, size_t n_codes, size_t n_vocab, char ***
         free(v[i]);
     free(c);
     free(v);
-    xlmc_warn("%s does not match vocab.json/merges.txt (%zu merges, %zu words); ignoring it",
-              path, n_codes, n_vocab);
+    xlmc_warn("%s does not match vocab.json/merges.txt (%zu merges, %zu words); ignoring it", path,
+              n_codes, n_vocab);
     return 0;
 }
 
-static void free_strs(char **s, size_t n)
-{
+static void free_strs(char **s, size_t n) {
     for (size_t i = 0; s && i < n; i++)
         free(s[i]);
     free(s);
 }
 
 int hfv_to_fastbpe(const char *dir, const char *codes_out, const char *vocab_out,
-                   int *synthesized)
-{
+                   int *synthesized) {
     char path[4096], tmp[4200];
     snprintf(path, sizeof path, "%s/vocab.json", dir);
     json_error_t err;

@@ -19,7 +19,6 @@ int hfv_from_fastbpe(const char *codes_path, const char *vocab_path, const char 
 
 /* Write codes_out and vocab_out (fastBPE) from dir's vocab.json and merges.txt (and its
  * fastbpe_counts.txt when present). *synthesized is set to 1 when counts were made up. */
-int hfv_to_fastbpe(const char *dir, const char *codes_out, const char *vocab_out,
-                   int *synthesized);
+int hfv_to_fastbpe(const char *dir, const char *codes_out, const char *vocab_out, int *synthesized);
 
 #endif

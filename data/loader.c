@@ -17,27 +17,27 @@
 #include <string.h>
 
 struct lang_stream {
-    int32_t *tok;          /* (n_tok) sentences with </s> */
+    int32_t *tok; /* (n_tok) sentences with </s> */
     uint64_t n_tok, n_win;
-    uint64_t *perm;        /* (n_win) window order of epoch perm_epoch; NULL before use */
+    uint64_t *perm; /* (n_win) window order of epoch perm_epoch; NULL before use */
     uint64_t perm_epoch;
 };
 
 struct step_buf {
-    int32_t *tokens;       /* (accum, block_rows, T+1) */
-    int32_t *langs;        /* (accum, block_rows) */
+    int32_t *tokens; /* (accum, block_rows, T+1) */
+    int32_t *langs;  /* (accum, block_rows) */
     struct loader_state after;
     int rc;
 };
 
 struct loader {
     struct loader_opts o;
-    int W;                 /* T+1 tokens per window */
-    int G, accum;          /* blocks per step over all ranks; blocks of this rank */
+    int W;        /* T+1 tokens per window */
+    int G, accum; /* blocks per step over all ranks; blocks of this rank */
     double weight[XLMC_MAX_LANGS], weight_sum;
     struct lang_stream s[XLMC_MAX_LANGS];
-    struct loader_state served;  /* after the steps handed to the caller */
-    struct loader_state fill;    /* what the next fill starts from (the filler's own) */
+    struct loader_state served; /* after the steps handed to the caller */
+    struct loader_state fill;   /* what the next fill starts from (the filler's own) */
     struct step_buf buf[2];
     int front;
     /* prefetch thread */
@@ -49,16 +49,14 @@ struct loader {
 
 /* ---- deterministic draws ---- */
 
-static double unit_draw(uint64_t seed, uint32_t domain, uint64_t a, uint64_t b)
-{
+static double unit_draw(uint64_t seed, uint32_t domain, uint64_t a, uint64_t b) {
     struct philox4 r = philox4x32_10((uint32_t)a, (uint32_t)(a >> 32), (uint32_t)b, domain,
                                      (uint32_t)seed, (uint32_t)(seed >> 32));
     return (double)(((uint64_t)r.v[0] << 21) ^ (r.v[1] >> 11)) / 9007199254740992.0;
 }
 
 /* Language of block j of step `step`. */
-static int draw_lang(const struct loader *l, uint64_t step, int j)
-{
+static int draw_lang(const struct loader *l, uint64_t step, int j) {
     double u = unit_draw(l->o.seed, 0x4c414e47u /* LANG */, step, (uint64_t)j) * l->weight_sum;
     int last = 0;
     for (int k = 0; k < l->o.n_langs; k++) {
@@ -71,11 +69,11 @@ static int draw_lang(const struct loader *l, uint64_t step, int j)
 }
 
 /* Window order of language k in `epoch`: Fisher-Yates with Philox draws. */
-static void make_perm(struct loader *l, int k, uint64_t epoch)
-{
+static void make_perm(struct loader *l, int k, uint64_t epoch) {
     struct lang_stream *s = &l->s[k];
     if (!s->perm) s->perm = xmalloc((size_t)(s->n_win ? s->n_win : 1) * sizeof *s->perm);
-    for (uint64_t i = 0; i < s->n_win; i++) s->perm[i] = i;
+    for (uint64_t i = 0; i < s->n_win; i++)
+        s->perm[i] = i;
     uint64_t key = l->o.seed ^ ((uint64_t)(k + 1) * 0x9E3779B97F4A7C15ull);
     for (uint64_t i = s->n_win; i > 1; i--) {
         struct philox4 r = philox4x32_10((uint32_t)i, (uint32_t)(i >> 32), (uint32_t)epoch,
@@ -89,16 +87,14 @@ static void make_perm(struct loader *l, int k, uint64_t epoch)
     s->perm_epoch = epoch;
 }
 
-static uint64_t window_of(struct loader *l, int k, uint64_t epoch, uint64_t cursor)
-{
+static uint64_t window_of(struct loader *l, int k, uint64_t epoch, uint64_t cursor) {
     if (!l->o.shuffle) return cursor;
     if (!l->s[k].perm || l->s[k].perm_epoch != epoch) make_perm(l, k, epoch);
     return l->s[k].perm[cursor];
 }
 
 /* One step from state *st into b (this rank's blocks); advances *st over all blocks. */
-static int fill_step(struct loader *l, struct step_buf *b, struct loader_state *st)
-{
+static int fill_step(struct loader *l, struct step_buf *b, struct loader_state *st) {
     if (l->weight_sum <= 0)
         return b->rc = xlmc_error("%s: the %s split has no window of %d tokens in any language "
                                   "with a sampling weight (more text, or a shorter seq_len)",
@@ -126,12 +122,12 @@ static int fill_step(struct loader *l, struct step_buf *b, struct loader_state *
     return b->rc = 0;
 }
 
-static void *prefetch_main(void *arg)
-{
+static void *prefetch_main(void *arg) {
     struct loader *l = arg;
     pthread_mutex_lock(&l->mu);
     for (;;) {
-        while (!l->quit && !l->want) pthread_cond_wait(&l->cv, &l->mu);
+        while (!l->quit && !l->want)
+            pthread_cond_wait(&l->cv, &l->mu);
         if (l->quit) break;
         l->want = 0;
         l->busy = 1;
@@ -148,25 +144,26 @@ static void *prefetch_main(void *arg)
 
 /* ---- open ---- */
 
-static int check_opts(const struct loader_opts *o)
-{
-    const char *bad = !o->dir || !o->split                         ? "no directory or split"
-                      : o->seq_len < 1                             ? "seq_len < 1"
-                      : o->block_rows < 1 || o->global_rows < 1    ? "block_rows/global_rows < 1"
-                      : o->global_rows % o->block_rows             ? "global_rows is not a multiple of block_rows"
+static int check_opts(const struct loader_opts *o) {
+    const char *bad = !o->dir || !o->split                      ? "no directory or split"
+                      : o->seq_len < 1                          ? "seq_len < 1"
+                      : o->block_rows < 1 || o->global_rows < 1 ? "block_rows/global_rows < 1"
+                      : o->global_rows % o->block_rows
+                          ? "global_rows is not a multiple of block_rows"
                       : o->world < 1 || o->rank < 0 || o->rank >= o->world ? "rank outside world"
-                      : (o->global_rows / o->block_rows) % o->world ? "blocks per step are not a multiple of the ranks"
+                      : (o->global_rows / o->block_rows) % o->world
+                          ? "blocks per step are not a multiple of the ranks"
                       : o->n_langs < 1 || o->n_langs > XLMC_MAX_LANGS ? "n_langs out of range"
-                                                                     : NULL;
+                                                                      : NULL;
     if (!bad) return 0;
     return xlmc_error("loader for %s: %s (seq_len %d, block_rows %d, global_rows %d, rank %d of "
-                      "%d, n_langs %d)", o->dir ? o->dir : "(null)", bad, o->seq_len,
-                      o->block_rows, o->global_rows, o->rank, o->world, o->n_langs);
+                      "%d, n_langs %d)",
+                      o->dir ? o->dir : "(null)", bad, o->seq_len, o->block_rows, o->global_rows,
+                      o->rank, o->world, o->n_langs);
 }
 
 /* Append shard sh's sentences, each followed by </s>, to its language's stream. */
-static void stream_append(struct lang_stream *s, const struct shard *sh, uint64_t *cap)
-{
+static void stream_append(struct lang_stream *s, const struct shard *sh, uint64_t *cap) {
     uint64_t need = s->n_tok + (uint64_t)sh->meta.n_tokens + (uint64_t)sh->meta.n_sentences;
     if (need > *cap) {
         *cap = need > 2 * *cap ? need : 2 * *cap;
@@ -180,14 +177,14 @@ static void stream_append(struct lang_stream *s, const struct shard *sh, uint64_
     }
 }
 
-static int load_shards(struct loader *l)
-{
+static int load_shards(struct loader *l) {
     const struct loader_opts *o = &l->o;
     char **paths;
     int n;
     if (shard_list(o->dir, o->split, &paths, &n)) return -1;
-    if (!n) return xlmc_error("%s: no %s shards (%s-*.h5): prepare the directory with `xlmc prep`",
-                              o->dir, o->split, o->split);
+    if (!n)
+        return xlmc_error("%s: no %s shards (%s-*.h5): prepare the directory with `xlmc prep`",
+                          o->dir, o->split, o->split);
     uint64_t cap[XLMC_MAX_LANGS] = {0}, hash = o->vocab_hash;
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
@@ -195,8 +192,8 @@ static int load_shards(struct loader *l)
         if ((rc = shard_read(paths[i], hash, 1, &sh))) break;
         if (!hash) hash = sh.meta.vocab_hash; /* the first shard fixes it for the rest */
         if (sh.meta.lang_id >= o->n_langs)
-            rc = xlmc_error("%s: language %s has id %d, but the model has %d language(s)",
-                            paths[i], sh.meta.lang, sh.meta.lang_id, o->n_langs);
+            rc = xlmc_error("%s: language %s has id %d, but the model has %d language(s)", paths[i],
+                            sh.meta.lang, sh.meta.lang_id, o->n_langs);
         else if (strcmp(sh.meta.split, o->split))
             rc = xlmc_error("%s: the shard says split '%s', its name says '%s'", paths[i],
                             sh.meta.split, o->split);
@@ -211,24 +208,24 @@ static int load_shards(struct loader *l)
     return rc;
 }
 
-static int set_weights(struct loader *l)
-{
+static int set_weights(struct loader *l) {
     int any = 0;
-    for (int k = 0; l->o.lang_ratio && k < l->o.n_langs; k++) any |= l->o.lang_ratio[k] > 0;
+    for (int k = 0; l->o.lang_ratio && k < l->o.n_langs; k++)
+        any |= l->o.lang_ratio[k] > 0;
     l->weight_sum = 0;
     for (int k = 0; k < l->o.n_langs; k++) {
         double w = any ? l->o.lang_ratio[k] : (double)l->s[k].n_win;
         if (any && w > 0 && !l->s[k].n_win)
             return xlmc_error("%s: lang_ratio gives %s weight %g but its %s split has no window "
-                              "of %d tokens", l->o.dir, shard_lang_code(k), w, l->o.split, l->W);
+                              "of %d tokens",
+                              l->o.dir, shard_lang_code(k), w, l->o.split, l->W);
         l->weight[k] = w > 0 ? w : 0;
         l->weight_sum += l->weight[k];
     }
     return 0;
 }
 
-struct loader *loader_open(const struct loader_opts *opts)
-{
+struct loader *loader_open(const struct loader_opts *opts) {
     if (check_opts(opts)) return NULL;
     struct loader *l = xcalloc(1, sizeof *l);
     l->o = *opts;
@@ -239,7 +236,8 @@ struct loader *loader_open(const struct loader_opts *opts)
         loader_close(l);
         return NULL;
     }
-    for (int k = 0; k < opts->n_langs; k++) l->s[k].n_win = l->s[k].n_tok / (uint64_t)l->W;
+    for (int k = 0; k < opts->n_langs; k++)
+        l->s[k].n_win = l->s[k].n_tok / (uint64_t)l->W;
     if (set_weights(l)) {
         loader_close(l);
         return NULL;
@@ -265,8 +263,7 @@ struct loader *loader_open(const struct loader_opts *opts)
     return l;
 }
 
-void loader_close(struct loader *l)
-{
+void loader_close(struct loader *l) {
     if (!l) return;
     if (l->running) {
         pthread_mutex_lock(&l->mu);
@@ -290,15 +287,15 @@ void loader_close(struct loader *l)
 
 /* ---- steps and state ---- */
 
-int loader_next_step(struct loader *l, struct loader_block *blocks, int max_blocks)
-{
+int loader_next_step(struct loader *l, struct loader_block *blocks, int max_blocks) {
     if (max_blocks < l->accum)
         return xlmc_error("loader: a step has %d blocks on this rank, room for %d", l->accum,
                           max_blocks);
     struct step_buf *b;
     if (l->running) {
         pthread_mutex_lock(&l->mu);
-        while (!l->ready) pthread_cond_wait(&l->cv, &l->mu);
+        while (!l->ready)
+            pthread_cond_wait(&l->cv, &l->mu);
         l->ready = 0;
         l->front = 1 - l->front;
         b = &l->buf[l->front];
@@ -322,13 +319,11 @@ int loader_next_step(struct loader *l, struct loader_block *blocks, int max_bloc
     return l->accum;
 }
 
-void loader_get_state(const struct loader *l, struct loader_state *st)
-{
+void loader_get_state(const struct loader *l, struct loader_state *st) {
     *st = l->served;
 }
 
-int loader_set_state(struct loader *l, const struct loader_state *st)
-{
+int loader_set_state(struct loader *l, const struct loader_state *st) {
     for (int k = 0; k < l->o.n_langs; k++)
         if (st->cursor[k] > l->s[k].n_win)
             return xlmc_error("loader: the saved state is at window %llu of %s, but the %s split "
@@ -337,7 +332,8 @@ int loader_set_state(struct loader *l, const struct loader_state *st)
                               l->o.dir, (unsigned long long)l->s[k].n_win);
     if (l->running) {
         pthread_mutex_lock(&l->mu);
-        while (l->busy) pthread_cond_wait(&l->cv, &l->mu);
+        while (l->busy)
+            pthread_cond_wait(&l->cv, &l->mu);
         l->served = l->fill = *st;
         l->ready = 0;
         l->want = 1; /* the read-ahead step came from the old position: redo it */
@@ -349,13 +345,11 @@ int loader_set_state(struct loader *l, const struct loader_state *st)
     return 0;
 }
 
-uint64_t loader_windows(const struct loader *l, int lang)
-{
+uint64_t loader_windows(const struct loader *l, int lang) {
     return lang >= 0 && lang < l->o.n_langs ? l->s[lang].n_win : 0;
 }
 
-int loader_read_window(struct loader *l, int lang, uint64_t i, int32_t *out)
-{
+int loader_read_window(struct loader *l, int lang, uint64_t i, int32_t *out) {
     if (lang < 0 || lang >= l->o.n_langs || i >= l->s[lang].n_win)
         return xlmc_error("loader: window %llu of language %d is outside the %s split of %s",
                           (unsigned long long)i, lang, l->o.split, l->o.dir);

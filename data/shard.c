@@ -13,22 +13,19 @@
 /* XLM's en-de model orders its languages alphabetically. */
 static const char *const SHARD_LANGS[] = {"de", "en"};
 
-int shard_lang_id(const char *code)
-{
+int shard_lang_id(const char *code) {
     for (int i = 0; i < (int)XLMC_ARRAY_LEN(SHARD_LANGS); i++)
         if (!strcmp(code, SHARD_LANGS[i])) return i;
     return -1;
 }
 
-const char *shard_lang_code(int lang_id)
-{
+const char *shard_lang_code(int lang_id) {
     return lang_id >= 0 && lang_id < (int)XLMC_ARRAY_LEN(SHARD_LANGS) ? SHARD_LANGS[lang_id] : "?";
 }
 
 /* ---- writer ---- */
 
-void shard_writer_init(struct shard_writer *w, const struct shard_meta *meta)
-{
+void shard_writer_init(struct shard_writer *w, const struct shard_meta *meta) {
     memset(w, 0, sizeof *w);
     w->meta = *meta;
     w->meta.n_tokens = w->meta.n_sentences = 0;
@@ -37,8 +34,7 @@ void shard_writer_init(struct shard_writer *w, const struct shard_meta *meta)
     w->offsets[0] = 0;
 }
 
-void shard_writer_append(struct shard_writer *w, const int32_t *ids, size_t n)
-{
+void shard_writer_append(struct shard_writer *w, const int32_t *ids, size_t n) {
     size_t need = (size_t)w->meta.n_tokens + n;
     if (need > w->tok_cap) {
         w->tok_cap = need > 2 * w->tok_cap ? need : 2 * w->tok_cap;
@@ -53,8 +49,7 @@ void shard_writer_append(struct shard_writer *w, const int32_t *ids, size_t n)
     w->offsets[++w->meta.n_sentences] = w->meta.n_tokens;
 }
 
-void shard_writer_add_source(struct shard_writer *w, const char *name)
-{
+void shard_writer_add_source(struct shard_writer *w, const char *name) {
     size_t len = w->sources ? strlen(w->sources) : 0, nl = strlen(name);
     /* already recorded? (names are whole lines) */
     for (const char *p = w->sources; p && *p;) {
@@ -69,8 +64,7 @@ void shard_writer_add_source(struct shard_writer *w, const char *name)
 }
 
 static int attr_write(hid_t f, const char *name, hid_t file_type, hid_t mem_type,
-                      const void *value)
-{
+                      const void *value) {
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t a = sp < 0 ? -1 : H5Acreate2(f, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT);
     int rc = a < 0 || H5Awrite(a, mem_type, value) < 0 ? -1 : 0;
@@ -79,19 +73,16 @@ static int attr_write(hid_t f, const char *name, hid_t file_type, hid_t mem_type
     return rc;
 }
 
-static int attr_write_i64(hid_t f, const char *name, int64_t v)
-{
+static int attr_write_i64(hid_t f, const char *name, int64_t v) {
     return attr_write(f, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
 }
 
-static int attr_write_u64(hid_t f, const char *name, uint64_t v)
-{
+static int attr_write_u64(hid_t f, const char *name, uint64_t v) {
     return attr_write(f, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v);
 }
 
 /* A variable-length UTF-8 string (what h5py writes for str). */
-static int attr_write_str(hid_t f, const char *name, const char *v)
-{
+static int attr_write_str(hid_t f, const char *name, const char *v) {
     hid_t t = H5Tcopy(H5T_C_S1);
     if (t < 0) return -1;
     int rc = H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0
@@ -102,14 +93,15 @@ static int attr_write_str(hid_t f, const char *name, const char *v)
 }
 
 /* The source files as a 1-D attribute of variable-length strings. */
-static int attr_write_sources(hid_t f, char *sources)
-{
+static int attr_write_sources(hid_t f, char *sources) {
     int n = 0;
-    for (char *p = sources; p && *p; p = strchr(p, '\n') + 1) n++;
+    for (char *p = sources; p && *p; p = strchr(p, '\n') + 1)
+        n++;
     const char **names = xcalloc((size_t)(n ? n : 1), sizeof *names);
     char *copy = xstrdup(sources ? sources : "");
     int k = 0;
-    for (char *save = NULL, *tok = strtok_r(copy, "\n", &save); tok; tok = strtok_r(NULL, "\n", &save))
+    for (char *save = NULL, *tok = strtok_r(copy, "\n", &save); tok;
+         tok = strtok_r(NULL, "\n", &save))
         names[k++] = tok;
     hsize_t dims[1] = {(hsize_t)k};
     hid_t t = H5Tcopy(H5T_C_S1);
@@ -130,8 +122,7 @@ static int attr_write_sources(hid_t f, char *sources)
 
 /* A 1-D chunked, deflated dataset of n elements. */
 static int dataset_write(hid_t f, const char *name, hid_t file_type, hid_t mem_type,
-                         const void *data, hsize_t n)
-{
+                         const void *data, hsize_t n) {
     hsize_t dims[1] = {n}, chunk[1] = {n < 65536 ? (n ? n : 1) : 65536};
     hid_t sp = H5Screate_simple(1, dims, NULL);
     hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
@@ -147,8 +138,7 @@ static int dataset_write(hid_t f, const char *name, hid_t file_type, hid_t mem_t
     return rc;
 }
 
-static int shard_write_file(struct shard_writer *w, const char *tmp)
-{
+static int shard_write_file(struct shard_writer *w, const char *tmp) {
     const struct shard_meta *m = &w->meta;
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) return -1;
@@ -156,10 +146,11 @@ static int shard_write_file(struct shard_writer *w, const char *tmp)
     snprintf(vhex, sizeof vhex, "%016llx", (unsigned long long)m->vocab_hash);
     snprintf(chex, sizeof chex, "%016llx", (unsigned long long)m->codes_hash);
     hid_t tok_type = m->vocab_size <= 65536 ? H5T_STD_U16LE : H5T_STD_U32LE;
-    int rc = dataset_write(f, "tokens", tok_type, H5T_NATIVE_INT32, w->tokens,
-                           (hsize_t)m->n_tokens);
-    rc = rc ? rc : dataset_write(f, "offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, w->offsets,
-                                 (hsize_t)m->n_sentences + 1);
+    int rc =
+        dataset_write(f, "tokens", tok_type, H5T_NATIVE_INT32, w->tokens, (hsize_t)m->n_tokens);
+    rc = rc ? rc
+            : dataset_write(f, "offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, w->offsets,
+                            (hsize_t)m->n_sentences + 1);
     rc = rc ? rc : attr_write_i64(f, "format_version", SHARD_FORMAT_VERSION);
     rc = rc ? rc : attr_write_str(f, "lang", m->lang);
     rc = rc ? rc : attr_write_i64(f, "lang_id", m->lang_id);
@@ -176,8 +167,7 @@ static int shard_write_file(struct shard_writer *w, const char *tmp)
     return rc;
 }
 
-int shard_writer_flush(struct shard_writer *w, const char *path)
-{
+int shard_writer_flush(struct shard_writer *w, const char *path) {
     size_t len = strlen(path);
     char *tmp = xmalloc(len + 5);
     memcpy(tmp, path, len);
@@ -197,8 +187,7 @@ int shard_writer_flush(struct shard_writer *w, const char *path)
     return rc;
 }
 
-void shard_writer_free(struct shard_writer *w)
-{
+void shard_writer_free(struct shard_writer *w) {
     free(w->tokens);
     free(w->offsets);
     free(w->sources);
@@ -207,8 +196,7 @@ void shard_writer_free(struct shard_writer *w)
 
 /* ---- reader ---- */
 
-static int attr_read_i64(hid_t f, const char *name, int64_t *v)
-{
+static int attr_read_i64(hid_t f, const char *name, int64_t *v) {
     if (H5Aexists(f, name) <= 0) return -1;
     hid_t a = H5Aopen(f, name, H5P_DEFAULT);
     if (a < 0) return -1;
@@ -217,8 +205,7 @@ static int attr_read_i64(hid_t f, const char *name, int64_t *v)
     return rc;
 }
 
-static int attr_read_u64(hid_t f, const char *name, uint64_t *v)
-{
+static int attr_read_u64(hid_t f, const char *name, uint64_t *v) {
     if (H5Aexists(f, name) <= 0) return -1;
     hid_t a = H5Aopen(f, name, H5P_DEFAULT);
     if (a < 0) return -1;
@@ -227,8 +214,7 @@ static int attr_read_u64(hid_t f, const char *name, uint64_t *v)
     return rc;
 }
 
-static int attr_read_str(hid_t f, const char *name, char *out, size_t cap)
-{
+static int attr_read_str(hid_t f, const char *name, char *out, size_t cap) {
     if (H5Aexists(f, name) <= 0) return -1;
     hid_t a = H5Aopen(f, name, H5P_DEFAULT);
     if (a < 0) return -1;
@@ -250,8 +236,7 @@ static int attr_read_str(hid_t f, const char *name, char *out, size_t cap)
 }
 
 /* Length of 1-D dataset `name`, or -1. */
-static int64_t dataset_len(hid_t f, const char *name)
-{
+static int64_t dataset_len(hid_t f, const char *name) {
     if (H5Lexists(f, name, H5P_DEFAULT) <= 0) return -1;
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
     if (d < 0) return -1;
@@ -266,8 +251,7 @@ static int64_t dataset_len(hid_t f, const char *name)
     return n;
 }
 
-static int dataset_read(hid_t f, const char *name, hid_t mem_type, void *out)
-{
+static int dataset_read(hid_t f, const char *name, hid_t mem_type, void *out) {
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
     if (d < 0) return -1;
     int rc = H5Dread(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0 ? -1 : 0;
@@ -275,17 +259,17 @@ static int dataset_read(hid_t f, const char *name, hid_t mem_type, void *out)
     return rc;
 }
 
-static int shard_read_meta(hid_t f, const char *path, struct shard_meta *m)
-{
+static int shard_read_meta(hid_t f, const char *path, struct shard_meta *m) {
     int64_t version = 0, lang_id = -1;
     if (attr_read_i64(f, "format_version", &version))
         return xlmc_error("%s: no format_version attribute: not a shard written by `xlmc prep`",
                           path);
     if (version != SHARD_FORMAT_VERSION)
         return xlmc_error("%s: shard format version %lld, this xlmc reads version %d (re-run "
-                          "`xlmc prep`)", path, (long long)version, SHARD_FORMAT_VERSION);
-    const char *missing = attr_read_i64(f, "lang_id", &lang_id)              ? "lang_id"
-                          : attr_read_str(f, "lang", m->lang, sizeof m->lang) ? "lang"
+                          "`xlmc prep`)",
+                          path, (long long)version, SHARD_FORMAT_VERSION);
+    const char *missing = attr_read_i64(f, "lang_id", &lang_id)                  ? "lang_id"
+                          : attr_read_str(f, "lang", m->lang, sizeof m->lang)    ? "lang"
                           : attr_read_str(f, "split", m->split, sizeof m->split) ? "split"
                           : attr_read_i64(f, "vocab_size", &m->vocab_size)       ? "vocab_size"
                           : attr_read_u64(f, "vocab_hash", &m->vocab_hash)       ? "vocab_hash"
@@ -293,30 +277,31 @@ static int shard_read_meta(hid_t f, const char *path, struct shard_meta *m)
                           : attr_read_i64(f, "n_tokens", &m->n_tokens)           ? "n_tokens"
                           : attr_read_i64(f, "n_sentences", &m->n_sentences)     ? "n_sentences"
                                                                                  : NULL;
-    if (missing) return xlmc_error("%s: the shard attribute '%s' is missing or unreadable", path, missing);
+    if (missing)
+        return xlmc_error("%s: the shard attribute '%s' is missing or unreadable", path, missing);
     m->lang_id = (int)lang_id;
     if (lang_id < 0 || shard_lang_id(m->lang) != lang_id || m->vocab_size <= TOK_NUM_SPECIAL ||
         m->n_tokens < 0 || m->n_sentences < 0)
         return xlmc_error("%s: inconsistent shard attributes (lang '%s' id %lld, vocab_size "
-                          "%lld, %lld tokens, %lld sentences)", path, m->lang, (long long)lang_id,
-                          (long long)m->vocab_size, (long long)m->n_tokens,
-                          (long long)m->n_sentences);
+                          "%lld, %lld tokens, %lld sentences)",
+                          path, m->lang, (long long)lang_id, (long long)m->vocab_size,
+                          (long long)m->n_tokens, (long long)m->n_sentences);
     return 0;
 }
 
-static int shard_read_data(hid_t f, const char *path, struct shard *s)
-{
+static int shard_read_data(hid_t f, const char *path, struct shard *s) {
     const struct shard_meta *m = &s->meta;
     if (dataset_len(f, "tokens") != m->n_tokens || dataset_len(f, "offsets") != m->n_sentences + 1)
         return xlmc_error("%s: the tokens/offsets datasets are missing or disagree with "
-                          "n_tokens = %lld, n_sentences = %lld", path, (long long)m->n_tokens,
-                          (long long)m->n_sentences);
+                          "n_tokens = %lld, n_sentences = %lld",
+                          path, (long long)m->n_tokens, (long long)m->n_sentences);
     s->tokens = xmalloc((size_t)(m->n_tokens ? m->n_tokens : 1) * sizeof *s->tokens);
     s->offsets = xmalloc((size_t)(m->n_sentences + 1) * sizeof *s->offsets);
     if ((m->n_tokens && dataset_read(f, "tokens", H5T_NATIVE_INT32, s->tokens)) ||
         dataset_read(f, "offsets", H5T_NATIVE_INT64, s->offsets))
         return xlmc_error("%s: cannot read the token data: the file is truncated or corrupt "
-                          "(re-run `xlmc prep`)", path);
+                          "(re-run `xlmc prep`)",
+                          path);
     if (s->offsets[0] != 0 || s->offsets[m->n_sentences] != m->n_tokens)
         return xlmc_error("%s: offsets do not run from 0 to n_tokens", path);
     for (int64_t i = 0; i < m->n_sentences; i++)
@@ -330,42 +315,40 @@ static int shard_read_data(hid_t f, const char *path, struct shard *s)
     return 0;
 }
 
-int shard_read(const char *path, uint64_t want_hash, int tokens, struct shard *s)
-{
+int shard_read(const char *path, uint64_t want_hash, int tokens, struct shard *s) {
     memset(s, 0, sizeof *s);
     /* HDF5 would print its own error stack: we report the file and the cause ourselves. */
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
         return xlmc_error("%s: not a readable HDF5 file (truncated or corrupt? re-run `xlmc "
-                          "prep`)", path);
+                          "prep`)",
+                          path);
     int rc = shard_read_meta(f, path, &s->meta);
     if (!rc && want_hash && s->meta.vocab_hash != want_hash)
-        rc = xlmc_error("%s: prepared with vocabulary %016llx, but %016llx is expected (the "
-                        "model's or the directory's; re-run `xlmc prep` with the same codes and "
-                        "vocab)", path,
-                        (unsigned long long)s->meta.vocab_hash, (unsigned long long)want_hash);
+        rc =
+            xlmc_error("%s: prepared with vocabulary %016llx, but %016llx is expected (the "
+                       "model's or the directory's; re-run `xlmc prep` with the same codes and "
+                       "vocab)",
+                       path, (unsigned long long)s->meta.vocab_hash, (unsigned long long)want_hash);
     if (!rc && tokens) rc = shard_read_data(f, path, s);
     if (H5Fclose(f) < 0 && !rc) rc = xlmc_error("%s: HDF5 close failed", path);
     if (rc) shard_free(s);
     return rc;
 }
 
-void shard_free(struct shard *s)
-{
+void shard_free(struct shard *s) {
     free(s->tokens);
     free(s->offsets);
     s->tokens = NULL;
     s->offsets = NULL;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
+static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int shard_list(const char *dir, const char *split, char ***paths, int *n)
-{
+int shard_list(const char *dir, const char *split, char ***paths, int *n) {
     *paths = NULL;
     *n = 0;
     DIR *d = opendir(dir);
@@ -391,8 +374,8 @@ int shard_list(const char *dir, const char *split, char ***paths, int *n)
     return 0;
 }
 
-void shard_list_free(char **paths, int n)
-{
-    for (int i = 0; i < n; i++) free(paths[i]);
+void shard_list_free(char **paths, int n) {
+    for (int i = 0; i < n; i++)
+        free(paths[i]);
     free(paths);
 }

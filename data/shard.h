@@ -25,19 +25,19 @@ const char *shard_lang_code(int lang_id);
 struct shard_meta {
     int lang_id;
     char lang[8];
-    char split[8];             /* train, valid, test */
-    int64_t vocab_size;        /* words in the dictionary, 14 specials included */
-    uint64_t vocab_hash;       /* tokenizer_vocab_hash */
-    uint64_t codes_hash;       /* tokenizer_codes_hash */
+    char split[8];       /* train, valid, test */
+    int64_t vocab_size;  /* words in the dictionary, 14 specials included */
+    uint64_t vocab_hash; /* tokenizer_vocab_hash */
+    uint64_t codes_hash; /* tokenizer_codes_hash */
     int64_t n_tokens, n_sentences;
 };
 
 struct shard_writer {
     struct shard_meta meta;
-    int32_t *tokens;           /* (n_tokens) */
-    int64_t *offsets;          /* (n_sentences + 1) */
+    int32_t *tokens;  /* (n_tokens) */
+    int64_t *offsets; /* (n_sentences + 1) */
     size_t tok_cap, off_cap;
-    char *sources;             /* source file names, '\n'-separated */
+    char *sources; /* source file names, '\n'-separated */
 };
 
 void shard_writer_init(struct shard_writer *w, const struct shard_meta *meta);
@@ -54,8 +54,8 @@ void shard_writer_free(struct shard_writer *w);
 /* A shard read whole into memory. */
 struct shard {
     struct shard_meta meta;
-    int32_t *tokens;           /* (n_tokens) */
-    int64_t *offsets;          /* (n_sentences + 1) */
+    int32_t *tokens;  /* (n_tokens) */
+    int64_t *offsets; /* (n_sentences + 1) */
 };
 
 /* Read and validate one shard: HDF5 readable, format version, attributes present,

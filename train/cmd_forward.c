@@ -22,8 +22,7 @@ static const char FORWARD_USAGE[] =
     "  vocab_size = 0 in the config: V is taken from the weights file\n";
 
 /* "512 x 64" or "64" */
-static const char *shape_str(char *buf, size_t len, int nd, const long long *d)
-{
+static const char *shape_str(char *buf, size_t len, int nd, const long long *d) {
     int n = snprintf(buf, len, "%s", nd == 0 ? "scalar" : "");
     for (int i = 0; i < nd && n >= 0 && (size_t)n < len; i++)
         n += snprintf(buf + n, len - (size_t)n, i ? " x %lld" : "%lld", d[i]);
@@ -31,8 +30,7 @@ static const char *shape_str(char *buf, size_t len, int nd, const long long *d)
 }
 
 /* Load every tensor of m from the weights file, checking names and shapes. */
-static int forward_load_weights(struct model *m, hid_t f, const char *path)
-{
+static int forward_load_weights(struct model *m, hid_t f, const char *path) {
     char name[128];
     for (int id = 0; id < P_COUNT; id++) {
         const struct param_tensor *t = &m->params[id];
@@ -68,7 +66,8 @@ static int forward_load_weights(struct model *m, hid_t f, const char *path)
         free(data);
         if (!same)
             return xlmc_error("%s: pred_layer.proj.weight differs from "
-                              "transformer.embeddings.weight; xlmc ties them", path);
+                              "transformer.embeddings.weight; xlmc ties them",
+                              path);
     }
     model_sync_weights(m);
     return 0;
@@ -79,8 +78,7 @@ struct forward_batch {
     int32_t *ids, *langs, *mask, *labels, *lengths;
 };
 
-static void forward_batch_free(struct forward_batch *fb)
-{
+static void forward_batch_free(struct forward_batch *fb) {
     free(fb->ids);
     free(fb->langs);
     free(fb->mask);
@@ -88,24 +86,22 @@ static void forward_batch_free(struct forward_batch *fb)
     free(fb->lengths);
 }
 
-static int read_bt(hid_t f, const char *path, const char *name, int32_t **out, int *B, int *T)
-{
+static int read_bt(hid_t f, const char *path, const char *name, int32_t **out, int *B, int *T) {
     int nd;
     long long d[H5IO_MAX_DIMS];
     if (h5io_read_i32(f, name, out, &nd, d)) return -1;
     if (nd != 2 || d[0] <= 0 || d[1] <= 0)
         return xlmc_error("%s: dataset '%s' must be (B,T) with B, T > 0", path, name);
     if (*B && (d[0] != *B || d[1] != *T))
-        return xlmc_error("%s: dataset '%s' is %lld x %lld, input_ids is %d x %d", path, name,
-                          d[0], d[1], *B, *T);
+        return xlmc_error("%s: dataset '%s' is %lld x %lld, input_ids is %d x %d", path, name, d[0],
+                          d[1], *B, *T);
     *B = (int)d[0];
     *T = (int)d[1];
     return 0;
 }
 
 static int forward_load_batch(struct forward_batch *fb, const char *path,
-                              const struct model_config *mc)
-{
+                              const struct model_config *mc) {
     hid_t f = h5io_open_read(path);
     if (f < 0) return -1;
     int rc = -1;
@@ -160,8 +156,7 @@ done:
 
 /* Write O.h5 (under a temporary name; the caller renames). */
 static int forward_write(const char *tmp, struct model *m, const struct forward_batch *fb,
-                         const float *logits, float loss, int with_loss, const float *grads)
-{
+                         const float *logits, float loss, int with_loss, const float *grads) {
     hid_t f = h5io_create(tmp);
     if (f < 0) return -1;
     long long d[3] = {fb->B, fb->T, m->cfg.model.vocab_size};
@@ -182,8 +177,7 @@ static int forward_write(const char *tmp, struct model *m, const struct forward_
     return rc;
 }
 
-static int forward_main(int argc, char **argv)
-{
+static int forward_main(int argc, char **argv) {
     const char *config = NULL, *weights = NULL, *batch = NULL, *out = NULL;
     const char *device = "cpu", *precision = "fp32";
     int want_grads = 0;
@@ -214,14 +208,20 @@ static int forward_main(int argc, char **argv)
         return xlmc_error("forward: --config, --weights, --batch and --out are required");
     }
     enum ops_precision prec;
-    if (!strcmp(precision, "fp32")) prec = OPS_FP32;
-    else if (!strcmp(precision, "fp16")) prec = OPS_FP16;
-    else return xlmc_error("forward: --precision must be fp32 or fp16, not '%s'", precision);
+    if (!strcmp(precision, "fp32"))
+        prec = OPS_FP32;
+    else if (!strcmp(precision, "fp16"))
+        prec = OPS_FP16;
+    else
+        return xlmc_error("forward: --precision must be fp32 or fp16, not '%s'", precision);
     const struct ops *ops = NULL;
     char why[256] = "";
-    if (!strcmp(device, "cpu")) ops = ops_cpu(prec);
-    else if (!strcmp(device, "cuda")) ops = ops_cuda(prec, 0, why, sizeof why);
-    else return xlmc_error("forward: --device must be cpu or cuda, not '%s'", device);
+    if (!strcmp(device, "cpu"))
+        ops = ops_cpu(prec);
+    else if (!strcmp(device, "cuda"))
+        ops = ops_cuda(prec, 0, why, sizeof why);
+    else
+        return xlmc_error("forward: --device must be cpu or cuda, not '%s'", device);
     if (!ops) return xlmc_error("forward: --device cuda: %s", why);
 
     struct xlmc_config cfg;
@@ -234,7 +234,8 @@ static int forward_main(int argc, char **argv)
         if (h5io_shape(wf, "transformer.embeddings.weight", &nd, d) || nd != 2) {
             h5io_close(wf);
             return xlmc_error("%s: vocab_size = 0 in %s needs a 2-d "
-                              "transformer.embeddings.weight", weights, config);
+                              "transformer.embeddings.weight",
+                              weights, config);
         }
         cfg.model.vocab_size = (int)d[0];
     }
@@ -286,7 +287,6 @@ static int forward_main(int argc, char **argv)
     return rc ? 1 : 0;
 }
 
-int cmd_forward(int argc, char **argv)
-{
+int cmd_forward(int argc, char **argv) {
     return forward_main(argc, argv) ? 1 : 0;
 }

@@ -9,7 +9,6 @@
 #include "data/hf_vocab.h"
 #include "data/tokenizer.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -44,22 +43,23 @@ static const char EXPORT_USAGE[] =
 
 /* ---------------------------------------------------------------- import */
 
-static int json_num(json_t *cfg, const char *key, double *out, int required, const char *path)
-{
+static int json_num(json_t *cfg, const char *key, double *out, int required, const char *path) {
     json_t *v = json_object_get(cfg, key);
     if (!v || json_is_null(v)) {
         if (required) return xlmc_error("%s: missing key \"%s\"", path, key);
         return 0;
     }
-    if (json_is_boolean(v)) *out = json_is_true(v);
-    else if (json_is_number(v)) *out = json_number_value(v);
-    else return xlmc_error("%s: \"%s\" is not a number", path, key);
+    if (json_is_boolean(v))
+        *out = json_is_true(v);
+    else if (json_is_number(v))
+        *out = json_number_value(v);
+    else
+        return xlmc_error("%s: \"%s\" is not a number", path, key);
     return 0;
 }
 
 /* config.json -> xlmc_config (with [train] defaults for fine-tuning). */
-static int import_config(const char *dir, struct xlmc_config *cfg, char **ini_out)
-{
+static int import_config(const char *dir, struct xlmc_config *cfg, char **ini_out) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     json_error_t err;
@@ -89,8 +89,10 @@ static int import_config(const char *dir, struct xlmc_config *cfg, char **ini_ou
         json_num(j, "pad_index", &pad, 0, path))
         goto done;
     if (sinus || !gelu || asm_) {
-        xlmc_error("%s: %s is not supported by xlmc (learned positions, GELU, full softmax)",
-                   path, sinus ? "sinusoidal_embeddings" : !gelu ? "ReLU activation" : "asm");
+        xlmc_error("%s: %s is not supported by xlmc (learned positions, GELU, full softmax)", path,
+                   sinus   ? "sinusoidal_embeddings"
+                   : !gelu ? "ReLU activation"
+                           : "asm");
         goto done;
     }
     if (NL > XLMC_MAX_LANGS) {
@@ -100,7 +102,8 @@ static int import_config(const char *dir, struct xlmc_config *cfg, char **ini_ou
     if (!causal)
         printf("note: %s says causal: false; xlmc imports every XLM as a causal LM (the released "
                "xlm-clm-* models were trained causally although their configs say otherwise; "
-               "an MLM would not make a useful causal LM)\n", path);
+               "an MLM would not make a useful causal LM)\n",
+               path);
     /* lang2id: language code by id, carried into [model] langs */
     char langs[XLMC_MAX_LANGS][XLMC_LANG_LEN] = {{0}};
     json_t *l2i = json_object_get(j, "lang2id");
@@ -109,10 +112,10 @@ static int import_config(const char *dir, struct xlmc_config *cfg, char **ini_ou
         json_t *idv;
         json_object_foreach(l2i, code, idv) {
             json_int_t id = json_is_integer(idv) ? json_integer_value(idv) : -1;
-            if (id < 0 || id >= (json_int_t)NL || strlen(code) >= XLMC_LANG_LEN ||
-                langs[id][0]) {
+            if (id < 0 || id >= (json_int_t)NL || strlen(code) >= XLMC_LANG_LEN || langs[id][0]) {
                 xlmc_error("%s: lang2id[\"%s\"] is not a unique id below n_langs = %g (or the "
-                           "code is longer than %d)", path, code, NL, XLMC_LANG_LEN - 1);
+                           "code is longer than %d)",
+                           path, code, NL, XLMC_LANG_LEN - 1);
                 goto done;
             }
             snprintf(langs[id], XLMC_LANG_LEN, "%s", code);
@@ -120,10 +123,14 @@ static int import_config(const char *dir, struct xlmc_config *cfg, char **ini_ou
     }
     char lang_list[XLMC_MAX_LANGS * XLMC_LANG_LEN + 8] = "";
     for (int i = 0; i < (int)NL; i++) {
-        if (!langs[i][0]) snprintf(langs[i], XLMC_LANG_LEN, "l%d", i);
+        if (!langs[i][0]) { /* no lang2id entry: a placeholder code "l<id>" */
+            langs[i][0] = 'l';
+            langs[i][1] = (char)('0' + i);
+        }
         strcat(lang_list, i ? "," : "");
         strcat(lang_list, langs[i]);
     }
+    double seq = P - 1 < 256 ? P - 1 : 256; /* tokens per row; windows are seq + 1 */
     char *ini = xmalloc(8192);
     snprintf(ini, 8192,
              "# imported from %s by xlmc import-hf\n"
@@ -132,12 +139,12 @@ static int import_config(const char *dir, struct xlmc_config *cfg, char **ini_ou
              "dropout = %g\nattention_dropout = %g\nlayer_norm_eps = %g\nuse_lang_emb = %s\n"
              "pad_index = %.0f\n\n"
              "# fine-tuning defaults: adjust to the corpus and the machines\n"
-             "[train]\nbatch_tokens = 16384\nmicro_batch = 8\nseq_len = 256\nlr = 0.0001\n"
+             "[train]\nbatch_tokens = %.0f\nmicro_batch = 8\nseq_len = %.0f\nlr = 0.0001\n"
              "schedule = inverse_sqrt\nwarmup = 500\nmax_steps = 10000\nclip_norm = 5\n"
              "precision = fp32\nseed = 1\nlog_every = 10\neval_every = 500\n"
              "checkpoint_every = 500\nkeep_last = 3\neval_batches = 50\n",
              path, V, C, L, NH, 4 * C, P, NL, lang_list, drop, adrop, eps,
-             lang_emb ? "true" : "false", pad);
+             lang_emb ? "true" : "false", pad, 32 * seq, seq);
     if (config_parse_string(ini, path, cfg)) {
         free(ini);
         goto done;
@@ -150,8 +157,7 @@ done:
 }
 
 /* Copy every tensor of the safetensors file into m->master, listing every problem. */
-static int import_weights(struct model *m, const struct safetensors *st)
-{
+static int import_weights(struct model *m, const struct safetensors *st) {
     unsigned char *seen = xcalloc(m->num_params ? m->num_params : 1, 1);
     int problems = 0;
     char name[160];
@@ -176,9 +182,8 @@ static int import_weights(struct model *m, const struct safetensors *st)
         if (!ok) {
             xlmc_error("%s: tensor '%s' has %d dims [%lld, %lld], the config needs %s[%d, %d]",
                        st->path, t->name, t->ndim, t->ndim > 0 ? (long long)t->shape[0] : 0LL,
-                       t->ndim > 1 ? (long long)t->shape[1] : 0LL,
-                       p->ndim == 1 ? "1 dim " : "", p->shape[0],
-                       p->ndim > 1 ? p->shape[1] : 1);
+                       t->ndim > 1 ? (long long)t->shape[1] : 0LL, p->ndim == 1 ? "1 dim " : "",
+                       p->shape[0], p->ndim > 1 ? p->shape[1] : 1);
             problems++;
             continue;
         }
@@ -191,8 +196,8 @@ static int import_weights(struct model *m, const struct safetensors *st)
         for (int l = 0; p->numel && l < p->layers; l++) {
             if (seen[p->offset + (size_t)l * (p->numel / (size_t)p->layers)]) continue;
             model_param_hf_name(m, id, l, name, sizeof name);
-            xlmc_error("%s: missing tensor '%s' (shape [%d%s%.0d])", st->path, name,
-                       p->shape[0], p->ndim > 1 ? ", " : "", p->ndim > 1 ? p->shape[1] : 0);
+            xlmc_error("%s: missing tensor '%s' (shape [%d%s%.0d])", st->path, name, p->shape[0],
+                       p->ndim > 1 ? ", " : "", p->ndim > 1 ? p->shape[1] : 0);
             problems++;
         }
     }
@@ -209,7 +214,8 @@ static int import_weights(struct model *m, const struct safetensors *st)
         }
         if (!same) {
             xlmc_error("%s: pred_layer.proj.weight differs from transformer.embeddings.weight; "
-                       "xlmc ties them", st->path);
+                       "xlmc ties them",
+                       st->path);
             problems++;
         }
     }
@@ -219,15 +225,38 @@ static int import_weights(struct model *m, const struct safetensors *st)
     return 0;
 }
 
-static int make_dir(const char *dir)
-{
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return xlmc_error("cannot create directory %s: %s", dir, strerror(errno));
-    return 0;
+/* mkdir -p; *created (may be NULL) is set when the last component did not exist. */
+static int make_dir(const char *dir, int *created) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1;; p++) {
+        int last = *p == '\0';
+        if (*p != '/' && !last) continue;
+        *p = '\0';
+        int rc = mkdir(path, 0777);
+        if (rc != 0 && errno != EEXIST)
+            return xlmc_error("cannot create directory %s: %s", path, strerror(errno));
+        if (last) {
+            if (created) *created = rc == 0;
+            return 0;
+        }
+        *p = '/';
+    }
 }
 
-static int write_text(const char *path, const char *text)
-{
+/* Remove what a failed export wrote into dir (and dir itself when export created it). */
+static void export_cleanup(const char *dir, int created) {
+    static const char *const files[] = {"config.json", "model.safetensors",     "vocab.json",
+                                        "merges.txt",  "tokenizer_config.json", HFV_COUNTS_FILE};
+    char path[4200];
+    for (size_t i = 0; i < XLMC_ARRAY_LEN(files); i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    if (created) rmdir(dir);
+}
+
+static int write_text(const char *path, const char *text) {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
@@ -240,8 +269,7 @@ static int write_text(const char *path, const char *text)
 }
 
 static int hf_parse_args(int argc, char **argv, const char *usage, const char **pos,
-                         const char **out, const char **vocab_dir)
-{
+                         const char **out, const char **vocab_dir) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -264,8 +292,7 @@ static int hf_parse_args(int argc, char **argv, const char *usage, const char **
     return 0;
 }
 
-int cmd_import_hf(int argc, char **argv)
-{
+int cmd_import_hf(int argc, char **argv) {
     const char *dir = NULL, *out = NULL;
     int a = hf_parse_args(argc, argv, IMPORT_USAGE, &dir, &out, NULL);
     if (a) return a > 0 ? 0 : 2;
@@ -287,7 +314,7 @@ int cmd_import_hf(int argc, char **argv)
         return 1;
     }
     if (st_open(&st, path)) goto out_model;
-    if (import_weights(&m, &st) || make_dir(out)) goto out_st;
+    if (import_weights(&m, &st) || make_dir(out, NULL)) goto out_st;
     if (hfv_to_fastbpe(dir, codes, vocab, &synthesized)) goto out_st;
     if (!(tok = tokenizer_load(codes, vocab))) goto out_files;
     if (tokenizer_vocab_size(tok) != cfg.model.vocab_size) {
@@ -296,15 +323,21 @@ int cmd_import_hf(int argc, char **argv)
         goto out_files;
     }
     model_sync_weights(&m);
-    if (ckpt_save(ckpt, &m, NULL, NULL, tokenizer_vocab_hash(tok)) ||
-        write_text(cfg_path, ini))
+    if (ckpt_save(ckpt, &m, NULL, NULL, tokenizer_vocab_hash(tok)) || write_text(cfg_path, ini))
         goto out_files;
     if (synthesized)
         printf("note: %s has no %s: the counts in %s and %s are synthesized (only their order "
-               "matters)\n", dir, HFV_COUNTS_FILE, codes, vocab);
-    printf("imported %s: %d layers, dim %d, %d heads, vocab %d, langs %s -> %s, %s, %s, %s\n",
-           dir, cfg.model.n_layers, cfg.model.dim, cfg.model.n_heads, cfg.model.vocab_size,
-           cfg.model.n_langs > 1 ? "by id in config.ini" : "one", ckpt, codes, vocab, cfg_path);
+               "matters)\n",
+               dir, HFV_COUNTS_FILE, codes, vocab);
+    char langs[XLMC_MAX_LANGS * XLMC_LANG_LEN + 8] = "";
+    for (int i = 0; i < cfg.model.n_langs; i++) {
+        strcat(langs, i ? "," : "");
+        strcat(langs, cfg.model.langs[i]);
+    }
+    printf("imported %s: %d layers, dim %d, %d heads, vocab %d, langs %s (by id) -> %s, %s, "
+           "%s, %s\n",
+           dir, cfg.model.n_layers, cfg.model.dim, cfg.model.n_heads, cfg.model.vocab_size, langs,
+           ckpt, codes, vocab, cfg_path);
     rc = 0;
 out_files:
     if (rc) {
@@ -323,8 +356,7 @@ out_model:
 
 /* ---------------------------------------------------------------- export */
 
-static int export_config(const char *dir, const struct model_config *mc, int cased)
-{
+static int export_config(const char *dir, const struct model_config *mc) {
     json_t *c = json_object(), *arch = json_array(), *l2i = json_object(), *i2l = json_object();
     json_array_append_new(arch, json_string("XLMWithLMHeadModel"));
     for (int i = 0; i < mc->n_langs; i++) {
@@ -375,10 +407,11 @@ static int export_config(const char *dir, const struct model_config *mc, int cas
         json_decref(i2l);
         return xlmc_error("cannot write %s", path);
     }
-    /* tokenizer_config.json: xlmc never lowercases; HF must not either on a cased vocabulary */
+    /* tokenizer_config.json: xlmc's pipeline never lowercases nor strips accents (the released
+     * en-de vocabulary is cased), so transformers must not either or the ids differ */
     json_t *t = json_object();
     json_object_set_new(t, "tokenizer_class", json_string("XLMTokenizer"));
-    json_object_set_new(t, "do_lowercase_and_remove_accent", json_boolean(!cased));
+    json_object_set_new(t, "do_lowercase_and_remove_accent", json_false());
     json_object_set_new(t, "model_max_length", json_integer(mc->max_positions));
     json_object_set_new(t, "lang2id", l2i);
     json_object_set_new(t, "id2lang", i2l);
@@ -393,10 +426,9 @@ static int export_config(const char *dir, const struct model_config *mc, int cas
     return 0;
 }
 
-static int export_weights(const char *dir, const struct model *m)
-{
+static int export_weights(const char *dir, const struct model *m) {
     struct st_out *t = xcalloc((size_t)P_COUNT * (size_t)(m->cfg.model.n_layers + 1), sizeof *t);
-    char (*names)[128] = xcalloc((size_t)P_COUNT * (size_t)(m->cfg.model.n_layers + 1), 128);
+    char(*names)[128] = xcalloc((size_t)P_COUNT * (size_t)(m->cfg.model.n_layers + 1), 128);
     size_t n = 0;
     int rc = 0;
     /* HF's order: everything by name within the state dict does not matter to the loader;
@@ -422,8 +454,7 @@ static int export_weights(const char *dir, const struct model *m)
     return rc;
 }
 
-int cmd_export_hf(int argc, char **argv)
-{
+int cmd_export_hf(int argc, char **argv) {
     const char *ckpt = NULL, *out = NULL, *vdir = NULL;
     int a = hf_parse_args(argc, argv, EXPORT_USAGE, &ckpt, &out, &vdir);
     if (a) return a > 0 ? 0 : 2;
@@ -431,36 +462,36 @@ int cmd_export_hf(int argc, char **argv)
     uint64_t hash = 0;
     if (ckpt_read_config(ckpt, &cfg, &hash)) return 1;
     if (cfg.model.ffn_dim != 4 * cfg.model.dim)
-        return xlmc_error("%s: ffn_dim = %d but transformers' XLM fixes it to 4 * dim = %d",
-                          ckpt, cfg.model.ffn_dim, 4 * cfg.model.dim), 1;
+        return xlmc_error("%s: ffn_dim = %d but transformers' XLM fixes it to 4 * dim = %d", ckpt,
+                          cfg.model.ffn_dim, 4 * cfg.model.dim),
+               1;
     char codes[4096], vocab[4096];
     snprintf(codes, sizeof codes, "%s/codes", vdir);
     snprintf(vocab, sizeof vocab, "%s/vocab", vdir);
     struct tokenizer *tok = tokenizer_load(codes, vocab);
     if (!tok) return 1;
-    int rc = 1, cased = 0;
+    int rc = 1;
     if (tokenizer_vocab_size(tok) != cfg.model.vocab_size) {
-        xlmc_error("%s: %d words, but %s has vocab_size %d", vocab, tokenizer_vocab_size(tok),
-                   ckpt, cfg.model.vocab_size);
+        xlmc_error("%s: %d words, but %s has vocab_size %d", vocab, tokenizer_vocab_size(tok), ckpt,
+                   cfg.model.vocab_size);
         goto out_tok;
     }
     if (hash && tokenizer_vocab_hash(tok) != hash) {
         xlmc_error("%s is not the vocabulary %s was trained with (hash differs)", vocab, ckpt);
         goto out_tok;
     }
-    for (int id = TOK_NUM_SPECIAL; id < tokenizer_vocab_size(tok) && !cased; id++)
-        for (const char *s = tokenizer_word(tok, id); *s && !cased; s++)
-            cased = isupper((unsigned char)*s) != 0;
     struct model m;
     if (model_create(&m, &cfg, ops_cpu(OPS_FP32))) goto out_tok;
-    if (ckpt_load(ckpt, &m, NULL, NULL) || make_dir(out) || export_weights(out, &m) ||
-        export_config(out, &cfg.model, cased) || hfv_from_fastbpe(codes, vocab, out))
+    int created = 0;
+    if (ckpt_load(ckpt, &m, NULL, NULL) || make_dir(out, &created)) goto out_model;
+    if (export_weights(out, &m) || export_config(out, &cfg.model) ||
+        hfv_from_fastbpe(codes, vocab, out)) {
+        export_cleanup(out, created);
         goto out_model;
-    if (!cased)
-        printf("note: %s has no uppercase words: tokenizer_config.json lets transformers "
-               "lowercase and remove accents\n", vocab);
+    }
     printf("exported %s -> %s (config.json, model.safetensors, vocab.json, merges.txt, "
-           "tokenizer_config.json)\n", ckpt, out);
+           "tokenizer_config.json)\n",
+           ckpt, out);
     rc = 0;
 out_model:
     model_destroy(&m);

@@ -24,29 +24,26 @@ struct prep_args {
     const char *lang, *codes, *vocab, *out;
     const char **inputs;
     int n_inputs;
-    long valid_every;   /* lines; 0 = everything is train */
-    long shard_tokens;  /* tokens per shard before a new one starts */
+    long valid_every;  /* lines; 0 = everything is train */
+    long shard_tokens; /* tokens per shard before a new one starts */
 };
 
-static void prep_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: xlmc prep --lang L --codes CODES --vocab VOCAB --out DIR\n"
-            "                 [--valid-every N] [--shard-tokens N] --input FILE...\n\n"
-            "Tokenizes raw text (one sentence or paragraph per line, plain or .gz; empty lines\n"
-            "are skipped) with the fastBPE pair CODES/VOCAB and writes HDF5 token shards\n"
-            "DIR/<split>-<L>-r<RANK>-<NNNNN>.h5 (schema: data/README.md) and copies of CODES\n"
-            "and VOCAB as DIR/codes and DIR/vocab.\n\n"
-            "  --lang L          en or de (language ids de = 0, en = 1, as XLM)\n"
-            "  --valid-every N   line k of a file (from 1) goes to valid when k %% N == 0, to\n"
-            "                    test when k %% N == N/2, else to train (default 100; 0: all\n"
-            "                    train; N >= 3)\n"
-            "  --shard-tokens N  tokens per shard (default 16777216)\n\n"
-            "With mpirun -np R, rank r tokenizes input files r, r+R, ... .\n");
+static void prep_usage(FILE *f) {
+    fprintf(f, "usage: xlmc prep --lang L --codes CODES --vocab VOCAB --out DIR\n"
+               "                 [--valid-every N] [--shard-tokens N] --input FILE...\n\n"
+               "Tokenizes raw text (one sentence or paragraph per line, plain or .gz; empty lines\n"
+               "are skipped) with the fastBPE pair CODES/VOCAB and writes HDF5 token shards\n"
+               "DIR/<split>-<L>-r<RANK>-<NNNNN>.h5 (schema: data/README.md) and copies of CODES\n"
+               "and VOCAB as DIR/codes and DIR/vocab.\n\n"
+               "  --lang L          en or de (language ids de = 0, en = 1, as XLM)\n"
+               "  --valid-every N   line k of a file (from 1) goes to valid when k %% N == 0, to\n"
+               "                    test when k %% N == N/2, else to train (default 100; 0: all\n"
+               "                    train; N >= 3)\n"
+               "  --shard-tokens N  tokens per shard (default 16777216)\n\n"
+               "With mpirun -np R, rank r tokenizes input files r, r+R, ... .\n");
 }
 
-static int prep_parse(int argc, char **argv, struct prep_args *a)
-{
+static int prep_parse(int argc, char **argv, struct prep_args *a) {
     memset(a, 0, sizeof *a);
     a->valid_every = 100;
     a->shard_tokens = 16l << 20;
@@ -58,7 +55,8 @@ static int prep_parse(int argc, char **argv, struct prep_args *a)
             prep_usage(stdout);
             return 1;
         } else if (!strcmp(o, "--input")) {
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2)) a->inputs[a->n_inputs++] = argv[++i];
+            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2))
+                a->inputs[a->n_inputs++] = argv[++i];
         } else if (i + 1 < argc && !strcmp(o, "--lang")) {
             a->lang = argv[++i];
         } else if (i + 1 < argc && !strcmp(o, "--codes")) {
@@ -69,26 +67,32 @@ static int prep_parse(int argc, char **argv, struct prep_args *a)
             a->out = argv[++i];
         } else if (i + 1 < argc && !strcmp(o, "--valid-every")) {
             a->valid_every = strtol(argv[++i], &end, 10);
-            if (*end || a->valid_every < 0 || a->valid_every == 1 || a->valid_every == 2)
-                return xlmc_error("prep: --valid-every %s: give 0 or a number >= 3", argv[i]) ? 2 : 2;
+            if (*end || a->valid_every < 0 || a->valid_every == 1 || a->valid_every == 2) {
+                xlmc_error("prep: --valid-every %s: give 0 or a number >= 3", argv[i]);
+                return 2;
+            }
         } else if (i + 1 < argc && !strcmp(o, "--shard-tokens")) {
             a->shard_tokens = strtol(argv[++i], &end, 10);
-            if (*end || a->shard_tokens < 1)
-                return xlmc_error("prep: --shard-tokens %s: give a positive number", argv[i]) ? 2 : 2;
+            if (*end || a->shard_tokens < 1) {
+                xlmc_error("prep: --shard-tokens %s: give a positive number", argv[i]);
+                return 2;
+            }
         } else {
             xlmc_error("prep: unknown or incomplete option '%s' (xlmc prep --help)", o);
             return 2;
         }
     }
-    const char *bad = !a->lang                   ? "--lang L is required"
-                      : shard_lang_id(a->lang) < 0 ? "--lang must be a known language code: de or en"
-                      : !a->codes                ? "--codes CODES is required"
-                      : !a->vocab                ? "--vocab VOCAB is required"
-                      : !a->out                  ? "--out DIR is required"
-                      : !a->n_inputs             ? "--input FILE... is required"
-                                                 : NULL;
+    const char *bad = !a->lang ? "--lang L is required"
+                      : shard_lang_id(a->lang) < 0
+                          ? "--lang must be a known language code: de or en"
+                      : !a->codes    ? "--codes CODES is required"
+                      : !a->vocab    ? "--vocab VOCAB is required"
+                      : !a->out      ? "--out DIR is required"
+                      : !a->n_inputs ? "--input FILE... is required"
+                                     : NULL;
     if (bad) {
-        xlmc_error("prep: %s%s%s (xlmc prep --help)", bad, a->lang && shard_lang_id(a->lang) < 0 ? ", not " : "",
+        xlmc_error("prep: %s%s%s (xlmc prep --help)", bad,
+                   a->lang && shard_lang_id(a->lang) < 0 ? ", not " : "",
                    a->lang && shard_lang_id(a->lang) < 0 ? a->lang : "");
         return 2;
     }
@@ -101,14 +105,13 @@ struct prep {
     struct tokenizer *tok;
     int rank;
     struct shard_writer w[N_SPLITS];
-    int seq[N_SPLITS];          /* shards written per split */
-    char **written;             /* paths of the shards this rank wrote */
+    int seq[N_SPLITS]; /* shards written per split */
+    char **written;    /* paths of the shards this rank wrote */
     int n_written;
     double bytes, tokens, sentences, t0, last_print;
 };
 
-static int prep_flush(struct prep *p, int split)
-{
+static int prep_flush(struct prep *p, int split) {
     struct shard_writer *w = &p->w[split];
     if (!w->meta.n_sentences) return 0;
     char *path = xmalloc(strlen(p->a->out) + 64);
@@ -123,20 +126,21 @@ static int prep_flush(struct prep *p, int split)
     return 0;
 }
 
-static void prep_progress(struct prep *p, int last)
-{
+/* Rank 0 speaks for all (its own throughput); the final line sums over ranks. */
+static void prep_progress(struct prep *p, int last) {
     double t = now_seconds(), dt = t - p->t0;
-    if (!last && t - p->last_print < 2.0) return;
+    if (p->rank != 0 || (!last && t - p->last_print < 2.0)) return;
     p->last_print = t;
     if (dt <= 0) dt = 1e-9;
-    fprintf(stderr, "prep: %s rank %d: %.1f MB read, %.0f sentences, %.0f tokens, %.2f MB/s, "
-                    "%.0f tokens/s%s\n", p->a->lang, p->rank, p->bytes / 1e6, p->sentences,
-            p->tokens, p->bytes / 1e6 / dt, p->tokens / dt, last ? " (done)" : "");
+    fprintf(stderr,
+            "prep: %s rank %d: %.1f MB read, %.0f sentences, %.0f tokens, %.2f MB/s, "
+            "%.0f tokens/s%s\n",
+            p->a->lang, p->rank, p->bytes / 1e6, p->sentences, p->tokens, p->bytes / 1e6 / dt,
+            p->tokens / dt, last ? " (done)" : "");
 }
 
 /* Tokenize one input file into the split writers. */
-static int prep_file(struct prep *p, const char *path)
-{
+static int prep_file(struct prep *p, const char *path) {
     gzFile in = gzopen(path, "rb");
     if (!in) return xlmc_error("prep: cannot open --input %s: %s", path, strerror(errno));
     gzbuffer(in, 1 << 18);
@@ -145,7 +149,8 @@ static int prep_file(struct prep *p, const char *path)
     struct id_buf ids = {0};
     long lineno = 0;
     int rc = 0;
-    for (int s = 0; s < N_SPLITS; s++) shard_writer_add_source(&p->w[s], path);
+    for (int s = 0; s < N_SPLITS; s++)
+        shard_writer_add_source(&p->w[s], path);
     while (!rc) {
         /* one whole line, however long */
         len = 0;
@@ -169,7 +174,9 @@ static int prep_file(struct prep *p, const char *path)
         }
         if (!ids.n) continue; /* only characters the normalizer removes */
         long v = p->a->valid_every;
-        int split = v && lineno % v == 0 ? SPLIT_VALID : v && lineno % v == v / 2 ? SPLIT_TEST : SPLIT_TRAIN;
+        int split = v && lineno % v == 0       ? SPLIT_VALID
+                    : v && lineno % v == v / 2 ? SPLIT_TEST
+                                               : SPLIT_TRAIN;
         shard_writer_append(&p->w[split], ids.ids, ids.n);
         p->tokens += (double)ids.n;
         p->sentences += 1;
@@ -187,8 +194,7 @@ static int prep_file(struct prep *p, const char *path)
 }
 
 /* Copy src to dir/name (via a temporary name) unless an identical copy is there. */
-static int copy_file(const char *src, const char *dir, const char *name)
-{
+static int copy_file(const char *src, const char *dir, const char *name) {
     char dst[4200], tmp[4210];
     snprintf(dst, sizeof dst, "%s/%s", dir, name);
     snprintf(tmp, sizeof tmp, "%s.tmp", dst);
@@ -203,14 +209,14 @@ static int copy_file(const char *src, const char *dir, const char *name)
     if (!rc && ferror(in)) rc = xlmc_error("prep: read error in %s", src);
     fclose(in);
     if (out && fclose(out) && !rc) rc = xlmc_error("prep: cannot write %s", tmp);
-    if (!rc && rename(tmp, dst)) rc = xlmc_error("prep: cannot rename %s: %s", tmp, strerror(errno));
+    if (!rc && rename(tmp, dst))
+        rc = xlmc_error("prep: cannot rename %s: %s", tmp, strerror(errno));
     if (rc && out) remove(tmp);
     return rc;
 }
 
 /* mkdir -p */
-static int mkdir_p(const char *dir)
-{
+static int mkdir_p(const char *dir) {
     char *p = xstrdup(dir);
     int rc = 0;
     for (char *q = p + 1; !rc; q++) {
@@ -228,8 +234,7 @@ static int mkdir_p(const char *dir)
 
 /* Rank 0: the directory may already hold a dictionary (the other language's prep): it must be
  * ours; and it must not hold shards of this language already (they would be mixed in). */
-static int prep_check_out(const struct prep_args *a, const struct tokenizer *tok)
-{
+static int prep_check_out(const struct prep_args *a, const struct tokenizer *tok) {
     char vocab[4200], codes[4200];
     snprintf(vocab, sizeof vocab, "%s/vocab", a->out);
     snprintf(codes, sizeof codes, "%s/codes", a->out);
@@ -237,13 +242,16 @@ static int prep_check_out(const struct prep_args *a, const struct tokenizer *tok
     if (f) {
         fclose(f);
         struct tokenizer *old = tokenizer_load(codes, vocab);
-        if (!old) return xlmc_error("prep: --out %s holds a vocab that does not load with its codes", a->out);
+        if (!old)
+            return xlmc_error("prep: --out %s holds a vocab that does not load with its codes",
+                              a->out);
         int same = tokenizer_vocab_hash(old) == tokenizer_vocab_hash(tok) &&
                    tokenizer_codes_hash(old) == tokenizer_codes_hash(tok);
         tokenizer_free(old);
         if (!same)
             return xlmc_error("prep: --out %s was prepared with another codes/vocab pair: use a "
-                              "new directory", a->out);
+                              "new directory",
+                              a->out);
     } else if (copy_file(a->codes, a->out, "codes") || copy_file(a->vocab, a->out, "vocab")) {
         return -1;
     }
@@ -257,7 +265,8 @@ static int prep_check_out(const struct prep_args *a, const struct tokenizer *tok
             if (!strncmp(base, prefix, strlen(prefix))) {
                 clash = 1;
                 xlmc_error("prep: --out %s already holds %s shards (%s): remove them or use "
-                           "another directory", a->out, a->lang, paths[i]);
+                           "another directory",
+                           a->out, a->lang, paths[i]);
             }
         }
         shard_list_free(paths, n);
@@ -266,8 +275,7 @@ static int prep_check_out(const struct prep_args *a, const struct tokenizer *tok
     return 0;
 }
 
-static int prep_run(const struct prep_args *a, struct comm *c)
-{
+static int prep_run(const struct prep_args *a, struct comm *c) {
     struct prep p = {.a = a, .rank = c->rank};
     int fail = 0;
     p.tok = tokenizer_load(a->codes, a->vocab);
@@ -289,12 +297,16 @@ static int prep_run(const struct prep_args *a, struct comm *c)
         shard_writer_init(&p.w[s], &meta);
     }
     p.t0 = p.last_print = now_seconds();
-    for (int i = c->rank; i < a->n_inputs && !fail; i += c->world) fail = prep_file(&p, a->inputs[i]) != 0;
-    for (int s = 0; s < N_SPLITS && !fail; s++) fail = prep_flush(&p, s) != 0;
+    for (int i = c->rank; i < a->n_inputs && !fail; i += c->world)
+        fail = prep_file(&p, a->inputs[i]) != 0;
+    for (int s = 0; s < N_SPLITS && !fail; s++)
+        fail = prep_flush(&p, s) != 0;
     if (!fail) prep_progress(&p, 1);
-    double tot[3] = {p.sentences, p.tokens, p.bytes};
+    double tot[3] = {p.sentences, p.tokens, p.bytes}, secs = now_seconds() - p.t0;
     c->allreduce_max_int(c, &fail, 1);
     c->allreduce_sum_f64(c, tot, 3);
+    c->allreduce_sum_f64(c, &secs, 1);
+    secs = secs / c->world > 1e-9 ? secs / c->world : 1e-9; /* mean wall time of a rank */
     if (!fail && tot[0] == 0) {
         if (c->rank == 0)
             xlmc_error("prep: the --input files (%s%s) hold no non-empty line: nothing to write",
@@ -302,19 +314,24 @@ static int prep_run(const struct prep_args *a, struct comm *c)
         fail = 1;
     }
     if (fail) /* all or nothing: no rank keeps shards of a failed prep */
-        for (int i = 0; i < p.n_written; i++) remove(p.written[i]);
+        for (int i = 0; i < p.n_written; i++)
+            remove(p.written[i]);
     else if (c->rank == 0)
-        fprintf(stderr, "prep: %s: %.0f sentences, %.0f tokens from %.1f MB on %d rank(s) -> %s\n",
-                a->lang, tot[0], tot[1], tot[2] / 1e6, c->world, a->out);
-    for (int i = 0; i < p.n_written; i++) free(p.written[i]);
+        fprintf(stderr,
+                "prep: %s: %.0f sentences, %.0f tokens from %.1f MB on %d rank(s) -> %s "
+                "(%.2f MB/s, %.0f tokens/s in all)\n",
+                a->lang, tot[0], tot[1], tot[2] / 1e6, c->world, a->out, tot[2] / 1e6 / secs,
+                tot[1] / secs);
+    for (int i = 0; i < p.n_written; i++)
+        free(p.written[i]);
     free(p.written);
-    for (int s = 0; s < N_SPLITS; s++) shard_writer_free(&p.w[s]);
+    for (int s = 0; s < N_SPLITS; s++)
+        shard_writer_free(&p.w[s]);
     tokenizer_free(p.tok);
     return fail ? 1 : 0;
 }
 
-int cmd_prep(int argc, char **argv)
-{
+int cmd_prep(int argc, char **argv) {
     struct prep_args a;
     int rc = prep_parse(argc, argv, &a);
     if (rc) {
@@ -337,8 +354,7 @@ int cmd_prep(int argc, char **argv)
 
 /* ---- data-info ---- */
 
-int cmd_data_info(int argc, char **argv)
-{
+int cmd_data_info(int argc, char **argv) {
     if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         int help = argc == 2;
         fprintf(help ? stdout : stderr,
@@ -388,10 +404,10 @@ int cmd_data_info(int argc, char **argv)
         shard_list_free(paths, n);
         if (rc) return 1;
     }
-    if (!total) return xlmc_error("%s: no shards (<split>-*.h5): prepare it with `xlmc prep`", dir), 1;
-    printf("%s: %lld shards, vocabulary %lld words, vocab_hash %016llx, codes_hash %016llx\n",
-           dir, (long long)total, (long long)vsize, (unsigned long long)hash,
-           (unsigned long long)codes);
+    if (!total)
+        return xlmc_error("%s: no shards (<split>-*.h5): prepare it with `xlmc prep`", dir), 1;
+    printf("%s: %lld shards, vocabulary %lld words, vocab_hash %016llx, codes_hash %016llx\n", dir,
+           (long long)total, (long long)vsize, (unsigned long long)hash, (unsigned long long)codes);
     printf("%-6s %-5s %7s %12s %14s\n", "split", "lang", "shards", "sentences", "tokens");
     for (int s = 0; s < N_SPLITS; s++)
         for (int k = 0; k < XLMC_MAX_LANGS; k++)

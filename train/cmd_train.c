@@ -55,7 +55,8 @@ static void usage(FILE *f)
             "  --device D        cpu (default) or cuda (one GPU per rank, by local rank)\n"
             "  --init-from CKPT  fine-tune: start from CKPT's weights with a fresh optimizer,\n"
             "                    schedule and step; the data must use CKPT's vocabulary\n"
-            "  --max-steps N     override train.max_steps\n"
+            "  --max-steps N     stop after step N (0: just write the initial weights); the\n"
+            "                    learning-rate schedule still follows train.max_steps\n"
             "  --log-ranks       every rank also logs to R/logs/rank-K.log\n"
             "\n"
             "exit status: 0 trained to max_steps (final checkpoint written); 1 error;\n"
@@ -121,9 +122,10 @@ static void log_step(struct train_run *r, const struct step_stats *st, double dt
                      ? r->flops_per_token * tok_s / (r->peak_flops * r->comm->world)
                      : 0;
     long tokens = train_run_tokens(r);
+    long last = r->args.max_steps >= 0 ? r->args.max_steps : tc->max_steps;
     printf("step %6ld/%ld | loss %.4f | ppl %9.2f | lr %.3e | scale %g | gnorm %.3f | "
            "%.0f tok/s | MFU %.2f%%\n",
-           r->t.step, tc->max_steps, st->loss, exp(st->loss), (double)st->lr, st->loss_scale,
+           r->t.step, last, st->loss, exp(st->loss), (double)st->lr, st->loss_scale,
            (double)st->grad_norm, tok_s, 100 * mfu);
     fflush(stdout);
     json_t *o = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I}", "type",
@@ -197,7 +199,8 @@ static int train_loop(struct train_run *r)
     long tokens_since = 0;
     int rc = 0, stop = 0;
     long last_ckpt = r->resumed ? r->t.step : -1; /* a fresh run always ends with one */
-    while (r->t.step < tc->max_steps) {
+    long max_steps = r->args.max_steps >= 0 ? r->args.max_steps : tc->max_steps;
+    while (r->t.step < max_steps) {
         int n = loader_next_step(r->train, blocks, r->accum);
         if (n < 0) {
             rc = -1;
@@ -246,7 +249,7 @@ static int train_loop(struct train_run *r)
         }
         if (stop) break;
     }
-    if (stop && r->t.step >= tc->max_steps) stop = 0; /* the signal came with the last step */
+    if (stop && r->t.step >= max_steps) stop = 0; /* the signal came with the last step */
     if (!rc && !stop && last_ckpt != r->t.step)
         rc = run_checkpoint(r, ckpt, sizeof ckpt);
     if (!rc && stop && r->comm->rank == 0)

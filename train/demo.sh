@@ -6,7 +6,7 @@
 #   interrupts the run once with SIGUSR1 and resumes it, evaluates German perplexity before
 #   and after training, samples a German and an English sentence and plots the losses.
 # usage: train/demo.sh [WORK_DIR]     (default: ./demo-run; about 10 minutes on 2 cores)
-# environment: DEMO_STEPS (default: the config's max_steps), DEMO_CODES (BPE merges, 3000),
+# environment: DEMO_STEPS (training steps, 1000), DEMO_CODES (BPE merges, 3000),
 #   DEMO_RANKS (CPU ranks, 2), DEMO_BUILD (build dir, build).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,19 +31,30 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# ---- 2. build ----
+# ---- 2. devices: all GPUs when nvidia-smi lists any, else 2 CPU ranks ----
+device=cpu
+ranks=${DEMO_RANKS:-2}
+if command -v nvidia-smi >/dev/null && gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU') &&
+    [ "$gpus" -gt 0 ]; then
+    device=cuda
+    ranks=$gpus
+fi
+
+# ---- 3. build (the CUDA backend only when there is a GPU to run it) ----
 say "building xlmc in $build"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >"$work.cmake.log" 2>&1 ||
-    { cat "$work.cmake.log"; exit 1; }
-rm -f "$work.cmake.log"
+mkdir -p "$work"
+cuda=OFF
+[ "$device" = cpu ] || cuda=ON
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DXLMC_CUDA=$cuda >"$work/cmake.log" 2>&1 ||
+    { cat "$work/cmake.log"; exit 1; }
+rm -f "$work/cmake.log"
 cmake --build "$build" -j "$(nproc)" --target xlmc >/dev/null
 xlmc=$build/xlmc
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
-# ---- 3. data: handbook -> BPE -> shards ----
-mkdir -p "$work"
+# ---- 4. data: handbook -> BPE -> shards ----
 if [ ! -s "$work/text/handbook.de.txt" ]; then
     say "extracting the Debian Administrator's Handbook"
     "$root/data/handbook.sh" "$work/text"
@@ -63,18 +74,9 @@ if ! ls "$work"/data/train-*.h5 >/dev/null 2>&1; then
     "$xlmc" data-info "$work/data" || true
 fi
 
-# ---- 4. devices ----
-device=cpu
-ranks=${DEMO_RANKS:-2}
-if command -v nvidia-smi >/dev/null && gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU') &&
-    [ "$gpus" -gt 0 ]; then
-    device=cuda
-    ranks=$gpus
-fi
 say "training configs/tiny.ini on $ranks rank(s), device $device"
-steps_args=()
-[ -z "${DEMO_STEPS:-}" ] || steps_args=(--max-steps "$DEMO_STEPS")
-max_steps=${DEMO_STEPS:-$(sed -n 's/^max_steps = *//p' "$root/configs/tiny.ini")}
+max_steps=${DEMO_STEPS:-1000}
+steps_args=(--max-steps "$max_steps")
 train=(train --config "$root/configs/tiny.ini" --data "$work/data" --device "$device")
 
 # the untrained model, for comparison: a run of 0 steps writes the initial weights

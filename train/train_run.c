@@ -197,7 +197,6 @@ int train_run_setup(struct train_run *r)
 {
     struct train_args *a = &r->args;
     r->t_start = now_seconds();
-    if (r->comm->rank == 0 && session_mkdir(a->run_dir)) return -1;
     int data_vocab = 0;
     if (session_data_vocab(a->data, &data_vocab, &r->vocab_hash)) return -1;
 
@@ -212,7 +211,6 @@ int train_run_setup(struct train_run *r)
     r->resumed = resume[0] != 0;
 
     if (setup_config(r, r->resumed ? resume : NULL, data_vocab)) return -1;
-    if (a->max_steps >= 0) r->cfg.train.max_steps = a->max_steps;
     if (setup_geometry(r)) return -1;
     if (!(r->ops = session_ops(a->device, r->cfg.train.precision, r->comm->local_rank)))
         return -1;
@@ -227,6 +225,9 @@ int train_run_setup(struct train_run *r)
     if (r->resumed && ckpt_load(resume, &r->m, &r->t, &ls)) return -1;
     if (!r->resumed && a->init_from && ckpt_load(a->init_from, &r->m, NULL, NULL)) return -1;
     if (setup_loaders(r, r->resumed ? &ls : NULL)) return -1;
+    /* Only now that everything checked out: a refused run leaves no run directory behind. */
+    if (r->comm->rank == 0 && session_mkdir(a->run_dir)) return -1;
+    if (r->comm->barrier(r->comm)) return -1; /* R exists before the ranks open R/logs */
     if (setup_logs(r, r->resumed ? resume : NULL)) return -1;
 
     r->flops_per_token = metrics_flops_per_token(&r->m);

@@ -14,7 +14,8 @@
 
 struct train_args {
     const char *config, *data, *run_dir, *device, *init_from;
-    long max_steps;     /* -1: the config's */
+    long max_steps;     /* stop after this step; -1: train.max_steps (the schedule always
+                         * follows train.max_steps, so a run cut short continues exactly) */
     int log_ranks;
 };
 

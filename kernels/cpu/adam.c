@@ -2,10 +2,9 @@
 #include "kernels/cpu/cpu.h"
 
 /* grad (n) *= inv_scale; 1 if any result is inf or NaN */
-int cpu_unscale_check(float *grad, size_t n, float inv_scale)
-{
+int cpu_unscale_check(float *grad, size_t n, float inv_scale) {
     int bad = 0;
-#pragma omp parallel for schedule(static) reduction(| : bad)
+#pragma omp parallel for schedule(static) reduction(| : bad) if ((long)n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         grad[i] *= inv_scale;
         bad |= !isfinite(grad[i]);
@@ -15,11 +14,11 @@ int cpu_unscale_check(float *grad, size_t n, float inv_scale)
 
 /* sum of grad^2 in fp64. Static schedule and the reduction's fixed combine order make the
  * result depend only on the thread count. */
-double cpu_norm_squared(const float *grad, size_t n)
-{
+double cpu_norm_squared(const float *grad, size_t n) {
     double s = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : s)
-    for (size_t i = 0; i < n; i++) s += (double)grad[i] * (double)grad[i];
+#pragma omp parallel for schedule(static) reduction(+ : s) if ((long)n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        s += (double)grad[i] * (double)grad[i];
     return s;
 }
 
@@ -28,13 +27,12 @@ double cpu_norm_squared(const float *grad, size_t n)
  * p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). */
 void cpu_adam_update(int h, float *master, void *copy_, const float *grad, float *m, float *v,
                      size_t n, float lr, float beta1, float beta2, float eps, float wd,
-                     float grad_scale, int t, const uint8_t *decay_mask)
-{
+                     float grad_scale, int t, const uint8_t *decay_mask) {
     float *copy = copy_;
     double bc1 = 1.0 - pow((double)beta1, (double)t), bc2 = 1.0 - pow((double)beta2, (double)t);
     float step_size = (float)((double)lr / bc1), bc2_sqrt = (float)sqrt(bc2);
     float decay = 1.0f - lr * wd;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float g = grad[i] * grad_scale, p = master[i];
         if (wd != 0.0f && (!decay_mask || decay_mask[i])) p *= decay;

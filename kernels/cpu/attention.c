@@ -6,6 +6,7 @@
  * products run one (b,h) at a time on the calling thread (OpenBLAS threads them itself);
  * the row-wise softmax work runs in OpenMP loops. */
 #include "kernels/cpu/cpu.h"
+#include "core/util.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -14,8 +15,7 @@
 
 /* row[0..len) := softmax(row[0..len)) in fp32; the same code serves the backward's recompute,
  * so forward and backward see bit-identical probabilities. */
-static void softmax_row(float *row, int len)
-{
+static void softmax_row(float *row, int len) {
     float mx = row_max(row, len);
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
@@ -25,22 +25,20 @@ static void softmax_row(float *row, int len)
     }
     float inv = 1.0f / sum;
 #pragma omp simd
-    for (int s = 0; s < len; s++) row[s] *= inv;
+    for (int s = 0; s < len; s++)
+        row[s] *= inv;
 }
 
 /* sc (T,T) = scale * q_bh (T,HS) @ k_bh (T,HS)^T, all rows and columns (the softmax reads only
  * s <= t). */
-static void scores(float *sc, const float *qh, const float *kh, int T, int C, int HS,
-                   float scale)
-{
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, scale, qh, C, kh, C, 0.0f,
-                sc, T);
+static void scores(float *sc, const float *qh, const float *kh, int T, int C, int HS, float scale) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, scale, qh, C, kh, C, 0.0f, sc,
+                T);
 }
 
 void cpu_attention_forward(int h, void *out_, void *att_, const void *q_, const void *k_,
                            const void *v_, int B, int T, int C, int NH, float p,
-                           const struct dropout_key *key)
-{
+                           const struct dropout_key *key) {
     float *out = out_, *att = att_;
     const float *q = q_, *k = k_, *v = v_;
     int HS = C / NH;
@@ -48,7 +46,7 @@ void cpu_attention_forward(int h, void *out_, void *att_, const void *q_, const 
     uint32_t thr = p > 0.0f ? dropout_threshold(p) : 0;
     float keep_scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
     size_t TT = (size_t)T * T;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)B * NH * T * T * HS > CPU_PAR_MIN)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, hd = bh % NH;
         size_t off = (size_t)b * T * C + (size_t)hd * HS;
@@ -61,8 +59,10 @@ void cpu_attention_forward(int h, void *out_, void *att_, const void *q_, const 
                 uint64_t e0 = ((uint64_t)hd * T + (uint64_t)t) * (uint64_t)T;
                 dropout_span(row, t + 1, e0, key->row0 + (uint32_t)b, key, thr, keep_scale, 0);
             }
-            for (int s = 0; s <= t; s++) row[s] = st(row[s], h);
-            for (int s = t + 1; s < T; s++) row[s] = 0.0f;
+            for (int s = 0; s <= t; s++)
+                row[s] = st(row[s], h);
+            for (int s = t + 1; s < T; s++)
+                row[s] = 0.0f;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, a, T, v + off, C,
                     0.0f, out + off, C);
@@ -80,8 +80,7 @@ void cpu_attention_forward(int h, void *out_, void *att_, const void *q_, const 
 void cpu_attention_backward(int h, void *dq_, void *dk_, void *dv_, void *scratch_,
                             const void *dout_, const void *att_, const void *q_, const void *k_,
                             const void *v_, int B, int T, int C, int NH, float p,
-                            const struct dropout_key *key)
-{
+                            const struct dropout_key *key) {
     float *dq = dq_, *dk = dk_, *dv = dv_, *scratch = scratch_;
     const float *dout = dout_, *att = att_, *q = q_, *k = k_, *v = v_;
     int HS = C / NH;
@@ -91,9 +90,9 @@ void cpu_attention_backward(int h, void *dq_, void *dk_, void *dv_, void *scratc
     size_t TT = (size_t)T * T;
     int nth = omp_get_max_threads();
     /* one T x T buffer per thread for the recomputed probabilities */
-    float *probs_all = p > 0.0f ? malloc((size_t)nth * TT * sizeof(float)) : NULL;
-    if (p > 0.0f && !probs_all) abort(); /* ops have no error path; T*T*threads floats */
-#pragma omp parallel for schedule(static)
+    /* ops have no error path: xmalloc reports the size and exits if this fails */
+    float *probs_all = p > 0.0f ? xmalloc((size_t)nth * TT * sizeof(float)) : NULL;
+#pragma omp parallel for schedule(static) if ((long)B * NH * T * T * HS > CPU_PAR_MIN)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, hd = bh % NH;
         size_t off = (size_t)b * T * C + (size_t)hd * HS;
@@ -102,8 +101,8 @@ void cpu_attention_backward(int h, void *dq_, void *dk_, void *dv_, void *scratc
         float *probs = probs_all ? probs_all + (size_t)omp_get_thread_num() * TT : NULL;
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, a, T, dout + off, C,
                     0.0f, dv + off, C);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, 1.0f, dout + off, C,
-                    v + off, C, 0.0f, ds, T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, 1.0f, dout + off, C, v + off,
+                    C, 0.0f, ds, T);
         if (probs) scores(probs, q + off, k + off, T, C, HS, scale);
         for (int t = 0; t < T; t++) {
             float *d = ds + (size_t)t * T;
@@ -116,9 +115,12 @@ void cpu_attention_backward(int h, void *dq_, void *dk_, void *dv_, void *scratc
                 P = pr;
             }
             float dot = 0.0f;
-            for (int s = 0; s <= t; s++) dot += P[s] * d[s];
-            for (int s = 0; s <= t; s++) d[s] = st(P[s] * (d[s] - dot), h);
-            for (int s = t + 1; s < T; s++) d[s] = 0.0f;
+            for (int s = 0; s <= t; s++)
+                dot += P[s] * d[s];
+            for (int s = 0; s <= t; s++)
+                d[s] = st(P[s] * (d[s] - dot), h);
+            for (int s = t + 1; s < T; s++)
+                d[s] = 0.0f;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, scale, ds, T, k + off, C,
                     0.0f, dq + off, C);

@@ -7,10 +7,9 @@
  * logits become dscale * (softmax - onehot), 0 on ignored rows. The log-sum-exp is summed in
  * double: with V = 64k an fp32 sum would lose ~1e-6 relative in the loss. */
 void cpu_classifier(int h, float *losses, void *logits_, const int32_t *targets, int N, int V,
-                    float dscale)
-{
+                    float dscale) {
     float *logits = logits_;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * V > CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
         float *l = logits + (size_t)n * V;
         int t = targets[n];
@@ -24,7 +23,8 @@ void cpu_classifier(int h, float *losses, void *logits_, const int32_t *targets,
         double sum = 0.0;
         if (dscale == 0.0f) {
 #pragma omp simd reduction(+ : sum)
-            for (int i = 0; i < V; i++) sum += (double)fast_expf(l[i] - mx);
+            for (int i = 0; i < V; i++)
+                sum += (double)fast_expf(l[i] - mx);
         } else {
             /* keep the exponentials: the gradient is one scaling pass, no second exp */
 #pragma omp simd reduction(+ : sum)
@@ -37,10 +37,12 @@ void cpu_classifier(int h, float *losses, void *logits_, const int32_t *targets,
         if (dscale != 0.0f) {
             float s = (float)((double)dscale / sum), et = l[t];
             if (h) {
-                for (int i = 0; i < V; i++) l[i] = half_round(l[i] * s);
+                for (int i = 0; i < V; i++)
+                    l[i] = half_round(l[i] * s);
             } else {
 #pragma omp simd
-                for (int i = 0; i < V; i++) l[i] *= s;
+                for (int i = 0; i < V; i++)
+                    l[i] *= s;
             }
             l[t] = st(dscale * (float)((double)et / sum - 1.0), h);
         }

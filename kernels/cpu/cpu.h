@@ -15,20 +15,25 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Work (elements touched, or flops for products) below which an op runs on one thread: a
+ * parallel region costs microseconds, and far more when the machine is oversubscribed and a
+ * barrier waits for a descheduled thread (a tiny model ran 15x slower with 2 threads than
+ * with 1 on a loaded 2-core machine). */
+#define CPU_PAR_MIN 32768L
+
 /* x rounded to the nearest binary16 value and back to float. */
-static inline float half_round(float x)
-{
+static inline float half_round(float x) {
     uint32_t u;
     memcpy(&u, &x, sizeof u);
     uint32_t sign = u & 0x80000000u, a = u & 0x7fffffffu;
-    if (a >= 0x7f800000u) return x;             /* inf and NaN stay as they are */
-    if (a >= 0x477ff000u) {                     /* >= 65520 = halfway above 65504: inf */
+    if (a >= 0x7f800000u) return x; /* inf and NaN stay as they are */
+    if (a >= 0x477ff000u) {         /* >= 65520 = halfway above 65504: inf */
         a = 0x7f800000u;
-    } else if (a < 0x38800000u) {               /* below 2^-14: half subnormal, step 2^-24 */
+    } else if (a < 0x38800000u) { /* below 2^-14: half subnormal, step 2^-24 */
         /* scaling by a power of two is exact; nearbyintf rounds half to even by default */
         float s = nearbyintf(fabsf(x) * 16777216.0f) * 5.9604644775390625e-8f;
         memcpy(&a, &s, sizeof a);
-    } else {                                    /* normal: keep 10 of 23 mantissa bits */
+    } else { /* normal: keep 10 of 23 mantissa bits */
         a += 0x0fffu + ((a >> 13) & 1u);
         a &= ~0x1fffu;
     }
@@ -38,8 +43,7 @@ static inline float half_round(float x)
 }
 
 /* What a storage write stores: x itself (fp32) or x rounded to half (fp16). */
-static inline float st(float x, int h)
-{
+static inline float st(float x, int h) {
     return h ? half_round(x) : x;
 }
 
@@ -48,15 +52,14 @@ static inline float st(float x, int h)
  * pool, OpenMP's: OpenBLAS is set to one thread in ops_cpu(), because its own spinning
  * pthreads and OpenMP's compete for the cores between consecutive ops (measured: 500x slower
  * on a tiny model with 2 cores). Call from outside a parallel region. */
-void cpu_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-               int lda, const float *B, int ldb, float beta, float *C, int ldc);
+void cpu_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc);
 
 /* exp(x) for finite x <= 88.3 (larger x are clamped there; x < -87.3 gives 2^-126 instead of
- * a subnormal or 0; NaN and +-inf give NaN): Cephes' expf polynomial, within 2 ulp of the true value. Written without
- * calls or branches so that loops over it vectorize (glibc's expf does not, and it dominated
- * the softmax and cross-entropy before). */
-static inline float fast_expf(float x)
-{
+ * a subnormal or 0; NaN and +-inf give NaN): Cephes' expf polynomial, within 2 ulp of the true
+ * value. Written without calls or branches so that loops over it vectorize (glibc's expf does not,
+ * and it dominated the softmax and cross-entropy before). */
+static inline float fast_expf(float x) {
     /* clamp through the bit patterns: float selects would stop the vectorizer (trapping
      * math), integer masks do not; NaN falls to the lower bound */
     const float lo = -87.3f, hi = 88.3f, x0 = x;
@@ -89,24 +92,26 @@ static inline float fast_expf(float x)
 /* max of x[0..n), n >= 1. Eight independent running maxima: `omp simd reduction(max)` kept
  * its accumulator on the stack, a store-to-load chain that made this the slowest pass of the
  * cross-entropy. */
-static inline float row_max(const float *x, int n)
-{
+static inline float row_max(const float *x, int n) {
     float m[8];
-    for (int j = 0; j < 8; j++) m[j] = x[0];
+    for (int j = 0; j < 8; j++)
+        m[j] = x[0];
     int i = 0;
     for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
-    for (; i < n; i++) m[0] = x[i] > m[0] ? x[i] : m[0];
-    for (int j = 1; j < 8; j++) m[0] = m[j] > m[0] ? m[j] : m[0];
+        for (int j = 0; j < 8; j++)
+            m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+    for (; i < n; i++)
+        m[0] = x[i] > m[0] ? x[i] : m[0];
+    for (int j = 1; j < 8; j++)
+        m[0] = m[j] > m[0] ? m[j] : m[0];
     return m[0];
 }
 
 /* Philox-4x32-10 of four consecutive counters c0 .. c0+3 (other words equal), lane-parallel
  * so the compiler can vectorize it: out[w][lane] is word w of counter c0 + lane, the same bits
  * as philox4x32_10() (kernels/philox.h) gives for each. */
-static inline void philox4x32_10_x4(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
-                                    uint32_t k0, uint32_t k1, uint32_t out[4][4])
-{
+static inline void philox4x32_10_x4(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
+                                    uint32_t k1, uint32_t out[4][4]) {
     uint32_t a[4], b[4], c[4], d[4];
     for (int j = 0; j < 4; j++) {
         a[j] = c0 + (uint32_t)j;
@@ -140,8 +145,7 @@ static inline void philox4x32_10_x4(uint32_t c0, uint32_t c1, uint32_t c2, uint3
  * go through the lane-parallel version. */
 static inline void dropout_span(float *x, int len, uint64_t e0, uint32_t row,
                                 const struct dropout_key *key, uint32_t thr, float keep_scale,
-                                int h)
-{
+                                int h) {
     uint32_t k0 = (uint32_t)key->seed, k1 = (uint32_t)(key->seed >> 32);
     uint32_t c2 = key->tensor, c3 = (uint32_t)key->step;
     int i = 0;
@@ -165,27 +169,25 @@ static inline void dropout_span(float *x, int len, uint64_t e0, uint32_t row,
 void cpu_round_storage(float *x, size_t n, int h);
 
 /* Every op, with h as the first argument; ops_cpu.c binds h = 0 and h = 1. */
-void cpu_embed_forward(int h, void *out, const int32_t *ids, const int32_t *langs,
-                       const void *wte, const void *wpe, const void *wlang, int B, int T, int C);
+void cpu_embed_forward(int h, void *out, const int32_t *ids, const int32_t *langs, const void *wte,
+                       const void *wpe, const void *wlang, int B, int T, int C);
 void cpu_embed_backward(int h, void *dwte, void *dwpe, void *dwlang, const void *dout,
                         const int32_t *ids, const int32_t *langs, int B, int T, int C, int V,
                         int NL);
 void cpu_layernorm_forward(int h, void *out, float *mean, float *rstd, const void *inp,
                            const void *w, const void *b, int N, int C, float eps);
 void cpu_layernorm_backward(int h, void *dinp, void *dw, void *db, const void *dout,
-                            const void *inp, const void *w, const float *mean,
-                            const float *rstd, int N, int C);
+                            const void *inp, const void *w, const float *mean, const float *rstd,
+                            int N, int C);
 void cpu_matmul_forward(int h, void *out, const void *inp, const void *w, const void *b, int N,
                         int C, int OC);
-void cpu_matmul_backward(int h, void *dinp, void *dw, void *db, const void *dout,
-                         const void *inp, const void *w, int N, int C, int OC);
-void cpu_attention_forward(int h, void *out, void *att, const void *q, const void *k,
-                           const void *v, int B, int T, int C, int NH, float p,
-                           const struct dropout_key *key);
-void cpu_attention_backward(int h, void *dq, void *dk, void *dv, void *scratch,
-                            const void *dout, const void *att, const void *q, const void *k,
-                            const void *v, int B, int T, int C, int NH, float p,
-                            const struct dropout_key *key);
+void cpu_matmul_backward(int h, void *dinp, void *dw, void *db, const void *dout, const void *inp,
+                         const void *w, int N, int C, int OC);
+void cpu_attention_forward(int h, void *out, void *att, const void *q, const void *k, const void *v,
+                           int B, int T, int C, int NH, float p, const struct dropout_key *key);
+void cpu_attention_backward(int h, void *dq, void *dk, void *dv, void *scratch, const void *dout,
+                            const void *att, const void *q, const void *k, const void *v, int B,
+                            int T, int C, int NH, float p, const struct dropout_key *key);
 void cpu_gelu_forward(int h, void *out, const void *inp, size_t n);
 void cpu_gelu_backward(int h, void *dinp, const void *inp, const void *dout, size_t n);
 void cpu_residual_forward(int h, void *out, const void *a, const void *b, size_t n);

@@ -4,34 +4,34 @@
 #include <cblas.h>
 #include <omp.h>
 
-void cpu_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-               int lda, const float *B, int ldb, float beta, float *C, int ldc)
-{
+void cpu_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     /* slices of at least 16 rows: below that the split costs more than it saves */
     int nth = omp_get_max_threads(), chunks = M / 16 < nth ? (M / 16 > 0 ? M / 16 : 1) : nth;
-#pragma omp parallel for schedule(static) num_threads(chunks)
+    if ((double)M * N * K < 64.0 * CPU_PAR_MIN) chunks = 1;
+#pragma omp parallel for schedule(static) num_threads(chunks) if (chunks > 1)
     for (int i = 0; i < chunks; i++) {
         int m0 = (int)((long)M * i / chunks), m1 = (int)((long)M * (i + 1) / chunks);
         if (m1 <= m0) continue;
         /* rows m0.. of op(A): row offset when A is (M,K), column offset when A is (K,M) */
         const float *a = trans_a ? A + m0 : A + (size_t)m0 * lda;
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                    trans_b ? CblasTrans : CblasNoTrans, m1 - m0, N, K, alpha, a, lda, B, ldb,
-                    beta, C + (size_t)m0 * ldc, ldc);
+                    trans_b ? CblasTrans : CblasNoTrans, m1 - m0, N, K, alpha, a, lda, B, ldb, beta,
+                    C + (size_t)m0 * ldc, ldc);
     }
 }
 
 /* out (N,OC) = inp (N,C) @ w (OC,C)^T + b (OC, or NULL). The bias is written first and
  * sgemm adds onto it (beta = 1), which saves a pass over out. */
-void cpu_matmul_forward(int h, void *out_, const void *inp, const void *w, const void *b_,
-                        int N, int C, int OC)
-{
+void cpu_matmul_forward(int h, void *out_, const void *inp, const void *w, const void *b_, int N,
+                        int C, int OC) {
     float *out = out_;
     const float *b = b_;
     if (b) {
-#pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, b, (size_t)OC * sizeof(float));
+#pragma omp parallel for schedule(static) if ((long)N * OC > CPU_PAR_MIN)
+        for (int n = 0; n < N; n++)
+            memcpy(out + (size_t)n * OC, b, (size_t)OC * sizeof(float));
     }
     cpu_sgemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, b ? 1.0f : 0.0f, out, OC);
     cpu_round_storage(out, (size_t)N * OC, h);
@@ -39,9 +39,8 @@ void cpu_matmul_forward(int h, void *out_, const void *inp, const void *w, const
 
 /* dinp (N,C) = dout (N,OC) @ w (OC,C), overwritten (skipped if NULL);
  * dw (OC,C) += dout^T @ inp; db (OC) += column sums of dout (skipped if NULL). */
-void cpu_matmul_backward(int h, void *dinp, void *dw, void *db_, const void *dout_,
-                         const void *inp, const void *w, int N, int C, int OC)
-{
+void cpu_matmul_backward(int h, void *dinp, void *dw, void *db_, const void *dout_, const void *inp,
+                         const void *w, int N, int C, int OC) {
     const float *dout = dout_;
     float *db = db_;
     if (dinp) {
@@ -52,16 +51,18 @@ void cpu_matmul_backward(int h, void *dinp, void *dw, void *db_, const void *dou
     cpu_round_storage(dw, (size_t)OC * C, h);
     if (db) {
         /* each thread owns a slice of the OC columns and sums rows in order: deterministic */
-#pragma omp parallel
+#pragma omp parallel if ((long)N * OC > CPU_PAR_MIN)
         {
             int nth = omp_get_num_threads(), id = omp_get_thread_num();
             int o0 = (int)((long)OC * id / nth), o1 = (int)((long)OC * (id + 1) / nth);
             for (int n = 0; n < N; n++) {
                 const float *d = dout + (size_t)n * OC;
-                for (int o = o0; o < o1; o++) db[o] += d[o];
+                for (int o = o0; o < o1; o++)
+                    db[o] += d[o];
             }
             if (h)
-                for (int o = o0; o < o1; o++) db[o] = half_round(db[o]);
+                for (int o = o0; o < o1; o++)
+                    db[o] = half_round(db[o]);
         }
     }
 }

@@ -4,21 +4,20 @@
 /* erf(x) by Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7, below what fp32 GELU
  * outputs resolve for |x| > 1e-3 relative to the 0.5 x factor): no branches and fast_expf, so
  * the GELU loops vectorize (glibc's erff took ~6% of a training step). */
-static inline float erf_as(float x)
-{
+static inline float erf_as(float x) {
     float a = fabsf(x);
     float t = 1.0f / (1.0f + 0.3275911f * a);
-    float y = t * (0.254829592f +
-                   t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+    float y =
+        t * (0.254829592f +
+             t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
     return copysignf(1.0f - y * fast_expf(-a * a), x);
 }
 
 /* out (n) = 0.5 x (1 + erf(x / sqrt 2)) */
-void cpu_gelu_forward(int h, void *out_, const void *inp_, size_t n)
-{
+void cpu_gelu_forward(int h, void *out_, const void *inp_, size_t n) {
     float *out = out_;
     const float *inp = inp_;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if ((long)n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         out[i] = 0.5f * x * (1.0f + erf_as(x * 0.70710678118654752f));
@@ -27,11 +26,10 @@ void cpu_gelu_forward(int h, void *out_, const void *inp_, size_t n)
 }
 
 /* dinp (n) = dout * (Phi(x) + x phi(x)); dinp may alias dout (each element is read first). */
-void cpu_gelu_backward(int h, void *dinp_, const void *inp_, const void *dout_, size_t n)
-{
+void cpu_gelu_backward(int h, void *dinp_, const void *inp_, const void *dout_, size_t n) {
     float *dinp = dinp_;
     const float *inp = inp_, *dout = dout_;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if ((long)n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         float cdf = 0.5f * (1.0f + erf_as(x * 0.70710678118654752f));
@@ -42,24 +40,23 @@ void cpu_gelu_backward(int h, void *dinp_, const void *inp_, const void *dout_, 
 }
 
 /* out (n) = a + b; out may alias a or b */
-void cpu_residual_forward(int h, void *out_, const void *a_, const void *b_, size_t n)
-{
+void cpu_residual_forward(int h, void *out_, const void *a_, const void *b_, size_t n) {
     float *out = out_;
     const float *a = a_, *b = b_;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = st(a[i] + b[i], h);
+#pragma omp parallel for schedule(static) if ((long)n > CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        out[i] = st(a[i] + b[i], h);
 }
 
 /* x (B,T,C) in place: row r = key->row0 + b, element e = t*C + c within the row. */
-void cpu_dropout(int h, void *x_, int B, int T, int C, float p, const struct dropout_key *key)
-{
+void cpu_dropout(int h, void *x_, int B, int T, int C, float p, const struct dropout_key *key) {
     if (p <= 0.0f) return;
     float *x = x_;
     uint32_t thr = dropout_threshold(p);
     float keep_scale = 1.0f / (1.0f - p);
     size_t row_len = (size_t)T * C;
     long N = (long)B * T;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C > CPU_PAR_MIN)
     for (long n = 0; n < N; n++) {
         int b = (int)(n / T);
         uint64_t e0 = (uint64_t)(n % T) * (uint64_t)C;
@@ -69,8 +66,7 @@ void cpu_dropout(int h, void *x_, int B, int T, int C, float p, const struct dro
 }
 
 /* x (B,T,C): zero positions t >= lengths[b] */
-void cpu_mask_padding(int h, void *x_, const int32_t *lengths, int B, int T, int C)
-{
+void cpu_mask_padding(int h, void *x_, const int32_t *lengths, int B, int T, int C) {
     float *x = x_;
     for (int b = 0; b < B; b++) {
         int len = lengths[b] < 0 ? 0 : lengths[b] > T ? T : lengths[b];

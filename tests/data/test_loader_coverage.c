@@ -22,8 +22,8 @@
 
 #define T 7
 #define W (T + 1)
-#define ROWS 3           /* block_rows */
-#define BLOCKS 8         /* per step over all ranks */
+#define ROWS 3   /* block_rows */
+#define BLOCKS 8 /* per step over all ranks */
 #define STEPS 60
 #define VOCAB 30000
 #define HASH 0x1234abcdull
@@ -42,11 +42,10 @@ static int failures;
 /* The reference streams: what loader.h says a language's stream is. */
 static int32_t *stream[2];
 static long stream_len[2], n_windows[2];
-static long pos_of[VOCAB];  /* stream position of each (unique) id */
+static long pos_of[VOCAB]; /* stream position of each (unique) id */
 static int lang_of[VOCAB];
 
-static void write_lang(const char *dir, int lang, int n_sent, int *next_id, int n_shards)
-{
+static void write_lang(const char *dir, int lang, int n_sent, int *next_id, int n_shards) {
     struct shard_meta m = {.lang_id = lang, .vocab_size = VOCAB, .vocab_hash = HASH};
     snprintf(m.lang, sizeof m.lang, "%s", shard_lang_code(lang));
     snprintf(m.split, sizeof m.split, "train");
@@ -76,8 +75,7 @@ static void write_lang(const char *dir, int lang, int n_sent, int *next_id, int 
 }
 
 /* Window index of a served row, or -1 if it is not a window of its language. */
-static long window_index(const int32_t *row, int lang)
-{
+static long window_index(const int32_t *row, int lang) {
     int q = row[0] == TOK_EOS ? 1 : 0; /* sentences are non-empty: no two </s> in a row */
     if (row[q] < TOK_NUM_SPECIAL || row[q] >= VOCAB || lang_of[row[q]] != lang) return -1;
     long p = pos_of[row[q]] - q;
@@ -93,22 +91,33 @@ struct run {
 };
 
 static struct loader *open_loader(const char *dir, int rank, int world, int prefetch,
-                                  const float *ratio, uint64_t hash)
-{
-    struct loader_opts o = {.dir = dir, .split = "train", .seq_len = T, .block_rows = ROWS,
-                            .global_rows = BLOCKS * ROWS, .rank = rank, .world = world,
-                            .seed = 42, .lang_ratio = ratio, .n_langs = 2, .vocab_hash = hash,
-                            .vocab_size = VOCAB, .shuffle = 1, .prefetch = prefetch};
+                                  const float *ratio, uint64_t hash) {
+    struct loader_opts o = {.dir = dir,
+                            .split = "train",
+                            .seq_len = T,
+                            .block_rows = ROWS,
+                            .global_rows = BLOCKS * ROWS,
+                            .rank = rank,
+                            .world = world,
+                            .seed = 42,
+                            .lang_ratio = ratio,
+                            .n_langs = 2,
+                            .vocab_hash = hash,
+                            .vocab_size = VOCAB,
+                            .shuffle = 1,
+                            .prefetch = prefetch};
     return loader_open(&o);
 }
 
 /* Steps [from, STEPS) of every rank of `world` into r (rows marked -2 until served). When
  * st is given, the loaders start from it. */
 static void serve(const char *dir, int world, int prefetch, const float *ratio, int from,
-                  const struct loader_state *st, struct run *r)
-{
+                  const struct loader_state *st, struct run *r) {
     for (int s = 0; s < STEPS; s++)
-        for (int g = 0; g < BLOCKS * ROWS; g++) r->win[s][g] = -2;
+        for (int g = 0; g < BLOCKS * ROWS; g++) {
+            r->win[s][g] = -2;
+            r->lang[s][g] = -1;
+        }
     for (int rank = 0; rank < world; rank++) {
         struct loader *l = open_loader(dir, rank, world, prefetch, ratio, HASH);
         CHECK(l, "loader_open failed");
@@ -124,16 +133,18 @@ static void serve(const char *dir, int world, int prefetch, const float *ratio, 
                     CHECK(r->win[s][g] == -2, "world %d step %d row %d served twice", world, s, g);
                     r->lang[s][g] = b[i].langs[row];
                     r->win[s][g] = window_index(b[i].tokens + (size_t)row * W, b[i].langs[row]);
-                    CHECK(r->win[s][g] >= 0, "world %d step %d row %d is not a window of its "
-                          "language", world, s, g);
+                    CHECK(r->win[s][g] >= 0,
+                          "world %d step %d row %d is not a window of its language", world, s, g);
                 }
         }
         loader_close(l);
     }
+    for (int s = from; s < STEPS; s++)
+        for (int g = 0; g < BLOCKS * ROWS; g++)
+            CHECK(r->win[s][g] != -2, "world %d step %d row %d served by no rank", world, s, g);
 }
 
-static void check_epochs(const struct run *r, const char *what)
-{
+static void check_epochs(const struct run *r, const char *what) {
     for (int lang = 0; lang < 2; lang++) {
         char *seen = calloc((size_t)n_windows[lang], 1);
         long count = 0, in_order = 0, e1_same = 0, e1 = 0;
@@ -142,8 +153,10 @@ static void check_epochs(const struct run *r, const char *what)
             for (int g = 0; g < BLOCKS * ROWS; g++) {
                 if (r->lang[s][g] != lang) continue;
                 long w = r->win[s][g];
+                if (w < 0) continue; // already reported by serve()
                 if (count < n_windows[lang]) {
-                    CHECK(!seen[w], "%s: %s window %ld twice in epoch 0", what, shard_lang_code(lang), w);
+                    CHECK(!seen[w], "%s: %s window %ld twice in epoch 0", what,
+                          shard_lang_code(lang), w);
                     seen[w] = 1;
                     order[count] = w;
                     in_order += w == count;
@@ -164,8 +177,7 @@ static void check_epochs(const struct run *r, const char *what)
     }
 }
 
-static int runs_equal(const struct run *a, const struct run *b, int from)
-{
+static int runs_equal(const struct run *a, const struct run *b, int from) {
     for (int s = from; s < STEPS; s++)
         for (int g = 0; g < BLOCKS * ROWS; g++)
             if (a->win[s][g] != b->win[s][g] || a->lang[s][g] != b->lang[s][g]) return 0;
@@ -174,22 +186,21 @@ static int runs_equal(const struct run *a, const struct run *b, int from)
 
 /* State after k steps of world `world`. */
 static void state_after(const char *dir, int world, const float *ratio, int k,
-                        struct loader_state *st)
-{
+                        struct loader_state *st) {
     struct loader *l = open_loader(dir, world - 1, world, 1, ratio, HASH);
     struct loader_block b[BLOCKS];
-    for (int s = 0; s < k; s++) loader_next_step(l, b, BLOCKS);
+    for (int s = 0; s < k; s++)
+        loader_next_step(l, b, BLOCKS);
     loader_get_state(l, st);
     loader_close(l);
 }
 
-int main(void)
-{
+int main(void) {
     char dir[] = "/tmp/test_loader_XXXXXX";
     if (!mkdtemp(dir)) return 1;
     int next_id = TOK_NUM_SPECIAL;
-    write_lang(dir, 0, 120, &next_id, 3);  /* de: ~120 windows */
-    write_lang(dir, 1, 60, &next_id, 1);   /* en: ~60 windows */
+    write_lang(dir, 0, 120, &next_id, 3); /* de: ~120 windows */
+    write_lang(dir, 1, 60, &next_id, 1);  /* en: ~60 windows */
     static struct run ref, r;
     const float ratio[2] = {1.0f, 3.0f};
     for (int pass = 0; pass < 2; pass++) {
@@ -215,7 +226,8 @@ int main(void)
         state_after(dir, 1, rt, 17, &st);
         struct loader *l = open_loader(dir, 0, 1, 1, rt, HASH);
         struct loader_block b[BLOCKS];
-        for (int s = 0; s < 3; s++) loader_next_step(l, b, BLOCKS);
+        for (int s = 0; s < 3; s++)
+            loader_next_step(l, b, BLOCKS);
         loader_set_state(l, &st);
         loader_next_step(l, b, BLOCKS);
         CHECK(window_index(b[0].tokens, b[0].langs[0]) == ref.win[17][0],
@@ -225,7 +237,8 @@ int main(void)
     /* sequential evaluation access */
     struct loader *l = open_loader(dir, 0, 1, 0, NULL, 0);
     int32_t win[W];
-    CHECK(loader_windows(l, 0) == (uint64_t)n_windows[0] && loader_windows(l, 1) == (uint64_t)n_windows[1],
+    CHECK(loader_windows(l, 0) == (uint64_t)n_windows[0] &&
+              loader_windows(l, 1) == (uint64_t)n_windows[1],
           "loader_windows %llu %llu, want %ld %ld", (unsigned long long)loader_windows(l, 0),
           (unsigned long long)loader_windows(l, 1), n_windows[0], n_windows[1]);
     for (long i = 0; i < n_windows[1]; i++)
@@ -239,8 +252,10 @@ int main(void)
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
-    for (int k = 0; k < 2; k++) free(stream[k]);
-    if (!failures) printf("PASS: %ld + %ld windows, 1/2/4 ranks, resume 2->2 and 4->2\n",
-                          n_windows[0], n_windows[1]);
+    for (int k = 0; k < 2; k++)
+        free(stream[k]);
+    if (!failures)
+        printf("PASS: %ld + %ld windows, 1/2/4 ranks, resume 2->2 and 4->2\n", n_windows[0],
+               n_windows[1]);
     return failures ? 1 : 0;
 }

@@ -5,14 +5,17 @@
 
 #include <stdio.h>
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: test_shard_craft DIR\n");
         return 2;
     }
-    struct shard_meta m = {.lang_id = 1, .lang = "en", .split = "train", .vocab_size = 100,
-                           .vocab_hash = 0x1234abcdull, .codes_hash = 1};
+    struct shard_meta m = {.lang_id = 1,
+                           .lang = "en",
+                           .split = "train",
+                           .vocab_size = 100,
+                           .vocab_hash = 0x1234abcdull,
+                           .codes_hash = 1};
     struct shard_writer w;
     shard_writer_init(&w, &m);
     const int32_t ids[] = {20, 30, 150, 40};

@@ -10,11 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static int check_dropout(const struct ops *ops, int B, int T, int C, float p)
-{
+static int check_dropout(const struct ops *ops, int B, int T, int C, float p) {
     size_t n = (size_t)B * T * C;
     float *x = malloc(n * sizeof(float)), *y = ops->alloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) x[i] = 0.5f + (float)(i % 13) * 0.25f; /* exact in half */
+    for (size_t i = 0; i < n; i++)
+        x[i] = 0.5f + (float)(i % 13) * 0.25f; /* exact in half */
     ops->to_device(y, x, n * sizeof(float));
     struct dropout_key k = {0xfeedbeef12345ULL, 41, 9, DROPOUT_TENSOR_FFN_OUT(3)};
     ops->dropout(y, B, T, C, p, &k);
@@ -28,7 +28,8 @@ static int check_dropout(const struct ops *ops, int B, int T, int C, float p)
             if (ops->precision == OPS_FP16) {
                 /* the op rounds kept values to half; compare within half's resolution */
                 if (keep ? fabsf(y[i] - want) > 1e-3f * want : y[i] != 0.0f) bad++;
-            } else if (y[i] != want) bad++;
+            } else if (y[i] != want)
+                bad++;
             kept += keep;
         }
     }
@@ -41,8 +42,7 @@ static int check_dropout(const struct ops *ops, int B, int T, int C, float p)
     return bad || fabs(frac - (1.0 - p)) > 5.0 * sqrt(p * (1.0 - p) / (double)n);
 }
 
-static int check_attention(int B, int T, int C, int NH, float p)
-{
+static int check_attention(int B, int T, int C, int NH, float p) {
     const struct ops *ops = ops_cpu(OPS_FP32);
     size_t n = (size_t)B * T * C, na = (size_t)B * NH * T * T;
     float *q = malloc(n * 4), *k = malloc(n * 4), *v = malloc(n * 4), *out = malloc(n * 4);
@@ -77,8 +77,7 @@ static int check_attention(int B, int T, int C, int NH, float p)
     return bad != 0;
 }
 
-int main(void)
-{
+int main(void) {
     int fails = 0;
     fails += check_dropout(ops_cpu(OPS_FP32), 3, 17, 37, 0.1f);
     fails += check_dropout(ops_cpu(OPS_FP32), 2, 5, 64, 0.5f);

@@ -30,25 +30,21 @@ static const char *CFG =
 enum { B = 2, T = 6, SEED = 5, STEP = 3 };
 
 static uint32_t rng = 12345u;
-static uint32_t next_u32(void)
-{
+static uint32_t next_u32(void) {
     rng = rng * 1664525u + 1013904223u;
     return rng >> 8;
 }
-static double uniform_pm1(void)
-{
+static double uniform_pm1(void) {
     return (double)next_u32() / 8388608.0 - 1.0;
 }
 
-static float loss_at(struct model *m, const struct batch *b)
-{
+static float loss_at(struct model *m, const struct batch *b) {
     model_sync_weights(m);
     long count;
     return model_forward(m, b, 1, SEED, STEP, NULL, &count);
 }
 
-static float fd(struct model *m, const struct batch *b, size_t i, float eps)
-{
+static float fd(struct model *m, const struct batch *b, size_t i, float eps) {
     float w = m->master[i];
     m->master[i] = w + eps;
     float lp = loss_at(m, b);
@@ -58,15 +54,15 @@ static float fd(struct model *m, const struct batch *b, size_t i, float eps)
     return (float)(((double)lp - (double)lm) / (2.0 * eps));
 }
 
-int main(void)
-{
+int main(void) {
     struct xlmc_config cfg;
     if (config_parse_string(CFG, "gradcheck.ini", &cfg)) return 1;
     struct model m;
     if (model_create(&m, &cfg, ops_cpu(OPS_FP32))) return 1;
     model_init_weights(&m, 11);
     /* move every parameter off its init so LayerNorm weights, biases and pb all matter */
-    for (size_t i = 0; i < m.num_params; i++) m.master[i] += (float)(0.3 * uniform_pm1());
+    for (size_t i = 0; i < m.num_params; i++)
+        m.master[i] += (float)(0.3 * uniform_pm1());
     int32_t ids[B * T], langs[B * T], targets[B * T], lengths[B] = {6, 4};
     for (int r = 0; r < B; r++) {
         for (int t = 0; t < T; t++) {
@@ -112,7 +108,8 @@ int main(void)
                 checked++;
                 if (!(e <= tol)) {
                     printf("FAIL: %s layer %d elem %zu: backward %.6g, fd(eps) %.6g, "
-                           "fd(eps/2) %.6g\n", t->name, l, i - t->offset - l * per, an, f1, f2);
+                           "fd(eps/2) %.6g\n",
+                           t->name, l, i - t->offset - l * per, an, f1, f2);
                     fails++;
                 }
             }
@@ -128,9 +125,11 @@ int main(void)
         dd += (double)d[i] * d[i];
     }
     float e = 1e-2f / (float)sqrt(dd);
-    for (size_t i = 0; i < m.num_params; i++) m.master[i] = w0[i] + e * d[i];
+    for (size_t i = 0; i < m.num_params; i++)
+        m.master[i] = w0[i] + e * d[i];
     float lp = loss_at(&m, &b);
-    for (size_t i = 0; i < m.num_params; i++) m.master[i] = w0[i] - e * d[i];
+    for (size_t i = 0; i < m.num_params; i++)
+        m.master[i] = w0[i] - e * d[i];
     float lm = loss_at(&m, &b);
     double dir = ((double)lp - (double)lm) / (2.0 * e);
     printf("direction: fd %.6g, backward %.6g\n", dir, gd);
@@ -139,7 +138,8 @@ int main(void)
         fails++;
     }
     printf("%d entries over every tensor and layer checked, worst error/tolerance %.3g, %d "
-           "failed\n", checked, worst, fails);
+           "failed\n",
+           checked, worst, fails);
     free(w0);
     free(d);
     free(g);

@@ -10,8 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     FILE *f = argc == 2 ? fopen(argv[1], "rb") : NULL;
     if (!f) {
         fprintf(stderr, "usage: %s half_reference.bin (cannot open it)\n", argv[0]);

@@ -15,15 +15,14 @@
 #include <string.h>
 #include <sys/wait.h>
 
-static double max_abs(const float *x, size_t n)
-{
+static double max_abs(const float *x, size_t n) {
     double m = 0.0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)x[i]));
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs((double)x[i]));
     return m;
 }
 
-static double max_diff(const float *a, const float *b, size_t n)
-{
+static double max_diff(const float *a, const float *b, size_t n) {
     double m = 0.0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - (double)b[i]);
@@ -32,10 +31,10 @@ static double max_diff(const float *a, const float *b, size_t n)
     return m;
 }
 
-static size_t numel(int nd, const long long *d)
-{
+static size_t numel(int nd, const long long *d) {
     size_t n = 1;
-    for (int i = 0; i < nd; i++) n *= (size_t)d[i];
+    for (int i = 0; i < nd; i++)
+        n *= (size_t)d[i];
     return n;
 }
 
@@ -45,8 +44,7 @@ struct names {
     int n;
 };
 
-static herr_t collect(hid_t g, const char *name, const H5L_info_t *info, void *data)
-{
+static herr_t collect(hid_t g, const char *name, const H5L_info_t *info, void *data) {
     struct names *nm = data;
     (void)g;
     (void)info;
@@ -54,8 +52,7 @@ static herr_t collect(hid_t g, const char *name, const H5L_info_t *info, void *d
     return 0;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: %s XLMC_BIN FIXTURE_DIR WORK_DIR\n", argv[0]);
         return 2;
@@ -77,8 +74,9 @@ int main(int argc, char **argv)
         return 1;
     }
     free(text);
-    snprintf(cmd, sizeof cmd, "'%s' forward --config '%s' --weights '%s' --batch '%s' --out '%s' --grads",
-             argv[1], ini, weights, batch, out);
+    snprintf(cmd, sizeof cmd,
+             "'%s' forward --config '%s' --weights '%s' --batch '%s' --out '%s' --grads", argv[1],
+             ini, weights, batch, out);
     int st = system(cmd);
     if (st != 0) {
         fprintf(stderr, "FAIL: %s exited with status %d\n", cmd, st);
@@ -131,8 +129,8 @@ int main(int argc, char **argv)
             }
             if (h5io_read_f32(of, name, &a, &nda, da)) return 1;
             if (numel(nda, da) != n) {
-                fprintf(stderr, "FAIL: %s has %zu elements, expected %zu\n", name,
-                        numel(nda, da), n);
+                fprintf(stderr, "FAIL: %s has %zu elements, expected %zu\n", name, numel(nda, da),
+                        n);
                 return 1;
             }
             double err = max_diff(a, b, n) / fmax(max_abs(b, n), 1e-3 * floor_scale);

@@ -6,6 +6,8 @@ transformers 5.24.0). The fixtures are committed, so CI never needs torch. Regen
 
     cd tests/ref && python3 make_model_reference.py            # writes model/*.h5
 
+tests/ref/fixture.{h,c} read these files into xlmc structures for the C tests.
+
 What it writes (all float32 on disk, computed in float64 so the reference's own rounding
 error is far below the tolerances the tests use: logits 1e-5 rel, loss 1e-6, grads 1e-4):
 

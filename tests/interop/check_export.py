@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Load an `xlmc export-hf` directory with transformers and compare with xlmc.
+
+usage: check_export.py DIR BATCH.h5 XLMC_LOGITS.h5
+  - XLMWithLMHeadModel.from_pretrained(DIR) reports no missing, unexpected or mismatched
+    weights and logs no warning;
+  - its logits on BATCH.h5 (input_ids, langs, attention_mask) equal xlmc's within 1e-5
+    relative (max |diff| / max |logit| over real positions);
+  - XLMTokenizer.from_pretrained(DIR) loads with lowercasing off and lang2id of the model.
+Exit 0 on success, 1 on a mismatch, 77 (skip) when transformers is not importable.
+"""
+import logging
+import sys
+
+try:
+    import h5py
+    import numpy as np
+    import torch
+    from transformers import XLMTokenizer, XLMWithLMHeadModel
+    from transformers.utils import logging as hf_logging
+except ImportError as e:
+    print(f"SKIPPED: transformers/torch/h5py not importable ({e})")
+    sys.exit(77)
+
+
+class Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record.getMessage())
+
+
+def main():
+    d, batch_path, xlmc_path = sys.argv[1:4]
+    hf_logging.set_verbosity_warning()
+    collect = Collect()
+    hf_logging.get_logger("transformers").addHandler(collect)
+    model, info = XLMWithLMHeadModel.from_pretrained(d, output_loading_info=True)
+    tok = XLMTokenizer.from_pretrained(d)
+    failed = False
+    for k in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"):
+        if info.get(k):
+            print(f"FAIL: {k}: {info[k]}")
+            failed = True
+    weight_warnings = [m for m in collect.records if "weight" in m.lower()]
+    if weight_warnings:
+        print("FAIL: warnings while loading:", *weight_warnings, sep="\n  ")
+        failed = True
+    if not model.config.causal:
+        print("FAIL: config.causal is not true")
+        failed = True
+    if tok.do_lowercase_and_remove_accent or tok.lang2id != model.config.lang2id:
+        print(f"FAIL: tokenizer lowercases={tok.do_lowercase_and_remove_accent} "
+              f"lang2id={tok.lang2id} (model: {model.config.lang2id})")
+        failed = True
+    if tok.convert_tokens_to_ids(["<s>", "</s>", "<pad>", "<unk>", "<special9>"]) != [0, 1, 2, 3, 13]:
+        print("FAIL: special symbols do not keep XLM's ids")
+        failed = True
+    # the tied output layer really is the embedding matrix
+    if model.pred_layer.proj.weight.data_ptr() != model.transformer.embeddings.weight.data_ptr():
+        print("FAIL: pred_layer.proj.weight is not tied to transformer.embeddings.weight")
+        failed = True
+    with h5py.File(batch_path, "r") as f:
+        ids = torch.from_numpy(f["input_ids"][...].astype(np.int64))
+        langs = torch.from_numpy(f["langs"][...].astype(np.int64))
+        mask = torch.from_numpy(f["attention_mask"][...].astype(np.int64))
+    with h5py.File(xlmc_path, "r") as f:
+        ours = f["logits"][...]
+    model.eval()
+    with torch.no_grad():
+        ref = model(input_ids=ids, langs=langs, attention_mask=mask).logits.numpy()
+    real = mask.numpy().astype(bool)
+    diff = np.abs(ours[real] - ref[real]).max()
+    scale = np.abs(ref[real]).max()
+    print(f"max |xlmc - transformers| = {diff:.3g}, max |logit| = {scale:.3g}, "
+          f"relative {diff / scale:.3g} over {real.sum()} positions")
+    if not diff <= 1e-5 * scale:
+        print("FAIL: logits differ by more than 1e-5 relative")
+        failed = True
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
