@@ -16,17 +16,15 @@
 #define CKPT_CHECKSUM_ATTR "xxh64"
 
 /* HDF5 prints its own error stack by default; our messages name the file and the cause. */
-static void h5_quiet(void)
-{
+static void h5_quiet(void) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
 /* ---- writing ---- */
 
 /* One dataset with its checksum attribute. dims: ndim sizes; data: nbytes of `type`. */
-static int write_dataset(hid_t file, const char *name, hid_t type, int ndim,
-                         const hsize_t *dims, const void *data, size_t nbytes)
-{
+static int write_dataset(hid_t file, const char *name, hid_t type, int ndim, const hsize_t *dims,
+                         const void *data, size_t nbytes) {
     int ok = -1;
     hid_t space = -1, lcpl = -1, dset = -1, aspace = -1, attr = -1;
     hsize_t one = 1;
@@ -34,8 +32,7 @@ static int write_dataset(hid_t file, const char *name, hid_t type, int ndim,
     if ((space = H5Screate_simple(ndim, dims, NULL)) < 0) goto done;
     if ((lcpl = H5Pcreate(H5P_LINK_CREATE)) < 0) goto done;
     if (H5Pset_create_intermediate_group(lcpl, 1) < 0) goto done;
-    if ((dset = H5Dcreate2(file, name, type, space, lcpl, H5P_DEFAULT, H5P_DEFAULT)) < 0)
-        goto done;
+    if ((dset = H5Dcreate2(file, name, type, space, lcpl, H5P_DEFAULT, H5P_DEFAULT)) < 0) goto done;
     if (nbytes && H5Dwrite(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) goto done;
     if ((aspace = H5Screate_simple(1, &one, NULL)) < 0) goto done;
     if ((attr = H5Acreate2(dset, CKPT_CHECKSUM_ATTR, H5T_STD_U64LE, aspace, H5P_DEFAULT,
@@ -53,8 +50,7 @@ done:
 }
 
 /* The arena `arena` (num_params fp32, host) as one dataset per tensor and layer under group. */
-static int write_arena(hid_t file, const char *group, const struct model *m, const float *arena)
-{
+static int write_arena(hid_t file, const char *group, const struct model *m, const float *arena) {
     char hf[256], name[320];
     for (int id = 0; id < P_COUNT; id++) {
         const struct param_tensor *p = &m->params[id];
@@ -73,8 +69,7 @@ static int write_arena(hid_t file, const char *group, const struct model *m, con
 }
 
 /* Durability: the data of the file, then the directory entry of the rename. */
-static int fsync_path(const char *path, int directory)
-{
+static int fsync_path(const char *path, int directory) {
     int fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
     if (fd < 0) return -1;
     int rc = fsync(fd);
@@ -82,30 +77,32 @@ static int fsync_path(const char *path, int directory)
     return rc;
 }
 
-static void dir_of(const char *path, char *dir, size_t len)
-{
+static void dir_of(const char *path, char *dir, size_t len) {
     snprintf(dir, len, "%s", path);
     char *slash = strrchr(dir, '/');
-    if (!slash) snprintf(dir, len, ".");
-    else if (slash == dir) slash[1] = 0;
-    else *slash = 0;
+    if (!slash)
+        snprintf(dir, len, ".");
+    else if (slash == dir)
+        slash[1] = 0;
+    else
+        *slash = 0;
 }
 
 /* Test hook: XLMC_TEST_CKPT_PAUSE_STEP=N pauses the write of the step-N checkpoint half way
  * (weights written, moments not) for a minute, so that a test's `kill -9` lands inside it. */
-static void test_pause(long step)
-{
+static void test_pause(long step) {
     const char *s = getenv("XLMC_TEST_CKPT_PAUSE_STEP");
     if (s && *s && atol(s) == step) {
-        fprintf(stderr, "xlmc: checkpoint of step %ld half written, pausing 60 s "
-                        "(XLMC_TEST_CKPT_PAUSE_STEP)\n", step);
+        fprintf(stderr,
+                "xlmc: checkpoint of step %ld half written, pausing 60 s "
+                "(XLMC_TEST_CKPT_PAUSE_STEP)\n",
+                step);
         sleep(60);
     }
 }
 
 static int write_contents(hid_t f, const struct model *m, const struct trainer *t,
-                          const struct loader_state *ls, uint64_t vocab_hash)
-{
+                          const struct loader_state *ls, uint64_t vocab_hash) {
     if (write_arena(f, "weights", m, m->master)) return -1;
     test_pause(t ? t->step : 0);
     if (t) {
@@ -144,20 +141,19 @@ static int write_contents(hid_t f, const struct model *m, const struct trainer *
     rc |= write_dataset(f, "/state/rng", H5T_STD_U64LE, 1, &two, rng, sizeof rng);
     rc |= write_dataset(f, "/state/world_size", H5T_STD_I32LE, 1, &one, &world, sizeof world);
     rc |= write_dataset(f, "/config", H5T_STD_U8LE, 1, &ncfg, cfg, cfg_len);
-    rc |= write_dataset(f, "/vocab_hash", H5T_STD_U64LE, 1, &one, &vocab_hash,
-                        sizeof vocab_hash);
+    rc |= write_dataset(f, "/vocab_hash", H5T_STD_U64LE, 1, &one, &vocab_hash, sizeof vocab_hash);
     free(cfg);
     return rc ? -1 : 0;
 }
 
 int ckpt_save(const char *path, const struct model *m, const struct trainer *t,
-              const struct loader_state *ls, uint64_t vocab_hash)
-{
+              const struct loader_state *ls, uint64_t vocab_hash) {
     char tmp[4200], dir[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     h5_quiet();
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0) return xlmc_error("checkpoint %s: cannot create the file (%s)", tmp, strerror(errno));
+    if (f < 0)
+        return xlmc_error("checkpoint %s: cannot create the file (%s)", tmp, strerror(errno));
     int rc = write_contents(f, m, t, ls, vocab_hash);
     if (H5Fclose(f) < 0) rc = -1;
     if (rc) {
@@ -183,8 +179,7 @@ struct verify_ctx {
     int datasets;
 };
 
-static int verify_dataset(hid_t d, const char *name, char *why, size_t why_len)
-{
+static int verify_dataset(hid_t d, const char *name, char *why, size_t why_len) {
     int rc = -1;
     hid_t type = -1, native = -1, space = -1, attr = -1;
     void *buf = NULL;
@@ -220,8 +215,7 @@ done:
     return rc;
 }
 
-static herr_t verify_visit(hid_t obj, const char *name, const H5O_info_t *info, void *data)
-{
+static herr_t verify_visit(hid_t obj, const char *name, const H5O_info_t *info, void *data) {
     struct verify_ctx *v = data;
     if (info->type != H5O_TYPE_DATASET) return 0;
     hid_t d = H5Dopen2(obj, name, H5P_DEFAULT);
@@ -236,8 +230,7 @@ static herr_t verify_visit(hid_t obj, const char *name, const H5O_info_t *info, 
     return v->bad ? 1 : 0;
 }
 
-int ckpt_verify(const char *path, char *why, size_t why_len)
-{
+int ckpt_verify(const char *path, char *why, size_t why_len) {
     h5_quiet();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
@@ -260,8 +253,7 @@ int ckpt_verify(const char *path, char *why, size_t why_len)
 
 /* Read dataset `name` of exactly nbytes into out as mem_type, checking its checksum. */
 static int read_dataset(hid_t f, const char *path, const char *name, hid_t mem_type, void *out,
-                        size_t nbytes)
-{
+                        size_t nbytes) {
     char why[512];
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
     if (d < 0) return xlmc_error("checkpoint %s: dataset %s is missing", path, name);
@@ -285,8 +277,7 @@ static int read_dataset(hid_t f, const char *path, const char *name, hid_t mem_t
 }
 
 static int read_arena(hid_t f, const char *path, const char *group, const struct model *m,
-                      float *arena)
-{
+                      float *arena) {
     char hf[256], name[320];
     for (int id = 0; id < P_COUNT; id++) {
         const struct param_tensor *p = &m->params[id];
@@ -304,8 +295,7 @@ static int read_arena(hid_t f, const char *path, const char *group, const struct
 }
 
 /* The config text (malloc'd, NUL-terminated) or NULL after an error. */
-static char *read_config_text(hid_t f, const char *path)
-{
+static char *read_config_text(hid_t f, const char *path) {
     hid_t d = H5Dopen2(f, "/config", H5P_DEFAULT);
     if (d < 0) {
         xlmc_error("checkpoint %s: no /config dataset (not an xlmc checkpoint?)", path);
@@ -328,11 +318,11 @@ static char *read_config_text(hid_t f, const char *path)
     return text;
 }
 
-int ckpt_read_config(const char *path, struct xlmc_config *cfg, uint64_t *vocab_hash)
-{
+int ckpt_read_config(const char *path, struct xlmc_config *cfg, uint64_t *vocab_hash) {
     h5_quiet();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return xlmc_error("checkpoint %s: cannot open it as HDF5 (missing or corrupt)", path);
+    if (f < 0)
+        return xlmc_error("checkpoint %s: cannot open it as HDF5 (missing or corrupt)", path);
     char *text = read_config_text(f, path);
     uint64_t vh = 0;
     int rc = -1;
@@ -348,11 +338,11 @@ int ckpt_read_config(const char *path, struct xlmc_config *cfg, uint64_t *vocab_
     return rc;
 }
 
-int ckpt_load(const char *path, struct model *m, struct trainer *t, struct loader_state *ls)
-{
+int ckpt_load(const char *path, struct model *m, struct trainer *t, struct loader_state *ls) {
     h5_quiet();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return xlmc_error("checkpoint %s: cannot open it as HDF5 (missing or corrupt)", path);
+    if (f < 0)
+        return xlmc_error("checkpoint %s: cannot open it as HDF5 (missing or corrupt)", path);
     size_t bytes = m->num_params * sizeof(float);
     /* Everything is read into host buffers first: a failure leaves the model untouched. */
     float *w = xmalloc(bytes ? bytes : 1), *am = NULL, *av = NULL;
@@ -365,7 +355,8 @@ int ckpt_load(const char *path, struct model *m, struct trainer *t, struct loade
         av = xmalloc(bytes ? bytes : 1);
         if (H5Lexists(f, "/adam_m", H5P_DEFAULT) <= 0) {
             rc = xlmc_error("checkpoint %s holds weights only, no optimizer state: use it with "
-                            "--init-from, not as a run's checkpoint", path);
+                            "--init-from, not as a run's checkpoint",
+                            path);
         } else {
             rc = read_arena(f, path, "adam_m", m, am) || read_arena(f, path, "adam_v", m, av) ||
                  read_dataset(f, path, "/state/step", H5T_NATIVE_INT64, &step, sizeof step) ||
@@ -375,14 +366,15 @@ int ckpt_load(const char *path, struct model *m, struct trainer *t, struct loade
             rc = rc ? -1 : 0;
         }
     }
-    if (!rc && ls)
-        rc = read_dataset(f, path, "/state/loader", H5T_NATIVE_UINT64, lw, sizeof lw);
+    if (!rc && ls) rc = read_dataset(f, path, "/state/loader", H5T_NATIVE_UINT64, lw, sizeof lw);
     H5Fclose(f);
     if (!rc && t) {
         struct scaler s = t->scaler;
         rc = scaler_restore(&s, sc);
-        if (rc) xlmc_error("checkpoint %s: invalid loss-scaler state", path);
-        else t->scaler = s;
+        if (rc)
+            xlmc_error("checkpoint %s: invalid loss-scaler state", path);
+        else
+            t->scaler = s;
     }
     if (!rc) {
         memcpy(m->master, w, bytes);
@@ -411,8 +403,7 @@ int ckpt_load(const char *path, struct model *m, struct trainer *t, struct loade
 /* ---- run directories ---- */
 
 /* step-NNNNNNN.h5 exactly: its step, else -1. */
-static long ckpt_name_step(const char *name)
-{
+static long ckpt_name_step(const char *name) {
     if (strncmp(name, "step-", 5)) return -1;
     char *end;
     long s = strtol(name + 5, &end, 10);
@@ -425,16 +416,14 @@ struct ckpt_entry {
     char name[256];
 };
 
-static int entry_cmp_desc(const void *a, const void *b)
-{
+static int entry_cmp_desc(const void *a, const void *b) {
     long x = ((const struct ckpt_entry *)a)->step, y = ((const struct ckpt_entry *)b)->step;
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
 /* Checkpoints of dir, newest first (malloc'd, *n entries); reports leftover .tmp files when
  * report is set. NULL with *n = 0 when the directory is missing or empty. */
-static struct ckpt_entry *list_checkpoints(const char *dir, int *n, int report)
-{
+static struct ckpt_entry *list_checkpoints(const char *dir, int *n, int report) {
     *n = 0;
     DIR *d = opendir(dir);
     if (!d) return NULL;
@@ -458,8 +447,7 @@ static struct ckpt_entry *list_checkpoints(const char *dir, int *n, int report)
     return e;
 }
 
-int ckpt_find_latest(const char *run_dir, char *path, size_t len)
-{
+int ckpt_find_latest(const char *run_dir, char *path, size_t len) {
     char dir[4200], full[4500], why[512];
     snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
     int n = 0;
@@ -484,9 +472,8 @@ int ckpt_find_latest(const char *run_dir, char *path, size_t len)
 }
 
 int ckpt_save_run(const char *run_dir, const struct model *m, const struct trainer *t,
-                  const struct loader_state *ls, uint64_t vocab_hash, int keep_last,
-                  char *out, size_t out_len)
-{
+                  const struct loader_state *ls, uint64_t vocab_hash, int keep_last, char *out,
+                  size_t out_len) {
     char dir[4200], path[4500];
     snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
     if (mkdir(dir, 0777) && errno != EEXIST)

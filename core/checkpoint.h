@@ -52,7 +52,7 @@ int ckpt_find_latest(const char *run_dir, char *path, size_t len);
  * the oldest complete ones beyond keep_last (0: keep all). Rank 0 only. Path written into
  * out (may be NULL). 0 or -1. */
 int ckpt_save_run(const char *run_dir, const struct model *m, const struct trainer *t,
-                  const struct loader_state *ls, uint64_t vocab_hash, int keep_last,
-                  char *out, size_t out_len);
+                  const struct loader_state *ls, uint64_t vocab_hash, int keep_last, char *out,
+                  size_t out_len);
 
 #endif

@@ -14,8 +14,7 @@
 /* MPI counts are int: large buffers go in chunks. */
 #define COMM_CHUNK ((size_t)1 << 30)
 
-static int mpi_check(int rc, const char *what)
-{
+static int mpi_check(int rc, const char *what) {
     if (rc == MPI_SUCCESS) return 0;
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
@@ -23,38 +22,33 @@ static int mpi_check(int rc, const char *what)
     return xlmc_error("%s failed: %s", what, msg);
 }
 
-static int mpi_allreduce(void *x, size_t n, MPI_Datatype type, size_t elem_bytes, MPI_Op op)
-{
+static int mpi_allreduce(void *x, size_t n, MPI_Datatype type, size_t elem_bytes, MPI_Op op) {
     for (size_t off = 0; off < n; off += COMM_CHUNK) {
         size_t k = n - off < COMM_CHUNK ? n - off : COMM_CHUNK;
-        if (mpi_check(MPI_Allreduce(MPI_IN_PLACE, (char *)x + off * elem_bytes, (int)k, type,
-                                    op, MPI_COMM_WORLD),
+        if (mpi_check(MPI_Allreduce(MPI_IN_PLACE, (char *)x + off * elem_bytes, (int)k, type, op,
+                                    MPI_COMM_WORLD),
                       "MPI_Allreduce"))
             return -1;
     }
     return 0;
 }
 
-static int mpi_sum_f32(struct comm *c, float *x, size_t n)
-{
+static int mpi_sum_f32(struct comm *c, float *x, size_t n) {
     (void)c;
     return mpi_allreduce(x, n, MPI_FLOAT, sizeof(float), MPI_SUM);
 }
 
-static int mpi_sum_f64(struct comm *c, double *x, size_t n)
-{
+static int mpi_sum_f64(struct comm *c, double *x, size_t n) {
     (void)c;
     return mpi_allreduce(x, n, MPI_DOUBLE, sizeof(double), MPI_SUM);
 }
 
-static int mpi_max_int(struct comm *c, int *x, size_t n)
-{
+static int mpi_max_int(struct comm *c, int *x, size_t n) {
     (void)c;
     return mpi_allreduce(x, n, MPI_INT, sizeof(int), MPI_MAX);
 }
 
-static int mpi_broadcast(struct comm *c, void *buf, size_t bytes, int root)
-{
+static int mpi_broadcast(struct comm *c, void *buf, size_t bytes, int root) {
     (void)c;
     for (size_t off = 0; off < bytes; off += COMM_CHUNK) {
         size_t k = bytes - off < COMM_CHUNK ? bytes - off : COMM_CHUNK;
@@ -65,22 +59,19 @@ static int mpi_broadcast(struct comm *c, void *buf, size_t bytes, int root)
     return 0;
 }
 
-static int mpi_barrier(struct comm *c)
-{
+static int mpi_barrier(struct comm *c) {
     (void)c;
     return mpi_check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
 }
 
-static void mpi_abort_job(struct comm *c, int code)
-{
+static void mpi_abort_job(struct comm *c, int code) {
     (void)c;
     MPI_Abort(MPI_COMM_WORLD, code);
     exit(code); /* MPI_Abort does not return; keep the compiler and the reader sure of it */
 }
 
 /* Rank within the node: the shared-memory split of MPI-3, else Slurm's SLURM_LOCALID. */
-static int mpi_local_rank(int rank)
-{
+static int mpi_local_rank(int rank) {
     MPI_Comm node;
     if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) ==
         MPI_SUCCESS) {
@@ -98,8 +89,7 @@ static int mpi_local_rank(int rank)
     return 0;
 }
 
-struct comm *comm_mpi_create(void)
-{
+struct comm *comm_mpi_create(void) {
     struct comm *c = xcalloc(1, sizeof *c);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_ARE_FATAL);
     MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
@@ -117,44 +107,37 @@ struct comm *comm_mpi_create(void)
 
 /* ---- one rank, no MPI: every collective is the identity ---- */
 
-static int local_sum_f32(struct comm *c, float *x, size_t n)
-{
+static int local_sum_f32(struct comm *c, float *x, size_t n) {
     (void)c, (void)x, (void)n;
     return 0;
 }
 
-static int local_sum_f64(struct comm *c, double *x, size_t n)
-{
+static int local_sum_f64(struct comm *c, double *x, size_t n) {
     (void)c, (void)x, (void)n;
     return 0;
 }
 
-static int local_max_int(struct comm *c, int *x, size_t n)
-{
+static int local_max_int(struct comm *c, int *x, size_t n) {
     (void)c, (void)x, (void)n;
     return 0;
 }
 
-static int local_broadcast(struct comm *c, void *buf, size_t bytes, int root)
-{
+static int local_broadcast(struct comm *c, void *buf, size_t bytes, int root) {
     (void)c, (void)buf, (void)bytes, (void)root;
     return 0;
 }
 
-static int local_barrier(struct comm *c)
-{
+static int local_barrier(struct comm *c) {
     (void)c;
     return 0;
 }
 
-static void local_abort(struct comm *c, int code)
-{
+static void local_abort(struct comm *c, int code) {
     (void)c;
     exit(code);
 }
 
-struct comm *comm_local_create(void)
-{
+struct comm *comm_local_create(void) {
     struct comm *c = xcalloc(1, sizeof *c);
     c->name = "local";
     c->rank = 0;
@@ -169,7 +152,6 @@ struct comm *comm_local_create(void)
     return c;
 }
 
-void comm_destroy(struct comm *c)
-{
+void comm_destroy(struct comm *c) {
     free(c);
 }

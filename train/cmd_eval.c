@@ -12,8 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void usage(FILE *f)
-{
+static void usage(FILE *f) {
     fprintf(f, "usage: xlmc eval --ckpt CKPT --data DIR [--split valid|test] [--windows N]\n"
                "                 [--batch B] [--device cpu|cuda]\n"
                "\n"
@@ -22,20 +21,18 @@ static void usage(FILE *f)
                "the default), B windows per forward pass (default 8).\n");
 }
 
-static void print_row(const char *name, const struct eval_lang *e)
-{
+static void print_row(const char *name, const struct eval_lang *e) {
     double loss = e->tokens > 0 ? e->loss_sum / e->tokens : NAN;
     printf("%-4s windows %6ld tokens %9.0f loss %.9f ppl %.6f acc %.6f\n", name, e->windows,
            e->tokens, loss, exp(loss), e->tokens > 0 ? e->correct / e->tokens : NAN);
 }
 
-int cmd_eval(int argc, char **argv)
-{
+int cmd_eval(int argc, char **argv) {
     static const struct option longopts[] = {
-        {"ckpt", required_argument, 0, 'c'},   {"data", required_argument, 0, 'd'},
-        {"split", required_argument, 0, 's'},  {"windows", required_argument, 0, 'n'},
-        {"batch", required_argument, 0, 'b'},  {"device", required_argument, 0, 'D'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
+        {"ckpt", required_argument, 0, 'c'},  {"data", required_argument, 0, 'd'},
+        {"split", required_argument, 0, 's'}, {"windows", required_argument, 0, 'n'},
+        {"batch", required_argument, 0, 'b'}, {"device", required_argument, 0, 'D'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
     };
     const char *ckpt = NULL, *data = NULL, *split = "valid", *device = "cpu";
     long windows = 0;
@@ -43,14 +40,30 @@ int cmd_eval(int argc, char **argv)
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'c': ckpt = optarg; break;
-        case 'd': data = optarg; break;
-        case 's': split = optarg; break;
-        case 'n': windows = atol(optarg); break;
-        case 'b': B = atoi(optarg); break;
-        case 'D': device = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'c':
+            ckpt = optarg;
+            break;
+        case 'd':
+            data = optarg;
+            break;
+        case 's':
+            split = optarg;
+            break;
+        case 'n':
+            windows = atol(optarg);
+            break;
+        case 'b':
+            B = atoi(optarg);
+            break;
+        case 'D':
+            device = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (!ckpt || !data) {
@@ -71,8 +84,8 @@ int cmd_eval(int argc, char **argv)
     struct xlmc_config cfg;
     if (ckpt_read_config(ckpt, &cfg, &ckpt_hash)) return 1;
     if (ckpt_hash != data_hash) {
-        xlmc_error("checkpoint %s was trained with vocabulary %016llx but %s uses %016llx",
-                   ckpt, (unsigned long long)ckpt_hash, data, (unsigned long long)data_hash);
+        xlmc_error("checkpoint %s was trained with vocabulary %016llx but %s uses %016llx", ckpt,
+                   (unsigned long long)ckpt_hash, data, (unsigned long long)data_hash);
         return 1;
     }
     const struct ops *ops = session_ops(device, cfg.train.precision, 0);

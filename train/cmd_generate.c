@@ -15,8 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void usage(FILE *f)
-{
+static void usage(FILE *f) {
     fprintf(f, "usage: xlmc generate --ckpt CKPT --lang L --prompt TEXT [--tokens N]\n"
                "                     [--temperature T] [--top-k K] [--seed S]\n"
                "                     (--data DIR | --codes FILE --vocab FILE) [--device D]\n"
@@ -28,8 +27,7 @@ static void usage(FILE *f)
 }
 
 /* splitmix64: a seeded, reproducible stream of doubles in [0,1) */
-static double next_uniform(uint64_t *s)
-{
+static double next_uniform(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -42,8 +40,7 @@ struct cand {
     int id;
 };
 
-static int cand_desc(const void *a, const void *b)
-{
+static int cand_desc(const void *a, const void *b) {
     float x = ((const struct cand *)a)->logit, y = ((const struct cand *)b)->logit;
     if (x != y) return x < y ? 1 : -1;
     return ((const struct cand *)a)->id - ((const struct cand *)b)->id;
@@ -52,8 +49,7 @@ static int cand_desc(const void *a, const void *b)
 /* Draw the next id from logits (V) with temperature and top-k. Specials other than </s> are
  * never drawn: they carry no text. */
 static int sample(const float *logits, int V, float temp, int top_k, uint64_t *rng,
-                  struct cand *c)
-{
+                  struct cand *c) {
     int n = 0;
     for (int v = 0; v < V; v++)
         if (v == TOK_EOS || v >= TOK_NUM_SPECIAL) c[n++] = (struct cand){logits[v], v};
@@ -61,7 +57,8 @@ static int sample(const float *logits, int V, float temp, int top_k, uint64_t *r
     if (temp <= 0) return c[0].id;
     if (top_k > 0 && top_k < n) n = top_k;
     double z = 0, *p = xmalloc((size_t)n * sizeof(double));
-    for (int i = 0; i < n; i++) z += p[i] = exp(((double)c[i].logit - c[0].logit) / temp);
+    for (int i = 0; i < n; i++)
+        z += p[i] = exp(((double)c[i].logit - c[0].logit) / temp);
     double u = next_uniform(rng) * z;
     int pick = n - 1;
     for (int i = 0; i < n; i++) {
@@ -75,15 +72,20 @@ static int sample(const float *logits, int V, float temp, int top_k, uint64_t *r
     return c[pick].id;
 }
 
-int cmd_generate(int argc, char **argv)
-{
+int cmd_generate(int argc, char **argv) {
     static const struct option longopts[] = {
-        {"ckpt", required_argument, 0, 'c'},   {"lang", required_argument, 0, 'l'},
-        {"prompt", required_argument, 0, 'p'}, {"tokens", required_argument, 0, 'n'},
-        {"temperature", required_argument, 0, 't'}, {"top-k", required_argument, 0, 'k'},
-        {"seed", required_argument, 0, 's'},   {"data", required_argument, 0, 'd'},
-        {"codes", required_argument, 0, 'C'},  {"vocab", required_argument, 0, 'V'},
-        {"device", required_argument, 0, 'D'}, {"help", no_argument, 0, 'h'},
+        {"ckpt", required_argument, 0, 'c'},
+        {"lang", required_argument, 0, 'l'},
+        {"prompt", required_argument, 0, 'p'},
+        {"tokens", required_argument, 0, 'n'},
+        {"temperature", required_argument, 0, 't'},
+        {"top-k", required_argument, 0, 'k'},
+        {"seed", required_argument, 0, 's'},
+        {"data", required_argument, 0, 'd'},
+        {"codes", required_argument, 0, 'C'},
+        {"vocab", required_argument, 0, 'V'},
+        {"device", required_argument, 0, 'D'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     const char *ckpt = NULL, *lang = NULL, *prompt = "", *data = NULL, *device = "cpu";
@@ -94,19 +96,45 @@ int cmd_generate(int argc, char **argv)
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'c': ckpt = optarg; break;
-        case 'l': lang = optarg; break;
-        case 'p': prompt = optarg; break;
-        case 'n': ntok = atoi(optarg); break;
-        case 't': temp = strtof(optarg, NULL); break;
-        case 'k': top_k = atoi(optarg); break;
-        case 's': seed = strtoull(optarg, NULL, 10); break;
-        case 'd': data = optarg; break;
-        case 'C': codes = optarg; break;
-        case 'V': vocab = optarg; break;
-        case 'D': device = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'c':
+            ckpt = optarg;
+            break;
+        case 'l':
+            lang = optarg;
+            break;
+        case 'p':
+            prompt = optarg;
+            break;
+        case 'n':
+            ntok = atoi(optarg);
+            break;
+        case 't':
+            temp = strtof(optarg, NULL);
+            break;
+        case 'k':
+            top_k = atoi(optarg);
+            break;
+        case 's':
+            seed = strtoull(optarg, NULL, 10);
+            break;
+        case 'd':
+            data = optarg;
+            break;
+        case 'C':
+            codes = optarg;
+            break;
+        case 'V':
+            vocab = optarg;
+            break;
+        case 'D':
+            device = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (!ckpt || !lang || (!data && (!codes || !vocab)) || ntok < 0 || top_k < 0) {
@@ -127,8 +155,9 @@ int cmd_generate(int argc, char **argv)
     if (ckpt_read_config(ckpt, &cfg, &ckpt_hash)) goto out_tok;
     if (ckpt_hash != tokenizer_vocab_hash(tok)) {
         xlmc_error("%s is not the dictionary of checkpoint %s (vocabulary hash %016llx, the "
-                   "checkpoint's %016llx)", vocab, ckpt,
-                   (unsigned long long)tokenizer_vocab_hash(tok), (unsigned long long)ckpt_hash);
+                   "checkpoint's %016llx)",
+                   vocab, ckpt, (unsigned long long)tokenizer_vocab_hash(tok),
+                   (unsigned long long)ckpt_hash);
         goto out_tok;
     }
     if ((lang_id = config_lang_id(&cfg.model, lang)) < 0) {
@@ -149,13 +178,19 @@ int cmd_generate(int argc, char **argv)
     float *logits = xmalloc((size_t)P * (size_t)V * sizeof(float));
     int32_t *langs = xmalloc((size_t)P * sizeof(int32_t)), len32;
     struct cand *cands = xmalloc((size_t)V * sizeof *cands);
-    for (int i = 0; i < P; i++) langs[i] = lang_id;
+    for (int i = 0; i < P; i++)
+        langs[i] = lang_id;
     uint64_t rng = seed;
     for (int i = 0; i < ntok; i++) {
         size_t T = ids.n < (size_t)P ? ids.n : (size_t)P;
         len32 = (int32_t)T;
-        struct batch b = {.B = 1, .T = (int)T, .ids = ids.ids + ids.n - T, .langs = langs,
-                          .lengths = &len32, .targets = NULL, .row0 = 0};
+        struct batch b = {.B = 1,
+                          .T = (int)T,
+                          .ids = ids.ids + ids.n - T,
+                          .langs = langs,
+                          .lengths = &len32,
+                          .targets = NULL,
+                          .row0 = 0};
         long count = 0;
         model_forward(&m, &b, 0, 0, 0, logits, &count);
         int next = sample(logits + (T - 1) * (size_t)V, V, temp, top_k, &rng, cands);

@@ -308,13 +308,13 @@ int cmd_import_hf(int argc, char **argv) {
     struct model m;
     struct safetensors st;
     struct tokenizer *tok = NULL;
-    int rc = 1, synthesized = 0;
+    int rc = 1, synthesized = 0, created = 0;
     if (model_create(&m, &cfg, ops_cpu(OPS_FP32))) {
         free(ini);
         return 1;
     }
     if (st_open(&st, path)) goto out_model;
-    if (import_weights(&m, &st) || make_dir(out, NULL)) goto out_st;
+    if (import_weights(&m, &st) || make_dir(out, &created)) goto out_st;
     if (hfv_to_fastbpe(dir, codes, vocab, &synthesized)) goto out_st;
     if (!(tok = tokenizer_load(codes, vocab))) goto out_files;
     if (tokenizer_vocab_size(tok) != cfg.model.vocab_size) {
@@ -344,6 +344,7 @@ out_files:
         unlink(codes);
         unlink(vocab);
         unlink(ckpt);
+        if (created) rmdir(out);
     }
     tokenizer_free(tok);
 out_st:

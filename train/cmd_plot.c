@@ -9,8 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static void usage(FILE *f)
-{
+static void usage(FILE *f) {
     fprintf(f, "usage: xlmc plot RUN_DIR\n\n"
                "Writes RUN_DIR/loss.png: training loss and validation loss (nats per token)\n"
                "against training tokens, from RUN_DIR/metrics.jsonl. Needs gnuplot\n"
@@ -18,8 +17,7 @@ static void usage(FILE *f)
 }
 
 /* The train and valid points of metrics.jsonl as "tokens loss" lines in two files. */
-static int extract(const char *metrics, FILE *train, FILE *valid, long *n_train, long *n_valid)
-{
+static int extract(const char *metrics, FILE *train, FILE *valid, long *n_train, long *n_valid) {
     FILE *f = fopen(metrics, "r");
     if (!f) return xlmc_error("%s: cannot open it (is this a run directory?)", metrics);
     char *line = NULL;
@@ -49,8 +47,7 @@ static int extract(const char *metrics, FILE *train, FILE *valid, long *n_train,
     return 0;
 }
 
-int cmd_plot(int argc, char **argv)
-{
+int cmd_plot(int argc, char **argv) {
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         usage(stdout);
         return 0;
@@ -92,7 +89,8 @@ int cmd_plot(int argc, char **argv)
                     "set ylabel 'loss (nats per token)'\nset grid\nset key top right\n"
                     "plot ",
                     tmp_png, run);
-            if (nt) fprintf(gp, "'%s' using 1:2 with lines lw 2 title 'train'%s", tdat, nv ? ", " : "");
+            if (nt)
+                fprintf(gp, "'%s' using 1:2 with lines lw 2 title 'train'%s", tdat, nv ? ", " : "");
             if (nv) fprintf(gp, "'%s' using 1:2 with linespoints pt 7 lw 2 title 'valid'", vdat);
             fprintf(gp, "\n");
             int st = pclose(gp);

@@ -23,22 +23,19 @@
 
 static volatile sig_atomic_t stop_signal;
 
-static void on_stop_signal(int sig)
-{
+static void on_stop_signal(int sig) {
     stop_signal = sig;
 }
 
 /* Test hook: XLMC_TEST_SIGNAL_AT_STEP=N makes rank 0 send itself SIGUSR1 after step N, so
  * that tests stop a run at an exact step through the real signal path (only rank 0 gets it:
  * the others learn it from the agreement reduction). -1 when unset. */
-static long signal_at_step(void)
-{
+static long signal_at_step(void) {
     const char *s = getenv("XLMC_TEST_SIGNAL_AT_STEP");
     return s && *s ? atol(s) : -1;
 }
 
-static void usage(FILE *f)
-{
+static void usage(FILE *f) {
     fprintf(f,
             "usage: [mpirun -np N] xlmc train --data DIR --run-dir R [--config C] [options]\n"
             "\n"
@@ -66,13 +63,16 @@ static void usage(FILE *f)
             XLMC_EXIT_REQUEUE);
 }
 
-static int parse_args(int argc, char **argv, struct train_args *a)
-{
+static int parse_args(int argc, char **argv, struct train_args *a) {
     static const struct option longopts[] = {
-        {"config", required_argument, 0, 'c'},    {"data", required_argument, 0, 'd'},
-        {"run-dir", required_argument, 0, 'r'},   {"device", required_argument, 0, 'D'},
-        {"init-from", required_argument, 0, 'i'}, {"max-steps", required_argument, 0, 'm'},
-        {"log-ranks", no_argument, 0, 'l'},       {"help", no_argument, 0, 'h'},
+        {"config", required_argument, 0, 'c'},
+        {"data", required_argument, 0, 'd'},
+        {"run-dir", required_argument, 0, 'r'},
+        {"device", required_argument, 0, 'D'},
+        {"init-from", required_argument, 0, 'i'},
+        {"max-steps", required_argument, 0, 'm'},
+        {"log-ranks", no_argument, 0, 'l'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     memset(a, 0, sizeof *a);
@@ -82,11 +82,21 @@ static int parse_args(int argc, char **argv, struct train_args *a)
     int opt;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'c': a->config = optarg; break;
-        case 'd': a->data = optarg; break;
-        case 'r': a->run_dir = optarg; break;
-        case 'D': a->device = optarg; break;
-        case 'i': a->init_from = optarg; break;
+        case 'c':
+            a->config = optarg;
+            break;
+        case 'd':
+            a->data = optarg;
+            break;
+        case 'r':
+            a->run_dir = optarg;
+            break;
+        case 'D':
+            a->device = optarg;
+            break;
+        case 'i':
+            a->init_from = optarg;
+            break;
         case 'm': {
             char *end;
             a->max_steps = strtol(optarg, &end, 10);
@@ -96,9 +106,15 @@ static int parse_args(int argc, char **argv, struct train_args *a)
             }
             break;
         }
-        case 'l': a->log_ranks = 1; break;
-        case 'h': usage(stdout); return 1;
-        default: usage(stderr); return 2;
+        case 'l':
+            a->log_ranks = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 1;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {
@@ -114,13 +130,11 @@ static int parse_args(int argc, char **argv, struct train_args *a)
 
 /* One progress line and one metrics.jsonl object (rank 0). */
 static void log_step(struct train_run *r, const struct step_stats *st, double dt,
-                     long tokens_since)
-{
+                     long tokens_since) {
     const struct train_config *tc = &r->cfg.train;
     double tok_s = dt > 0 ? (double)tokens_since / dt : 0;
-    double mfu = r->peak_flops > 0
-                     ? r->flops_per_token * tok_s / (r->peak_flops * r->comm->world)
-                     : 0;
+    double mfu =
+        r->peak_flops > 0 ? r->flops_per_token * tok_s / (r->peak_flops * r->comm->world) : 0;
     long tokens = train_run_tokens(r);
     long last = r->args.max_steps >= 0 ? r->args.max_steps : tc->max_steps;
     printf("step %6ld/%ld | loss %.4f | ppl %9.2f | lr %.3e | scale %g | gnorm %.3f | "
@@ -131,16 +145,14 @@ static void log_step(struct train_run *r, const struct step_stats *st, double dt
     json_t *o = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I}", "type",
                           "train", "step", (json_int_t)r->t.step, "tokens", (json_int_t)tokens,
                           "loss", st->loss, "ppl", exp(st->loss), "lr", (double)st->lr,
-                          "loss_scale", (double)st->loss_scale, "grad_norm",
-                          (double)st->grad_norm, "tokens_per_s", tok_s, "mfu", mfu, "skipped",
-                          (json_int_t)r->t.skipped);
+                          "loss_scale", (double)st->loss_scale, "grad_norm", (double)st->grad_norm,
+                          "tokens_per_s", tok_s, "mfu", mfu, "skipped", (json_int_t)r->t.skipped);
     if (o && metrics_append(r->metrics, o))
         xlmc_warn("%s/metrics.jsonl: write failed", r->args.run_dir);
 }
 
 /* Evaluate on the valid split (all ranks), log on rank 0. */
-static int run_eval(struct train_run *r)
-{
+static int run_eval(struct train_run *r) {
     struct eval_result e;
     const struct train_config *tc = &r->cfg.train;
     if (evaluate(&r->m, r->valid, r->comm, tc->eval_batches, tc->micro_batch, &e)) return -1;
@@ -149,8 +161,8 @@ static int run_eval(struct train_run *r)
     printf("valid step %ld | loss %.4f | ppl %.2f | acc %.4f", r->t.step, loss, exp(loss),
            e.all.correct / e.all.tokens);
     json_t *o = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f}", "type", "valid", "step",
-                          (json_int_t)r->t.step, "tokens", (json_int_t)train_run_tokens(r),
-                          "loss", loss, "ppl", exp(loss), "acc", e.all.correct / e.all.tokens);
+                          (json_int_t)r->t.step, "tokens", (json_int_t)train_run_tokens(r), "loss",
+                          loss, "ppl", exp(loss), "acc", e.all.correct / e.all.tokens);
     for (int k = 0; k < r->cfg.model.n_langs && o; k++) {
         if (e.lang[k].tokens <= 0) continue;
         char key[32];
@@ -169,8 +181,7 @@ static int run_eval(struct train_run *r)
 }
 
 /* Rank 0 writes, everyone waits for it: a rank must not exit before the checkpoint exists. */
-static int run_checkpoint(struct train_run *r, char *path, size_t len)
-{
+static int run_checkpoint(struct train_run *r, char *path, size_t len) {
     int rc = 0;
     if (r->comm->rank == 0) {
         struct loader_state ls;
@@ -188,8 +199,7 @@ static int run_checkpoint(struct train_run *r, char *path, size_t len)
 }
 
 /* The loop from t.step to max_steps. Returns 0 (done), XLMC_EXIT_REQUEUE (stopped) or -1. */
-static int train_loop(struct train_run *r)
-{
+static int train_loop(struct train_run *r) {
     const struct train_config *tc = &r->cfg.train;
     struct loader_block *blocks = xcalloc((size_t)r->accum, sizeof *blocks);
     struct batch *batches = xcalloc((size_t)r->accum, sizeof *batches);
@@ -222,8 +232,7 @@ static int train_loop(struct train_run *r)
             fflush(r->ranklog);
         }
         int boundary = !st.skipped;
-        if (boundary && r->comm->rank == 0 && tc->log_every > 0 &&
-            r->t.step % tc->log_every == 0) {
+        if (boundary && r->comm->rank == 0 && tc->log_every > 0 && r->t.step % tc->log_every == 0) {
             double now = now_seconds();
             log_step(r, &st, now - t_log, tokens_since);
             t_log = now;
@@ -250,14 +259,17 @@ static int train_loop(struct train_run *r)
         if (stop) break;
     }
     if (stop && r->t.step >= max_steps) stop = 0; /* the signal came with the last step */
-    if (!rc && !stop && last_ckpt != r->t.step)
-        rc = run_checkpoint(r, ckpt, sizeof ckpt);
+    if (!rc && !stop && last_ckpt != r->t.step) rc = run_checkpoint(r, ckpt, sizeof ckpt);
     if (!rc && stop && r->comm->rank == 0)
-        fprintf(stderr, "xlmc: stopped by %s at step %ld; checkpoint %s written; exit %d "
-                        "(run the same command again to resume)\n",
-                stop_signal == SIGTERM ? "SIGTERM" : stop_signal ? "SIGUSR1" : "another rank's signal",
+        fprintf(stderr,
+                "xlmc: stopped by %s at step %ld; checkpoint %s written; exit %d "
+                "(run the same command again to resume)\n",
+                stop_signal == SIGTERM ? "SIGTERM"
+                : stop_signal          ? "SIGUSR1"
+                                       : "another rank's signal",
                 r->t.step, ckpt, XLMC_EXIT_REQUEUE);
-    for (int k = 0; k < r->accum; k++) batch_buf_free(&bufs[k]);
+    for (int k = 0; k < r->accum; k++)
+        batch_buf_free(&bufs[k]);
     free(bufs);
     free(batches);
     free(blocks);
@@ -265,8 +277,7 @@ static int train_loop(struct train_run *r)
     return stop ? XLMC_EXIT_REQUEUE : 0;
 }
 
-int cmd_train(int argc, char **argv)
-{
+int cmd_train(int argc, char **argv) {
     struct train_run *r = xcalloc(1, sizeof *r);
     int rc = parse_args(argc, argv, &r->args);
     if (rc) {

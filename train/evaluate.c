@@ -8,8 +8,7 @@
 #include <string.h>
 
 struct loader *evaluate_open(const struct model *m, const char *dir, const char *split,
-                             uint64_t vocab_hash, int B)
-{
+                             uint64_t vocab_hash, int B) {
     struct loader_opts o = {
         .dir = dir,
         .split = split,
@@ -31,8 +30,7 @@ struct loader *evaluate_open(const struct model *m, const char *dir, const char 
 
 /* Add the loss and accuracy of logits (N,V) against targets (N) to e, in fp64. */
 static void score_logits(const float *logits, const int32_t *targets, long N, int V,
-                         struct eval_lang *e)
-{
+                         struct eval_lang *e) {
     for (long i = 0; i < N; i++) {
         if (targets[i] < 0) continue;
         const float *row = logits + (size_t)i * (size_t)V;
@@ -40,7 +38,8 @@ static void score_logits(const float *logits, const int32_t *targets, long N, in
         for (int v = 1; v < V; v++)
             if (row[v] > row[best]) best = v;
         double mx = row[best], s = 0;
-        for (int v = 0; v < V; v++) s += exp((double)row[v] - mx);
+        for (int v = 0; v < V; v++)
+            s += exp((double)row[v] - mx);
         e->loss_sum += mx + log(s) - (double)row[targets[i]];
         e->tokens += 1;
         e->correct += best == targets[i];
@@ -48,8 +47,7 @@ static void score_logits(const float *logits, const int32_t *targets, long N, in
 }
 
 int evaluate(struct model *m, struct loader *l, struct comm *c, long max_windows, int B,
-             struct eval_result *out)
-{
+             struct eval_result *out) {
     memset(out, 0, sizeof *out);
     int T = m->cfg.train.seq_len, V = m->cfg.model.vocab_size, NL = m->cfg.model.n_langs;
     int32_t *win = xmalloc((size_t)B * (size_t)(T + 1) * sizeof(int32_t));
@@ -63,11 +61,12 @@ int evaluate(struct model *m, struct loader *l, struct comm *c, long max_windows
         out->lang[lang].windows = n;
         int rows = 0;
         for (long i = c->rank; i < n + c->world && !rc; i += c->world) {
-            int last = i >= n;  /* one pass past the end flushes the partial batch */
+            int last = i >= n; /* one pass past the end flushes the partial batch */
             if (!last) {
                 if (loader_read_window(l, lang, (uint64_t)i, win + (size_t)rows * (size_t)(T + 1)))
                     rc = -1;
-                else langs[rows++] = lang;
+                else
+                    langs[rows++] = lang;
             }
             if (rows && (rows == B || last)) {
                 struct batch b;

@@ -9,9 +9,9 @@
 #include "data/loader.h"
 
 struct eval_lang {
-    double loss_sum;  /* summed token loss (nats) */
-    double tokens;    /* predicted tokens */
-    double correct;   /* argmax == target */
+    double loss_sum; /* summed token loss (nats) */
+    double tokens;   /* predicted tokens */
+    double correct;  /* argmax == target */
     long windows;
 };
 

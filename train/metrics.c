@@ -9,15 +9,13 @@
 #include <cuda_runtime.h>
 #endif
 
-double metrics_flops_per_token(const struct model *m)
-{
+double metrics_flops_per_token(const struct model *m) {
     const struct model_config *mc = &m->cfg.model;
     return 6.0 * (double)m->num_params +
            12.0 * mc->n_layers * (double)mc->dim * (double)m->cfg.train.seq_len;
 }
 
-static double cpu_gemm_peak(const struct ops *ops)
-{
+static double cpu_gemm_peak(const struct ops *ops) {
     enum { N = 512 };
     size_t bytes = (size_t)N * N * ops->storage_bytes;
     void *a = ops->alloc(bytes), *w = ops->alloc(bytes), *out = ops->alloc(bytes);
@@ -44,13 +42,12 @@ static const struct {
     const char *name;
     double fp16, fp32;
 } GPU_PEAKS[] = {
-    {"H200", 989, 67},  {"H100 PCIe", 756, 51}, {"H100", 989, 67}, {"A100", 312, 19.5},
-    {"A10", 125, 31.2}, {"L40S", 362, 91.6},    {"L4", 121, 30.3}, {"RTX 3090", 71, 35.6},
-    {"RTX 4090", 165, 82.6}, {"T4", 65, 8.1},   {"V100", 125, 15.7},
+    {"H200", 989, 67},       {"H100 PCIe", 756, 51}, {"H100", 989, 67},   {"A100", 312, 19.5},
+    {"A10", 125, 31.2},      {"L40S", 362, 91.6},    {"L4", 121, 30.3},   {"RTX 3090", 71, 35.6},
+    {"RTX 4090", 165, 82.6}, {"T4", 65, 8.1},        {"V100", 125, 15.7},
 };
 
-static double gpu_peak(const struct ops *ops, int device, const char **source)
-{
+static double gpu_peak(const struct ops *ops, int device, const char **source) {
     struct cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) return 0;
     for (size_t i = 0; i < XLMC_ARRAY_LEN(GPU_PEAKS); i++)
@@ -62,8 +59,7 @@ static double gpu_peak(const struct ops *ops, int device, const char **source)
 }
 #endif
 
-double metrics_peak_flops(const struct ops *ops, int local_rank, const char **source)
-{
+double metrics_peak_flops(const struct ops *ops, int local_rank, const char **source) {
     const char *env = getenv("XLMC_PEAK_TFLOPS");
     if (env && atof(env) > 0) {
         *source = "XLMC_PEAK_TFLOPS";
@@ -79,8 +75,7 @@ double metrics_peak_flops(const struct ops *ops, int local_rank, const char **so
     return cpu_gemm_peak(ops);
 }
 
-int metrics_append(FILE *f, json_t *obj)
-{
+int metrics_append(FILE *f, json_t *obj) {
     char *line = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_decref(obj);
     if (!line) return -1;

@@ -12,8 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-const struct ops *session_ops(const char *device, enum precision_kind precision, int local_rank)
-{
+const struct ops *session_ops(const char *device, enum precision_kind precision, int local_rank) {
     enum ops_precision p = precision == PRECISION_FP16 ? OPS_FP16 : OPS_FP32;
     if (!strcmp(device, "cpu")) return ops_cpu(p);
     if (!strcmp(device, "cuda")) {
@@ -26,15 +25,13 @@ const struct ops *session_ops(const char *device, enum precision_kind precision,
     return NULL;
 }
 
-static int file_exists(const char *path)
-{
+static int file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 /* A uint64 attribute, or a string of 16 hex digits. 0 or -1. */
-static int read_u64_attr(hid_t obj, const char *name, uint64_t *out)
-{
+static int read_u64_attr(hid_t obj, const char *name, uint64_t *out) {
     if (H5Aexists(obj, name) <= 0) return -1;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
     if (a < 0) return -1;
@@ -71,8 +68,7 @@ static int read_u64_attr(hid_t obj, const char *name, uint64_t *out)
     return rc;
 }
 
-static int vocab_from_shard(const char *dir, int *vocab_size, uint64_t *vocab_hash)
-{
+static int vocab_from_shard(const char *dir, int *vocab_size, uint64_t *vocab_hash) {
     DIR *d = opendir(dir);
     if (!d) return xlmc_error("--data %s: cannot open the directory (%s)", dir, strerror(errno));
     struct dirent *de;
@@ -97,12 +93,12 @@ static int vocab_from_shard(const char *dir, int *vocab_size, uint64_t *vocab_ha
     closedir(d);
     if (rc)
         xlmc_error("--data %s: no vocab file and no shard with vocab_size/vocab_hash "
-                   "attributes (prepare it with `xlmc prep`)", dir);
+                   "attributes (prepare it with `xlmc prep`)",
+                   dir);
     return rc;
 }
 
-int session_data_vocab(const char *dir, int *vocab_size, uint64_t *vocab_hash)
-{
+int session_data_vocab(const char *dir, int *vocab_size, uint64_t *vocab_hash) {
     char vocab[4200], codes[4200];
     snprintf(vocab, sizeof vocab, "%s/vocab", dir);
     snprintf(codes, sizeof codes, "%s/codes", dir);
@@ -118,8 +114,7 @@ int session_data_vocab(const char *dir, int *vocab_size, uint64_t *vocab_hash)
 }
 
 int session_model_from_ckpt(const char *ckpt, const struct ops *ops, struct model *m,
-                            uint64_t *vocab_hash)
-{
+                            uint64_t *vocab_hash) {
     struct xlmc_config cfg;
     if (ckpt_read_config(ckpt, &cfg, vocab_hash)) return -1;
     if (model_create(m, &cfg, ops)) return -1;
@@ -131,8 +126,7 @@ int session_model_from_ckpt(const char *ckpt, const struct ops *ops, struct mode
 }
 
 void batch_from_windows(struct batch_buf *buf, struct batch *b, const int32_t *windows,
-                        const int32_t *langs, int rows, int T, uint32_t row0)
-{
+                        const int32_t *langs, int rows, int T, uint32_t row0) {
     if (rows > buf->cap_rows || T != buf->T) {
         batch_buf_free(buf);
         size_t n = (size_t)rows * (size_t)T;
@@ -149,7 +143,8 @@ void batch_from_windows(struct batch_buf *buf, struct batch *b, const int32_t *w
         int32_t *ids = buf->ids + (size_t)r * (size_t)T;
         memcpy(ids, w, (size_t)T * sizeof(int32_t));
         memcpy(buf->targets + (size_t)r * (size_t)T, w + 1, (size_t)T * sizeof(int32_t));
-        for (int t = 0; t < T; t++) buf->langs[(size_t)r * (size_t)T + (size_t)t] = langs[r];
+        for (int t = 0; t < T; t++)
+            buf->langs[(size_t)r * (size_t)T + (size_t)t] = langs[r];
         buf->lengths[r] = T;
     }
     b->B = rows;
@@ -161,8 +156,7 @@ void batch_from_windows(struct batch_buf *buf, struct batch *b, const int32_t *w
     b->row0 = row0;
 }
 
-void batch_buf_free(struct batch_buf *buf)
-{
+void batch_buf_free(struct batch_buf *buf) {
     free(buf->ids);
     free(buf->targets);
     free(buf->langs);
@@ -170,8 +164,7 @@ void batch_buf_free(struct batch_buf *buf)
     memset(buf, 0, sizeof *buf);
 }
 
-int session_mkdir(const char *path)
-{
+int session_mkdir(const char *path) {
     if (mkdir(path, 0777) && errno != EEXIST)
         return xlmc_error("cannot create directory %s: %s", path, strerror(errno));
     return 0;

@@ -15,22 +15,19 @@
 #include "kernels/cuda/comm_nccl.h"
 #endif
 
-long train_run_tokens(const struct train_run *r)
-{
+long train_run_tokens(const struct train_run *r) {
     return (r->t.step + r->t.skipped) * r->cfg.train.batch_tokens;
 }
 
 /* The model shapes two configs must share for weights to carry over. */
-static int same_model_shape(const struct model_config *a, const struct model_config *b)
-{
+static int same_model_shape(const struct model_config *a, const struct model_config *b) {
     return a->vocab_size == b->vocab_size && a->dim == b->dim && a->n_layers == b->n_layers &&
            a->n_heads == b->n_heads && a->ffn_dim == b->ffn_dim &&
            a->max_positions == b->max_positions && a->n_langs == b->n_langs &&
            a->use_lang_emb == b->use_lang_emb;
 }
 
-static int vocab_check(const char *ckpt, uint64_t ckpt_hash, const char *data, uint64_t data_hash)
-{
+static int vocab_check(const char *ckpt, uint64_t ckpt_hash, const char *data, uint64_t data_hash) {
     if (ckpt_hash == data_hash) return 0;
     return xlmc_error("checkpoint %s was trained with vocabulary %016llx but the shards of %s "
                       "use %016llx: prepare the data with the checkpoint's codes and vocab "
@@ -40,8 +37,7 @@ static int vocab_check(const char *ckpt, uint64_t ckpt_hash, const char *data, u
 
 /* The config of this run: fresh (--config), resumed (the checkpoint's model, the --config's
  * training settings when given) or fine-tuning (the init checkpoint's model shape). */
-static int setup_config(struct train_run *r, const char *resume, int data_vocab)
-{
+static int setup_config(struct train_run *r, const char *resume, int data_vocab) {
     const struct train_args *a = &r->args;
     struct xlmc_config user, ck;
     int have_user = 0;
@@ -50,8 +46,8 @@ static int setup_config(struct train_run *r, const char *resume, int data_vocab)
         if (user.model.vocab_size == 0) user.model.vocab_size = data_vocab;
         if (user.model.vocab_size != data_vocab)
             return xlmc_error("%s: vocab_size = %d but the data in %s has %d words (set it to 0 "
-                              "to take the data's)", a->config, user.model.vocab_size, a->data,
-                              data_vocab);
+                              "to take the data's)",
+                              a->config, user.model.vocab_size, a->data, data_vocab);
         have_user = 1;
     }
     const char *from = resume ? resume : a->init_from;
@@ -66,7 +62,8 @@ static int setup_config(struct train_run *r, const char *resume, int data_vocab)
     if (resume) {
         if (have_user && !same_model_shape(&user.model, &ck.model))
             return xlmc_error("%s describes another model than the checkpoint %s it would resume "
-                              "(use a new --run-dir for a new model)", a->config, resume);
+                              "(use a new --run-dir for a new model)",
+                              a->config, resume);
         r->cfg = have_user ? user : ck;
         r->cfg.model = ck.model;
         return 0;
@@ -79,8 +76,7 @@ static int setup_config(struct train_run *r, const char *resume, int data_vocab)
     return 0;
 }
 
-static int setup_geometry(struct train_run *r)
-{
+static int setup_geometry(struct train_run *r) {
     const struct train_config *tc = &r->cfg.train;
     int world = r->comm->world;
     if (tc->batch_tokens % tc->seq_len)
@@ -97,8 +93,7 @@ static int setup_geometry(struct train_run *r)
     return 0;
 }
 
-static int setup_comm(struct train_run *r)
-{
+static int setup_comm(struct train_run *r) {
     r->dev_comm = r->comm;
     if (strcmp(r->ops->name, "cuda") || r->comm->world == 1) return 0;
 #ifdef XLMC_HAVE_NCCL
@@ -108,15 +103,16 @@ static int setup_comm(struct train_run *r)
     return 0;
 #else
     return xlmc_error("--device cuda with %d ranks needs NCCL, and this xlmc was built without "
-                      "it", r->comm->world);
+                      "it",
+                      r->comm->world);
 #endif
 }
 
-static int setup_loaders(struct train_run *r, const struct loader_state *ls)
-{
+static int setup_loaders(struct train_run *r, const struct loader_state *ls) {
     const struct train_config *tc = &r->cfg.train;
     int any_ratio = 0;
-    for (int k = 0; k < r->cfg.model.n_langs; k++) any_ratio |= tc->lang_ratio[k] > 0;
+    for (int k = 0; k < r->cfg.model.n_langs; k++)
+        any_ratio |= tc->lang_ratio[k] > 0;
     struct loader_opts o = {
         .dir = r->args.data,
         .split = "train",
@@ -137,17 +133,17 @@ static int setup_loaders(struct train_run *r, const struct loader_state *ls)
     if (ls && loader_set_state(r->train, ls)) return -1;
     if (tc->eval_every > 0) {
         r->valid = evaluate_open(&r->m, r->args.data, "valid", r->vocab_hash, tc->micro_batch);
-        if (!r->valid) return xlmc_error("%s: no usable valid split for eval_every = %d (set "
-                                         "eval_every = 0 to train without evaluation)",
-                                         r->args.data, tc->eval_every);
+        if (!r->valid)
+            return xlmc_error("%s: no usable valid split for eval_every = %d (set "
+                              "eval_every = 0 to train without evaluation)",
+                              r->args.data, tc->eval_every);
     }
     return 0;
 }
 
 /* After a resume, lines logged past the checkpoint's step by the interrupted process are
  * dropped so that every step appears once. */
-static int metrics_truncate_after(const char *path, long step)
-{
+static int metrics_truncate_after(const char *path, long step) {
     FILE *f = fopen(path, "r");
     if (!f) return 0;
     char tmp[4400];
@@ -172,8 +168,7 @@ static int metrics_truncate_after(const char *path, long step)
     return 0;
 }
 
-static int setup_logs(struct train_run *r, const char *resume)
-{
+static int setup_logs(struct train_run *r, const char *resume) {
     char path[4300];
     if (r->comm->rank == 0) {
         snprintf(path, sizeof path, "%s/metrics.jsonl", r->args.run_dir);
@@ -193,8 +188,7 @@ static int setup_logs(struct train_run *r, const char *resume)
     return 0;
 }
 
-int train_run_setup(struct train_run *r)
-{
+int train_run_setup(struct train_run *r) {
     struct train_args *a = &r->args;
     r->t_start = now_seconds();
     int data_vocab = 0;
@@ -212,8 +206,7 @@ int train_run_setup(struct train_run *r)
 
     if (setup_config(r, r->resumed ? resume : NULL, data_vocab)) return -1;
     if (setup_geometry(r)) return -1;
-    if (!(r->ops = session_ops(a->device, r->cfg.train.precision, r->comm->local_rank)))
-        return -1;
+    if (!(r->ops = session_ops(a->device, r->cfg.train.precision, r->comm->local_rank))) return -1;
     if (setup_comm(r)) return -1;
     if (model_create(&r->m, &r->cfg, r->ops)) return -1;
     r->have_model = 1;
@@ -241,24 +234,21 @@ int train_run_setup(struct train_run *r)
                r->global_rows, r->cfg.train.seq_len, r->accum, r->cfg.train.micro_batch);
         if (r->resumed)
             printf("resuming from %s at step %ld%s\n", resume, r->t.step,
-                   a->init_from ? " (the run directory has checkpoints: --init-from ignored)"
-                                : "");
+                   a->init_from ? " (the run directory has checkpoints: --init-from ignored)" : "");
         else if (a->init_from)
             printf("fine-tuning from the weights of %s\n", a->init_from);
         printf("MFU against %.3g TFLOP/s per rank (%s)\n", r->peak_flops / 1e12, src);
         fflush(stdout);
         json_t *o = json_pack("{s:s, s:i, s:s, s:I, s:s, s:f, s:I}", "type", "start", "world",
-                              r->comm->world, "device", r->ops->name,
-                              "num_params", (json_int_t)r->m.num_params,
-                              "resumed_from", resume, "peak_flops", r->peak_flops,
-                              "start_step", (json_int_t)r->t.step);
+                              r->comm->world, "device", r->ops->name, "num_params",
+                              (json_int_t)r->m.num_params, "resumed_from", resume, "peak_flops",
+                              r->peak_flops, "start_step", (json_int_t)r->t.step);
         if (o) metrics_append(r->metrics, o);
     }
     return 0;
 }
 
-void train_run_free(struct train_run *r)
-{
+void train_run_free(struct train_run *r) {
     if (r->train) loader_close(r->train);
     if (r->valid) loader_close(r->valid);
     if (r->have_trainer) trainer_free(&r->t);

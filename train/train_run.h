@@ -14,26 +14,26 @@
 
 struct train_args {
     const char *config, *data, *run_dir, *device, *init_from;
-    long max_steps;     /* stop after this step; -1: train.max_steps (the schedule always
-                         * follows train.max_steps, so a run cut short continues exactly) */
+    long max_steps; /* stop after this step; -1: train.max_steps (the schedule always
+                     * follows train.max_steps, so a run cut short continues exactly) */
     int log_ranks;
 };
 
 struct train_run {
     struct train_args args;
-    struct comm *comm;      /* MPI: host-side agreement, files */
-    struct comm *dev_comm;  /* what the trainer reduces gradients with (MPI or NCCL) */
+    struct comm *comm;     /* MPI: host-side agreement, files */
+    struct comm *dev_comm; /* what the trainer reduces gradients with (MPI or NCCL) */
     struct xlmc_config cfg;
     const struct ops *ops;
     struct model m;
     struct trainer t;
     int have_model, have_trainer, resumed;
     struct loader *train, *valid;
-    uint64_t vocab_hash;    /* of the data = of the model */
-    int global_rows;        /* rows per optimizer step over all ranks */
-    int accum;              /* micro-batches per rank per step */
-    FILE *metrics;          /* rank 0: R/metrics.jsonl */
-    FILE *ranklog;          /* --log-ranks: R/logs/rank-K.log */
+    uint64_t vocab_hash; /* of the data = of the model */
+    int global_rows;     /* rows per optimizer step over all ranks */
+    int accum;           /* micro-batches per rank per step */
+    FILE *metrics;       /* rank 0: R/metrics.jsonl */
+    FILE *ranklog;       /* --log-ranks: R/logs/rank-K.log */
     double peak_flops, flops_per_token, t_start;
 };
 

@@ -16,7 +16,7 @@ int cpu_unscale_check(float *grad, size_t n, float inv_scale) {
  * result depend only on the thread count. */
 double cpu_norm_squared(const float *grad, size_t n) {
     double s = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : s) if ((long)n > CPU_PAR_MIN)
+#pragma omp parallel for simd schedule(static) reduction(+ : s) if ((long)n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++)
         s += (double)grad[i] * (double)grad[i];
     return s;

@@ -15,8 +15,10 @@ here=$src/tests/interop
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 HDF5_USE_FILE_LOCKING=FALSE
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader
 fail() { echo "FAIL: $*" >&2; exit 1; }
-python3 -c 'import transformers, torch, h5py' 2>/dev/null ||
-    { echo "SKIPPED: python3 cannot import transformers, torch and h5py"; exit 77; }
+if ! python3 -c "import transformers, torch, h5py" 2>/dev/null; then
+    echo "SKIPPED: python3 cannot import transformers, torch and h5py"
+    exit 77
+fi
 "$xlmc" train --help >/dev/null 2>&1 || { echo "SKIPPED: this xlmc has no train command"; exit 77; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/xlmc-interop.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -54,6 +56,6 @@ python3 "$here/check_export.py" "$work/hf" "$here/hf_tiny_batch.h5" "$work/xlmc_
 "$logits" "$work/back/model.h5" "$here/hf_tiny_batch.h5" "$work/back_logits.h5" >/dev/null 2>&1 || true
 h5diff "$work/xlmc_logits.h5" "$work/back_logits.h5" logits logits ||
     fail "re-imported model gives other logits"
-cmp "$work/data/codes" "$work/back/codes" && cmp "$work/data/vocab" "$work/back/vocab" ||
-    fail "codes/vocab changed in export -> import"
+cmp "$work/data/codes" "$work/back/codes" || fail "codes changed in export -> import"
+cmp "$work/data/vocab" "$work/back/vocab" || fail "vocab changed in export -> import"
 echo "OK: trained 3 steps, exported, transformers and xlmc agree"

@@ -6,5 +6,6 @@
 # usage: test_hf_tokenizer_ids.sh XLMC SHARED_DIR WORK_DIR SRC_DIR
 set -euo pipefail
 export OMP_NUM_THREADS=1
+command -v python3 >/dev/null || { echo "SKIPPED: no python3"; exit 77; }
 exec python3 "$4/tests/interop/check_tokenizer_ids.py" "$1" "$3/hf" "$2/xlm-ende/codes" \
     "$2/xlm-ende/vocab" "$4/tests/data/tokenizer/tok_reference.jsonl.gz"

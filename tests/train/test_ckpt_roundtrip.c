@@ -23,35 +23,33 @@
 #include <unistd.h>
 
 static int failures;
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                               \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fprintf(stderr, "\n");                                                             \
-            failures++;                                                                        \
-        }                                                                                      \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
-static int file_exists(const char *p)
-{
+static int file_exists(const char *p) {
     struct stat st;
     return stat(p, &st) == 0;
 }
 
-static void copy_file(const char *from, const char *to)
-{
+static void copy_file(const char *from, const char *to) {
     FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
     char buf[65536];
     size_t n;
-    while (a && b && (n = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, n, b);
+    while (a && b && (n = fread(buf, 1, sizeof buf, a)) > 0)
+        fwrite(buf, 1, n, b);
     if (a) fclose(a);
     if (b) fclose(b);
 }
 
 /* Flip one byte in the middle of dataset `name`'s raw data. */
-static int flip_byte_in(const char *path, const char *name)
-{
+static int flip_byte_in(const char *path, const char *name) {
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
     haddr_t off = H5Dget_offset(d);
@@ -69,13 +67,11 @@ static int flip_byte_in(const char *path, const char *name)
     return 0;
 }
 
-static int same_bits(const void *a, const void *b, size_t bytes)
-{
+static int same_bits(const void *a, const void *b, size_t bytes) {
     return memcmp(a, b, bytes) == 0;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc != 3) return fprintf(stderr, "usage: %s REF_MODEL_DIR WORK_DIR\n", argv[0]), 2;
     char weights[4096], batchf[4096], run[4096], ckdir[4200], path[4400], p2[4400];
     snprintf(weights, sizeof weights, "%s/weights.h5", argv[1]);
@@ -131,10 +127,12 @@ int main(int argc, char **argv)
     struct trainer ta, tb;
     if (trainer_init(&ta, &a, c) || trainer_init(&tb, &b, c)) return 1;
     struct step_stats st;
-    for (int i = 0; i < 2; i++) CHECK(trainer_step(&ta, &fb.batch, 1, &st) == 0, "step %d", i);
+    for (int i = 0; i < 2; i++)
+        CHECK(trainer_step(&ta, &fb.batch, 1, &st) == 0, "step %d", i);
     struct loader_state ls = {.step = 2, .epoch = {1, 3}, .cursor = {17, 5}, .reserved = 9};
     CHECK(ckpt_save_run(run, &a, &ta, &ls, 0xfeedbeefcafe1234ull, cfg.train.keep_last, path,
-                        sizeof path) == 0, "save_run");
+                        sizeof path) == 0,
+          "save_run");
     snprintf(p2, sizeof p2, "%s/step-0000002.h5", ckdir);
     CHECK(!strcmp(path, p2), "checkpoint named %s, expected %s", path, p2);
     struct loader_state lb;
@@ -196,7 +194,9 @@ int main(int argc, char **argv)
     model_destroy(&a);
     model_destroy(&b);
     comm_destroy(c);
-    if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
-    else printf("checkpoint round trip, naming, damage detection and pruning: ok\n");
+    if (failures)
+        fprintf(stderr, "%d check(s) failed\n", failures);
+    else
+        printf("checkpoint round trip, naming, damage detection and pruning: ok\n");
     return failures ? 1 : 0;
 }
