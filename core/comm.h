@@ -12,6 +12,13 @@ struct comm {
     int local_rank;             /* rank within the node: picks the GPU */
     /* x (n) fp32: in-place sum over ranks */
     int (*allreduce_sum_f32)(struct comm *c, float *x, size_t n);
+    /* x (n) fp32: the same sum, started and left running so that backward can go on while
+     * the gradient travels (overlap). May be called several times; the sums complete in
+     * call order, and every rank must start the same sizes in the same order. x must not be
+     * touched until allreduce_wait returns. */
+    int (*allreduce_sum_f32_start)(struct comm *c, float *x, size_t n);
+    /* waits for every sum started since the last wait; x then holds the result */
+    int (*allreduce_wait)(struct comm *c);
     /* x (n) fp64 host: in-place sum over ranks (losses, counts, norms) */
     int (*allreduce_sum_f64)(struct comm *c, double *x, size_t n);
     /* x host int: in-place max over ranks (overflow flags, stop requests) */

@@ -38,6 +38,42 @@ static int mpi_sum_f32(struct comm *c, float *x, size_t n) {
     return mpi_allreduce(x, n, MPI_FLOAT, sizeof(float), MPI_SUM);
 }
 
+/* The requests of started sums (MPI_Iallreduce), completed by mpi_wait. */
+struct mpi_pending {
+    MPI_Request *req;
+    int n, cap;
+};
+
+static int mpi_sum_f32_start(struct comm *c, float *x, size_t n) {
+    struct mpi_pending *p = c->impl;
+    for (size_t off = 0; off < n; off += COMM_CHUNK) {
+        size_t k = n - off < COMM_CHUNK ? n - off : COMM_CHUNK;
+        if (p->n == p->cap) {
+            p->cap = p->cap ? 2 * p->cap : 64;
+            p->req = xrealloc(p->req, (size_t)p->cap * sizeof *p->req);
+        }
+        if (mpi_check(MPI_Iallreduce(MPI_IN_PLACE, x + off, (int)k, MPI_FLOAT, MPI_SUM,
+                                     MPI_COMM_WORLD, &p->req[p->n]),
+                      "MPI_Iallreduce"))
+            return -1;
+        p->n++;
+    }
+    /* Without an asynchronous progress thread MPI moves data only inside MPI calls: testing
+     * here lets the sums already started advance while backward computes the next bucket. */
+    int done = 0;
+    if (mpi_check(MPI_Testall(p->n, p->req, &done, MPI_STATUSES_IGNORE), "MPI_Testall"))
+        return -1;
+    if (done) p->n = 0;
+    return 0;
+}
+
+static int mpi_wait(struct comm *c) {
+    struct mpi_pending *p = c->impl;
+    int n = p->n;
+    p->n = 0;
+    return mpi_check(MPI_Waitall(n, p->req, MPI_STATUSES_IGNORE), "MPI_Waitall");
+}
+
 static int mpi_sum_f64(struct comm *c, double *x, size_t n) {
     (void)c;
     return mpi_allreduce(x, n, MPI_DOUBLE, sizeof(double), MPI_SUM);
@@ -97,11 +133,14 @@ struct comm *comm_mpi_create(void) {
     c->name = "mpi";
     c->local_rank = mpi_local_rank(c->rank);
     c->allreduce_sum_f32 = mpi_sum_f32;
+    c->allreduce_sum_f32_start = mpi_sum_f32_start;
+    c->allreduce_wait = mpi_wait;
     c->allreduce_sum_f64 = mpi_sum_f64;
     c->allreduce_max_int = mpi_max_int;
     c->broadcast = mpi_broadcast;
     c->barrier = mpi_barrier;
     c->abort = mpi_abort_job;
+    c->impl = xcalloc(1, sizeof(struct mpi_pending));
     return c;
 }
 
@@ -109,6 +148,11 @@ struct comm *comm_mpi_create(void) {
 
 static int local_sum_f32(struct comm *c, float *x, size_t n) {
     (void)c, (void)x, (void)n;
+    return 0;
+}
+
+static int local_wait(struct comm *c) {
+    (void)c;
     return 0;
 }
 
@@ -144,6 +188,8 @@ struct comm *comm_local_create(void) {
     c->world = 1;
     c->local_rank = 0;
     c->allreduce_sum_f32 = local_sum_f32;
+    c->allreduce_sum_f32_start = local_sum_f32;
+    c->allreduce_wait = local_wait;
     c->allreduce_sum_f64 = local_sum_f64;
     c->allreduce_max_int = local_max_int;
     c->broadcast = local_broadcast;
@@ -153,5 +199,10 @@ struct comm *comm_local_create(void) {
 }
 
 void comm_destroy(struct comm *c) {
+    if (!c) return;
+    /* the local communicator has no impl; the MPI one keeps its request list there */
+    struct mpi_pending *p = c->impl;
+    if (p) free(p->req);
+    free(p);
     free(c);
 }

@@ -533,6 +533,7 @@ void model_backward(struct model *m, const struct batch *b, uint64_t seed, uint6
         ops->matmul_backward(pl->g_t, param_at(m, G, P_VW, l), param_at(m, G, P_VB, l), pl->g_v, x,
                              param_at(m, W, P_VW, l), N, C, C);
         ops->residual_forward(pl->g_h, pl->g_h, pl->g_t, (size_t)N * C);
+        if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, l);
     }
     /* embeddings: mask, dropout, LayerNorm, lookup */
     ops->mask_padding(pl->g_h, pl->lengths, B, T, C);
@@ -544,5 +545,6 @@ void model_backward(struct model *m, const struct batch *b, uint64_t seed, uint6
     ops->embed_backward(param_at(m, G, P_WTE, 0), param_at(m, G, P_WPE, 0),
                         m->params[P_WLANG].numel ? param_at(m, G, P_WLANG, 0) : NULL, pl->g_r,
                         pl->ids, pl->langs, B, T, C, V, m->params[P_WLANG].numel ? mc->n_langs : 0);
+    if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, -1);
     ops->synchronize();
 }

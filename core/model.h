@@ -55,6 +55,14 @@ struct model {
     size_t acts_bytes;
     int acts_B, acts_T;
     void *backend_state;    /* model.c's private per-shape buffers */
+    /* Optional (NULL: none). model_backward calls grad_ready(grad_ready_ctx, l) as soon as
+     * the gradients of layer l's stacked tensors are final in m->grads (l = L-1 ... 0, in
+     * that order, on the backend's stream: kernels queued after it see them), then once with
+     * l = -1 when the rest (wte, wpe, wlang, lne_*, pb) is final too, wte and pb only then
+     * because wte is tied to the output projection. The trainer starts the gradient
+     * all-reduce from it while backward goes on. */
+    void (*grad_ready)(void *ctx, int layer);
+    void *grad_ready_ctx;
 };
 
 /* A batch of B rows of T positions, right padded. All host int32 arrays (B*T or B).

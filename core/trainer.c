@@ -59,6 +59,34 @@ static long count_targets(const struct batch *b)
     return n;
 }
 
+/* The stacked tensors (one slice per layer) are qw ... ln2b in the arena's order. */
+static int is_layer_tensor(int id)
+{
+    return id >= P_QW && id <= P_LN2B;
+}
+
+/* model_backward's grad_ready hook on the last micro-batch: layer >= 0 gives the layer-l
+ * slices of the stacked tensors, -1 the non-layer tensors. Each slice is added into the
+ * accumulator on the backend's stream and its sum over ranks started at once. */
+static void trainer_grad_ready(void *ctx, int layer)
+{
+    struct trainer *t = ctx;
+    struct model *m = t->m;
+    const struct ops *ops = m->ops;
+    for (int id = 0; id < P_COUNT && !t->ovl_failed; id++) {
+        const struct param_tensor *p = &m->params[id];
+        if (!p->numel || is_layer_tensor(id) != (layer >= 0)) continue;
+        size_t slice = p->numel / (size_t)p->layers;
+        size_t off = p->offset + (layer >= 0 ? (size_t)layer * slice : 0);
+        if (layer < 0) slice = p->numel;
+        const void *g = (const char *)m->grads + off * ops->storage_bytes;
+        if (t->ovl_add && t->ovl_first) ops->storage_to_f32(t->grad_acc + off, g, slice);
+        else if (t->ovl_add) ops->grad_accumulate(t->grad_acc + off, g, slice, 1.0f);
+        if (t->comm->allreduce_sum_f32_start(t->comm, t->grad_acc + off, slice))
+            t->ovl_failed = 1;
+    }
+}
+
 int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro)
 {
     struct model *m = t->m;
@@ -79,20 +107,41 @@ int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro
                           "ignored): nothing to learn from",
                           t->step);
 
+    int overlap = !t->no_overlap && t->comm->world > 1 && t->comm->allreduce_sum_f32_start &&
+                  t->comm->allreduce_wait;
+    t->ovl_failed = 0;
     float scale = t->scaler.scale;
     double loss_sum = 0;
     for (int i = 0; i < n_micro; i++) {
         long count = 0;
         float loss = model_forward(m, &micro[i], 1, seed, step, NULL, &count);
         loss_sum += (double)loss * (double)count;
+        int hook = overlap && i == n_micro - 1;
+        if (hook) {
+            t->ovl_first = i == 0;
+            t->ovl_add = 1;
+            m->grad_ready = trainer_grad_ready;
+            m->grad_ready_ctx = t;
+        }
         model_backward(m, &micro[i], seed, step, scale, tokens);
+        m->grad_ready = NULL;
+        m->grad_ready_ctx = NULL;
+        if (hook) continue;
         /* The first micro-batch initializes the accumulator: no separate zeroing pass. */
         if (i == 0) ops->storage_to_f32(t->grad_acc, m->grads, n);
         else ops->grad_accumulate(t->grad_acc, m->grads, n, 1.0f);
     }
     if (n_micro == 0) ops->memset0(t->grad_acc, n * sizeof(float));
+    if (overlap && n_micro == 0) {
+        /* Nothing to add, but the other ranks wait for this rank's zeros in each bucket. */
+        t->ovl_add = 0;
+        for (int l = m->cfg.model.n_layers - 1; l >= 0; l--) trainer_grad_ready(t, l);
+        trainer_grad_ready(t, -1);
+    }
 
-    if (t->comm->allreduce_sum_f32(t->comm, t->grad_acc, n))
+    int failed = overlap ? t->comm->allreduce_wait(t->comm) != 0 || t->ovl_failed
+                         : t->comm->allreduce_sum_f32(t->comm, t->grad_acc, n) != 0;
+    if (failed)
         return xlmc_error("step %ld: summing the gradient (%zu values) over %d ranks failed",
                           t->step, n, t->comm->world);
     if (t->comm->allreduce_sum_f64(t->comm, &loss_sum, 1))

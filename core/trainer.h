@@ -24,7 +24,16 @@
  * memory. On a device backend (ops->name other than "cpu") the trainer therefore keeps
  * t->master_dev, uploads m->master into it before each update and downloads the result
  * after, so m->master stays the one source of truth that checkpoints read and write; the
- * price is two copies of 4 bytes per parameter per update. */
+ * price is two copies of 4 bytes per parameter per update.
+ *
+ * Overlap. With more than one rank the gradient is not summed in one call after the last
+ * micro-batch: during the last micro-batch's backward, model_backward's grad_ready hook adds
+ * each layer's slices (L-1 ... 0, then the non-layer tensors) into the accumulator and starts
+ * their all-reduce (comm->allreduce_sum_f32_start) while backward computes the layers below;
+ * the step waits for all of them before the update. Every element sees the same additions
+ * in the same order as in the one-call path, and every rank starts the same buckets in the
+ * same order (backward's order is fixed), so both paths give bit-identical updates.
+ * t->no_overlap = 1 (after trainer_init) forces the one-call path. */
 #ifndef XLMC_TRAINER_H
 #define XLMC_TRAINER_H
 
@@ -53,6 +62,11 @@ struct trainer {
     struct scaler scaler;
     long step, skipped;
     struct step_stats pending; /* what trainer_accumulate measured, for trainer_apply */
+    int no_overlap;         /* 1: sum the gradient in one call after backward (tests) */
+    /* the grad_ready hook's state during the last micro-batch */
+    int ovl_first;          /* the last micro-batch is also the first: copy, do not add */
+    int ovl_add;            /* 0: a rank without micro-batches only starts the sums */
+    int ovl_failed;         /* a start failed: the step fails after the wait */
 };
 
 /* Allocate the accumulator, zeroed Adam moments and the decay mask; scaler from the config;

@@ -12,6 +12,10 @@ struct nccl_impl {
     struct comm *host;   /* NULL: host-side collectives through NCCL too */
     void *staging;       /* device buffer for host-side collectives */
     size_t staging_bytes;
+    /* Started sums run on their own stream so the compute stream can go on with backward;
+     * `ready` marks on the compute stream the point where the bucket's values are final. */
+    cudaStream_t comm_stream;
+    cudaEvent_t ready;
 };
 
 static int nccl_ok(ncclResult_t r, const char *what)
@@ -40,6 +44,24 @@ static int nccl_allreduce_sum_f32(struct comm *c, float *x, size_t n)
                 "all-reduce"))
         return -1;
     cudaCheck(cudaStreamSynchronize(g_cuda.stream));
+    return 0;
+}
+
+// x (n) device fp32: the same sum, on the communication stream once the compute stream has
+// produced x; later kernels on the compute stream do not wait for it
+static int nccl_allreduce_sum_f32_start(struct comm *c, float *x, size_t n)
+{
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    cudaCheck(cudaEventRecord(im->ready, g_cuda.stream));
+    cudaCheck(cudaStreamWaitEvent(im->comm_stream, im->ready, 0));
+    return nccl_ok(ncclAllReduce(x, x, n, ncclFloat32, ncclSum, im->nccl, im->comm_stream),
+                   "all-reduce (overlapped)");
+}
+
+static int nccl_allreduce_wait(struct comm *c)
+{
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    cudaCheck(cudaStreamSynchronize(im->comm_stream));
     return 0;
 }
 
@@ -137,12 +159,16 @@ static struct comm *nccl_create(const unsigned char *id, int rank, int world, in
         free(im);
         return NULL;
     }
+    cudaCheck(cudaStreamCreateWithFlags(&im->comm_stream, cudaStreamNonBlocking));
+    cudaCheck(cudaEventCreateWithFlags(&im->ready, cudaEventDisableTiming));
     im->host = host;
     c->name = "nccl";
     c->rank = rank;
     c->world = world;
     c->local_rank = local_rank;
     c->allreduce_sum_f32 = nccl_allreduce_sum_f32;
+    c->allreduce_sum_f32_start = nccl_allreduce_sum_f32_start;
+    c->allreduce_wait = nccl_allreduce_wait;
     c->allreduce_sum_f64 = nccl_allreduce_sum_f64;
     c->allreduce_max_int = nccl_allreduce_max_int;
     c->broadcast = nccl_broadcast;
@@ -180,7 +206,10 @@ void comm_nccl_destroy(struct comm *c)
     if (!c) return;
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
     cudaCheck(cudaStreamSynchronize(g_cuda.stream));
+    cudaCheck(cudaStreamSynchronize(im->comm_stream));
     nccl_ok(ncclCommDestroy(im->nccl), "communicator destroy");
+    cudaCheck(cudaEventDestroy(im->ready));
+    cudaCheck(cudaStreamDestroy(im->comm_stream));
     cudaCheck(cudaFree(im->staging));
     free(im);
     free(c);
