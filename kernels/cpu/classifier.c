@@ -6,8 +6,8 @@
 /* losses (N) = -log softmax(logits)[t] (0 where t < 0); logits (N,V). If dscale != 0 the
  * logits become dscale * (softmax - onehot), 0 on ignored rows. The log-sum-exp is summed in
  * double: with V = 64k an fp32 sum would lose ~1e-6 relative in the loss. */
-void cpu_classifier(int h, float *losses, void *logits_, const int32_t *targets, int N, int V,
-                    float dscale) {
+CPU_HOT void cpu_classifier(int h, float *losses, void *logits_, const int32_t *targets, int N,
+                            int V, float dscale) {
     float *logits = logits_;
 #pragma omp parallel for schedule(static) if ((long)N * V > CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {

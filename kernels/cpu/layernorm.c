@@ -3,25 +3,45 @@
 
 #include <omp.h>
 
+/* Row sums in LANES interleaved partial sums combined in a fixed order: a single running sum
+ * is a chain of dependent adds that does not vectorize. */
+#define LANES 16
+
+/* sum of x[c] (y NULL) or of (x[c] - m) * (y[c] - m), c in [0, n) */
+CPU_INLINE float lane_sum(const float *x, const float *y, float m, int n) {
+    float acc[LANES] = {0};
+    int c = 0;
+    if (y) {
+        for (; c + LANES <= n; c += LANES)
+            for (int j = 0; j < LANES; j++)
+                acc[j] += (x[c + j] - m) * (y[c + j] - m);
+        for (; c < n; c++)
+            acc[0] += (x[c] - m) * (y[c] - m);
+    } else {
+        for (; c + LANES <= n; c += LANES)
+            for (int j = 0; j < LANES; j++)
+                acc[j] += x[c + j];
+        for (; c < n; c++)
+            acc[0] += x[c];
+    }
+    float s = 0.0f;
+    for (int j = 0; j < LANES; j++)
+        s += acc[j];
+    return s;
+}
+
 /* out (N,C), mean (N), rstd (N), inp (N,C), w (C), b (C). Two passes over the row for the
  * variance: no cancellation when |mean| >> std. */
-void cpu_layernorm_forward(int h, void *out_, float *mean, float *rstd, const void *inp_,
-                           const void *w_, const void *b_, int N, int C, float eps) {
+CPU_HOT void cpu_layernorm_forward(int h, void *out_, float *mean, float *rstd, const void *inp_,
+                                   const void *w_, const void *b_, int N, int C, float eps) {
     float *out = out_;
     const float *inp = inp_, *w = w_, *b = b_;
 #pragma omp parallel for schedule(static) if ((long)N * C > CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
-        float s = 0.0f;
-        for (int c = 0; c < C; c++)
-            s += x[c];
-        float m = s / (float)C;
-        float v = 0.0f;
-        for (int c = 0; c < C; c++) {
-            float d = x[c] - m;
-            v += d * d;
-        }
+        float m = lane_sum(x, NULL, 0.0f, C) / (float)C;
+        float v = lane_sum(x, x, m, C);
         float r = 1.0f / sqrtf(v / (float)C + eps);
         for (int c = 0; c < C; c++)
             o[c] = st((x[c] - m) * r * w[c] + b[c], h);
@@ -33,9 +53,9 @@ void cpu_layernorm_forward(int h, void *out_, float *mean, float *rstd, const vo
 /* dinp (N,C) overwritten, dw (C) +=, db (C) +=. Rows in parallel for dinp; the parameter
  * gradients in a second parallel loop over column slices so each sum runs over n in order
  * (deterministic, no race). */
-void cpu_layernorm_backward(int h, void *dinp_, void *dw_, void *db_, const void *dout_,
-                            const void *inp_, const void *w_, const float *mean, const float *rstd,
-                            int N, int C) {
+CPU_HOT void cpu_layernorm_backward(int h, void *dinp_, void *dw_, void *db_, const void *dout_,
+                                    const void *inp_, const void *w_, const float *mean,
+                                    const float *rstd, int N, int C) {
     float *dinp = dinp_, *dw = dw_, *db = db_;
     const float *dout = dout_, *inp = inp_, *w = w_;
 #pragma omp parallel if ((long)N * C > CPU_PAR_MIN)
@@ -44,16 +64,29 @@ void cpu_layernorm_backward(int h, void *dinp_, void *dw_, void *db_, const void
         for (int n = 0; n < N; n++) {
             const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
             float m = mean[n], r = rstd[n];
-            float sd = 0.0f, sdx = 0.0f; /* sums of dnorm and dnorm * norm */
-            for (int c = 0; c < C; c++) {
+            /* sums of dnorm and dnorm * norm, in LANES interleaved partial sums */
+            float sdl[LANES] = {0}, sxl[LANES] = {0};
+            int c = 0;
+            for (; c + LANES <= C; c += LANES)
+                for (int j = 0; j < LANES; j++) {
+                    float dn = d[c + j] * w[c + j];
+                    sdl[j] += dn;
+                    sxl[j] += dn * (x[c + j] - m);
+                }
+            for (; c < C; c++) {
                 float dn = d[c] * w[c];
-                sd += dn;
-                sdx += dn * (x[c] - m) * r;
+                sdl[0] += dn;
+                sxl[0] += dn * (x[c] - m);
+            }
+            float sd = 0.0f, sdx = 0.0f;
+            for (int j = 0; j < LANES; j++) {
+                sd += sdl[j];
+                sdx += sxl[j];
             }
             sd /= (float)C;
-            sdx /= (float)C;
+            sdx = sdx * r / (float)C;
             float *di = dinp + (size_t)n * C;
-            for (int c = 0; c < C; c++) {
+            for (c = 0; c < C; c++) {
                 float xn = (x[c] - m) * r;
                 di[c] = st((d[c] * w[c] - sd - xn * sdx) * r, h);
             }

@@ -24,8 +24,8 @@ void cpu_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const
 
 /* out (N,OC) = inp (N,C) @ w (OC,C)^T + b (OC, or NULL). The bias is written first and
  * sgemm adds onto it (beta = 1), which saves a pass over out. */
-void cpu_matmul_forward(int h, void *out_, const void *inp, const void *w, const void *b_, int N,
-                        int C, int OC) {
+CPU_HOT void cpu_matmul_forward(int h, void *out_, const void *inp, const void *w, const void *b_,
+                                int N, int C, int OC) {
     float *out = out_;
     const float *b = b_;
     if (b) {
@@ -39,8 +39,8 @@ void cpu_matmul_forward(int h, void *out_, const void *inp, const void *w, const
 
 /* dinp (N,C) = dout (N,OC) @ w (OC,C), overwritten (skipped if NULL);
  * dw (OC,C) += dout^T @ inp; db (OC) += column sums of dout (skipped if NULL). */
-void cpu_matmul_backward(int h, void *dinp, void *dw, void *db_, const void *dout_, const void *inp,
-                         const void *w, int N, int C, int OC) {
+CPU_HOT void cpu_matmul_backward(int h, void *dinp, void *dw, void *db_, const void *dout_,
+                                 const void *inp, const void *w, int N, int C, int OC) {
     const float *dout = dout_;
     float *db = db_;
     if (dinp) {

@@ -5,16 +5,32 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
-void cpu_round_storage(float *x, size_t n, int h) {
+CPU_HOT void cpu_round_storage(float *x, size_t n, int h) {
     if (!h) return;
 #pragma omp parallel for schedule(static) if ((long)n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++)
         x[i] = half_round(x[i]);
 }
 
+/* Zeroed like calloc. Large blocks (weights, gradients, Adam moments, activations) go on 2 MiB
+ * boundaries with a transparent-huge-page hint: a training step streams through ~250 MB of
+ * them, and with 4 KiB pages the TLB misses slowed every memory-bound pass (measured: +5-10%
+ * tokens/s for the whole step). */
+#define CPU_HUGE_MIN (4ul << 20)
+#define CPU_HUGE_ALIGN (2ul << 20)
+
 static void *cpu_alloc(size_t bytes) {
-    return calloc(1, bytes ? bytes : 1);
+    if (bytes < CPU_HUGE_MIN) return calloc(1, bytes ? bytes : 1);
+    size_t rounded = (bytes + CPU_HUGE_ALIGN - 1) & ~(CPU_HUGE_ALIGN - 1);
+    void *p = NULL;
+    if (posix_memalign(&p, CPU_HUGE_ALIGN, rounded)) return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, rounded, MADV_HUGEPAGE); /* a hint: without THP the pages stay small */
+#endif
+    memset(p, 0, rounded);
+    return p;
 }
 
 static void cpu_free(void *p) {
@@ -31,7 +47,7 @@ static void cpu_memset0(void *p, size_t bytes) {
 
 static void cpu_synchronize(void) {}
 
-static void storage_from_f32(int h, void *dst, const float *src, size_t n) {
+CPU_HOT static void storage_from_f32(int h, void *dst, const float *src, size_t n) {
     float *d = dst;
 #pragma omp parallel for schedule(static) if ((long)n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++)
@@ -42,7 +58,7 @@ static void cpu_storage_to_f32(float *dst, const void *src, size_t n) {
     if (n) memmove(dst, src, n * sizeof(float));
 }
 
-static void cpu_grad_accumulate(float *acc, const void *grad, size_t n, float scale) {
+CPU_HOT static void cpu_grad_accumulate(float *acc, const void *grad, size_t n, float scale) {
     const float *g = grad;
 #pragma omp parallel for schedule(static) if ((long)n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++)
