@@ -6,14 +6,15 @@
 #
 # usage: tests/bench/cpu_step.sh [CPU_STEP_BINARY] [DIM LAYERS HEADS VOCAB B T WARMUP TIMED]
 #   CPU_STEP_BINARY defaults to build/tests/bench/bench_cpu_step (cmake --build build).
-# Threads: XLMC_BENCH_THREADS (default 1), applied to OpenMP, OpenBLAS and torch alike.
+# Threads: XLMC_BENCH_THREADS (default: every core, nproc), applied to OpenMP, OpenBLAS and
+# torch alike; XLMC_BENCH_THREADS=1 compares single-threaded.
 # Repeats: XLMC_BENCH_REPEAT (default 3) runs of each, alternating, best of each kept, so that
 # other load on a shared machine penalizes both sides alike rather than whichever ran second.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../../build/tests/bench/bench_cpu_step}
 shift || true
-threads=${XLMC_BENCH_THREADS:-1}
+threads=${XLMC_BENCH_THREADS:-$(nproc)}
 if [ ! -x "$bin" ]; then
   echo "cpu_step.sh: $bin is not built (cmake --build build)" >&2
   exit 1
