@@ -14,7 +14,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../../build/tests/bench/bench_cpu_step}
 shift || true
-threads=${XLMC_BENCH_THREADS:-$(nproc)}
+threads=${XLMC_BENCH_THREADS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)}
 if [ ! -x "$bin" ]; then
   echo "cpu_step.sh: $bin is not built (cmake --build build)" >&2
   exit 1
