@@ -30,7 +30,9 @@ if ((${#missing[@]})); then
   $sudo_ apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-py_need=(numpy h5py safetensors sacremoses torch transformers)
+# Pinned to the versions the fixtures and reference comparisons were made and checked with.
+py_need=(numpy==2.4.6 h5py==3.16.0 safetensors==0.8.0 sacremoses==0.2.0 torch==2.15.0
+         transformers==5.24.0)
 if ! python3 -c 'import numpy, h5py, safetensors, sacremoses, torch, transformers' 2>/dev/null; then
   say "installing Python packages for the reference tests: ${py_need[*]}"
   python3 -m pip install -q "${py_need[@]}" 2>&1 | grep -v 'Running pip as the' || true
