@@ -116,7 +116,9 @@ prep "$work/data-finetune" "en=$work/text/finetune-en.txt de=$work/text/finetune
 
 # ---- 3. pretrain: time limit mid-run -> checkpoint -> requeue -> resume ----
 say "pretrain.sbatch: requeued run and uninterrupted run"
-steps=${XLMC_SLURM_TEST_STEPS:-500}
+# Long enough that the signal (10-40 s in) always lands mid-run, even on a fast, quiet machine
+# (about 25 steps/s there); a slower machine just requeues more often.
+steps=${XLMC_SLURM_TEST_STEPS:-1500}
 sed -e "s/^max_steps = .*/max_steps = $steps/" -e 's/^log_every = .*/log_every = 10/' \
     -e "s/^eval_every = .*/eval_every = $steps/" -e 's/^checkpoint_every = .*/checkpoint_every = 100/' \
     "$src/configs/tiny.ini" >"$work/pretrain.ini"
