@@ -62,7 +62,12 @@ def main():
     print("xlmc encode:               %.3f MB/s (%.2f s, one process per language)" % (mb / t_x, t_x))
     print("xlmc without process start and loading (%.3f s each): %.3f MB/s"
           % (t_load, mb / max(t_x - 2 * t_load, 1e-9)))
-    print("ratio xlmc / HF: %.1fx   lines whose ids differ: %d" % (t_hf / t_x, mismatches))
+    # Like for like: HF's tokenizer is built before its clock starts, so the headline ratio
+    # leaves xlmc's process start and dictionary load out too; the end-to-end one keeps them.
+    t_enc = max(t_x - 2 * t_load, 1e-9)
+    print("ratio xlmc / HF: %.1fx encoding throughput (%.1fx end to end, counting xlmc's "
+          "process start and load but not HF's)   lines whose ids differ: %d"
+          % (t_hf / t_enc, t_hf / t_x, mismatches))
     sys.exit(1 if mismatches else 0)
 
 
