@@ -9,20 +9,8 @@ codes=$shared/xlm-ende/codes vocab=$shared/xlm-ende/vocab
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
 fail=0
-# expect_error NAME PATTERN CMD...: CMD must exit non-zero and print PATTERN (grep -E) on stderr
-expect_error() {
-    local name=$1 pattern=$2
-    shift 2
-    "$@" >"$t/out" 2>"$t/err"
-    local rc=$?
-    if [ $rc = 0 ]; then
-        echo "FAIL $name: exit 0"; fail=1
-    elif ! grep -Eq -e "$pattern" "$t/err"; then
-        echo "FAIL $name: stderr lacks /$pattern/:"; cat "$t/err"; fail=1
-    else
-        echo "ok   $name: $(grep -m1 error "$t/err")"
-    fi
-}
+# shellcheck source=tests/data/expect_error.sh
+. "$(dirname "$0")/expect_error.sh"
 # no_shards NAME DIR: nothing that looks like a shard (nor a .tmp) in DIR
 no_shards() {
     local left
