@@ -237,6 +237,7 @@ struct model_plan {
     void *f32_block, *int_block;
     /* what the last forward did, for its backward */
     int training, have_targets;
+    float logits_grad_scale; /* != 0: logits already hold their gradient at this dscale */
     float p_hidden, p_attn;
 };
 
@@ -366,8 +367,14 @@ static struct dropout_key dkey(uint64_t seed, uint64_t step, uint32_t row0, uint
     return k;
 }
 
-float model_forward(struct model *m, const struct batch *b, int training, uint64_t seed,
-                    uint64_t step, float *logits_out, long *count) {
+/* The gradient scale of the logits: loss_scale / denom, 0 when nothing is counted. */
+static float logits_dscale(float loss_scale, double denom) {
+    return denom > 0.0 ? (float)((double)loss_scale / denom) : 0.0f;
+}
+
+/* model_forward; with dscale != 0 the loss op also overwrites the logits by their gradient */
+static float forward(struct model *m, const struct batch *b, int training, uint64_t seed,
+                     uint64_t step, float *logits_out, long *count, float dscale) {
     const struct ops *ops = m->ops;
     const struct model_config *mc = &m->cfg.model;
     int B = b->B, T = b->T, N = B * T, C = mc->dim, F = mc->ffn_dim, V = mc->vocab_size;
@@ -393,6 +400,7 @@ float model_forward(struct model *m, const struct batch *b, int training, uint64
     pl->p_hidden = training ? mc->dropout : 0.0f;
     pl->p_attn = training ? mc->attention_dropout : 0.0f;
     pl->have_targets = b->targets != NULL;
+    pl->logits_grad_scale = 0.0f;
     ops->to_device(pl->ids, b->ids, (size_t)N * sizeof(int32_t));
     ops->to_device(pl->langs, b->langs, (size_t)N * sizeof(int32_t));
     ops->to_device(pl->lengths, b->lengths, (size_t)B * sizeof(int32_t));
@@ -446,7 +454,8 @@ float model_forward(struct model *m, const struct batch *b, int training, uint64
     long counted = 0;
     double sum = 0.0;
     if (b->targets) {
-        ops->classifier(pl->losses, pl->logits, pl->targets, N, V, 0.0f);
+        ops->classifier(pl->losses, pl->logits, pl->targets, N, V, dscale);
+        pl->logits_grad_scale = dscale;
         ops->to_host(pl->losses_host, pl->losses, (size_t)N * sizeof(float));
         ops->synchronize();
         for (int n = 0; n < N; n++) {
@@ -458,6 +467,20 @@ float model_forward(struct model *m, const struct batch *b, int training, uint64
     ops->synchronize();
     if (count) *count = counted;
     return counted ? (float)(sum / (double)counted) : 0.0f;
+}
+
+float model_forward(struct model *m, const struct batch *b, int training, uint64_t seed,
+                    uint64_t step, float *logits_out, long *count) {
+    return forward(m, b, training, seed, step, logits_out, count, 0.0f);
+}
+
+float model_forward_train(struct model *m, const struct batch *b, uint64_t seed, uint64_t step,
+                          float loss_scale, double denom, long *count) {
+    if (!b->targets) {
+        xlmc_error("model_forward_train: the batch has no targets");
+        exit(1);
+    }
+    return forward(m, b, 1, seed, step, NULL, count, logits_dscale(loss_scale, denom));
 }
 
 /* ---------------------------------------------------------------- backward */
@@ -488,8 +511,14 @@ void model_backward(struct model *m, const struct batch *b, uint64_t seed, uint6
     void *W = m->weights, *G = m->grads;
     ops->memset0(G, m->num_params * ops->storage_bytes);
     if (!pl->have_targets) ops->to_device(pl->targets, b->targets, (size_t)N * sizeof(int32_t));
-    float dscale = denom > 0.0 ? (float)((double)loss_scale / denom) : 0.0f;
-    ops->classifier(pl->losses, pl->logits, pl->targets, N, V, dscale);
+    float dscale = logits_dscale(loss_scale, denom);
+    if (pl->logits_grad_scale == 0.0f) {
+        ops->classifier(pl->losses, pl->logits, pl->targets, N, V, dscale);
+    } else if (pl->logits_grad_scale != dscale) {
+        xlmc_error("model_backward: loss scale %g / %g differs from model_forward_train's",
+                   (double)loss_scale, denom);
+        exit(1);
+    }
     const void *x_last = pl->L ? pl->layers[pl->L - 1].h2 : pl->x0;
     /* dlogits (N,V) -> dx (N,C), dwte += dlogits^T x, dpb += */
     ops->matmul_backward(pl->g_h, param_at(m, G, P_WTE, 0), param_at(m, G, P_PB, 0), pl->logits,

@@ -99,7 +99,14 @@ int model_param_from_hf_name(const struct model *m, const char *name, int *id, i
 float model_forward(struct model *m, const struct batch *b, int training, uint64_t seed,
                     uint64_t step, float *logits_out, long *count);
 
-/* Backward of the last model_forward (with targets): SETS m->grads (storage) to the gradient
+/* The forward of a training step whose backward follows with these loss_scale and denom:
+ * model_forward(m, b, 1, seed, step, NULL, count), but the output layer's loss op also leaves
+ * the logits' gradient in place, so the backward does not pass over the (B,T,V) logits again.
+ * b must have targets. */
+float model_forward_train(struct model *m, const struct batch *b, uint64_t seed, uint64_t step,
+                          float loss_scale, double denom, long *count);
+
+/* Backward of the last model_forward or model_forward_train (with targets): SETS m->grads (storage) to the gradient
  * of loss_scale * sum_loss / denom, where sum_loss is this batch's summed token loss and denom
  * the number of counted targets over the whole global step, so that micro-batches and ranks
  * summed together give the gradient of the step's mean loss. */

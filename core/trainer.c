@@ -19,7 +19,7 @@ int trainer_init(struct trainer *t, struct model *m, struct comm *c)
     t->comm = c;
     const struct ops *ops = m->ops;
     size_t n = m->num_params;
-    t->grad_acc = alloc_or_null(ops, n * sizeof(float));
+    t->grad_acc = t->acc_buf = alloc_or_null(ops, n * sizeof(float));
     t->adam_m = alloc_or_null(ops, n * sizeof(float));
     t->adam_v = alloc_or_null(ops, n * sizeof(float));
     t->decay_mask = alloc_or_null(ops, n);
@@ -43,7 +43,7 @@ void trainer_free(struct trainer *t)
 {
     if (!t->m) return;
     const struct ops *ops = t->m->ops;
-    if (t->grad_acc) ops->free(t->grad_acc);
+    if (t->acc_buf) ops->free(t->acc_buf);
     if (t->adam_m) ops->free(t->adam_m);
     if (t->adam_v) ops->free(t->adam_v);
     if (t->decay_mask) ops->free(t->decay_mask);
@@ -110,11 +110,12 @@ int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro
     int overlap = !t->no_overlap && t->comm->world > 1 && t->comm->allreduce_sum_f32_start &&
                   t->comm->allreduce_wait;
     t->ovl_failed = 0;
+    t->grad_acc = t->acc_buf;
     float scale = t->scaler.scale;
     double loss_sum = 0;
     for (int i = 0; i < n_micro; i++) {
         long count = 0;
-        float loss = model_forward(m, &micro[i], 1, seed, step, NULL, &count);
+        float loss = model_forward_train(m, &micro[i], seed, step, scale, tokens, &count);
         loss_sum += (double)loss * (double)count;
         int hook = overlap && i == n_micro - 1;
         if (hook) {
@@ -127,8 +128,11 @@ int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro
         m->grad_ready = NULL;
         m->grad_ready_ctx = NULL;
         if (hook) continue;
-        /* The first micro-batch initializes the accumulator: no separate zeroing pass. */
-        if (i == 0) ops->storage_to_f32(t->grad_acc, m->grads, n);
+        /* The first micro-batch initializes the accumulator: no separate zeroing pass. A
+         * lone fp32 micro-batch gradient is the sum already: it is used where it lies. */
+        if (i == 0 && n_micro == 1 && ops->storage_bytes == sizeof(float))
+            t->grad_acc = m->grads;
+        else if (i == 0) ops->storage_to_f32(t->grad_acc, m->grads, n);
         else ops->grad_accumulate(t->grad_acc, m->grads, n, 1.0f);
     }
     if (n_micro == 0) ops->memset0(t->grad_acc, n * sizeof(float));

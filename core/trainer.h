@@ -55,7 +55,10 @@ struct step_stats {
 struct trainer {
     struct model *m;
     struct comm *comm;
-    float *grad_acc;        /* (num_params) fp32 accumulated gradient, backend memory */
+    float *grad_acc;        /* (num_params) fp32 summed gradient of the step: acc_buf, or
+                             * m->grads itself when one micro-batch's storage is fp32 and
+                             * there is no overlap (nothing to add: no copy either) */
+    float *acc_buf;         /* (num_params) fp32 accumulator, backend memory */
     float *adam_m, *adam_v; /* (num_params) fp32 Adam moments, backend memory */
     uint8_t *decay_mask;    /* (num_params) weight-decay mask, backend memory */
     float *master_dev;      /* (num_params) device backends only: Adam's view of m->master */

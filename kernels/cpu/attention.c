@@ -2,9 +2,9 @@
  * attention dropout keyed through Philox (kernels/philox.h).
  *
  * Layout: q, k, v, out are (B,T,C) with head h in columns [h*HS, (h+1)*HS), so a head's
- * (T,HS) slice is a strided matrix (leading dimension C) that sgemm reads in place. The
- * products run one (b,h) at a time on the calling thread (OpenBLAS threads them itself);
- * the row-wise softmax work runs in OpenMP loops. */
+ * (T,HS) slice is a strided matrix (leading dimension C) that sgemm reads in place. Each
+ * OpenMP thread takes whole (b,h) pairs and runs their products as single-threaded sgemm
+ * calls on causal tiles (ATT_TILE below). */
 #include "kernels/cpu/cpu.h"
 #include "core/util.h"
 
@@ -55,11 +55,18 @@ CPU_INLINE float dot_lanes(const float *a, const float *b, int n) {
     return sum;
 }
 
-/* sc (T,T) = scale * q_bh (T,HS) @ k_bh (T,HS)^T, all rows and columns (the softmax reads only
- * s <= t). */
-static void scores(float *sc, const float *qh, const float *kh, int T, int C, int HS, float scale) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, scale, qh, C, kh, C, 0.0f, sc,
-                T);
+/* Rows per tile of the causal products. Row tile [r0, r0+ATT_TILE) of the scores needs the
+ * keys 0 .. r0+ATT_TILE-1 only, so the products skip the blocks above the diagonal: at
+ * T = 128 they do 10/16 of the full (T,T) work. A multiple of 16, so that softmax_row's padded
+ * width never passes the columns a tile computed. */
+#define ATT_TILE 32
+
+/* rows [r0, r0+rows) of sc (T,T) over keys [0, c1) = scale * q_bh @ k_bh^T. The same call
+ * shapes serve the forward and the backward's recompute: bit-identical scores. */
+static void scores_tile(float *sc, const float *qh, const float *kh, int r0, int rows, int c1,
+                        int T, int C, int HS, float scale) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, c1, HS, scale, qh + (size_t)r0 * C,
+                C, kh, C, 0.0f, sc + (size_t)r0 * T, T);
 }
 
 CPU_HOT void cpu_attention_forward(int h, void *out_, void *att_, const void *q_, const void *k_,
@@ -77,22 +84,26 @@ CPU_HOT void cpu_attention_forward(int h, void *out_, void *att_, const void *q_
         int b = bh / NH, hd = bh % NH;
         size_t off = (size_t)b * T * C + (size_t)hd * HS;
         float *a = att + (size_t)bh * TT;
-        scores(a, q + off, k + off, T, C, HS, scale);
-        for (int t = 0; t < T; t++) {
-            float *row = a + (size_t)t * T;
-            softmax_row(row, t + 1, T);
-            if (p > 0.0f) {
-                uint64_t e0 = ((uint64_t)hd * T + (uint64_t)t) * (uint64_t)T;
-                dropout_span(row, t + 1, e0, key->row0 + (uint32_t)b, key, thr, keep_scale, 0);
+        for (int r0 = 0; r0 < T; r0 += ATT_TILE) {
+            int rows = T - r0 < ATT_TILE ? T - r0 : ATT_TILE, c1 = r0 + rows;
+            scores_tile(a, q + off, k + off, r0, rows, c1, T, C, HS, scale);
+            for (int t = r0; t < c1; t++) {
+                float *row = a + (size_t)t * T;
+                softmax_row(row, t + 1, c1);
+                if (p > 0.0f) {
+                    uint64_t e0 = ((uint64_t)hd * T + (uint64_t)t) * (uint64_t)T;
+                    dropout_span_padded(row, t + 1, T, e0, key->row0 + (uint32_t)b, key, thr,
+                                        keep_scale, 0);
+                }
+                if (h)
+                    for (int s = 0; s <= t; s++)
+                        row[s] = half_round(row[s]);
+                memset(row + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
             }
-            if (h)
-                for (int s = 0; s <= t; s++)
-                    row[s] = half_round(row[s]);
-            for (int s = t + 1; s < T; s++)
-                row[s] = 0.0f;
+            /* out rows [r0, c1) = att rows (rows, c1) @ v keys [0, c1) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, c1, 1.0f,
+                        a + (size_t)r0 * T, T, v + off, C, 0.0f, out + off + (size_t)r0 * C, C);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, a, T, v + off, C,
-                    0.0f, out + off, C);
         if (h)
             for (int t = 0; t < T; t++)
                 for (int c = 0; c < HS; c++)
@@ -103,7 +114,9 @@ CPU_HOT void cpu_attention_forward(int h, void *out_, void *att_, const void *q_
 /* With P the pre-dropout probabilities, P' = P * mask / (1-p) the saved ones and out = P' v:
  *   dv = P'^T dout,  dP' = dout v^T,  dP = dP' * mask / (1-p),
  *   dS = P * (dP - sum_s P dP),  dq = scale * dS k,  dk = scale * dS^T q.
- * With dropout the dropped entries of P are not in att, so P is recomputed from q and k. */
+ * With dropout the dropped entries of P are not in att, so P is recomputed from q and k.
+ * Every product is tiled as in the forward: row tiles for dP', the recompute and dq (keys up
+ * to the tile's last row), column tiles for dv and dk (queries from the tile's first row). */
 CPU_HOT void cpu_attention_backward(int h, void *dq_, void *dk_, void *dv_, void *scratch_,
                                     const void *dout_, const void *att_, const void *q_,
                                     const void *k_, const void *v_, int B, int T, int C, int NH,
@@ -126,36 +139,51 @@ CPU_HOT void cpu_attention_backward(int h, void *dq_, void *dk_, void *dv_, void
         const float *a = att + (size_t)bh * TT;
         float *ds = scratch + (size_t)bh * TT;
         float *probs = probs_all ? probs_all + (size_t)omp_get_thread_num() * TT : NULL;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, a, T, dout + off, C,
-                    0.0f, dv + off, C);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, 1.0f, dout + off, C, v + off,
-                    C, 0.0f, ds, T);
-        if (probs) scores(probs, q + off, k + off, T, C, HS, scale);
-        for (int t = 0; t < T; t++) {
-            float *d = ds + (size_t)t * T;
-            const float *P = a + (size_t)t * T;
-            if (probs) {
-                float *pr = probs + (size_t)t * T;
-                softmax_row(pr, t + 1, T);
-                uint64_t e0 = ((uint64_t)hd * T + (uint64_t)t) * (uint64_t)T;
-                dropout_span(d, t + 1, e0, key->row0 + (uint32_t)b, key, thr, keep_scale, 0);
-                P = pr;
-            }
-            float dot = dot_lanes(P, d, t + 1);
-            if (h) {
-                for (int s = 0; s <= t; s++)
-                    d[s] = half_round(P[s] * (d[s] - dot));
-            } else {
-                for (int s = 0; s <= t; s++)
-                    d[s] = P[s] * (d[s] - dot);
-            }
-            for (int s = t + 1; s < T; s++)
-                d[s] = 0.0f;
+        for (int s0 = 0; s0 < T; s0 += ATT_TILE) {
+            /* dv keys [s0, s0+cols) = att (queries [s0,T), keys of the tile)^T @ dout */
+            int cols = T - s0 < ATT_TILE ? T - s0 : ATT_TILE;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, HS, T - s0, 1.0f,
+                        a + (size_t)s0 * T + s0, T, dout + off + (size_t)s0 * C, C, 0.0f,
+                        dv + off + (size_t)s0 * C, C);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, scale, ds, T, k + off, C,
-                    0.0f, dq + off, C);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, scale, ds, T, q + off, C,
-                    0.0f, dk + off, C);
+        for (int r0 = 0; r0 < T; r0 += ATT_TILE) {
+            int rows = T - r0 < ATT_TILE ? T - r0 : ATT_TILE, c1 = r0 + rows;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, c1, HS, 1.0f,
+                        dout + off + (size_t)r0 * C, C, v + off, C, 0.0f, ds + (size_t)r0 * T, T);
+            if (probs) scores_tile(probs, q + off, k + off, r0, rows, c1, T, C, HS, scale);
+            for (int t = r0; t < c1; t++) {
+                float *d = ds + (size_t)t * T;
+                const float *P = a + (size_t)t * T;
+                if (probs) {
+                    float *pr = probs + (size_t)t * T;
+                    softmax_row(pr, t + 1, c1);
+                    uint64_t e0 = ((uint64_t)hd * T + (uint64_t)t) * (uint64_t)T;
+                    dropout_span_padded(d, t + 1, T, e0, key->row0 + (uint32_t)b, key, thr,
+                                        keep_scale, 0);
+                    P = pr;
+                }
+                float dot = dot_lanes(P, d, t + 1);
+                if (h) {
+                    for (int s = 0; s <= t; s++)
+                        d[s] = half_round(P[s] * (d[s] - dot));
+                } else {
+#pragma omp simd
+                    for (int s = 0; s <= t; s++)
+                        d[s] = P[s] * (d[s] - dot);
+                }
+                memset(d + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
+            }
+            /* dq rows [r0, c1) = scale * ds (rows, keys [0, c1)) @ k */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, c1, scale,
+                        ds + (size_t)r0 * T, T, k + off, C, 0.0f, dq + off + (size_t)r0 * C, C);
+        }
+        for (int s0 = 0; s0 < T; s0 += ATT_TILE) {
+            /* dk keys [s0, s0+cols) = scale * ds (queries [s0,T), keys of the tile)^T @ q */
+            int cols = T - s0 < ATT_TILE ? T - s0 : ATT_TILE;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, HS, T - s0, scale,
+                        ds + (size_t)s0 * T + s0, T, q + off + (size_t)s0 * C, C, 0.0f,
+                        dk + off + (size_t)s0 * C, C);
+        }
     }
     free(probs_all);
     size_t n = (size_t)B * T * C;

@@ -233,6 +233,23 @@ CPU_INLINE void philox4x32_10_x16(uint32_t c0, uint32_t c1, uint32_t c2, uint32_
     memcpy(out + 48, &o3, sizeof o3);
 }
 
+/* Dropout of the 64 elements x[0..64), the first being element e (a multiple of 4) of global
+ * row `row` at key's site: one 16-lane Philox call. */
+CPU_INLINE void dropout_block64(float *x, uint64_t e, uint32_t row, const struct dropout_key *key,
+                                uint32_t thr, float keep_scale, int h) {
+    uint32_t u[64];
+    philox4x32_10_x16((uint32_t)(e >> 2), row, key->tensor, (uint32_t)key->step,
+                      (uint32_t)key->seed, (uint32_t)(key->seed >> 32), u);
+    /* the select through bit masks: a float ?: stops the vectorizer */
+    for (int j = 0; j < 64; j++) {
+        float v = st(x[j] * keep_scale, h);
+        uint32_t bits, keep = -(uint32_t)(u[j] >= thr);
+        memcpy(&bits, &v, sizeof bits);
+        bits &= keep;
+        memcpy(&x[j], &bits, sizeof bits);
+    }
+}
+
 /* Dropout of x[0..len) whose first element is element e0 of global row `row` at key's site:
  * kept elements times keep_scale (rounded when h), dropped ones 0. One Philox call serves four
  * consecutive elements, as the counter layout of kernels/philox.h intends; whole groups of 64
@@ -245,17 +262,7 @@ CPU_INLINE void dropout_span(float *x, int len, uint64_t e0, uint32_t row,
     while (i < len) {
         uint64_t e = e0 + (uint64_t)i;
         if (CPU_WIDE && (e & 3) == 0 && len - i >= 64) {
-            uint32_t u[64];
-            philox4x32_10_x16((uint32_t)(e >> 2), row, c2, c3, k0, k1, u);
-            float *y = x + i;
-            /* the select through bit masks: a float ?: stops the vectorizer */
-            for (int j = 0; j < 64; j++) {
-                float v = st(y[j] * keep_scale, h);
-                uint32_t bits, keep = -(uint32_t)(u[j] >= thr);
-                memcpy(&bits, &v, sizeof bits);
-                bits &= keep;
-                memcpy(&y[j], &bits, sizeof bits);
-            }
+            dropout_block64(x + i, e, row, key, thr, keep_scale, h);
             i += 64;
             continue;
         }
@@ -271,6 +278,20 @@ CPU_INLINE void dropout_span(float *x, int len, uint64_t e0, uint32_t row,
         for (int j = (int)(e & 3); j < 4 && i < len; j++, i++)
             x[i] = r.v[j] >= thr ? st(x[i] * keep_scale, h) : 0.0f;
     }
+}
+
+/* dropout_span for a row buffer of cap >= len elements whose elements past len are scratch
+ * (the caller clears them): whole 64-element blocks run while they fit in cap, even past len.
+ * The causal attention rows have every length from 1 to T, and the 16-lane Philox on a
+ * partly used block costs less than the narrow paths on the remainder. */
+CPU_INLINE void dropout_span_padded(float *x, int len, int cap, uint64_t e0, uint32_t row,
+                                    const struct dropout_key *key, uint32_t thr,
+                                    float keep_scale, int h) {
+    int i = 0;
+    if (CPU_WIDE && (e0 & 3) == 0)
+        for (; i < len && i + 64 <= cap; i += 64)
+            dropout_block64(x + i, e0 + (uint64_t)i, row, key, thr, keep_scale, h);
+    if (i < len) dropout_span(x + i, len - i, e0 + (uint64_t)i, row, key, thr, keep_scale, h);
 }
 
 /* Round n storage elements in place when h. */
