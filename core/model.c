@@ -237,7 +237,8 @@ struct model_plan {
     void *f32_block, *int_block;
     /* what the last forward did, for its backward */
     int training, have_targets;
-    float logits_grad_scale; /* != 0: logits already hold their gradient at this dscale */
+    float logits_grad_scale; /* != 0: logits already hold their gradient at this dscale, and
+                              * m->grads is zeroed but for the output bias's gradient */
     float p_hidden, p_attn;
 };
 
@@ -441,7 +442,11 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
         ops->mask_padding(a->h2, pl->lengths, B, T, C);
         x = a->h2;
     }
-    ops->matmul_forward(pl->logits, x, param_at(m, W, P_WTE, 0), param_at(m, W, P_PB, 0), N, C, V);
+    /* A training forward leaves the output bias to the loss op, which also sums its gradient
+     * while each row of the logits' gradient is at hand: two passes over (N,V) fewer. */
+    int fused = dscale != 0.0f && b->targets && !logits_out;
+    ops->matmul_forward(pl->logits, x, param_at(m, W, P_WTE, 0),
+                        fused ? NULL : param_at(m, W, P_PB, 0), N, C, V);
     if (logits_out) {
         size_t bytes = (size_t)N * V * sizeof(float);
         if (!pl->logits_f32 && !(pl->logits_f32 = ops->alloc(bytes))) {
@@ -454,8 +459,11 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
     long counted = 0;
     double sum = 0.0;
     if (b->targets) {
-        ops->classifier(pl->losses, pl->logits, pl->targets, N, V, dscale);
-        pl->logits_grad_scale = dscale;
+        if (fused) ops->memset0(m->grads, m->num_params * ops->storage_bytes);
+        ops->classifier(pl->losses, pl->logits, fused ? param_at(m, W, P_PB, 0) : NULL,
+                        fused ? param_at(m, m->grads, P_PB, 0) : NULL, pl->targets, N, V,
+                        fused ? dscale : 0.0f);
+        pl->logits_grad_scale = fused ? dscale : 0.0f;
         ops->to_host(pl->losses_host, pl->losses, (size_t)N * sizeof(float));
         ops->synchronize();
         for (int n = 0; n < N; n++) {
@@ -509,20 +517,26 @@ void model_backward(struct model *m, const struct batch *b, uint64_t seed, uint6
     int B = b->B, T = b->T, N = B * T, C = mc->dim, F = mc->ffn_dim, V = mc->vocab_size;
     int NH = mc->n_heads;
     void *W = m->weights, *G = m->grads;
-    ops->memset0(G, m->num_params * ops->storage_bytes);
-    if (!pl->have_targets) ops->to_device(pl->targets, b->targets, (size_t)N * sizeof(int32_t));
     float dscale = logits_dscale(loss_scale, denom);
-    if (pl->logits_grad_scale == 0.0f) {
-        ops->classifier(pl->losses, pl->logits, pl->targets, N, V, dscale);
-    } else if (pl->logits_grad_scale != dscale) {
+    int fused = pl->logits_grad_scale != 0.0f;
+    if (fused && pl->logits_grad_scale != dscale) {
         xlmc_error("model_backward: loss scale %g / %g differs from model_forward_train's",
                    (double)loss_scale, denom);
         exit(1);
     }
+    pl->logits_grad_scale = 0.0f; /* the logits hold a gradient: no second backward */
+    if (!fused) {
+        ops->memset0(G, m->num_params * ops->storage_bytes);
+        if (!pl->have_targets)
+            ops->to_device(pl->targets, b->targets, (size_t)N * sizeof(int32_t));
+        ops->classifier(pl->losses, pl->logits, NULL, NULL, pl->targets, N, V, dscale);
+    }
     const void *x_last = pl->L ? pl->layers[pl->L - 1].h2 : pl->x0;
-    /* dlogits (N,V) -> dx (N,C), dwte += dlogits^T x, dpb += */
-    ops->matmul_backward(pl->g_h, param_at(m, G, P_WTE, 0), param_at(m, G, P_PB, 0), pl->logits,
-                         x_last, param_at(m, W, P_WTE, 0), N, C, V);
+    /* dlogits (N,V) -> dx (N,C), dwte += dlogits^T x, dpb += (the forward's loss op summed
+     * dpb already when fused) */
+    ops->matmul_backward(pl->g_h, param_at(m, G, P_WTE, 0),
+                         fused ? NULL : param_at(m, G, P_PB, 0), pl->logits, x_last,
+                         param_at(m, W, P_WTE, 0), N, C, V);
     struct dropout_key k;
     for (int l = pl->L - 1; l >= 0; l--) {
         struct layer_acts *a = &pl->layers[l];

@@ -373,16 +373,28 @@ static void check_classifier(struct st_ctx *c, int N, int V)
     free(t);
     struct tpair logits = tp_random(c, T_STORAGE, (size_t)N * V, -4, 4);
     struct tpair loss = tp_new(c, T_F32, N, NULL);
-    c->ref->classifier(loss.r, logits.r, tg.r, N, V, 0.f);   /* loss only: logits untouched */
-    c->dev->classifier(loss.d, logits.d, tg.d, N, V, 0.f);
+    c->ref->classifier(loss.r, logits.r, NULL, NULL, tg.r, N, V, 0.f); /* loss only: logits untouched */
+    c->dev->classifier(loss.d, logits.d, NULL, NULL, tg.d, N, V, 0.f);
     CHECK(loss, "loss", tl(c, 1e-5, 1e-5, 1e-4, 1e-4));
     CHECK(logits, "logits", tl(c, 0, 0, 0, 0));
-    c->ref->classifier(loss.r, logits.r, tg.r, N, V, 1.f / N);
-    c->dev->classifier(loss.d, logits.d, tg.d, N, V, 1.f / N);
+    c->ref->classifier(loss.r, logits.r, NULL, NULL, tg.r, N, V, 1.f / N);
+    c->dev->classifier(loss.d, logits.d, NULL, NULL, tg.d, N, V, 1.f / N);
     CHECK(loss, "loss", tl(c, 1e-5, 1e-5, 1e-4, 1e-4));
     CHECK(logits, "dlogits", tl(c, 1e-7, 1e-4, 1e-6, 4e-3));
+    /* the training forward's form: output bias added here, its gradient summed here */
+    struct tpair logits2 = tp_random(c, T_STORAGE, (size_t)N * V, -4, 4);
+    struct tpair bias = tp_random(c, T_STORAGE, V, -1, 1);
+    struct tpair dbias = tp_random(c, T_STORAGE, V, -1, 1);
+    c->ref->classifier(loss.r, logits2.r, bias.r, dbias.r, tg.r, N, V, 1.f / N);
+    c->dev->classifier(loss.d, logits2.d, bias.d, dbias.d, tg.d, N, V, 1.f / N);
+    CHECK(loss, "loss (bias)", tl(c, 1e-5, 1e-5, 1e-4, 1e-4));
+    CHECK(logits2, "dlogits (bias)", tl(c, 1e-7, 1e-4, 1e-6, 4e-3));
+    CHECK(dbias, "dbias", tl(c, 1e-6, 1e-4, 1e-3, 4e-3));
     tp_free(c, &tg);
     tp_free(c, &logits);
+    tp_free(c, &logits2);
+    tp_free(c, &bias);
+    tp_free(c, &dbias);
     tp_free(c, &loss);
 }
 

@@ -1,50 +1,93 @@
-/* classifier.c — softmax cross-entropy over the vocabulary, fused with its gradient. */
+/* classifier.c — softmax cross-entropy over the vocabulary, fused with the output bias and
+ * the logits' gradient. */
 #include "kernels/cpu/cpu.h"
+#include "core/util.h"
 
 #include <float.h>
+#include <omp.h>
+#include <stdlib.h>
 
-/* losses (N) = -log softmax(logits)[t] (0 where t < 0); logits (N,V). If dscale != 0 the
- * logits become dscale * (softmax - onehot), 0 on ignored rows. The log-sum-exp is summed in
- * double: with V = 64k an fp32 sum would lose ~1e-6 relative in the loss. */
-CPU_HOT void cpu_classifier(int h, float *losses, void *logits_, const int32_t *targets, int N,
-                            int V, float dscale) {
-    float *logits = logits_;
+/* Rows per partial column sum of dbias: the partials are added in block order, so the bias
+ * gradient does not depend on the thread count. */
+#define CLS_BLOCK 32
+
+/* One row l (V) with target t >= 0: bias added (rounded when h), loss returned, and with
+ * dscale != 0 the row overwritten by its gradient. The row (V floats) stays in L1/L2 between
+ * the passes: only the first reads it from memory. The log-sum-exp is summed in double: with
+ * V = 64k an fp32 sum would lose ~1e-6 relative in the loss. */
+CPU_INLINE float classifier_row(int h, float *l, const float *bias, int t, int V, float dscale) {
+    if (bias) {
+#pragma omp simd
+        for (int i = 0; i < V; i++)
+            l[i] = st(l[i] + bias[i], h);
+    }
+    float mx = row_max(l, V);
+    float lt = l[t];
+    double sum = 0.0;
+    if (dscale == 0.0f) {
+#pragma omp simd reduction(+ : sum)
+        for (int i = 0; i < V; i++)
+            sum += (double)fast_expf(l[i] - mx);
+        return (float)(log(sum) + (double)mx - (double)lt);
+    }
+    /* keep the exponentials: the gradient is one scaling pass, no second exp */
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < V; i++) {
+        l[i] = fast_expf(l[i] - mx);
+        sum += (double)l[i];
+    }
+    float s = (float)((double)dscale / sum), et = l[t];
+    if (h) {
+        for (int i = 0; i < V; i++)
+            l[i] = half_round(l[i] * s);
+    } else {
+#pragma omp simd
+        for (int i = 0; i < V; i++)
+            l[i] *= s;
+    }
+    l[t] = st(dscale * (float)((double)et / sum - 1.0), h);
+    return (float)(log(sum) + (double)mx - (double)lt);
+}
+
+/* losses (N); logits (N,V), bias (V) or NULL, dbias (V) or NULL: see ops.h */
+CPU_HOT void cpu_classifier(int h, float *losses, void *logits_, const void *bias_, void *dbias_,
+                            const int32_t *targets, int N, int V, float dscale) {
+    float *logits = logits_, *dbias = dscale != 0.0f ? dbias_ : NULL;
+    const float *bias = bias_;
+    int blocks = (N + CLS_BLOCK - 1) / CLS_BLOCK;
+    /* ops have no error path: xmalloc reports the size and exits if this fails */
+    float *partial = dbias && blocks ? xmalloc((size_t)blocks * V * sizeof(float)) : NULL;
 #pragma omp parallel for schedule(static) if ((long)N * V > CPU_PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        float *l = logits + (size_t)n * V;
-        int t = targets[n];
-        if (t < 0) {
-            losses[n] = 0.0f;
-            if (dscale != 0.0f) memset(l, 0, (size_t)V * sizeof(float));
-            continue;
-        }
-        float mx = row_max(l, V);
-        float lt = l[t];
-        double sum = 0.0;
-        if (dscale == 0.0f) {
-#pragma omp simd reduction(+ : sum)
-            for (int i = 0; i < V; i++)
-                sum += (double)fast_expf(l[i] - mx);
-        } else {
-            /* keep the exponentials: the gradient is one scaling pass, no second exp */
-#pragma omp simd reduction(+ : sum)
-            for (int i = 0; i < V; i++) {
-                l[i] = fast_expf(l[i] - mx);
-                sum += (double)l[i];
+    for (int blk = 0; blk < blocks; blk++) {
+        float *part = partial ? partial + (size_t)blk * V : NULL;
+        if (part) memset(part, 0, (size_t)V * sizeof(float));
+        int n1 = (blk + 1) * CLS_BLOCK < N ? (blk + 1) * CLS_BLOCK : N;
+        for (int n = blk * CLS_BLOCK; n < n1; n++) {
+            float *l = logits + (size_t)n * V;
+            int t = targets[n];
+            if (t < 0) {
+                losses[n] = 0.0f;
+                if (dscale != 0.0f) memset(l, 0, (size_t)V * sizeof(float));
+                else if (bias)
+                    for (int i = 0; i < V; i++)
+                        l[i] = st(l[i] + bias[i], h);
+                continue;
             }
-        }
-        losses[n] = (float)(log(sum) + (double)mx - (double)lt);
-        if (dscale != 0.0f) {
-            float s = (float)((double)dscale / sum), et = l[t];
-            if (h) {
-                for (int i = 0; i < V; i++)
-                    l[i] = half_round(l[i] * s);
-            } else {
+            losses[n] = classifier_row(h, l, bias, t, V, dscale);
+            if (part) {
 #pragma omp simd
                 for (int i = 0; i < V; i++)
-                    l[i] *= s;
+                    part[i] += l[i];
             }
-            l[t] = st(dscale * (float)((double)et / sum - 1.0), h);
         }
     }
+    if (!partial) return;
+#pragma omp parallel for schedule(static) if ((long)blocks * V > CPU_PAR_MIN)
+    for (int i = 0; i < V; i++) {
+        float s = 0.0f;
+        for (int blk = 0; blk < blocks; blk++)
+            s += partial[(size_t)blk * V + i];
+        dbias[i] = st(dbias[i] + s, h);
+    }
+    free(partial);
 }

@@ -197,25 +197,10 @@ CPU_INLINE void mul_hilo16(uint32_t m, const cpu_u32x16 *xp, cpu_u32x16 *hi, cpu
     *lo = x * m;
 }
 
-/* Philox-4x32-10 of the 16 counters c0 .. c0+15 (other words equal), the 64 words in element
- * order: out[4 j + w] is word w of counter c0 + j, the same bits as philox4x32_10() gives. */
-CPU_INLINE void philox4x32_10_x16(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
-                                  uint32_t k1, uint32_t out[64]) {
-    cpu_u32x16 a = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-    a += c0;
-    cpu_u32x16 b = (cpu_u32x16){0} + c1, c = (cpu_u32x16){0} + c2, d = (cpu_u32x16){0} + c3;
-    for (int round = 0; round < 10; round++) {
-        cpu_u32x16 hi0, lo0, hi1, lo1;
-        mul_hilo16(0xD2511F53u, &a, &hi0, &lo0);
-        mul_hilo16(0xCD9E8D57u, &c, &hi1, &lo1);
-        a = hi1 ^ b ^ k0;
-        c = hi0 ^ d ^ k1;
-        b = lo1;
-        d = lo0;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    /* transpose to element order: pairs (a_j, b_j) and (c_j, d_j), then the pairs interleaved */
+/* out (64) in element order from the 16-lane words a, b, c, d: out[4 j + w] is word w of
+ * lane j. Pairs (a_j, b_j) and (c_j, d_j), then the pairs interleaved. */
+CPU_INLINE void philox_x16_store(cpu_u32x16 a, cpu_u32x16 b, cpu_u32x16 c, cpu_u32x16 d,
+                                 uint32_t out[64]) {
     const cpu_u32x16 lo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
     const cpu_u32x16 hi = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
     const cpu_u64x8 first = {0, 8, 1, 9, 2, 10, 3, 11}, second = {4, 12, 5, 13, 6, 14, 7, 15};
@@ -231,6 +216,73 @@ CPU_INLINE void philox4x32_10_x16(uint32_t c0, uint32_t c1, uint32_t c2, uint32_
     memcpy(out + 16, &o1, sizeof o1);
     memcpy(out + 32, &o2, sizeof o2);
     memcpy(out + 48, &o3, sizeof o3);
+}
+
+/* Philox-4x32-10 of the 16 counters c0 .. c0+15 (other words equal), the 64 words in element
+ * order: out[4 j + w] is word w of counter c0 + j, the same bits as philox4x32_10() gives. */
+CPU_INLINE void philox4x32_10_x16_generic(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
+                                          uint32_t k0, uint32_t k1, uint32_t out[64]) {
+    cpu_u32x16 a = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    a += c0;
+    cpu_u32x16 b = (cpu_u32x16){0} + c1, c = (cpu_u32x16){0} + c2, d = (cpu_u32x16){0} + c3;
+    for (int round = 0; round < 10; round++) {
+        cpu_u32x16 hi0, lo0, hi1, lo1;
+        mul_hilo16(0xD2511F53u, &a, &hi0, &lo0);
+        mul_hilo16(0xCD9E8D57u, &c, &hi1, &lo1);
+        a = hi1 ^ b ^ k0;
+        c = hi0 ^ d ^ k1;
+        b = lo1;
+        d = lo0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    philox_x16_store(a, b, c, d, out);
+}
+
+#if CPU_WIDE
+#include <immintrin.h>
+/* The same with AVX-512F intrinsics: for the generic version's 32x32 -> 64 products GCC emits
+ * AVX512DQ's full 64-bit multiply (vpmullq, three times the cost of vpmuludq) in the AVX-512
+ * clone, and the dropout masks of a step spent most of their time there. */
+__attribute__((target("avx512f"))) static inline void
+philox4x32_10_x16_avx512(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
+                         uint32_t k1, uint32_t out[64]) {
+    __m512i a = _mm512_add_epi32(
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        _mm512_set1_epi32((int)c0));
+    __m512i b = _mm512_set1_epi32((int)c1), c = _mm512_set1_epi32((int)c2);
+    __m512i d = _mm512_set1_epi32((int)c3);
+    const __m512i m0 = _mm512_set1_epi32((int)0xD2511F53u), m1 = _mm512_set1_epi32((int)0xCD9E8D57u);
+    for (int round = 0; round < 10; round++) {
+        /* high words: even lanes from the even products shifted down, odd lanes from the odd
+         * products' upper halves */
+        __m512i pe0 = _mm512_mul_epu32(a, m0), po0 = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m0);
+        __m512i pe1 = _mm512_mul_epu32(c, m1), po1 = _mm512_mul_epu32(_mm512_srli_epi64(c, 32), m1);
+        __m512i hi0 = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe0, 32), po0);
+        __m512i hi1 = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe1, 32), po1);
+        __m512i lo0 = _mm512_mullo_epi32(a, m0), lo1 = _mm512_mullo_epi32(c, m1);
+        a = _mm512_xor_si512(_mm512_xor_si512(hi1, b), _mm512_set1_epi32((int)k0));
+        c = _mm512_xor_si512(_mm512_xor_si512(hi0, d), _mm512_set1_epi32((int)k1));
+        b = lo1;
+        d = lo0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    philox_x16_store((cpu_u32x16)a, (cpu_u32x16)b, (cpu_u32x16)c, (cpu_u32x16)d, out);
+}
+#endif
+
+/* philox4x32_10_x16_generic, through the AVX-512 version where the CPU has it (the clones
+ * inline it into their AVX-512 code; the others call it) */
+CPU_INLINE void philox4x32_10_x16(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
+                                  uint32_t k1, uint32_t out[64]) {
+#if CPU_WIDE
+    if (__builtin_cpu_supports("avx512f")) {
+        philox4x32_10_x16_avx512(c0, c1, c2, c3, k0, k1, out);
+        return;
+    }
+#endif
+    philox4x32_10_x16_generic(c0, c1, c2, c3, k0, k1, out);
 }
 
 /* Dropout of the 64 elements x[0..64), the first being element e (a multiple of 4) of global
@@ -322,7 +374,8 @@ void cpu_gelu_backward(int h, void *dinp, const void *inp, const void *dout, siz
 void cpu_residual_forward(int h, void *out, const void *a, const void *b, size_t n);
 void cpu_dropout(int h, void *x, int B, int T, int C, float p, const struct dropout_key *key);
 void cpu_mask_padding(int h, void *x, const int32_t *lengths, int B, int T, int C);
-void cpu_classifier(int h, float *losses, void *logits, const int32_t *targets, int N, int V,
+void cpu_classifier(int h, float *losses, void *logits, const void *bias, void *dbias,
+                    const int32_t *targets, int N, int V,
                     float dscale);
 void cpu_adam_update(int h, float *master, void *copy, const float *grad, float *m, float *v,
                      size_t n, float lr, float beta1, float beta2, float eps, float wd,

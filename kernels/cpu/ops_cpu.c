@@ -137,9 +137,9 @@ CPU_HOT static void cpu_grad_accumulate(float *acc, const void *grad, size_t n, 
     static void mask_padding_##SUF(void *x, const int32_t *lengths, int B, int T, int C) {         \
         cpu_mask_padding(H, x, lengths, B, T, C);                                                  \
     }                                                                                              \
-    static void classifier_##SUF(float *losses, void *logits, const int32_t *targets, int N,       \
-                                 int V, float dscale) {                                            \
-        cpu_classifier(H, losses, logits, targets, N, V, dscale);                                  \
+    static void classifier_##SUF(float *losses, void *logits, const void *bias, void *dbias,       \
+                                 const int32_t *targets, int N, int V, float dscale) {             \
+        cpu_classifier(H, losses, logits, bias, dbias, targets, N, V, dscale);                     \
     }                                                                                              \
     static void adam_update_##SUF(float *master, void *copy, const float *grad, float *m,          \
                                   float *v, size_t n, float lr, float beta1, float beta2,          \

@@ -1,19 +1,24 @@
-/* classifier.cu — the fused output layer: softmax + cross-entropy + logits gradient in place,
- * one block per row, probabilities never stored. */
+/* classifier.cu — the fused output layer: output bias, softmax + cross-entropy + logits
+ * gradient in place, one block per row, probabilities never stored; the bias gradient is the
+ * deterministic column sum of matmul_backward. */
 #include "kernels/cuda/common.cuh"
 
 #include <math.h>
 
 #define CLS_THREADS 256
 
-// losses (N) fp32, logits (N,V) storage, overwritten by dscale * (softmax - onehot)
+// losses (N) fp32, logits (N,V) storage (+= bias (V) or NULL first), overwritten by
+// dscale * (softmax - onehot)
 template <typename S>
-__global__ void classifier_kernel(float *losses, S *logits, const int32_t *targets, int V,
-                                  float dscale)
+__global__ void classifier_kernel(float *losses, S *logits, const S *bias,
+                                  const int32_t *targets, int V, float dscale)
 {
     __shared__ float red[32];
     S *x = logits + (size_t)blockIdx.x * V;
     int target = targets[blockIdx.x];
+    if (bias) {   /* each thread adds the elements it reads below: no barrier needed */
+        for (int i = threadIdx.x; i < V; i += blockDim.x) st(x + i, ld(x + i) + ld(bias + i));
+    }
     if (target < 0) {   /* ignored row: the whole block agrees, so no barrier is split */
         if (threadIdx.x == 0) losses[blockIdx.x] = 0.f;
         if (dscale != 0.f)
@@ -26,7 +31,8 @@ __global__ void classifier_kernel(float *losses, S *logits, const int32_t *targe
     float sum = 0.f;
     for (int i = threadIdx.x; i < V; i += blockDim.x) sum += expf(ld(x + i) - m);
     float lse = m + logf(block_sum(sum, red));
-    /* read the target's logit before any thread overwrites the row */
+    /* read the target's logit before any thread overwrites the row (its bias was added
+     * before block_max's barrier) */
     float xt = ld(x + target);
     __syncthreads();
     if (threadIdx.x == 0) losses[blockIdx.x] = lse - xt;
@@ -36,13 +42,14 @@ __global__ void classifier_kernel(float *losses, S *logits, const int32_t *targe
 }
 
 template <typename S>
-static void cuda_classifier(float *losses, void *logits, const int32_t *targets, int N, int V,
-                            float dscale)
+static void cuda_classifier(float *losses, void *logits, const void *bias, void *dbias,
+                            const int32_t *targets, int N, int V, float dscale)
 {
     if (!N) return;
     XLMC_LAUNCH(classifier_kernel<S>, N, CLS_THREADS, 0, g_cuda.stream)(
-        losses, (S *)logits, targets, V, dscale);
+        losses, (S *)logits, (const S *)bias, targets, V, dscale);
     cudaLaunchCheck();
+    if (dbias && dscale != 0.f) cuda_column_sum_add<S>((S *)dbias, (const S *)logits, N, V);
 }
 
 void cuda_register_classifier(struct ops *o, int half)
