@@ -44,6 +44,21 @@
 #define CPU_INLINE static inline
 #endif
 
+/* Software prefetch. The hardware prefetchers of the machines measured fall behind on loops
+ * that stream two or more arrays from memory: the GELU backward over a cold (N,F) activation
+ * ran 3x slower than over warm data, and 2.5x faster with these hints. Streaming loops run in
+ * blocks of CPU_PF_BLOCK elements and ask, per block, for the lines CPU_PF_AHEAD bytes ahead
+ * of each array they read (a prefetch past the end of an array does not fault). */
+#define CPU_PF_BLOCK 256
+#define CPU_PF_AHEAD 8192
+
+/* prefetch the cache lines of [p + CPU_PF_AHEAD, p + CPU_PF_AHEAD + bytes) */
+CPU_INLINE void prefetch_ahead(const void *p, size_t bytes) {
+    uintptr_t a = (uintptr_t)p + CPU_PF_AHEAD;
+    for (size_t o = 0; o < bytes; o += 64)
+        __builtin_prefetch((const void *)(a + o));
+}
+
 /* x rounded to the nearest binary16 value and back to float. */
 static inline float half_round(float x) {
     uint32_t u;

@@ -22,10 +22,16 @@ static inline float erf_as(float x) {
 CPU_HOT void cpu_gelu_forward(int h, void *out_, const void *inp_, size_t n) {
     float *out = out_;
     const float *inp = inp_;
-#pragma omp parallel for simd schedule(static) if ((long)n > CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + erf_as(x * 0.70710678118654752f));
+    size_t blocks = (n + CPU_PF_BLOCK - 1) / CPU_PF_BLOCK;
+#pragma omp parallel for schedule(static) if ((long)n > CPU_PAR_MIN)
+    for (size_t blk = 0; blk < blocks; blk++) {
+        size_t i0 = blk * CPU_PF_BLOCK, i1 = i0 + CPU_PF_BLOCK < n ? i0 + CPU_PF_BLOCK : n;
+        prefetch_ahead(inp + i0, CPU_PF_BLOCK * sizeof(float));
+#pragma omp simd
+        for (size_t i = i0; i < i1; i++) {
+            float x = inp[i];
+            out[i] = 0.5f * x * (1.0f + erf_as(x * 0.70710678118654752f));
+        }
     }
     cpu_round_storage(out, n, h);
 }
@@ -34,14 +40,21 @@ CPU_HOT void cpu_gelu_forward(int h, void *out_, const void *inp_, size_t n) {
 CPU_HOT void cpu_gelu_backward(int h, void *dinp_, const void *inp_, const void *dout_, size_t n) {
     float *dinp = dinp_;
     const float *inp = inp_, *dout = dout_;
-#pragma omp parallel for simd schedule(static) if ((long)n > CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        /* exp(-x^2/2) serves both erf(x / sqrt 2) and the density: one exp, not two */
-        float e = fast_expf(-0.5f * x * x);
-        float cdf = 0.5f * (1.0f + erf_as_e(x * 0.70710678118654752f, e));
-        float pdf = 0.39894228040143268f * e;
-        dinp[i] = dout[i] * (cdf + x * pdf);
+    size_t blocks = (n + CPU_PF_BLOCK - 1) / CPU_PF_BLOCK;
+#pragma omp parallel for schedule(static) if ((long)n > CPU_PAR_MIN)
+    for (size_t blk = 0; blk < blocks; blk++) {
+        size_t i0 = blk * CPU_PF_BLOCK, i1 = i0 + CPU_PF_BLOCK < n ? i0 + CPU_PF_BLOCK : n;
+        prefetch_ahead(inp + i0, CPU_PF_BLOCK * sizeof(float));
+        prefetch_ahead(dout + i0, CPU_PF_BLOCK * sizeof(float));
+#pragma omp simd
+        for (size_t i = i0; i < i1; i++) {
+            float x = inp[i];
+            /* exp(-x^2/2) serves both erf(x / sqrt 2) and the density: one exp, not two */
+            float e = fast_expf(-0.5f * x * x);
+            float cdf = 0.5f * (1.0f + erf_as_e(x * 0.70710678118654752f, e));
+            float pdf = 0.39894228040143268f * e;
+            dinp[i] = dout[i] * (cdf + x * pdf);
+        }
     }
     cpu_round_storage(dinp, n, h);
 }
@@ -50,9 +63,15 @@ CPU_HOT void cpu_gelu_backward(int h, void *dinp_, const void *inp_, const void 
 CPU_HOT void cpu_residual_forward(int h, void *out_, const void *a_, const void *b_, size_t n) {
     float *out = out_;
     const float *a = a_, *b = b_;
+    size_t blocks = (n + CPU_PF_BLOCK - 1) / CPU_PF_BLOCK;
 #pragma omp parallel for schedule(static) if ((long)n > CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++)
-        out[i] = st(a[i] + b[i], h);
+    for (size_t blk = 0; blk < blocks; blk++) {
+        size_t i0 = blk * CPU_PF_BLOCK, i1 = i0 + CPU_PF_BLOCK < n ? i0 + CPU_PF_BLOCK : n;
+        prefetch_ahead(a + i0, CPU_PF_BLOCK * sizeof(float));
+        prefetch_ahead(b + i0, CPU_PF_BLOCK * sizeof(float));
+        for (size_t i = i0; i < i1; i++)
+            out[i] = st(a[i] + b[i], h);
+    }
 }
 
 /* x (B,T,C) in place: row r = key->row0 + b, element e = t*C + c within the row. */
