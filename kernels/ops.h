@@ -103,9 +103,11 @@ struct ops {
     /* ---- causal multi-head attention core ----
      * q, k, v (B,T,C) already projected (q NOT yet scaled); out (B,T,C) = softmax(q k^T / sqrt(HS)
      * + causal mask) @ v per head, softmax in fp32; key s is visible to query t iff s <= t.
-     * att (B,NH,T,T) saves the post-dropout probabilities for backward (upper triangle zero).
+     * att (B,NH,T,T) saves the probabilities BEFORE dropout for backward (upper triangle zero):
+     * the backward rebuilds the mask rather than recomputing the softmax.
      * Attention dropout with probability p (p == 0: none) keyed by *key: the mask of att[b]
-     * uses global row key->row0 + b and element (h*T + t)*T + s (att[b]'s row-major index). */
+     * uses global row key->row0 + b and element (h*T + t)*T + s (att[b]'s row-major index);
+     * the product with v uses dropout(att), each kept element rounded to storage. */
     void (*attention_forward)(void *out, void *att, const void *q, const void *k,
                               const void *v, int B, int T, int C, int NH, float p,
                               const struct dropout_key *key);

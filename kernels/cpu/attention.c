@@ -16,8 +16,7 @@
 /* row[0..len) := softmax(row[0..len)) in fp32 and row[len..width) := 0, for width in
  * [len, cap] rounded up to whole vectors: the causal rows have every length, and their scalar
  * remainders cost more than the padded lanes (scores past len are finite and masked out of the
- * sum). The same code serves the backward's recompute, so forward and backward see
- * bit-identical probabilities. */
+ * sum). */
 CPU_INLINE void softmax_row(float *row, int len, int cap) {
     float mx = row_max(row, len);
     int width = (len + 15) & ~15;
@@ -61,12 +60,26 @@ CPU_INLINE float dot_lanes(const float *a, const float *b, int n) {
  * width never passes the columns a tile computed. */
 #define ATT_TILE 32
 
-/* rows [r0, r0+rows) of sc (T,T) over keys [0, c1) = scale * q_bh @ k_bh^T. The same call
- * shapes serve the forward and the backward's recompute: bit-identical scores. */
+/* rows [r0, r0+rows) of sc (T,T) over keys [0, c1) = scale * q_bh @ k_bh^T */
 static void scores_tile(float *sc, const float *qh, const float *kh, int r0, int rows, int c1,
                         int T, int C, int HS, float scale) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, c1, HS, scale, qh + (size_t)r0 * C,
                 C, kh, C, 0.0f, sc + (size_t)r0 * T, T);
+}
+
+/* Rows [r0, c1) of the post-dropout probabilities P' = dropout(P) of head hd of sequence b,
+ * from the saved P rows of a into pd (ld T), columns [0, c1) (zero past the diagonal).
+ * Forward and backward draw the same mask through this one function. */
+CPU_INLINE void dropped_tile(int h, float *pd, const float *a, int r0, int c1, int T, int hd,
+                             int b, const struct dropout_key *key, uint32_t thr,
+                             float keep_scale) {
+    for (int t = r0; t < c1; t++) {
+        float *row = pd + (size_t)t * T;
+        memcpy(row, a + (size_t)t * T, (size_t)(t + 1) * sizeof(float));
+        uint64_t e0 = ((uint64_t)hd * T + (uint64_t)t) * (uint64_t)T;
+        dropout_span_padded(row, t + 1, T, e0, key->row0 + (uint32_t)b, key, thr, keep_scale, h);
+        memset(row + t + 1, 0, (size_t)(c1 - t - 1) * sizeof(float));
+    }
 }
 
 CPU_HOT void cpu_attention_forward(int h, void *out_, void *att_, const void *q_, const void *k_,
@@ -79,44 +92,47 @@ CPU_HOT void cpu_attention_forward(int h, void *out_, void *att_, const void *q_
     uint32_t thr = p > 0.0f ? dropout_threshold(p) : 0;
     float keep_scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
     size_t TT = (size_t)T * T;
+    int nth = omp_get_max_threads();
+    /* per thread, the (T,T) post-dropout probabilities of the (b,h) at hand */
+    /* ops have no error path: xmalloc reports the size and exits if this fails */
+    float *pd_all = p > 0.0f ? xmalloc((size_t)nth * TT * sizeof(float)) : NULL;
 #pragma omp parallel for schedule(static) if ((long)B * NH * T * T * HS > CPU_PAR_MIN)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, hd = bh % NH;
         size_t off = (size_t)b * T * C + (size_t)hd * HS;
         float *a = att + (size_t)bh * TT;
+        float *pd = pd_all ? pd_all + (size_t)omp_get_thread_num() * TT : a;
         for (int r0 = 0; r0 < T; r0 += ATT_TILE) {
             int rows = T - r0 < ATT_TILE ? T - r0 : ATT_TILE, c1 = r0 + rows;
             scores_tile(a, q + off, k + off, r0, rows, c1, T, C, HS, scale);
             for (int t = r0; t < c1; t++) {
                 float *row = a + (size_t)t * T;
                 softmax_row(row, t + 1, c1);
-                if (p > 0.0f) {
-                    uint64_t e0 = ((uint64_t)hd * T + (uint64_t)t) * (uint64_t)T;
-                    dropout_span_padded(row, t + 1, T, e0, key->row0 + (uint32_t)b, key, thr,
-                                        keep_scale, 0);
-                }
                 if (h)
                     for (int s = 0; s <= t; s++)
                         row[s] = half_round(row[s]);
                 memset(row + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
             }
-            /* out rows [r0, c1) = att rows (rows, c1) @ v keys [0, c1) */
+            if (pd_all) dropped_tile(h, pd, a, r0, c1, T, hd, b, key, thr, keep_scale);
+            /* out rows [r0, c1) = P' rows (rows, c1) @ v keys [0, c1) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, c1, 1.0f,
-                        a + (size_t)r0 * T, T, v + off, C, 0.0f, out + off + (size_t)r0 * C, C);
+                        pd + (size_t)r0 * T, T, v + off, C, 0.0f, out + off + (size_t)r0 * C, C);
         }
         if (h)
             for (int t = 0; t < T; t++)
                 for (int c = 0; c < HS; c++)
                     out[off + (size_t)t * C + c] = half_round(out[off + (size_t)t * C + c]);
     }
+    free(pd_all);
 }
 
-/* With P the pre-dropout probabilities, P' = P * mask / (1-p) the saved ones and out = P' v:
+/* With P the saved pre-dropout probabilities, P' = P * mask / (1-p) and out = P' v:
  *   dv = P'^T dout,  dP' = dout v^T,  dP = dP' * mask / (1-p),
  *   dS = P * (dP - sum_s P dP),  dq = scale * dS k,  dk = scale * dS^T q.
- * With dropout the dropped entries of P are not in att, so P is recomputed from q and k.
- * Every product is tiled as in the forward: row tiles for dP', the recompute and dq (keys up
- * to the tile's last row), column tiles for dv and dk (queries from the tile's first row). */
+ * P' is rebuilt from P with the forward's mask; a kept element of P' is nonzero wherever P is
+ * (and where P is 0, dS is 0 whatever the mask), so dP takes its mask from P' != 0.
+ * Every product is tiled as in the forward: row tiles for dv, dP' and dq (keys up to the
+ * tile's last row), column tiles for dk (queries from the tile's first row). */
 CPU_HOT void cpu_attention_backward(int h, void *dq_, void *dk_, void *dv_, void *scratch_,
                                     const void *dout_, const void *att_, const void *q_,
                                     const void *k_, const void *v_, int B, int T, int C, int NH,
@@ -129,38 +145,42 @@ CPU_HOT void cpu_attention_backward(int h, void *dq_, void *dk_, void *dv_, void
     float keep_scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
     size_t TT = (size_t)T * T;
     int nth = omp_get_max_threads();
-    /* one T x T buffer per thread for the recomputed probabilities */
     /* ops have no error path: xmalloc reports the size and exits if this fails */
-    float *probs_all = p > 0.0f ? xmalloc((size_t)nth * TT * sizeof(float)) : NULL;
+    float *pd_all = p > 0.0f ? xmalloc((size_t)nth * TT * sizeof(float)) : NULL;
 #pragma omp parallel for schedule(static) if ((long)B * NH * T * T * HS > CPU_PAR_MIN)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, hd = bh % NH;
         size_t off = (size_t)b * T * C + (size_t)hd * HS;
         const float *a = att + (size_t)bh * TT;
         float *ds = scratch + (size_t)bh * TT;
-        float *probs = probs_all ? probs_all + (size_t)omp_get_thread_num() * TT : NULL;
-        for (int s0 = 0; s0 < T; s0 += ATT_TILE) {
-            /* dv keys [s0, s0+cols) = att (queries [s0,T), keys of the tile)^T @ dout */
-            int cols = T - s0 < ATT_TILE ? T - s0 : ATT_TILE;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, HS, T - s0, 1.0f,
-                        a + (size_t)s0 * T + s0, T, dout + off + (size_t)s0 * C, C, 0.0f,
-                        dv + off + (size_t)s0 * C, C);
-        }
+        float *pd = pd_all ? pd_all + (size_t)omp_get_thread_num() * TT : NULL;
+        const float *pdr = pd ? pd : a;
         for (int r0 = 0; r0 < T; r0 += ATT_TILE) {
             int rows = T - r0 < ATT_TILE ? T - r0 : ATT_TILE, c1 = r0 + rows;
+            if (pd) dropped_tile(h, pd, a, r0, c1, T, hd, b, key, thr, keep_scale);
+            /* dv keys [0, c1) (+)= P' (queries of the tile, keys [0, c1))^T @ dout: keys
+             * [r0, c1) meet their first queries here */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r0, HS, rows, 1.0f,
+                        pdr + (size_t)r0 * T, T, dout + off + (size_t)r0 * C, C, 1.0f, dv + off,
+                        C);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, HS, rows, 1.0f,
+                        pdr + (size_t)r0 * T + r0, T, dout + off + (size_t)r0 * C, C, 0.0f,
+                        dv + off + (size_t)r0 * C, C);
+            /* dP' rows of the tile */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, c1, HS, 1.0f,
                         dout + off + (size_t)r0 * C, C, v + off, C, 0.0f, ds + (size_t)r0 * T, T);
-            if (probs) scores_tile(probs, q + off, k + off, r0, rows, c1, T, C, HS, scale);
             for (int t = r0; t < c1; t++) {
                 float *d = ds + (size_t)t * T;
                 const float *P = a + (size_t)t * T;
-                if (probs) {
-                    float *pr = probs + (size_t)t * T;
-                    softmax_row(pr, t + 1, c1);
-                    uint64_t e0 = ((uint64_t)hd * T + (uint64_t)t) * (uint64_t)T;
-                    dropout_span_padded(d, t + 1, T, e0, key->row0 + (uint32_t)b, key, thr,
-                                        keep_scale, 0);
-                    P = pr;
+                if (pd) {
+                    const float *kept = pd + (size_t)t * T;
+                    for (int s = 0; s <= t; s++) {
+                        float x = d[s] * keep_scale; /* the select through bit masks */
+                        uint32_t bits, keep = -(uint32_t)(kept[s] != 0.0f);
+                        memcpy(&bits, &x, sizeof bits);
+                        bits &= keep;
+                        memcpy(&d[s], &bits, sizeof bits);
+                    }
                 }
                 float dot = dot_lanes(P, d, t + 1);
                 if (h) {
@@ -185,7 +205,7 @@ CPU_HOT void cpu_attention_backward(int h, void *dq_, void *dk_, void *dv_, void
                         dk + off + (size_t)s0 * C, C);
         }
     }
-    free(probs_all);
+    free(pd_all);
     size_t n = (size_t)B * T * C;
     cpu_round_storage(dq, n, h);
     cpu_round_storage(dk, n, h);

@@ -2,7 +2,9 @@
  * defines (the convention both backends share): the dropout op on (B,T,C) with odd C (rows
  * that start mid Philox block) and attention dropout on (B,NH,T,T), element by element against
  * dropout_keep(), in fp32 and fp16 precision, and the kept fraction is 1-p within 5 sigma.
- * Attention: probabilities with dropout == keep ? probabilities without / (1-p) : 0. */
+ * Attention: the saved probabilities are those before dropout (equal with and without it),
+ * and the product with an identity v shows the dropped ones:
+ * out == keep ? probabilities / (1-p) : 0. */
 #include "kernels/ops.h"
 #include "kernels/philox.h"
 
@@ -42,21 +44,27 @@ static int check_dropout(const struct ops *ops, int B, int T, int C, float p) {
     return bad || fabs(frac - (1.0 - p)) > 5.0 * sqrt(p * (1.0 - p) / (double)n);
 }
 
+/* C = NH * HS with HS >= T: v of each head is the identity on its first T columns, so
+ * out[b, t, h*HS + s] is the post-dropout probability of query t, key s. */
 static int check_attention(int B, int T, int C, int NH, float p) {
     const struct ops *ops = ops_cpu(OPS_FP32);
+    int HS = C / NH;
     size_t n = (size_t)B * T * C, na = (size_t)B * NH * T * T;
-    float *q = malloc(n * 4), *k = malloc(n * 4), *v = malloc(n * 4), *out = malloc(n * 4);
+    float *q = malloc(n * 4), *k = malloc(n * 4), *v = calloc(n, 4), *out = malloc(n * 4);
     float *a0 = malloc(na * 4), *ap = malloc(na * 4);
     for (size_t i = 0; i < n; i++) {
         q[i] = sinf((float)i * 0.37f);
         k[i] = cosf((float)i * 0.11f);
-        v[i] = sinf((float)i * 0.05f + 1.0f);
     }
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int s = 0; s < T; s++)
+                v[((size_t)b * T + s) * C + (size_t)h * HS + s] = 1.0f;
     struct dropout_key key = {77, 3, 120, DROPOUT_TENSOR_ATTN_PROBS(1)};
     ops->attention_forward(out, a0, q, k, v, B, T, C, NH, 0.0f, &key);
     ops->attention_forward(out, ap, q, k, v, B, T, C, NH, p, &key);
     uint32_t thr = dropout_threshold(p);
-    long bad = 0;
+    long bad = 0, same = 0;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
             for (int t = 0; t < T; t++)
@@ -65,16 +73,19 @@ static int check_attention(int B, int T, int C, int NH, float p) {
                     int keep = s <= t && dropout_keep(key.seed, key.step, key.row0 + (uint32_t)b,
                                                       key.tensor, e, thr);
                     float want = keep ? a0[i] * (1.0f / (1.0f - p)) : 0.0f;
-                    if (fabsf(ap[i] - want) > 1e-6f * fabsf(want)) bad++;
+                    float got = out[((size_t)b * T + t) * C + (size_t)h * HS + s];
+                    if (fabsf(got - want) > 1e-6f * fabsf(want)) bad++;
+                    same += ap[i] == a0[i];
                 }
-    printf("attention dropout B=%d T=%d NH=%d p=%.2f: %ld mismatches\n", B, T, NH, p, bad);
+    printf("attention dropout B=%d T=%d NH=%d p=%.2f: %ld mismatches, saved probabilities "
+           "equal without dropout: %ld of %zu\n", B, T, NH, p, bad, same, na);
     free(q);
     free(k);
     free(v);
     free(out);
     free(a0);
     free(ap);
-    return bad != 0;
+    return bad != 0 || same != (long)na;
 }
 
 int main(void) {
@@ -82,6 +93,6 @@ int main(void) {
     fails += check_dropout(ops_cpu(OPS_FP32), 3, 17, 37, 0.1f);
     fails += check_dropout(ops_cpu(OPS_FP32), 2, 5, 64, 0.5f);
     fails += check_dropout(ops_cpu(OPS_FP16), 3, 17, 37, 0.25f);
-    fails += check_attention(2, 19, 12, 3, 0.2f);
+    fails += check_attention(2, 19, 60, 3, 0.2f);
     return fails ? 1 : 0;
 }
