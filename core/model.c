@@ -91,8 +91,15 @@ int model_create(struct model *m, const struct xlmc_config *cfg, const struct op
         off += t->numel;
     }
     m->num_params = off;
-    m->master = calloc(off, sizeof(float));
-    m->weights = ops->alloc(off * ops->storage_bytes);
+    m->weights_are_master = strcmp(ops->name, "cpu") == 0 && ops->precision == OPS_FP32 &&
+                            ops->storage_bytes == sizeof(float);
+    if (m->weights_are_master) {
+        m->master = ops->alloc(off * sizeof(float)); /* host memory on this backend */
+        m->weights = m->master;
+    } else {
+        m->master = calloc(off, sizeof(float));
+        m->weights = ops->alloc(off * ops->storage_bytes);
+    }
     m->grads = ops->alloc(off * ops->storage_bytes);
     if (!m->master || !m->weights || !m->grads) {
         model_destroy(m);
@@ -195,6 +202,7 @@ void model_init_weights(struct model *m, uint64_t seed) {
 
 void model_sync_weights(struct model *m) {
     const struct ops *ops = m->ops;
+    if (m->weights_are_master) return;
     size_t bytes = m->num_params * sizeof(float);
     float *dev = ops->alloc(bytes); /* master is host memory; the conversion runs on device */
     if (!dev) {
@@ -261,9 +269,13 @@ static void plan_free(struct model *m) {
 
 void model_destroy(struct model *m) {
     plan_free(m);
-    if (m->weights) m->ops->free(m->weights);
+    if (m->weights_are_master) {
+        if (m->master) m->ops->free(m->master);
+    } else {
+        if (m->weights) m->ops->free(m->weights);
+        free(m->master);
+    }
     if (m->grads) m->ops->free(m->grads);
-    free(m->master);
     m->weights = m->grads = NULL;
     m->master = NULL;
 }

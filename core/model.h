@@ -48,7 +48,10 @@ struct model {
     size_t num_params;                     /* elements in the arena */
 
     float *master;          /* (num_params) fp32 master weights, host memory */
-    void *weights;          /* (num_params) storage copy on the backend's device */
+    void *weights;          /* (num_params) storage copy on the backend's device; on the CPU
+                             * backend in fp32 the master weights themselves (the copy would
+                             * be identical: Adam's pass then writes one array, not two) */
+    int weights_are_master;
     void *grads;            /* (num_params) storage, one micro-batch's gradient */
     /* activations: owned by model.c, sized by model_reserve() for (B, T) */
     void *acts;
