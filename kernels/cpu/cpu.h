@@ -85,8 +85,9 @@ static inline float st(float x, int h) {
     return h ? half_round(x) : x;
 }
 
-/* C (M,N) = alpha op(A) op(B) + beta C, row-major, with the M rows of C split over the OpenMP
- * threads (each calls a single-threaded sgemm on its slice). The CPU backend runs one thread
+/* C (M,N) = alpha op(A) op(B) + beta C, row-major, with the rows (or, when N > M, the
+ * columns) of C split over the OpenMP threads (each calls a single-threaded sgemm on its
+ * slice; an element's sum over K does not depend on the split). The CPU backend runs one thread
  * pool, OpenMP's: OpenBLAS is set to one thread in ops_cpu(), because its own spinning
  * pthreads and OpenMP's compete for the cores between consecutive ops (measured: 500x slower
  * on a tiny model with 2 cores). Call from outside a parallel region. */

@@ -7,18 +7,36 @@
 void cpu_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
-    /* slices of at least 16 rows: below that the split costs more than it saves */
-    int nth = omp_get_max_threads(), chunks = M / 16 < nth ? (M / 16 > 0 ? M / 16 : 1) : nth;
+    /* Each thread packs its slice of one operand and the whole other one: split the longer of
+     * M and N, so the operand packed once per thread is the smaller (the (N,V) logits of a
+     * forward: V columns, not the N rows). Slices of at least 16 rows or columns: below that
+     * the split costs more than it saves. */
+    int split_n = N > M, len = split_n ? N : M;
+    int nth = omp_get_max_threads(), chunks = len / 16 < nth ? (len / 16 > 0 ? len / 16 : 1) : nth;
     if ((double)M * N * K < 64.0 * CPU_PAR_MIN) chunks = 1;
 #pragma omp parallel for schedule(static) num_threads(chunks) if (chunks > 1)
     for (int i = 0; i < chunks; i++) {
-        int m0 = (int)((long)M * i / chunks), m1 = (int)((long)M * (i + 1) / chunks);
-        if (m1 <= m0) continue;
-        /* rows m0.. of op(A): row offset when A is (M,K), column offset when A is (K,M) */
-        const float *a = trans_a ? A + m0 : A + (size_t)m0 * lda;
+        /* slice boundaries on multiples of 16 except the last */
+        int s0 = i == 0 ? 0 : (int)((long)len * i / chunks) & ~15;
+        int s1 = i == chunks - 1 ? len : (int)((long)len * (i + 1) / chunks) & ~15;
+        if (s1 <= s0) continue;
+        const float *a = A, *b = B;
+        float *c = C;
+        int m = M, n = N;
+        if (split_n) {
+            /* columns s0.. of op(B): row offset when B is (N,K), column offset when (K,N) */
+            b = trans_b ? B + (size_t)s0 * ldb : B + s0;
+            c = C + s0;
+            n = s1 - s0;
+        } else {
+            /* rows s0.. of op(A): row offset when A is (M,K), column offset when (K,M) */
+            a = trans_a ? A + s0 : A + (size_t)s0 * lda;
+            c = C + (size_t)s0 * ldc;
+            m = s1 - s0;
+        }
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                    trans_b ? CblasTrans : CblasNoTrans, m1 - m0, N, K, alpha, a, lda, B, ldb, beta,
-                    C + (size_t)m0 * ldc, ldc);
+                    trans_b ? CblasTrans : CblasNoTrans, m, n, K, alpha, a, lda, b, ldb, beta, c,
+                    ldc);
     }
 }
 
