@@ -1,7 +1,9 @@
 /* layernorm.c — LayerNorm over the last dim with fp32 statistics (PyTorch's biased variance). */
 #include "kernels/cpu/cpu.h"
+#include "core/util.h"
 
 #include <omp.h>
+#include <stdlib.h>
 
 /* Row sums in LANES interleaved partial sums combined in a fixed order: a single running sum
  * is a chain of dependent adds that does not vectorize. */
@@ -50,62 +52,73 @@ CPU_HOT void cpu_layernorm_forward(int h, void *out_, float *mean, float *rstd, 
     }
 }
 
-/* dinp (N,C) overwritten, dw (C) +=, db (C) +=. Rows in parallel for dinp; the parameter
- * gradients in a second parallel loop over column slices so each sum runs over n in order
- * (deterministic, no race). */
+/* Rows per partial sum of dw and db: the partials are added in block order, so the
+ * parameter gradients do not depend on the thread count. */
+#define LN_BLOCK 32
+
+/* dinp (N,C) overwritten, dw (C) +=, db (C) +=. One pass over the rows: each block of LN_BLOCK
+ * rows writes its dinp rows and its partial dw, db while the rows are in cache; the partials
+ * are then summed in block order (deterministic, no race). */
 CPU_HOT void cpu_layernorm_backward(int h, void *dinp_, void *dw_, void *db_, const void *dout_,
                                     const void *inp_, const void *w_, const float *mean,
                                     const float *rstd, int N, int C) {
     float *dinp = dinp_, *dw = dw_, *db = db_;
     const float *dout = dout_, *inp = inp_, *w = w_;
+    int blocks = (N + LN_BLOCK - 1) / LN_BLOCK;
+    if (blocks == 0) return;
+    /* ops have no error path: xmalloc reports the size and exits if this fails */
+    float *partial = xmalloc((size_t)blocks * 2 * C * sizeof(float)); /* (blocks, dw | db) */
 #pragma omp parallel if ((long)N * C > CPU_PAR_MIN)
     {
 #pragma omp for schedule(static)
-        for (int n = 0; n < N; n++) {
-            const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
-            float m = mean[n], r = rstd[n];
-            /* sums of dnorm and dnorm * norm, in LANES interleaved partial sums */
-            float sdl[LANES] = {0}, sxl[LANES] = {0};
-            int c = 0;
-            for (; c + LANES <= C; c += LANES)
-                for (int j = 0; j < LANES; j++) {
-                    float dn = d[c + j] * w[c + j];
-                    sdl[j] += dn;
-                    sxl[j] += dn * (x[c + j] - m);
+        for (int blk = 0; blk < blocks; blk++) {
+            float *pw = partial + (size_t)blk * 2 * C, *pb = pw + C;
+            memset(pw, 0, 2 * (size_t)C * sizeof(float));
+            int n1 = (blk + 1) * LN_BLOCK < N ? (blk + 1) * LN_BLOCK : N;
+            for (int n = blk * LN_BLOCK; n < n1; n++) {
+                const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+                float m = mean[n], r = rstd[n];
+                /* sums of dnorm and dnorm * norm, in LANES interleaved partial sums */
+                float sdl[LANES] = {0}, sxl[LANES] = {0};
+                int c = 0;
+                for (; c + LANES <= C; c += LANES)
+                    for (int j = 0; j < LANES; j++) {
+                        float dn = d[c + j] * w[c + j];
+                        sdl[j] += dn;
+                        sxl[j] += dn * (x[c + j] - m);
+                    }
+                for (; c < C; c++) {
+                    float dn = d[c] * w[c];
+                    sdl[0] += dn;
+                    sxl[0] += dn * (x[c] - m);
                 }
-            for (; c < C; c++) {
-                float dn = d[c] * w[c];
-                sdl[0] += dn;
-                sxl[0] += dn * (x[c] - m);
-            }
-            float sd = 0.0f, sdx = 0.0f;
-            for (int j = 0; j < LANES; j++) {
-                sd += sdl[j];
-                sdx += sxl[j];
-            }
-            sd /= (float)C;
-            sdx = sdx * r / (float)C;
-            float *di = dinp + (size_t)n * C;
-            for (c = 0; c < C; c++) {
-                float xn = (x[c] - m) * r;
-                di[c] = st((d[c] * w[c] - sd - xn * sdx) * r, h);
-            }
-        }
-        int nth = omp_get_num_threads(), id = omp_get_thread_num();
-        int c0 = (int)((long)C * id / nth), c1 = (int)((long)C * (id + 1) / nth);
-        for (int n = 0; n < N; n++) {
-            const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
-            float m = mean[n], r = rstd[n];
-            for (int c = c0; c < c1; c++) {
-                dw[c] += d[c] * (x[c] - m) * r;
-                db[c] += d[c];
+                float sd = 0.0f, sdx = 0.0f;
+                for (int j = 0; j < LANES; j++) {
+                    sd += sdl[j];
+                    sdx += sxl[j];
+                }
+                sd /= (float)C;
+                sdx = sdx * r / (float)C;
+                float *di = dinp + (size_t)n * C;
+#pragma omp simd
+                for (c = 0; c < C; c++) {
+                    float xn = (x[c] - m) * r;
+                    di[c] = st((d[c] * w[c] - sd - xn * sdx) * r, h);
+                    pw[c] += d[c] * xn;
+                    pb[c] += d[c];
+                }
             }
         }
-        if (h) {
-            for (int c = c0; c < c1; c++) {
-                dw[c] = half_round(dw[c]);
-                db[c] = half_round(db[c]);
+#pragma omp for schedule(static)
+        for (int c = 0; c < C; c++) {
+            float sw = 0.0f, sb = 0.0f;
+            for (int blk = 0; blk < blocks; blk++) {
+                sw += partial[(size_t)blk * 2 * C + c];
+                sb += partial[(size_t)blk * 2 * C + C + c];
             }
+            dw[c] = st(dw[c] + sw, h);
+            db[c] = st(db[c] + sb, h);
         }
     }
+    free(partial);
 }
