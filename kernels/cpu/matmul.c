@@ -4,39 +4,83 @@
 #include <cblas.h>
 #include <omp.h>
 
+/* One sgemm call: C (M,N) = alpha op(A) op(B) + beta C, row-major. */
+struct sgemm_call {
+    int trans_a, trans_b, M, N, K;
+    float alpha;
+    const float *A;
+    int lda;
+    const float *B;
+    int ldb;
+    float beta;
+    float *C;
+    int ldc;
+};
+
+/* How many slices a call is worth: each at least 16 rows or columns, and one for a product
+ * too small to gain from threads. */
+static int sgemm_chunks(const struct sgemm_call *g, int nth) {
+    int len = g->N > g->M ? g->N : g->M;
+    if ((double)g->M * g->N * g->K < 64.0 * CPU_PAR_MIN || len < 32) return 1;
+    return len / 16 < nth ? len / 16 : nth;
+}
+
+/* Slice i of chunks of the call, on the calling thread. Each thread packs its slice of one
+ * operand and the whole other one: split the longer of M and N, so the operand packed once
+ * per thread is the smaller (the (N,V) logits of a forward: V columns, not the N rows). */
+static void sgemm_slice(const struct sgemm_call *g, int i, int chunks) {
+    int split_n = g->N > g->M, len = split_n ? g->N : g->M;
+    /* slice boundaries on multiples of 16 except the last */
+    int s0 = i == 0 ? 0 : (int)((long)len * i / chunks) & ~15;
+    int s1 = i == chunks - 1 ? len : (int)((long)len * (i + 1) / chunks) & ~15;
+    if (s1 <= s0) return;
+    const float *a = g->A, *b = g->B;
+    float *c = g->C;
+    int m = g->M, n = g->N;
+    if (split_n) {
+        /* columns s0.. of op(B): row offset when B is (N,K), column offset when (K,N) */
+        b = g->trans_b ? g->B + (size_t)s0 * g->ldb : g->B + s0;
+        c = g->C + s0;
+        n = s1 - s0;
+    } else {
+        /* rows s0.. of op(A): row offset when A is (M,K), column offset when (K,M) */
+        a = g->trans_a ? g->A + s0 : g->A + (size_t)s0 * g->lda;
+        c = g->C + (size_t)s0 * g->ldc;
+        m = s1 - s0;
+    }
+    cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
+                g->trans_b ? CblasTrans : CblasNoTrans, m, n, g->K, g->alpha, a, g->lda, b, g->ldb,
+                g->beta, c, g->ldc);
+}
+
 void cpu_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
-    /* Each thread packs its slice of one operand and the whole other one: split the longer of
-     * M and N, so the operand packed once per thread is the smaller (the (N,V) logits of a
-     * forward: V columns, not the N rows). Slices of at least 16 rows or columns: below that
-     * the split costs more than it saves. */
-    int split_n = N > M, len = split_n ? N : M;
-    int nth = omp_get_max_threads(), chunks = len / 16 < nth ? (len / 16 > 0 ? len / 16 : 1) : nth;
-    if ((double)M * N * K < 64.0 * CPU_PAR_MIN) chunks = 1;
+    struct sgemm_call g = {trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
+    int chunks = sgemm_chunks(&g, omp_get_max_threads());
 #pragma omp parallel for schedule(static) num_threads(chunks) if (chunks > 1)
-    for (int i = 0; i < chunks; i++) {
-        /* slice boundaries on multiples of 16 except the last */
-        int s0 = i == 0 ? 0 : (int)((long)len * i / chunks) & ~15;
-        int s1 = i == chunks - 1 ? len : (int)((long)len * (i + 1) / chunks) & ~15;
-        if (s1 <= s0) continue;
-        const float *a = A, *b = B;
-        float *c = C;
-        int m = M, n = N;
-        if (split_n) {
-            /* columns s0.. of op(B): row offset when B is (N,K), column offset when (K,N) */
-            b = trans_b ? B + (size_t)s0 * ldb : B + s0;
-            c = C + s0;
-            n = s1 - s0;
-        } else {
-            /* rows s0.. of op(A): row offset when A is (M,K), column offset when (K,M) */
-            a = trans_a ? A + s0 : A + (size_t)s0 * lda;
-            c = C + (size_t)s0 * ldc;
-            m = s1 - s0;
-        }
-        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                    trans_b ? CblasTrans : CblasNoTrans, m, n, K, alpha, a, lda, b, ldb, beta, c,
-                    ldc);
+    for (int i = 0; i < chunks; i++)
+        sgemm_slice(&g, i, chunks);
+}
+
+/* Two independent products of equal work at once, half the threads on each: every thread
+ * packs operands for its own slice only, where splitting each product over all threads would
+ * have every thread pack the same unsplit operand (the backward's weight and input
+ * gradients: 2 N C OC flops each). With one thread, one after the other. */
+static void cpu_sgemm_pair(const struct sgemm_call *x, const struct sgemm_call *y) {
+    int nth = omp_get_max_threads();
+    if (nth < 2 || sgemm_chunks(x, nth) < 2 || sgemm_chunks(y, nth) < 2) {
+        cpu_sgemm(x->trans_a, x->trans_b, x->M, x->N, x->K, x->alpha, x->A, x->lda, x->B,
+                  x->ldb, x->beta, x->C, x->ldc);
+        cpu_sgemm(y->trans_a, y->trans_b, y->M, y->N, y->K, y->alpha, y->A, y->lda, y->B,
+                  y->ldb, y->beta, y->C, y->ldc);
+        return;
+    }
+    int nx = sgemm_chunks(x, nth / 2), ny = sgemm_chunks(y, nth - nth / 2);
+#pragma omp parallel for schedule(static, 1) num_threads(nx + ny)
+    for (int i = 0; i < nx + ny; i++) {
+        if (i < nx) sgemm_slice(x, i, nx);
+        else sgemm_slice(y, i - nx, ny);
     }
 }
 
@@ -61,11 +105,14 @@ CPU_HOT void cpu_matmul_backward(int h, void *dinp, void *dw, void *db_, const v
                                  const void *inp, const void *w, int N, int C, int OC) {
     const float *dout = dout_;
     float *db = db_;
+    struct sgemm_call gw = {1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C};
     if (dinp) {
-        cpu_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
+        struct sgemm_call gi = {0, 0, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C};
+        cpu_sgemm_pair(&gi, &gw);
         cpu_round_storage(dinp, (size_t)N * C, h);
+    } else {
+        cpu_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
     }
-    cpu_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
     cpu_round_storage(dw, (size_t)OC * C, h);
     if (db) {
         /* each thread owns a slice of the OC columns and sums rows in order: deterministic */

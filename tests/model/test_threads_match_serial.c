@@ -3,8 +3,9 @@
  * small parity and gradient tests exercise only the serial paths; this runs forward + backward
  * with dropout on a model big enough to cross every threshold (N*C = 49152, N*V = 393216),
  * with 1 and with 3 OpenMP threads, and compares loss, logits and every gradient. Products are
- * split by output rows only and reductions run in a fixed order, so the results agree to
- * rounding (OpenBLAS may block a row slice differently): limit 1e-5 of each tensor's max. */
+ * split by output rows or columns (a backward's two products also run side by side) and
+ * reductions run in a fixed order, so the results agree to rounding (OpenBLAS may block a
+ * slice differently): limit 1e-5 of each tensor's max. */
 #include "core/config.h"
 #include "core/model.h"
 
