@@ -3,16 +3,19 @@
  * Adam) of an XLM causal LM in fp32 on the CPU and prints training tokens per second.
  *
  * usage: cpu_step [DIM LAYERS HEADS VOCAB B T WARMUP_STEPS TIMED_STEPS]
- * The thread count is OpenMP's (OMP_NUM_THREADS) and OpenBLAS's (OPENBLAS_NUM_THREADS). */
+ * The thread count is OpenMP's (OMP_NUM_THREADS) and OpenBLAS's (OPENBLAS_NUM_THREADS).
+ * XLMC_BENCH_OPS=1 also prints where the timed steps spent their time, op by op. */
 #include "core/comm.h"
 #include "core/config.h"
 #include "core/model.h"
 #include "core/trainer.h"
 #include "core/util.h"
+#include "tests/bench/op_timer.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int main(int argc, char **argv)
 {
@@ -37,8 +40,11 @@ int main(int argc, char **argv)
              vocab, dim, layers, heads, 4 * dim, T + 1, B * T, B, T);
     struct xlmc_config cfg;
     if (config_parse_string(ini, "cpu_step", &cfg)) return 1;
+    const char *by_op = getenv("XLMC_BENCH_OPS");
+    int timing = by_op && *by_op && strcmp(by_op, "0") != 0;
+    const struct ops *ops = ops_cpu(OPS_FP32);
     struct model m;
-    if (model_create(&m, &cfg, ops_cpu(OPS_FP32))) return 1;
+    if (model_create(&m, &cfg, timing ? op_timer_wrap(ops) : ops)) return 1;
     model_init_weights(&m, 1);
     struct comm *c = comm_local_create();
     struct trainer t;
@@ -65,6 +71,7 @@ int main(int argc, char **argv)
     struct step_stats st;
     for (int s = 0; s < warm; s++)
         if (trainer_step(&t, &batch, 1, &st)) return 1;
+    if (timing) op_timer_reset();
     double t0 = now_seconds();
     for (int s = 0; s < timed; s++)
         if (trainer_step(&t, &batch, 1, &st)) return 1;
@@ -72,6 +79,10 @@ int main(int argc, char **argv)
     printf("xlmc: dim %d layers %d heads %d vocab %d B %d T %d: %d steps in %.3f s, loss %.4f\n",
            dim, layers, heads, vocab, B, T, timed, seconds, st.loss);
     printf("xlmc tokens/s %.1f\n", (double)n * timed / seconds);
+    if (timing) {
+        printf("step %.2f ms; ", seconds * 1e3 / timed);
+        op_timer_report(stdout, timed);
+    }
 
     free(ids);
     free(langs);

@@ -10,6 +10,7 @@
 # torch alike; XLMC_BENCH_THREADS=1 compares single-threaded.
 # Repeats: XLMC_BENCH_REPEAT (default 3) runs of each, alternating, best of each kept, so that
 # other load on a shared machine penalizes both sides alike rather than whichever ran second.
+# Where xlmc's step goes, op by op: XLMC_BENCH_OPS=1 build/tests/bench/bench_cpu_step
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../../build/tests/bench/bench_cpu_step}
