@@ -539,16 +539,14 @@ void model_backward(struct model *m, const struct batch *b, uint64_t seed, uint6
     pl->logits_grad_scale = 0.0f; /* the logits hold a gradient: no second backward */
     if (!fused) {
         ops->memset0(G, m->num_params * ops->storage_bytes);
-        if (!pl->have_targets)
-            ops->to_device(pl->targets, b->targets, (size_t)N * sizeof(int32_t));
+        if (!pl->have_targets) ops->to_device(pl->targets, b->targets, (size_t)N * sizeof(int32_t));
         ops->classifier(pl->losses, pl->logits, NULL, NULL, pl->targets, N, V, dscale);
     }
     const void *x_last = pl->L ? pl->layers[pl->L - 1].h2 : pl->x0;
     /* dlogits (N,V) -> dx (N,C), dwte += dlogits^T x, dpb += (the forward's loss op summed
      * dpb already when fused) */
-    ops->matmul_backward(pl->g_h, param_at(m, G, P_WTE, 0),
-                         fused ? NULL : param_at(m, G, P_PB, 0), pl->logits, x_last,
-                         param_at(m, W, P_WTE, 0), N, C, V);
+    ops->matmul_backward(pl->g_h, param_at(m, G, P_WTE, 0), fused ? NULL : param_at(m, G, P_PB, 0),
+                         pl->logits, x_last, param_at(m, W, P_WTE, 0), N, C, V);
     struct dropout_key k;
     for (int l = pl->L - 1; l >= 0; l--) {
         struct layer_acts *a = &pl->layers[l];

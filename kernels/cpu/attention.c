@@ -73,16 +73,15 @@ static void transpose_head(float *dst, const float *src, int T, int C, int HS) {
 /* rows [r0, r0+rows) of sc (T,T) over keys [0, c1) = scale * q_bh @ kt, kt = k_bh^T (HS,T) */
 static void scores_tile(float *sc, const float *qh, const float *kt, int r0, int rows, int c1,
                         int T, int C, int HS, float scale) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, c1, HS, scale,
-                qh + (size_t)r0 * C, C, kt, T, 0.0f, sc + (size_t)r0 * T, T);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, c1, HS, scale, qh + (size_t)r0 * C,
+                C, kt, T, 0.0f, sc + (size_t)r0 * T, T);
 }
 
 /* Rows [r0, c1) of the post-dropout probabilities P' = dropout(P) of head hd of sequence b,
  * from the saved P rows of a into pd (ld T), columns [0, c1) (zero past the diagonal).
  * Forward and backward draw the same mask through this one function. */
-CPU_INLINE void dropped_tile(int h, float *pd, const float *a, int r0, int c1, int T, int hd,
-                             int b, const struct dropout_key *key, uint32_t thr,
-                             float keep_scale) {
+CPU_INLINE void dropped_tile(int h, float *pd, const float *a, int r0, int c1, int T, int hd, int b,
+                             const struct dropout_key *key, uint32_t thr, float keep_scale) {
     for (int t = r0; t < c1; t++) {
         float *row = pd + (size_t)t * T;
         memcpy(row, a + (size_t)t * T, (size_t)(t + 1) * sizeof(float));
@@ -178,8 +177,7 @@ CPU_HOT void cpu_attention_backward(int h, void *dq_, void *dk_, void *dv_, void
             /* dv keys [0, c1) (+)= P' (queries of the tile, keys [0, c1))^T @ dout: keys
              * [r0, c1) meet their first queries here */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r0, HS, rows, 1.0f,
-                        pdr + (size_t)r0 * T, T, dout + off + (size_t)r0 * C, C, 1.0f, dv + off,
-                        C);
+                        pdr + (size_t)r0 * T, T, dout + off + (size_t)r0 * C, C, 1.0f, dv + off, C);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, HS, rows, 1.0f,
                         pdr + (size_t)r0 * T + r0, T, dout + off + (size_t)r0 * C, C, 0.0f,
                         dv + off + (size_t)r0 * C, C);

@@ -67,7 +67,8 @@ CPU_HOT void cpu_classifier(int h, float *losses, void *logits_, const void *bia
             int t = targets[n];
             if (t < 0) {
                 losses[n] = 0.0f;
-                if (dscale != 0.0f) memset(l, 0, (size_t)V * sizeof(float));
+                if (dscale != 0.0f)
+                    memset(l, 0, (size_t)V * sizeof(float));
                 else if (bias)
                     for (int i = 0; i < V; i++)
                         l[i] = st(l[i] + bias[i], h);

@@ -52,6 +52,13 @@
 #define CPU_PF_BLOCK 256
 #define CPU_PF_AHEAD 8192
 
+/* elements [i0, end) of block blk of an array of n, in blocks of CPU_PF_BLOCK */
+CPU_INLINE size_t pf_block_end(size_t blk, size_t n) {
+    size_t end = (blk + 1) * CPU_PF_BLOCK;
+    return end < n ? end : n;
+}
+#define PF_BLOCKS(n) (((n) + CPU_PF_BLOCK - 1) / CPU_PF_BLOCK)
+
 /* prefetch the cache lines of [p + CPU_PF_AHEAD, p + CPU_PF_AHEAD + bytes) */
 CPU_INLINE void prefetch_ahead(const void *p, size_t bytes) {
     uintptr_t a = (uintptr_t)p + CPU_PF_AHEAD;
@@ -263,12 +270,13 @@ CPU_INLINE void philox4x32_10_x16_generic(uint32_t c0, uint32_t c1, uint32_t c2,
 __attribute__((target("avx512f"))) static inline void
 philox4x32_10_x16_avx512(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
                          uint32_t k1, uint32_t out[64]) {
-    __m512i a = _mm512_add_epi32(
-        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-        _mm512_set1_epi32((int)c0));
+    __m512i a =
+        _mm512_add_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                         _mm512_set1_epi32((int)c0));
     __m512i b = _mm512_set1_epi32((int)c1), c = _mm512_set1_epi32((int)c2);
     __m512i d = _mm512_set1_epi32((int)c3);
-    const __m512i m0 = _mm512_set1_epi32((int)0xD2511F53u), m1 = _mm512_set1_epi32((int)0xCD9E8D57u);
+    const __m512i m0 = _mm512_set1_epi32((int)0xD2511F53u),
+                  m1 = _mm512_set1_epi32((int)0xCD9E8D57u);
     for (int round = 0; round < 10; round++) {
         /* high words: even lanes from the even products shifted down, odd lanes from the odd
          * products' upper halves */
@@ -353,8 +361,8 @@ CPU_INLINE void dropout_span(float *x, int len, uint64_t e0, uint32_t row,
  * The causal attention rows have every length from 1 to T, and the 16-lane Philox on a
  * partly used block costs less than the narrow paths on the remainder. */
 CPU_INLINE void dropout_span_padded(float *x, int len, int cap, uint64_t e0, uint32_t row,
-                                    const struct dropout_key *key, uint32_t thr,
-                                    float keep_scale, int h) {
+                                    const struct dropout_key *key, uint32_t thr, float keep_scale,
+                                    int h) {
     int i = 0;
     if (CPU_WIDE && (e0 & 3) == 0)
         for (; i < len && i + 64 <= cap; i += 64)
@@ -391,8 +399,7 @@ void cpu_residual_forward(int h, void *out, const void *a, const void *b, size_t
 void cpu_dropout(int h, void *x, int B, int T, int C, float p, const struct dropout_key *key);
 void cpu_mask_padding(int h, void *x, const int32_t *lengths, int B, int T, int C);
 void cpu_classifier(int h, float *losses, void *logits, const void *bias, void *dbias,
-                    const int32_t *targets, int N, int V,
-                    float dscale);
+                    const int32_t *targets, int N, int V, float dscale);
 void cpu_adam_update(int h, float *master, void *copy, const float *grad, float *m, float *v,
                      size_t n, float lr, float beta1, float beta2, float eps, float wd,
                      float grad_scale, int t, const uint8_t *decay_mask);

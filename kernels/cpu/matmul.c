@@ -70,17 +70,19 @@ void cpu_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const
 static void cpu_sgemm_pair(const struct sgemm_call *x, const struct sgemm_call *y) {
     int nth = omp_get_max_threads();
     if (nth < 2 || sgemm_chunks(x, nth) < 2 || sgemm_chunks(y, nth) < 2) {
-        cpu_sgemm(x->trans_a, x->trans_b, x->M, x->N, x->K, x->alpha, x->A, x->lda, x->B,
-                  x->ldb, x->beta, x->C, x->ldc);
-        cpu_sgemm(y->trans_a, y->trans_b, y->M, y->N, y->K, y->alpha, y->A, y->lda, y->B,
-                  y->ldb, y->beta, y->C, y->ldc);
+        cpu_sgemm(x->trans_a, x->trans_b, x->M, x->N, x->K, x->alpha, x->A, x->lda, x->B, x->ldb,
+                  x->beta, x->C, x->ldc);
+        cpu_sgemm(y->trans_a, y->trans_b, y->M, y->N, y->K, y->alpha, y->A, y->lda, y->B, y->ldb,
+                  y->beta, y->C, y->ldc);
         return;
     }
     int nx = sgemm_chunks(x, nth / 2), ny = sgemm_chunks(y, nth - nth / 2);
 #pragma omp parallel for schedule(static, 1) num_threads(nx + ny)
     for (int i = 0; i < nx + ny; i++) {
-        if (i < nx) sgemm_slice(x, i, nx);
-        else sgemm_slice(y, i - nx, ny);
+        if (i < nx)
+            sgemm_slice(x, i, nx);
+        else
+            sgemm_slice(y, i - nx, ny);
     }
 }
 

@@ -22,10 +22,9 @@ static inline float erf_as(float x) {
 CPU_HOT void cpu_gelu_forward(int h, void *out_, const void *inp_, size_t n) {
     float *out = out_;
     const float *inp = inp_;
-    size_t blocks = (n + CPU_PF_BLOCK - 1) / CPU_PF_BLOCK;
 #pragma omp parallel for schedule(static) if ((long)n > CPU_PAR_MIN)
-    for (size_t blk = 0; blk < blocks; blk++) {
-        size_t i0 = blk * CPU_PF_BLOCK, i1 = i0 + CPU_PF_BLOCK < n ? i0 + CPU_PF_BLOCK : n;
+    for (size_t blk = 0; blk < PF_BLOCKS(n); blk++) {
+        size_t i0 = blk * CPU_PF_BLOCK, i1 = pf_block_end(blk, n);
         prefetch_ahead(inp + i0, CPU_PF_BLOCK * sizeof(float));
 #pragma omp simd
         for (size_t i = i0; i < i1; i++) {
@@ -40,10 +39,9 @@ CPU_HOT void cpu_gelu_forward(int h, void *out_, const void *inp_, size_t n) {
 CPU_HOT void cpu_gelu_backward(int h, void *dinp_, const void *inp_, const void *dout_, size_t n) {
     float *dinp = dinp_;
     const float *inp = inp_, *dout = dout_;
-    size_t blocks = (n + CPU_PF_BLOCK - 1) / CPU_PF_BLOCK;
 #pragma omp parallel for schedule(static) if ((long)n > CPU_PAR_MIN)
-    for (size_t blk = 0; blk < blocks; blk++) {
-        size_t i0 = blk * CPU_PF_BLOCK, i1 = i0 + CPU_PF_BLOCK < n ? i0 + CPU_PF_BLOCK : n;
+    for (size_t blk = 0; blk < PF_BLOCKS(n); blk++) {
+        size_t i0 = blk * CPU_PF_BLOCK, i1 = pf_block_end(blk, n);
         prefetch_ahead(inp + i0, CPU_PF_BLOCK * sizeof(float));
         prefetch_ahead(dout + i0, CPU_PF_BLOCK * sizeof(float));
 #pragma omp simd
@@ -63,10 +61,9 @@ CPU_HOT void cpu_gelu_backward(int h, void *dinp_, const void *inp_, const void 
 CPU_HOT void cpu_residual_forward(int h, void *out_, const void *a_, const void *b_, size_t n) {
     float *out = out_;
     const float *a = a_, *b = b_;
-    size_t blocks = (n + CPU_PF_BLOCK - 1) / CPU_PF_BLOCK;
 #pragma omp parallel for schedule(static) if ((long)n > CPU_PAR_MIN)
-    for (size_t blk = 0; blk < blocks; blk++) {
-        size_t i0 = blk * CPU_PF_BLOCK, i1 = i0 + CPU_PF_BLOCK < n ? i0 + CPU_PF_BLOCK : n;
+    for (size_t blk = 0; blk < PF_BLOCKS(n); blk++) {
+        size_t i0 = blk * CPU_PF_BLOCK, i1 = pf_block_end(blk, n);
         prefetch_ahead(a + i0, CPU_PF_BLOCK * sizeof(float));
         prefetch_ahead(b + i0, CPU_PF_BLOCK * sizeof(float));
         for (size_t i = i0; i < i1; i++)

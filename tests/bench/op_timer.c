@@ -7,16 +7,36 @@
 #include <string.h>
 
 enum {
-    T_MEMSET0, T_FROM_F32, T_TO_F32, T_GRAD_ACC, T_EMBED_F, T_EMBED_B, T_LN_F, T_LN_B, T_MM_F,
-    T_MM_B, T_ATT_F, T_ATT_B, T_GELU_F, T_GELU_B, T_RESIDUAL, T_DROPOUT, T_MASK, T_CLASSIFIER,
-    T_UNSCALE, T_NORM, T_ADAM, T_COUNT
+    T_MEMSET0,
+    T_FROM_F32,
+    T_TO_F32,
+    T_GRAD_ACC,
+    T_EMBED_F,
+    T_EMBED_B,
+    T_LN_F,
+    T_LN_B,
+    T_MM_F,
+    T_MM_B,
+    T_ATT_F,
+    T_ATT_B,
+    T_GELU_F,
+    T_GELU_B,
+    T_RESIDUAL,
+    T_DROPOUT,
+    T_MASK,
+    T_CLASSIFIER,
+    T_UNSCALE,
+    T_NORM,
+    T_ADAM,
+    T_COUNT
 };
 static const char *const NAMES[T_COUNT] = {
-    "memset0", "storage_from_f32", "storage_to_f32", "grad_accumulate", "embed_forward",
-    "embed_backward", "layernorm_forward", "layernorm_backward", "matmul_forward",
-    "matmul_backward", "attention_forward", "attention_backward", "gelu_forward",
-    "gelu_backward", "residual_forward", "dropout", "mask_padding", "classifier",
-    "unscale_check", "norm_squared", "adam_update",
+    "memset0",        "storage_from_f32", "storage_to_f32",    "grad_accumulate",
+    "embed_forward",  "embed_backward",   "layernorm_forward", "layernorm_backward",
+    "matmul_forward", "matmul_backward",  "attention_forward", "attention_backward",
+    "gelu_forward",   "gelu_backward",    "residual_forward",  "dropout",
+    "mask_padding",   "classifier",       "unscale_check",     "norm_squared",
+    "adam_update",
 };
 
 static struct ops g_inner, g_timed;
@@ -56,27 +76,26 @@ static void w_ln_f(void *out, float *mean, float *rstd, const void *inp, const v
                    const void *b, int N, int C, float eps) {
     TIMED(T_LN_F, g_inner.layernorm_forward(out, mean, rstd, inp, w, b, N, C, eps));
 }
-static void w_ln_b(void *dinp, void *dw, void *db, const void *dout, const void *inp,
-                   const void *w, const float *mean, const float *rstd, int N, int C) {
+static void w_ln_b(void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w,
+                   const float *mean, const float *rstd, int N, int C) {
     TIMED(T_LN_B, g_inner.layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C));
 }
-static void w_mm_f(void *out, const void *inp, const void *w, const void *b, int N, int C,
-                   int OC) {
+static void w_mm_f(void *out, const void *inp, const void *w, const void *b, int N, int C, int OC) {
     TIMED(T_MM_F, g_inner.matmul_forward(out, inp, w, b, N, C, OC));
 }
-static void w_mm_b(void *dinp, void *dw, void *db, const void *dout, const void *inp,
-                   const void *w, int N, int C, int OC) {
+static void w_mm_b(void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w,
+                   int N, int C, int OC) {
     TIMED(T_MM_B, g_inner.matmul_backward(dinp, dw, db, dout, inp, w, N, C, OC));
 }
-static void w_att_f(void *out, void *att, const void *q, const void *k, const void *v, int B,
-                    int T, int C, int NH, float p, const struct dropout_key *key) {
+static void w_att_f(void *out, void *att, const void *q, const void *k, const void *v, int B, int T,
+                    int C, int NH, float p, const struct dropout_key *key) {
     TIMED(T_ATT_F, g_inner.attention_forward(out, att, q, k, v, B, T, C, NH, p, key));
 }
-static void w_att_b(void *dq, void *dk, void *dv, void *scratch, const void *dout,
-                    const void *att, const void *q, const void *k, const void *v, int B, int T,
-                    int C, int NH, float p, const struct dropout_key *key) {
-    TIMED(T_ATT_B, g_inner.attention_backward(dq, dk, dv, scratch, dout, att, q, k, v, B, T, C,
-                                              NH, p, key));
+static void w_att_b(void *dq, void *dk, void *dv, void *scratch, const void *dout, const void *att,
+                    const void *q, const void *k, const void *v, int B, int T, int C, int NH,
+                    float p, const struct dropout_key *key) {
+    TIMED(T_ATT_B,
+          g_inner.attention_backward(dq, dk, dv, scratch, dout, att, q, k, v, B, T, C, NH, p, key));
 }
 static void w_gelu_f(void *out, const void *inp, size_t n) {
     TIMED(T_GELU_F, g_inner.gelu_forward(out, inp, n));
@@ -148,7 +167,8 @@ void op_timer_reset(void) {
 
 void op_timer_report(FILE *f, int steps) {
     double total = 0;
-    for (int i = 0; i < T_COUNT; i++) total += g_seconds[i];
+    for (int i = 0; i < T_COUNT; i++)
+        total += g_seconds[i];
     fprintf(f, "per op, ms per step (calls per step):\n");
     for (int i = 0; i < T_COUNT; i++)
         if (g_calls[i])

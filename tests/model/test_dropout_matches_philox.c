@@ -78,7 +78,8 @@ static int check_attention(int B, int T, int C, int NH, float p) {
                     same += ap[i] == a0[i];
                 }
     printf("attention dropout B=%d T=%d NH=%d p=%.2f: %ld mismatches, saved probabilities "
-           "equal without dropout: %ld of %zu\n", B, T, NH, p, bad, same, na);
+           "equal without dropout: %ld of %zu\n",
+           B, T, NH, p, bad, same, na);
     free(q);
     free(k);
     free(v);
