@@ -220,7 +220,7 @@ void model_sync_weights(struct model *m) {
 /* Per-layer activations, all storage (N = B*T) unless noted. */
 struct layer_acts {
     void *q, *k, *v; /* (N,C) projections */
-    void *att;       /* (B,NH,T,T) post-dropout probabilities */
+    void *att;       /* (B,NH,T,T) probabilities before dropout */
     void *y;         /* (N,C) attention output before out_lin */
     void *r1, *h1;   /* (N,C) first residual sum, its LayerNorm */
     void *f1, *g;    /* (N,F) lin1 output, its GELU */
