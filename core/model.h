@@ -109,10 +109,10 @@ float model_forward(struct model *m, const struct batch *b, int training, uint64
 float model_forward_train(struct model *m, const struct batch *b, uint64_t seed, uint64_t step,
                           float loss_scale, double denom, long *count);
 
-/* Backward of the last model_forward or model_forward_train (with targets): SETS m->grads (storage) to the gradient
- * of loss_scale * sum_loss / denom, where sum_loss is this batch's summed token loss and denom
- * the number of counted targets over the whole global step, so that micro-batches and ranks
- * summed together give the gradient of the step's mean loss. */
+/* Backward of the last model_forward or model_forward_train (with targets): SETS m->grads
+ * (storage) to the gradient of loss_scale * sum_loss / denom, where sum_loss is this batch's
+ * summed token loss and denom the number of counted targets over the whole global step, so
+ * that micro-batches and ranks summed together give the gradient of the step's mean loss. */
 void model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64_t step,
                     float loss_scale, double denom);
 

@@ -59,7 +59,8 @@ void optim_adam_update(struct model *m, float *master, const float *grad, float 
                        long step)
 {
     const struct train_config *tc = &m->cfg.train;
-    m->ops->adam_update(master, m->weights_are_master ? NULL : m->weights, grad, mom_m, mom_v, m->num_params, lr,
-                        tc->beta1, tc->beta2, tc->adam_eps, tc->weight_decay, grad_scale,
-                        (int)(step + 1), decay_mask);
+    void *copy = m->weights_are_master ? NULL : m->weights; /* nothing to copy to */
+    m->ops->adam_update(master, copy, grad, mom_m, mom_v, m->num_params, lr, tc->beta1,
+                        tc->beta2, tc->adam_eps, tc->weight_decay, grad_scale, (int)(step + 1),
+                        decay_mask);
 }

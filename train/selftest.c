@@ -373,7 +373,8 @@ static void check_classifier(struct st_ctx *c, int N, int V)
     free(t);
     struct tpair logits = tp_random(c, T_STORAGE, (size_t)N * V, -4, 4);
     struct tpair loss = tp_new(c, T_F32, N, NULL);
-    c->ref->classifier(loss.r, logits.r, NULL, NULL, tg.r, N, V, 0.f); /* loss only: logits untouched */
+    /* loss only: logits untouched */
+    c->ref->classifier(loss.r, logits.r, NULL, NULL, tg.r, N, V, 0.f);
     c->dev->classifier(loss.d, logits.d, NULL, NULL, tg.d, N, V, 0.f);
     CHECK(loss, "loss", tl(c, 1e-5, 1e-5, 1e-4, 1e-4));
     CHECK(logits, "logits", tl(c, 0, 0, 0, 0));

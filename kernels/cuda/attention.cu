@@ -36,8 +36,8 @@ __global__ void attention_softmax_kernel(S *att, S *pd, const float *scores, int
         st(att + (size_t)r * T + s, p);
         if (pd) {
             p = ld(att + (size_t)r * T + s);
-            p = s <= t && dropout_keep(seed, step, row0 + b, tensor, e0 + s, threshold) ? p * keep_scale : 0.f;
-            st(pd + (size_t)r * T + s, p);
+            int keep = s <= t && dropout_keep(seed, step, row0 + b, tensor, e0 + s, threshold);
+            st(pd + (size_t)r * T + s, keep ? p * keep_scale : 0.f);
         }
     }
 }
