@@ -8,7 +8,12 @@
  * that language's next windows in the epoch's shuffled order (seed, language, epoch). Rank r
  * processes blocks r, r + world, r + 2*world, ... of each step (its accumulation steps), and
  * every rank advances the cursors of all blocks, so the state below is the same on every rank
- * and a checkpoint written with one world size resumes with another. */
+ * and a checkpoint written with one world size resumes with another.
+ *
+ * Memory and start-up do not grow with the corpus: open reads each shard's attributes and
+ * layout only; a window is read from its shard (format version 2) when a step needs it, and
+ * the epoch's order is a keyed bijection computed per position, not a stored permutation.
+ * Version-1 shards (compressed) are read whole into memory, as `resident` reads every shard. */
 #ifndef XLMC_LOADER_H
 #define XLMC_LOADER_H
 
@@ -32,6 +37,8 @@ struct loader_opts {
     int vocab_size;           /* token ids >= this in a shard are an error */
     int shuffle;              /* 1 for training; 0: sequential (evaluation) */
     int prefetch;             /* 1: a background thread reads ahead */
+    int resident;             /* 1: read every shard whole into memory at open (the in-memory
+                               * definition of the stream; tests compare the default with it) */
 };
 
 /* The loader's position: small, identical on every rank, stored in checkpoints. */
