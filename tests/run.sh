@@ -18,7 +18,7 @@ say() { printf '\n== %s ==\n' "$*"; }
 
 # ---- 1. packages ----
 debs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
-      libopenblas-dev libinih-dev libjansson-dev libxxhash-dev zlib1g-dev gnuplot-nox
+      libopenblas-dev libinih-dev libjansson-dev libxxhash-dev xxhash zlib1g-dev gnuplot-nox
       debian-handbook python3-pip shellcheck)
 missing=()
 for p in "${debs[@]}"; do
