@@ -507,6 +507,28 @@ void shard_free(struct shard *s) {
     s->sources = NULL;
 }
 
+int shard_upgrade(const char *path) {
+    struct shard sh;
+    if (shard_read(path, 0, 1, &sh)) return -1;
+    if (sh.meta.version == SHARD_FORMAT_VERSION) {
+        shard_free(&sh);
+        return 1;
+    }
+    struct shard_writer w;
+    shard_writer_init(&w, &sh.meta);
+    for (char *p = sh.sources, *e; p && (e = strchr(p, '\n')); p = e + 1) {
+        *e = '\0';
+        shard_writer_add_source(&w, p);
+    }
+    for (int64_t i = 0; i < sh.meta.n_sentences; i++)
+        shard_writer_append(&w, sh.tokens + sh.offsets[i],
+                            (size_t)(sh.offsets[i + 1] - sh.offsets[i]));
+    int rc = shard_writer_flush(&w, path);
+    shard_writer_free(&w);
+    shard_free(&sh);
+    return rc;
+}
+
 static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }

@@ -77,6 +77,11 @@ struct shard {
 int shard_read(const char *path, uint64_t want_hash, int tokens, struct shard *s);
 void shard_free(struct shard *s);
 
+/* Rewrite a version-1 shard as version 2 in place: the new file is written as path.tmp and
+ * renamed over path, so a crash leaves the old shard or the new one, never half of one.
+ * 0 when upgraded, 1 when it already was version 2, -1 after an error naming the file. */
+int shard_upgrade(const char *path);
+
 /* Shard files of `split` in dir ("<split>-*.h5"), sorted by name: a malloc'd array of
  * malloc'd paths (*n of them). 0, or -1 after an error naming the directory. */
 int shard_list(const char *dir, const char *split, char ***paths, int *n);
