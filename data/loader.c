@@ -161,11 +161,11 @@ static int fill_step(struct loader *l, struct step_buf *b, struct loader_state *
                 st->epoch[k]++;
                 st->cursor[k] = 0;
             }
-            uint64_t w = window_of(l, k, st->epoch[k], st->cursor[k]++);
-            if (!mine) continue;
+            uint64_t c = st->cursor[k]++;
+            if (!mine) continue; /* other ranks' rows advance the cursor only */
             size_t row = blk * (size_t)rows + (size_t)r;
             l->plan[row].lang = k;
-            l->plan[row].win = w;
+            l->plan[row].win = window_of(l, k, st->epoch[k], c);
             b->langs[row] = k;
         }
     }

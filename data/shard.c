@@ -385,11 +385,11 @@ static char *read_sources(hid_t f) {
 static int read_v2_data(hid_t f, const char *path, struct shard *s) {
     struct shard_meta *m = &s->meta;
     int64_t n = m->n_tokens + m->n_sentences;
-    int64_t n_sums = (n + SHARD_SUM_TOKENS - 1) / SHARD_SUM_TOKENS, block = 0;
-    int64_t ntok = dataset_len(f, "tokens");
-    if (ntok != n || dataset_len(f, "offsets") != m->n_sentences + 1 ||
-        dataset_len(f, "checksums") != n_sums ||
-        attr_read_i64(f, "checksum_tokens", &block) || block != SHARD_SUM_TOKENS)
+    int64_t block = 0;
+    if (attr_read_i64(f, "checksum_tokens", &block) || block < 1 || block > (1 << 20)) block = -1;
+    int64_t n_sums = block > 0 ? (n + block - 1) / block : -1;
+    if (dataset_len(f, "tokens") != n || dataset_len(f, "offsets") != m->n_sentences + 1 ||
+        block < 0 || dataset_len(f, "checksums") != n_sums)
         return xlmc_error("%s: the tokens/offsets/checksums datasets are missing or disagree "
                           "with n_tokens = %lld, n_sentences = %lld (version 2)",
                           path, (long long)m->n_tokens, (long long)m->n_sentences);

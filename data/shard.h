@@ -24,7 +24,8 @@
 #include <stdint.h>
 
 #define SHARD_FORMAT_VERSION 2
-#define SHARD_SUM_TOKENS 8192 /* tokens per checksum block (version 2) */
+#define SHARD_SUM_TOKENS 1024 /* tokens per checksum block (version 2): what a first read
+                               * of a block costs beyond the window itself */
 
 /* Language ids follow XLM's alphabetical convention for the en-de model. -1 if unknown. */
 int shard_lang_id(const char *code);
@@ -101,7 +102,7 @@ struct shard_stream {
     int elem;                   /* bytes per id: 2 or 4 */
     int64_t n;                  /* ids in /tokens, </s> included */
     uint64_t tok_at, sums_at;   /* file offsets of /tokens and /checksums */
-    int64_t n_sums;             /* checksum blocks */
+    int64_t block, n_sums;      /* tokens per checksum block (checksum_tokens), blocks */
     int64_t vocab_limit;        /* ids must be below this */
     uint8_t *verified;          /* (ceil(n_sums / 8)) bitmap of verified blocks */
     uint8_t *scratch;           /* one block of raw bytes */

@@ -55,8 +55,9 @@ static int stream_layout(hid_t f, const char *path, const struct shard_meta *m,
     hid_t a = H5Aexists(f, "checksum_tokens") > 0 ? H5Aopen(f, "checksum_tokens", H5P_DEFAULT) : -1;
     if (a < 0 || H5Aread(a, H5T_NATIVE_INT64, &block) < 0) block = 0;
     if (a >= 0) H5Aclose(a);
-    s->n_sums = (s->n + SHARD_SUM_TOKENS - 1) / SHARD_SUM_TOKENS;
-    if (s->n != m->n_tokens + m->n_sentences || block != SHARD_SUM_TOKENS || n_sums != s->n_sums)
+    s->block = block;
+    s->n_sums = block > 0 && block <= (1 << 20) ? (s->n + block - 1) / block : -1;
+    if (s->n != m->n_tokens + m->n_sentences || n_sums != s->n_sums)
         return xlmc_error("%s: %lld ids in /tokens, %lld checksums of %lld tokens, for %lld "
                           "tokens and %lld sentences: the shard is inconsistent",
                           path, (long long)s->n, (long long)n_sums, (long long)block,
@@ -119,10 +120,10 @@ static uint32_t id_at(const uint8_t *p, int elem) {
 
 /* Checksum block c: read it, compare its XXH64 with the stored one, check its ids. */
 static int verify_block(struct shard_stream *s, int64_t c) {
-    int64_t a = c * SHARD_SUM_TOKENS, e = a + SHARD_SUM_TOKENS < s->n ? a + SHARD_SUM_TOKENS : s->n;
+    int64_t a = c * s->block, e = a + s->block < s->n ? a + s->block : s->n;
     size_t len = (size_t)(e - a) * (size_t)s->elem;
     uint8_t want[8];
-    if (!s->scratch) s->scratch = xmalloc((size_t)SHARD_SUM_TOKENS * 4);
+    if (!s->scratch) s->scratch = xmalloc((size_t)s->block * 4);
     if (read_at(s, s->scratch, len, s->tok_at + (uint64_t)a * (uint64_t)s->elem) ||
         read_at(s, want, 8, s->sums_at + (uint64_t)c * 8))
         return -1;
@@ -148,7 +149,7 @@ int shard_stream_read(struct shard_stream *s, int64_t pos, int64_t n, int32_t *o
     if (pos < 0 || n < 0 || pos + n > s->n)
         return xlmc_error("%s: ids %lld..%lld requested, the stream has %lld", s->path,
                           (long long)pos, (long long)(pos + n), (long long)s->n);
-    for (int64_t c = pos / SHARD_SUM_TOKENS; n && c <= (pos + n - 1) / SHARD_SUM_TOKENS; c++)
+    for (int64_t c = pos / s->block; n && c <= (pos + n - 1) / s->block; c++)
         if (!(s->verified[c / 8] >> (c % 8) & 1) && verify_block(s, c)) return -1;
     /* Decode in place: the raw bytes go to the tail of out, ids fill it from the front. */
     uint8_t *raw = (uint8_t *)out + (size_t)n * (4 - (size_t)s->elem);
@@ -161,10 +162,10 @@ int shard_stream_read(struct shard_stream *s, int64_t pos, int64_t n, int32_t *o
 
 void shard_stream_willneed(struct shard_stream *s, int64_t pos, int64_t n) {
     if (n <= 0 || (s->fd < 0 && read_at(s, NULL, 0, 0))) return;
-    int64_t c = pos / SHARD_SUM_TOKENS;
+    int64_t c = pos / s->block;
     if (!(s->verified[c / 8] >> (c % 8) & 1)) { /* the whole block will be read */
-        pos = c * SHARD_SUM_TOKENS;
-        n = SHARD_SUM_TOKENS;
+        pos = c * s->block;
+        n = s->block;
     }
     (void)posix_fadvise(s->fd, (off_t)(s->tok_at + (uint64_t)pos * (uint64_t)s->elem),
                         (off_t)((uint64_t)n * (uint64_t)s->elem), POSIX_FADV_WILLNEED);

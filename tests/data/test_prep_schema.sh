@@ -51,17 +51,17 @@ grep -q CONTIGUOUS "$t/tokprops" && ! grep -q DEFLATE "$t/tokprops"
 check tokens_contiguous $? "tokens is not contiguous and uncompressed: $(grep -A2 STORAGE_LAYOUT "$t/tokprops")"
 grep -A1 'DATASET "checksums"' "$t/schema" | grep -q H5T_STD_U64LE
 check checksums_uint64 $? "checksums is not H5T_STD_U64LE"
-# each checksum is XXH64 (seed 0) of its 8192-token block's little-endian bytes, as the
+# each checksum is XXH64 (seed 0) of its 1024-token block's little-endian bytes, as the
 # reference xxhsum computes it
 h5dump -d /tokens -b LE -o "$t/tok.bin" "$shard" >/dev/null &&
     h5dump -d /checksums -b LE -o "$t/sums.bin" "$shard" >/dev/null
-nblk=$(( ($(stat -c %s "$t/tok.bin") / 2 + 8191) / 8192 ))
+nblk=$(( ($(stat -c %s "$t/tok.bin") / 2 + 1023) / 1024 ))
 : >"$t/sums.want"
 for b in $(seq 0 $((nblk - 1))); do
-    dd if="$t/tok.bin" bs=16384 skip="$b" count=1 status=none | xxhsum -H1 - | cut -d' ' -f1 >>"$t/sums.want"
+    dd if="$t/tok.bin" bs=2048 skip="$b" count=1 status=none | xxhsum -H1 - | cut -d' ' -f1 >>"$t/sums.want"
 done
 od -An -tx8 -v -w8 "$t/sums.bin" | tr -d ' ' >"$t/sums.got"
-[ "$nblk" -ge 2 ] && [ "$(attr "$shard" checksum_tokens)" = 8192 ] && cmp -s "$t/sums.want" "$t/sums.got"
+[ "$nblk" -ge 2 ] && [ "$(attr "$shard" checksum_tokens)" = 1024 ] && cmp -s "$t/sums.want" "$t/sums.got"
 check checksums_xxh64 $? "$nblk blocks; xxhsum: $(head -2 "$t/sums.want" | tr '\n' ' ') shard: $(head -2 "$t/sums.got" | tr '\n' ' ')"
 
 # ---- ids read back with h5dump equal xlmc encode --ids, sentence by sentence; each sentence
