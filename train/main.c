@@ -22,6 +22,7 @@ int cmd_generate(int argc, char **argv) __attribute__((weak));
 int cmd_plot(int argc, char **argv) __attribute__((weak));
 int cmd_prep(int argc, char **argv) __attribute__((weak));
 int cmd_data_info(int argc, char **argv) __attribute__((weak));
+int cmd_data_convert(int argc, char **argv) __attribute__((weak));
 int cmd_bpe_learn(int argc, char **argv) __attribute__((weak));
 int cmd_encode(int argc, char **argv) __attribute__((weak));
 int cmd_import_hf(int argc, char **argv) __attribute__((weak));
@@ -35,6 +36,7 @@ static const struct command COMMANDS[] = {
     {"plot", cmd_plot, "plot train/valid loss of a run directory with gnuplot"},
     {"prep", cmd_prep, "tokenize raw text into HDF5 token shards"},
     {"data-info", cmd_data_info, "summarize a directory of shards"},
+    {"data-convert", cmd_data_convert, "upgrade version-1 shards to version 2 in place"},
     {"bpe-learn", cmd_bpe_learn, "learn BPE codes and a vocabulary from text (fastBPE format)"},
     {"encode", cmd_encode, "tokenize text to BPE pieces or ids"},
     {"forward", cmd_forward, "run the model on a batch file: logits, loss, gradients"},
