@@ -105,7 +105,8 @@ struct shard_stream {
     int64_t block, n_sums;      /* tokens per checksum block (checksum_tokens), blocks */
     int64_t vocab_limit;        /* ids must be below this */
     uint8_t *verified;          /* (ceil(n_sums / 8)) bitmap of verified blocks */
-    uint8_t *scratch;           /* one block of raw bytes */
+    uint8_t *scratch;           /* one block of raw bytes: block scratch_block (-1: none) */
+    int64_t scratch_block;
 };
 
 /* Open version-2 shard `path`: meta as shard_read(tokens = 0) fills it; *s ready to read.

@@ -93,6 +93,7 @@ int shard_stream_open(const char *path, uint64_t want_hash, int64_t vocab_limit,
     s->vocab_limit = vocab_limit > 0 && vocab_limit < meta->vocab_size ? vocab_limit
                                                                         : meta->vocab_size;
     s->verified = xcalloc((size_t)(s->n_sums + 7) / 8 + 1, 1);
+    s->scratch_block = -1;
     return 0;
 }
 
@@ -124,6 +125,7 @@ static int verify_block(struct shard_stream *s, int64_t c) {
     size_t len = (size_t)(e - a) * (size_t)s->elem;
     uint8_t want[8];
     if (!s->scratch) s->scratch = xmalloc((size_t)s->block * 4);
+    s->scratch_block = -1;
     if (read_at(s, s->scratch, len, s->tok_at + (uint64_t)a * (uint64_t)s->elem) ||
         read_at(s, want, 8, s->sums_at + (uint64_t)c * 8))
         return -1;
@@ -142,6 +144,7 @@ static int verify_block(struct shard_stream *s, int64_t c) {
                               s->path, (long long)(a + t), v, (long long)s->vocab_limit);
     }
     s->verified[c / 8] |= (uint8_t)(1u << (c % 8));
+    s->scratch_block = c;
     return 0;
 }
 
@@ -149,11 +152,16 @@ int shard_stream_read(struct shard_stream *s, int64_t pos, int64_t n, int32_t *o
     if (pos < 0 || n < 0 || pos + n > s->n)
         return xlmc_error("%s: ids %lld..%lld requested, the stream has %lld", s->path,
                           (long long)pos, (long long)(pos + n), (long long)s->n);
-    for (int64_t c = pos / s->block; n && c <= (pos + n - 1) / s->block; c++)
+    int64_t first = n ? pos / s->block : 0, last = n ? (pos + n - 1) / s->block : -1;
+    for (int64_t c = first; c <= last; c++)
         if (!(s->verified[c / 8] >> (c % 8) & 1) && verify_block(s, c)) return -1;
     /* Decode in place: the raw bytes go to the tail of out, ids fill it from the front. */
     uint8_t *raw = (uint8_t *)out + (size_t)n * (4 - (size_t)s->elem);
-    if (n && read_at(s, raw, (size_t)n * (size_t)s->elem, s->tok_at + (uint64_t)pos * (uint64_t)s->elem))
+    if (first == last && s->scratch_block == first) /* the block just verified holds it all */
+        memcpy(raw, s->scratch + (size_t)(pos - first * s->block) * (size_t)s->elem,
+               (size_t)n * (size_t)s->elem);
+    else if (n && read_at(s, raw, (size_t)n * (size_t)s->elem,
+                          s->tok_at + (uint64_t)pos * (uint64_t)s->elem))
         return -1;
     for (int64_t i = 0; i < n; i++)
         out[i] = (int32_t)id_at(raw + i * s->elem, s->elem);
@@ -163,9 +171,10 @@ int shard_stream_read(struct shard_stream *s, int64_t pos, int64_t n, int32_t *o
 void shard_stream_willneed(struct shard_stream *s, int64_t pos, int64_t n) {
     if (n <= 0 || (s->fd < 0 && read_at(s, NULL, 0, 0))) return;
     int64_t c = pos / s->block;
-    if (!(s->verified[c / 8] >> (c % 8) & 1)) { /* the whole block will be read */
+    if (!(s->verified[c / 8] >> (c % 8) & 1)) { /* the whole block and its sum will be read */
         pos = c * s->block;
         n = s->block;
+        (void)posix_fadvise(s->fd, (off_t)(s->sums_at + (uint64_t)c * 8), 8, POSIX_FADV_WILLNEED);
     }
     (void)posix_fadvise(s->fd, (off_t)(s->tok_at + (uint64_t)pos * (uint64_t)s->elem),
                         (off_t)((uint64_t)n * (uint64_t)s->elem), POSIX_FADV_WILLNEED);
