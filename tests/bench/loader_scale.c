@@ -9,7 +9,10 @@
  *   loader_scale run DIR T ROWS GLOBAL_ROWS RANK WORLD STEPS
  *                                    open a loader as training does (prefetch on), serve STEPS
  *                                    steps, print one line: open seconds, windows and tokens
- *                                    per second served to this rank, peak RSS (VmHWM) */
+ *                                    per second served to this rank, tokens per CPU second of
+ *                                    the process (what a rank with a core of its own would
+ *                                    reach when reads are not waiting on the disk), peak RSS
+ *                                    (VmHWM) */
 #define _GNU_SOURCE
 #include "core/util.h"
 #include "data/loader.h"
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define VOCAB 64699
@@ -82,6 +86,14 @@ static long vm_hwm_kb(void) {
     return kb;
 }
 
+/* CPU seconds of the process so far, all threads (the prefetch thread does the reading). */
+static double cpu_seconds(void) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)u.ru_utime.tv_sec + (double)u.ru_stime.tv_sec +
+           1e-6 * (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
 static int run(char **a) {
     struct loader_opts o = {.dir = a[0],
                             .split = "train",
@@ -100,7 +112,7 @@ static int run(char **a) {
     double t0 = now_seconds();
     struct loader *l = loader_open(&o);
     if (!l) return 1;
-    double t1 = now_seconds();
+    double t1 = now_seconds(), c1 = cpu_seconds();
     struct loader_block b[4096];
     long rows = 0;
     for (int s = 0; s < steps; s++) {
@@ -109,11 +121,12 @@ static int run(char **a) {
         for (int i = 0; i < n; i++)
             rows += b[i].rows;
     }
-    double t2 = now_seconds();
+    double t2 = now_seconds(), c2 = cpu_seconds();
     loader_close(l);
-    printf("open_s=%.4f windows_per_s=%.0f tokens_per_s=%.0f rss_mb=%.1f rss_before_open_mb=%.1f "
-           "windows=%ld\n",
+    printf("open_s=%.4f windows_per_s=%.0f tokens_per_s=%.0f tokens_per_cpu_s=%.0f rss_mb=%.1f "
+           "rss_before_open_mb=%.1f windows=%ld\n",
            t1 - t0, (double)rows / (t2 - t1), (double)rows * (o.seq_len + 1) / (t2 - t1),
+           (double)rows * (o.seq_len + 1) / (c2 - c1 > 1e-6 ? c2 - c1 : 1e-6),
            (double)vm_hwm_kb() / 1024, (double)rss0 / 1024, rows);
     return 0;
 }

@@ -4,6 +4,7 @@
 # almost empty corpus (100 k tokens), with 1 rank and with 4 ranks (4 processes at once on
 # the same files), page cache warm and cold. Prints numbers, never fails on them.
 #   tiny shape  (configs/tiny.ini: T = 32, micro_batch 8, 64 rows per step): RSS, start-up
+#               (open_s warm; cold_s: the open of the first cold ende run)
 #   ende shape  (configs/xlm-clm-ende-1024.ini: T = 256, micro_batch 32, 2048 rows per step):
 #               tokens per second per rank against one GPU's consumption, 400 k tokens/s
 # Cold: `echo 3 > /proc/sys/vm/drop_caches` when allowed, else posix_fadvise(DONTNEED) on
@@ -34,8 +35,8 @@ run4() {
 max() { sort -g | tail -1; }
 min() { sort -g | head -1; }
 
-printf '%-11s %9s %9s %9s %9s %10s | %-46s\n' corpus make_s open_s rss_MB rss4_MB "tiny_win/s" \
-    "ende tokens/s per rank (x 400k/s): 1 rank warm, cold; 4 ranks warm, cold"
+printf '%-11s %7s %7s %7s %7s %8s %10s | %-46s\n' corpus make_s open_s cold_s rss_MB rss4_MB "tiny_win/s" \
+    "ende tokens/s per rank (x 400k/s): 1 rank warm, cold; 4 ranks warm, cold; 4 ranks warm per CPU-s"
 for n in $sizes; do
     d=$root/c$n
     mkdir -p "$d"
@@ -50,15 +51,17 @@ for n in $sizes; do
     ew=$("$bin" run "$d" 256 32 2048 0 1 40)
     cold "$d"
     ec=$("$bin" run "$d" 256 32 2048 0 1 40)
-    ew4=$(run4 "$d" 256 32 2048 40 | field tokens_per_s | min)
+    ew4all=$(run4 "$d" 256 32 2048 40)
+    ew4=$(echo "$ew4all" | field tokens_per_s | min)
+    cpu4=$(echo "$ew4all" | field tokens_per_cpu_s | min)
     cold "$d"
     ec4=$(run4 "$d" 256 32 2048 40 | field tokens_per_s | min)
     r() { echo "$1" | awk -v c=$consume '{ printf "%.1fM (%.0fx)", $1 / 1e6, $1 / c }'; }
-    printf '%-11s %9.1f %9s %9s %9s %10s | %s, %s; %s, %s\n' "$n" "$mk" \
-        "$(echo "$one" | field open_s)" "$(echo "$one" | field rss_mb)" \
+    printf '%-11s %7.1f %7s %7s %7s %8s %10s | %s, %s; %s, %s; %s\n' "$n" "$mk" \
+        "$(echo "$one" | field open_s)" "$(echo "$ec" | field open_s)" "$(echo "$one" | field rss_mb)" \
         "$(echo "$four" | field rss_mb | max)" "$(echo "$one" | field windows_per_s)" \
         "$(r "$(echo "$ew" | field tokens_per_s)")" "$(r "$(echo "$ec" | field tokens_per_s)")" \
-        "$(r "$ew4")" "$(r "$ec4")"
+        "$(r "$ew4")" "$(r "$ec4")" "$(r "$cpu4")"
     rm -rf "$d"
 done
 echo "cold cache by: $how; 4 ranks: the slowest rank's rate, the largest rank's peak RSS;" \
