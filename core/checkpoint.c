@@ -88,23 +88,18 @@ static void dir_of(const char *path, char *dir, size_t len) {
         *slash = 0;
 }
 
-/* Test hook: XLMC_TEST_CKPT_PAUSE_STEP=N pauses the write of the step-N checkpoint half way
- * (weights written, moments not) for a minute, so that a test's `kill -9` lands inside it. */
-static void test_pause(long step) {
-    const char *s = getenv("XLMC_TEST_CKPT_PAUSE_STEP");
-    if (s && *s && atol(s) == step) {
-        fprintf(stderr,
-                "xlmc: checkpoint of step %ld half written, pausing 60 s "
-                "(XLMC_TEST_CKPT_PAUSE_STEP)\n",
-                step);
-        sleep(60);
-    }
+static void (*midwrite_hook)(void *ctx, long step);
+static void *midwrite_ctx;
+
+void ckpt_set_midwrite_hook(void (*hook)(void *ctx, long step), void *ctx) {
+    midwrite_hook = hook;
+    midwrite_ctx = ctx;
 }
 
 static int write_contents(hid_t f, const struct model *m, const struct trainer *t,
                           const struct loader_state *ls, uint64_t vocab_hash) {
     if (write_arena(f, "weights", m, m->master)) return -1;
-    test_pause(t ? t->step : 0);
+    if (midwrite_hook) midwrite_hook(midwrite_ctx, t ? t->step : 0);
     if (t) {
         size_t bytes = m->num_params * sizeof(float);
         float *host = xmalloc(bytes ? bytes : 1);

@@ -64,6 +64,7 @@ static const struct key_spec KEYS[] = {
     {"train", "checkpoint_every", K_INT, T(checkpoint_every), 0, 0, 1 << 30, "0"},
     {"train", "keep_last", K_INT, T(keep_last), 0, 1, 1 << 20, "3"},
     {"train", "eval_batches", K_INT, T(eval_batches), 0, 0, 1 << 30, "0"},
+    {"train", "overlap_allreduce", K_BOOL, T(overlap_allreduce), 0, 0, 1, "true"},
 };
 #undef M
 #undef T

@@ -87,7 +87,9 @@ static void trainer_grad_ready(void *ctx, int layer)
     }
 }
 
-int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro)
+/* Forward/backward every micro-batch and sum over ranks: loss, tokens and the scaled
+ * gradient in t->grad_acc. */
+static int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro)
 {
     struct model *m = t->m;
     const struct ops *ops = m->ops;
@@ -107,7 +109,7 @@ int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro
                           "ignored): nothing to learn from",
                           t->step);
 
-    int overlap = !t->no_overlap && t->comm->world > 1 && t->comm->allreduce_sum_f32_start &&
+    int overlap = m->cfg.train.overlap_allreduce && t->comm->world > 1 && t->comm->allreduce_sum_f32_start &&
                   t->comm->allreduce_wait;
     t->ovl_failed = 0;
     t->grad_acc = t->acc_buf;
@@ -159,7 +161,8 @@ int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro
     return 0;
 }
 
-int trainer_apply(struct trainer *t, struct step_stats *out)
+/* Check, clip, Adam, scaler, step++. */
+static int trainer_apply(struct trainer *t, struct step_stats *out)
 {
     struct model *m = t->m;
     const struct ops *ops = m->ops;
@@ -204,5 +207,6 @@ int trainer_step(struct trainer *t, const struct batch *micro, int n_micro,
                  struct step_stats *out)
 {
     if (trainer_accumulate(t, micro, n_micro)) return -1;
+    if (t->grad_summed && t->grad_summed(t->grad_summed_ctx, t)) return -1;
     return trainer_apply(t, out);
 }

@@ -1,5 +1,7 @@
 #include "core/util.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +60,17 @@ char *xstrdup(const char *s)
 {
     size_t n = strlen(s) + 1;
     return memcpy(xmalloc(n), s, n);
+}
+
+int xlmc_parse_long(const char *text, long min, long max, long *out)
+{
+    if (!text || !*text || isspace((unsigned char)*text)) return -1;
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno == ERANGE || *end || v < min || v > max) return -1;
+    *out = v;
+    return 0;
 }
 
 double now_seconds(void)

@@ -17,6 +17,11 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t bytes);
 char *xstrdup(const char *s);
 
+/* Strict decimal integer: the whole of `text` (no sign for unsigned, no blanks, no trailing
+ * characters, no overflow) within [min, max]. 0, or -1 (nothing printed: the caller names
+ * the option or key in its message). */
+int xlmc_parse_long(const char *text, long min, long max, long *out);
+
 /* Monotonic wall clock, seconds. */
 double now_seconds(void);
 
