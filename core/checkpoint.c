@@ -373,7 +373,9 @@ int ckpt_load(const char *path, struct model *m, struct trainer *t, struct loade
     }
     if (!rc) {
         memcpy(m->master, w, bytes);
-        model_sync_weights(m);
+        rc = model_sync_weights(m);
+    }
+    if (!rc) {
         if (t) {
             m->ops->to_device(t->adam_m, am, bytes);
             m->ops->to_device(t->adam_v, av, bytes);

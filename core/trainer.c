@@ -118,6 +118,7 @@ static int trainer_accumulate(struct trainer *t, const struct batch *micro, int 
     for (int i = 0; i < n_micro; i++) {
         long count = 0;
         float loss = model_forward_train(m, &micro[i], seed, step, scale, tokens, &count);
+        if (loss < 0) return xlmc_error("step %ld: micro-batch %d failed", t->step, i);
         loss_sum += (double)loss * (double)count;
         int hook = overlap && i == n_micro - 1;
         if (hook) {
@@ -126,9 +127,10 @@ static int trainer_accumulate(struct trainer *t, const struct batch *micro, int 
             m->grad_ready = trainer_grad_ready;
             m->grad_ready_ctx = t;
         }
-        model_backward(m, &micro[i], seed, step, scale, tokens);
+        int failed = model_backward(m, &micro[i], seed, step, scale, tokens);
         m->grad_ready = NULL;
         m->grad_ready_ctx = NULL;
+        if (failed) return xlmc_error("step %ld: micro-batch %d failed", t->step, i);
         if (hook) continue;
         /* The first micro-batch initializes the accumulator: no separate zeroing pass. A
          * lone fp32 micro-batch gradient is the sum already: it is used where it lies. */

@@ -29,10 +29,18 @@ void xlmc_warn(const char *fmt, ...)
     va_end(ap);
 }
 
+static void (*oom_handler)(size_t bytes);
+
+void xlmc_set_oom_handler(void (*handler)(size_t bytes))
+{
+    oom_handler = handler;
+}
+
 static void out_of_memory(size_t bytes)
 {
     fprintf(stderr, "xlmc: error: out of memory allocating %zu bytes\n", bytes);
-    exit(1);
+    if (oom_handler) oom_handler(bytes);
+    abort();
 }
 
 void *xmalloc(size_t bytes)

@@ -11,7 +11,11 @@ int xlmc_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print "xlmc: warning: <message>" to stderr. */
 void xlmc_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Allocation that cannot return NULL: on failure prints the size and exits with status 1. */
+/* Allocation that cannot return NULL: on failure prints the size and calls the handler of
+ * xlmc_set_oom_handler (the xlmc program's exits with status 1), or abort() when none is
+ * installed. As in Redis's zmalloc, running out of host memory is not an error a caller can
+ * handle, and core/ leaves the decision to end the process to the program. */
+void xlmc_set_oom_handler(void (*handler)(size_t bytes));
 void *xmalloc(size_t bytes);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t bytes);

@@ -1,5 +1,7 @@
 /* cmd_bpe.c — `xlmc encode` (text -> BPE pieces or ids) and `xlmc bpe-learn` (fastBPE
  * learnbpe + getvocab). */
+#include "train/commands.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

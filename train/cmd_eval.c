@@ -1,5 +1,7 @@
 /* cmd_eval.c — `xlmc eval`: per-language loss, perplexity and next-token accuracy of a
  * checkpoint over the windows of a split (one process; see train/evaluate.h). */
+#include "train/commands.h"
+
 #include "core/checkpoint.h"
 #include "core/comm.h"
 #include "core/util.h"

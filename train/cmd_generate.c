@@ -4,6 +4,8 @@
  * sentence in XLM's streams; sampling stops at the next </s> or after --tokens tokens. Each
  * token re-runs the forward pass over the last max_positions tokens (no KV cache: the models
  * this serves on a CPU are small). */
+#include "train/commands.h"
+
 #include "core/checkpoint.h"
 #include "core/util.h"
 #include "data/tokenizer.h"
@@ -181,6 +183,7 @@ int cmd_generate(int argc, char **argv) {
     for (int i = 0; i < P; i++)
         langs[i] = lang_id;
     uint64_t rng = seed;
+    int failed = 0;
     for (int i = 0; i < ntok; i++) {
         size_t T = ids.n < (size_t)P ? ids.n : (size_t)P;
         len32 = (int32_t)T;
@@ -192,18 +195,23 @@ int cmd_generate(int argc, char **argv) {
                           .targets = NULL,
                           .row0 = 0};
         long count = 0;
-        model_forward(&m, &b, 0, 0, 0, logits, &count);
+        if (model_forward(&m, &b, 0, 0, 0, logits, &count) < 0) {
+            failed = 1;
+            break;
+        }
         int next = sample(logits + (T - 1) * (size_t)V, V, temp, top_k, &rng, cands);
         if (next == TOK_EOS) break;
         id_buf_push(&ids, next);
     }
-    char *text = tokenizer_decode(tok, lang, ids.ids + 1, ids.n - 1);
-    printf("%s\n", text);
-    free(text);
+    if (!failed) {
+        char *text = tokenizer_decode(tok, lang, ids.ids + 1, ids.n - 1);
+        printf("%s\n", text);
+        free(text);
+        rc = 0;
+    }
     free(cands);
     free(langs);
     free(logits);
-    rc = 0;
 out_model:
     id_buf_free(&ids);
     model_destroy(&m);

@@ -1,6 +1,8 @@
 /* cmd_hf.c — `xlmc import-hf` and `xlmc export-hf`: Hugging Face XLM model directories
  * (config.json, model.safetensors, vocab.json, merges.txt) <-> an xlmc weights-only checkpoint
  * plus the fastBPE codes/vocab pair. No Python: safetensors and JSON are parsed here. */
+#include "train/commands.h"
+
 #include "core/checkpoint.h"
 #include "core/config.h"
 #include "core/model.h"
@@ -322,8 +324,8 @@ int cmd_import_hf(int argc, char **argv) {
                    tokenizer_vocab_size(tok), cfg.model.vocab_size);
         goto out_files;
     }
-    model_sync_weights(&m);
-    if (ckpt_save(ckpt, &m, NULL, NULL, tokenizer_vocab_hash(tok)) || write_text(cfg_path, ini))
+    if (model_sync_weights(&m) ||
+        ckpt_save(ckpt, &m, NULL, NULL, tokenizer_vocab_hash(tok)) || write_text(cfg_path, ini))
         goto out_files;
     if (synthesized)
         printf("note: %s has no %s: the counts in %s and %s are synthesized (only their order "

@@ -1,5 +1,7 @@
 /* cmd_plot.c — `xlmc plot R`: R/loss.png, train and valid loss against tokens, drawn by
  * gnuplot from R/metrics.jsonl. */
+#include "train/commands.h"
+
 #include "core/util.h"
 
 #include <jansson.h>

@@ -3,6 +3,8 @@
  *
  * prep is all or nothing: every rank writes its shards under temporary names and renames them
  * when complete, and if any rank fails, every rank deletes the shards it wrote. */
+#include "train/commands.h"
+
 #include "core/comm.h"
 #include "core/config.h"
 #include "core/util.h"

@@ -2,6 +2,8 @@
  * against the CPU reference, in fp32 and fp16 storage, and one fp16 training step of a tiny
  * model (train/selftest_step.c). Without a usable GPU, `--device cuda`
  * says why and exits 77 (the "skipped" status of ctest and automake). */
+#include "train/commands.h"
+
 #include "train/selftest.h"
 
 #include <stdio.h>

@@ -4,6 +4,8 @@
  * Every rank runs the same loop; ranks differ only in the blocks of each global step they
  * compute (data/loader.h) and in who writes files (rank 0). Decisions that end or branch the
  * loop (stop requested, overflow) are agreed by a reduction so no rank waits alone. */
+#include "train/commands.h"
+
 #include "core/checkpoint.h"
 #include "core/comm.h"
 #include "core/trainer.h"

@@ -42,7 +42,7 @@ static int step_start(struct step_run *r, const struct xlmc_config *cfg, const s
 {
     memset(r, 0, sizeof *r);
     if (model_create(&r->m, cfg, ops) != 0) return -1;
-    model_init_weights(&r->m, 7);
+    if (model_init_weights(&r->m, 7) != 0) return -1;
     r->comm = comm_local_create();
     if (trainer_init(&r->t, &r->m, r->comm) != 0) return -1;
     r->ready = 1;
