@@ -91,7 +91,7 @@ int model_create(struct model *m, const struct xlmc_config *cfg, const struct op
         off += t->numel;
     }
     m->num_params = off;
-    m->weights_are_master = strcmp(ops->name, "cpu") == 0 && ops->precision == OPS_FP32 &&
+    m->weights_are_master = ops->host_memory && ops->precision == OPS_FP32 &&
                             ops->storage_bytes == sizeof(float);
     if (m->weights_are_master) {
         m->master = ops->alloc(off * sizeof(float)); /* host memory on this backend */

@@ -23,7 +23,7 @@ int trainer_init(struct trainer *t, struct model *m, struct comm *c)
     t->adam_m = alloc_or_null(ops, n * sizeof(float));
     t->adam_v = alloc_or_null(ops, n * sizeof(float));
     t->decay_mask = alloc_or_null(ops, n);
-    int device = strcmp(ops->name, "cpu") != 0;
+    int device = !ops->host_memory;
     if (device) t->master_dev = alloc_or_null(ops, n * sizeof(float));
     if (!t->grad_acc || !t->adam_m || !t->adam_v || !t->decay_mask ||
         (device && !t->master_dev)) {

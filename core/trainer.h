@@ -21,7 +21,7 @@
  * After restoring master weights call model_sync_weights().
  *
  * m->master is host memory (core/model.h) while ops->adam_update works in the backend's
- * memory. On a device backend (ops->name other than "cpu") the trainer therefore keeps
+ * memory. On a device backend (!ops->host_memory) the trainer therefore keeps
  * t->master_dev, uploads m->master into it before each update and downloads the result
  * after, so m->master stays the one source of truth that checkpoints read and write; the
  * price is two copies of 4 bytes per parameter per update.
