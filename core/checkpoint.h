@@ -23,7 +23,7 @@
 #include "core/config.h"
 #include "core/model.h"
 #include "core/trainer.h"
-#include "data/loader.h"
+#include "core/loader_state.h"
 
 #include <stddef.h>
 #include <stdint.h>
