@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,36 @@ int xlmc_parse_long(const char *text, long min, long max, long *out)
     errno = 0;
     long v = strtol(text, &end, 10);
     if (errno == ERANGE || *end || v < min || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+int xlmc_parse_int(const char *text, int min, int max, int *out)
+{
+    long v;
+    if (xlmc_parse_long(text, min, max, &v)) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int xlmc_parse_u64(const char *text, uint64_t *out)
+{
+    if (!text || !isdigit((unsigned char)*text)) return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno == ERANGE || *end) return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int xlmc_parse_double(const char *text, double min, double max, double *out)
+{
+    if (!text || !*text || isspace((unsigned char)*text)) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno == ERANGE || *end || !isfinite(v) || v < min || v > max) return -1;
     *out = v;
     return 0;
 }

@@ -25,6 +25,12 @@ char *xstrdup(const char *s);
  * characters, no overflow) within [min, max]. 0, or -1 (nothing printed: the caller names
  * the option or key in its message). */
 int xlmc_parse_long(const char *text, long min, long max, long *out);
+/* The same for an unsigned 64-bit decimal (seeds, hashes): no sign, no overflow. */
+int xlmc_parse_u64(const char *text, uint64_t *out);
+/* A finite decimal or exponent number, the whole of `text`, within [min, max]. 0 or -1. */
+int xlmc_parse_double(const char *text, double min, double max, double *out);
+/* The int flavour of xlmc_parse_long. */
+int xlmc_parse_int(const char *text, int min, int max, int *out);
 
 /* Monotonic wall clock, seconds. */
 double now_seconds(void);

@@ -12,6 +12,7 @@
 #include "train/session.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,16 +109,31 @@ int cmd_generate(int argc, char **argv) {
             prompt = optarg;
             break;
         case 'n':
-            ntok = atoi(optarg);
+            if (xlmc_parse_int(optarg, 0, INT_MAX, &ntok)) {
+                xlmc_error("--tokens %s: not a whole number >= 0", optarg);
+                return 2;
+            }
             break;
-        case 't':
-            temp = strtof(optarg, NULL);
+        case 't': {
+            double t;
+            if (xlmc_parse_double(optarg, 0, 1e6, &t)) {
+                xlmc_error("--temperature %s: not a number from 0 to 1e6", optarg);
+                return 2;
+            }
+            temp = (float)t;
             break;
+        }
         case 'k':
-            top_k = atoi(optarg);
+            if (xlmc_parse_int(optarg, 0, INT_MAX, &top_k)) {
+                xlmc_error("--top-k %s: not a whole number >= 0", optarg);
+                return 2;
+            }
             break;
         case 's':
-            seed = strtoull(optarg, NULL, 10);
+            if (xlmc_parse_u64(optarg, &seed)) {
+                xlmc_error("--seed %s: not a whole number from 0 to 2^64-1", optarg);
+                return 2;
+            }
             break;
         case 'd':
             data = optarg;

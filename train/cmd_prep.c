@@ -12,6 +12,7 @@
 #include "data/tokenizer.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <mpi.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -52,7 +53,6 @@ static int prep_parse(int argc, char **argv, struct prep_args *a) {
     a->inputs = xcalloc((size_t)argc, sizeof *a->inputs);
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
-        char *end = NULL;
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
             prep_usage(stdout);
             return 1;
@@ -68,14 +68,13 @@ static int prep_parse(int argc, char **argv, struct prep_args *a) {
         } else if (i + 1 < argc && !strcmp(o, "--out")) {
             a->out = argv[++i];
         } else if (i + 1 < argc && !strcmp(o, "--valid-every")) {
-            a->valid_every = strtol(argv[++i], &end, 10);
-            if (*end || a->valid_every < 0 || a->valid_every == 1 || a->valid_every == 2) {
+            if (xlmc_parse_long(argv[++i], 0, LONG_MAX, &a->valid_every) ||
+                a->valid_every == 1 || a->valid_every == 2) {
                 xlmc_error("prep: --valid-every %s: give 0 or a number >= 3", argv[i]);
                 return 2;
             }
         } else if (i + 1 < argc && !strcmp(o, "--shard-tokens")) {
-            a->shard_tokens = strtol(argv[++i], &end, 10);
-            if (*end || a->shard_tokens < 1) {
+            if (xlmc_parse_long(argv[++i], 1, LONG_MAX, &a->shard_tokens)) {
                 xlmc_error("prep: --shard-tokens %s: give a positive number", argv[i]);
                 return 2;
             }

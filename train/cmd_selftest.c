@@ -5,7 +5,9 @@
 #include "train/commands.h"
 
 #include "train/selftest.h"
+#include "core/util.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +44,15 @@ int cmd_selftest(int argc, char **argv)
         } else if (val && !strcmp(a, "--precision")) {
             precision = argv[++i];
         } else if (val && !strcmp(a, "--gpu")) {
-            gpu = atoi(argv[++i]);
+            if (xlmc_parse_int(argv[++i], 0, INT_MAX, &gpu)) {
+                fprintf(stderr, "xlmc selftest: error: --gpu %s: not a device number\n", val);
+                return 2;
+            }
         } else if (val && !strcmp(a, "--seed")) {
-            seed = strtoull(argv[++i], NULL, 10);
+            if (xlmc_parse_u64(argv[++i], &seed)) {
+                fprintf(stderr, "xlmc selftest: error: --seed %s: not a whole number\n", val);
+                return 2;
+            }
         } else {
             fprintf(stderr, "xlmc selftest: error: unknown or incomplete option '%s'\n", a);
             selftest_usage(stderr);
