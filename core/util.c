@@ -30,6 +30,17 @@ void xlmc_warn(const char *fmt, ...)
     va_end(ap);
 }
 
+int xlmc_path(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < len) return 0;
+    return xlmc_error("path too long (%d bytes, at most %zu): %.60s...", n, len ? len - 1 : 0,
+                      len ? buf : "");
+}
+
 static void (*oom_handler)(size_t bytes);
 
 void xlmc_set_oom_handler(void (*handler)(size_t bytes))

@@ -32,6 +32,13 @@ int xlmc_parse_double(const char *text, double min, double max, double *out);
 /* The int flavour of xlmc_parse_long. */
 int xlmc_parse_int(const char *text, int min, int max, int *out);
 
+/* Paths. Every path the program builds goes through xlmc_path into a buffer of
+ * XLMC_PATH_MAX bytes (PATH_MAX on Linux): printf-style, and 0, or -1 after printing an error
+ * naming the start of the path when it does not fit, so that a truncated path is never opened
+ * or written. */
+#define XLMC_PATH_MAX 4096
+int xlmc_path(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Monotonic wall clock, seconds. */
 double now_seconds(void);
 

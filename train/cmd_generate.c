@@ -160,9 +160,11 @@ int cmd_generate(int argc, char **argv) {
                    "(xlmc generate --help)");
         return 2;
     }
-    char cpath[4200], vpath[4200];
-    if (!codes) snprintf(cpath, sizeof cpath, "%s/codes", data), codes = cpath;
-    if (!vocab) snprintf(vpath, sizeof vpath, "%s/vocab", data), vocab = vpath;
+    char cpath[XLMC_PATH_MAX], vpath[XLMC_PATH_MAX];
+    if (!codes && xlmc_path(cpath, sizeof cpath, "%s/codes", data)) return 1;
+    if (!vocab && xlmc_path(vpath, sizeof vpath, "%s/vocab", data)) return 1;
+    codes = codes ? codes : cpath;
+    vocab = vocab ? vocab : vpath;
     struct tokenizer *tok = tokenizer_load(codes, vocab);
     if (!tok) return 1;
     struct xlmc_config cfg;

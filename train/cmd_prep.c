@@ -196,9 +196,10 @@ static int prep_file(struct prep *p, const char *path) {
 
 /* Copy src to dir/name (via a temporary name) unless an identical copy is there. */
 static int copy_file(const char *src, const char *dir, const char *name) {
-    char dst[4200], tmp[4210];
-    snprintf(dst, sizeof dst, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", dst);
+    char dst[XLMC_PATH_MAX], tmp[XLMC_PATH_MAX];
+    if (xlmc_path(dst, sizeof dst, "%s/%s", dir, name) ||
+        xlmc_path(tmp, sizeof tmp, "%s.tmp", dst))
+        return -1;
     FILE *in = fopen(src, "rb"), *out = in ? fopen(tmp, "wb") : NULL;
     int rc = 0;
     if (!in) return xlmc_error("prep: cannot open %s: %s", src, strerror(errno));
@@ -236,9 +237,10 @@ static int mkdir_p(const char *dir) {
 /* Rank 0: the directory may already hold a dictionary (the other language's prep): it must be
  * ours; and it must not hold shards of this language already (they would be mixed in). */
 static int prep_check_out(const struct prep_args *a, const struct tokenizer *tok) {
-    char vocab[4200], codes[4200];
-    snprintf(vocab, sizeof vocab, "%s/vocab", a->out);
-    snprintf(codes, sizeof codes, "%s/codes", a->out);
+    char vocab[XLMC_PATH_MAX], codes[XLMC_PATH_MAX];
+    if (xlmc_path(vocab, sizeof vocab, "%s/vocab", a->out) ||
+        xlmc_path(codes, sizeof codes, "%s/codes", a->out))
+        return -1;
     FILE *f = fopen(vocab, "rb");
     if (f) {
         fclose(f);
@@ -368,9 +370,10 @@ int cmd_data_info(int argc, char **argv) {
     const char *dir = argv[1];
     uint64_t hash = 0, codes = 0;
     /* The directory's dictionary (written by prep) is the reference: a foreign shard is named. */
-    char vpath[4200], cpath[4200];
-    snprintf(vpath, sizeof vpath, "%s/vocab", dir);
-    snprintf(cpath, sizeof cpath, "%s/codes", dir);
+    char vpath[XLMC_PATH_MAX], cpath[XLMC_PATH_MAX];
+    if (xlmc_path(vpath, sizeof vpath, "%s/vocab", dir) ||
+        xlmc_path(cpath, sizeof cpath, "%s/codes", dir))
+        return 1;
     FILE *vf = fopen(vpath, "rb");
     if (vf) {
         fclose(vf);

@@ -72,13 +72,13 @@ static int vocab_from_shard(const char *dir, int *vocab_size, uint64_t *vocab_ha
     DIR *d = opendir(dir);
     if (!d) return xlmc_error("--data %s: cannot open the directory (%s)", dir, strerror(errno));
     struct dirent *de;
-    char path[4400];
+    char path[XLMC_PATH_MAX];
     int rc = -1;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     while (rc && (de = readdir(d))) {
         size_t len = strlen(de->d_name);
         if (len < 4 || strcmp(de->d_name + len - 3, ".h5")) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (xlmc_path(path, sizeof path, "%s/%s", dir, de->d_name)) break;
         hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
         if (f < 0) continue;
         uint64_t size = 0, hash = 0;
@@ -99,9 +99,10 @@ static int vocab_from_shard(const char *dir, int *vocab_size, uint64_t *vocab_ha
 }
 
 int session_data_vocab(const char *dir, int *vocab_size, uint64_t *vocab_hash) {
-    char vocab[4200], codes[4200];
-    snprintf(vocab, sizeof vocab, "%s/vocab", dir);
-    snprintf(codes, sizeof codes, "%s/codes", dir);
+    char vocab[XLMC_PATH_MAX], codes[XLMC_PATH_MAX];
+    if (xlmc_path(vocab, sizeof vocab, "%s/vocab", dir) ||
+        xlmc_path(codes, sizeof codes, "%s/codes", dir))
+        return -1;
     if (file_exists(vocab) && file_exists(codes)) {
         struct tokenizer *tok = tokenizer_load(codes, vocab);
         if (!tok) return -1;
