@@ -32,4 +32,8 @@ for c in "${cases[@]}"; do
         echo "ok   xlmc $cmd: $err"
     fi
 done
-[ "$fails" = 0 ] && echo PASS || { echo "$fails FAILED"; exit 1; }
+if [ "$fails" != 0 ]; then
+    echo "$fails FAILED"
+    exit 1
+fi
+echo PASS
