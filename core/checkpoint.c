@@ -26,7 +26,7 @@ static int write_arena(hid_t file, const char *group, const struct model *m, con
             if (model_param_hf_name(m, id, l, hf, sizeof hf)) return -1;
             snprintf(name, sizeof name, "/%s/%s", group, hf);
             if (h5io_write_summed(file, name, H5T_IEEE_F32LE, p->ndim, dims,
-                              arena + p->offset + (size_t)l * per, per * sizeof(float)))
+                                  arena + p->offset + (size_t)l * per, per * sizeof(float)))
                 return -1;
         }
     }
@@ -101,7 +101,8 @@ static int write_contents(hid_t f, const struct model *m, const struct trainer *
     rc |= h5io_write_summed(f, "/state/rng", H5T_STD_U64LE, 1, &two, rng, sizeof rng);
     rc |= h5io_write_summed(f, "/state/world_size", H5T_STD_I32LE, 1, &one, &world, sizeof world);
     rc |= h5io_write_summed(f, "/config", H5T_STD_U8LE, 1, &ncfg, cfg, cfg_len);
-    rc |= h5io_write_summed(f, "/vocab_hash", H5T_STD_U64LE, 1, &one, &vocab_hash, sizeof vocab_hash);
+    rc |=
+        h5io_write_summed(f, "/vocab_hash", H5T_STD_U64LE, 1, &one, &vocab_hash, sizeof vocab_hash);
     free(cfg);
     return rc ? -1 : 0;
 }

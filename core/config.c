@@ -119,8 +119,8 @@ static const char *set_value(struct xlmc_config *cfg, const struct key_spec *k, 
             uint64_t u; /* d is only approximate above 2^53: the digits themselves */
             if (xlmc_parse_u64(v, &u)) return "must be a whole number written in digits";
             *(unsigned long *)base = (unsigned long)u;
-        }
-        else *(float *)base = (float)d;
+        } else
+            *(float *)base = (float)d;
         return NULL;
     case K_BOOL:
         if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes")) *(int *)base = 1;

@@ -77,8 +77,8 @@ done:
     return rc;
 }
 
-int h5io_read_summed(hid_t f, const char *name, hid_t mem_type, void *out, size_t nbytes,
-                     char *why, size_t why_len) {
+int h5io_read_summed(hid_t f, const char *name, hid_t mem_type, void *out, size_t nbytes, char *why,
+                     size_t why_len) {
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
     if (d < 0) {
         snprintf(why, why_len, "dataset %s is missing", name);

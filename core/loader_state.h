@@ -11,9 +11,9 @@
 /* The loader's position: small, identical on every rank, stored in checkpoints. */
 #define LOADER_STATE_WORDS (2 + 2 * XLMC_MAX_LANGS)
 struct loader_state {
-    uint64_t step;                      /* optimizer steps served */
-    uint64_t epoch[XLMC_MAX_LANGS];     /* per language */
-    uint64_t cursor[XLMC_MAX_LANGS];    /* windows consumed in the current epoch */
+    uint64_t step;                   /* optimizer steps served */
+    uint64_t epoch[XLMC_MAX_LANGS];  /* per language */
+    uint64_t cursor[XLMC_MAX_LANGS]; /* windows consumed in the current epoch */
     uint64_t reserved;
 };
 

@@ -91,8 +91,8 @@ int model_create(struct model *m, const struct xlmc_config *cfg, const struct op
         off += t->numel;
     }
     m->num_params = off;
-    m->weights_are_master = ops->host_memory && ops->precision == OPS_FP32 &&
-                            ops->storage_bytes == sizeof(float);
+    m->weights_are_master =
+        ops->host_memory && ops->precision == OPS_FP32 && ops->storage_bytes == sizeof(float);
     if (m->weights_are_master) {
         m->master = ops->alloc(off * sizeof(float)); /* host memory on this backend */
         m->weights = m->master;
@@ -520,7 +520,7 @@ static const void *branch_grad(struct model *m, struct model_plan *pl, const voi
 }
 
 int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64_t step,
-                    float loss_scale, double denom) {
+                   float loss_scale, double denom) {
     const struct ops *ops = m->ops;
     const struct model_config *mc = &m->cfg.model;
     struct model_plan *pl = m->backend_state;

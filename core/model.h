@@ -118,6 +118,6 @@ float model_forward_train(struct model *m, const struct batch *b, uint64_t seed,
  * that micro-batches and ranks summed together give the gradient of the step's mean loss.
  * 0, or -1 after printing an error (no matching forward). */
 int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64_t step,
-                    float loss_scale, double denom);
+                   float loss_scale, double denom);
 
 #endif

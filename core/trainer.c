@@ -89,8 +89,7 @@ static void trainer_grad_ready(void *ctx, int layer)
 
 /* Forward/backward every micro-batch and sum over ranks: loss, tokens and the scaled
  * gradient in t->grad_acc. */
-static int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro)
-{
+static int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro) {
     struct model *m = t->m;
     const struct ops *ops = m->ops;
     size_t n = m->num_params;
@@ -109,8 +108,8 @@ static int trainer_accumulate(struct trainer *t, const struct batch *micro, int 
                           "ignored): nothing to learn from",
                           t->step);
 
-    int overlap = m->cfg.train.overlap_allreduce && t->comm->world > 1 && t->comm->allreduce_sum_f32_start &&
-                  t->comm->allreduce_wait;
+    int overlap = m->cfg.train.overlap_allreduce && t->comm->world > 1 &&
+                  t->comm->allreduce_sum_f32_start && t->comm->allreduce_wait;
     t->ovl_failed = 0;
     t->grad_acc = t->acc_buf;
     float scale = t->scaler.scale;
@@ -164,8 +163,7 @@ static int trainer_accumulate(struct trainer *t, const struct batch *micro, int 
 }
 
 /* Check, clip, Adam, scaler, step++. */
-static int trainer_apply(struct trainer *t, struct step_stats *out)
-{
+static int trainer_apply(struct trainer *t, struct step_stats *out) {
     struct model *m = t->m;
     const struct ops *ops = m->ops;
     const struct train_config *tc = &m->cfg.train;

@@ -41,10 +41,10 @@ enum ops_precision { OPS_FP32 = 0, OPS_FP16 = 1 };
  * the mask of a sequence does not depend on how the global batch is split over ranks and
  * micro-batches, and both backends draw the same bits. */
 struct dropout_key {
-    uint64_t seed;     /* the run's seed */
-    uint64_t step;     /* optimizer step (0-based) */
-    uint32_t row0;     /* global index, within the step's global batch, of this call's row 0 */
-    uint32_t tensor;   /* which dropout site: see DROPOUT_TENSOR_* */
+    uint64_t seed;   /* the run's seed */
+    uint64_t step;   /* optimizer step (0-based) */
+    uint32_t row0;   /* global index, within the step's global batch, of this call's row 0 */
+    uint32_t tensor; /* which dropout site: see DROPOUT_TENSOR_* */
 };
 /* Dropout sites: embeddings, then per layer l: attention probabilities, attention output,
  * FFN output. */
@@ -62,7 +62,7 @@ struct dropout_key {
  * entry here, cpu_<name> in kernels/cpu, cuda_<name> + CUDA_EXPORT_OP in kernels/cuda, and
  * one row of the op test table (train/selftest.c). */
 #define OPS_LIST(X, XR)                                                                            \
-    /* ---- storage <-> fp32 (fp32 master weights -> weights copy, grads -> accumulator) ---- */ \
+    /* ---- storage <-> fp32 (fp32 master weights -> weights copy, grads -> accumulator) ---- */   \
     /* dst (n) storage */                                                                          \
     X(storage_from_f32, (void *dst, const float *src, size_t n), (dst, src, n))                    \
     /* dst (n) fp32 */                                                                             \
@@ -79,7 +79,7 @@ struct dropout_key {
        const void *wlang, int B, int T, int C),                                                    \
       (out, ids, langs, wte, wpe, wlang, B, T, C))                                                 \
     /* dwte (V,C) +=, dwpe (P,C) +=, dwlang (NL,C) += (or NULL), from dout (B,T,C).                \
-     * Deterministic: the result does not depend on thread scheduling. */                         \
+     * Deterministic: the result does not depend on thread scheduling. */                          \
     X(embed_backward,                                                                              \
       (void *dwte, void *dwpe, void *dwlang, const void *dout, const int32_t *ids,                 \
        const int32_t *langs, int B, int T, int C, int V, int NL),                                  \
@@ -108,7 +108,7 @@ struct dropout_key {
        int C, int OC),                                                                             \
       (dinp, dw, db, dout, inp, w, N, C, OC))                                                      \
                                                                                                    \
-    /* ---- causal multi-head attention core ----                                                 \
+    /* ---- causal multi-head attention core ----                                                  \
      * q, k, v (B,T,C) already projected (q NOT yet scaled); out (B,T,C) = softmax(q k^T /         \
      * sqrt(HS) + causal mask) @ v per head, softmax in fp32; key s is visible to query t iff      \
      * s <= t. att (B,NH,T,T) saves the probabilities BEFORE dropout for backward (upper           \
@@ -127,7 +127,7 @@ struct dropout_key {
        const struct dropout_key *key),                                                             \
       (dq, dk, dv, scratch, dout, att, q, k, v, B, T, C, NH, p, key))                              \
                                                                                                    \
-    /* ---- pointwise ---- */                                                                     \
+    /* ---- pointwise ---- */                                                                      \
     /* out (n) = gelu(inp), erf form: 0.5 x (1 + erf(x / sqrt 2)) */                               \
     X(gelu_forward, (void *out, const void *inp, size_t n), (out, inp, n))                         \
     /* dinp (n) = dout * gelu'(inp) */                                                             \
@@ -150,11 +150,10 @@ struct dropout_key {
      * forward and, on the gradient, for backward (the same mask). */                              \
     X(dropout, (void *x, int B, int T, int C, float p, const struct dropout_key *key),             \
       (x, B, T, C, p, key))                                                                        \
-    /* x (B,T,C): zero the padded positions t >= lengths[b]; forward and backward alike. */       \
-    X(mask_padding, (void *x, const int32_t *lengths, int B, int T, int C),                        \
-      (x, lengths, B, T, C))                                                                       \
+    /* x (B,T,C): zero the padded positions t >= lengths[b]; forward and backward alike. */        \
+    X(mask_padding, (void *x, const int32_t *lengths, int B, int T, int C), (x, lengths, B, T, C)) \
                                                                                                    \
-    /* ---- output layer and loss ----                                                            \
+    /* ---- output layer and loss ----                                                             \
      * logits (N,V) already computed by matmul_forward. bias (V) or NULL: first added to every     \
      * row in place (a training forward leaves the output bias to this op rather than to           \
      * matmul_forward, which saves a pass over the (N,V) logits).                                  \
@@ -169,7 +168,7 @@ struct dropout_key {
        int V, float dscale),                                                                       \
       (losses, logits, bias, dbias, targets, N, V, dscale))                                        \
                                                                                                    \
-    /* ---- optimizer side, all fp32 ----                                                         \
+    /* ---- optimizer side, all fp32 ----                                                          \
      * grad (n) *= inv_scale; returns 1 if any element of the result is inf or NaN, else 0. */     \
     XR(int, unscale_check, (float *grad, size_t n, float inv_scale), (grad, n, inv_scale))         \
     /* returns sum of grad[i]^2 in fp64 accumulation */                                            \
@@ -189,13 +188,13 @@ struct dropout_key {
 #define OPS_SLOT_R(type, name, params, args) type(*name) params;
 
 struct ops {
-    const char *name;           /* "cpu" or "cuda", for messages */
+    const char *name; /* "cpu" or "cuda", for messages */
     enum ops_precision precision;
-    size_t storage_bytes;       /* bytes per element of a storage tensor: 4, or 2 (cuda fp16) */
-    int host_memory;            /* 1: the backend's buffers are host memory (CPU) */
+    size_t storage_bytes; /* bytes per element of a storage tensor: 4, or 2 (cuda fp16) */
+    int host_memory;      /* 1: the backend's buffers are host memory (CPU) */
 
     /* ---- memory ---- */
-    void *(*alloc)(size_t bytes);                         /* zeroed; NULL on failure */
+    void *(*alloc)(size_t bytes); /* zeroed; NULL on failure */
     void (*free)(void *p);
     void (*to_device)(void *dst, const void *src_host, size_t bytes);
     void (*to_host)(void *dst_host, const void *src, size_t bytes);
@@ -212,8 +211,7 @@ const struct ops *ops_cpu(enum ops_precision precision);
 const struct ops *ops_cuda(enum ops_precision precision, int device, char *why, size_t why_len);
 
 /* p + n storage elements */
-static inline void *ops_at(const struct ops *ops, const void *p, size_t n)
-{
+static inline void *ops_at(const struct ops *ops, const void *p, size_t n) {
     return (char *)p + n * ops->storage_bytes;
 }
 

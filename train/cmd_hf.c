@@ -326,8 +326,8 @@ int cmd_import_hf(int argc, char **argv) {
                    tokenizer_vocab_size(tok), cfg.model.vocab_size);
         goto out_files;
     }
-    if (model_sync_weights(&m) ||
-        ckpt_save(ckpt, &m, NULL, NULL, tokenizer_vocab_hash(tok)) || write_text(cfg_path, ini))
+    if (model_sync_weights(&m) || ckpt_save(ckpt, &m, NULL, NULL, tokenizer_vocab_hash(tok)) ||
+        write_text(cfg_path, ini))
         goto out_files;
     if (synthesized)
         printf("note: %s has no %s: the counts in %s and %s are synthesized (only their order "

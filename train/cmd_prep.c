@@ -68,8 +68,8 @@ static int prep_parse(int argc, char **argv, struct prep_args *a) {
         } else if (i + 1 < argc && !strcmp(o, "--out")) {
             a->out = argv[++i];
         } else if (i + 1 < argc && !strcmp(o, "--valid-every")) {
-            if (xlmc_parse_long(argv[++i], 0, LONG_MAX, &a->valid_every) ||
-                a->valid_every == 1 || a->valid_every == 2) {
+            if (xlmc_parse_long(argv[++i], 0, LONG_MAX, &a->valid_every) || a->valid_every == 1 ||
+                a->valid_every == 2) {
                 xlmc_error("prep: --valid-every %s: give 0 or a number >= 3", argv[i]);
                 return 2;
             }
@@ -197,8 +197,7 @@ static int prep_file(struct prep *p, const char *path) {
 /* Copy src to dir/name (via a temporary name) unless an identical copy is there. */
 static int copy_file(const char *src, const char *dir, const char *name) {
     char dst[XLMC_PATH_MAX], tmp[XLMC_PATH_MAX];
-    if (xlmc_path(dst, sizeof dst, "%s/%s", dir, name) ||
-        xlmc_path(tmp, sizeof tmp, "%s.tmp", dst))
+    if (xlmc_path(dst, sizeof dst, "%s/%s", dir, name) || xlmc_path(tmp, sizeof tmp, "%s.tmp", dst))
         return -1;
     FILE *in = fopen(src, "rb"), *out = in ? fopen(tmp, "wb") : NULL;
     int rc = 0;

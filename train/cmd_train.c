@@ -36,8 +36,10 @@ static void on_stop_signal(int sig) {
 static void pause_midwrite(void *ctx, long step) {
     const struct train_args *a = ctx;
     if (step != a->pause_ckpt_step) return;
-    fprintf(stderr, "xlmc: checkpoint of step %ld half written, pausing 60 s "
-                    "(--debug-pause-checkpoint)\n", step);
+    fprintf(stderr,
+            "xlmc: checkpoint of step %ld half written, pausing 60 s "
+            "(--debug-pause-checkpoint)\n",
+            step);
     sleep(60);
 }
 

@@ -31,8 +31,8 @@ static int vocab_from_shard(const char *dir, int *vocab_size, uint64_t *vocab_ha
         hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
         if (f < 0) continue;
         uint64_t size = 0, hash = 0;
-        if (!h5io_read_attr_u64(f, "vocab_size", &size) && !h5io_read_attr_u64(f, "vocab_hash", &hash) &&
-            size > 0 && size < (1u << 30)) {
+        if (!h5io_read_attr_u64(f, "vocab_size", &size) &&
+            !h5io_read_attr_u64(f, "vocab_hash", &hash) && size > 0 && size < (1u << 30)) {
             *vocab_size = (int)size;
             *vocab_hash = hash;
             rc = 0;

@@ -31,25 +31,23 @@ static const struct command COMMANDS[] = {
     {"selftest", cmd_selftest, "check a compute backend against the CPU reference"},
 };
 
-static void usage(FILE *f)
-{
-    fprintf(f, "xlmc %s — pretrain, resume and fine-tune XLM causal language models\n\n"
-               "usage: xlmc <command> [options]   (xlmc <command> --help for its options)\n\n"
-               "commands:\n",
+static void usage(FILE *f) {
+    fprintf(f,
+            "xlmc %s — pretrain, resume and fine-tune XLM causal language models\n\n"
+            "usage: xlmc <command> [options]   (xlmc <command> --help for its options)\n\n"
+            "commands:\n",
             XLMC_VERSION);
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
 }
 
 /* xmalloc's out-of-memory path (core/util.h): the size is printed already. */
-static void exit_out_of_memory(size_t bytes)
-{
+static void exit_out_of_memory(size_t bytes) {
     (void)bytes;
     exit(1);
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     xlmc_set_oom_handler(exit_out_of_memory);
     if (argc < 2) {
         usage(stderr);

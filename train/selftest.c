@@ -23,33 +23,28 @@ struct op_case {
 };
 
 static const struct out_tol CONVERSIONS_TOL[] = {
-    {"storage", {0, 0}, {0, 0}},
-    {"acc", {1e-6, 1e-6}, {1e-6, 1e-6}},
-    {NULL}};
+    {"storage", {0, 0}, {0, 0}}, {"acc", {1e-6, 1e-6}, {1e-6, 1e-6}}, {NULL}};
 
-static void check_conversions(struct st_ctx *c, const struct op_case *row)
-{
+static void check_conversions(struct st_ctx *c, const struct op_case *row) {
     size_t n = (size_t)row->d[0];
     st_begin(c, "convert+accumulate", "n=%d", (int)n, 0, 0, 0);
-    struct tpair s = tp_random(c, T_STORAGE, n, -3, 3);   /* storage_from_f32 inside */
+    struct tpair s = tp_random(c, T_STORAGE, n, -3, 3); /* storage_from_f32 inside */
     struct tpair acc = tp_random(c, T_F32, n, -1, 1);
     c->ref->grad_accumulate(acc.r, s.r, n, 0.37f);
     c->dev->grad_accumulate(acc.d, s.d, n, 0.37f);
-    CHECK(s, "storage");   /* conversions must be exact */
+    CHECK(s, "storage"); /* conversions must be exact */
     CHECK(acc, "acc");
     tp_free(c, &s);
     tp_free(c, &acc);
 }
 
-static const struct out_tol EMBED_TOL[] = {
-    {"out", {1e-6, 1e-6}, {2e-3, 2e-3}},
-    {"dwte", {1e-5, 1e-5}, {2e-2, 1e-2}},
-    {"dwpe", {1e-5, 1e-5}, {1e-2, 1e-2}},
-    {"dwlang", {1e-4, 1e-5}, {0.5, 1e-2}},
-    {NULL}};
+static const struct out_tol EMBED_TOL[] = {{"out", {1e-6, 1e-6}, {2e-3, 2e-3}},
+                                           {"dwte", {1e-5, 1e-5}, {2e-2, 1e-2}},
+                                           {"dwpe", {1e-5, 1e-5}, {1e-2, 1e-2}},
+                                           {"dwlang", {1e-4, 1e-5}, {0.5, 1e-2}},
+                                           {NULL}};
 
-static void check_embed(struct st_ctx *c, const struct op_case *row)
-{
+static void check_embed(struct st_ctx *c, const struct op_case *row) {
     int B = row->d[0], T = row->d[1], C = row->d[2], V = row->d[3], NL = row->d[4];
     int P = T + 3;
     st_begin(c, "embed", "B=%d T=%d C=%d V=%d", B, T, C, V);
@@ -70,20 +65,19 @@ static void check_embed(struct st_ctx *c, const struct op_case *row)
     CHECK(wpe, "dwpe");
     if (NL) CHECK(wl, "dwlang");
     struct tpair *all[] = {&ids, &langs, &wte, &wpe, &wl, &out, &dout};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tp_free(c, all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tp_free(c, all[i]);
 }
 
-static const struct out_tol LAYERNORM_TOL[] = {
-    {"out", {1e-5, 1e-5}, {4e-3, 4e-3}},
-    {"mean", {1e-6, 1e-5}, {1e-6, 1e-5}},
-    {"rstd", {1e-6, 1e-5}, {1e-6, 1e-5}},
-    {"dinp", {1e-5, 1e-4}, {1e-2, 1e-2}},
-    {"dw", {1e-4, 1e-5}, {5e-2, 1e-2}},
-    {"db", {1e-4, 1e-5}, {5e-2, 1e-2}},
-    {NULL}};
+static const struct out_tol LAYERNORM_TOL[] = {{"out", {1e-5, 1e-5}, {4e-3, 4e-3}},
+                                               {"mean", {1e-6, 1e-5}, {1e-6, 1e-5}},
+                                               {"rstd", {1e-6, 1e-5}, {1e-6, 1e-5}},
+                                               {"dinp", {1e-5, 1e-4}, {1e-2, 1e-2}},
+                                               {"dw", {1e-4, 1e-5}, {5e-2, 1e-2}},
+                                               {"db", {1e-4, 1e-5}, {5e-2, 1e-2}},
+                                               {NULL}};
 
-static void check_layernorm(struct st_ctx *c, const struct op_case *row)
-{
+static void check_layernorm(struct st_ctx *c, const struct op_case *row) {
     int N = row->d[0], C = row->d[1];
     st_begin(c, "layernorm", "N=%d C=%d", N, C, 0, 0);
     struct tpair inp = tp_random(c, T_STORAGE, (size_t)N * C, -2, 3);
@@ -104,18 +98,17 @@ static void check_layernorm(struct st_ctx *c, const struct op_case *row)
     CHECK(dw, "dw");
     CHECK(db, "db");
     struct tpair *all[] = {&inp, &w, &b, &out, &mean, &rstd, &dout, &dinp, &dw, &db};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tp_free(c, all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tp_free(c, all[i]);
 }
 
-static const struct out_tol MATMUL_TOL[] = {
-    {"out", {1e-4, 1e-4}, {2e-2, 4e-3}},
-    {"dinp", {1e-4, 1e-4}, {2e-2, 4e-3}},
-    {"dw", {1e-4, 1e-4}, {2e-2, 4e-3}},
-    {"db", {1e-4, 1e-4}, {2e-2, 4e-3}},
-    {NULL}};
+static const struct out_tol MATMUL_TOL[] = {{"out", {1e-4, 1e-4}, {2e-2, 4e-3}},
+                                            {"dinp", {1e-4, 1e-4}, {2e-2, 4e-3}},
+                                            {"dw", {1e-4, 1e-4}, {2e-2, 4e-3}},
+                                            {"db", {1e-4, 1e-4}, {2e-2, 4e-3}},
+                                            {NULL}};
 
-static void check_matmul(struct st_ctx *c, const struct op_case *row)
-{
+static void check_matmul(struct st_ctx *c, const struct op_case *row) {
     int N = row->d[0], C = row->d[1], OC = row->d[2], bias = row->d[3];
     st_begin(c, bias ? "matmul" : "matmul (no bias)", "N=%d C=%d OC=%d", N, C, OC, 0);
     struct tpair inp = tp_random(c, T_STORAGE, (size_t)N * C, -1, 1);
@@ -134,25 +127,23 @@ static void check_matmul(struct st_ctx *c, const struct op_case *row)
     CHECK(dw, "dw");
     CHECK(b, "db");
     struct tpair *all[] = {&inp, &w, &b, &out, &dout, &dinp, &dw};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tp_free(c, all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tp_free(c, all[i]);
 }
 
 static const struct out_tol ATTENTION_TOL[] = {
-    {"att", {1e-6, 1e-4}, {2e-3, 4e-3}},
-    {"out", {1e-5, 1e-4}, {4e-3, 4e-3}},
-    {"dq", {1e-5, 1e-4}, {2e-2, 1e-2}},
-    {"dk", {1e-5, 1e-4}, {2e-2, 1e-2}},
-    {"dv", {1e-5, 1e-4}, {2e-2, 1e-2}},
-    {NULL}};
+    {"att", {1e-6, 1e-4}, {2e-3, 4e-3}}, {"out", {1e-5, 1e-4}, {4e-3, 4e-3}},
+    {"dq", {1e-5, 1e-4}, {2e-2, 1e-2}},  {"dk", {1e-5, 1e-4}, {2e-2, 1e-2}},
+    {"dv", {1e-5, 1e-4}, {2e-2, 1e-2}},  {NULL}};
 
-static void check_attention(struct st_ctx *c, const struct op_case *row)
-{
+static void check_attention(struct st_ctx *c, const struct op_case *row) {
     int B = row->d[0], T = row->d[1], C = row->d[2], NH = row->d[3];
     float p = row->p;
     st_begin(c, p > 0 ? "attention (dropout)" : "attention", "B=%d T=%d C=%d NH=%d", B, T, C, NH);
     struct dropout_key key = {0x1234567890abcdefull, 3, 5, DROPOUT_TENSOR_ATTN_PROBS(1)};
     size_t n = (size_t)B * T * C, na = (size_t)B * NH * T * T;
-    struct tpair q = tp_random(c, T_STORAGE, n, -1.5f, 1.5f), k = tp_random(c, T_STORAGE, n, -1.5f, 1.5f);
+    struct tpair q = tp_random(c, T_STORAGE, n, -1.5f, 1.5f),
+                 k = tp_random(c, T_STORAGE, n, -1.5f, 1.5f);
     struct tpair v = tp_random(c, T_STORAGE, n, -1, 1);
     struct tpair out = tp_new(c, T_STORAGE, n, NULL), att = tp_new(c, T_STORAGE, na, NULL);
     c->ref->attention_forward(out.r, att.r, q.r, k.r, v.r, B, T, C, NH, p, &key);
@@ -162,28 +153,27 @@ static void check_attention(struct st_ctx *c, const struct op_case *row)
     struct tpair dout = tp_random(c, T_STORAGE, n, -1, 1);
     struct tpair dq = tp_new(c, T_STORAGE, n, NULL), dk = tp_new(c, T_STORAGE, n, NULL);
     struct tpair dv = tp_new(c, T_STORAGE, n, NULL), scr = tp_new(c, T_STORAGE, na, NULL);
-    c->ref->attention_backward(dq.r, dk.r, dv.r, scr.r, dout.r, att.r, q.r, k.r, v.r, B, T, C,
-                               NH, p, &key);
-    c->dev->attention_backward(dq.d, dk.d, dv.d, scr.d, dout.d, att.d, q.d, k.d, v.d, B, T, C,
-                               NH, p, &key);
+    c->ref->attention_backward(dq.r, dk.r, dv.r, scr.r, dout.r, att.r, q.r, k.r, v.r, B, T, C, NH,
+                               p, &key);
+    c->dev->attention_backward(dq.d, dk.d, dv.d, scr.d, dout.d, att.d, q.d, k.d, v.d, B, T, C, NH,
+                               p, &key);
     CHECK(dq, "dq");
     CHECK(dk, "dk");
     CHECK(dv, "dv");
     struct tpair *all[] = {&q, &k, &v, &out, &att, &dout, &dq, &dk, &dv, &scr};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tp_free(c, all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tp_free(c, all[i]);
 }
 
-static const struct out_tol POINTWISE_TOL[] = {
-    {"gelu", {1e-6, 1e-5}, {1e-3, 2e-3}},
-    {"dgelu", {1e-6, 1e-5}, {1e-3, 2e-3}},
-    {"residual", {1e-6, 1e-6}, {1e-3, 1e-3}},
-    {"res+=", {1e-6, 1e-6}, {1e-3, 1e-3}},
-    {"mask", {0, 0}, {0, 0}},
-    {"x", {1e-6, 1e-6}, {1e-3, 1e-3}},
-    {NULL}};
+static const struct out_tol POINTWISE_TOL[] = {{"gelu", {1e-6, 1e-5}, {1e-3, 2e-3}},
+                                               {"dgelu", {1e-6, 1e-5}, {1e-3, 2e-3}},
+                                               {"residual", {1e-6, 1e-6}, {1e-3, 1e-3}},
+                                               {"res+=", {1e-6, 1e-6}, {1e-3, 1e-3}},
+                                               {"mask", {0, 0}, {0, 0}},
+                                               {"x", {1e-6, 1e-6}, {1e-3, 1e-3}},
+                                               {NULL}};
 
-static void check_pointwise(struct st_ctx *c, const struct op_case *row)
-{
+static void check_pointwise(struct st_ctx *c, const struct op_case *row) {
     int B = row->d[0], T = row->d[1], C = row->d[2];
     size_t n = (size_t)B * T * C;
     st_begin(c, "gelu/residual/mask", "B=%d T=%d C=%d", B, T, C, 0);
@@ -198,7 +188,7 @@ static void check_pointwise(struct st_ctx *c, const struct op_case *row)
     c->ref->residual_forward(out.r, x.r, y.r, n);
     c->dev->residual_forward(out.d, x.d, y.d, n);
     CHECK(out, "residual");
-    c->ref->residual_forward(x.r, x.r, y.r, n);   /* aliased output */
+    c->ref->residual_forward(x.r, x.r, y.r, n); /* aliased output */
     c->dev->residual_forward(x.d, x.d, y.d, n);
     CHECK(x, "res+=");
     struct tpair len = tp_ints(c, B, 0, T);
@@ -211,24 +201,24 @@ static void check_pointwise(struct st_ctx *c, const struct op_case *row)
     c->dev->dropout(x.d, B, T, C, 0.1f, &key);
     CHECK(x, "x");
     struct tpair *all[] = {&x, &y, &out, &d, &len};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tp_free(c, all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tp_free(c, all[i]);
 }
 
-static const struct out_tol CLASSIFIER_TOL[] = {
-    {"loss", {1e-5, 1e-5}, {1e-4, 1e-4}},
-    {"logits", {0, 0}, {0, 0}},
-    {"dlogits", {1e-7, 1e-4}, {1e-6, 4e-3}},
-    {"loss (bias)", {1e-5, 1e-5}, {1e-4, 1e-4}},
-    {"dlogits (bias)", {1e-7, 1e-4}, {1e-6, 4e-3}},
-    {"dbias", {1e-6, 1e-4}, {1e-3, 4e-3}},
-    {NULL}};
+static const struct out_tol CLASSIFIER_TOL[] = {{"loss", {1e-5, 1e-5}, {1e-4, 1e-4}},
+                                                {"logits", {0, 0}, {0, 0}},
+                                                {"dlogits", {1e-7, 1e-4}, {1e-6, 4e-3}},
+                                                {"loss (bias)", {1e-5, 1e-5}, {1e-4, 1e-4}},
+                                                {"dlogits (bias)", {1e-7, 1e-4}, {1e-6, 4e-3}},
+                                                {"dbias", {1e-6, 1e-4}, {1e-3, 4e-3}},
+                                                {NULL}};
 
-static void check_classifier(struct st_ctx *c, const struct op_case *row)
-{
+static void check_classifier(struct st_ctx *c, const struct op_case *row) {
     int N = row->d[0], V = row->d[1];
     st_begin(c, "classifier", "N=%d V=%d", N, V, 0, 0);
     int32_t *t = st_xmalloc((size_t)N * sizeof(int32_t));
-    for (int i = 0; i < N; i++) t[i] = i % 5 == 3 ? -1 : (int)(st_next(c) % (uint64_t)V);
+    for (int i = 0; i < N; i++)
+        t[i] = i % 5 == 3 ? -1 : (int)(st_next(c) % (uint64_t)V);
     struct tpair tg = tp_new(c, T_I32, N, t);
     free(t);
     struct tpair logits = tp_random(c, T_STORAGE, (size_t)N * V, -4, 4);
@@ -259,16 +249,14 @@ static void check_classifier(struct st_ctx *c, const struct op_case *row)
     tp_free(c, &loss);
 }
 
-static const struct out_tol OPTIMIZER_TOL[] = {
-    {"grad", {0, 0}, {0, 0}},
-    {"master", {1e-6, 1e-5}, {1e-6, 1e-5}},
-    {"m", {1e-7, 1e-5}, {1e-7, 1e-5}},
-    {"v", {1e-9, 1e-5}, {1e-9, 1e-5}},
-    {"copy", {1e-6, 1e-5}, {1e-6, 2e-3}},
-    {NULL}};
+static const struct out_tol OPTIMIZER_TOL[] = {{"grad", {0, 0}, {0, 0}},
+                                               {"master", {1e-6, 1e-5}, {1e-6, 1e-5}},
+                                               {"m", {1e-7, 1e-5}, {1e-7, 1e-5}},
+                                               {"v", {1e-9, 1e-5}, {1e-9, 1e-5}},
+                                               {"copy", {1e-6, 1e-5}, {1e-6, 2e-3}},
+                                               {NULL}};
 
-static void check_optimizer(struct st_ctx *c, const struct op_case *row)
-{
+static void check_optimizer(struct st_ctx *c, const struct op_case *row) {
     size_t n = (size_t)row->d[0];
     st_begin(c, "unscale/norm", "n=%d", (int)n, 0, 0, 0);
     struct tpair g = tp_random(c, T_F32, n, -2, 2);
@@ -283,7 +271,8 @@ static void check_optimizer(struct st_ctx *c, const struct op_case *row)
         fprintf(c->log, "FAIL norm_squared n=%zu: %.17g, reference %.17g\n", n, nd, nr);
         c->failures++;
     } else if (c->opts->verbose) {
-        fprintf(c->log, "ok   %-20s %-32s norm^2 %.10g (reference %.10g)\n", c->op, c->shape, nd, nr);
+        fprintf(c->log, "ok   %-20s %-32s norm^2 %.10g (reference %.10g)\n", c->op, c->shape, nd,
+                nr);
     }
     float inf = INFINITY;
     c->ref->to_device((float *)g.r + n / 2, &inf, sizeof inf);
@@ -301,14 +290,15 @@ static void check_optimizer(struct st_ctx *c, const struct op_case *row)
     struct tpair m = tp_random(c, T_F32, n, -0.1f, 0.1f), v = tp_random(c, T_F32, n, 0, 0.01f);
     struct tpair copy = tp_new(c, T_STORAGE, n, NULL);
     uint8_t *mask = st_xmalloc(n);
-    for (size_t i = 0; i < n; i++) mask[i] = (uint8_t)(i % 3 != 0);
+    for (size_t i = 0; i < n; i++)
+        mask[i] = (uint8_t)(i % 3 != 0);
     struct tpair dm = tp_new(c, T_U8, n, mask);
     free(mask);
     for (int t = 1; t <= 3; t++) {
-        c->ref->adam_update(master.r, copy.r, grad.r, m.r, v.r, n, 1e-3f, 0.9f, 0.98f, 1e-6f,
-                            0.01f, 0.5f, t, dm.r);
-        c->dev->adam_update(master.d, copy.d, grad.d, m.d, v.d, n, 1e-3f, 0.9f, 0.98f, 1e-6f,
-                            0.01f, 0.5f, t, dm.d);
+        c->ref->adam_update(master.r, copy.r, grad.r, m.r, v.r, n, 1e-3f, 0.9f, 0.98f, 1e-6f, 0.01f,
+                            0.5f, t, dm.r);
+        c->dev->adam_update(master.d, copy.d, grad.d, m.d, v.d, n, 1e-3f, 0.9f, 0.98f, 1e-6f, 0.01f,
+                            0.5f, t, dm.d);
     }
     CHECK(master, "master");
     CHECK(m, "m");
@@ -316,7 +306,8 @@ static void check_optimizer(struct st_ctx *c, const struct op_case *row)
     /* the fp16 copy: masters that differ in the last bits may round to neighbouring halves */
     CHECK(copy, "copy");
     struct tpair *all[] = {&master, &grad, &m, &v, &copy, &dm};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tp_free(c, all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tp_free(c, all[i]);
 }
 
 static const struct out_tol BIAS_GELU_TOL[] = {
@@ -326,8 +317,7 @@ static const struct out_tol BIAS_GELU_TOL[] = {
     {"dbias", {1e-4, 1e-5}, {5e-2, 1e-2}},
     {NULL}};
 
-static void check_bias_gelu(struct st_ctx *c, const struct op_case *row)
-{
+static void check_bias_gelu(struct st_ctx *c, const struct op_case *row) {
     int N = row->d[0], F = row->d[1];
     size_t n = (size_t)N * F;
     st_begin(c, "bias_gelu", "N=%d F=%d", N, F, 0, 0);
@@ -343,36 +333,36 @@ static void check_bias_gelu(struct st_ctx *c, const struct op_case *row)
     CHECK(dinp, "dinp");
     CHECK(db, "dbias");
     struct tpair *all[] = {&x, &b, &out, &dout, &dinp, &db};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tp_free(c, all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tp_free(c, all[i]);
 }
 
 static const struct op_case OP_CASES[] = {
-    {check_conversions, CONVERSIONS_TOL, {1001}, 0, 0},          /* n */
-    {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0},         /* B T C V NL */
-    {check_embed, EMBED_TOL, {2, 5, 24, 7, 0}, 0, 0},            /* no language embeddings */
-    {check_layernorm, LAYERNORM_TOL, {75, 72}, 0, 0},            /* N C */
-    {check_layernorm, LAYERNORM_TOL, {3, 1000}, 0, 0},           /* */
-    {check_layernorm, LAYERNORM_TOL, {260, 24}, 0, 0},           /* more rows than one
-                                                                  * column-sum chunk */
-    {check_matmul, MATMUL_TOL, {37, 48, 40, 1}, 0, 0},           /* N C OC bias */
-    {check_matmul, MATMUL_TOL, {5, 33, 17, 0}, 0, 0},            /* */
-    {check_matmul, MATMUL_TOL, {260, 16, 24, 1}, 0, 0},          /* */
-    {check_attention, ATTENTION_TOL, {2, 37, 32, 4}, 0.f, 0},    /* B T C NH, p */
-    {check_attention, ATTENTION_TOL, {1, 33, 24, 2}, 0.1f, 0},   /* */
-    {check_pointwise, POINTWISE_TOL, {3, 37, 40}, 0, 0},         /* B T C */
-    {check_bias_gelu, BIAS_GELU_TOL, {37, 72}, 0, 0},            /* N F */
-    {check_bias_gelu, BIAS_GELU_TOL, {300, 40}, 0, 0},           /* more rows than one
-                                                                  * column-sum chunk */
-    {check_classifier, CLASSIFIER_TOL, {13, 257}, 0, 0},         /* N V */
-    {check_classifier, CLASSIFIER_TOL, {3, 64699}, 0, 1},        /* XLM's vocabulary */
-    {check_optimizer, OPTIMIZER_TOL, {3001}, 0, 0},              /* n */
+    {check_conversions, CONVERSIONS_TOL, {1001}, 0, 0},        /* n */
+    {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0},       /* B T C V NL */
+    {check_embed, EMBED_TOL, {2, 5, 24, 7, 0}, 0, 0},          /* no language embeddings */
+    {check_layernorm, LAYERNORM_TOL, {75, 72}, 0, 0},          /* N C */
+    {check_layernorm, LAYERNORM_TOL, {3, 1000}, 0, 0},         /* */
+    {check_layernorm, LAYERNORM_TOL, {260, 24}, 0, 0},         /* more rows than one
+                                                                * column-sum chunk */
+    {check_matmul, MATMUL_TOL, {37, 48, 40, 1}, 0, 0},         /* N C OC bias */
+    {check_matmul, MATMUL_TOL, {5, 33, 17, 0}, 0, 0},          /* */
+    {check_matmul, MATMUL_TOL, {260, 16, 24, 1}, 0, 0},        /* */
+    {check_attention, ATTENTION_TOL, {2, 37, 32, 4}, 0.f, 0},  /* B T C NH, p */
+    {check_attention, ATTENTION_TOL, {1, 33, 24, 2}, 0.1f, 0}, /* */
+    {check_pointwise, POINTWISE_TOL, {3, 37, 40}, 0, 0},       /* B T C */
+    {check_bias_gelu, BIAS_GELU_TOL, {37, 72}, 0, 0},          /* N F */
+    {check_bias_gelu, BIAS_GELU_TOL, {300, 40}, 0, 0},         /* more rows than one
+                                                                * column-sum chunk */
+    {check_classifier, CLASSIFIER_TOL, {13, 257}, 0, 0},       /* N V */
+    {check_classifier, CLASSIFIER_TOL, {3, 64699}, 0, 1},      /* XLM's vocabulary */
+    {check_optimizer, OPTIMIZER_TOL, {3001}, 0, 0},            /* n */
 };
 
 int selftest_optable(const struct ops *ref, const struct ops *dev,
-                     const struct selftest_opts *opts)
-{
-    struct st_ctx ctx = {ref, dev, opts, opts->log ? opts->log : stdout, opts->seed, 0, "", "",
-                         NULL};
+                     const struct selftest_opts *opts) {
+    struct st_ctx ctx = {ref, dev, opts, opts->log ? opts->log : stdout, opts->seed, 0,
+                         "",  "",  NULL};
     struct st_ctx *c = &ctx;
     if (ref->precision != dev->precision) {
         fprintf(c->log, "FAIL the reference and the backend under test differ in precision\n");

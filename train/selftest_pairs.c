@@ -8,20 +8,17 @@
 #define GUARD_BYTES 256
 #define GUARD_BYTE 0xA5
 
-uint64_t st_next(struct st_ctx *c)
-{
+uint64_t st_next(struct st_ctx *c) {
     uint64_t z = (c->rng += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
-float st_uniform(struct st_ctx *c, float lo, float hi)
-{
+float st_uniform(struct st_ctx *c, float lo, float hi) {
     return lo + (hi - lo) * (float)((st_next(c) >> 40) * (1.0 / 16777216.0));
 }
 
-void *st_xmalloc(size_t bytes)
-{
+void *st_xmalloc(size_t bytes) {
     void *p = malloc(bytes ? bytes : 1);
     if (!p) {
         fprintf(stderr, "xlmc selftest: out of host memory (%zu bytes)\n", bytes);
@@ -30,15 +27,13 @@ void *st_xmalloc(size_t bytes)
     return p;
 }
 
-size_t elem_bytes(const struct ops *o, enum tkind k)
-{
+size_t elem_bytes(const struct ops *o, enum tkind k) {
     return k == T_STORAGE ? o->storage_bytes : k == T_U8 ? 1 : 4;
 }
 
 /* Upload host values (floats for storage/f32, int32 or uint8 as given) into a buffer of
  * backend o. Storage goes through an fp32 staging buffer and storage_from_f32. */
-void st_upload(const struct ops *o, void *dst, enum tkind k, const void *host, size_t n)
-{
+void st_upload(const struct ops *o, void *dst, enum tkind k, const void *host, size_t n) {
     if (k != T_STORAGE) {
         o->to_device(dst, host, n * elem_bytes(o, k));
         return;
@@ -55,8 +50,7 @@ void st_upload(const struct ops *o, void *dst, enum tkind k, const void *host, s
 }
 
 /* Download a storage or fp32 tensor as floats. */
-void st_download(const struct ops *o, float *host, const void *src, enum tkind k, size_t n)
-{
+void st_download(const struct ops *o, float *host, const void *src, enum tkind k, size_t n) {
     if (k == T_F32) {
         o->to_host(host, src, n * sizeof(float));
         return;
@@ -73,8 +67,7 @@ void st_download(const struct ops *o, float *host, const void *src, enum tkind k
 
 /* A tensor with `init` values (n floats, or int32/uint8 for those kinds) on both backends,
  * or NaN-poisoned when init is NULL. */
-struct tpair tp_new(struct st_ctx *c, enum tkind k, size_t n, const void *init)
-{
+struct tpair tp_new(struct st_ctx *c, enum tkind k, size_t n, const void *init) {
     struct tpair t = {0};
     t.n = n;
     t.kind = k;
@@ -103,34 +96,31 @@ struct tpair tp_new(struct st_ctx *c, enum tkind k, size_t n, const void *init)
     return t;
 }
 
-struct tpair tp_random(struct st_ctx *c, enum tkind k, size_t n, float lo, float hi)
-{
+struct tpair tp_random(struct st_ctx *c, enum tkind k, size_t n, float lo, float hi) {
     float *h = st_xmalloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) h[i] = st_uniform(c, lo, hi);
+    for (size_t i = 0; i < n; i++)
+        h[i] = st_uniform(c, lo, hi);
     struct tpair t = tp_new(c, k, n, h);
     free(h);
     return t;
 }
 
-struct tpair tp_ints(struct st_ctx *c, size_t n, int lo, int hi)
-{
+struct tpair tp_ints(struct st_ctx *c, size_t n, int lo, int hi) {
     int32_t *h = st_xmalloc(n * sizeof(int32_t));
-    for (size_t i = 0; i < n; i++) h[i] = lo + (int)(st_next(c) % (uint64_t)(hi - lo + 1));
+    for (size_t i = 0; i < n; i++)
+        h[i] = lo + (int)(st_next(c) % (uint64_t)(hi - lo + 1));
     struct tpair t = tp_new(c, T_I32, n, h);
     free(h);
     return t;
 }
 
-void tp_free(struct st_ctx *c, struct tpair *t)
-{
+void tp_free(struct st_ctx *c, struct tpair *t) {
     c->ref->free(t->r);
     c->dev->free(t->dbase);
     memset(t, 0, sizeof *t);
 }
 
-void st_fail(struct st_ctx *c, const char *fmt, const char *what, double a, double b,
-                    size_t i)
-{
+void st_fail(struct st_ctx *c, const char *fmt, const char *what, double a, double b, size_t i) {
     fprintf(c->log, "FAIL %-20s %-32s %s: ", c->op, c->shape, what);
     fprintf(c->log, fmt, i, a, b);
     fputc('\n', c->log);
@@ -138,9 +128,7 @@ void st_fail(struct st_ctx *c, const char *fmt, const char *what, double a, doub
 }
 
 /* Compare tensor t (storage or fp32) of both backends; check the guards of dev's copy. */
-void tp_check(struct st_ctx *c, const struct tpair *t, const char *what, double atol,
-                     double rtol)
-{
+void tp_check(struct st_ctx *c, const struct tpair *t, const char *what, double atol, double rtol) {
     c->dev->synchronize();
     c->ref->synchronize();
     float *a = st_xmalloc(t->n * sizeof(float)), *b = st_xmalloc(t->n * sizeof(float));
@@ -163,8 +151,8 @@ void tp_check(struct st_ctx *c, const struct tpair *t, const char *what, double 
             worst_i = i;
         }
     }
-    if (!bad && worst > 1.0) st_fail(c, "element %zu is %.7g, reference %.7g", what,
-                                     a[worst_i], b[worst_i], worst_i);
+    if (!bad && worst > 1.0)
+        st_fail(c, "element %zu is %.7g, reference %.7g", what, a[worst_i], b[worst_i], worst_i);
     else if (!bad && c->opts->verbose)
         fprintf(c->log, "ok   %-20s %-32s %-8s max |diff| %.3g (%.0f%% of tolerance)\n", c->op,
                 c->shape, what, max_abs, 100.0 * worst);
@@ -184,22 +172,18 @@ void tp_check(struct st_ctx *c, const struct tpair *t, const char *what, double 
 
 /* Compare output t, named `what` in the op's tolerance table, at the tolerance of the
  * precision under test. A name missing from the table is a failure, never a pass. */
-void tp_check_named(struct st_ctx *c, const struct tpair *t, const char *what)
-{
+void tp_check_named(struct st_ctx *c, const struct tpair *t, const char *what) {
     for (const struct out_tol *o = c->tols; o && o->what; o++)
         if (!strcmp(o->what, what)) {
             struct tol tol = c->dev->precision == OPS_FP16 ? o->fp16 : o->fp32;
             tp_check(c, t, what, tol.atol, tol.rtol);
             return;
         }
-    fprintf(c->log, "FAIL %-20s %-32s %s: no tolerance in the op's table\n", c->op, c->shape,
-            what);
+    fprintf(c->log, "FAIL %-20s %-32s %s: no tolerance in the op's table\n", c->op, c->shape, what);
     c->failures++;
 }
 
-void st_begin(struct st_ctx *c, const char *op, const char *fmt, int a, int b, int d,
-                     int e)
-{
+void st_begin(struct st_ctx *c, const char *op, const char *fmt, int a, int b, int d, int e) {
     c->op = op;
     snprintf(c->shape, sizeof c->shape, fmt, a, b, d, e);
 }

@@ -11,7 +11,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-
 enum tkind { T_STORAGE, T_F32, T_I32, T_U8 };
 
 /* Tolerance of one output: |dev - ref| <= atol + rtol |ref|, for fp32 and for fp16 storage. */
@@ -29,7 +28,7 @@ struct st_ctx {
     FILE *log;
     uint64_t rng;
     int failures;
-    const char *op;      /* the op being checked, for messages */
+    const char *op; /* the op being checked, for messages */
     char shape[96];
     const struct out_tol *tols; /* the op's tolerances, ended by {NULL} */
 };

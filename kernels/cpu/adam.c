@@ -25,9 +25,10 @@ CPU_HOT double cpu_norm_squared(const struct cpu_ctx *ctx, const float *grad, si
 /* torch.optim.Adam/AdamW's arithmetic: decoupled decay p *= 1 - lr*wd (where the mask says),
  * m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2,
  * p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). */
-CPU_HOT void cpu_adam_update(const struct cpu_ctx *ctx, float *master, void *copy_, const float *grad, float *m,
-                             float *v, size_t n, float lr, float beta1, float beta2, float eps,
-                             float wd, float grad_scale, int t, const uint8_t *decay_mask) {
+CPU_HOT void cpu_adam_update(const struct cpu_ctx *ctx, float *master, void *copy_,
+                             const float *grad, float *m, float *v, size_t n, float lr, float beta1,
+                             float beta2, float eps, float wd, float grad_scale, int t,
+                             const uint8_t *decay_mask) {
     const int h = ctx->round_half;
     float *copy = copy_;
     double bc1 = 1.0 - pow((double)beta1, (double)t), bc2 = 1.0 - pow((double)beta2, (double)t);

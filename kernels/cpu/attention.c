@@ -90,9 +90,9 @@ CPU_INLINE void dropped_tile(int h, float *pd, const float *a, int r0, int c1, i
     }
 }
 
-CPU_HOT void cpu_attention_forward(const struct cpu_ctx *ctx, void *out_, void *att_, const void *q_, const void *k_,
-                                   const void *v_, int B, int T, int C, int NH, float p,
-                                   const struct dropout_key *key) {
+CPU_HOT void cpu_attention_forward(const struct cpu_ctx *ctx, void *out_, void *att_,
+                                   const void *q_, const void *k_, const void *v_, int B, int T,
+                                   int C, int NH, float p, const struct dropout_key *key) {
     const int h = ctx->round_half;
     float *out = out_, *att = att_;
     const float *q = q_, *k = k_, *v = v_;
@@ -146,10 +146,10 @@ CPU_HOT void cpu_attention_forward(const struct cpu_ctx *ctx, void *out_, void *
  * (and where P is 0, dS is 0 whatever the mask), so dP takes its mask from P' != 0.
  * Every product is tiled as in the forward: row tiles for dv, dP' and dq (keys up to the
  * tile's last row), column tiles for dk (queries from the tile's first row). */
-CPU_HOT void cpu_attention_backward(const struct cpu_ctx *ctx, void *dq_, void *dk_, void *dv_, void *scratch_,
-                                    const void *dout_, const void *att_, const void *q_,
-                                    const void *k_, const void *v_, int B, int T, int C, int NH,
-                                    float p, const struct dropout_key *key) {
+CPU_HOT void cpu_attention_backward(const struct cpu_ctx *ctx, void *dq_, void *dk_, void *dv_,
+                                    void *scratch_, const void *dout_, const void *att_,
+                                    const void *q_, const void *k_, const void *v_, int B, int T,
+                                    int C, int NH, float p, const struct dropout_key *key) {
     const int h = ctx->round_half;
     float *dq = dq_, *dk = dk_, *dv = dv_, *scratch = scratch_;
     const float *dout = dout_, *att = att_, *q = q_, *k = k_, *v = v_;

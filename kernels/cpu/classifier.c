@@ -49,8 +49,9 @@ CPU_INLINE float classifier_row(int h, float *l, const float *bias, int t, int V
 }
 
 /* losses (N); logits (N,V), bias (V) or NULL, dbias (V) or NULL: see ops.h */
-CPU_HOT void cpu_classifier(const struct cpu_ctx *ctx, float *losses, void *logits_, const void *bias_, void *dbias_,
-                            const int32_t *targets, int N, int V, float dscale) {
+CPU_HOT void cpu_classifier(const struct cpu_ctx *ctx, float *losses, void *logits_,
+                            const void *bias_, void *dbias_, const int32_t *targets, int N, int V,
+                            float dscale) {
     const int h = ctx->round_half;
     float *logits = logits_, *dbias = dscale != 0.0f ? dbias_ : NULL;
     const float *bias = bias_;

@@ -4,9 +4,9 @@
 #include <omp.h>
 
 /* out (B,T,C) = wte[ids] + wpe[t] + (wlang ? wlang[langs] : 0), summed in HF's order. */
-CPU_HOT void cpu_embed_forward(const struct cpu_ctx *ctx, void *out_, const int32_t *ids, const int32_t *langs,
-                               const void *wte_, const void *wpe_, const void *wlang_, int B, int T,
-                               int C) {
+CPU_HOT void cpu_embed_forward(const struct cpu_ctx *ctx, void *out_, const int32_t *ids,
+                               const int32_t *langs, const void *wte_, const void *wpe_,
+                               const void *wlang_, int B, int T, int C) {
     const int h = ctx->round_half;
     float *out = out_;
     const float *wte = wte_, *wpe = wpe_, *wlang = wlang_;
@@ -29,9 +29,9 @@ CPU_HOT void cpu_embed_forward(const struct cpu_ctx *ctx, void *out_, const int3
 /* Each thread owns a fixed slice of the C columns and walks the tokens in order, so every
  * element's sum has the same order whatever the thread count and no row is written by two
  * threads. */
-CPU_HOT void cpu_embed_backward(const struct cpu_ctx *ctx, void *dwte_, void *dwpe_, void *dwlang_, const void *dout_,
-                                const int32_t *ids, const int32_t *langs, int B, int T, int C,
-                                int V, int NL) {
+CPU_HOT void cpu_embed_backward(const struct cpu_ctx *ctx, void *dwte_, void *dwpe_, void *dwlang_,
+                                const void *dout_, const int32_t *ids, const int32_t *langs, int B,
+                                int T, int C, int V, int NL) {
     const int h = ctx->round_half;
     float *dwte = dwte_, *dwpe = dwpe_, *dwlang = dwlang_;
     const float *dout = dout_;

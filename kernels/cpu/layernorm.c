@@ -33,8 +33,9 @@ CPU_INLINE float lane_sum(const float *x, const float *y, float m, int n) {
 
 /* out (N,C), mean (N), rstd (N), inp (N,C), w (C), b (C). Two passes over the row for the
  * variance: no cancellation when |mean| >> std. */
-CPU_HOT void cpu_layernorm_forward(const struct cpu_ctx *ctx, void *out_, float *mean, float *rstd, const void *inp_,
-                                   const void *w_, const void *b_, int N, int C, float eps) {
+CPU_HOT void cpu_layernorm_forward(const struct cpu_ctx *ctx, void *out_, float *mean, float *rstd,
+                                   const void *inp_, const void *w_, const void *b_, int N, int C,
+                                   float eps) {
     const int h = ctx->round_half;
     float *out = out_;
     const float *inp = inp_, *w = w_, *b = b_;
@@ -59,9 +60,9 @@ CPU_HOT void cpu_layernorm_forward(const struct cpu_ctx *ctx, void *out_, float 
 /* dinp (N,C) overwritten, dw (C) +=, db (C) +=. One pass over the rows: each block of LN_BLOCK
  * rows writes its dinp rows and its partial dw, db while the rows are in cache; the partials
  * are then summed in block order (deterministic, no race). */
-CPU_HOT void cpu_layernorm_backward(const struct cpu_ctx *ctx, void *dinp_, void *dw_, void *db_, const void *dout_,
-                                    const void *inp_, const void *w_, const float *mean,
-                                    const float *rstd, int N, int C) {
+CPU_HOT void cpu_layernorm_backward(const struct cpu_ctx *ctx, void *dinp_, void *dw_, void *db_,
+                                    const void *dout_, const void *inp_, const void *w_,
+                                    const float *mean, const float *rstd, int N, int C) {
     const int h = ctx->round_half;
     float *dinp = dinp_, *dw = dw_, *db = db_;
     const float *dout = dout_, *inp = inp_, *w = w_;

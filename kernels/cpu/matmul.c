@@ -88,8 +88,8 @@ static void cpu_sgemm_pair(const struct sgemm_call *x, const struct sgemm_call *
 
 /* out (N,OC) = inp (N,C) @ w (OC,C)^T + b (OC, or NULL). The bias is written first and
  * sgemm adds onto it (beta = 1), which saves a pass over out. */
-CPU_HOT void cpu_matmul_forward(const struct cpu_ctx *ctx, void *out_, const void *inp, const void *w, const void *b_,
-                                int N, int C, int OC) {
+CPU_HOT void cpu_matmul_forward(const struct cpu_ctx *ctx, void *out_, const void *inp,
+                                const void *w, const void *b_, int N, int C, int OC) {
     const int h = ctx->round_half;
     float *out = out_;
     const float *b = b_;
@@ -104,8 +104,9 @@ CPU_HOT void cpu_matmul_forward(const struct cpu_ctx *ctx, void *out_, const voi
 
 /* dinp (N,C) = dout (N,OC) @ w (OC,C), overwritten (skipped if NULL);
  * dw (OC,C) += dout^T @ inp; db (OC) += column sums of dout (skipped if NULL). */
-CPU_HOT void cpu_matmul_backward(const struct cpu_ctx *ctx, void *dinp, void *dw, void *db_, const void *dout_,
-                                 const void *inp, const void *w, int N, int C, int OC) {
+CPU_HOT void cpu_matmul_backward(const struct cpu_ctx *ctx, void *dinp, void *dw, void *db_,
+                                 const void *dout_, const void *inp, const void *w, int N, int C,
+                                 int OC) {
     const int h = ctx->round_half;
     const float *dout = dout_;
     float *db = db_;

@@ -75,8 +75,8 @@ void cpu_storage_to_f32(const struct cpu_ctx *ctx, float *dst, const void *src, 
     if (n) memmove(dst, src, n * sizeof(float));
 }
 
-CPU_HOT void cpu_grad_accumulate(const struct cpu_ctx *ctx, float *acc, const void *grad,
-                                 size_t n, float scale) {
+CPU_HOT void cpu_grad_accumulate(const struct cpu_ctx *ctx, float *acc, const void *grad, size_t n,
+                                 float scale) {
     const float *g = grad;
 #pragma omp parallel for schedule(static) if ((long)n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++)
@@ -97,11 +97,19 @@ void *cpu_xmalloc(size_t bytes) {
 static const struct cpu_ctx CPU_FP32 = {0}, CPU_FP16 = {1};
 
 #define CPU_WRAP(name, params, args)                                                               \
-    static void name##_f32 params { cpu_##name(&CPU_FP32, OPS_UNPAREN args); }                    \
-    static void name##_f16 params { cpu_##name(&CPU_FP16, OPS_UNPAREN args); }
+    static void name##_f32 params {                                                                \
+        cpu_##name(&CPU_FP32, OPS_UNPAREN args);                                                   \
+    }                                                                                              \
+    static void name##_f16 params {                                                                \
+        cpu_##name(&CPU_FP16, OPS_UNPAREN args);                                                   \
+    }
 #define CPU_WRAP_R(type, name, params, args)                                                       \
-    static type name##_f32 params { return cpu_##name(&CPU_FP32, OPS_UNPAREN args); }             \
-    static type name##_f16 params { return cpu_##name(&CPU_FP16, OPS_UNPAREN args); }
+    static type name##_f32 params {                                                                \
+        return cpu_##name(&CPU_FP32, OPS_UNPAREN args);                                            \
+    }                                                                                              \
+    static type name##_f16 params {                                                                \
+        return cpu_##name(&CPU_FP16, OPS_UNPAREN args);                                            \
+    }
 OPS_LIST(CPU_WRAP, CPU_WRAP_R)
 
 #define CPU_SLOT_F32(name, params, args) .name = name##_f32,
@@ -109,20 +117,14 @@ OPS_LIST(CPU_WRAP, CPU_WRAP_R)
 #define CPU_SLOT_F16(name, params, args) .name = name##_f16,
 #define CPU_SLOT_F16_R(type, name, params, args) .name = name##_f16,
 #define CPU_MEMORY                                                                                 \
-    .storage_bytes = sizeof(float), .host_memory = 1, .alloc = cpu_alloc, .free = cpu_free,       \
+    .storage_bytes = sizeof(float), .host_memory = 1, .alloc = cpu_alloc, .free = cpu_free,        \
     .to_device = cpu_copy, .to_host = cpu_copy, .memset0 = cpu_memset0,                            \
     .synchronize = cpu_synchronize
 
 static const struct ops cpu_ops_f32 = {
-    .name = "cpu",
-    .precision = OPS_FP32,
-    CPU_MEMORY,
-    OPS_LIST(CPU_SLOT_F32, CPU_SLOT_F32_R)};
+    .name = "cpu", .precision = OPS_FP32, CPU_MEMORY, OPS_LIST(CPU_SLOT_F32, CPU_SLOT_F32_R)};
 static const struct ops cpu_ops_f16 = {
-    .name = "cpu",
-    .precision = OPS_FP16,
-    CPU_MEMORY,
-    OPS_LIST(CPU_SLOT_F16, CPU_SLOT_F16_R)};
+    .name = "cpu", .precision = OPS_FP16, CPU_MEMORY, OPS_LIST(CPU_SLOT_F16, CPU_SLOT_F16_R)};
 
 const struct ops *ops_cpu(enum ops_precision precision) {
     /* one thread pool: see cpu_sgemm() in cpu.h */

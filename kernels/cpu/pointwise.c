@@ -37,7 +37,8 @@ CPU_HOT void cpu_gelu_forward(const struct cpu_ctx *ctx, void *out_, const void 
 }
 
 /* dinp (n) = dout * (Phi(x) + x phi(x)); dinp may alias dout (each element is read first). */
-CPU_HOT void cpu_gelu_backward(const struct cpu_ctx *ctx, void *dinp_, const void *inp_, const void *dout_, size_t n) {
+CPU_HOT void cpu_gelu_backward(const struct cpu_ctx *ctx, void *dinp_, const void *inp_,
+                               const void *dout_, size_t n) {
     const int h = ctx->round_half;
     float *dinp = dinp_;
     const float *inp = inp_, *dout = dout_;
@@ -118,7 +119,8 @@ CPU_HOT void cpu_bias_gelu_backward(const struct cpu_ctx *ctx, void *dinp_, void
 }
 
 /* out (n) = a + b; out may alias a or b */
-CPU_HOT void cpu_residual_forward(const struct cpu_ctx *ctx, void *out_, const void *a_, const void *b_, size_t n) {
+CPU_HOT void cpu_residual_forward(const struct cpu_ctx *ctx, void *out_, const void *a_,
+                                  const void *b_, size_t n) {
     const int h = ctx->round_half;
     float *out = out_;
     const float *a = a_, *b = b_;
@@ -152,7 +154,8 @@ CPU_HOT void cpu_dropout(const struct cpu_ctx *ctx, void *x_, int B, int T, int 
 }
 
 /* x (B,T,C): zero positions t >= lengths[b] */
-void cpu_mask_padding(const struct cpu_ctx *ctx, void *x_, const int32_t *lengths, int B, int T, int C) {
+void cpu_mask_padding(const struct cpu_ctx *ctx, void *x_, const int32_t *lengths, int B, int T,
+                      int C) {
     const int h = ctx->round_half;
     float *x = x_;
     for (int b = 0; b < B; b++) {

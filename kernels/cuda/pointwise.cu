@@ -99,8 +99,7 @@ static void cuda_mask_padding(void *x, const int32_t *lengths, int B, int T, int
 
 /* ---- bias + GELU of the FFN, fused ---- */
 template <typename S>
-__global__ void bias_gelu_forward_kernel(S *out, const S *inp, const S *bias, int F, size_t n)
-{
+__global__ void bias_gelu_forward_kernel(S *out, const S *inp, const S *bias, int F, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float x = ld(inp + i) + ld(bias + i % F);
@@ -109,8 +108,7 @@ __global__ void bias_gelu_forward_kernel(S *out, const S *inp, const S *bias, in
 
 template <typename S>
 __global__ void bias_gelu_backward_kernel(S *dinp, const S *dout, const S *inp, const S *bias,
-                                          int F, size_t n)
-{
+                                          int F, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float x = ld(inp + i) + ld(bias + i % F);
@@ -120,8 +118,7 @@ __global__ void bias_gelu_backward_kernel(S *dinp, const S *dout, const S *inp, 
 }
 
 template <typename S>
-static void cuda_bias_gelu_forward(void *out, const void *inp, const void *bias, int N, int F)
-{
+static void cuda_bias_gelu_forward(void *out, const void *inp, const void *bias, int N, int F) {
     size_t n = (size_t)N * F;
     if (!n) return;
     XLMC_LAUNCH(bias_gelu_forward_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0,
@@ -132,8 +129,7 @@ static void cuda_bias_gelu_forward(void *out, const void *inp, const void *bias,
 /* dinp first, then dbias += its column sums (the deterministic two-stage sum of common.cuh) */
 template <typename S>
 static void cuda_bias_gelu_backward(void *dinp, void *dbias, const void *dout, const void *inp,
-                                    const void *bias, int N, int F)
-{
+                                    const void *bias, int N, int F) {
     size_t n = (size_t)N * F;
     if (!n) return;
     XLMC_LAUNCH(bias_gelu_backward_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0,

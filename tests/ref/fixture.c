@@ -9,8 +9,7 @@
 
 /* Dataset `name` of exactly `want` elements into dst (float or int32), through core/h5io. */
 static int read_exact(hid_t file, const char *path, const char *name, int is_int, void *dst,
-                      size_t want)
-{
+                      size_t want) {
     void *data = NULL;
     int nd = 0;
     long long dims[H5IO_MAX_DIMS];
@@ -18,7 +17,8 @@ static int read_exact(hid_t file, const char *path, const char *name, int is_int
                     : h5io_read_f32(file, name, (float **)&data, &nd, dims);
     if (rc) return -1;
     long long have = 1;
-    for (int i = 0; i < nd; i++) have *= dims[i];
+    for (int i = 0; i < nd; i++)
+        have *= dims[i];
     if (have != (long long)want) {
         fprintf(stderr, "fixture: %s: dataset %s has %lld elements, expected %zu\n", path, name,
                 have, want);
@@ -30,8 +30,7 @@ static int read_exact(hid_t file, const char *path, const char *name, int is_int
     return rc;
 }
 
-int fixture_load_config(const char *weights_h5, struct xlmc_config *cfg)
-{
+int fixture_load_config(const char *weights_h5, struct xlmc_config *cfg) {
     hid_t f = h5io_open_read(weights_h5);
     if (f < 0) return -1;
     char *text = NULL;
@@ -42,8 +41,7 @@ int fixture_load_config(const char *weights_h5, struct xlmc_config *cfg)
     return rc;
 }
 
-int fixture_load_params(struct model *m, const char *path, const char *group)
-{
+int fixture_load_params(struct model *m, const char *path, const char *group) {
     hid_t f = h5io_open_read(path);
     if (f < 0) return -1;
     int rc = 0;
@@ -67,8 +65,7 @@ int fixture_load_params(struct model *m, const char *path, const char *group)
     return rc;
 }
 
-int fixture_load_batch(const char *batch_h5, struct fixture_batch *fb)
-{
+int fixture_load_batch(const char *batch_h5, struct fixture_batch *fb) {
     memset(fb, 0, sizeof *fb);
     hid_t f = h5io_open_read(batch_h5);
     if (f < 0) return -1;
@@ -96,14 +93,19 @@ int fixture_load_batch(const char *batch_h5, struct fixture_batch *fb)
         return -1;
     }
     for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) fb->lengths[b] += fb->mask[b * T + t] != 0;
-    fb->batch = (struct batch){.B = B, .T = T, .ids = fb->ids, .langs = fb->langs,
-                               .lengths = fb->lengths, .targets = fb->labels, .row0 = 0};
+        for (int t = 0; t < T; t++)
+            fb->lengths[b] += fb->mask[b * T + t] != 0;
+    fb->batch = (struct batch){.B = B,
+                               .T = T,
+                               .ids = fb->ids,
+                               .langs = fb->langs,
+                               .lengths = fb->lengths,
+                               .targets = fb->labels,
+                               .row0 = 0};
     return 0;
 }
 
-void fixture_free_batch(struct fixture_batch *fb)
-{
+void fixture_free_batch(struct fixture_batch *fb) {
     free(fb->ids);
     free(fb->langs);
     free(fb->mask);
@@ -112,8 +114,7 @@ void fixture_free_batch(struct fixture_batch *fb)
     memset(fb, 0, sizeof *fb);
 }
 
-float *fixture_read_f32(const char *path, const char *name, size_t *n)
-{
+float *fixture_read_f32(const char *path, const char *name, size_t *n) {
     hid_t f = h5io_open_read(path);
     if (f < 0) return NULL;
     float *out = NULL;
@@ -121,7 +122,8 @@ float *fixture_read_f32(const char *path, const char *name, size_t *n)
     long long dims[H5IO_MAX_DIMS];
     if (!h5io_read_f32(f, name, &out, &nd, dims)) {
         size_t count = 1;
-        for (int i = 0; i < nd; i++) count *= (size_t)dims[i];
+        for (int i = 0; i < nd; i++)
+            count *= (size_t)dims[i];
         *n = count;
     }
     h5io_close(f);

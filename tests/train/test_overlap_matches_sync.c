@@ -1,10 +1,9 @@
 /* test_overlap_matches_sync — run under mpiexec -np 2. The same small model trains with the
  * gradient all-reduce overlapped with backward (the trainer's grad_ready hook) and with the
- * one-call all-reduce after backward (train.overlap_allreduce = false): 3 steps of 2 micro-batches per rank,
- * then a step where rank 0 has one micro-batch (the hooked backward is also the first) and
- * rank 1 none (it only joins the sums). The master weights must be bit-identical
- * between the two paths (the reference is the one-call path, which never uses the hook) and
- * between the ranks.
+ * one-call all-reduce after backward (train.overlap_allreduce = false): 3 steps of 2 micro-batches
+ * per rank, then a step where rank 0 has one micro-batch (the hooked backward is also the first)
+ * and rank 1 none (it only joins the sums). The master weights must be bit-identical between the
+ * two paths (the reference is the one-call path, which never uses the hook) and between the ranks.
  *
  * The MPI communicator and the CPU ops are wrapped to watch the overlapped path: every started
  * sum is logged with its offset in the accumulator and the number of embed_backward calls so
