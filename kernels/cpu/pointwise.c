@@ -1,5 +1,8 @@
-/* pointwise.c — GELU (erf form), residual add, dropout, padding mask. */
+/* pointwise.c — GELU (erf form; alone and with the FFN bias), residual add, dropout, padding
+ * mask. */
 #include "kernels/cpu/cpu.h"
+
+#include <stdlib.h>
 
 /* erf(x) by Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7, below what fp32 GELU
  * outputs resolve for |x| > 1e-3 relative to the 0.5 x factor): no branches and fast_expf, so
