@@ -18,6 +18,7 @@
 #define XLMC_LOADER_H
 
 #include "core/config.h"
+#include "core/loader_state.h"
 
 #include <stdint.h>
 
@@ -41,14 +42,7 @@ struct loader_opts {
                                * definition of the stream; tests compare the default with it) */
 };
 
-/* The loader's position: small, identical on every rank, stored in checkpoints. */
-#define LOADER_STATE_WORDS (2 + 2 * XLMC_MAX_LANGS)
-struct loader_state {
-    uint64_t step;                      /* optimizer steps served */
-    uint64_t epoch[XLMC_MAX_LANGS];     /* per language */
-    uint64_t cursor[XLMC_MAX_LANGS];    /* windows consumed in the current epoch */
-    uint64_t reserved;
-};
+/* struct loader_state, the loader's position in checkpoints: core/loader_state.h */
 
 /* One block: rows x (T+1) tokens, a language per row. */
 struct loader_block {

@@ -1,5 +1,6 @@
 /* cmd_data.c — `xlmc data-convert`: upgrade a shard directory to the current format in place. */
 #include "core/util.h"
+#include "train/commands.h"
 #include "data/shard.h"
 
 #include <stdio.h>

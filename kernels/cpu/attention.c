@@ -6,7 +6,6 @@
  * OpenMP thread takes whole (b,h) pairs and runs their products as single-threaded sgemm
  * calls on causal tiles (ATT_TILE below). */
 #include "kernels/cpu/cpu.h"
-#include "core/util.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -91,9 +90,10 @@ CPU_INLINE void dropped_tile(int h, float *pd, const float *a, int r0, int c1, i
     }
 }
 
-CPU_HOT void cpu_attention_forward(int h, void *out_, void *att_, const void *q_, const void *k_,
-                                   const void *v_, int B, int T, int C, int NH, float p,
-                                   const struct dropout_key *key) {
+CPU_HOT void cpu_attention_forward(const struct cpu_ctx *ctx, void *out_, void *att_,
+                                   const void *q_, const void *k_, const void *v_, int B, int T,
+                                   int C, int NH, float p, const struct dropout_key *key) {
+    const int h = ctx->round_half;
     float *out = out_, *att = att_;
     const float *q = q_, *k = k_, *v = v_;
     int HS = C / NH;
@@ -103,9 +103,9 @@ CPU_HOT void cpu_attention_forward(int h, void *out_, void *att_, const void *q_
     size_t TT = (size_t)T * T;
     int nth = omp_get_max_threads();
     /* per thread, the (T,T) post-dropout probabilities of the (b,h) at hand */
-    /* ops have no error path: xmalloc reports the size and exits if this fails */
-    float *pd_all = p > 0.0f ? xmalloc((size_t)nth * TT * sizeof(float)) : NULL;
-    float *kt_all = xmalloc((size_t)nth * T * HS * sizeof(float));
+    /* ops have no error path: cpu_xmalloc reports the size and aborts if this fails */
+    float *pd_all = p > 0.0f ? cpu_xmalloc((size_t)nth * TT * sizeof(float)) : NULL;
+    float *kt_all = cpu_xmalloc((size_t)nth * T * HS * sizeof(float));
 #pragma omp parallel for schedule(static) if ((long)B * NH * T * T * HS > CPU_PAR_MIN)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, hd = bh % NH;
@@ -146,10 +146,11 @@ CPU_HOT void cpu_attention_forward(int h, void *out_, void *att_, const void *q_
  * (and where P is 0, dS is 0 whatever the mask), so dP takes its mask from P' != 0.
  * Every product is tiled as in the forward: row tiles for dv, dP' and dq (keys up to the
  * tile's last row), column tiles for dk (queries from the tile's first row). */
-CPU_HOT void cpu_attention_backward(int h, void *dq_, void *dk_, void *dv_, void *scratch_,
-                                    const void *dout_, const void *att_, const void *q_,
-                                    const void *k_, const void *v_, int B, int T, int C, int NH,
-                                    float p, const struct dropout_key *key) {
+CPU_HOT void cpu_attention_backward(const struct cpu_ctx *ctx, void *dq_, void *dk_, void *dv_,
+                                    void *scratch_, const void *dout_, const void *att_,
+                                    const void *q_, const void *k_, const void *v_, int B, int T,
+                                    int C, int NH, float p, const struct dropout_key *key) {
+    const int h = ctx->round_half;
     float *dq = dq_, *dk = dk_, *dv = dv_, *scratch = scratch_;
     const float *dout = dout_, *att = att_, *q = q_, *k = k_, *v = v_;
     int HS = C / NH;
@@ -158,9 +159,9 @@ CPU_HOT void cpu_attention_backward(int h, void *dq_, void *dk_, void *dv_, void
     float keep_scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
     size_t TT = (size_t)T * T;
     int nth = omp_get_max_threads();
-    /* ops have no error path: xmalloc reports the size and exits if this fails */
-    float *pd_all = p > 0.0f ? xmalloc((size_t)nth * TT * sizeof(float)) : NULL;
-    float *vt_all = xmalloc((size_t)nth * T * HS * sizeof(float));
+    /* ops have no error path: cpu_xmalloc reports the size and aborts if this fails */
+    float *pd_all = p > 0.0f ? cpu_xmalloc((size_t)nth * TT * sizeof(float)) : NULL;
+    float *vt_all = cpu_xmalloc((size_t)nth * T * HS * sizeof(float));
 #pragma omp parallel for schedule(static) if ((long)B * NH * T * T * HS > CPU_PAR_MIN)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, hd = bh % NH;
