@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# tests/gpu/run.sh — the GPU kit: one command that builds xlmc's CUDA backend on a machine that
+# lacks our Debian libraries (the lent H200, or any CUDA machine) from the pack of
+# tests/gpu/pack.sh, checks it and races PyTorch, in well under 8 minutes:
+#   build     unpack the pack into a prefix, configure and build for the GPU found
+#   selftest  xlmc selftest --device cuda: every op against the CPU reference, fp32 and fp16,
+#             at the test shapes (--small) and with the 64699-word classifier of ende-1024
+#   train     20 fp16 steps of configs/xlm-clm-ende-1024.ini (batch cut to 4 micro-batches,
+#             warm-up to 5 steps) on shards that `xlmc prep` makes from tests/slurm/corpus;
+#             the loss must fall and the loss scale stay sane
+#   race      xlmc (tests/gpu/gpu_step.c) against PyTorch AMP (race.py: autocast fp16,
+#             GradScaler, fused Adam; then torch.compile), alternating, at ende-1024's shape
+#   kernels   per-kernel GPU times of one xlmc step (Nsight Compute, where it works)
+# Each part prints its result when it ends, whatever later parts do; the summary says which ran.
+#
+#   tests/gpu/run.sh --dry-run   here, no GPU: the same from the pack, with the system's own
+#       copies of the packed libraries hidden (unshare --mount), the CPU backend, configs/tiny.ini
+#       for train and race; plus an ldd audit and the pack's size. What CI runs (label gpu-kit).
+#
+# usage: tests/gpu/run.sh [--dry-run] [--pack DIR]   (DIR default <checkout>/gpu-pack)
+# Logs and summary.txt go to $OUT when set, else to build-gpu/kit-out (build-dry/kit-out).
+# Exit status: 0 every part that ran passed, 1 a part failed, 2 usage.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(cd "$here/../.." && pwd)
+dry=0
+pack=$src/gpu-pack
+while (($#)); do
+    case $1 in
+    --dry-run) dry=1; shift ;;
+    --pack) pack=$(realpath -m "$2"); shift 2 ;;
+    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+[ -d "$pack/debs" ] || { echo "run.sh: no pack at $pack: run tests/gpu/pack.sh first" >&2; exit 2; }
+
+# The dry run re-enters itself in a private mount namespace, where the system's copy of every
+# file of the pack's "own" packages is covered by /dev/null (and the h5cc of hdf5-helpers, which
+# is not packed): whatever the build or a program still takes from the system fails.
+if ((dry)) && [ "${XLMC_KIT_HIDDEN:-}" != 1 ]; then
+    if ! unshare --mount true 2>/dev/null; then
+        echo "run.sh: skipped: unshare --mount is not permitted here (needs CAP_SYS_ADMIN)"
+        exit 77
+    fi
+    exec env XLMC_KIT_HIDDEN=1 unshare --mount --propagation private bash "$0" --dry-run --pack "$pack"
+fi
+
+t_start=$(date +%s)
+if ((dry)); then build=$src/build-dry; else build=$src/build-gpu; fi
+out=${OUT:-$build/kit-out}
+mkdir -p "$out"
+work=$build/kit-work
+rm -rf "$work"
+mkdir -p "$work"
+summary=$out/summary.txt
+: >"$summary"
+failed=0
+say() { printf '\n== %s ==\n' "$*"; }
+# result PART ok|FAIL|not-run TEXT: one summary line, printed at once
+result() {
+    local line
+    line=$(printf '%-9s %-8s %s' "$1" "$2" "$3")
+    echo "$line" | tee -a "$summary"
+    [ "$2" = FAIL ] && failed=1
+    return 0
+}
+elapsed() { echo $(($(date +%s) - t_start)); }
+
+. "$here/prefix.sh"
+
+if ((dry)); then
+    say "hiding the system's copies of the packed libraries"
+    n=0
+    while read -r p role; do
+        [ "$role" = own ] || continue
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || continue
+        while IFS= read -r f; do
+            case $f in /usr/share/doc/* | /usr/share/man/* | /usr/share/lintian/*) continue ;; esac
+            # regular files only: a symlink's target is hidden through its own package
+            [ -f "$f" ] && [ ! -L "$f" ] || continue
+            mount --bind /dev/null "$f" && n=$((n + 1))
+        done < <(dpkg -L "$p")
+    done < <(awk '!/^#/ && NF' "$here/packages.txt")
+    for f in /usr/bin/h5cc /usr/bin/h5pcc; do [ -f "$f" ] && mount --bind /dev/null "$f" && n=$((n + 1)); done
+    echo "covered $n files"
+    result hide ok "$n files of the packed packages hidden ($(elapsed) s)"
+fi
+
+# ---- build ----
+say "build"
+root=$work/root
+if ! pack_unpack "$pack/debs" "$root" >"$out/unpack.log" 2>&1; then
+    cat "$out/unpack.log"
+    result build FAIL "unpacking the pack failed (unpack.log)"
+    exit 1
+fi
+pack_env "$root"
+gen=()
+command -v ninja >/dev/null && gen=(-G Ninja)
+cargs=(-DCMAKE_BUILD_TYPE=Release -DXLMC_WERROR=ON "${PACK_CMAKE_ARGS[@]}")
+if ((dry)); then
+    cargs+=(-DXLMC_CUDA=OFF)
+    jobs=$(nproc)
+else
+    cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+    cargs+=(-DXLMC_CUDA=ON ${cc:+-DCMAKE_CUDA_ARCHITECTURES=$cc})
+    # NCCL comes as the nvidia-nccl wheel beside torch: its library has only the versioned name.
+    nccl=$(python3 -c 'import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__ or nvidia.nccl.__path__[0]))' 2>/dev/null ||
+        python3 -c 'import nvidia.nccl; print(list(nvidia.nccl.__path__)[0])' 2>/dev/null)
+    if [ -n "$nccl" ] && [ -e "$nccl/lib/libnccl.so.2" ] && [ -e "$nccl/include/nccl.h" ]; then
+        cargs+=(-DNCCL_LIB="$nccl/lib/libnccl.so.2")
+        export CPATH=$nccl/include${CPATH:+:$CPATH}
+        PACK_LIBPATH=$PACK_LIBPATH:$nccl/lib
+    fi
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+        [ -d "$d" ] && PACK_LIBPATH=$PACK_LIBPATH:$d
+    done
+    jobs=$(($(nproc) + 2))
+fi
+echo "cmake ${cargs[*]}"
+if ! cmake -S "$src" -B "$build" "${gen[@]}" "${cargs[@]}" >"$out/build.log" 2>&1 ||
+    ! cmake --build "$build" -j "$jobs" --target xlmc xlmc_gpu_step >>"$out/build.log" 2>&1; then
+    tail -n 40 "$out/build.log"
+    result build FAIL "configure or build failed (build.log)"
+    exit 1
+fi
+xlmc=$build/xlmc
+step_bin=$build/tests/gpu/xlmc_gpu_step
+result build ok "$(grep -m1 'CUDA backend' "$out/build.log" || echo 'CPU backend only') ($(elapsed) s)"
+
+if ((dry)); then
+    say "ldd audit: every library of xlmc and Open MPI from the pack or the C toolchain"
+    bad=0
+    for f in "$xlmc" "$step_bin" "$root/usr/bin/orted" "$root/usr/bin/pkgconf" \
+        "$root"/usr/lib/$PACK_ARCH/openmpi/lib/openmpi3/mca_{ess,pmix,plm,schizo,btl,pml}_*.so; do
+        [ -e "$f" ] || continue
+        while read -r lib path; do
+            case $path in
+            "$root"/*) ;;
+            */libc.so.* | */libm.so.* | */libdl.so.* | */libpthread.so.* | */librt.so.* | \
+                */libresolv.so.* | */ld-linux*.so.* | */libgcc_s.so.* | */libstdc++.so.* | \
+                */libgomp.so.*) ;;
+            *) echo "  $(basename "$f"): $lib -> $path"; bad=$((bad + 1)) ;;
+            esac
+        done < <(pack_exec ldd "$f" | awk '/=>/ {print $1, $3}')
+    done
+    if ((bad)); then result ldd FAIL "$bad libraries resolve outside the pack"; else
+        result ldd ok "every library resolves into the pack or the C toolchain"; fi
+fi
+
+# ---- selftest ----
+say "selftest"
+if ((dry)); then
+    pack_exec "$xlmc" selftest --device cpu --small --seed 1 >"$out/selftest.log" 2>&1
+    rc=$?
+    what="cpu backend against the CPU reference, test shapes, fp32 + fp16"
+else
+    pack_exec "$xlmc" selftest --device cuda --small --seed 1 >"$out/selftest.log" 2>&1
+    rc=$?
+    pack_exec "$xlmc" selftest --device cuda --seed 2 >"$out/selftest-v64699.log" 2>&1
+    rc2=$?
+    ((rc == 0)) && rc=$rc2
+    what="cuda against the CPU reference, fp32 + fp16, test shapes and V=64699 classifier"
+fi
+grep -E 'FAIL|skipped|: (passed|FAILED)' "$out"/selftest*.log | head -30
+case $rc in
+0) result selftest ok "$what" ;;
+77) result selftest FAIL "no usable GPU: $(grep -m1 skipped "$out/selftest.log")" ;;
+*) result selftest FAIL "exit $rc: $what (selftest*.log)" ;;
+esac
+
+# ---- train ----
+say "train"
+data=$work/data
+export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export HDF5_USE_FILE_LOCKING=FALSE
+prep_ok=1
+for lang in en de; do
+    pack_exec "$xlmc" prep --lang $lang --input "$src/tests/slurm/corpus/$lang.txt" \
+        --codes "$pack/data/codes" --vocab "$pack/data/vocab" --out "$data" --valid-every 10 \
+        >>"$out/prep.log" 2>&1 || prep_ok=0
+done
+# The config under test with the run cut to fit: a few micro-batches per step, short warm-up.
+cfgsrc=$src/configs/xlm-clm-ende-1024.ini
+device=cuda
+set_keys=(batch_tokens=32768 warmup=5 log_every=1 eval_every=100000 checkpoint_every=100000)
+if ((dry)); then
+    cfgsrc=$src/configs/tiny.ini
+    device=cpu
+    set_keys=(batch_tokens=128 micro_batch=4 warmup=5 log_every=1 eval_every=100000 checkpoint_every=100000)
+fi
+cfg=$work/train.ini
+cp "$cfgsrc" "$cfg"
+for kv in "${set_keys[@]}"; do sed -i "s|^${kv%%=*} *=.*|${kv%%=*} = ${kv#*=}|" "$cfg"; done
+if ((prep_ok)); then
+    pack_exec "$xlmc" train --config "$cfg" --data "$data" --run-dir "$work/run" \
+        --device $device --max-steps 20 >"$out/train.log" 2>&1
+    rc=$?
+    grep -E '^step ' "$out/train.log" | sed -n '1p;5p;10p;15p;20p'
+    verdict=$(python3 "$here/train_check.py" "$work/run/metrics.jsonl" 2>&1)
+    vrc=$?
+    echo "$verdict"
+    if ((rc == 0 && vrc == 0)); then
+        result train ok "$(basename "$cfgsrc") on $device: $verdict"
+    else
+        result train FAIL "exit $rc; $verdict (train.log)"
+    fi
+else
+    tail -5 "$out/prep.log"
+    result train FAIL "xlmc prep failed (prep.log)"
+fi
+
+# ---- race ----
+say "race"
+if ((dry)); then
+    rargs=(--config "$src/configs/tiny.ini" --vocab 8000 --warmup 1 --steps 3)
+    modes=(eager)
+    rounds=1
+else
+    rargs=(--config "$src/configs/xlm-clm-ende-1024.ini" --warmup 3 --steps 10)
+    modes=(eager compile)
+    rounds=2
+fi
+xbest=0 peak=0
+declare -A pbest
+for ((i = 1; i <= rounds; i++)); do
+    xo=$(pack_exec "$step_bin" "${rargs[@]}" --device $device 2>&1)
+    echo "$xo" | tee -a "$out/race.log"
+    x=$(awk '/^xlmc tokens\/s/ {print $3}' <<<"$xo")
+    peak=$(awk '/^xlmc peak TFLOP\/s/ {print $4}' <<<"$xo")
+    xbest=$(awk -v a="$xbest" -v b="${x:-0}" 'BEGIN { print (b > a ? b : a) }')
+    for mode in "${modes[@]}"; do
+        po=$(PYTHONUNBUFFERED=1 python3 "$here/race.py" "${rargs[@]}" --device $device \
+            --mode "$mode" --peak-tflops "${peak:-0}" 2>&1 | tail -n 3)
+        echo "$po" | tee -a "$out/race.log"
+        p=$(awk -v m="pytorch-$mode" '$1 == m && $2 == "tokens/s" {print $3}' <<<"$po")
+        pbest[$mode]=$(awk -v a="${pbest[$mode]:-0}" -v b="${p:-0}" 'BEGIN { print (b > a ? b : a) }')
+    done
+done
+line="xlmc $xbest tok/s"
+race_ok=1
+awk -v x="$xbest" 'BEGIN { exit !(x > 0) }' || race_ok=0
+for mode in "${modes[@]}"; do
+    p=${pbest[$mode]}
+    line+=$(awk -v m="$mode" -v x="$xbest" -v p="$p" -v pk="${peak:-0}" 'BEGIN {
+        printf "; pytorch-%s %.1f tok/s, xlmc/pytorch %s", m, p, (p > 0 ? sprintf("%.2f", x / p) : "n/a") }')
+    awk -v p="$p" 'BEGIN { exit !(p > 0) }' || race_ok=0
+done
+line+=$(awk -v x="$xbest" -v f="$(awk '/^xlmc flops\/token/ {print $3; exit}' "$out/race.log")" \
+    -v pk="${peak:-0}" 'BEGIN { if (pk > 0) printf "; xlmc MFU %.1f%% of %.3g TFLOP/s", 100 * x * f / (pk * 1e12), pk }')
+if ((race_ok)); then result race ok "best of $rounds: $line"; else result race FAIL "$line (race.log)"; fi
+
+# ---- per-kernel times ----
+if ((!dry)); then
+    say "kernels"
+    if command -v ncu >/dev/null; then
+        timeout 150 env LD_LIBRARY_PATH="$PACK_LIBPATH" ncu --clock-control none \
+            --metrics gpu__time_duration.sum --csv --print-units base \
+            "$step_bin" "${rargs[@]}" --device cuda --warmup 1 --steps 1 >"$out/ncu.csv" 2>"$out/ncu.log"
+        rc=$?
+        if ((rc == 0)) && python3 "$here/kernel_table.py" "$out/ncu.csv" >"$out/kernels.txt" 2>&1; then
+            head -n 25 "$out/kernels.txt"
+            result kernels ok "$(tail -n 1 "$out/kernels.txt")"
+        else
+            tail -n 5 "$out/ncu.log"
+            result kernels FAIL "ncu exit $rc (ncu.log)"
+        fi
+    else
+        result kernels not-run "ncu is not on this machine"
+    fi
+fi
+
+if ((dry)); then
+    bytes=$(du -sb "$pack" | cut -f1)
+    mib=$(awk -v b="$bytes" 'BEGIN { printf "%.1f", b / 1048576 }')
+    if ((bytes <= 56 * 1024 * 1024)); then result pack ok "$mib MiB (limit 56 MiB)"; else
+        result pack FAIL "$mib MiB, over the 56 MiB limit"; fi
+fi
+result total "$( ((failed)) && echo FAIL || echo ok)" "$(elapsed) s wall, logs in $out"
+say "summary"
+cat "$summary"
+exit $failed
