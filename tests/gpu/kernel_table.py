@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """kernel_table.py NCU_CSV [STEPS] — per-kernel GPU time of xlmc's training step from Nsight
 Compute's CSV (run.sh, part kernels: `ncu --metrics gpu__time_duration.sum --csv`), summed by
-kernel name and divided by the STEPS the profiled program ran (default 2: one warm-up, one
-timed), largest first. The last line is the total per step.
+kernel name and divided by the STEPS the profiled program ran (default 1: run.sh profiles
+the first step, set-up kernels included), largest first. The last line is the total per step.
 
 The tree has no cost model of the kernels yet, so there is no predicted column; the share of
 the step and the calls per step are what to hold a model against.
@@ -13,7 +13,7 @@ import sys
 
 
 def main():
-    path, steps = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 2
+    path, steps = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1
     lines = open(path, errors="replace").read().splitlines()
     start = next(i for i, l in enumerate(lines) if l.startswith('"ID"'))
     ns, calls = collections.Counter(), collections.Counter()

@@ -11,6 +11,8 @@
 #     data/      codes and vocab of the released en-de BPE (../shared/xlm-ende does not travel)
 #     MANIFEST   package, version and bytes of each .deb
 #   --without PKG leaves one package out (to show that the dry run then fails).
+# Exit status: 0, 1 an error (pack over its size limit, no shared/xlm-ende), 2 usage,
+#   3 apt-get download could not fetch the packages.
 # The folder must stay under 56 MiB: the whole working tree that travels is limited to 64 MiB.
 # Environment: XLMC_SHARED (default <checkout>/../shared).
 set -euo pipefail
@@ -22,7 +24,7 @@ while (($#)); do
     case $1 in
     --out) out=$2; shift 2 ;;
     --without) without+=("$2"); shift 2 ;;
-    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h | --help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0"; exit 0 ;;
     *) echo "pack.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -53,7 +55,7 @@ if ((${#missing[@]})); then
         >"$out/apt.log" 2>&1; then
         cat "$out/apt.log" >&2
         echo "pack.sh: apt-get download failed (network, or no package lists: apt-get update)" >&2
-        exit 1
+        exit 3
     fi
 fi
 
