@@ -31,7 +31,7 @@ pack_unpack() {
     done
     # Debian 12 is usr-merged (/lib is /usr/lib) but some packages still ship under /lib.
     if [ -d "$root/lib" ] && [ ! -L "$root/lib" ]; then
-        cp -a "$root/lib/." "$root/usr/lib/" && rm -rf "$root/lib" && ln -s usr/lib "$root/lib"
+        cp -a "$root/lib/." "$root/usr/lib/" && rm -rf "${root:?}/lib" && ln -s usr/lib "$root/lib"
     fi
     local link target dest
     while IFS= read -r -d '' link; do
@@ -92,6 +92,7 @@ pack_env() {
     PACK_ROOT=$root
     PACK_LIBPATH=$lib:$lib/openmpi/lib:$lib/openblas-pthread:$lib/hdf5/serial
     export PACK_ROOT PACK_LIBPATH
+    # shellcheck disable=SC2034 # used by run.sh, which sources this file
     # h5cc is not packed (hdf5-helpers): FindHDF5 takes the paths from pkg-config instead.
     PACK_CMAKE_ARGS=(-DPKG_CONFIG_EXECUTABLE="$root/xlmc-bin/pkg-config"
                      -DMPI_C_COMPILER="$root/xlmc-bin/mpicc"
