@@ -20,7 +20,7 @@
 # usage: tests/gpu/run.sh [--dry-run] [--pack DIR | --no-pack] [--build BUILD]
 #   DIR: the pack (default <checkout>/gpu-pack); --no-pack: the machine has our Debian
 #   packages (tests/run.sh installs them); BUILD: the build folder (default
-#   <checkout>/build-gpu, or build-dry for the dry run).
+#   <checkout>/build-gpu, or build-dry for the dry run, which empties it first).
 # Logs and summary.txt go to $OUT when set, else to BUILD/kit-out.
 # Exit status: 0 every part that ran passed, 1 a part failed, 2 usage.
 set -uo pipefail
@@ -64,6 +64,8 @@ t_start=$(date +%s)
 if [ -z "$build" ]; then
     if ((dry)); then build=$src/build-dry; else build=$src/build-gpu; fi
 fi
+# The dry run proves a build from nothing but the pack: no objects of an earlier run.
+((dry)) && rm -rf "${build:?}"
 out=${OUT:-$build/kit-out}
 mkdir -p "$out"
 work=$build/kit-work
@@ -208,20 +210,32 @@ say "selftest"
 if ! have_xlmc; then
     result selftest not-run "no xlmc build"
 else
+    # Every op at the test shapes; then (not in the dry run: the same ops again) with the
+    # 64699-word classifier; then the whole model's first step at the config's shapes against
+    # the CPU backend, fp32 and fp16 (gpu_step.c --check-against-cpu).
     if ((dry)); then
-        pack_exec "$xlmc" selftest --device cpu --small --seed 1 >"$out/selftest.log" 2>&1
-        rc=$?
-        what="cpu backend against the CPU reference, test shapes, fp32 + fp16"
+        dev=cpu checks=("--small --seed 1")
+        shape=(--config "$src/configs/tiny.ini" --vocab 8000)
+        what="cpu against the CPU reference: ops at the test shapes, fp32 + fp16; tiny.ini step"
     else
-        pack_exec "$xlmc" selftest --device cuda --small --seed 1 >"$out/selftest.log" 2>&1
-        rc=$?
-        # then with the 64699-word classifier of ende-1024 (the default without --small)
-        pack_exec "$xlmc" selftest --device cuda --seed 2 >>"$out/selftest.log" 2>&1
-        rc2=$?
-        ((rc == 0)) && rc=$rc2
-        what="cuda against the CPU reference, fp32 + fp16, test shapes and V=64699 classifier"
+        dev=cuda checks=("--small --seed 1" "--seed 2")
+        shape=(--config "$src/configs/xlm-clm-ende-1024.ini" --micro-batch 2)
+        what="cuda against the CPU reference: ops at the test shapes and with V=64699, fp32 + fp16; ende-1024 step (B=2, T=256), fp32 + fp16"
     fi
-    grep -E 'FAIL|skipped|: (passed|FAILED)' "$out/selftest.log" | head -30
+    rc=0
+    for c in "${checks[@]}"; do
+        # shellcheck disable=SC2086 # the options of one check
+        pack_exec "$xlmc" selftest --device $dev $c >>"$out/selftest.log" 2>&1
+        r=$?
+        ((rc == 0)) && rc=$r
+    done
+    for p in fp32 fp16; do
+        pack_exec "$step_bin" "${shape[@]}" --device $dev --precision $p --check-against-cpu \
+            >>"$out/selftest.log" 2>&1
+        r=$?
+        ((rc == 0)) && rc=$r
+    done
+    grep -E 'FAIL|skipped|: (passed|FAILED)|^xlmc check' "$out/selftest.log" | head -30
     case $rc in
     0) result selftest ok "$what" ;;
     77) result selftest FAIL "no usable GPU: $(grep -m1 skipped "$out/selftest.log")" ;;
