@@ -17,10 +17,11 @@
 #       copies of the packed libraries hidden (unshare --mount), the CPU backend, configs/tiny.ini
 #       for train and race; plus an ldd audit and the pack's size. What CI runs (label gpu-kit).
 #
-# usage: tests/gpu/run.sh [--dry-run] [--pack DIR | --no-pack] [--build BUILD]
+# usage: tests/gpu/run.sh [--dry-run] [--pack DIR | --no-pack] [--build BUILD] [--arch SM]
 #   DIR: the pack (default <checkout>/gpu-pack); --no-pack: the machine has our Debian
 #   packages (tests/run.sh installs them); BUILD: the build folder (default
-#   <checkout>/build-gpu, or build-dry for the dry run, which empties it first).
+#   <checkout>/build-gpu, or build-dry for the dry run, which empties it first); SM: the CUDA
+#   architecture to build for (default: the first GPU's, from nvidia-smi, e.g. 90).
 # Logs and summary.txt go to $OUT when set, else to BUILD/kit-out.
 # Exit status: 0 every part that ran passed, 1 a part failed, 2 usage.
 set -uo pipefail
@@ -29,12 +30,14 @@ src=$(cd "$here/../.." && pwd)
 dry=0
 pack=$src/gpu-pack
 build=
+arch=
 while (($#)); do
     case $1 in
     --dry-run) dry=1; shift ;;
     --pack) pack=$(realpath -m "$2"); shift 2 ;;
     --build) build=$(realpath -m "$2"); shift 2 ;;
     --no-pack) pack=; shift ;;
+    --arch) arch=$2; shift 2 ;;
     -h | --help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -51,13 +54,15 @@ bpe=${bpe:-${XLMC_SHARED:-$src/../shared}/xlm-ende}
 # The dry run re-enters itself in a private mount namespace, where the system's copy of every
 # file of the pack's "own" packages is covered by /dev/null (and the h5cc of hdf5-helpers, which
 # is not packed): whatever the build or a program still takes from the system fails.
+# Not root: a user namespace of one's own gives the same right over a private mount table.
 if ((dry)) && [ "${XLMC_KIT_HIDDEN:-}" != 1 ]; then
-    if ! unshare --mount true 2>/dev/null; then
-        echo "run.sh: skipped: unshare --mount is not permitted here (needs CAP_SYS_ADMIN)"
+    ns=(unshare --mount --propagation private)
+    unshare --mount true 2>/dev/null || ns=(unshare --user --map-root-user --mount --propagation private)
+    if ! "${ns[@]}" true 2>/dev/null; then
+        echo "run.sh: skipped: no private mount namespace here (unshare --mount, or --user, refused)"
         exit 77
     fi
-    exec env XLMC_KIT_HIDDEN=1 unshare --mount --propagation private bash "$0" --dry-run \
-        --pack "$pack" ${build:+--build "$build"}
+    exec env XLMC_KIT_HIDDEN=1 "${ns[@]}" bash "$0" --dry-run --pack "$pack" ${build:+--build "$build"}
 fi
 
 t_start=$(date +%s)
@@ -161,8 +166,9 @@ else
     if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
         export PATH=/usr/local/cuda/bin:$PATH
     fi
-    cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
-    cargs+=(-DXLMC_CUDA=ON ${cc:+-DCMAKE_CUDA_ARCHITECTURES=$cc})
+    [ -n "$arch" ] ||
+        arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+    cargs+=(-DXLMC_CUDA=ON ${arch:+-DCMAKE_CUDA_ARCHITECTURES=$arch})
     # NCCL comes as the nvidia-nccl wheel beside torch: its library has only the versioned name.
     nccl=$(python3 -c 'import nvidia.nccl; print(list(nvidia.nccl.__path__)[0])' 2>/dev/null)
     if [ -n "$nccl" ] && [ -e "$nccl/lib/libnccl.so.2" ] && [ -e "$nccl/include/nccl.h" ]; then

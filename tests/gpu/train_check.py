@@ -14,7 +14,11 @@ import sys
 
 
 def main():
-    rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+    try:
+        rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+    except (OSError, ValueError) as e:
+        print(f"no usable metrics from the run: {e}")
+        return 1
     train = [r for r in rows if r.get("type") == "train"]
     if len(train) < 5:
         print(f"only {len(train)} training steps logged")
