@@ -191,7 +191,9 @@ else
 fi
 have_xlmc() { [ -x "$xlmc" ] && [ -x "$step_bin" ]; }
 
-if ((dry)) && have_xlmc; then
+if ((dry)) && ! have_xlmc; then
+    result ldd not-run "no xlmc build"
+elif ((dry)); then
     say "ldd audit: every library of xlmc and Open MPI from the pack or the C toolchain"
     bad=0
     for f in "$xlmc" "$step_bin" "$root/usr/bin/orted" "$root/usr/bin/pkgconf" \
