@@ -42,9 +42,14 @@ pack_unpack() {
     done < <(find "$root" -type l -lname '/*' -print0)
     rm -rf "$root/usr/share/doc" "$root/usr/share/man"
     # What update-alternatives makes on an installed system: OpenBLAS's soname in the main
-    # library directory, and its pkg-config file on the search path.
+    # library directory (its pkg-config file is on the wrapper's search path below).
     local lib=$root/usr/lib/$PACK_ARCH
     ln -sfn openblas-pthread/libopenblas.so.0 "$lib/libopenblas.so.0"
+    # and PSM's, which libfabric (Open MPI's ofi plugins) loads
+    local psm
+    for psm in "$root"/usr/lib/libpsm1/libpsm_infinipath.so.1.*; do
+        [ -e "$psm" ] && ln -sfn "../libpsm1/$(basename "$psm")" "$lib/libpsm_infinipath.so.1"
+    done
     mkdir -p "$root/xlmc-bin"
     cat >"$root/xlmc-bin/pkg-config" <<WRAP
 #!/bin/sh
