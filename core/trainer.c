@@ -59,6 +59,19 @@ static long count_targets(const struct batch *b)
     return n;
 }
 
+/* acc (n) = (first) or += weight * grad (n, storage): one micro-batch into the accumulator */
+static void acc_add(const struct trainer *t, float *acc, const void *grad, size_t n, int first,
+                    float weight)
+{
+    const struct ops *ops = t->m->ops;
+    if (first && weight == 1.0f) {
+        ops->storage_to_f32(acc, grad, n);
+        return;
+    }
+    if (first) ops->memset0(acc, n * sizeof(float));
+    ops->grad_accumulate(acc, grad, n, weight);
+}
+
 /* The stacked tensors (one slice per layer) are qw ... ln2b in the arena's order. */
 static int is_layer_tensor(int id)
 {
@@ -80,8 +93,7 @@ static void trainer_grad_ready(void *ctx, int layer)
         size_t off = p->offset + (layer >= 0 ? (size_t)layer * slice : 0);
         if (layer < 0) slice = p->numel;
         const void *g = (const char *)m->grads + off * ops->storage_bytes;
-        if (t->ovl_add && t->ovl_first) ops->storage_to_f32(t->grad_acc + off, g, slice);
-        else if (t->ovl_add) ops->grad_accumulate(t->grad_acc + off, g, slice, 1.0f);
+        if (t->ovl_add) acc_add(t, t->grad_acc + off, g, slice, t->ovl_first, t->ovl_weight);
         if (t->comm->allreduce_sum_f32_start(t->comm, t->grad_acc + off, slice))
             t->ovl_failed = 1;
     }
@@ -112,28 +124,36 @@ int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro
     t->ovl_failed = 0;
     t->grad_acc = t->acc_buf;
     float scale = t->scaler.scale;
+    /* fp16: each micro-batch's backward divides by its own token count, so its
+     * gradient has the size of a mean-loss gradient (what PyTorch AMP scales) rather than
+     * 1/(ranks x micro-batches) of it, which at the ende geometry (524288 tokens, scale 2^16)
+     * sank the logits' gradient into fp16 subnormals. The fp32 accumulation then weighs it
+     * by count / tokens. fp32 keeps the step's denominator (weight 1). */
+    int per_micro = ops->precision == OPS_FP16;
     double loss_sum = 0;
     for (int i = 0; i < n_micro; i++) {
-        long count = 0;
-        float loss = model_forward_train(m, &micro[i], seed, step, scale, tokens, &count);
+        long count = 0, own = per_micro ? count_targets(&micro[i]) : 0;
+        double denom = own > 0 ? (double)own : tokens;
+        float weight = (float)(denom / tokens);
+        float loss = model_forward_train(m, &micro[i], seed, step, scale, denom, &count);
         loss_sum += (double)loss * (double)count;
         int hook = overlap && i == n_micro - 1;
         if (hook) {
             t->ovl_first = i == 0;
             t->ovl_add = 1;
+            t->ovl_weight = weight;
             m->grad_ready = trainer_grad_ready;
             m->grad_ready_ctx = t;
         }
-        model_backward(m, &micro[i], seed, step, scale, tokens);
+        model_backward(m, &micro[i], seed, step, scale, denom);
         m->grad_ready = NULL;
         m->grad_ready_ctx = NULL;
         if (hook) continue;
         /* The first micro-batch initializes the accumulator: no separate zeroing pass. A
          * lone fp32 micro-batch gradient is the sum already: it is used where it lies. */
-        if (i == 0 && n_micro == 1 && ops->storage_bytes == sizeof(float))
+        if (i == 0 && n_micro == 1 && weight == 1.0f && ops->storage_bytes == sizeof(float))
             t->grad_acc = m->grads;
-        else if (i == 0) ops->storage_to_f32(t->grad_acc, m->grads, n);
-        else ops->grad_accumulate(t->grad_acc, m->grads, n, 1.0f);
+        else acc_add(t, t->grad_acc, m->grads, n, i == 0, weight);
     }
     if (n_micro == 0) ops->memset0(t->grad_acc, n * sizeof(float));
     if (overlap && n_micro == 0) {

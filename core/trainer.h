@@ -8,6 +8,10 @@
  * the schedule and apply Adam. Because every micro-batch is divided by the token count of the
  * whole step, the step follows the gradient of the mean token loss of the global batch
  * however it is split over ranks and micro-batches (XLM sums micro-batches instead).
+ * In fp16 precision the backward divides by the micro-batch's own token count instead (its
+ * gradient stays as large as a mean-loss gradient, clear of fp16 subnormals) and the fp32
+ * accumulation multiplies by own count / step count: the same sum, in fp32.
+ * tests/model/test_fp16_grad_precision measures what that keeps.
  *
  * Training state a checkpoint must save and restore (besides m->master):
  *   t->step                 updates applied so far (the lr schedule, Adam's bias correction
@@ -69,6 +73,7 @@ struct trainer {
     /* the grad_ready hook's state during the last micro-batch */
     int ovl_first;          /* the last micro-batch is also the first: copy, do not add */
     int ovl_add;            /* 0: a rank without micro-batches only starts the sums */
+    float ovl_weight;       /* the last micro-batch's weight in the accumulator */
     int ovl_failed;         /* a start failed: the step fails after the wait */
 };
 
