@@ -36,7 +36,21 @@ int trainer_init(struct trainer *t, struct model *m, struct comm *c)
     ops->to_device(t->decay_mask, mask, n);
     free(mask);
     scaler_init(&t->scaler, &m->cfg.train);
+    trainer_master_changed(t);
     return 0;
+}
+
+void trainer_master_to_host(struct trainer *t)
+{
+    if (!t->master_host_stale) return;
+    t->m->ops->to_host(t->m->master, t->master_dev, t->m->num_params * sizeof(float));
+    t->master_host_stale = 0;
+}
+
+void trainer_master_changed(struct trainer *t)
+{
+    t->master_dev_stale = t->master_dev != NULL;
+    t->master_host_stale = 0;
 }
 
 void trainer_free(struct trainer *t)
@@ -212,10 +226,11 @@ int trainer_apply(struct trainer *t, struct step_stats *out)
     float coef = optim_clip_coef(sqrt(norm2) / scale, tc->clip_norm);
     out->lr = optim_lr(tc, t->step);
     size_t bytes = m->num_params * sizeof(float);
-    if (t->master_dev) ops->to_device(t->master_dev, m->master, bytes);
+    if (t->master_dev && t->master_dev_stale) ops->to_device(t->master_dev, m->master, bytes);
+    t->master_dev_stale = 0;
     optim_adam_update(m, t->master_dev ? t->master_dev : m->master, t->grad_acc, t->adam_m,
                       t->adam_v, t->decay_mask, out->lr, coef / scale, t->step);
-    if (t->master_dev) ops->to_host(m->master, t->master_dev, bytes);
+    t->master_host_stale = t->master_dev != NULL;
     t->step++;
     return scaler_update(&t->scaler, 0);
 }

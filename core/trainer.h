@@ -25,10 +25,13 @@
  * After restoring master weights call model_sync_weights().
  *
  * m->master is host memory (core/model.h) while ops->adam_update works in the backend's
- * memory. On a device backend (ops->name other than "cpu") the trainer therefore keeps
- * t->master_dev, uploads m->master into it before each update and downloads the result
- * after, so m->master stays the one source of truth that checkpoints read and write; the
- * price is two copies of 4 bytes per parameter per update.
+ * memory. On a device backend (ops->name other than "cpu") the fp32 master weights live in
+ * t->master_dev for the whole run, beside the moments and the accumulator: a step moves only
+ * scalars (token count, loss, norm, overflow flag) between host and device. m->master is
+ * then a host view, uploaded before the first update and after trainer_master_changed()
+ * (whoever writes m->master after trainer_init calls it: a checkpoint load does), and
+ * refreshed from the device only by trainer_master_to_host() (checkpoints copy the device
+ * state themselves when they write it). On the CPU backend m->master is the master.
  *
  * Overlap. With more than one rank the gradient is not summed in one call after the last
  * micro-batch: during the last micro-batch's backward, model_backward's grad_ready hook adds
@@ -65,7 +68,9 @@ struct trainer {
     float *acc_buf;         /* (num_params) fp32 accumulator, backend memory */
     float *adam_m, *adam_v; /* (num_params) fp32 Adam moments, backend memory */
     uint8_t *decay_mask;    /* (num_params) weight-decay mask, backend memory */
-    float *master_dev;      /* (num_params) device backends only: Adam's view of m->master */
+    float *master_dev;      /* (num_params) device backends only: the fp32 master weights */
+    int master_dev_stale;   /* m->master was written: upload it before the next update */
+    int master_host_stale;  /* master_dev moved on: m->master lags until master_to_host */
     struct scaler scaler;
     long step, skipped;
     struct step_stats pending; /* what trainer_accumulate measured, for trainer_apply */
@@ -95,5 +100,10 @@ int trainer_step(struct trainer *t, const struct batch *micro, int n_micro,
  * the scaled gradient in t->grad_acc); trainer_apply: check, clip, Adam, scaler, step++. */
 int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro);
 int trainer_apply(struct trainer *t, struct step_stats *out);
+
+/* Bring m->master up to date with the device's master weights (no-op when it is). */
+void trainer_master_to_host(struct trainer *t);
+/* m->master was written (restored, imported): the device copy follows it at the next update. */
+void trainer_master_changed(struct trainer *t);
 
 #endif
