@@ -4,7 +4,9 @@
  *      the steps (read back into a fresh CPU model, they equal trainer_master_to_host's);
  *   2. the host copy did move (else check 1 could not tell the two apart);
  *   3. loading that checkpoint into the device trainer and stepping once more gives the same
- *      master weights as stepping on from where the run stood (the load reaches the device). */
+ *      master weights as stepping on from where the run stood (the load reaches the device);
+ *   4. (issue 14 item 8) local rank 3 on a node that shows this process one GPU opens that
+ *      GPU: the rank picks the GPU modulo the visible count (cudasim shows one). */
 #include "core/checkpoint.h"
 #include "core/comm.h"
 #include "core/model.h"
@@ -34,6 +36,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "setup failed: %s\n", why);
         return 1;
     }
+    char why3[256] = "";
+    const struct ops *rank3 = cudasim_ops_cuda(OPS_FP16, 3, why3, sizeof why3);
+    printf("%s local rank 3 with one visible GPU opens it%s%s\n", rank3 == sim ? "ok  " : "FAIL",
+           rank3 ? "" : ": ", why3);
+    int fails = rank3 != sim;
     int32_t ids[16], langs[16] = {0}, targets[16], lengths[2] = {8, 8};
     for (int i = 0; i < 16; i++) ids[i] = 4 + (i * 7) % 36, targets[i] = 4 + (i * 11) % 36;
     struct batch b = {2, 8, ids, langs, lengths, targets, 0};
@@ -47,7 +54,6 @@ int main(int argc, char **argv)
     size_t n = m.num_params, bytes = n * sizeof(float);
     float *before = malloc(bytes), *after = malloc(bytes), *cont = malloc(bytes);
     memcpy(before, m.master, bytes);
-    int fails = 0;
     for (int s = 0; s < 2; s++) fails += trainer_step(&t, &b, 1, &st) != 0;
     if (ckpt_save(path, &m, &t, NULL, 0) || ckpt_load(path, &ref, NULL, NULL)) return 1;
     trainer_master_to_host(&t);
