@@ -97,6 +97,9 @@ unsigned long long g_seed = 1;
 std::mutex g_mutex;
 std::map<const void *, int> g_shared_optin;
 std::map<void *, size_t> g_mapped;   /* cudaMalloc blocks that came from mmap */
+/* Mapped blocks nothing has written since they were mapped: zeroing them is a no-op that
+ * would only fault in every page. Any launch, copy or GEMM ends their pristine state. */
+std::map<void *, size_t> g_pristine;
 unsigned long long g_launches;
 
 void read_env_schedule()
@@ -335,6 +338,7 @@ void launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t shme
     std::vector<unsigned char> dyn;
     uint64_t rng = g_seed * 0x2545F4914F6CDD1Dull + g_launches;
     /* Blocks in linear order (x fastest); the counter may pick a sample of them. */
+    cudasim_touch_all();
     count::launch_begin(name, grid, block, shmem, stream);
     unsigned long long linear;
     while (count::next_block(&linear)) {
@@ -356,6 +360,12 @@ void launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t shme
     S = outer;
 }
 }  // namespace cudasim
+
+void cudasim_touch_all()
+{
+    std::lock_guard<std::mutex> lock(cudasim::g_mutex);
+    cudasim::g_pristine.clear();
+}
 
 extern "C" void cudasim_set_schedule(int schedule, unsigned long long seed)
 {
@@ -465,6 +475,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes)
         *p = m;
         std::lock_guard<std::mutex> lock(cudasim::g_mutex);
         cudasim::g_mapped[m] = bytes;
+        cudasim::g_pristine[m] = bytes;
     } else {
         /* cudaMalloc's alignment is at least 256 bytes: the sector counts depend on it */
         if (posix_memalign(p, 256, bytes ? bytes : 1)) return cudaErrorMemoryAllocation;
@@ -482,6 +493,7 @@ cudaError_t cudaFree(void *p)
         std::lock_guard<std::mutex> lock(cudasim::g_mutex);
         auto it = cudasim::g_mapped.find(p);
         if (it != cudasim::g_mapped.end()) {
+            cudasim::g_pristine.erase(p);
             munmap(p, it->second);
             cudasim::g_mapped.erase(it);
             return cudaSuccess;
@@ -518,6 +530,7 @@ static cudaError_t memcpy_on(void *dst, const void *src, size_t bytes, cudaMemcp
                              cudaStream_t s)
 {
     cudasim::count::copy(dst, src, bytes, (int)kind, s);
+    cudasim_touch_all();
     if (bytes) memmove(dst, src, bytes);
     return cudaSuccess;
 }
@@ -533,6 +546,11 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
 static cudaError_t memset_on(void *p, int value, size_t bytes, cudaStream_t s)
 {
     cudasim::count::memset(p, bytes, s);
+    {
+        std::lock_guard<std::mutex> lock(cudasim::g_mutex);
+        auto it = cudasim::g_pristine.find(p);
+        if (value == 0 && it != cudasim::g_pristine.end() && bytes <= it->second) return cudaSuccess;
+    }
     if (bytes) memset(p, value, bytes);
     return cudaSuccess;
 }

@@ -9,6 +9,7 @@
 #include "cudasim_count_impl.h"
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -38,6 +39,7 @@ std::map<const void *, int> g_streams;
 
 /* the launch being simulated */
 cudasim_record g_cur;
+std::chrono::steady_clock::time_point g_t0;
 unsigned long long g_total_blocks, g_next, g_picked;
 std::vector<ThreadLog> g_threads;
 /* sector address -> (bit i of the low word: byte i loaded; high word: byte i stored) */
@@ -106,6 +108,7 @@ void launch_begin(const char *name, dim3 grid, dim3 block, size_t shmem, const v
     g_picked = 0;
     g_threads.assign((size_t)block.x * block.y * block.z, ThreadLog());
     g_sectors.clear();
+    g_t0 = std::chrono::steady_clock::now();
 }
 
 bool next_block(unsigned long long *linear)
@@ -160,6 +163,8 @@ void launch_end()
                         &g_cur.unique_store_bytes, &g_cur.dram_bytes, &g_cur.load_requests,
                         &g_cur.load_sectors,   &g_cur.store_requests, &g_cur.store_sectors};
     for (double *x : scaled) *x *= sc;
+    g_cur.host_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - g_t0).count();
     push(g_cur);
 }
 

@@ -33,5 +33,7 @@ void host_unregister(void *p);
 int stream_id(const void *stream);
 }  // namespace count
 }  // namespace cudasim
+/* Something may write device memory (a launch, a copy, a GEMM): no block is pristine. */
+void cudasim_touch_all();
 
 #endif

@@ -59,6 +59,7 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
         ldb < ((tb == CUBLAS_OP_N ? k : n) > 1 ? (tb == CUBLAS_OP_N ? k : n) : 1))
         return CUBLAS_STATUS_INVALID_VALUE;
     cudasim::count::gemm(ta, tb, m, n, k, batch, A, at, lda, B, bt, ldb, C, ct, ldc, h->stream);
+    cudasim_touch_all();
     if (cudasim::count::g_on && (cudasim::count::g_flags & CUDASIM_COUNT_SKIP_MATH))
         return CUBLAS_STATUS_SUCCESS;
     float al = *(const float *)alpha, be = *(const float *)beta;
