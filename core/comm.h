@@ -36,4 +36,9 @@ struct comm *comm_mpi_create(void);
 struct comm *comm_local_create(void);
 void comm_destroy(struct comm *c);
 
+/* Collectives this process has entered through the MPI communicator, and the name of the one
+ * it is inside now (NULL between them). Safe to call from another thread: the watchdog reads
+ * them to tell which rank did not arrive (the one that entered fewer). */
+unsigned long comm_mpi_entered(const char **inside);
+
 #endif

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum key_type { K_INT, K_LONG, K_ULONG, K_FLOAT, K_BOOL, K_SCHEDULE, K_PRECISION, K_LANGS,
                 K_RATIO };
@@ -64,6 +65,7 @@ static const struct key_spec KEYS[] = {
     {"train", "checkpoint_every", K_INT, T(checkpoint_every), 0, 0, 1 << 30, "0"},
     {"train", "keep_last", K_INT, T(keep_last), 0, 1, 1 << 20, "3"},
     {"train", "eval_batches", K_INT, T(eval_batches), 0, 0, 1 << 30, "0"},
+    {"train", "watchdog_seconds", K_FLOAT, T(watchdog_seconds), 0, 0, 1e9, "300"},
 };
 #undef M
 #undef T
@@ -165,6 +167,11 @@ static int on_key(void *user, const char *section, const char *key, const char *
         snprintf(st->error, sizeof st->error, "unknown key '%s' in section [%s]", key, section);
         return 0;
     }
+    if (st->seen[k - KEYS]) {
+        /* last-wins would let a forgotten second [train] section override silently */
+        snprintf(st->error, sizeof st->error, "[%s] %s is set a second time", section, key);
+        return 0;
+    }
     char why[128];
     const char *bad = set_value(st->cfg, k, value, why, sizeof why);
     if (bad) {
@@ -229,6 +236,9 @@ static void init_state(struct parse_state *st, struct xlmc_config *cfg, const ch
 
 int config_load(const char *path, struct xlmc_config *cfg)
 {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return xlmc_error("%s: is a directory, not a config file (e.g. configs/tiny.ini)", path);
     struct parse_state st;
     init_state(&st, cfg, path);
     return finish(&st, ini_parse(path, on_key, &st));

@@ -53,6 +53,8 @@ struct train_config {
     float lang_ratio[XLMC_MAX_LANGS]; /* sampling weight per language id; all 0 = by size */
     int log_every, eval_every, checkpoint_every, keep_last;
     int eval_batches;       /* valid windows per language at each evaluation (0 = all) */
+    float watchdog_seconds; /* a rank without progress this long (or 20 median steps, if
+                             * longer) ends the job with exit 76; 0 = no watchdog */
 };
 
 struct xlmc_config {
