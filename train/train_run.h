@@ -17,6 +17,8 @@ struct train_args {
     long max_steps; /* stop after this step; -1: train.max_steps (the schedule always
                      * follows train.max_steps, so a run cut short continues exactly) */
     int log_ranks;
+    int accept_changes; /* --accept-changes: resume with settings that change the run */
+    int fresh_start;    /* --fresh-start: set invalid checkpoints aside and start at step 0 */
 };
 
 struct train_run {
@@ -35,6 +37,9 @@ struct train_run {
     FILE *metrics;       /* rank 0: R/metrics.jsonl */
     FILE *ranklog;       /* --log-ranks: R/logs/rank-K.log */
     double peak_flops, flops_per_token, t_start;
+    int lock_fd, created_run_dir, setup_done; /* rank 0: R/lock (run_guard.h), -1 elsewhere */
+    struct json_t *changes;       /* settings changed on resume (for metrics.jsonl) */
+    struct watchdog *wd;          /* train/watchdog.h */
 };
 
 /* Everything before the first step. 0 or -1 (printed). */
