@@ -234,11 +234,39 @@ static void init_state(struct parse_state *st, struct xlmc_config *cfg, const ch
     snprintf(cfg->path, sizeof cfg->path, "%s", name);
 }
 
+/* libinih cuts lines at INI_MAX_LINE - 2 characters and parses the rest as a continuation of
+ * the line: its errors would name the next line and the wrong cause. Refuse them here. */
+static int check_line_lengths(const char *text, size_t len, const char *name)
+{
+    const size_t max = INI_MAX_LINE - 2; /* characters before the newline */
+    int line = 1;
+    for (size_t start = 0, i = 0; i <= len; i++) {
+        if (i < len && text[i] != '\n') continue;
+        if (i - start > max)
+            return xlmc_error("%s:%d: the line is %zu characters long, more than the %zu a "
+                              "config line may have",
+                              name, line, i - start, max);
+        start = i + 1;
+        line++;
+    }
+    return 0;
+}
+
 int config_load(const char *path, struct xlmc_config *cfg)
 {
     struct stat sb;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
         return xlmc_error("%s: is a directory, not a config file (e.g. configs/tiny.ini)", path);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        char *text = NULL;
+        size_t cap = 0;
+        ssize_t n = getdelim(&text, &cap, 0, f); /* the whole file: configs have no NUL */
+        fclose(f);
+        int bad = n > 0 && check_line_lengths(text, (size_t)n, path);
+        free(text);
+        if (bad) return -1;
+    }
     struct parse_state st;
     init_state(&st, cfg, path);
     return finish(&st, ini_parse(path, on_key, &st));
@@ -247,6 +275,7 @@ int config_load(const char *path, struct xlmc_config *cfg)
 int config_parse_string(const char *text, const char *name, struct xlmc_config *cfg)
 {
     struct parse_state st;
+    if (check_line_lengths(text, strlen(text), name)) return -1;
     init_state(&st, cfg, name);
     return finish(&st, ini_parse_string(text, on_key, &st));
 }
