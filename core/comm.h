@@ -27,6 +27,10 @@ struct comm {
     int (*broadcast)(struct comm *c, void *buf, size_t bytes, int root);
     int (*barrier)(struct comm *c);
     void (*abort)(struct comm *c, int code);   /* ends the whole job */
+    /* NCCL: a collective not complete after this long aborts the communicator
+     * (ncclCommAbort) and fails, naming what it waited on; 0 = wait forever (train leaves
+     * hangs to its watchdog, which calls abort). Asynchronous NCCL errors end a wait too. */
+    double timeout_seconds;
     void *impl;
 };
 

@@ -331,7 +331,8 @@ int cmd_train(int argc, char **argv) {
     if (!rc) {
         char hb[4200];
         snprintf(hb, sizeof hb, "%s/heartbeat", r->args.run_dir);
-        r->wd = watchdog_start(r->comm, r->cfg.train.watchdog_seconds, hb);
+        /* dev_comm: on NCCL its abort also calls ncclCommAbort before ending the job */
+        r->wd = watchdog_start(r->dev_comm, r->cfg.train.watchdog_seconds, hb);
         rc = train_loop(r);
         watchdog_stop(r->wd);
     }
