@@ -71,16 +71,34 @@ job_run() {
         "${SLURM_NTASKS:-1} task(s): ${launch[*]} $XLMC_BIN train $*"
     trap 'job_forward USR1' USR1
     trap 'job_forward TERM' TERM
+    # xlmc's watchdog writes this before it ends a hung job (xlmc train --help, exit 76)
+    local fired=${XLMC_RUN_DIR:-.}/watchdog-fired fired_at=""
+    rm -f "$fired"
     "${launch[@]}" "$XLMC_BIN" train "$@" &
     step_pid=$!
     # A signal that came before the step existed is passed on now.
     [ -z "$stop_signal" ] || job_forward "$stop_signal"
-    # `wait` returns early when a trapped signal arrives: keep waiting for the step itself.
-    while :; do
+    # Poll rather than `wait` alone: when the watchdog fired because a node died, srun waits
+    # (--wait) for a task nobody will ever report; 20 s after the watchdog's note the step
+    # counts as ended with 76, and the requeue below cancels what is left of it.
+    status=""
+    while kill -0 "$step_pid" 2>/dev/null; do
+        sleep 1 &
+        wait $! # returns early when a trapped signal arrives
+        if [ -z "$fired_at" ] && [ -f "$fired" ]; then
+            fired_at=$SECONDS
+            job_log "$(head -c 300 "$fired")"
+        fi
+        if [ -n "$fired_at" ] && ((SECONDS - fired_at > 20)); then
+            job_log "the job step has not ended 20 s after the watchdog: taking it as exit 76"
+            status=$XLMC_EXIT_HUNG
+            break
+        fi
+    done
+    if [ -z "$status" ]; then
         wait "$step_pid"
         status=$?
-        kill -0 "$step_pid" 2>/dev/null || break
-    done
+    fi
     step_pid=""
     job_log "xlmc exited with status $status${stop_signal:+ after SIG$stop_signal}"
     local hangs_file=${XLMC_RUN_DIR:-.}/hang-requeues hangs=0

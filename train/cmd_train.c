@@ -329,10 +329,11 @@ int cmd_train(int argc, char **argv) {
 
     rc = train_run_setup(r);
     if (!rc) {
-        char hb[4200];
+        char hb[4200], fired[4200];
         snprintf(hb, sizeof hb, "%s/heartbeat", r->args.run_dir);
+        snprintf(fired, sizeof fired, "%s/watchdog-fired", r->args.run_dir);
         /* dev_comm: on NCCL its abort also calls ncclCommAbort before ending the job */
-        r->wd = watchdog_start(r->dev_comm, r->cfg.train.watchdog_seconds, hb);
+        r->wd = watchdog_start(r->dev_comm, r->cfg.train.watchdog_seconds, hb, fired);
         rc = train_loop(r);
         watchdog_stop(r->wd);
     }

@@ -30,6 +30,7 @@ struct watchdog {
     double hist[WD_HISTORY];
     int n_hist;
     int hb_fd; /* heartbeat file or -1 */
+    char fired[4300]; /* the file fire() writes, or "" */
 };
 
 static double mono_seconds(void) {
@@ -96,12 +97,21 @@ static void report_laggards(struct watchdog *w) {
 static void fire(struct watchdog *w, double waited) {
     const char *inside = NULL;
     comm_mpi_entered(&inside);
-    fprintf(stderr,
-            "xlmc: watchdog: rank %d made no progress for %.0f s (deadline %.0f s) at step "
-            "%ld, in %s%s%s; ending the job on all ranks with exit %d (requeue to resume from "
-            "the last checkpoint)\n",
-            w->c->rank, waited, w->deadline_s, w->step, w->phase, inside ? ", waiting in " : "",
-            inside ? inside : "", XLMC_EXIT_HUNG);
+    char msg[1024];
+    snprintf(msg, sizeof msg,
+             "xlmc: watchdog: rank %d made no progress for %.0f s (deadline %.0f s) at step "
+             "%ld, in %s%s%s; ending the job on all ranks with exit %d (requeue to resume from "
+             "the last checkpoint)\n",
+             w->c->rank, waited, w->deadline_s, w->step, w->phase, inside ? ", waiting in " : "",
+             inside ? inside : "", XLMC_EXIT_HUNG);
+    fputs(msg, stderr);
+    if (w->fired[0]) {
+        FILE *f = fopen(w->fired, "w");
+        if (f) {
+            fputs(msg, f);
+            fclose(f);
+        }
+    }
     report_laggards(w);
     fflush(stderr);
     fflush(stdout);
@@ -127,9 +137,11 @@ static void *watchdog_main(void *arg) {
     return NULL;
 }
 
-struct watchdog *watchdog_start(struct comm *c, double floor_seconds, const char *heartbeat) {
+struct watchdog *watchdog_start(struct comm *c, double floor_seconds, const char *heartbeat,
+                                const char *fired) {
     if (floor_seconds <= 0) return NULL;
     struct watchdog *w = xcalloc(1, sizeof *w);
+    if (fired) snprintf(w->fired, sizeof w->fired, "%s", fired);
     w->c = c;
     w->floor_s = w->deadline_s = floor_seconds;
     w->last_mark = mono_seconds();

@@ -22,8 +22,11 @@
 struct watchdog;
 
 /* Starts the thread. floor_seconds <= 0: no watchdog (returns NULL, all calls accept NULL).
- * heartbeat: a file every rank writes its own line of (NULL: none). */
-struct watchdog *watchdog_start(struct comm *c, double floor_seconds, const char *heartbeat);
+ * heartbeat: a file every rank writes its own line of (NULL: none). fired: a file the
+ * watchdog writes its message to before it ends the job (NULL: none), for job scripts whose
+ * launcher cannot learn the exit status (srun waiting for a task on a dead node). */
+struct watchdog *watchdog_start(struct comm *c, double floor_seconds, const char *heartbeat,
+                                const char *fired);
 /* Progress: this rank is now in `phase` (a string literal) of step `step`. */
 void watchdog_mark(struct watchdog *w, const char *phase, long step);
 /* A step finished after `seconds`: feeds the median behind the deadline. */
