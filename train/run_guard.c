@@ -20,7 +20,8 @@
 int run_lock_acquire(const char *run_dir, int *created) {
     char path[4200];
     *created = 0;
-    if (mkdir(run_dir, 0777) == 0) *created = 1;
+    if (mkdir(run_dir, 0777) == 0)
+        *created = 1;
     else if (errno != EEXIST)
         return xlmc_error("cannot create run directory %s: %s", run_dir, strerror(errno));
     snprintf(path, sizeof path, "%s/lock", run_dir);
@@ -75,8 +76,8 @@ void run_lock_release(int fd, const char *run_dir, int created, int remove) {
 
 /* Settings that only say how often to log, evaluate and save: free to change on resume. */
 static int is_bookkeeping(const char *key) {
-    static const char *const keys[] = {"log_every",   "eval_every",   "checkpoint_every",
-                                       "keep_last",   "eval_batches", "watchdog_seconds"};
+    static const char *const keys[] = {"log_every", "eval_every",   "checkpoint_every",
+                                       "keep_last", "eval_batches", "watchdog_seconds"};
     for (size_t i = 0; i < XLMC_ARRAY_LEN(keys); i++)
         if (!strcmp(key, keys[i])) return 1;
     return 0;
@@ -117,14 +118,14 @@ int resume_policy(const struct xlmc_config *ck, const struct xlmc_config *user, 
         if (!book && !accept) refused++;
         if (print)
             fprintf(stderr, "xlmc: resume: [%s] %s changes from %s to %s (%s)\n", sa, ka, va, vb,
-                    book ? "bookkeeping, accepted"
+                    book     ? "bookkeeping, accepted"
                     : accept ? "changes the run, accepted by --accept-changes"
                              : "changes the run: refused");
         char name[2 * RG_TEXT];
         snprintf(name, sizeof name, "%s.%s", sa, ka);
-        json_array_append_new(changes, json_pack("{s:s, s:s, s:s, s:s}", "key", name, "from", va,
-                                                 "to", vb, "kind",
-                                                 book ? "bookkeeping" : "trajectory"));
+        json_array_append_new(changes,
+                              json_pack("{s:s, s:s, s:s, s:s}", "key", name, "from", va, "to", vb,
+                                        "kind", book ? "bookkeeping" : "trajectory"));
     }
     free(a);
     free(b);

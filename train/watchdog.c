@@ -14,7 +14,7 @@
 
 #define WD_HISTORY 64
 #define WD_MEDIAN_FACTOR 20.0
-#define WD_LINE 96 /* bytes of one rank's heartbeat line */
+#define WD_LINE 96   /* bytes of one rank's heartbeat line */
 #define WD_STALE 5.0 /* seconds without a heartbeat write: that rank's process is not running */
 
 struct watchdog {
@@ -29,7 +29,7 @@ struct watchdog {
     long step;
     double hist[WD_HISTORY];
     int n_hist;
-    int hb_fd; /* heartbeat file or -1 */
+    int hb_fd;        /* heartbeat file or -1 */
     char fired[4300]; /* the file fire() writes, or "" */
 };
 
@@ -50,8 +50,8 @@ static void heartbeat_write(struct watchdog *w, long step) {
     if (w->hb_fd < 0) return;
     char line[WD_LINE + 1];
     unsigned long entered = comm_mpi_entered(NULL);
-    int n = snprintf(line, sizeof line, "rank %d step %ld entered %lu wall %.3f", w->c->rank,
-                     step, entered, wall_seconds());
+    int n = snprintf(line, sizeof line, "rank %d step %ld entered %lu wall %.3f", w->c->rank, step,
+                     entered, wall_seconds());
     if (n < 0 || n >= WD_LINE) return;
     memset(line + n, ' ', (size_t)(WD_LINE - 1 - n));
     line[WD_LINE - 1] = '\n';

@@ -93,7 +93,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int ndim = 1 + fuzz_u8(&in) % 3;
     hsize_t dims[3];
     size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (dims[i] = fuzz_u8(&in) % 17);
+    for (int i = 0; i < ndim; i++)
+        n *= (dims[i] = fuzz_u8(&in) % 17);
     size_t wbytes = n * H5Tget_size(wtype);
     void *w = malloc(wbytes ? wbytes : 1);
     fuzz_take(&in, w, wbytes);
@@ -104,8 +105,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int all_ok = 1;
     if (!(modes & 0x40))
         all_ok &= dataset(f, "/config", H5T_NATIVE_UINT8, 1, &cdim, cfg, cfg_len, modes & 3);
-    all_ok &= dataset(f, "/vocab_hash", H5T_NATIVE_UINT64, 1, &one, &vocab_hash,
-                      sizeof vocab_hash, (modes >> 2) & 3);
+    all_ok &= dataset(f, "/vocab_hash", H5T_NATIVE_UINT64, 1, &one, &vocab_hash, sizeof vocab_hash,
+                      (modes >> 2) & 3);
     all_ok &= dataset(f, "/weights/x", wtype, ndim, dims, w, wbytes, (modes >> 4) & 3);
     H5Fclose(f);
 

@@ -60,12 +60,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_take(&in, &present, sizeof present); /* which attributes and datasets exist */
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) abort();
-    static const char *const ints[] = {"format_version", "lang_id", "vocab_size", "vocab_hash",
-                                       "codes_hash", "n_tokens", "n_sentences"};
+    static const char *const ints[] = {"format_version", "lang_id",  "vocab_size", "vocab_hash",
+                                       "codes_hash",     "n_tokens", "n_sentences"};
     for (int i = 0; i < 7; i++) {
         int64_t v = fuzz_i64(&in);
         if (i == 0) v = v % 4; /* mostly a version near the real one */
-        if (present & (1u << i)) attr_i64(f, ints[i], v, i == 3 || i == 4 ? H5T_STD_U64LE : H5T_STD_I64LE);
+        if (present & (1u << i))
+            attr_i64(f, ints[i], v, i == 3 || i == 4 ? H5T_STD_U64LE : H5T_STD_I64LE);
     }
     char lang[24], split[24];
     fuzz_str(&in, lang, sizeof lang);

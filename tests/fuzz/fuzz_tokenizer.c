@@ -53,8 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         char *text = tokenizer_decode(tok, lang, ids.ids, ids.n);
         if (!text) abort();
         free(text);
-        char *pieces = tokenizer_encode_pieces(tok, lang, (const char *)line, line_len, why,
-                                               sizeof why);
+        char *pieces =
+            tokenizer_encode_pieces(tok, lang, (const char *)line, line_len, why, sizeof why);
         if (!pieces) abort(); /* encode succeeded, so must this */
         free(pieces);
     }

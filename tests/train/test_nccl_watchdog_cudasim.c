@@ -51,7 +51,8 @@ static void *nccl_rank(void *arg) {
         return NULL;
     }
     float host[N];
-    for (int i = 0; i < N; i++) host[i] = (float)(i * (j->rank + 1)); /* g_r[i] = i (r + 1) */
+    for (int i = 0; i < N; i++)
+        host[i] = (float)(i * (j->rank + 1)); /* g_r[i] = i (r + 1) */
     float *x = j->ops->alloc(N * sizeof(float));
     j->ops->to_device(x, host, sizeof host);
     j->failed |= c->allreduce_sum_f32(c, x, N) != 0;
@@ -70,7 +71,8 @@ static void *nccl_rank(void *arg) {
         pthread_mutex_unlock(j->mu);
     } else {
         pthread_mutex_lock(j->mu);
-        while (!*j->rank0_done) pthread_cond_wait(j->cv, j->mu);
+        while (!*j->rank0_done)
+            pthread_cond_wait(j->cv, j->mu);
         pthread_mutex_unlock(j->mu);
     }
     j->ops->free(x);
@@ -114,8 +116,7 @@ int main(void) {
            failures ? ", a call failed" : "");
     printf("2. rank 1 never arrives: the call returned %d after %.2f s (timeout 1 s), "
            "ncclCommAbort called %d time(s); the next call returned %d after %.3f s\n",
-           j0->hang_rc, j0->hang_seconds, cudasim_nccl_aborts(), j0->again_rc,
-           j0->again_seconds);
+           j0->hang_rc, j0->hang_seconds, cudasim_nccl_aborts(), j0->again_rc, j0->again_seconds);
     failures += wrong != 0;
     failures += j0->hang_rc == 0 || j0->hang_seconds < 1 || j0->hang_seconds > 5;
     failures += cudasim_nccl_aborts() != 1;
