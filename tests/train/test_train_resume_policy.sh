@@ -38,9 +38,20 @@ for kv in seed=2 seq_len=16 batch_tokens=512 micro_batch=4 precision=fp16 dropou
     grep -q -- "--accept-changes" "$work/x.log" || fail "$kv: the way out is not named"
     ls "$run/checkpoints" | cmp -s - "$work/ck.before" || fail "$kv: the checkpoints changed"
     cmp -s "$run/metrics.jsonl" "$work/metrics.before" || fail "$kv: metrics.jsonl changed"
+    # the same with --accept-changes, on a copy: resumed, and the change recorded
+    rm -rf "$work/acc" && cp -a "$run" "$work/acc"
+    "$xlmc" train --data "$work/data" --run-dir "$work/acc" --config "$work/x.ini" \
+        --max-steps 5 --accept-changes >"$work/acc.log" 2>&1 ||
+        fail "$kv with --accept-changes: $(tail -3 "$work/acc.log")"
+    python3 - "$work/acc/metrics.jsonl" "$key" <<'PY' || fail "$kv: not recorded in metrics.jsonl"
+import json, sys
+start = [json.loads(l) for l in open(sys.argv[1]) if '"start"' in l][-1]
+assert any(c["key"].endswith("." + sys.argv[2]) and c["kind"] == "trajectory"
+           for c in start.get("changes", [])), start
+PY
     n=$((n + 1))
 done
-echo "$n trajectory-changing settings refused on resume"
+echo "$n trajectory-changing settings refused on resume, accepted and recorded with --accept-changes"
 
 # 2. bookkeeping only: accepted as is
 write_config "$work/b.ini" "${base[@]}" log_every=2
