@@ -22,7 +22,8 @@ say() { printf '\n== %s ==\n' "$*"; }
 # ---- 1. packages ----
 debs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
       libopenblas-dev libinih-dev libjansson-dev libxxhash-dev zlib1g-dev gnuplot-nox
-      debian-handbook python3-pip shellcheck clang-14 libclang-rt-14-dev)
+      debian-handbook python3-pip shellcheck clang-14 libclang-rt-14-dev
+      iproute2)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
