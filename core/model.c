@@ -220,7 +220,7 @@ void model_sync_weights(struct model *m) {
 /* Per-layer activations, all storage (N = B*T) unless noted. */
 struct layer_acts {
     void *q, *k, *v; /* (N,C) projections */
-    void *att;       /* (B,NH,T,T) probabilities before dropout */
+    float *lse;      /* (B,NH,T) fp32 log-sum-exp of each attention row's scores */
     void *y;         /* (N,C) attention output before out_lin */
     void *r1, *h1;   /* (N,C) first residual sum, its LayerNorm */
     void *f1, *g;    /* (N,F) lin1 output, its GELU */
@@ -241,7 +241,6 @@ struct model_plan {
     /* backward */
     void *g_h, *g_r, *g_t, *g_q, *g_k, *g_v, *zeros; /* (N,C) */
     void *g_f;                                       /* (N,F) */
-    void *scratch;                                   /* (B,NH,T,T) */
     void *f32_block, *int_block;
     /* what the last forward did, for its backward */
     int training, have_targets;
@@ -295,7 +294,7 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
     const struct model_config *mc = &m->cfg.model;
     size_t es = m->ops->storage_bytes, B = (size_t)pl->B, T = (size_t)pl->T, N = B * T;
     size_t C = (size_t)mc->dim, F = (size_t)mc->ffn_dim, V = (size_t)mc->vocab_size;
-    size_t ATT = B * (size_t)mc->n_heads * T * T;
+    size_t NHT = B * (size_t)mc->n_heads * T;
     char *s = sbase, *f = fbase, *i = ibase;
     pl->emb = CARVE(s, N * C, es);
     pl->x0 = CARVE(s, N * C, es);
@@ -306,7 +305,6 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
         a->q = CARVE(s, N * C, es);
         a->k = CARVE(s, N * C, es);
         a->v = CARVE(s, N * C, es);
-        a->att = CARVE(s, ATT, es);
         a->y = CARVE(s, N * C, es);
         a->r1 = CARVE(s, N * C, es);
         a->h1 = CARVE(s, N * C, es);
@@ -318,6 +316,7 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
         a->rstd1 = CARVE(f, N, sizeof(float));
         a->mean2 = CARVE(f, N, sizeof(float));
         a->rstd2 = CARVE(f, N, sizeof(float));
+        a->lse = CARVE(f, NHT, sizeof(float));
     }
     pl->logits = CARVE(s, N * V, es);
     pl->g_h = CARVE(s, N * C, es);
@@ -328,7 +327,6 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
     pl->g_v = CARVE(s, N * C, es);
     pl->zeros = CARVE(s, N * C, es);
     pl->g_f = CARVE(s, N * F, es);
-    pl->scratch = CARVE(s, ATT, es);
     pl->losses = CARVE(f, N, sizeof(float));
     pl->ids = CARVE(i, N, sizeof(int32_t));
     pl->langs = CARVE(i, N, sizeof(int32_t));
@@ -434,7 +432,7 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
         ops->matmul_forward(a->k, x, param_at(m, W, P_KW, l), param_at(m, W, P_KB, l), N, C, C);
         ops->matmul_forward(a->v, x, param_at(m, W, P_VW, l), param_at(m, W, P_VB, l), N, C, C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
-        ops->attention_forward(a->y, a->att, a->q, a->k, a->v, B, T, C, NH, pl->p_attn, &k);
+        ops->attention_forward(a->y, a->lse, a->q, a->k, a->v, B, T, C, NH, pl->p_attn, &k);
         ops->matmul_forward(a->r1, a->y, param_at(m, W, P_OW, l), param_at(m, W, P_OB, l), N, C, C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_OUT(l));
         ops->dropout(a->r1, B, T, C, pl->p_hidden, &k);
@@ -574,8 +572,8 @@ void model_backward(struct model *m, const struct batch *b, uint64_t seed, uint6
         ops->matmul_backward(pl->g_h, param_at(m, G, P_OW, l), param_at(m, G, P_OB, l), d, a->y,
                              param_at(m, W, P_OW, l), N, C, C); /* d y */
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
-        ops->attention_backward(pl->g_q, pl->g_k, pl->g_v, pl->scratch, pl->g_h, a->att, a->q, a->k,
-                                a->v, B, T, C, NH, pl->p_attn, &k);
+        ops->attention_backward(pl->g_q, pl->g_k, pl->g_v, pl->g_h, a->y, a->lse, a->q, a->k, a->v,
+                                B, T, C, NH, pl->p_attn, &k);
         /* d x = d r1 + the three projections' input gradients */
         ops->matmul_backward(pl->g_t, param_at(m, G, P_QW, l), param_at(m, G, P_QB, l), pl->g_q, x,
                              param_at(m, W, P_QW, l), N, C, C);

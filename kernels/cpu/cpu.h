@@ -388,10 +388,10 @@ void cpu_matmul_forward(int h, void *out, const void *inp, const void *w, const 
                         int C, int OC);
 void cpu_matmul_backward(int h, void *dinp, void *dw, void *db, const void *dout, const void *inp,
                          const void *w, int N, int C, int OC);
-void cpu_attention_forward(int h, void *out, void *att, const void *q, const void *k, const void *v,
+void cpu_attention_forward(int h, void *out, float *lse, const void *q, const void *k, const void *v,
                            int B, int T, int C, int NH, float p, const struct dropout_key *key);
-void cpu_attention_backward(int h, void *dq, void *dk, void *dv, void *scratch, const void *dout,
-                            const void *att, const void *q, const void *k, const void *v, int B,
+void cpu_attention_backward(int h, void *dq, void *dk, void *dv, const void *dout, const void *out,
+                            const float *lse, const void *q, const void *k, const void *v, int B,
                             int T, int C, int NH, float p, const struct dropout_key *key);
 void cpu_gelu_forward(int h, void *out, const void *inp, size_t n);
 void cpu_gelu_backward(int h, void *dinp, const void *inp, const void *dout, size_t n);

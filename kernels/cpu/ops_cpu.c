@@ -110,16 +110,16 @@ CPU_HOT static void cpu_grad_accumulate(float *acc, const void *grad, size_t n, 
                                       const void *inp, const void *w, int N, int C, int OC) {      \
         cpu_matmul_backward(H, dinp, dw, db, dout, inp, w, N, C, OC);                              \
     }                                                                                              \
-    static void attention_forward_##SUF(void *out, void *att, const void *q, const void *k,        \
+    static void attention_forward_##SUF(void *out, float *lse, const void *q, const void *k,       \
                                         const void *v, int B, int T, int C, int NH, float p,       \
                                         const struct dropout_key *key) {                           \
-        cpu_attention_forward(H, out, att, q, k, v, B, T, C, NH, p, key);                          \
+        cpu_attention_forward(H, out, lse, q, k, v, B, T, C, NH, p, key);                          \
     }                                                                                              \
-    static void attention_backward_##SUF(void *dq, void *dk, void *dv, void *scratch,              \
-                                         const void *dout, const void *att, const void *q,         \
+    static void attention_backward_##SUF(void *dq, void *dk, void *dv, const void *dout,           \
+                                         const void *out, const float *lse, const void *q,         \
                                          const void *k, const void *v, int B, int T, int C,        \
                                          int NH, float p, const struct dropout_key *key) {         \
-        cpu_attention_backward(H, dq, dk, dv, scratch, dout, att, q, k, v, B, T, C, NH, p, key);   \
+        cpu_attention_backward(H, dq, dk, dv, dout, out, lse, q, k, v, B, T, C, NH, p, key);       \
     }                                                                                              \
     static void gelu_forward_##SUF(void *out, const void *inp, size_t n) {                         \
         cpu_gelu_forward(H, out, inp, n);                                                          \

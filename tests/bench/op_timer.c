@@ -87,15 +87,15 @@ static void w_mm_b(void *dinp, void *dw, void *db, const void *dout, const void 
                    int N, int C, int OC) {
     TIMED(T_MM_B, g_inner.matmul_backward(dinp, dw, db, dout, inp, w, N, C, OC));
 }
-static void w_att_f(void *out, void *att, const void *q, const void *k, const void *v, int B, int T,
-                    int C, int NH, float p, const struct dropout_key *key) {
-    TIMED(T_ATT_F, g_inner.attention_forward(out, att, q, k, v, B, T, C, NH, p, key));
+static void w_att_f(void *out, float *lse, const void *q, const void *k, const void *v, int B,
+                    int T, int C, int NH, float p, const struct dropout_key *key) {
+    TIMED(T_ATT_F, g_inner.attention_forward(out, lse, q, k, v, B, T, C, NH, p, key));
 }
-static void w_att_b(void *dq, void *dk, void *dv, void *scratch, const void *dout, const void *att,
-                    const void *q, const void *k, const void *v, int B, int T, int C, int NH,
-                    float p, const struct dropout_key *key) {
+static void w_att_b(void *dq, void *dk, void *dv, const void *dout, const void *out,
+                    const float *lse, const void *q, const void *k, const void *v, int B, int T,
+                    int C, int NH, float p, const struct dropout_key *key) {
     TIMED(T_ATT_B,
-          g_inner.attention_backward(dq, dk, dv, scratch, dout, att, q, k, v, B, T, C, NH, p, key));
+          g_inner.attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, C, NH, p, key));
 }
 static void w_gelu_f(void *out, const void *inp, size_t n) {
     TIMED(T_GELU_F, g_inner.gelu_forward(out, inp, n));

@@ -87,8 +87,10 @@ struct grads {
 static void run_backward(const struct ops *o, struct grads *g, const float *dout,
                          const int32_t *ids, const int32_t *langs)
 {
-    void *dwte = upload_storage(o, NULL, (size_t)V * C), *dwpe = upload_storage(o, NULL, (size_t)T * C);
-    void *dwlang = upload_storage(o, NULL, (size_t)NL * C), *d = upload_storage(o, dout, (size_t)N * C);
+    void *dwte = upload_storage(o, NULL, (size_t)V * C);
+    void *dwpe = upload_storage(o, NULL, (size_t)T * C);
+    void *dwlang = upload_storage(o, NULL, (size_t)NL * C);
+    void *d = upload_storage(o, dout, (size_t)N * C);
     int32_t *di = upload_ints(o, ids, N), *dl = upload_ints(o, langs, N);
     o->memset0(dwte, (size_t)V * C * o->storage_bytes);
     o->memset0(dwpe, (size_t)T * C * o->storage_bytes);
@@ -136,7 +138,8 @@ int main(int argc, char **argv)
         return 2;
     }
     cudasim_set_schedule(!strcmp(argv[1], "shuffle"), 12345);
-    int32_t *ids = xmalloc_or_die(N * sizeof(int32_t)), *langs = xmalloc_or_die(N * sizeof(int32_t));
+    int32_t *ids = xmalloc_or_die(N * sizeof(int32_t));
+    int32_t *langs = xmalloc_or_die(N * sizeof(int32_t));
     float *dout = xmalloc_or_die((size_t)N * C * sizeof(float));
     /* HOT at HOT_COUNT positions picked by a partial shuffle, ONCE at one other, the rest
      * spread over the tokens other than HOT and ONCE */
@@ -158,7 +161,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < (size_t)N * C; i++)
         dout[i] = (float)((int)(next_u32() % 2049) - 1024) / 1024.0f;
     /* the exact sums, from the definition */
-    double *xwte = calloc((size_t)V * C, sizeof(double)), *xwpe = calloc((size_t)T * C, sizeof(double));
+    double *xwte = calloc((size_t)V * C, sizeof(double));
+    double *xwpe = calloc((size_t)T * C, sizeof(double));
     double *xwlang = calloc((size_t)NL * C, sizeof(double));
     if (!xwte || !xwpe || !xwlang) return 1;
     for (int n = 0; n < N; n++)
@@ -192,8 +196,9 @@ int main(int argc, char **argv)
                 }
             continue;
         }
-        failures += check(who, "dwte 1000x row", g->wte + (size_t)HOT * C, xwte + (size_t)HOT * C, C);
-        failures += check(who, "dwte 1x row", g->wte + (size_t)ONCE * C, xwte + (size_t)ONCE * C, C);
+        size_t hot = (size_t)HOT * C, once = (size_t)ONCE * C;
+        failures += check(who, "dwte 1000x row", g->wte + hot, xwte + hot, C);
+        failures += check(who, "dwte 1x row", g->wte + once, xwte + once, C);
         failures += check(who, "dwte all rows", g->wte, xwte, (size_t)V * C);
         failures += check(who, "dwpe", g->wpe, xwpe, (size_t)T * C);
         failures += check(who, "dwlang (~600x)", g->wlang, xwlang, (size_t)NL * C);

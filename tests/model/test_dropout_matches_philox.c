@@ -2,9 +2,9 @@
  * defines (the convention both backends share): the dropout op on (B,T,C) with odd C (rows
  * that start mid Philox block) and attention dropout on (B,NH,T,T), element by element against
  * dropout_keep(), in fp32 and fp16 precision, and the kept fraction is 1-p within 5 sigma.
- * Attention: the saved probabilities are those before dropout (equal with and without it),
- * and the product with an identity v shows the dropped ones:
- * out == keep ? probabilities / (1-p) : 0. */
+ * Attention: the product with an identity v shows the probabilities (p = 0) and the dropped
+ * ones, out == keep ? probabilities / (1-p) : 0; the saved log-sum-exp does not depend on
+ * dropout and matches log sum_s exp(q.k / sqrt(HS)) computed here in double. */
 #include "kernels/ops.h"
 #include "kernels/philox.h"
 
@@ -45,13 +45,15 @@ static int check_dropout(const struct ops *ops, int B, int T, int C, float p) {
 }
 
 /* C = NH * HS with HS >= T: v of each head is the identity on its first T columns, so
- * out[b, t, h*HS + s] is the post-dropout probability of query t, key s. */
+ * out[b, t, h*HS + s] is the (post-dropout) probability of query t, key s. */
 static int check_attention(int B, int T, int C, int NH, float p) {
     const struct ops *ops = ops_cpu(OPS_FP32);
     int HS = C / NH;
-    size_t n = (size_t)B * T * C, na = (size_t)B * NH * T * T;
-    float *q = malloc(n * 4), *k = malloc(n * 4), *v = calloc(n, 4), *out = malloc(n * 4);
-    float *a0 = malloc(na * 4), *ap = malloc(na * 4);
+    size_t n = (size_t)B * T * C, nl = (size_t)B * NH * T;
+    float *q = malloc(n * 4), *k = malloc(n * 4), *v = calloc(n, 4);
+    float *out0 = malloc(n * 4), *out = malloc(n * 4);
+    float *l0 = malloc(nl * 4), *lp = malloc(nl * 4);
+    double *sc = malloc((size_t)T * sizeof(double));
     for (size_t i = 0; i < n; i++) {
         q[i] = sinf((float)i * 0.37f);
         k[i] = cosf((float)i * 0.11f);
@@ -61,32 +63,51 @@ static int check_attention(int B, int T, int C, int NH, float p) {
             for (int s = 0; s < T; s++)
                 v[((size_t)b * T + s) * C + (size_t)h * HS + s] = 1.0f;
     struct dropout_key key = {77, 3, 120, DROPOUT_TENSOR_ATTN_PROBS(1)};
-    ops->attention_forward(out, a0, q, k, v, B, T, C, NH, 0.0f, &key);
-    ops->attention_forward(out, ap, q, k, v, B, T, C, NH, p, &key);
+    ops->attention_forward(out0, l0, q, k, v, B, T, C, NH, 0.0f, &key);
+    ops->attention_forward(out, lp, q, k, v, B, T, C, NH, p, &key);
     uint32_t thr = dropout_threshold(p);
-    long bad = 0, same = 0;
+    long bad = 0, same = 0, bad_lse = 0;
+    double worst_lse = 0.0;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
-            for (int t = 0; t < T; t++)
+            for (int t = 0; t < T; t++) {
+                size_t r = ((size_t)b * NH + h) * T + t;
+                same += lp[r] == l0[r];
+                double mx = -INFINITY, sum = 0.0;
+                for (int s = 0; s <= t; s++) {
+                    double dot = 0.0;
+                    for (int c = 0; c < HS; c++)
+                        dot += (double)q[((size_t)b * T + t) * C + (size_t)h * HS + c] *
+                               k[((size_t)b * T + s) * C + (size_t)h * HS + c];
+                    sc[s] = dot / sqrt((double)HS);
+                    mx = sc[s] > mx ? sc[s] : mx;
+                }
+                for (int s = 0; s <= t; s++)
+                    sum += exp(sc[s] - mx);
+                double d = fabs(l0[r] - (mx + log(sum)));
+                worst_lse = d > worst_lse ? d : worst_lse;
+                bad_lse += d > 1e-5;
                 for (int s = 0; s < T; s++) {
-                    size_t e = ((size_t)h * T + t) * T + s, i = (size_t)b * NH * T * T + e;
+                    size_t e = ((size_t)h * T + t) * T + s,
+                           o = ((size_t)b * T + t) * C + (size_t)h * HS + s;
                     int keep = s <= t && dropout_keep(key.seed, key.step, key.row0 + (uint32_t)b,
                                                       key.tensor, e, thr);
-                    float want = keep ? a0[i] * (1.0f / (1.0f - p)) : 0.0f;
-                    float got = out[((size_t)b * T + t) * C + (size_t)h * HS + s];
-                    if (fabsf(got - want) > 1e-6f * fabsf(want)) bad++;
-                    same += ap[i] == a0[i];
+                    float want = keep ? out0[o] * (1.0f / (1.0f - p)) : 0.0f;
+                    if (fabsf(out[o] - want) > 1e-6f * fabsf(want)) bad++;
                 }
-    printf("attention dropout B=%d T=%d NH=%d p=%.2f: %ld mismatches, saved probabilities "
-           "equal without dropout: %ld of %zu\n",
-           B, T, NH, p, bad, same, na);
+            }
+    printf("attention dropout B=%d T=%d NH=%d p=%.2f: %ld mismatches; log-sum-exp equal without "
+           "dropout: %ld of %zu, off the double-precision value by at most %.2g (%ld over 1e-5)\n",
+           B, T, NH, p, bad, same, nl, worst_lse, bad_lse);
     free(q);
     free(k);
     free(v);
+    free(out0);
     free(out);
-    free(a0);
-    free(ap);
-    return bad != 0 || same != (long)na;
+    free(l0);
+    free(lp);
+    free(sc);
+    return bad != 0 || same != (long)nl || bad_lse != 0;
 }
 
 int main(void) {
