@@ -239,8 +239,8 @@ struct model_plan {
     float *logits_f32;  /* (N,V) fp32 device, only for logits_out; allocated on demand */
     int32_t *ids, *langs, *targets, *lengths; /* device: (N) (N) (N) (B) */
     /* backward */
-    void *g_h, *g_r, *g_t, *g_q, *g_k, *g_v, *zeros; /* (N,C) */
-    void *g_f;                                       /* (N,F) */
+    void *g_h, *g_r, *g_t, *g_q, *g_k, *g_v; /* (N,C) */
+    void *g_f;                               /* (N,F) */
     void *f32_block, *int_block;
     /* what the last forward did, for its backward */
     int training, have_targets;
@@ -325,7 +325,6 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
     pl->g_q = CARVE(s, N * C, es);
     pl->g_k = CARVE(s, N * C, es);
     pl->g_v = CARVE(s, N * C, es);
-    pl->zeros = CARVE(s, N * C, es);
     pl->g_f = CARVE(s, N * F, es);
     pl->losses = CARVE(f, N, sizeof(float));
     pl->ids = CARVE(i, N, sizeof(int32_t));
@@ -435,8 +434,7 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
         ops->attention_forward(a->y, a->lse, a->q, a->k, a->v, B, T, C, NH, pl->p_attn, &k);
         ops->matmul_forward(a->r1, a->y, param_at(m, W, P_OW, l), param_at(m, W, P_OB, l), N, C, C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_OUT(l));
-        ops->dropout(a->r1, B, T, C, pl->p_hidden, &k);
-        ops->residual_forward(a->r1, x, a->r1, (size_t)N * C);
+        ops->dropout_residual(a->r1, x, a->r1, B, T, C, pl->p_hidden, &k);
         ops->layernorm_forward(a->h1, a->mean1, a->rstd1, a->r1, param_at(m, W, P_LN1W, l),
                                param_at(m, W, P_LN1B, l), N, C, mc->layer_norm_eps);
         ops->matmul_forward(a->f1, a->h1, param_at(m, W, P_F1W, l), param_at(m, W, P_F1B, l), N, C,
@@ -445,8 +443,7 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
         ops->matmul_forward(a->r2, a->g, param_at(m, W, P_F2W, l), param_at(m, W, P_F2B, l), N, F,
                             C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_FFN_OUT(l));
-        ops->dropout(a->r2, B, T, C, pl->p_hidden, &k);
-        ops->residual_forward(a->r2, a->h1, a->r2, (size_t)N * C);
+        ops->dropout_residual(a->r2, a->h1, a->r2, B, T, C, pl->p_hidden, &k);
         ops->layernorm_forward(a->h2, a->mean2, a->rstd2, a->r2, param_at(m, W, P_LN2W, l),
                                param_at(m, W, P_LN2B, l), N, C, mc->layer_norm_eps);
         ops->mask_padding(a->h2, pl->lengths, B, T, C);
@@ -503,15 +500,14 @@ float model_forward_train(struct model *m, const struct batch *b, uint64_t seed,
 
 /* ---------------------------------------------------------------- backward */
 
-/* d_branch = dropout(d) for a residual branch; the residual path keeps d itself. The op table
- * has no device copy, so with dropout on the copy is d + 0 into the temp buffer. */
+/* d_branch = dropout(d) for a residual branch, into the temp buffer; the residual path keeps d
+ * itself. */
 static const void *branch_grad(struct model *m, struct model_plan *pl, const void *d,
                                const struct dropout_key *k) {
     if (pl->p_hidden <= 0.0f) return d;
     const struct ops *ops = m->ops;
     int C = m->cfg.model.dim;
-    ops->residual_forward(pl->g_t, d, pl->zeros, (size_t)pl->B * pl->T * C);
-    ops->dropout(pl->g_t, pl->B, pl->T, C, pl->p_hidden, k);
+    ops->dropout_residual(pl->g_t, NULL, d, pl->B, pl->T, C, pl->p_hidden, k);
     return pl->g_t;
 }
 

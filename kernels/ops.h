@@ -129,6 +129,11 @@ struct ops {
      * elements; row r of this call is global row key->row0 + r. p == 0: no-op. Used for
      * forward and, on the gradient, for backward (the same mask). */
     void (*dropout)(void *x, int B, int T, int C, float p, const struct dropout_key *key);
+    /* out (B,T,C) = res + dropout(x), the dropout drawn and rounded to storage as `dropout`
+     * does it (p == 0: x itself); res NULL: out = dropout(x). out may be x or res. One pass
+     * over memory for what dropout then residual_forward do in two. */
+    void (*dropout_residual)(void *out, const void *res, const void *x, int B, int T, int C,
+                             float p, const struct dropout_key *key);
     /* x (B,T,C): zero the padded positions t >= lengths[b]; forward and backward alike. */
     void (*mask_padding)(void *x, const int32_t *lengths, int B, int T, int C);
 

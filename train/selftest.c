@@ -361,6 +361,16 @@ static void check_pointwise(struct st_ctx *c, int B, int T, int C)
     c->ref->dropout(x.r, B, T, C, 0.1f, &key);
     c->dev->dropout(x.d, B, T, C, 0.1f, &key);
     CHECK(x, "x", tl(c, 1e-6, 1e-6, 1e-3, 1e-3));
+    st_begin(c, "dropout_residual", "B=%d T=%d C=%d p=0.1", B, T, C, 0);
+    c->ref->dropout_residual(out.r, NULL, y.r, B, T, C, 0.1f, &key);   /* out = dropout(y) */
+    c->dev->dropout_residual(out.d, NULL, y.d, B, T, C, 0.1f, &key);
+    CHECK(out, "copy", tl(c, 1e-6, 1e-6, 1e-3, 1e-3));
+    c->ref->dropout_residual(x.r, x.r, y.r, B, T, C, 0.1f, &key);   /* x += dropout(y) */
+    c->dev->dropout_residual(x.d, x.d, y.d, B, T, C, 0.1f, &key);
+    CHECK(x, "res+=", tl(c, 1e-6, 1e-6, 1e-3, 1e-3));
+    c->ref->dropout_residual(y.r, x.r, y.r, B, T, C, 0.f, &key);   /* y = x + y */
+    c->dev->dropout_residual(y.d, x.d, y.d, B, T, C, 0.f, &key);
+    CHECK(y, "p=0", tl(c, 1e-6, 1e-6, 1e-3, 1e-3));
     struct tpair *all[] = {&x, &y, &out, &d, &len};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tp_free(c, all[i]);
 }
@@ -474,6 +484,7 @@ int selftest_optable(const struct ops *ref, const struct ops *dev,
     check_attention(c, 2, 70, 128, 2, 0.1f);   /* HS 64, several tiles, a partial last one */
     check_attention(c, 1, 40, 256, 2, 0.f);    /* HS 128, the CUDA tiles' limit */
     check_pointwise(c, 3, 37, 40);
+    check_pointwise(c, 2, 5, 37);         /* rows of 185 elements: dropout words one by one */
     check_classifier(c, 13, 257);
     if (opts->big_vocab) check_classifier(c, 3, 64699);
     check_optimizer(c, 3001);

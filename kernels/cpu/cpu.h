@@ -397,6 +397,8 @@ void cpu_gelu_forward(int h, void *out, const void *inp, size_t n);
 void cpu_gelu_backward(int h, void *dinp, const void *inp, const void *dout, size_t n);
 void cpu_residual_forward(int h, void *out, const void *a, const void *b, size_t n);
 void cpu_dropout(int h, void *x, int B, int T, int C, float p, const struct dropout_key *key);
+void cpu_dropout_residual(int h, void *out, const void *res, const void *x, int B, int T, int C,
+                          float p, const struct dropout_key *key);
 void cpu_mask_padding(int h, void *x, const int32_t *lengths, int B, int T, int C);
 void cpu_classifier(int h, float *losses, void *logits, const void *bias, void *dbias,
                     const int32_t *targets, int N, int V, float dscale);

@@ -134,6 +134,10 @@ CPU_HOT static void cpu_grad_accumulate(float *acc, const void *grad, size_t n, 
                               const struct dropout_key *key) {                                     \
         cpu_dropout(H, x, B, T, C, p, key);                                                        \
     }                                                                                              \
+    static void dropout_residual_##SUF(void *out, const void *res, const void *x, int B, int T,    \
+                                       int C, float p, const struct dropout_key *key) {            \
+        cpu_dropout_residual(H, out, res, x, B, T, C, p, key);                                     \
+    }                                                                                              \
     static void mask_padding_##SUF(void *x, const int32_t *lengths, int B, int T, int C) {         \
         cpu_mask_padding(H, x, lengths, B, T, C);                                                  \
     }                                                                                              \
@@ -173,6 +177,7 @@ CPU_HOT static void cpu_grad_accumulate(float *acc, const void *grad, size_t n, 
         .gelu_backward = gelu_backward_##SUF,                                                      \
         .residual_forward = residual_forward_##SUF,                                                \
         .dropout = dropout_##SUF,                                                                  \
+        .dropout_residual = dropout_residual_##SUF,                                                \
         .mask_padding = mask_padding_##SUF,                                                        \
         .classifier = classifier_##SUF,                                                            \
         .unscale_check = cpu_unscale_check,                                                        \

@@ -5,7 +5,8 @@
  * Checked (each can fail): the launch budget of the ops this test names, one call each on
  * small shapes: the fused attention forward 1 kernel and no GEMM, its backward 2 kernels,
  * the embedding backward 6 (sort, row sums, two column-sum stages for positions and two for
- * languages), LayerNorm forward 1 and backward 3, GELU 1, residual 1, dropout 1.
+ * languages), LayerNorm forward 1 and backward 3, GELU 1, residual 1, dropout 1, dropout with
+ * the residual add 1.
  * Printed (a count, not a model): the launches and GEMM calls of one training micro-batch
  * (trainer_accumulate: forward, backward, gradient accumulation) of a 6-layer model, the
  * layer count of configs/xlm-clm-ende-1024.ini; the count does not depend on the dims. */
@@ -128,6 +129,9 @@ static void check_op_budgets(const struct ops *o)
     count_start();
     o->dropout(out, B, T, C, 0.1f, &key);
     count_check("dropout", 1);
+    count_start();
+    o->dropout_residual(out, d, out, B, T, C, 0.1f, &key);
+    count_check("dropout_residual", 1);
     void *all[] = {q, k, v, out, d, lse, mean, rstd, wte, wpe, wl, ids};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) o->free(all[i]);
 }

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int check_dropout(const struct ops *ops, int B, int T, int C, float p) {
     size_t n = (size_t)B * T * C;
@@ -42,6 +43,41 @@ static int check_dropout(const struct ops *ops, int B, int T, int C, float p) {
     ops->free(y);
     /* binomial: 5 standard deviations */
     return bad || fabs(frac - (1.0 - p)) > 5.0 * sqrt(p * (1.0 - p) / (double)n);
+}
+
+/* dropout_residual is dropout then residual_forward in one op: the same bits, with out a
+ * separate buffer, out == x and out == res, and without res. */
+static int check_dropout_residual(const struct ops *ops, int B, int T, int C, float p) {
+    size_t n = (size_t)B * T * C;
+    float *x = malloc(n * sizeof(float)), *r = malloc(n * sizeof(float));
+    float *want = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        x[i] = 0.5f + (float)(i % 13) * 0.25f;
+        r[i] = -1.0f + (float)(i % 7) * 0.375f;
+    }
+    struct dropout_key k = {0xabcdef12345ULL, 7, 3, DROPOUT_TENSOR_ATTN_OUT(2)};
+    long bad = 0;
+    for (int mode = 0; mode < 4; mode++) { /* separate out, out == x, out == res, no res */
+        memcpy(want, x, n * sizeof(float));
+        ops->dropout(want, B, T, C, p, &k);
+        if (mode < 3) ops->residual_forward(want, r, want, n);
+        float *res = mode < 3 ? malloc(n * sizeof(float)) : NULL, *in = malloc(n * sizeof(float));
+        if (res) memcpy(res, r, n * sizeof(float));
+        memcpy(in, x, n * sizeof(float));
+        float *out = mode == 1 ? in : mode == 2 ? res : got;
+        ops->dropout_residual(out, res, in, B, T, C, p, &k);
+        bad += memcmp(out, want, n * sizeof(float)) != 0;
+        free(res);
+        free(in);
+    }
+    printf("dropout_residual %s B=%d T=%d C=%d p=%.2f: %ld of 4 aliasing modes differ from "
+           "dropout then residual_forward\n",
+           ops->precision == OPS_FP16 ? "fp16" : "fp32", B, T, C, p, bad);
+    free(x);
+    free(r);
+    free(want);
+    free(got);
+    return bad != 0;
 }
 
 /* C = NH * HS with HS >= T: v of each head is the identity on its first T columns, so
@@ -116,5 +152,7 @@ int main(void) {
     fails += check_dropout(ops_cpu(OPS_FP32), 2, 5, 64, 0.5f);
     fails += check_dropout(ops_cpu(OPS_FP16), 3, 17, 37, 0.25f);
     fails += check_attention(2, 19, 60, 3, 0.2f);
+    fails += check_dropout_residual(ops_cpu(OPS_FP32), 3, 17, 37, 0.1f);
+    fails += check_dropout_residual(ops_cpu(OPS_FP16), 2, 9, 40, 0.3f);
     return fails ? 1 : 0;
 }
