@@ -388,8 +388,9 @@ void cpu_matmul_forward(int h, void *out, const void *inp, const void *w, const 
                         int C, int OC);
 void cpu_matmul_backward(int h, void *dinp, void *dw, void *db, const void *dout, const void *inp,
                          const void *w, int N, int C, int OC);
-void cpu_attention_forward(int h, void *out, float *lse, const void *q, const void *k, const void *v,
-                           int B, int T, int C, int NH, float p, const struct dropout_key *key);
+void cpu_attention_forward(int h, void *out, float *lse, const void *q, const void *k,
+                           const void *v, int B, int T, int C, int NH, float p,
+                           const struct dropout_key *key);
 void cpu_attention_backward(int h, void *dq, void *dk, void *dv, const void *dout, const void *out,
                             const float *lse, const void *q, const void *k, const void *v, int B,
                             int T, int C, int NH, float p, const struct dropout_key *key);
