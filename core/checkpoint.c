@@ -1,53 +1,18 @@
 /* checkpoint.c — HDF5 checkpoints with a checksum per dataset (layout in checkpoint.h). */
 #include "core/checkpoint.h"
+#include "core/h5io.h"
 #include "core/util.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
-
-#define CKPT_CHECKSUM_ATTR "xxh64"
-
-/* HDF5 prints its own error stack by default; our messages name the file and the cause. */
-static void h5_quiet(void) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
 
 /* ---- writing ---- */
-
-/* One dataset with its checksum attribute. dims: ndim sizes; data: nbytes of `type`. */
-static int write_dataset(hid_t file, const char *name, hid_t type, int ndim, const hsize_t *dims,
-                         const void *data, size_t nbytes) {
-    int ok = -1;
-    hid_t space = -1, lcpl = -1, dset = -1, aspace = -1, attr = -1;
-    hsize_t one = 1;
-    uint64_t sum = XXH64(data, nbytes, 0);
-    if ((space = H5Screate_simple(ndim, dims, NULL)) < 0) goto done;
-    if ((lcpl = H5Pcreate(H5P_LINK_CREATE)) < 0) goto done;
-    if (H5Pset_create_intermediate_group(lcpl, 1) < 0) goto done;
-    if ((dset = H5Dcreate2(file, name, type, space, lcpl, H5P_DEFAULT, H5P_DEFAULT)) < 0) goto done;
-    if (nbytes && H5Dwrite(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) goto done;
-    if ((aspace = H5Screate_simple(1, &one, NULL)) < 0) goto done;
-    if ((attr = H5Acreate2(dset, CKPT_CHECKSUM_ATTR, H5T_STD_U64LE, aspace, H5P_DEFAULT,
-                           H5P_DEFAULT)) < 0)
-        goto done;
-    if (H5Awrite(attr, H5T_NATIVE_UINT64, &sum) < 0) goto done;
-    ok = 0;
-done:
-    if (attr >= 0) H5Aclose(attr);
-    if (aspace >= 0) H5Sclose(aspace);
-    if (dset >= 0) H5Dclose(dset);
-    if (lcpl >= 0) H5Pclose(lcpl);
-    if (space >= 0) H5Sclose(space);
-    return ok;
-}
 
 /* The arena `arena` (num_params fp32, host) as one dataset per tensor and layer under group. */
 static int write_arena(hid_t file, const char *group, const struct model *m, const float *arena) {
@@ -60,8 +25,8 @@ static int write_arena(hid_t file, const char *group, const struct model *m, con
         for (int l = 0; l < p->layers; l++) {
             if (model_param_hf_name(m, id, l, hf, sizeof hf)) return -1;
             snprintf(name, sizeof name, "/%s/%s", group, hf);
-            if (write_dataset(file, name, H5T_IEEE_F32LE, p->ndim, dims,
-                              arena + p->offset + (size_t)l * per, per * sizeof(float)))
+            if (h5io_write_summed(file, name, H5T_IEEE_F32LE, p->ndim, dims,
+                                  arena + p->offset + (size_t)l * per, per * sizeof(float)))
                 return -1;
         }
     }
@@ -88,23 +53,18 @@ static void dir_of(const char *path, char *dir, size_t len) {
         *slash = 0;
 }
 
-/* Test hook: XLMC_TEST_CKPT_PAUSE_STEP=N pauses the write of the step-N checkpoint half way
- * (weights written, moments not) for a minute, so that a test's `kill -9` lands inside it. */
-static void test_pause(long step) {
-    const char *s = getenv("XLMC_TEST_CKPT_PAUSE_STEP");
-    if (s && *s && atol(s) == step) {
-        fprintf(stderr,
-                "xlmc: checkpoint of step %ld half written, pausing 60 s "
-                "(XLMC_TEST_CKPT_PAUSE_STEP)\n",
-                step);
-        sleep(60);
-    }
+static void (*midwrite_hook)(void *ctx, long step);
+static void *midwrite_ctx;
+
+void ckpt_set_midwrite_hook(void (*hook)(void *ctx, long step), void *ctx) {
+    midwrite_hook = hook;
+    midwrite_ctx = ctx;
 }
 
 static int write_contents(hid_t f, const struct model *m, const struct trainer *t,
                           const struct loader_state *ls, uint64_t vocab_hash) {
     if (write_arena(f, "weights", m, m->master)) return -1;
-    test_pause(t ? t->step : 0);
+    if (midwrite_hook) midwrite_hook(midwrite_ctx, t ? t->step : 0);
     if (t) {
         size_t bytes = m->num_params * sizeof(float);
         float *host = xmalloc(bytes ? bytes : 1);
@@ -134,14 +94,15 @@ static int write_contents(hid_t f, const struct model *m, const struct trainer *
     size_t cfg_len = strlen(cfg);
     hsize_t one = 1, two = 2, nsc = SCALER_STATE_LEN, nlw = LOADER_STATE_WORDS, ncfg = cfg_len;
     int rc = 0;
-    rc |= write_dataset(f, "/state/step", H5T_STD_I64LE, 1, &one, &step, sizeof step);
-    rc |= write_dataset(f, "/state/skipped", H5T_STD_I64LE, 1, &one, &skipped, sizeof skipped);
-    rc |= write_dataset(f, "/state/scaler", H5T_IEEE_F64LE, 1, &nsc, sc, sizeof sc);
-    rc |= write_dataset(f, "/state/loader", H5T_STD_U64LE, 1, &nlw, lw, sizeof lw);
-    rc |= write_dataset(f, "/state/rng", H5T_STD_U64LE, 1, &two, rng, sizeof rng);
-    rc |= write_dataset(f, "/state/world_size", H5T_STD_I32LE, 1, &one, &world, sizeof world);
-    rc |= write_dataset(f, "/config", H5T_STD_U8LE, 1, &ncfg, cfg, cfg_len);
-    rc |= write_dataset(f, "/vocab_hash", H5T_STD_U64LE, 1, &one, &vocab_hash, sizeof vocab_hash);
+    rc |= h5io_write_summed(f, "/state/step", H5T_STD_I64LE, 1, &one, &step, sizeof step);
+    rc |= h5io_write_summed(f, "/state/skipped", H5T_STD_I64LE, 1, &one, &skipped, sizeof skipped);
+    rc |= h5io_write_summed(f, "/state/scaler", H5T_IEEE_F64LE, 1, &nsc, sc, sizeof sc);
+    rc |= h5io_write_summed(f, "/state/loader", H5T_STD_U64LE, 1, &nlw, lw, sizeof lw);
+    rc |= h5io_write_summed(f, "/state/rng", H5T_STD_U64LE, 1, &two, rng, sizeof rng);
+    rc |= h5io_write_summed(f, "/state/world_size", H5T_STD_I32LE, 1, &one, &world, sizeof world);
+    rc |= h5io_write_summed(f, "/config", H5T_STD_U8LE, 1, &ncfg, cfg, cfg_len);
+    rc |=
+        h5io_write_summed(f, "/vocab_hash", H5T_STD_U64LE, 1, &one, &vocab_hash, sizeof vocab_hash);
     free(cfg);
     return rc ? -1 : 0;
 }
@@ -150,7 +111,7 @@ int ckpt_save(const char *path, const struct model *m, const struct trainer *t,
               const struct loader_state *ls, uint64_t vocab_hash) {
     char tmp[4200], dir[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    h5_quiet();
+    h5io_quiet();
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0)
         return xlmc_error("checkpoint %s: cannot create the file (%s)", tmp, strerror(errno));
@@ -172,107 +133,16 @@ int ckpt_save(const char *path, const struct model *m, const struct trainer *t,
 
 /* ---- reading ---- */
 
-struct verify_ctx {
-    char *why;
-    size_t why_len;
-    int bad;
-    int datasets;
-};
-
-static int verify_dataset(hid_t d, const char *name, char *why, size_t why_len) {
-    int rc = -1;
-    hid_t type = -1, native = -1, space = -1, attr = -1;
-    void *buf = NULL;
-    uint64_t want = 0;
-    if ((type = H5Dget_type(d)) < 0 || (native = H5Tget_native_type(type, H5T_DIR_ASCEND)) < 0 ||
-        (space = H5Dget_space(d)) < 0) {
-        snprintf(why, why_len, "dataset %s is unreadable", name);
-        goto done;
-    }
-    hssize_t n = H5Sget_simple_extent_npoints(space);
-    size_t bytes = (size_t)n * H5Tget_size(native);
-    buf = xmalloc(bytes ? bytes : 1);
-    if (n < 0 || (bytes && H5Dread(d, native, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)) {
-        snprintf(why, why_len, "dataset %s cannot be read (truncated or corrupt file)", name);
-        goto done;
-    }
-    if ((attr = H5Aopen(d, CKPT_CHECKSUM_ATTR, H5P_DEFAULT)) < 0 ||
-        H5Aread(attr, H5T_NATIVE_UINT64, &want) < 0) {
-        snprintf(why, why_len, "dataset %s has no checksum", name);
-        goto done;
-    }
-    if (XXH64(buf, bytes, 0) != want) {
-        snprintf(why, why_len, "dataset %s fails its XXH64 checksum (corrupt file)", name);
-        goto done;
-    }
-    rc = 0;
-done:
-    free(buf);
-    if (attr >= 0) H5Aclose(attr);
-    if (space >= 0) H5Sclose(space);
-    if (native >= 0) H5Tclose(native);
-    if (type >= 0) H5Tclose(type);
-    return rc;
-}
-
-static herr_t verify_visit(hid_t obj, const char *name, const H5O_info_t *info, void *data) {
-    struct verify_ctx *v = data;
-    if (info->type != H5O_TYPE_DATASET) return 0;
-    hid_t d = H5Dopen2(obj, name, H5P_DEFAULT);
-    if (d < 0) {
-        snprintf(v->why, v->why_len, "dataset %s cannot be opened", name);
-        v->bad = 1;
-        return 1;
-    }
-    v->datasets++;
-    if (verify_dataset(d, name, v->why, v->why_len)) v->bad = 1;
-    H5Dclose(d);
-    return v->bad ? 1 : 0;
-}
-
 int ckpt_verify(const char *path, char *why, size_t why_len) {
-    h5_quiet();
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) {
-        snprintf(why, why_len, "not a readable HDF5 file (truncated or corrupt)");
-        return -1;
-    }
-    struct verify_ctx v = {why, why_len, 0, 0};
-    herr_t rc = H5Ovisit(f, H5_INDEX_NAME, H5_ITER_NATIVE, verify_visit, &v);
-    H5Fclose(f);
-    if (rc < 0 && !v.bad) {
-        snprintf(why, why_len, "its objects cannot be listed (corrupt file)");
-        return -1;
-    }
-    if (!v.bad && v.datasets == 0) {
-        snprintf(why, why_len, "it holds no datasets");
-        return -1;
-    }
-    return v.bad ? -1 : 0;
+    return h5io_verify_file(path, why, why_len);
 }
 
 /* Read dataset `name` of exactly nbytes into out as mem_type, checking its checksum. */
 static int read_dataset(hid_t f, const char *path, const char *name, hid_t mem_type, void *out,
                         size_t nbytes) {
     char why[512];
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) return xlmc_error("checkpoint %s: dataset %s is missing", path, name);
-    hid_t space = H5Dget_space(d);
-    hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
-    if (space >= 0) H5Sclose(space);
-    if (n < 0 || (size_t)n * H5Tget_size(mem_type) != nbytes) {
-        H5Dclose(d);
-        return xlmc_error("checkpoint %s: dataset %s has %lld elements, the model expects %zu "
-                          "(a checkpoint of another model shape?)",
-                          path, name, (long long)n, nbytes / H5Tget_size(mem_type));
-    }
-    int rc = verify_dataset(d, name, why, sizeof why);
-    if (!rc && nbytes && H5Dread(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
-        snprintf(why, sizeof why, "dataset %s cannot be read", name);
-        rc = -1;
-    }
-    H5Dclose(d);
-    if (rc) return xlmc_error("checkpoint %s: %s", path, why);
+    if (h5io_read_summed(f, name, mem_type, out, nbytes, why, sizeof why))
+        return xlmc_error("checkpoint %s: %s", path, why);
     return 0;
 }
 
@@ -319,7 +189,7 @@ static char *read_config_text(hid_t f, const char *path) {
 }
 
 int ckpt_read_config(const char *path, struct xlmc_config *cfg, uint64_t *vocab_hash) {
-    h5_quiet();
+    h5io_quiet();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
         return xlmc_error("checkpoint %s: cannot open it as HDF5 (missing or corrupt)", path);
@@ -339,7 +209,7 @@ int ckpt_read_config(const char *path, struct xlmc_config *cfg, uint64_t *vocab_
 }
 
 int ckpt_load(const char *path, struct model *m, struct trainer *t, struct loader_state *ls) {
-    h5_quiet();
+    h5io_quiet();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
         return xlmc_error("checkpoint %s: cannot open it as HDF5 (missing or corrupt)", path);
@@ -378,7 +248,9 @@ int ckpt_load(const char *path, struct model *m, struct trainer *t, struct loade
     }
     if (!rc) {
         memcpy(m->master, w, bytes);
-        model_sync_weights(m);
+        rc = model_sync_weights(m);
+    }
+    if (!rc) {
         if (t) {
             m->ops->to_device(t->adam_m, am, bytes);
             m->ops->to_device(t->adam_v, av, bytes);

@@ -23,7 +23,7 @@
 #include "core/config.h"
 #include "core/model.h"
 #include "core/trainer.h"
-#include "data/loader.h"
+#include "core/loader_state.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -32,6 +32,11 @@
  * -1 after printing an error; nothing is left at `path` on failure. */
 int ckpt_save(const char *path, const struct model *m, const struct trainer *t,
               const struct loader_state *ls, uint64_t vocab_hash);
+
+/* Install a callback that every later ckpt_save calls half way, with the weights written
+ * and the Adam moments not (hook NULL: none; process-wide). `xlmc train
+ * --debug-pause-checkpoint` pauses there so that a test's kill -9 lands inside a write. */
+void ckpt_set_midwrite_hook(void (*hook)(void *ctx, long step), void *ctx);
 
 /* The run's config and vocabulary hash as stored (vocab_hash may be NULL). 0 or -1. */
 int ckpt_read_config(const char *path, struct xlmc_config *cfg, uint64_t *vocab_hash);

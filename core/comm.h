@@ -26,7 +26,9 @@ struct comm {
     /* bytes from root to every rank */
     int (*broadcast)(struct comm *c, void *buf, size_t bytes, int root);
     int (*barrier)(struct comm *c);
-    void (*abort)(struct comm *c, int code);   /* ends the whole job */
+    /* ends the whole job (MPI_Abort: does not return); a one-process communicator has no
+     * other rank to end and returns: the caller then exits with its status as usual */
+    void (*abort)(struct comm *c, int code);
     void *impl;
 };
 

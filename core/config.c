@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 enum key_type { K_INT, K_LONG, K_ULONG, K_FLOAT, K_BOOL, K_SCHEDULE, K_PRECISION, K_LANGS,
@@ -64,6 +65,7 @@ static const struct key_spec KEYS[] = {
     {"train", "checkpoint_every", K_INT, T(checkpoint_every), 0, 0, 1 << 30, "0"},
     {"train", "keep_last", K_INT, T(keep_last), 0, 1, 1 << 20, "3"},
     {"train", "eval_batches", K_INT, T(eval_batches), 0, 0, 1 << 30, "0"},
+    {"train", "overlap_allreduce", K_BOOL, T(overlap_allreduce), 0, 0, 1, "true"},
 };
 #undef M
 #undef T
@@ -113,8 +115,12 @@ static const char *set_value(struct xlmc_config *cfg, const struct key_spec *k, 
         }
         if (k->type == K_INT) *(int *)base = (int)d;
         else if (k->type == K_LONG) *(long *)base = (long)d;
-        else if (k->type == K_ULONG) *(unsigned long *)base = strtoul(v, NULL, 10);
-        else *(float *)base = (float)d;
+        else if (k->type == K_ULONG) {
+            uint64_t u; /* d is only approximate above 2^53: the digits themselves */
+            if (xlmc_parse_u64(v, &u)) return "must be a whole number written in digits";
+            *(unsigned long *)base = (unsigned long)u;
+        } else
+            *(float *)base = (float)d;
         return NULL;
     case K_BOOL:
         if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes")) *(int *)base = 1;

@@ -53,6 +53,9 @@ struct train_config {
     float lang_ratio[XLMC_MAX_LANGS]; /* sampling weight per language id; all 0 = by size */
     int log_every, eval_every, checkpoint_every, keep_last;
     int eval_batches;       /* valid windows per language at each evaluation (0 = all) */
+    int overlap_allreduce;  /* with several ranks, sum each layer's gradient while backward
+                             * computes the layers below (default); false sums it in one call
+                             * after backward: bit-identical updates, slower (for debugging) */
 };
 
 struct xlmc_config {

@@ -91,8 +91,8 @@ int model_create(struct model *m, const struct xlmc_config *cfg, const struct op
         off += t->numel;
     }
     m->num_params = off;
-    m->weights_are_master = strcmp(ops->name, "cpu") == 0 && ops->precision == OPS_FP32 &&
-                            ops->storage_bytes == sizeof(float);
+    m->weights_are_master =
+        ops->host_memory && ops->precision == OPS_FP32 && ops->storage_bytes == sizeof(float);
     if (m->weights_are_master) {
         m->master = ops->alloc(off * sizeof(float)); /* host memory on this backend */
         m->weights = m->master;
@@ -165,7 +165,7 @@ static void init_uniform(float *w, size_t n, double bound, uint64_t seed, int id
  * weight 1, bias 0. Linear weights: PyTorch's nn.Linear default, which XLM uses,
  * kaiming_uniform(a=sqrt 5) = uniform(-1/sqrt(in), 1/sqrt(in)); all biases 0 (nn.Linear would
  * draw them too; zero biases are the usual choice and keep early training symmetric). */
-void model_init_weights(struct model *m, uint64_t seed) {
+int model_init_weights(struct model *m, uint64_t seed) {
     const struct model_config *mc = &m->cfg.model;
     for (int i = 0; i < P_COUNT; i++) {
         struct param_tensor *t = &m->params[i];
@@ -197,22 +197,22 @@ void model_init_weights(struct model *m, uint64_t seed) {
     if (mc->pad_index >= 0 && mc->pad_index < mc->vocab_size)
         memset(m->master + m->params[P_WTE].offset + (size_t)mc->pad_index * mc->dim, 0,
                (size_t)mc->dim * sizeof(float));
-    model_sync_weights(m);
+    return model_sync_weights(m);
 }
 
-void model_sync_weights(struct model *m) {
+int model_sync_weights(struct model *m) {
     const struct ops *ops = m->ops;
-    if (m->weights_are_master) return;
+    if (m->weights_are_master) return 0;
     size_t bytes = m->num_params * sizeof(float);
     float *dev = ops->alloc(bytes); /* master is host memory; the conversion runs on device */
-    if (!dev) {
-        xlmc_error("%s backend: cannot allocate %zu bytes to sync weights", ops->name, bytes);
-        exit(1);
-    }
+    if (!dev)
+        return xlmc_error("%s backend: cannot allocate %zu bytes to sync weights", ops->name,
+                          bytes);
     ops->to_device(dev, m->master, bytes);
     ops->storage_from_f32(m->weights, dev, m->num_params);
     ops->synchronize();
     ops->free(dev);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- activations */
@@ -355,7 +355,8 @@ static struct model_plan *model_reserve(struct model *m, int B, int T) {
     if (!m->acts || !pl->f32_block || !pl->int_block) {
         xlmc_error("%s backend: cannot allocate activations for B=%d T=%d (%zu bytes)",
                    m->ops->name, B, T, sb + fb + ib);
-        exit(1);
+        plan_free(m);
+        return NULL;
     }
     plan_layout(m, pl, m->acts, pl->f32_block, pl->int_block, &sb, &fb, &ib);
     m->acts_bytes = sb;
@@ -392,7 +393,7 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
     /* the lookups below index tables by these: a bad batch must not read out of bounds */
     if (T > mc->max_positions) {
         xlmc_error("model_forward: T = %d exceeds max_positions = %d", T, mc->max_positions);
-        exit(1);
+        return -1.0f;
     }
     for (int n = 0; n < N; n++) {
         int lang_ok = !m->params[P_WLANG].numel || (b->langs[n] >= 0 && b->langs[n] < mc->n_langs);
@@ -401,10 +402,11 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
             xlmc_error("model_forward: token %d of the batch: id %d or target %d outside the "
                        "vocabulary of %d, or language %d outside n_langs = %d",
                        n, b->ids[n], b->targets ? b->targets[n] : -1, V, b->langs[n], mc->n_langs);
-            exit(1);
+            return -1.0f;
         }
     }
     struct model_plan *pl = model_reserve(m, B, T);
+    if (!pl) return -1.0f;
     void *W = m->weights;
     pl->training = training;
     pl->p_hidden = training ? mc->dropout : 0.0f;
@@ -458,7 +460,7 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
         size_t bytes = (size_t)N * V * sizeof(float);
         if (!pl->logits_f32 && !(pl->logits_f32 = ops->alloc(bytes))) {
             xlmc_error("%s backend: cannot allocate %zu bytes for the logits", ops->name, bytes);
-            exit(1);
+            return -1.0f;
         }
         ops->storage_to_f32(pl->logits_f32, pl->logits, (size_t)N * V);
         ops->to_host(logits_out, pl->logits_f32, bytes);
@@ -493,7 +495,7 @@ float model_forward_train(struct model *m, const struct batch *b, uint64_t seed,
                           float loss_scale, double denom, long *count) {
     if (!b->targets) {
         xlmc_error("model_forward_train: the batch has no targets");
-        exit(1);
+        return -1.0f;
     }
     return forward(m, b, 1, seed, step, NULL, count, logits_dscale(loss_scale, denom));
 }
@@ -511,14 +513,14 @@ static const void *branch_grad(struct model *m, struct model_plan *pl, const voi
     return pl->g_t;
 }
 
-void model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64_t step,
-                    float loss_scale, double denom) {
+int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64_t step,
+                   float loss_scale, double denom) {
     const struct ops *ops = m->ops;
     const struct model_config *mc = &m->cfg.model;
     struct model_plan *pl = m->backend_state;
     if (!pl || pl->B != b->B || pl->T != b->T || !b->targets) {
-        xlmc_error("model_backward: needs a forward of the same (B,T) shape with targets");
-        exit(1);
+        return xlmc_error("model_backward: needs a forward of the same (B,T) shape with "
+                          "targets");
     }
     int B = b->B, T = b->T, N = B * T, C = mc->dim, F = mc->ffn_dim, V = mc->vocab_size;
     int NH = mc->n_heads;
@@ -526,9 +528,9 @@ void model_backward(struct model *m, const struct batch *b, uint64_t seed, uint6
     float dscale = logits_dscale(loss_scale, denom);
     int fused = pl->logits_grad_scale != 0.0f;
     if (fused && pl->logits_grad_scale != dscale) {
-        xlmc_error("model_backward: loss scale %g / %g differs from model_forward_train's",
-                   (double)loss_scale, denom);
-        exit(1);
+        return xlmc_error("model_backward: loss scale %g / %g differs from "
+                          "model_forward_train's",
+                          (double)loss_scale, denom);
     }
     pl->logits_grad_scale = 0.0f; /* the logits hold a gradient: no second backward */
     if (!fused) {
@@ -594,4 +596,5 @@ void model_backward(struct model *m, const struct batch *b, uint64_t seed, uint6
                         pl->ids, pl->langs, B, T, C, V, m->params[P_WLANG].numel ? mc->n_langs : 0);
     if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, -1);
     ops->synchronize();
+    return 0;
 }

@@ -85,10 +85,11 @@ void model_destroy(struct model *m);
 
 /* XLM's initialization: embeddings N(0, dim^-0.5) with the pad row zero, LayerNorm 1/0,
  * linear layers as documented in model.c, biases 0. Deterministic from seed. */
-void model_init_weights(struct model *m, uint64_t seed);
+int model_init_weights(struct model *m, uint64_t seed); /* 0, or -1 as model_sync_weights */
 
-/* Copy master (fp32) -> weights (storage) after master changes outside the optimizer. */
-void model_sync_weights(struct model *m);
+/* Copy master (fp32) -> weights (storage) after master changes outside the optimizer.
+ * 0, or -1 after printing an error (out of backend memory). */
+int model_sync_weights(struct model *m);
 
 /* HF state-dict name of tensor id for layer l (l ignored for unstacked). Returns 0 or -1 if
  * the buffer is too small. */
@@ -98,22 +99,25 @@ int model_param_from_hf_name(const struct model *m, const char *name, int *id, i
 
 /* Forward pass. training: dropout on (keyed by seed, step, b->row0). Returns the mean loss over
  * non-ignored targets (0 if none or targets NULL) and the number of counted targets in *count.
- * logits_out (B,T,V) fp32 host array, or NULL. */
+ * logits_out (B,T,V) fp32 host array, or NULL. A batch the model cannot take (T above
+ * max_positions, an id, target or language out of range) or a failed allocation returns -1
+ * after printing an error: a loss is never negative (a diverged one is NaN, not -1). */
 float model_forward(struct model *m, const struct batch *b, int training, uint64_t seed,
                     uint64_t step, float *logits_out, long *count);
 
 /* The forward of a training step whose backward follows with these loss_scale and denom:
  * model_forward(m, b, 1, seed, step, NULL, count), but the output layer's loss op also leaves
  * the logits' gradient in place, so the backward does not pass over the (B,T,V) logits again.
- * b must have targets. */
+ * b must have targets. -1 on error, as model_forward. */
 float model_forward_train(struct model *m, const struct batch *b, uint64_t seed, uint64_t step,
                           float loss_scale, double denom, long *count);
 
 /* Backward of the last model_forward or model_forward_train (with targets): SETS m->grads
  * (storage) to the gradient of loss_scale * sum_loss / denom, where sum_loss is this batch's
  * summed token loss and denom the number of counted targets over the whole global step, so
- * that micro-batches and ranks summed together give the gradient of the step's mean loss. */
-void model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64_t step,
-                    float loss_scale, double denom);
+ * that micro-batches and ranks summed together give the gradient of the step's mean loss.
+ * 0, or -1 after printing an error (no matching forward). */
+int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64_t step,
+                   float loss_scale, double denom);
 
 #endif

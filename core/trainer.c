@@ -23,7 +23,7 @@ int trainer_init(struct trainer *t, struct model *m, struct comm *c)
     t->adam_m = alloc_or_null(ops, n * sizeof(float));
     t->adam_v = alloc_or_null(ops, n * sizeof(float));
     t->decay_mask = alloc_or_null(ops, n);
-    int device = strcmp(ops->name, "cpu") != 0;
+    int device = !ops->host_memory;
     if (device) t->master_dev = alloc_or_null(ops, n * sizeof(float));
     if (!t->grad_acc || !t->adam_m || !t->adam_v || !t->decay_mask ||
         (device && !t->master_dev)) {
@@ -87,8 +87,9 @@ static void trainer_grad_ready(void *ctx, int layer)
     }
 }
 
-int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro)
-{
+/* Forward/backward every micro-batch and sum over ranks: loss, tokens and the scaled
+ * gradient in t->grad_acc. */
+static int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro) {
     struct model *m = t->m;
     const struct ops *ops = m->ops;
     size_t n = m->num_params;
@@ -107,8 +108,8 @@ int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro
                           "ignored): nothing to learn from",
                           t->step);
 
-    int overlap = !t->no_overlap && t->comm->world > 1 && t->comm->allreduce_sum_f32_start &&
-                  t->comm->allreduce_wait;
+    int overlap = m->cfg.train.overlap_allreduce && t->comm->world > 1 &&
+                  t->comm->allreduce_sum_f32_start && t->comm->allreduce_wait;
     t->ovl_failed = 0;
     t->grad_acc = t->acc_buf;
     float scale = t->scaler.scale;
@@ -116,6 +117,7 @@ int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro
     for (int i = 0; i < n_micro; i++) {
         long count = 0;
         float loss = model_forward_train(m, &micro[i], seed, step, scale, tokens, &count);
+        if (loss < 0) return xlmc_error("step %ld: micro-batch %d failed", t->step, i);
         loss_sum += (double)loss * (double)count;
         int hook = overlap && i == n_micro - 1;
         if (hook) {
@@ -124,9 +126,10 @@ int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro
             m->grad_ready = trainer_grad_ready;
             m->grad_ready_ctx = t;
         }
-        model_backward(m, &micro[i], seed, step, scale, tokens);
+        int failed = model_backward(m, &micro[i], seed, step, scale, tokens);
         m->grad_ready = NULL;
         m->grad_ready_ctx = NULL;
+        if (failed) return xlmc_error("step %ld: micro-batch %d failed", t->step, i);
         if (hook) continue;
         /* The first micro-batch initializes the accumulator: no separate zeroing pass. A
          * lone fp32 micro-batch gradient is the sum already: it is used where it lies. */
@@ -159,8 +162,8 @@ int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro
     return 0;
 }
 
-int trainer_apply(struct trainer *t, struct step_stats *out)
-{
+/* Check, clip, Adam, scaler, step++. */
+static int trainer_apply(struct trainer *t, struct step_stats *out) {
     struct model *m = t->m;
     const struct ops *ops = m->ops;
     const struct train_config *tc = &m->cfg.train;
@@ -204,5 +207,6 @@ int trainer_step(struct trainer *t, const struct batch *micro, int n_micro,
                  struct step_stats *out)
 {
     if (trainer_accumulate(t, micro, n_micro)) return -1;
+    if (t->grad_summed && t->grad_summed(t->grad_summed_ctx, t)) return -1;
     return trainer_apply(t, out);
 }

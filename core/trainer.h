@@ -21,7 +21,7 @@
  * After restoring master weights call model_sync_weights().
  *
  * m->master is host memory (core/model.h) while ops->adam_update works in the backend's
- * memory. On a device backend (ops->name other than "cpu") the trainer therefore keeps
+ * memory. On a device backend (!ops->host_memory) the trainer therefore keeps
  * t->master_dev, uploads m->master into it before each update and downloads the result
  * after, so m->master stays the one source of truth that checkpoints read and write; the
  * price is two copies of 4 bytes per parameter per update.
@@ -33,7 +33,7 @@
  * the step waits for all of them before the update. Every element sees the same additions
  * in the same order as in the one-call path, and every rank starts the same buckets in the
  * same order (backward's order is fixed), so both paths give bit-identical updates.
- * t->no_overlap = 1 (after trainer_init) forces the one-call path. */
+ * train.overlap_allreduce = false in the config forces the one-call path. */
 #ifndef XLMC_TRAINER_H
 #define XLMC_TRAINER_H
 
@@ -65,7 +65,12 @@ struct trainer {
     struct scaler scaler;
     long step, skipped;
     struct step_stats pending; /* what trainer_accumulate measured, for trainer_apply */
-    int no_overlap;         /* 1: sum the gradient in one call after backward (tests) */
+    /* Optional, NULL by default: called once per step after the gradient is summed over
+     * ranks and before it is checked and applied, with t->grad_acc (num_params fp32, backend
+     * memory) holding the loss-scaled sum. Non-zero fails the step. `xlmc selftest` compares
+     * the backends' gradients here; tests inject an overflow. */
+    int (*grad_summed)(void *ctx, struct trainer *t);
+    void *grad_summed_ctx;
     /* the grad_ready hook's state during the last micro-batch */
     int ovl_first;          /* the last micro-batch is also the first: copy, do not add */
     int ovl_add;            /* 0: a rank without micro-batches only starts the sums */
@@ -83,12 +88,5 @@ void trainer_free(struct trainer *t);
  * scale fell below its floor, or the fp32 gradient is not finite (diverged). */
 int trainer_step(struct trainer *t, const struct batch *micro, int n_micro,
                  struct step_stats *out);
-
-/* trainer_step in its two halves, public so that tests can reach the summed gradient in
- * t->grad_acc between them (e.g. to inject an overflow):
- * trainer_accumulate: forward/backward every micro-batch, sum over ranks (loss, tokens and
- * the scaled gradient in t->grad_acc); trainer_apply: check, clip, Adam, scaler, step++. */
-int trainer_accumulate(struct trainer *t, const struct batch *micro, int n_micro);
-int trainer_apply(struct trainer *t, struct step_stats *out);
 
 #endif

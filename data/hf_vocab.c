@@ -86,7 +86,7 @@ int hfv_from_fastbpe(const char *codes_path, const char *vocab_path, const char 
         table_free(&codes);
         return -1;
     }
-    char path[4096], tmp[4200];
+    char path[XLMC_PATH_MAX], tmp[XLMC_PATH_MAX];
     int rc = -1;
     /* vocab.json: ids in order, the specials first, in XLMTokenizer's spelling */
     json_t *o = json_object();
@@ -110,8 +110,11 @@ int hfv_from_fastbpe(const char *codes_path, const char *vocab_path, const char 
             goto done;
         }
     }
-    snprintf(path, sizeof path, "%s/vocab.json", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (xlmc_path(path, sizeof path, "%s/vocab.json", dir) ||
+        xlmc_path(tmp, sizeof tmp, "%s.tmp", path)) {
+        json_decref(o);
+        goto done;
+    }
     int jrc = json_dump_file(o, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(o);
     if (jrc || rename(tmp, path) != 0) {
@@ -120,8 +123,9 @@ int hfv_from_fastbpe(const char *codes_path, const char *vocab_path, const char 
         goto done;
     }
     /* merges.txt: "a b" per line in rank order, what XLMTokenizer reads */
-    snprintf(path, sizeof path, "%s/merges.txt", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (xlmc_path(path, sizeof path, "%s/merges.txt", dir) ||
+        xlmc_path(tmp, sizeof tmp, "%s.tmp", path))
+        goto done;
     FILE *f = fopen(tmp, "w");
     if (!f) {
         xlmc_error("cannot create %s: %s", tmp, strerror(errno));
@@ -131,8 +135,9 @@ int hfv_from_fastbpe(const char *codes_path, const char *vocab_path, const char 
     for (size_t i = 0; ok && i < codes.n; i++)
         ok = fprintf(f, "%s %s\n", codes.f[i][0], codes.f[i][1]) > 0;
     if (finish_file(f, tmp, path, ok)) goto done;
-    snprintf(path, sizeof path, "%s/%s", dir, HFV_COUNTS_FILE);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (xlmc_path(path, sizeof path, "%s/%s", dir, HFV_COUNTS_FILE) ||
+        xlmc_path(tmp, sizeof tmp, "%s.tmp", path))
+        goto done;
     if (!(f = fopen(tmp, "w"))) {
         xlmc_error("cannot create %s: %s", tmp, strerror(errno));
         goto done;
@@ -154,9 +159,9 @@ done:
 /* Read fastbpe_counts.txt if it matches (n_codes, n_vocab); NULL arrays when absent or not
  * matching (reported as a note by the caller through *synthesized). */
 static int read_counts(const char *dir, size_t n_codes, size_t n_vocab, char ***cc, char ***vc) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, HFV_COUNTS_FILE);
+    char path[XLMC_PATH_MAX];
     *cc = *vc = NULL;
+    if (xlmc_path(path, sizeof path, "%s/%s", dir, HFV_COUNTS_FILE)) return -1;
     FILE *f = fopen(path, "r");
     if (!f) return 0;
     char **c = xcalloc(n_codes + 1, sizeof *c), **v = xcalloc(n_vocab + 1, sizeof *v);
@@ -203,8 +208,8 @@ static void free_strs(char **s, size_t n) {
 
 int hfv_to_fastbpe(const char *dir, const char *codes_out, const char *vocab_out,
                    int *synthesized) {
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    char path[XLMC_PATH_MAX], tmp[XLMC_PATH_MAX];
+    if (xlmc_path(path, sizeof path, "%s/vocab.json", dir)) return -1;
     json_error_t err;
     json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
     if (!o || !json_is_object(o)) {
@@ -236,16 +241,15 @@ int hfv_to_fastbpe(const char *dir, const char *codes_out, const char *vocab_out
                        SPECIALS[i]);
             goto out_json;
         }
-    snprintf(path, sizeof path, "%s/merges.txt", dir);
     struct table merges;
-    if (table_read(&merges, path, 2, 3)) goto out_json;
+    if (xlmc_path(path, sizeof path, "%s/merges.txt", dir) || table_read(&merges, path, 2, 3))
+        goto out_json;
     size_t n_vocab = n - TOK_NUM_SPECIAL;
     char **cc, **vc;
     read_counts(dir, merges.n, n_vocab, &cc, &vc);
     *synthesized = cc == NULL;
     char buf[32];
-    snprintf(tmp, sizeof tmp, "%s.tmp", codes_out);
-    FILE *f = fopen(tmp, "w");
+    FILE *f = xlmc_path(tmp, sizeof tmp, "%s.tmp", codes_out) ? NULL : fopen(tmp, "w");
     if (!f) {
         xlmc_error("cannot create %s: %s", tmp, strerror(errno));
         goto out_merges;
@@ -256,8 +260,7 @@ int hfv_to_fastbpe(const char *dir, const char *codes_out, const char *vocab_out
         ok = fprintf(f, "%s %s %s\n", merges.f[i][0], merges.f[i][1], cc ? cc[i] : buf) > 0;
     }
     if (finish_file(f, tmp, codes_out, ok)) goto out_merges;
-    snprintf(tmp, sizeof tmp, "%s.tmp", vocab_out);
-    if (!(f = fopen(tmp, "w"))) {
+    if (xlmc_path(tmp, sizeof tmp, "%s.tmp", vocab_out) || !(f = fopen(tmp, "w"))) {
         xlmc_error("cannot create %s: %s", tmp, strerror(errno));
         unlink(codes_out);
         goto out_merges;

@@ -1,11 +1,14 @@
 /* loader.c — global, rank-independent batches of token windows from HDF5 shards (semantics in
  * loader.h, file format in data/README.md).
  *
- * Every language's shards are read whole at open and concatenated into one stream of
- * sentences, each followed by </s>; window i of a language is stream[i*(T+1) .. (i+1)*(T+1)),
- * the tail shorter than T+1 is not used. An epoch of a language visits its windows in a
- * permutation drawn from (seed, language, epoch) with Philox, so a state of three counters per
- * language (epoch, cursor) plus the step counter recreates the position exactly. */
+ * Every language's shards, in file-name order, make one stream of sentences, each followed by
+ * </s>; window i of a language is stream[i*(T+1) .. (i+1)*(T+1)), the tail shorter than T+1
+ * is not used. The stream is a list of segments, one per shard: a version-2 shard's segment is
+ * read in place (shard_stream: the stream is what its /tokens holds), a version-1 shard's (or
+ * any shard's with opts.resident) is read whole into memory at open. An epoch of a language
+ * visits its windows in a bijection keyed by (seed, language, epoch) and computed per
+ * position, so a state of three counters per language (epoch, cursor) plus the step counter
+ * recreates the position exactly, and no per-window table is held. */
 #include "data/loader.h"
 #include "core/util.h"
 #include "data/shard.h"
@@ -16,11 +19,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Stream positions [start, start + n) of a language: in memory or in a shard file. */
+struct segment {
+    uint64_t start, n;
+    int32_t *mem;             /* (n) resident ids, or NULL */
+    struct shard_stream file; /* when mem is NULL */
+};
+
 struct lang_stream {
-    int32_t *tok; /* (n_tok) sentences with </s> */
+    struct segment *seg; /* (n_seg) in stream order */
+    int n_seg;
     uint64_t n_tok, n_win;
-    uint64_t *perm; /* (n_win) window order of epoch perm_epoch; NULL before use */
-    uint64_t perm_epoch;
 };
 
 struct step_buf {
@@ -40,6 +49,9 @@ struct loader {
     struct loader_state fill;   /* what the next fill starts from (the filler's own) */
     struct step_buf buf[2];
     int front;
+    struct { int lang; uint64_t win; } *plan; /* (accum * block_rows) this rank's rows */
+    pthread_mutex_t io_mu; /* segment reads: the prefetch thread and loader_read_window */
+    int warned_v1;
     /* prefetch thread */
     pthread_t thread;
     pthread_mutex_t mu;
@@ -68,29 +80,67 @@ static int draw_lang(const struct loader *l, uint64_t step, int j) {
     return last;
 }
 
-/* Window order of language k in `epoch`: Fisher-Yates with Philox draws. */
-static void make_perm(struct loader *l, int k, uint64_t epoch) {
-    struct lang_stream *s = &l->s[k];
-    if (!s->perm) s->perm = xmalloc((size_t)(s->n_win ? s->n_win : 1) * sizeof *s->perm);
-    for (uint64_t i = 0; i < s->n_win; i++)
-        s->perm[i] = i;
-    uint64_t key = l->o.seed ^ ((uint64_t)(k + 1) * 0x9E3779B97F4A7C15ull);
-    for (uint64_t i = s->n_win; i > 1; i--) {
-        struct philox4 r = philox4x32_10((uint32_t)i, (uint32_t)(i >> 32), (uint32_t)epoch,
-                                         (uint32_t)(epoch >> 32) ^ 0x5045524du /* PERM */,
-                                         (uint32_t)key, (uint32_t)(key >> 32));
-        uint64_t j = (((uint64_t)r.v[0] << 32) | r.v[1]) % i;
-        uint64_t t = s->perm[i - 1];
-        s->perm[i - 1] = s->perm[j];
-        s->perm[j] = t;
-    }
-    s->perm_epoch = epoch;
+/* Position `cursor` of language k's window order in `epoch`: a bijection of [0, n) — a
+ * 4-round Feistel network with Philox round functions on the smallest 2^(2h) >= n, walking
+ * the cycle until the value falls inside [0, n) (expected < 4 walks). Unlike a stored
+ * Fisher-Yates table it needs no memory, so it works for any corpus size. */
+static uint64_t perm_at(uint64_t seed, int k, uint64_t epoch, uint64_t n, uint64_t cursor) {
+    if (n < 2) return cursor;
+    int h = 1;
+    while (h < 32 && (1ull << (2 * h)) < n)
+        h++;
+    uint64_t mask = (1ull << h) - 1, x = cursor;
+    uint64_t key = seed ^ ((uint64_t)(k + 1) * 0x9E3779B97F4A7C15ull);
+    do {
+        uint64_t left = x >> h, right = x & mask;
+        for (uint32_t r = 0; r < 4; r++) {
+            struct philox4 p = philox4x32_10((uint32_t)right, (uint32_t)(right >> 32),
+                                             (uint32_t)epoch,
+                                             (uint32_t)(epoch >> 32) ^ (0x50455200u | r) /* PER */,
+                                             (uint32_t)key, (uint32_t)(key >> 32));
+            uint64_t t = left ^ ((((uint64_t)p.v[0] << 32) | p.v[1]) & mask);
+            left = right;
+            right = t;
+        }
+        x = left << h | right;
+    } while (x >= n);
+    return x;
 }
 
 static uint64_t window_of(struct loader *l, int k, uint64_t epoch, uint64_t cursor) {
     if (!l->o.shuffle) return cursor;
-    if (!l->s[k].perm || l->s[k].perm_epoch != epoch) make_perm(l, k, epoch);
-    return l->s[k].perm[cursor];
+    return perm_at(l->o.seed, k, epoch, l->s[k].n_win, cursor);
+}
+
+/* The segment of language k holding stream position pos (binary search; pos < n_tok). */
+static struct segment *segment_at(struct lang_stream *s, uint64_t pos) {
+    int lo = 0, hi = s->n_seg - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (s->seg[mid].start <= pos) lo = mid;
+        else hi = mid - 1;
+    }
+    return &s->seg[lo];
+}
+
+/* Stream positions [pos, pos + n) of language k into out; a window may span shards. */
+static int read_stream(struct loader *l, int k, uint64_t pos, uint64_t n, int32_t *out) {
+    while (n) {
+        struct segment *g = segment_at(&l->s[k], pos);
+        uint64_t at = pos - g->start, take = g->n - at < n ? g->n - at : n;
+        if (g->mem) memcpy(out, g->mem + at, (size_t)take * sizeof *out);
+        else if (shard_stream_read(&g->file, (int64_t)at, (int64_t)take, out)) return -1;
+        pos += take;
+        n -= take;
+        out += take;
+    }
+    return 0;
+}
+
+static void willneed(struct loader *l, int k, uint64_t pos, uint64_t n) {
+    struct segment *g = segment_at(&l->s[k], pos);
+    uint64_t at = pos - g->start;
+    if (!g->mem) shard_stream_willneed(&g->file, (int64_t)at, (int64_t)(g->n - at < n ? g->n - at : n));
 }
 
 /* One step from state *st into b (this rank's blocks); advances *st over all blocks. */
@@ -100,6 +150,8 @@ static int fill_step(struct loader *l, struct step_buf *b, struct loader_state *
                                   "with a sampling weight (more text, or a shorter seq_len)",
                                   l->o.dir, l->o.split, l->W);
     int rows = l->o.block_rows;
+    /* First the plan of this rank's rows (every rank advances every cursor), then the reads:
+     * the kernel is told about all of them first, so a cold cache reads them in parallel. */
     for (int j = 0; j < l->G; j++) {
         int k = draw_lang(l, st->step, j);
         int mine = j % l->o.world == l->o.rank;
@@ -109,14 +161,24 @@ static int fill_step(struct loader *l, struct step_buf *b, struct loader_state *
                 st->epoch[k]++;
                 st->cursor[k] = 0;
             }
-            uint64_t w = window_of(l, k, st->epoch[k], st->cursor[k]++);
-            if (!mine) continue;
+            uint64_t c = st->cursor[k]++;
+            if (!mine) continue; /* other ranks' rows advance the cursor only */
             size_t row = blk * (size_t)rows + (size_t)r;
-            memcpy(b->tokens + row * (size_t)l->W, l->s[k].tok + w * (uint64_t)l->W,
-                   (size_t)l->W * sizeof(int32_t));
+            l->plan[row].lang = k;
+            l->plan[row].win = window_of(l, k, st->epoch[k], c);
             b->langs[row] = k;
         }
     }
+    size_t n_rows = (size_t)l->accum * (size_t)rows;
+    int rc = 0;
+    pthread_mutex_lock(&l->io_mu);
+    for (size_t row = 0; row < n_rows; row++)
+        willneed(l, l->plan[row].lang, l->plan[row].win * (uint64_t)l->W, (uint64_t)l->W);
+    for (size_t row = 0; row < n_rows && !rc; row++)
+        rc = read_stream(l, l->plan[row].lang, l->plan[row].win * (uint64_t)l->W,
+                         (uint64_t)l->W, b->tokens + row * (size_t)l->W);
+    pthread_mutex_unlock(&l->io_mu);
+    if (rc) return b->rc = -1;
     st->step++;
     b->after = *st;
     return b->rc = 0;
@@ -162,19 +224,76 @@ static int check_opts(const struct loader_opts *o) {
                       o->rank, o->world, o->n_langs);
 }
 
-/* Append shard sh's sentences, each followed by </s>, to its language's stream. */
-static void stream_append(struct lang_stream *s, const struct shard *sh, uint64_t *cap) {
-    uint64_t need = s->n_tok + (uint64_t)sh->meta.n_tokens + (uint64_t)sh->meta.n_sentences;
-    if (need > *cap) {
-        *cap = need > 2 * *cap ? need : 2 * *cap;
-        s->tok = xrealloc(s->tok, (size_t)*cap * sizeof *s->tok);
-    }
+static struct segment *add_segment(struct lang_stream *s, uint64_t n) {
+    s->seg = xrealloc(s->seg, (size_t)(s->n_seg + 1) * sizeof *s->seg);
+    struct segment *g = &s->seg[s->n_seg++];
+    memset(g, 0, sizeof *g);
+    g->file.fd = -1;
+    g->start = s->n_tok;
+    g->n = n;
+    s->n_tok += n;
+    return g;
+}
+
+/* Shard sh read whole: its sentences, each followed by </s>, as a resident segment. */
+static void add_resident(struct lang_stream *s, const struct shard *sh) {
+    uint64_t n = (uint64_t)sh->meta.n_tokens + (uint64_t)sh->meta.n_sentences;
+    if (!n) return;
+    struct segment *g = add_segment(s, n);
+    g->mem = xmalloc((size_t)n * sizeof *g->mem);
+    uint64_t at = 0;
     for (int64_t i = 0; i < sh->meta.n_sentences; i++) {
-        int64_t a = sh->offsets[i], n = sh->offsets[i + 1] - a;
-        memcpy(s->tok + s->n_tok, sh->tokens + a, (size_t)n * sizeof *s->tok);
-        s->n_tok += (uint64_t)n;
-        s->tok[s->n_tok++] = TOK_EOS;
+        int64_t a = sh->offsets[i], len = sh->offsets[i + 1] - a;
+        memcpy(g->mem + at, sh->tokens + a, (size_t)len * sizeof *g->mem);
+        at += (uint64_t)len;
+        g->mem[at++] = TOK_EOS;
     }
+}
+
+static int check_shard(const struct loader_opts *o, const char *path, const struct shard_meta *m) {
+    if (m->lang_id >= o->n_langs)
+        return xlmc_error("%s: language %s has id %d, but the model has %d language(s)", path,
+                          m->lang, m->lang_id, o->n_langs);
+    if (strcmp(m->split, o->split))
+        return xlmc_error("%s: the shard says split '%s', its name says '%s'", path, m->split,
+                          o->split);
+    return 0;
+}
+
+/* One shard into its language's stream: in place (version 2) or whole (version 1, resident). */
+static int add_shard(struct loader *l, const char *path, uint64_t *hash) {
+    const struct loader_opts *o = &l->o;
+    struct shard_meta m;
+    struct shard_stream fs;
+    int rc = 0, v1 = 1;
+    if (!o->resident) {
+        if ((v1 = shard_stream_open(path, *hash, o->vocab_size, &m, &fs)) < 0) return -1;
+        if (!*hash) *hash = m.vocab_hash; /* the first shard fixes it for the rest */
+        if (check_shard(o, path, &m)) {
+            if (!v1) shard_stream_close(&fs);
+            return -1;
+        }
+        if (!v1) {
+            if (fs.n) add_segment(&l->s[m.lang_id], (uint64_t)fs.n)->file = fs;
+            else shard_stream_close(&fs);
+            return 0;
+        }
+        if (!l->warned_v1++)
+            xlmc_warn("%s: format version 1 (compressed): such shards are read whole into "
+                      "memory; `xlmc data-convert %s` upgrades them in place",
+                      path, o->dir);
+    }
+    struct shard sh;
+    if (shard_read(path, *hash, 1, &sh)) return -1;
+    if (!*hash) *hash = sh.meta.vocab_hash;
+    rc = check_shard(o, path, &sh.meta);
+    for (int64_t t = 0; !rc && o->vocab_size > 0 && t < sh.meta.n_tokens; t++)
+        if (sh.tokens[t] >= o->vocab_size)
+            rc = xlmc_error("%s: token %lld has id %d >= the model's vocab_size %d", path,
+                            (long long)t, sh.tokens[t], o->vocab_size);
+    if (!rc) add_resident(&l->s[sh.meta.lang_id], &sh);
+    shard_free(&sh);
+    return rc;
 }
 
 static int load_shards(struct loader *l) {
@@ -185,25 +304,10 @@ static int load_shards(struct loader *l) {
     if (!n)
         return xlmc_error("%s: no %s shards (%s-*.h5): prepare the directory with `xlmc prep`",
                           o->dir, o->split, o->split);
-    uint64_t cap[XLMC_MAX_LANGS] = {0}, hash = o->vocab_hash;
+    uint64_t hash = o->vocab_hash;
     int rc = 0;
-    for (int i = 0; i < n && !rc; i++) {
-        struct shard sh;
-        if ((rc = shard_read(paths[i], hash, 1, &sh))) break;
-        if (!hash) hash = sh.meta.vocab_hash; /* the first shard fixes it for the rest */
-        if (sh.meta.lang_id >= o->n_langs)
-            rc = xlmc_error("%s: language %s has id %d, but the model has %d language(s)", paths[i],
-                            sh.meta.lang, sh.meta.lang_id, o->n_langs);
-        else if (strcmp(sh.meta.split, o->split))
-            rc = xlmc_error("%s: the shard says split '%s', its name says '%s'", paths[i],
-                            sh.meta.split, o->split);
-        for (int64_t t = 0; !rc && o->vocab_size > 0 && t < sh.meta.n_tokens; t++)
-            if (sh.tokens[t] >= o->vocab_size)
-                rc = xlmc_error("%s: token %lld has id %d >= the model's vocab_size %d", paths[i],
-                                (long long)t, sh.tokens[t], o->vocab_size);
-        if (!rc) stream_append(&l->s[sh.meta.lang_id], &sh, &cap[sh.meta.lang_id]);
-        shard_free(&sh);
-    }
+    for (int i = 0; i < n && !rc; i++)
+        rc = add_shard(l, paths[i], &hash);
     shard_list_free(paths, n);
     return rc;
 }
@@ -232,6 +336,7 @@ struct loader *loader_open(const struct loader_opts *opts) {
     l->W = opts->seq_len + 1;
     l->G = opts->global_rows / opts->block_rows;
     l->accum = l->G / opts->world;
+    pthread_mutex_init(&l->io_mu, NULL);
     if (load_shards(l)) {
         loader_close(l);
         return NULL;
@@ -243,6 +348,7 @@ struct loader *loader_open(const struct loader_opts *opts) {
         return NULL;
     }
     size_t rows = (size_t)l->accum * (size_t)opts->block_rows;
+    l->plan = xmalloc(rows * sizeof *l->plan);
     for (int i = 0; i < 2; i++) {
         l->buf[i].tokens = xmalloc(rows * (size_t)l->W * sizeof(int32_t));
         l->buf[i].langs = xmalloc(rows * sizeof(int32_t));
@@ -275,9 +381,14 @@ void loader_close(struct loader *l) {
         pthread_mutex_destroy(&l->mu);
     }
     for (int k = 0; k < XLMC_MAX_LANGS; k++) {
-        free(l->s[k].tok);
-        free(l->s[k].perm);
+        for (int i = 0; i < l->s[k].n_seg; i++) {
+            free(l->s[k].seg[i].mem);
+            if (!l->s[k].seg[i].mem) shard_stream_close(&l->s[k].seg[i].file);
+        }
+        free(l->s[k].seg);
     }
+    free(l->plan);
+    pthread_mutex_destroy(&l->io_mu);
     for (int i = 0; i < 2; i++) {
         free(l->buf[i].tokens);
         free(l->buf[i].langs);
@@ -353,6 +464,8 @@ int loader_read_window(struct loader *l, int lang, uint64_t i, int32_t *out) {
     if (lang < 0 || lang >= l->o.n_langs || i >= l->s[lang].n_win)
         return xlmc_error("loader: window %llu of language %d is outside the %s split of %s",
                           (unsigned long long)i, lang, l->o.split, l->o.dir);
-    memcpy(out, l->s[lang].tok + i * (uint64_t)l->W, (size_t)l->W * sizeof *out);
-    return 0;
+    pthread_mutex_lock(&l->io_mu);
+    int rc = read_stream(l, lang, i * (uint64_t)l->W, (uint64_t)l->W, out);
+    pthread_mutex_unlock(&l->io_mu);
+    return rc;
 }

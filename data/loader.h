@@ -8,11 +8,17 @@
  * that language's next windows in the epoch's shuffled order (seed, language, epoch). Rank r
  * processes blocks r, r + world, r + 2*world, ... of each step (its accumulation steps), and
  * every rank advances the cursors of all blocks, so the state below is the same on every rank
- * and a checkpoint written with one world size resumes with another. */
+ * and a checkpoint written with one world size resumes with another.
+ *
+ * Memory and start-up do not grow with the corpus: open reads each shard's attributes and
+ * layout only; a window is read from its shard (format version 2) when a step needs it, and
+ * the epoch's order is a keyed bijection computed per position, not a stored permutation.
+ * Version-1 shards (compressed) are read whole into memory, as `resident` reads every shard. */
 #ifndef XLMC_LOADER_H
 #define XLMC_LOADER_H
 
 #include "core/config.h"
+#include "core/loader_state.h"
 
 #include <stdint.h>
 
@@ -32,16 +38,11 @@ struct loader_opts {
     int vocab_size;           /* token ids >= this in a shard are an error */
     int shuffle;              /* 1 for training; 0: sequential (evaluation) */
     int prefetch;             /* 1: a background thread reads ahead */
+    int resident;             /* 1: read every shard whole into memory at open (the in-memory
+                               * definition of the stream; tests compare the default with it) */
 };
 
-/* The loader's position: small, identical on every rank, stored in checkpoints. */
-#define LOADER_STATE_WORDS (2 + 2 * XLMC_MAX_LANGS)
-struct loader_state {
-    uint64_t step;                      /* optimizer steps served */
-    uint64_t epoch[XLMC_MAX_LANGS];     /* per language */
-    uint64_t cursor[XLMC_MAX_LANGS];    /* windows consumed in the current epoch */
-    uint64_t reserved;
-};
+/* struct loader_state, the loader's position in checkpoints: core/loader_state.h */
 
 /* One block: rows x (T+1) tokens, a language per row. */
 struct loader_block {

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <hdf5.h>
 #include <stdio.h>
+#include <xxhash.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,7 @@ void shard_writer_init(struct shard_writer *w, const struct shard_meta *meta) {
     memset(w, 0, sizeof *w);
     w->meta = *meta;
     w->meta.n_tokens = w->meta.n_sentences = 0;
+    w->version = SHARD_FORMAT_VERSION;
     w->off_cap = 1024;
     w->offsets = xmalloc(w->off_cap * sizeof *w->offsets);
     w->offsets[0] = 0;
@@ -138,6 +140,61 @@ static int dataset_write(hid_t f, const char *name, hid_t file_type, hid_t mem_t
     return rc;
 }
 
+/* A 1-D contiguous, uncompressed dataset of n elements, allocated at creation so that it has
+ * a file offset even when n = 0. */
+static int dataset_write_flat(hid_t f, const char *name, hid_t type, hid_t mem_type,
+                              const void *data, hsize_t n) {
+    hsize_t dims[1] = {n};
+    hid_t sp = H5Screate_simple(1, dims, NULL);
+    hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
+    int rc = -1;
+    if (sp >= 0 && pl >= 0 && H5Pset_layout(pl, H5D_CONTIGUOUS) >= 0 &&
+        H5Pset_alloc_time(pl, H5D_ALLOC_TIME_EARLY) >= 0) {
+        hid_t d = H5Dcreate2(f, name, type, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+        rc = d < 0 || (n && H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) ? -1 : 0;
+        if (d >= 0 && H5Dclose(d) < 0) rc = -1;
+    }
+    if (pl >= 0) H5Pclose(pl);
+    if (sp >= 0) H5Sclose(sp);
+    return rc;
+}
+
+/* Version 2's token data: the stream (each sentence + </s>) as little-endian bytes, its
+ * per-block checksums, and offsets into the stream. */
+static int write_v2_data(hid_t f, const struct shard_writer *w, int elem) {
+    const struct shard_meta *m = &w->meta;
+    int64_t n = m->n_tokens + m->n_sentences, n_sums = (n + SHARD_SUM_TOKENS - 1) / SHARD_SUM_TOKENS;
+    uint8_t *bytes = xmalloc((size_t)(n ? n : 1) * (size_t)elem);
+    int64_t *off = xmalloc((size_t)(m->n_sentences + 1) * sizeof *off);
+    uint64_t *sums = xmalloc((size_t)(n_sums ? n_sums : 1) * sizeof *sums);
+    int64_t at = 0;
+    off[0] = 0;
+    for (int64_t i = 0; i < m->n_sentences; i++) {
+        for (int64_t t = w->offsets[i]; t <= w->offsets[i + 1]; t++, at++) {
+            uint32_t v = t < w->offsets[i + 1] ? (uint32_t)w->tokens[t] : TOK_EOS;
+            for (int b = 0; b < elem; b++) /* little-endian whatever the host */
+                bytes[at * elem + b] = (uint8_t)(v >> (8 * b));
+        }
+        off[i + 1] = at;
+    }
+    for (int64_t c = 0; c < n_sums; c++) {
+        int64_t a = c * SHARD_SUM_TOKENS, e = a + SHARD_SUM_TOKENS < n ? a + SHARD_SUM_TOKENS : n;
+        sums[c] = XXH64(bytes + a * elem, (size_t)(e - a) * (size_t)elem, 0);
+    }
+    hid_t tok_type = elem == 2 ? H5T_STD_U16LE : H5T_STD_U32LE;
+    int rc = dataset_write_flat(f, "tokens", tok_type, tok_type, bytes, (hsize_t)n);
+    rc = rc ? rc
+            : dataset_write(f, "offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, off,
+                            (hsize_t)m->n_sentences + 1);
+    rc = rc ? rc : dataset_write_flat(f, "checksums", H5T_STD_U64LE, H5T_NATIVE_UINT64, sums,
+                                       (hsize_t)n_sums);
+    rc = rc ? rc : attr_write_i64(f, "checksum_tokens", SHARD_SUM_TOKENS);
+    free(bytes);
+    free(off);
+    free(sums);
+    return rc;
+}
+
 static int shard_write_file(struct shard_writer *w, const char *tmp) {
     const struct shard_meta *m = &w->meta;
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
@@ -146,12 +203,17 @@ static int shard_write_file(struct shard_writer *w, const char *tmp) {
     snprintf(vhex, sizeof vhex, "%016llx", (unsigned long long)m->vocab_hash);
     snprintf(chex, sizeof chex, "%016llx", (unsigned long long)m->codes_hash);
     hid_t tok_type = m->vocab_size <= 65536 ? H5T_STD_U16LE : H5T_STD_U32LE;
-    int rc =
-        dataset_write(f, "tokens", tok_type, H5T_NATIVE_INT32, w->tokens, (hsize_t)m->n_tokens);
-    rc = rc ? rc
-            : dataset_write(f, "offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, w->offsets,
-                            (hsize_t)m->n_sentences + 1);
-    rc = rc ? rc : attr_write_i64(f, "format_version", SHARD_FORMAT_VERSION);
+    int rc = 0;
+    if (w->version == 1) {
+        rc = dataset_write(f, "tokens", tok_type, H5T_NATIVE_INT32, w->tokens,
+                           (hsize_t)m->n_tokens);
+        rc = rc ? rc
+                : dataset_write(f, "offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, w->offsets,
+                                (hsize_t)m->n_sentences + 1);
+    } else {
+        rc = write_v2_data(f, w, m->vocab_size <= 65536 ? 2 : 4);
+    }
+    rc = rc ? rc : attr_write_i64(f, "format_version", w->version);
     rc = rc ? rc : attr_write_str(f, "lang", m->lang);
     rc = rc ? rc : attr_write_i64(f, "lang_id", m->lang_id);
     rc = rc ? rc : attr_write_str(f, "split", m->split);
@@ -264,10 +326,11 @@ static int shard_read_meta(hid_t f, const char *path, struct shard_meta *m) {
     if (attr_read_i64(f, "format_version", &version))
         return xlmc_error("%s: no format_version attribute: not a shard written by `xlmc prep`",
                           path);
-    if (version != SHARD_FORMAT_VERSION)
-        return xlmc_error("%s: shard format version %lld, this xlmc reads version %d (re-run "
-                          "`xlmc prep`)",
+    if (version != 1 && version != SHARD_FORMAT_VERSION)
+        return xlmc_error("%s: shard format version %lld, this xlmc reads versions 1 and %d "
+                          "(re-run `xlmc prep`)",
                           path, (long long)version, SHARD_FORMAT_VERSION);
+    m->version = (int)version;
     const char *missing = attr_read_i64(f, "lang_id", &lang_id)                  ? "lang_id"
                           : attr_read_str(f, "lang", m->lang, sizeof m->lang)    ? "lang"
                           : attr_read_str(f, "split", m->split, sizeof m->split) ? "split"
@@ -289,19 +352,99 @@ static int shard_read_meta(hid_t f, const char *path, struct shard_meta *m) {
     return 0;
 }
 
-static int shard_read_data(hid_t f, const char *path, struct shard *s) {
-    const struct shard_meta *m = &s->meta;
-    if (dataset_len(f, "tokens") != m->n_tokens || dataset_len(f, "offsets") != m->n_sentences + 1)
-        return xlmc_error("%s: the tokens/offsets datasets are missing or disagree with "
-                          "n_tokens = %lld, n_sentences = %lld",
+/* The source_files attribute as '\n'-separated names (empty if absent). */
+static char *read_sources(hid_t f) {
+    char *out = xstrdup("");
+    if (H5Aexists(f, "source_files") <= 0) return out;
+    hid_t a = H5Aopen(f, "source_files", H5P_DEFAULT);
+    hid_t sp = a < 0 ? -1 : H5Aget_space(a), t = H5Tcopy(H5T_C_S1);
+    hssize_t n = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+    if (n > 0 && t >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 &&
+        H5Tset_cset(t, H5T_CSET_UTF8) >= 0) {
+        char **names = xcalloc((size_t)n, sizeof *names);
+        if (H5Aread(a, t, names) >= 0) {
+            size_t len = 0;
+            for (hssize_t i = 0; i < n; i++)
+                len += names[i] ? strlen(names[i]) + 1 : 0;
+            out = xrealloc(out, len + 1);
+            out[0] = '\0';
+            for (hssize_t i = 0; i < n; i++)
+                if (names[i]) strcat(strcat(out, names[i]), "\n");
+            H5Dvlen_reclaim(t, sp, H5P_DEFAULT, names);
+        }
+        free(names);
+    }
+    if (t >= 0) H5Tclose(t);
+    if (sp >= 0) H5Sclose(sp);
+    if (a >= 0) H5Aclose(a);
+    return out;
+}
+
+/* Version 2 read whole: the checksums over the raw bytes, every </s> in place; then the
+ * stream is put in version 1's form (tokens without </s>). */
+static int read_v2_data(hid_t f, const char *path, struct shard *s) {
+    struct shard_meta *m = &s->meta;
+    int64_t n = m->n_tokens + m->n_sentences;
+    int64_t block = 0;
+    if (attr_read_i64(f, "checksum_tokens", &block) || block < 1 || block > (1 << 20)) block = -1;
+    int64_t n_sums = block > 0 ? (n + block - 1) / block : -1;
+    if (dataset_len(f, "tokens") != n || dataset_len(f, "offsets") != m->n_sentences + 1 ||
+        block < 0 || dataset_len(f, "checksums") != n_sums)
+        return xlmc_error("%s: the tokens/offsets/checksums datasets are missing or disagree "
+                          "with n_tokens = %lld, n_sentences = %lld (version 2)",
                           path, (long long)m->n_tokens, (long long)m->n_sentences);
+    int elem = m->vocab_size <= 65536 ? 2 : 4;
+    hid_t tok_type = elem == 2 ? H5T_STD_U16LE : H5T_STD_U32LE;
+    uint8_t *bytes = xmalloc((size_t)(n ? n : 1) * (size_t)elem);
+    uint64_t *sums = xmalloc((size_t)(n_sums ? n_sums : 1) * sizeof *sums);
+    int64_t *off = xmalloc((size_t)(m->n_sentences + 1) * sizeof *off);
+    int rc = 0;
+    if ((n && (dataset_read(f, "tokens", tok_type, bytes) ||
+               dataset_read(f, "checksums", H5T_NATIVE_UINT64, sums))) ||
+        dataset_read(f, "offsets", H5T_NATIVE_INT64, off))
+        rc = xlmc_error("%s: cannot read the token data: the file is truncated or corrupt "
+                        "(re-run `xlmc prep`)",
+                        path);
+    for (int64_t c = 0; !rc && c < n_sums; c++) {
+        int64_t a = c * block, e = a + block < n ? a + block : n;
+        if (XXH64(bytes + a * elem, (size_t)(e - a) * (size_t)elem, 0) != sums[c])
+            rc = xlmc_error("%s: tokens %lld..%lld fail their checksum: the file is damaged "
+                            "(re-run `xlmc prep` or restore it)",
+                            path, (long long)a, (long long)e - 1);
+    }
+    if (!rc && (off[0] != 0 || off[m->n_sentences] != n))
+        rc = xlmc_error("%s: offsets do not run from 0 to the length of tokens", path);
     s->tokens = xmalloc((size_t)(m->n_tokens ? m->n_tokens : 1) * sizeof *s->tokens);
     s->offsets = xmalloc((size_t)(m->n_sentences + 1) * sizeof *s->offsets);
-    if ((m->n_tokens && dataset_read(f, "tokens", H5T_NATIVE_INT32, s->tokens)) ||
-        dataset_read(f, "offsets", H5T_NATIVE_INT64, s->offsets))
-        return xlmc_error("%s: cannot read the token data: the file is truncated or corrupt "
-                          "(re-run `xlmc prep`)",
-                          path);
+    s->offsets[0] = 0;
+    int64_t at = 0;
+    for (int64_t i = 0; !rc && i < m->n_sentences; i++) {
+        if (off[i + 1] <= off[i] || off[i + 1] - 1 - off[i] > m->n_tokens - at) {
+            rc = xlmc_error("%s: offsets do not increase at sentence %lld", path, (long long)i);
+            break;
+        }
+        for (int64_t t = off[i]; t < off[i + 1]; t++) {
+            uint32_t v = 0;
+            for (int b = elem - 1; b >= 0; b--)
+                v = v << 8 | bytes[t * elem + b];
+            if (t == off[i + 1] - 1) {
+                if (v != TOK_EOS)
+                    rc = xlmc_error("%s: sentence %lld does not end in </s> (corrupt shard)", path,
+                                    (long long)i);
+            } else {
+                s->tokens[at++] = (int32_t)v;
+            }
+        }
+        s->offsets[i + 1] = at;
+    }
+    free(bytes);
+    free(sums);
+    free(off);
+    return rc;
+}
+
+static int check_ids(const char *path, const struct shard *s) {
+    const struct shard_meta *m = &s->meta;
     if (s->offsets[0] != 0 || s->offsets[m->n_sentences] != m->n_tokens)
         return xlmc_error("%s: offsets do not run from 0 to n_tokens", path);
     for (int64_t i = 0; i < m->n_sentences; i++)
@@ -313,6 +456,24 @@ static int shard_read_data(hid_t f, const char *path, struct shard *s) {
                               "(corrupt shard, or prepared with another vocabulary)",
                               path, (long long)i, s->tokens[i], (long long)m->vocab_size);
     return 0;
+}
+
+static int shard_read_data(hid_t f, const char *path, struct shard *s) {
+    const struct shard_meta *m = &s->meta;
+    s->sources = read_sources(f);
+    if (m->version == 2) return read_v2_data(f, path, s) ? -1 : check_ids(path, s);
+    if (dataset_len(f, "tokens") != m->n_tokens || dataset_len(f, "offsets") != m->n_sentences + 1)
+        return xlmc_error("%s: the tokens/offsets datasets are missing or disagree with "
+                          "n_tokens = %lld, n_sentences = %lld",
+                          path, (long long)m->n_tokens, (long long)m->n_sentences);
+    s->tokens = xmalloc((size_t)(m->n_tokens ? m->n_tokens : 1) * sizeof *s->tokens);
+    s->offsets = xmalloc((size_t)(m->n_sentences + 1) * sizeof *s->offsets);
+    if ((m->n_tokens && dataset_read(f, "tokens", H5T_NATIVE_INT32, s->tokens)) ||
+        dataset_read(f, "offsets", H5T_NATIVE_INT64, s->offsets))
+        return xlmc_error("%s: cannot read the token data: the file is truncated or corrupt "
+                          "(re-run `xlmc prep`)",
+                          path);
+    return check_ids(path, s);
 }
 
 int shard_read(const char *path, uint64_t want_hash, int tokens, struct shard *s) {
@@ -340,8 +501,32 @@ int shard_read(const char *path, uint64_t want_hash, int tokens, struct shard *s
 void shard_free(struct shard *s) {
     free(s->tokens);
     free(s->offsets);
+    free(s->sources);
     s->tokens = NULL;
     s->offsets = NULL;
+    s->sources = NULL;
+}
+
+int shard_upgrade(const char *path) {
+    struct shard sh;
+    if (shard_read(path, 0, 1, &sh)) return -1;
+    if (sh.meta.version == SHARD_FORMAT_VERSION) {
+        shard_free(&sh);
+        return 1;
+    }
+    struct shard_writer w;
+    shard_writer_init(&w, &sh.meta);
+    for (char *p = sh.sources, *e; p && (e = strchr(p, '\n')); p = e + 1) {
+        *e = '\0';
+        shard_writer_add_source(&w, p);
+    }
+    for (int64_t i = 0; i < sh.meta.n_sentences; i++)
+        shard_writer_append(&w, sh.tokens + sh.offsets[i],
+                            (size_t)(sh.offsets[i + 1] - sh.offsets[i]));
+    int rc = shard_writer_flush(&w, path);
+    shard_writer_free(&w);
+    shard_free(&sh);
+    return rc;
 }
 
 static int cmp_str(const void *a, const void *b) {

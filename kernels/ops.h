@@ -41,10 +41,10 @@ enum ops_precision { OPS_FP32 = 0, OPS_FP16 = 1 };
  * the mask of a sequence does not depend on how the global batch is split over ranks and
  * micro-batches, and both backends draw the same bits. */
 struct dropout_key {
-    uint64_t seed;     /* the run's seed */
-    uint64_t step;     /* optimizer step (0-based) */
-    uint32_t row0;     /* global index, within the step's global batch, of this call's row 0 */
-    uint32_t tensor;   /* which dropout site: see DROPOUT_TENSOR_* */
+    uint64_t seed;   /* the run's seed */
+    uint64_t step;   /* optimizer step (0-based) */
+    uint32_t row0;   /* global index, within the step's global batch, of this call's row 0 */
+    uint32_t tensor; /* which dropout site: see DROPOUT_TENSOR_* */
 };
 /* Dropout sites: embeddings, then per layer l: attention probabilities, attention output,
  * FFN output. */
@@ -53,114 +53,164 @@ struct dropout_key {
 #define DROPOUT_TENSOR_ATTN_OUT(l) (2u + 3u * (uint32_t)(l))
 #define DROPOUT_TENSOR_FFN_OUT(l) (3u + 3u * (uint32_t)(l))
 
+/* The op list: every compute op of the table, once. X(name, (parameters), (arguments)) is an
+ * op without a result, XR(type, name, (parameters), (arguments)) one with; the arguments
+ * repeat the parameter names so that a backend can forward a call. The list generates the
+ * slots of struct ops below, the CPU tables (kernels/cpu/ops_cpu.c, which calls
+ * cpu_<name>(ctx, arguments...)) and the CUDA tables (kernels/cuda/backend.cu, which takes
+ * cuda_<name>_f32 / _f16 exported by CUDA_EXPORT_OP in the op's .cu file). Adding an op: one
+ * entry here, cpu_<name> in kernels/cpu, cuda_<name> + CUDA_EXPORT_OP in kernels/cuda, and
+ * one row of the op test table (train/selftest.c). */
+#define OPS_LIST(X, XR)                                                                            \
+    /* ---- storage <-> fp32 (fp32 master weights -> weights copy, grads -> accumulator) ---- */   \
+    /* dst (n) storage */                                                                          \
+    X(storage_from_f32, (void *dst, const float *src, size_t n), (dst, src, n))                    \
+    /* dst (n) fp32 */                                                                             \
+    X(storage_to_f32, (float *dst, const void *src, size_t n), (dst, src, n))                      \
+    /* acc (n) += scale * grad (n); grad in storage type */                                        \
+    X(grad_accumulate, (float *acc, const void *grad, size_t n, float scale),                      \
+      (acc, grad, n, scale))                                                                       \
+                                                                                                   \
+    /* ---- embeddings ----                                                                        \
+     * out (B,T,C) = wte[ids] + wpe[t] + (wlang ? wlang[langs] : 0)                                \
+     * ids, langs: (B,T) int32; wte (V,C), wpe (P,C), wlang (NL,C) or NULL. */                     \
+    X(embed_forward,                                                                               \
+      (void *out, const int32_t *ids, const int32_t *langs, const void *wte, const void *wpe,      \
+       const void *wlang, int B, int T, int C),                                                    \
+      (out, ids, langs, wte, wpe, wlang, B, T, C))                                                 \
+    /* dwte (V,C) +=, dwpe (P,C) +=, dwlang (NL,C) += (or NULL), from dout (B,T,C).                \
+     * Deterministic: the result does not depend on thread scheduling. */                          \
+    X(embed_backward,                                                                              \
+      (void *dwte, void *dwpe, void *dwlang, const void *dout, const int32_t *ids,                 \
+       const int32_t *langs, int B, int T, int C, int V, int NL),                                  \
+      (dwte, dwpe, dwlang, dout, ids, langs, B, T, C, V, NL))                                      \
+                                                                                                   \
+    /* ---- LayerNorm over the last dim, fp32 statistics ----                                      \
+     * out (N,C), mean (N), rstd (N) fp32 saved for backward, inp (N,C), w (C), b (C). */          \
+    X(layernorm_forward,                                                                           \
+      (void *out, float *mean, float *rstd, const void *inp, const void *w, const void *b, int N,  \
+       int C, float eps),                                                                          \
+      (out, mean, rstd, inp, w, b, N, C, eps))                                                     \
+    /* dinp (N,C) overwritten, dw (C) +=, db (C) += */                                             \
+    X(layernorm_backward,                                                                          \
+      (void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w,           \
+       const float *mean, const float *rstd, int N, int C),                                        \
+      (dinp, dw, db, dout, inp, w, mean, rstd, N, C))                                              \
+                                                                                                   \
+    /* ---- linear layers (matrix products: cblas on cpu, cuBLAS on cuda) ----                     \
+     * out (N,OC) = inp (N,C) @ w(OC,C)^T + b (OC, or NULL). w is PyTorch's (out,in) layout. */    \
+    X(matmul_forward,                                                                              \
+      (void *out, const void *inp, const void *w, const void *b, int N, int C, int OC),            \
+      (out, inp, w, b, N, C, OC))                                                                  \
+    /* dinp (N,C) overwritten (skipped if NULL), dw (OC,C) +=, db (OC) += (skipped if NULL) */     \
+    X(matmul_backward,                                                                             \
+      (void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w, int N,    \
+       int C, int OC),                                                                             \
+      (dinp, dw, db, dout, inp, w, N, C, OC))                                                      \
+                                                                                                   \
+    /* ---- causal multi-head attention core ----                                                  \
+     * q, k, v (B,T,C) already projected (q NOT yet scaled); per head, P = softmax(q k^T /         \
+     * sqrt(HS) + causal mask) in fp32 (key s is visible to query t iff s <= t), P' = dropout(P)   \
+     * with probability p (p == 0: none) keyed by *key: the mask of sequence b uses global row     \
+     * key->row0 + b and element (h*T + t)*T + s; out (B,T,C) = P' @ v. P and P' stay fp32 and     \
+     * are never stored: lse (B,NH,T) fp32 saves each query row's log-sum-exp of the scaled        \
+     * scores, and the backward recomputes P from q, k and lse (FlashAttention). No backend        \
+     * holds a (B,NH,T,T) tensor. */                                                               \
+    X(attention_forward,                                                                           \
+      (void *out, float *lse, const void *q, const void *k, const void *v, int B, int T, int C,    \
+       int NH, float p, const struct dropout_key *key),                                            \
+      (out, lse, q, k, v, B, T, C, NH, p, key))                                                    \
+    /* dq, dk, dv (B,T,C) overwritten, from dout (B,T,C); out (B,T,C) and lse (B,NH,T) as the      \
+     * forward wrote them (sum_s P dP of a row is dout . out) */                                   \
+    X(attention_backward,                                                                          \
+      (void *dq, void *dk, void *dv, const void *dout, const void *out, const float *lse,          \
+       const void *q, const void *k, const void *v, int B, int T, int C, int NH, float p,          \
+       const struct dropout_key *key),                                                             \
+      (dq, dk, dv, dout, out, lse, q, k, v, B, T, C, NH, p, key))                                  \
+                                                                                                   \
+    /* ---- pointwise ---- */                                                                      \
+    /* out (n) = gelu(inp), erf form: 0.5 x (1 + erf(x / sqrt 2)) */                               \
+    X(gelu_forward, (void *out, const void *inp, size_t n), (out, inp, n))                         \
+    /* dinp (n) = dout * gelu'(inp) */                                                             \
+    X(gelu_backward, (void *dinp, const void *inp, const void *dout, size_t n),                    \
+      (dinp, inp, dout, n))                                                                        \
+    /* The FFN's bias and GELU in one pass: out (N,F) = gelu(inp + bias), inp (N,F) the product    \
+     * without its bias, bias (F); the sum is formed in fp32 and not stored. */                    \
+    X(bias_gelu_forward, (void *out, const void *inp, const void *bias, int N, int F),             \
+      (out, inp, bias, N, F))                                                                      \
+    /* dinp (N,F) = dout * gelu'(inp + bias) (overwritten), dbias (F) += its column sums           \
+     * (deterministic): the bias gradient that matmul_backward would otherwise sum. */             \
+    X(bias_gelu_backward,                                                                          \
+      (void *dinp, void *dbias, const void *dout, const void *inp, const void *bias, int N,        \
+       int F),                                                                                     \
+      (dinp, dbias, dout, inp, bias, N, F))                                                        \
+    /* out (n) = a + b (out may alias a or b) */                                                   \
+    X(residual_forward, (void *out, const void *a, const void *b, size_t n), (out, a, b, n))       \
+    /* x (B,T,C): in place, keep with probability 1-p and scale by 1/(1-p); rows of T*C            \
+     * elements; row r of this call is global row key->row0 + r. p == 0: no-op. Used for           \
+     * forward and, on the gradient, for backward (the same mask). */                              \
+    X(dropout, (void *x, int B, int T, int C, float p, const struct dropout_key *key),             \
+      (x, B, T, C, p, key))                                                                        \
+    /* out (B,T,C) = res + dropout(x), the dropout drawn and rounded to storage as `dropout`       \
+     * does it (p == 0: x itself); res NULL: out = dropout(x). out may be x or res. One pass       \
+     * over memory for what dropout then residual_forward do in two. */                            \
+    X(dropout_residual,                                                                            \
+      (void *out, const void *res, const void *x, int B, int T, int C, float p,                    \
+       const struct dropout_key *key),                                                             \
+      (out, res, x, B, T, C, p, key))                                                              \
+    /* x (B,T,C): zero the padded positions t >= lengths[b]; forward and backward alike. */        \
+    X(mask_padding, (void *x, const int32_t *lengths, int B, int T, int C), (x, lengths, B, T, C)) \
+                                                                                                   \
+    /* ---- output layer and loss ----                                                             \
+     * logits (N,V) already computed by matmul_forward. bias (V) or NULL: first added to every     \
+     * row in place (a training forward leaves the output bias to this op rather than to           \
+     * matmul_forward, which saves a pass over the (N,V) logits).                                  \
+     * losses (N) fp32 = -log softmax(logits)[t] for targets t >= 0, 0 where the target is < 0     \
+     * (ignored).                                                                                  \
+     * If dscale != 0 the logits are overwritten in place by their gradient                        \
+     * dscale * (softmax - onehot) (rows with an ignored target get 0); the probabilities are      \
+     * never stored separately. dbias (V) or NULL, only with dscale != 0: += the column sums of    \
+     * that gradient, deterministic (the bias gradient matmul_backward would give). */             \
+    X(classifier,                                                                                  \
+      (float *losses, void *logits, const void *bias, void *dbias, const int32_t *targets, int N,  \
+       int V, float dscale),                                                                       \
+      (losses, logits, bias, dbias, targets, N, V, dscale))                                        \
+                                                                                                   \
+    /* ---- optimizer side, all fp32 ----                                                          \
+     * grad (n) *= inv_scale; returns 1 if any element of the result is inf or NaN, else 0. */     \
+    XR(int, unscale_check, (float *grad, size_t n, float inv_scale), (grad, n, inv_scale))         \
+    /* returns sum of grad[i]^2 in fp64 accumulation */                                            \
+    XR(double, norm_squared, (const float *grad, size_t n), (grad, n))                             \
+    /* Adam with decoupled weight decay (AdamW when wd > 0) on fp32 master (n), moments m, v,      \
+     * using grad * grad_scale; t is the 1-based step for bias correction. Writes the storage      \
+     * weights copy (n) (NULL: skip). decay_mask (n) or NULL: weight decay only where 1. */        \
+    X(adam_update,                                                                                 \
+      (float *master, void *copy, const float *grad, float *m, float *v, size_t n, float lr,       \
+       float beta1, float beta2, float eps, float wd, float grad_scale, int t,                     \
+       const uint8_t *decay_mask),                                                                 \
+      (master, copy, grad, m, v, n, lr, beta1, beta2, eps, wd, grad_scale, t, decay_mask))
+
+/* (a, b, c) -> a, b, c: how a backend splices the list's parameters and arguments */
+#define OPS_UNPAREN(...) __VA_ARGS__
+#define OPS_SLOT(name, params, args) void(*name) params;
+#define OPS_SLOT_R(type, name, params, args) type(*name) params;
+
 struct ops {
-    const char *name;           /* "cpu" or "cuda" */
+    const char *name; /* "cpu" or "cuda", for messages */
     enum ops_precision precision;
-    size_t storage_bytes;       /* bytes per element of a storage tensor: 4, or 2 (cuda fp16) */
+    size_t storage_bytes; /* bytes per element of a storage tensor: 4, or 2 (cuda fp16) */
+    int host_memory;      /* 1: the backend's buffers are host memory (CPU) */
 
     /* ---- memory ---- */
-    void *(*alloc)(size_t bytes);                         /* zeroed; NULL on failure */
+    void *(*alloc)(size_t bytes); /* zeroed; NULL on failure */
     void (*free)(void *p);
     void (*to_device)(void *dst, const void *src_host, size_t bytes);
     void (*to_host)(void *dst_host, const void *src, size_t bytes);
     void (*memset0)(void *p, size_t bytes);
     void (*synchronize)(void);
 
-    /* storage <-> fp32 conversions (fp32 master weights -> weights copy, grads -> accumulator) */
-    void (*storage_from_f32)(void *dst, const float *src, size_t n);    /* dst (n) storage */
-    void (*storage_to_f32)(float *dst, const void *src, size_t n);      /* dst (n) fp32 */
-    /* acc (n) += scale * grad (n); grad in storage type */
-    void (*grad_accumulate)(float *acc, const void *grad, size_t n, float scale);
-
-    /* ---- embeddings ----
-     * out (B,T,C) = wte[ids] + wpe[t] + (wlang ? wlang[langs] : 0)
-     * ids, langs: (B,T) int32; wte (V,C), wpe (P,C), wlang (NL,C) or NULL. */
-    void (*embed_forward)(void *out, const int32_t *ids, const int32_t *langs, const void *wte,
-                          const void *wpe, const void *wlang, int B, int T, int C);
-    /* dwte (V,C) +=, dwpe (P,C) +=, dwlang (NL,C) += (or NULL), from dout (B,T,C).
-     * Deterministic: the result does not depend on thread scheduling. */
-    void (*embed_backward)(void *dwte, void *dwpe, void *dwlang, const void *dout,
-                           const int32_t *ids, const int32_t *langs, int B, int T, int C, int V,
-                           int NL);
-
-    /* ---- LayerNorm over the last dim, fp32 statistics ----
-     * out (N,C), mean (N), rstd (N) fp32 saved for backward, inp (N,C), w (C), b (C). */
-    void (*layernorm_forward)(void *out, float *mean, float *rstd, const void *inp,
-                              const void *w, const void *b, int N, int C, float eps);
-    /* dinp (N,C) overwritten, dw (C) +=, db (C) += */
-    void (*layernorm_backward)(void *dinp, void *dw, void *db, const void *dout,
-                               const void *inp, const void *w, const float *mean,
-                               const float *rstd, int N, int C);
-
-    /* ---- linear layers (matrix products: cblas on cpu, cuBLAS on cuda) ----
-     * out (N,OC) = inp (N,C) @ w(OC,C)^T + b (OC, or NULL). w is PyTorch's (out,in) layout. */
-    void (*matmul_forward)(void *out, const void *inp, const void *w, const void *b, int N,
-                           int C, int OC);
-    /* dinp (N,C) overwritten (skipped if NULL), dw (OC,C) +=, db (OC) += (skipped if NULL) */
-    void (*matmul_backward)(void *dinp, void *dw, void *db, const void *dout, const void *inp,
-                            const void *w, int N, int C, int OC);
-
-    /* ---- causal multi-head attention core ----
-     * q, k, v (B,T,C) already projected (q NOT yet scaled); per head, P = softmax(q k^T /
-     * sqrt(HS) + causal mask) in fp32 (key s is visible to query t iff s <= t), P' = dropout(P)
-     * with probability p (p == 0: none) keyed by *key: the mask of sequence b uses global row
-     * key->row0 + b and element (h*T + t)*T + s; out (B,T,C) = P' @ v. P and P' stay fp32 and
-     * are never stored: lse (B,NH,T) fp32 saves each query row's log-sum-exp of the scaled
-     * scores, and the backward recomputes P from q, k and lse (FlashAttention). No backend
-     * holds a (B,NH,T,T) tensor. */
-    void (*attention_forward)(void *out, float *lse, const void *q, const void *k,
-                              const void *v, int B, int T, int C, int NH, float p,
-                              const struct dropout_key *key);
-    /* dq, dk, dv (B,T,C) overwritten, from dout (B,T,C); out (B,T,C) and lse (B,NH,T) as the
-     * forward wrote them (sum_s P dP of a row is dout . out) */
-    void (*attention_backward)(void *dq, void *dk, void *dv, const void *dout, const void *out,
-                               const float *lse, const void *q, const void *k, const void *v,
-                               int B, int T, int C, int NH, float p,
-                               const struct dropout_key *key);
-
-    /* ---- pointwise ---- */
-    /* out (n) = gelu(inp), erf form: 0.5 x (1 + erf(x / sqrt 2)) */
-    void (*gelu_forward)(void *out, const void *inp, size_t n);
-    /* dinp (n) = dout * gelu'(inp) */
-    void (*gelu_backward)(void *dinp, const void *inp, const void *dout, size_t n);
-    /* out (n) = a + b (out may alias a or b) */
-    void (*residual_forward)(void *out, const void *a, const void *b, size_t n);
-    /* x (B,T,C): in place, keep with probability 1-p and scale by 1/(1-p); rows of T*C
-     * elements; row r of this call is global row key->row0 + r. p == 0: no-op. Used for
-     * forward and, on the gradient, for backward (the same mask). */
-    void (*dropout)(void *x, int B, int T, int C, float p, const struct dropout_key *key);
-    /* out (B,T,C) = res + dropout(x), the dropout drawn and rounded to storage as `dropout`
-     * does it (p == 0: x itself); res NULL: out = dropout(x). out may be x or res. One pass
-     * over memory for what dropout then residual_forward do in two. */
-    void (*dropout_residual)(void *out, const void *res, const void *x, int B, int T, int C,
-                             float p, const struct dropout_key *key);
-    /* x (B,T,C): zero the padded positions t >= lengths[b]; forward and backward alike. */
-    void (*mask_padding)(void *x, const int32_t *lengths, int B, int T, int C);
-
-    /* ---- output layer and loss ----
-     * logits (N,V) already computed by matmul_forward. bias (V) or NULL: first added to every
-     * row in place (a training forward leaves the output bias to this op rather than to
-     * matmul_forward, which saves a pass over the (N,V) logits).
-     * losses (N) fp32 = -log softmax(logits)[t] for targets t >= 0, 0 where the target is < 0
-     * (ignored).
-     * If dscale != 0 the logits are overwritten in place by their gradient
-     * dscale * (softmax - onehot) (rows with an ignored target get 0); the probabilities are
-     * never stored separately. dbias (V) or NULL, only with dscale != 0: += the column sums of
-     * that gradient, deterministic (the bias gradient matmul_backward would give). */
-    void (*classifier)(float *losses, void *logits, const void *bias, void *dbias,
-                       const int32_t *targets, int N, int V, float dscale);
-
-    /* ---- optimizer side, all fp32 ----
-     * grad (n) *= inv_scale; returns 1 if any element of the result is inf or NaN, else 0. */
-    int (*unscale_check)(float *grad, size_t n, float inv_scale);
-    /* returns sum of grad[i]^2 in fp64 accumulation */
-    double (*norm_squared)(const float *grad, size_t n);
-    /* Adam with decoupled weight decay (AdamW when wd > 0) on fp32 master (n), moments m, v,
-     * using grad * grad_scale; t is the 1-based step for bias correction. Writes the storage
-     * weights copy (n) (NULL: skip). decay_mask (n) or NULL: weight decay only where 1. */
-    void (*adam_update)(float *master, void *copy, const float *grad, float *m, float *v,
-                        size_t n, float lr, float beta1, float beta2, float eps, float wd,
-                        float grad_scale, int t, const uint8_t *decay_mask);
+    /* ---- compute: one slot per entry of OPS_LIST ---- */
+    OPS_LIST(OPS_SLOT, OPS_SLOT_R)
 };
 
 /* The backends. ops_cpu() never fails. ops_cuda() returns NULL and fills why (if non-NULL,
@@ -169,8 +219,7 @@ const struct ops *ops_cpu(enum ops_precision precision);
 const struct ops *ops_cuda(enum ops_precision precision, int device, char *why, size_t why_len);
 
 /* p + n storage elements */
-static inline void *ops_at(const struct ops *ops, const void *p, size_t n)
-{
+static inline void *ops_at(const struct ops *ops, const void *p, size_t n) {
     return (char *)p + n * ops->storage_bytes;
 }
 

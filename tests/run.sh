@@ -3,11 +3,12 @@
 #
 #   1. installs what is missing (Debian packages; Python packages from pip for the tests that
 #      compare against Hugging Face at run time),
-#   2. builds build/ with warnings as errors (CUDA backend too when nvcc is present) and runs
+#   2. checks the formatting of every hand-written C/C++/CUDA file (tests/check_format.sh),
+#   3. builds build/ with warnings as errors (CUDA backend too when nvcc is present) and runs
 #      every test with ctest,
-#   3. builds build-asan/ with AddressSanitizer + UBSan and runs the tests again there
+#   4. builds build-asan/ with AddressSanitizer + UBSan and runs the tests again there
 #      (all but those labelled slow, slurm or bench).
-# Environment: XLMC_JOBS (parallel jobs, default nproc), XLMC_SKIP_ASAN=1 to skip step 3,
+# Environment: XLMC_JOBS (parallel jobs, default nproc), XLMC_SKIP_ASAN=1 to skip step 4,
 # XLMC_TEST_REGEX to run a subset (ctest -R).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,8 +19,8 @@ say() { printf '\n== %s ==\n' "$*"; }
 
 # ---- 1. packages ----
 debs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
-      libopenblas-dev libinih-dev libjansson-dev libxxhash-dev zlib1g-dev gnuplot-nox
-      debian-handbook python3-pip shellcheck)
+      libopenblas-dev libinih-dev libjansson-dev libxxhash-dev xxhash zlib1g-dev gnuplot-nox
+      debian-handbook python3-pip shellcheck clang-format-14)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -46,14 +47,20 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 ctest_args=(--output-on-failure -j "$jobs")
 [ -n "${XLMC_TEST_REGEX:-}" ] && ctest_args+=(-R "$XLMC_TEST_REGEX")
 
-# ---- 2. release build, every test ----
+# ---- 2. formatting (fast, before the builds; the tests still run when it fails, the
+# script's status is then 1) ----
+say "formatting (.clang-format, clang-format 14)"
+format_ok=1
+tests/check_format.sh || format_ok=0
+
+# ---- 3. release build, every test ----
 say "build (warnings are errors)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DXLMC_WERROR=ON >/dev/null
 cmake --build build -j "$jobs"
 say "tests"
 ctest --test-dir build "${ctest_args[@]}"
 
-# ---- 3. sanitizers ----
+# ---- 4. sanitizers ----
 if [ "${XLMC_SKIP_ASAN:-0}" != 1 ]; then
   say "build with AddressSanitizer + UBSan"
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DXLMC_WERROR=ON -DXLMC_SANITIZE=ON \
@@ -63,5 +70,9 @@ if [ "${XLMC_SKIP_ASAN:-0}" != 1 ]; then
   # Open MPI's own start-up allocations are not ours to fix: no leak checking under MPI.
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan "${ctest_args[@]}" -LE 'slow|slurm|bench'
+fi
+if [ "$format_ok" != 1 ]; then
+  say "all tests passed, but files differ from .clang-format (listed in step 2)"
+  exit 1
 fi
 say "all tests passed"

@@ -1,6 +1,9 @@
 /* cmd_bpe.c — `xlmc encode` (text -> BPE pieces or ids) and `xlmc bpe-learn` (fastBPE
  * learnbpe + getvocab). */
+#include "train/commands.h"
+
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,9 +186,7 @@ int cmd_bpe_learn(int argc, char **argv) {
             free(files);
             return 0;
         } else if (i + 1 < argc && !strcmp(a, "--codes")) {
-            char *end;
-            n_codes = strtol(argv[++i], &end, 10);
-            if (*end || n_codes <= 0) n_codes = -2;
+            if (xlmc_parse_long(argv[++i], 1, LONG_MAX, &n_codes)) n_codes = -2;
         } else if (i + 1 < argc && !strcmp(a, "--out")) {
             out = argv[++i];
         } else if (i + 1 < argc && !strcmp(a, "--lang")) {

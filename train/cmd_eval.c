@@ -1,5 +1,7 @@
 /* cmd_eval.c — `xlmc eval`: per-language loss, perplexity and next-token accuracy of a
  * checkpoint over the windows of a split (one process; see train/evaluate.h). */
+#include "train/commands.h"
+
 #include "core/checkpoint.h"
 #include "core/comm.h"
 #include "core/util.h"
@@ -7,6 +9,7 @@
 #include "train/session.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,10 +53,16 @@ int cmd_eval(int argc, char **argv) {
             split = optarg;
             break;
         case 'n':
-            windows = atol(optarg);
+            if (xlmc_parse_long(optarg, 0, LONG_MAX, &windows)) {
+                xlmc_error("--windows %s: not a whole number >= 0 (0: all)", optarg);
+                return 2;
+            }
             break;
         case 'b':
-            B = atoi(optarg);
+            if (xlmc_parse_int(optarg, 1, INT_MAX, &B)) {
+                xlmc_error("--batch %s: not a whole number >= 1", optarg);
+                return 2;
+            }
             break;
         case 'D':
             device = optarg;

@@ -1,6 +1,8 @@
 /* cmd_forward.c — `xlmc forward`: one forward (and optionally backward) pass of a model given
  * as Hugging Face state-dict tensors in HDF5, on one batch; writes logits, loss and gradients.
  * The parity test against transformers runs through this command. */
+#include "train/commands.h"
+
 #include "core/config.h"
 #include "core/h5io.h"
 #include "core/model.h"
@@ -69,8 +71,7 @@ static int forward_load_weights(struct model *m, hid_t f, const char *path) {
                               "transformer.embeddings.weight; xlmc ties them",
                               path);
     }
-    model_sync_weights(m);
-    return 0;
+    return model_sync_weights(m);
 }
 
 struct forward_batch {
@@ -261,9 +262,10 @@ static int forward_main(int argc, char **argv) {
         logits = xmalloc((size_t)fb.B * fb.T * cfg.model.vocab_size * sizeof(float));
         long count = 0;
         float loss = model_forward(&m, &b, 0, 0, 0, logits, &count);
-        if (want_grads) {
-            /* gradient of the mean loss: loss_scale 1, denom = counted targets */
-            model_backward(&m, &b, 0, 0, 1.0f, (double)count);
+        if (loss < 0) rc = -1;
+        /* gradient of the mean loss: loss_scale 1, denom = counted targets */
+        if (!rc && want_grads && model_backward(&m, &b, 0, 0, 1.0f, (double)count)) rc = -1;
+        if (!rc && want_grads) {
             grads = xmalloc(m.num_params * sizeof(float));
             float *dev = ops->alloc(m.num_params * sizeof(float));
             if (!dev) {

@@ -4,12 +4,15 @@
  * sentence in XLM's streams; sampling stops at the next </s> or after --tokens tokens. Each
  * token re-runs the forward pass over the last max_positions tokens (no KV cache: the models
  * this serves on a CPU are small). */
+#include "train/commands.h"
+
 #include "core/checkpoint.h"
 #include "core/util.h"
 #include "data/tokenizer.h"
 #include "train/session.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,16 +109,31 @@ int cmd_generate(int argc, char **argv) {
             prompt = optarg;
             break;
         case 'n':
-            ntok = atoi(optarg);
+            if (xlmc_parse_int(optarg, 0, INT_MAX, &ntok)) {
+                xlmc_error("--tokens %s: not a whole number >= 0", optarg);
+                return 2;
+            }
             break;
-        case 't':
-            temp = strtof(optarg, NULL);
+        case 't': {
+            double t;
+            if (xlmc_parse_double(optarg, 0, 1e6, &t)) {
+                xlmc_error("--temperature %s: not a number from 0 to 1e6", optarg);
+                return 2;
+            }
+            temp = (float)t;
             break;
+        }
         case 'k':
-            top_k = atoi(optarg);
+            if (xlmc_parse_int(optarg, 0, INT_MAX, &top_k)) {
+                xlmc_error("--top-k %s: not a whole number >= 0", optarg);
+                return 2;
+            }
             break;
         case 's':
-            seed = strtoull(optarg, NULL, 10);
+            if (xlmc_parse_u64(optarg, &seed)) {
+                xlmc_error("--seed %s: not a whole number from 0 to 2^64-1", optarg);
+                return 2;
+            }
             break;
         case 'd':
             data = optarg;
@@ -142,9 +160,11 @@ int cmd_generate(int argc, char **argv) {
                    "(xlmc generate --help)");
         return 2;
     }
-    char cpath[4200], vpath[4200];
-    if (!codes) snprintf(cpath, sizeof cpath, "%s/codes", data), codes = cpath;
-    if (!vocab) snprintf(vpath, sizeof vpath, "%s/vocab", data), vocab = vpath;
+    char cpath[XLMC_PATH_MAX], vpath[XLMC_PATH_MAX];
+    if (!codes && xlmc_path(cpath, sizeof cpath, "%s/codes", data)) return 1;
+    if (!vocab && xlmc_path(vpath, sizeof vpath, "%s/vocab", data)) return 1;
+    codes = codes ? codes : cpath;
+    vocab = vocab ? vocab : vpath;
     struct tokenizer *tok = tokenizer_load(codes, vocab);
     if (!tok) return 1;
     struct xlmc_config cfg;
@@ -181,6 +201,7 @@ int cmd_generate(int argc, char **argv) {
     for (int i = 0; i < P; i++)
         langs[i] = lang_id;
     uint64_t rng = seed;
+    int failed = 0;
     for (int i = 0; i < ntok; i++) {
         size_t T = ids.n < (size_t)P ? ids.n : (size_t)P;
         len32 = (int32_t)T;
@@ -192,18 +213,23 @@ int cmd_generate(int argc, char **argv) {
                           .targets = NULL,
                           .row0 = 0};
         long count = 0;
-        model_forward(&m, &b, 0, 0, 0, logits, &count);
+        if (model_forward(&m, &b, 0, 0, 0, logits, &count) < 0) {
+            failed = 1;
+            break;
+        }
         int next = sample(logits + (T - 1) * (size_t)V, V, temp, top_k, &rng, cands);
         if (next == TOK_EOS) break;
         id_buf_push(&ids, next);
     }
-    char *text = tokenizer_decode(tok, lang, ids.ids + 1, ids.n - 1);
-    printf("%s\n", text);
-    free(text);
+    if (!failed) {
+        char *text = tokenizer_decode(tok, lang, ids.ids + 1, ids.n - 1);
+        printf("%s\n", text);
+        free(text);
+        rc = 0;
+    }
     free(cands);
     free(langs);
     free(logits);
-    rc = 0;
 out_model:
     id_buf_free(&ids);
     model_destroy(&m);

@@ -1,6 +1,8 @@
 /* cmd_hf.c — `xlmc import-hf` and `xlmc export-hf`: Hugging Face XLM model directories
  * (config.json, model.safetensors, vocab.json, merges.txt) <-> an xlmc weights-only checkpoint
  * plus the fastBPE codes/vocab pair. No Python: safetensors and JSON are parsed here. */
+#include "train/commands.h"
+
 #include "core/checkpoint.h"
 #include "core/config.h"
 #include "core/model.h"
@@ -60,8 +62,8 @@ static int json_num(json_t *cfg, const char *key, double *out, int required, con
 
 /* config.json -> xlmc_config (with [train] defaults for fine-tuning). */
 static int import_config(const char *dir, struct xlmc_config *cfg, char **ini_out) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
+    char path[XLMC_PATH_MAX];
+    if (xlmc_path(path, sizeof path, "%s/config.json", dir)) return -1;
     json_error_t err;
     json_t *j = json_load_file(path, 0, &err);
     if (!j || !json_is_object(j)) {
@@ -227,8 +229,8 @@ static int import_weights(struct model *m, const struct safetensors *st) {
 
 /* mkdir -p; *created (may be NULL) is set when the last component did not exist. */
 static int make_dir(const char *dir, int *created) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s", dir);
+    char path[XLMC_PATH_MAX];
+    if (xlmc_path(path, sizeof path, "%s", dir)) return -1;
     for (char *p = path + 1;; p++) {
         int last = *p == '\0';
         if (*p != '/' && !last) continue;
@@ -248,17 +250,15 @@ static int make_dir(const char *dir, int *created) {
 static void export_cleanup(const char *dir, int created) {
     static const char *const files[] = {"config.json", "model.safetensors",     "vocab.json",
                                         "merges.txt",  "tokenizer_config.json", HFV_COUNTS_FILE};
-    char path[4200];
-    for (size_t i = 0; i < XLMC_ARRAY_LEN(files); i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-    }
+    char path[XLMC_PATH_MAX];
+    for (size_t i = 0; i < XLMC_ARRAY_LEN(files); i++)
+        if (!xlmc_path(path, sizeof path, "%s/%s", dir, files[i])) unlink(path);
     if (created) rmdir(dir);
 }
 
 static int write_text(const char *path, const char *text) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    char tmp[XLMC_PATH_MAX];
+    if (xlmc_path(tmp, sizeof tmp, "%s.tmp", path)) return -1;
     FILE *f = fopen(tmp, "w");
     if (!f) return xlmc_error("cannot create %s: %s", tmp, strerror(errno));
     int ok = fputs(text, f) >= 0;
@@ -299,12 +299,16 @@ int cmd_import_hf(int argc, char **argv) {
     struct xlmc_config cfg;
     char *ini = NULL;
     if (import_config(dir, &cfg, &ini)) return 1;
-    char path[4096], codes[4096], vocab[4096], ckpt[4096], cfg_path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    snprintf(codes, sizeof codes, "%s/codes", out);
-    snprintf(vocab, sizeof vocab, "%s/vocab", out);
-    snprintf(ckpt, sizeof ckpt, "%s/model.h5", out);
-    snprintf(cfg_path, sizeof cfg_path, "%s/config.ini", out);
+    char path[XLMC_PATH_MAX], codes[XLMC_PATH_MAX], vocab[XLMC_PATH_MAX], ckpt[XLMC_PATH_MAX];
+    char cfg_path[XLMC_PATH_MAX];
+    if (xlmc_path(path, sizeof path, "%s/model.safetensors", dir) ||
+        xlmc_path(codes, sizeof codes, "%s/codes", out) ||
+        xlmc_path(vocab, sizeof vocab, "%s/vocab", out) ||
+        xlmc_path(ckpt, sizeof ckpt, "%s/model.h5", out) ||
+        xlmc_path(cfg_path, sizeof cfg_path, "%s/config.ini", out)) {
+        free(ini);
+        return 1;
+    }
     struct model m;
     struct safetensors st;
     struct tokenizer *tok = NULL;
@@ -322,8 +326,8 @@ int cmd_import_hf(int argc, char **argv) {
                    tokenizer_vocab_size(tok), cfg.model.vocab_size);
         goto out_files;
     }
-    model_sync_weights(&m);
-    if (ckpt_save(ckpt, &m, NULL, NULL, tokenizer_vocab_hash(tok)) || write_text(cfg_path, ini))
+    if (model_sync_weights(&m) || ckpt_save(ckpt, &m, NULL, NULL, tokenizer_vocab_hash(tok)) ||
+        write_text(cfg_path, ini))
         goto out_files;
     if (synthesized)
         printf("note: %s has no %s: the counts in %s and %s are synthesized (only their order "
@@ -397,10 +401,10 @@ static int export_config(const char *dir, const struct model_config *mc) {
     json_object_set_new(c, "tie_word_embeddings", json_true());
     json_object_set_new(c, "lang2id", json_deep_copy(l2i));
     json_object_set_new(c, "id2lang", json_deep_copy(i2l));
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int rc = json_dump_file(c, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    char path[XLMC_PATH_MAX] = "", tmp[XLMC_PATH_MAX] = "";
+    int rc = xlmc_path(path, sizeof path, "%s/config.json", dir) ||
+             xlmc_path(tmp, sizeof tmp, "%s.tmp", path);
+    if (!rc) rc = json_dump_file(c, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(c);
     if (rc || rename(tmp, path)) {
         unlink(tmp);
@@ -416,9 +420,9 @@ static int export_config(const char *dir, const struct model_config *mc) {
     json_object_set_new(t, "model_max_length", json_integer(mc->max_positions));
     json_object_set_new(t, "lang2id", l2i);
     json_object_set_new(t, "id2lang", i2l);
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    rc = json_dump_file(t, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    rc = xlmc_path(path, sizeof path, "%s/tokenizer_config.json", dir) ||
+         xlmc_path(tmp, sizeof tmp, "%s.tmp", path);
+    if (!rc) rc = json_dump_file(t, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(t);
     if (rc || rename(tmp, path)) {
         unlink(tmp);
@@ -447,8 +451,8 @@ static int export_weights(const char *dir, const struct model *m) {
             n++;
         }
     }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    char path[XLMC_PATH_MAX];
+    if (!rc) rc = xlmc_path(path, sizeof path, "%s/model.safetensors", dir);
     if (!rc) rc = st_write(path, t, n);
     free(t);
     free(names);
@@ -466,9 +470,10 @@ int cmd_export_hf(int argc, char **argv) {
         return xlmc_error("%s: ffn_dim = %d but transformers' XLM fixes it to 4 * dim = %d", ckpt,
                           cfg.model.ffn_dim, 4 * cfg.model.dim),
                1;
-    char codes[4096], vocab[4096];
-    snprintf(codes, sizeof codes, "%s/codes", vdir);
-    snprintf(vocab, sizeof vocab, "%s/vocab", vdir);
+    char codes[XLMC_PATH_MAX], vocab[XLMC_PATH_MAX];
+    if (xlmc_path(codes, sizeof codes, "%s/codes", vdir) ||
+        xlmc_path(vocab, sizeof vocab, "%s/vocab", vdir))
+        return 1;
     struct tokenizer *tok = tokenizer_load(codes, vocab);
     if (!tok) return 1;
     int rc = 1;

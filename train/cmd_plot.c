@@ -1,5 +1,7 @@
 /* cmd_plot.c — `xlmc plot R`: R/loss.png, train and valid loss against tokens, drawn by
  * gnuplot from R/metrics.jsonl. */
+#include "train/commands.h"
+
 #include "core/util.h"
 
 #include <jansson.h>
@@ -57,12 +59,14 @@ int cmd_plot(int argc, char **argv) {
         return 2;
     }
     const char *run = argv[1];
-    char metrics[4200], tdat[4200], vdat[4200], png[4200], tmp_png[4300];
-    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", run);
-    snprintf(tdat, sizeof tdat, "%s/.plot-train.dat", run);
-    snprintf(vdat, sizeof vdat, "%s/.plot-valid.dat", run);
-    snprintf(png, sizeof png, "%s/loss.png", run);
-    snprintf(tmp_png, sizeof tmp_png, "%s/.loss.png.tmp", run);
+    char metrics[XLMC_PATH_MAX], tdat[XLMC_PATH_MAX], vdat[XLMC_PATH_MAX], png[XLMC_PATH_MAX];
+    char tmp_png[XLMC_PATH_MAX];
+    if (xlmc_path(metrics, sizeof metrics, "%s/metrics.jsonl", run) ||
+        xlmc_path(tdat, sizeof tdat, "%s/.plot-train.dat", run) ||
+        xlmc_path(vdat, sizeof vdat, "%s/.plot-valid.dat", run) ||
+        xlmc_path(png, sizeof png, "%s/loss.png", run) ||
+        xlmc_path(tmp_png, sizeof tmp_png, "%s/.loss.png.tmp", run))
+        return 1;
     if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
         xlmc_error("plot: gnuplot is not installed (apt-get install gnuplot-nox)");
         return 1;

@@ -3,6 +3,8 @@
  *
  * prep is all or nothing: every rank writes its shards under temporary names and renames them
  * when complete, and if any rank fails, every rank deletes the shards it wrote. */
+#include "train/commands.h"
+
 #include "core/comm.h"
 #include "core/config.h"
 #include "core/util.h"
@@ -10,6 +12,7 @@
 #include "data/tokenizer.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <mpi.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -50,7 +53,6 @@ static int prep_parse(int argc, char **argv, struct prep_args *a) {
     a->inputs = xcalloc((size_t)argc, sizeof *a->inputs);
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
-        char *end = NULL;
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
             prep_usage(stdout);
             return 1;
@@ -66,14 +68,13 @@ static int prep_parse(int argc, char **argv, struct prep_args *a) {
         } else if (i + 1 < argc && !strcmp(o, "--out")) {
             a->out = argv[++i];
         } else if (i + 1 < argc && !strcmp(o, "--valid-every")) {
-            a->valid_every = strtol(argv[++i], &end, 10);
-            if (*end || a->valid_every < 0 || a->valid_every == 1 || a->valid_every == 2) {
+            if (xlmc_parse_long(argv[++i], 0, LONG_MAX, &a->valid_every) || a->valid_every == 1 ||
+                a->valid_every == 2) {
                 xlmc_error("prep: --valid-every %s: give 0 or a number >= 3", argv[i]);
                 return 2;
             }
         } else if (i + 1 < argc && !strcmp(o, "--shard-tokens")) {
-            a->shard_tokens = strtol(argv[++i], &end, 10);
-            if (*end || a->shard_tokens < 1) {
+            if (xlmc_parse_long(argv[++i], 1, LONG_MAX, &a->shard_tokens)) {
                 xlmc_error("prep: --shard-tokens %s: give a positive number", argv[i]);
                 return 2;
             }
@@ -195,9 +196,9 @@ static int prep_file(struct prep *p, const char *path) {
 
 /* Copy src to dir/name (via a temporary name) unless an identical copy is there. */
 static int copy_file(const char *src, const char *dir, const char *name) {
-    char dst[4200], tmp[4210];
-    snprintf(dst, sizeof dst, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", dst);
+    char dst[XLMC_PATH_MAX], tmp[XLMC_PATH_MAX];
+    if (xlmc_path(dst, sizeof dst, "%s/%s", dir, name) || xlmc_path(tmp, sizeof tmp, "%s.tmp", dst))
+        return -1;
     FILE *in = fopen(src, "rb"), *out = in ? fopen(tmp, "wb") : NULL;
     int rc = 0;
     if (!in) return xlmc_error("prep: cannot open %s: %s", src, strerror(errno));
@@ -235,9 +236,10 @@ static int mkdir_p(const char *dir) {
 /* Rank 0: the directory may already hold a dictionary (the other language's prep): it must be
  * ours; and it must not hold shards of this language already (they would be mixed in). */
 static int prep_check_out(const struct prep_args *a, const struct tokenizer *tok) {
-    char vocab[4200], codes[4200];
-    snprintf(vocab, sizeof vocab, "%s/vocab", a->out);
-    snprintf(codes, sizeof codes, "%s/codes", a->out);
+    char vocab[XLMC_PATH_MAX], codes[XLMC_PATH_MAX];
+    if (xlmc_path(vocab, sizeof vocab, "%s/vocab", a->out) ||
+        xlmc_path(codes, sizeof codes, "%s/codes", a->out))
+        return -1;
     FILE *f = fopen(vocab, "rb");
     if (f) {
         fclose(f);
@@ -367,9 +369,10 @@ int cmd_data_info(int argc, char **argv) {
     const char *dir = argv[1];
     uint64_t hash = 0, codes = 0;
     /* The directory's dictionary (written by prep) is the reference: a foreign shard is named. */
-    char vpath[4200], cpath[4200];
-    snprintf(vpath, sizeof vpath, "%s/vocab", dir);
-    snprintf(cpath, sizeof cpath, "%s/codes", dir);
+    char vpath[XLMC_PATH_MAX], cpath[XLMC_PATH_MAX];
+    if (xlmc_path(vpath, sizeof vpath, "%s/vocab", dir) ||
+        xlmc_path(cpath, sizeof cpath, "%s/codes", dir))
+        return 1;
     FILE *vf = fopen(vpath, "rb");
     if (vf) {
         fclose(vf);

@@ -2,8 +2,12 @@
  * against the CPU reference, in fp32 and fp16 storage, and one fp16 training step of a tiny
  * model (train/selftest_step.c). Without a usable GPU, `--device cuda`
  * says why and exits 77 (the "skipped" status of ctest and automake). */
-#include "train/selftest.h"
+#include "train/commands.h"
 
+#include "train/selftest.h"
+#include "core/util.h"
+
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,9 +44,15 @@ int cmd_selftest(int argc, char **argv)
         } else if (val && !strcmp(a, "--precision")) {
             precision = argv[++i];
         } else if (val && !strcmp(a, "--gpu")) {
-            gpu = atoi(argv[++i]);
+            if (xlmc_parse_int(argv[++i], 0, INT_MAX, &gpu)) {
+                fprintf(stderr, "xlmc selftest: error: --gpu %s: not a device number\n", val);
+                return 2;
+            }
         } else if (val && !strcmp(a, "--seed")) {
-            seed = strtoull(argv[++i], NULL, 10);
+            if (xlmc_parse_u64(argv[++i], &seed)) {
+                fprintf(stderr, "xlmc selftest: error: --seed %s: not a whole number\n", val);
+                return 2;
+            }
         } else {
             fprintf(stderr, "xlmc selftest: error: unknown or incomplete option '%s'\n", a);
             selftest_usage(stderr);

@@ -4,6 +4,8 @@
  * Every rank runs the same loop; ranks differ only in the blocks of each global step they
  * compute (data/loader.h) and in who writes files (rank 0). Decisions that end or branch the
  * loop (stop requested, overflow) are agreed by a reduction so no rank waits alone. */
+#include "train/commands.h"
+
 #include "core/checkpoint.h"
 #include "core/comm.h"
 #include "core/trainer.h"
@@ -14,12 +16,14 @@
 #include "train/train_run.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <mpi.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static volatile sig_atomic_t stop_signal;
 
@@ -27,12 +31,16 @@ static void on_stop_signal(int sig) {
     stop_signal = sig;
 }
 
-/* Test hook: XLMC_TEST_SIGNAL_AT_STEP=N makes rank 0 send itself SIGUSR1 after step N, so
- * that tests stop a run at an exact step through the real signal path (only rank 0 gets it:
- * the others learn it from the agreement reduction). -1 when unset. */
-static long signal_at_step(void) {
-    const char *s = getenv("XLMC_TEST_SIGNAL_AT_STEP");
-    return s && *s ? atol(s) : -1;
+/* --debug-pause-checkpoint: the checkpoint of that step stops half written (weights, no
+ * moments) for a minute, so that a test's `kill -9` lands inside the write. */
+static void pause_midwrite(void *ctx, long step) {
+    const struct train_args *a = ctx;
+    if (step != a->pause_ckpt_step) return;
+    fprintf(stderr,
+            "xlmc: checkpoint of step %ld half written, pausing 60 s "
+            "(--debug-pause-checkpoint)\n",
+            step);
+    sleep(60);
 }
 
 static void usage(FILE *f) {
@@ -56,6 +64,11 @@ static void usage(FILE *f) {
             "                    learning-rate schedule still follows train.max_steps\n"
             "  --log-ranks       every rank also logs to R/logs/rank-K.log\n"
             "\n"
+            "debugging (the test suite uses these to cut a run at an exact point):\n"
+            "  --debug-signal-at N         rank 0 sends itself SIGUSR1 after step N (the\n"
+            "                              real stop path: the other ranks learn it by agreement)\n"
+            "  --debug-pause-checkpoint N  the step-N checkpoint pauses 60 s half written\n"
+            "\n"
             "exit status: 0 trained to max_steps (final checkpoint written); 1 error;\n"
             "  2 usage; %d stopped by SIGUSR1 or SIGTERM after writing a checkpoint:\n"
             "  \"checkpointed, please requeue\" — run the same command again to continue.\n"
@@ -72,12 +85,15 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
         {"init-from", required_argument, 0, 'i'},
         {"max-steps", required_argument, 0, 'm'},
         {"log-ranks", no_argument, 0, 'l'},
+        {"debug-signal-at", required_argument, 0, 'S'},
+        {"debug-pause-checkpoint", required_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     memset(a, 0, sizeof *a);
     a->device = "cpu";
     a->max_steps = -1;
+    a->signal_at_step = a->pause_ckpt_step = -1;
     optind = 1;
     int opt;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -97,18 +113,25 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
         case 'i':
             a->init_from = optarg;
             break;
-        case 'm': {
-            char *end;
-            a->max_steps = strtol(optarg, &end, 10);
-            if (*end || a->max_steps < 0) {
-                xlmc_error("--max-steps %s: not a non-negative integer", optarg);
+        case 'm':
+            if (xlmc_parse_long(optarg, 0, LONG_MAX, &a->max_steps)) {
+                xlmc_error("--max-steps %s: not an integer from 0 to %ld", optarg, LONG_MAX);
+                return 2;
+            }
+            break;
+        case 'l':
+            a->log_ranks = 1;
+            break;
+        case 'S':
+        case 'P': {
+            long *dst = opt == 'S' ? &a->signal_at_step : &a->pause_ckpt_step;
+            if (xlmc_parse_long(optarg, 0, LONG_MAX, dst)) {
+                xlmc_error("--%s %s: not a non-negative integer",
+                           opt == 'S' ? "debug-signal-at" : "debug-pause-checkpoint", optarg);
                 return 2;
             }
             break;
         }
-        case 'l':
-            a->log_ranks = 1;
-            break;
         case 'h':
             usage(stdout);
             return 1;
@@ -225,7 +248,7 @@ static int train_loop(struct train_run *r) {
             break;
         }
         tokens_since += st.tokens;
-        if (r->comm->rank == 0 && r->t.step == signal_at_step()) raise(SIGUSR1);
+        if (r->comm->rank == 0 && r->t.step == r->args.signal_at_step) raise(SIGUSR1);
         if (r->ranklog) {
             fprintf(r->ranklog, "step %ld blocks %d loss %.9g skipped %d t %.3f\n", r->t.step, n,
                     st.loss, st.skipped, now_seconds() - r->t_start);
@@ -300,8 +323,10 @@ int cmd_train(int argc, char **argv) {
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
+    if (r->args.pause_ckpt_step >= 0) ckpt_set_midwrite_hook(pause_midwrite, &r->args);
     rc = train_run_setup(r);
     if (!rc) rc = train_loop(r);
+    ckpt_set_midwrite_hook(NULL, NULL);
     int status = rc == XLMC_EXIT_REQUEUE ? XLMC_EXIT_REQUEUE : rc ? 1 : 0;
     /* A failure on some ranks only would leave the others in a collective: end the job. */
     if (status == 1 && r->comm->world > 1) r->comm->abort(r->comm, 1);

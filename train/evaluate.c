@@ -72,7 +72,10 @@ int evaluate(struct model *m, struct loader *l, struct comm *c, long max_windows
                 struct batch b;
                 long count = 0;
                 batch_from_windows(&buf, &b, win, langs, rows, T, 0);
-                model_forward(m, &b, 0, 0, 0, logits, &count);
+                if (model_forward(m, &b, 0, 0, 0, logits, &count) < 0) {
+                    rc = -1;
+                    break;
+                }
                 score_logits(logits, b.targets, (long)rows * T, V, &out->lang[lang]);
                 rows = 0;
             }

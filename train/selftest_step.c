@@ -38,11 +38,10 @@ struct step_run {
     int ready;
 };
 
-static int step_start(struct step_run *r, const struct xlmc_config *cfg, const struct ops *ops)
-{
+static int step_start(struct step_run *r, const struct xlmc_config *cfg, const struct ops *ops) {
     memset(r, 0, sizeof *r);
     if (model_create(&r->m, cfg, ops) != 0) return -1;
-    model_init_weights(&r->m, 7);
+    if (model_init_weights(&r->m, 7) != 0) return -1;
     r->comm = comm_local_create();
     if (trainer_init(&r->t, &r->m, r->comm) != 0) return -1;
     r->ready = 1;
@@ -51,8 +50,7 @@ static int step_start(struct step_run *r, const struct xlmc_config *cfg, const s
     return r->grad && r->master ? 0 : -1;
 }
 
-static void step_end(struct step_run *r)
-{
+static void step_end(struct step_run *r) {
     if (r->ready) {
         trainer_free(&r->t);
         comm_destroy(r->comm);
@@ -65,13 +63,13 @@ static void step_end(struct step_run *r)
 /* 1 on failure: worst |a-b| over (atol + rtol |b|) above 1, or more than max_loose_frac of
  * the elements differ by more than `loose`. */
 static int step_compare(FILE *log, const char *what, const float *a, const float *b, size_t n,
-                        double atol, double rtol, double loose, double max_loose_frac)
-{
+                        double atol, double rtol, double loose, double max_loose_frac) {
     size_t worst = 0, n_loose = 0;
     double worst_ratio = 0.0;
     for (size_t i = 0; i < n; i++) {
         if (!isfinite(a[i]) || !isfinite(b[i])) {
-            fprintf(log, "FAIL train step %s: element %zu is %g, reference %g\n", what, i, a[i], b[i]);
+            fprintf(log, "FAIL train step %s: element %zu is %g, reference %g\n", what, i, a[i],
+                    b[i]);
             return 1;
         }
         double d = fabs((double)a[i] - b[i]), lim = atol + rtol * fabs((double)b[i]);
@@ -82,14 +80,30 @@ static int step_compare(FILE *log, const char *what, const float *a, const float
         n_loose += d > loose;
     }
     int bad = worst_ratio > 1.0 || (double)n_loose > max_loose_frac * (double)n;
-    fprintf(log, "%s train step %-8s worst element %zu: %.6g vs %.6g (%.0f%% of tolerance); "
-                 "%zu of %zu differ by more than %g\n", bad ? "FAIL" : "ok  ", what, worst,
-            a[worst], b[worst], 100 * worst_ratio, n_loose, n, loose);
+    fprintf(log,
+            "%s train step %-8s worst element %zu: %.6g vs %.6g (%.0f%% of tolerance); "
+            "%zu of %zu differ by more than %g\n",
+            bad ? "FAIL" : "ok  ", what, worst, a[worst], b[worst], 100 * worst_ratio, n_loose, n,
+            loose);
     return bad;
 }
 
-int selftest_train_step(const struct ops *ref, const struct ops *dev, FILE *log)
-{
+/* trainer.grad_summed hooks (ctx: the step_run): keep the summed gradient for comparison;
+ * put an inf into it, as an fp16 overflow would. */
+static int copy_grad(void *ctx, struct trainer *t) {
+    struct step_run *r = ctx;
+    r->m.ops->to_host(r->grad, t->grad_acc, r->m.num_params * sizeof(float));
+    return 0;
+}
+
+static int inject_inf(void *ctx, struct trainer *t) {
+    (void)ctx;
+    float inf = INFINITY;
+    t->m->ops->to_device(t->grad_acc + t->m->num_params / 3, &inf, sizeof inf);
+    return 0;
+}
+
+int selftest_train_step(const struct ops *ref, const struct ops *dev, FILE *log) {
     log = log ? log : stdout;
     struct xlmc_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -107,7 +121,7 @@ int selftest_train_step(const struct ops *ref, const struct ops *dev, FILE *log)
             targets[b * STEP_T + t] = t + 1 < lengths[b] ? ids[b * STEP_T + t + 1] : -1;
     struct batch batch = {STEP_B, STEP_T, ids, langs, lengths, targets, 0};
 
-    static struct step_run runs[2];   /* 0: reference, 1: under test */
+    static struct step_run runs[2]; /* 0: reference, 1: under test */
     int failures = 0;
     if (step_start(&runs[0], &cfg, ref) != 0 || step_start(&runs[1], &cfg, dev) != 0) {
         fprintf(log, "FAIL train step: could not set up the model on both backends\n");
@@ -115,51 +129,48 @@ int selftest_train_step(const struct ops *ref, const struct ops *dev, FILE *log)
         goto done;
     }
     size_t n = runs[0].m.num_params;
+    /* Each step stops at the summed gradient (copy_grad) before applying it, so the
+     * gradients are compared as they went into Adam. */
     for (int k = 0; k < 2; k++) {
         struct step_run *r = &runs[k];
-        if (trainer_accumulate(&r->t, &batch, 1) != 0) {
+        r->t.grad_summed = copy_grad;
+        r->t.grad_summed_ctx = r;
+        if (trainer_step(&r->t, &batch, 1, &r->st) != 0) {
             failures = 1;
             goto done;
         }
-        r->m.ops->to_host(r->grad, r->t.grad_acc, n * sizeof(float));
     }
     double gmax = 0;
-    for (size_t i = 0; i < n; i++) gmax = fmax(gmax, fabs(runs[0].grad[i]));
+    for (size_t i = 0; i < n; i++)
+        gmax = fmax(gmax, fabs(runs[0].grad[i]));
     failures += step_compare(log, "gradient", runs[1].grad, runs[0].grad, n, 2e-2 * gmax, 2e-2,
                              INFINITY, 1.0);
-    for (int k = 0; k < 2; k++)
-        if (trainer_apply(&runs[k].t, &runs[k].st) != 0) {
-            failures = 1;
-            goto done;
-        }
     int loss_bad = fabs(runs[0].st.loss - runs[1].st.loss) > 2e-3 * fabs(runs[0].st.loss) ||
                    runs[0].st.skipped || runs[1].st.skipped;
     fprintf(log, "%s train step loss     %.7f vs %.7f (reference), skipped %d/%d\n",
             loss_bad ? "FAIL" : "ok  ", runs[1].st.loss, runs[0].st.loss, runs[1].st.skipped,
             runs[0].st.skipped);
     failures += loss_bad;
-    failures += step_compare(log, "master", runs[1].m.master, runs[0].m.master, n,
-                             2 * cfg.train.lr, 0, cfg.train.lr / 10, 0.01);
+    failures += step_compare(log, "master", runs[1].m.master, runs[0].m.master, n, 2 * cfg.train.lr,
+                             0, cfg.train.lr / 10, 0.01);
 
     /* an inf in the summed gradient: both must skip, keep the weights, halve the scale */
     for (int k = 0; k < 2; k++) {
         struct step_run *r = &runs[k];
-        float scale_before = r->t.scaler.scale, inf = INFINITY;
+        float scale_before = r->t.scaler.scale;
         memcpy(r->master, r->m.master, n * sizeof(float));
-        if (trainer_accumulate(&r->t, &batch, 1) != 0) {
-            failures = 1;
-            goto done;
-        }
-        r->m.ops->to_device(r->t.grad_acc + n / 3, &inf, sizeof inf);
-        if (trainer_apply(&r->t, &r->st) != 0) {
+        r->t.grad_summed = inject_inf;
+        if (trainer_step(&r->t, &batch, 1, &r->st) != 0) {
             failures = 1;
             goto done;
         }
         int same = !memcmp(r->master, r->m.master, n * sizeof(float));
         int bad = !r->st.skipped || !same || r->t.scaler.scale != scale_before / 2;
-        fprintf(log, "%s train step overflow on %s: skipped %d, weights untouched %d, "
-                     "scale %g -> %g\n", bad ? "FAIL" : "ok  ", k ? dev->name : "reference",
-                r->st.skipped, same, scale_before, r->t.scaler.scale);
+        fprintf(log,
+                "%s train step overflow on %s: skipped %d, weights untouched %d, "
+                "scale %g -> %g\n",
+                bad ? "FAIL" : "ok  ", k ? dev->name : "reference", r->st.skipped, same,
+                scale_before, r->t.scaler.scale);
         failures += bad;
     }
     failures += runs[0].t.step != runs[1].t.step || runs[0].t.skipped != runs[1].t.skipped;

@@ -1,6 +1,6 @@
 /* session.h — setup shared by the train, eval and generate commands: the compute backend of
- * a device name, the vocabulary a data directory was prepared with, a model from a
- * checkpoint, and the one-line batch a loader window becomes. */
+ * a device name and a model from a checkpoint (session.c), the vocabulary a data directory
+ * was prepared with (data_vocab.c); batches from loader windows are train/batch.h. */
 #ifndef XLMC_SESSION_H
 #define XLMC_SESSION_H
 
@@ -8,6 +8,7 @@
 #include "core/config.h"
 #include "core/model.h"
 #include "data/loader.h"
+#include "train/batch.h"
 
 #include <stdint.h>
 
@@ -27,17 +28,6 @@ int session_data_vocab(const char *dir, int *vocab_size, uint64_t *vocab_hash);
  * vocab_hash (may be NULL) receives the checkpoint's dictionary hash. 0 or -1. */
 int session_model_from_ckpt(const char *ckpt, const struct ops *ops, struct model *m,
                             uint64_t *vocab_hash);
-
-/* Buffers of one batch of B rows x T positions built from loader windows. */
-struct batch_buf {
-    int32_t *ids, *targets, *langs, *lengths; /* (B,T) (B,T) (B,T) (B) */
-    int cap_rows, T;
-};
-/* Turn `rows` windows (rows, T+1) with a language per row into a batch: ids = window[0..T-1],
- * targets = window[1..T], every position counted. b points into buf. */
-void batch_from_windows(struct batch_buf *buf, struct batch *b, const int32_t *windows,
-                        const int32_t *langs, int rows, int T, uint32_t row0);
-void batch_buf_free(struct batch_buf *buf);
 
 /* mkdir -p of one level; 0 or -1 (printed). */
 int session_mkdir(const char *path);

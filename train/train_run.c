@@ -210,8 +210,7 @@ int train_run_setup(struct train_run *r) {
     if (setup_comm(r)) return -1;
     if (model_create(&r->m, &r->cfg, r->ops)) return -1;
     r->have_model = 1;
-    model_init_weights(&r->m, r->cfg.train.seed);
-    model_sync_weights(&r->m);
+    if (model_init_weights(&r->m, r->cfg.train.seed)) return -1;
     if (trainer_init(&r->t, &r->m, r->dev_comm)) return -1;
     r->have_trainer = 1;
     struct loader_state ls;

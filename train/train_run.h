@@ -17,6 +17,9 @@ struct train_args {
     long max_steps; /* stop after this step; -1: train.max_steps (the schedule always
                      * follows train.max_steps, so a run cut short continues exactly) */
     int log_ranks;
+    /* debugging knobs (listed by --help; the test suite uses them); -1: off */
+    long signal_at_step;  /* rank 0 raises SIGUSR1 after this step */
+    long pause_ckpt_step; /* the checkpoint of this step pauses 60 s half written */
 };
 
 struct train_run {

@@ -2,7 +2,7 @@
 #include "kernels/cpu/cpu.h"
 
 /* grad (n) *= inv_scale; 1 if any result is inf or NaN */
-CPU_HOT int cpu_unscale_check(float *grad, size_t n, float inv_scale) {
+CPU_HOT int cpu_unscale_check(const struct cpu_ctx *ctx, float *grad, size_t n, float inv_scale) {
     int bad = 0;
 #pragma omp parallel for schedule(static) reduction(| : bad) if ((long)n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
@@ -14,7 +14,7 @@ CPU_HOT int cpu_unscale_check(float *grad, size_t n, float inv_scale) {
 
 /* sum of grad^2 in fp64. Static schedule and the reduction's fixed combine order make the
  * result depend only on the thread count. */
-CPU_HOT double cpu_norm_squared(const float *grad, size_t n) {
+CPU_HOT double cpu_norm_squared(const struct cpu_ctx *ctx, const float *grad, size_t n) {
     double s = 0.0;
 #pragma omp parallel for simd schedule(static) reduction(+ : s) if ((long)n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++)
@@ -25,9 +25,11 @@ CPU_HOT double cpu_norm_squared(const float *grad, size_t n) {
 /* torch.optim.Adam/AdamW's arithmetic: decoupled decay p *= 1 - lr*wd (where the mask says),
  * m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2,
  * p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). */
-CPU_HOT void cpu_adam_update(int h, float *master, void *copy_, const float *grad, float *m,
-                             float *v, size_t n, float lr, float beta1, float beta2, float eps,
-                             float wd, float grad_scale, int t, const uint8_t *decay_mask) {
+CPU_HOT void cpu_adam_update(const struct cpu_ctx *ctx, float *master, void *copy_,
+                             const float *grad, float *m, float *v, size_t n, float lr, float beta1,
+                             float beta2, float eps, float wd, float grad_scale, int t,
+                             const uint8_t *decay_mask) {
+    const int h = ctx->round_half;
     float *copy = copy_;
     double bc1 = 1.0 - pow((double)beta1, (double)t), bc2 = 1.0 - pow((double)beta2, (double)t);
     float step_size = (float)((double)lr / bc1), bc2_sqrt = (float)sqrt(bc2);
@@ -42,6 +44,6 @@ CPU_HOT void cpu_adam_update(int h, float *master, void *copy_, const float *gra
         v[i] = vi;
         p -= step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
         master[i] = p;
-        if (copy) copy[i] = st(p, h);
+        if (copy) copy[i] = stored(p, h);
     }
 }

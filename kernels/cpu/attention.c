@@ -8,7 +8,6 @@
  * OpenMP thread takes whole (b,h) pairs and runs their products as single-threaded sgemm
  * calls on causal tiles (ATT_TILE below). */
 #include "kernels/cpu/cpu.h"
-#include "core/util.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -109,9 +108,10 @@ CPU_INLINE void probs_tile(float *a, float *lse, const float *qh, const float *k
     }
 }
 
-CPU_HOT void cpu_attention_forward(int h, void *out_, float *lse, const void *q_, const void *k_,
-                                   const void *v_, int B, int T, int C, int NH, float p,
-                                   const struct dropout_key *key) {
+CPU_HOT void cpu_attention_forward(const struct cpu_ctx *ctx, void *out_, float *lse,
+                                   const void *q_, const void *k_, const void *v_, int B, int T,
+                                   int C, int NH, float p, const struct dropout_key *key) {
+    const int h = ctx->round_half;
     float *out = out_;
     const float *q = q_, *k = k_, *v = v_;
     int HS = C / NH;
@@ -121,10 +121,10 @@ CPU_HOT void cpu_attention_forward(int h, void *out_, float *lse, const void *q_
     size_t TT = (size_t)T * T;
     int nth = omp_get_max_threads();
     /* per thread, the (T,T) probabilities and post-dropout probabilities of the (b,h) at hand */
-    /* ops have no error path: xmalloc reports the size and exits if this fails */
-    float *a_all = xmalloc((size_t)nth * TT * sizeof(float));
-    float *pd_all = p > 0.0f ? xmalloc((size_t)nth * TT * sizeof(float)) : NULL;
-    float *kt_all = xmalloc((size_t)nth * T * HS * sizeof(float));
+    /* ops have no error path: cpu_xmalloc reports the size and aborts if this fails */
+    float *a_all = cpu_xmalloc((size_t)nth * TT * sizeof(float));
+    float *pd_all = p > 0.0f ? cpu_xmalloc((size_t)nth * TT * sizeof(float)) : NULL;
+    float *kt_all = cpu_xmalloc((size_t)nth * T * HS * sizeof(float));
 #pragma omp parallel for schedule(static) if ((long)B * NH * T * T * HS > CPU_PAR_MIN)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, hd = bh % NH;
@@ -161,10 +161,11 @@ CPU_HOT void cpu_attention_forward(int h, void *out_, float *lse, const void *q_
  * buffers; only dq, dk, dv are storage. Every product is tiled as in the forward: row tiles for
  * dv, dP' and dq (keys up to the tile's last row), column tiles for dk (queries from the
  * tile's first row). */
-CPU_HOT void cpu_attention_backward(int h, void *dq_, void *dk_, void *dv_, const void *dout_,
-                                    const void *out_, const float *lse, const void *q_,
-                                    const void *k_, const void *v_, int B, int T, int C, int NH,
-                                    float p, const struct dropout_key *key) {
+CPU_HOT void cpu_attention_backward(const struct cpu_ctx *ctx, void *dq_, void *dk_, void *dv_,
+                                    const void *dout_, const void *out_, const float *lse,
+                                    const void *q_, const void *k_, const void *v_, int B, int T,
+                                    int C, int NH, float p, const struct dropout_key *key) {
+    const int h = ctx->round_half;
     float *dq = dq_, *dk = dk_, *dv = dv_;
     const float *dout = dout_, *q = q_, *k = k_, *v = v_;
     (void)out_;
@@ -175,12 +176,12 @@ CPU_HOT void cpu_attention_backward(int h, void *dq_, void *dk_, void *dv_, cons
     float keep_scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
     size_t TT = (size_t)T * T;
     int nth = omp_get_max_threads();
-    /* ops have no error path: xmalloc reports the size and exits if this fails */
-    float *a_all = xmalloc((size_t)nth * TT * sizeof(float));
-    float *ds_all = xmalloc((size_t)nth * TT * sizeof(float));
-    float *pd_all = p > 0.0f ? xmalloc((size_t)nth * TT * sizeof(float)) : NULL;
-    float *kt_all = xmalloc((size_t)nth * T * HS * sizeof(float));
-    float *vt_all = xmalloc((size_t)nth * T * HS * sizeof(float));
+    /* ops have no error path: cpu_xmalloc reports the size and aborts if this fails */
+    float *a_all = cpu_xmalloc((size_t)nth * TT * sizeof(float));
+    float *ds_all = cpu_xmalloc((size_t)nth * TT * sizeof(float));
+    float *pd_all = p > 0.0f ? cpu_xmalloc((size_t)nth * TT * sizeof(float)) : NULL;
+    float *kt_all = cpu_xmalloc((size_t)nth * T * HS * sizeof(float));
+    float *vt_all = cpu_xmalloc((size_t)nth * T * HS * sizeof(float));
 #pragma omp parallel for schedule(static) if ((long)B * NH * T * T * HS > CPU_PAR_MIN)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, hd = bh % NH, th = omp_get_thread_num();

@@ -1,7 +1,6 @@
 /* classifier.c — softmax cross-entropy over the vocabulary, fused with the output bias and
  * the logits' gradient. */
 #include "kernels/cpu/cpu.h"
-#include "core/util.h"
 
 #include <float.h>
 #include <omp.h>
@@ -19,7 +18,7 @@ CPU_INLINE float classifier_row(int h, float *l, const float *bias, int t, int V
     if (bias) {
 #pragma omp simd
         for (int i = 0; i < V; i++)
-            l[i] = st(l[i] + bias[i], h);
+            l[i] = stored(l[i] + bias[i], h);
     }
     float mx = row_max(l, V);
     float lt = l[t];
@@ -45,18 +44,20 @@ CPU_INLINE float classifier_row(int h, float *l, const float *bias, int t, int V
         for (int i = 0; i < V; i++)
             l[i] *= s;
     }
-    l[t] = st(dscale * (float)((double)et / sum - 1.0), h);
+    l[t] = stored(dscale * (float)((double)et / sum - 1.0), h);
     return (float)(log(sum) + (double)mx - (double)lt);
 }
 
 /* losses (N); logits (N,V), bias (V) or NULL, dbias (V) or NULL: see ops.h */
-CPU_HOT void cpu_classifier(int h, float *losses, void *logits_, const void *bias_, void *dbias_,
-                            const int32_t *targets, int N, int V, float dscale) {
+CPU_HOT void cpu_classifier(const struct cpu_ctx *ctx, float *losses, void *logits_,
+                            const void *bias_, void *dbias_, const int32_t *targets, int N, int V,
+                            float dscale) {
+    const int h = ctx->round_half;
     float *logits = logits_, *dbias = dscale != 0.0f ? dbias_ : NULL;
     const float *bias = bias_;
     int blocks = (N + CLS_BLOCK - 1) / CLS_BLOCK;
-    /* ops have no error path: xmalloc reports the size and exits if this fails */
-    float *partial = dbias && blocks ? xmalloc((size_t)blocks * V * sizeof(float)) : NULL;
+    /* ops have no error path: cpu_xmalloc reports the size and aborts if this fails */
+    float *partial = dbias && blocks ? cpu_xmalloc((size_t)blocks * V * sizeof(float)) : NULL;
 #pragma omp parallel for schedule(static) if ((long)N * V > CPU_PAR_MIN)
     for (int blk = 0; blk < blocks; blk++) {
         float *part = partial ? partial + (size_t)blk * V : NULL;
@@ -71,7 +72,7 @@ CPU_HOT void cpu_classifier(int h, float *losses, void *logits_, const void *bia
                     memset(l, 0, (size_t)V * sizeof(float));
                 else if (bias)
                     for (int i = 0; i < V; i++)
-                        l[i] = st(l[i] + bias[i], h);
+                        l[i] = stored(l[i] + bias[i], h);
                 continue;
             }
             losses[n] = classifier_row(h, l, bias, t, V, dscale);
@@ -88,7 +89,7 @@ CPU_HOT void cpu_classifier(int h, float *losses, void *logits_, const void *bia
         float s = 0.0f;
         for (int blk = 0; blk < blocks; blk++)
             s += partial[(size_t)blk * V + i];
-        dbias[i] = st(dbias[i] + s, h);
+        dbias[i] = stored(dbias[i] + s, h);
     }
     free(partial);
 }

@@ -4,7 +4,8 @@
  * The CPU backend stores float in both precisions. In fp16 precision every value written to a
  * storage tensor is rounded to the nearest IEEE binary16 value (round to nearest even,
  * subnormals kept, overflow to inf), so the CPU computes what a GPU that stores __half would
- * see. Each op is written once with an `h` flag (1 = round storage writes) and wrapped twice. */
+ * see. Each op is written once, told by its struct cpu_ctx whether to round; inside, the flag
+ * is `h` and stored(x, h) is what a storage write keeps. */
 #ifndef XLMC_KERNELS_CPU_H
 #define XLMC_KERNELS_CPU_H
 
@@ -88,7 +89,7 @@ static inline float half_round(float x) {
 }
 
 /* What a storage write stores: x itself (fp32) or x rounded to half (fp16). */
-static inline float st(float x, int h) {
+static inline float stored(float x, int h) {
     return h ? half_round(x) : x;
 }
 
@@ -318,7 +319,7 @@ CPU_INLINE void dropout_block64(float *x, uint64_t e, uint32_t row, const struct
                       (uint32_t)key->seed, (uint32_t)(key->seed >> 32), u);
     /* the select through bit masks: a float ?: stops the vectorizer */
     for (int j = 0; j < 64; j++) {
-        float v = st(x[j] * keep_scale, h);
+        float v = stored(x[j] * keep_scale, h);
         uint32_t bits, keep = -(uint32_t)(u[j] >= thr);
         memcpy(&bits, &v, sizeof bits);
         bits &= keep;
@@ -347,12 +348,12 @@ CPU_INLINE void dropout_span(float *x, int len, uint64_t e0, uint32_t row,
             philox4x32_10_x4((uint32_t)(e >> 2), row, c2, c3, k0, k1, u);
             for (int g = 0; g < 4; g++)
                 for (int w = 0; w < 4; w++, i++)
-                    x[i] = u[w][g] >= thr ? st(x[i] * keep_scale, h) : 0.0f;
+                    x[i] = u[w][g] >= thr ? stored(x[i] * keep_scale, h) : 0.0f;
             continue;
         }
         struct philox4 r = philox4x32_10((uint32_t)(e >> 2), row, c2, c3, k0, k1);
         for (int j = (int)(e & 3); j < 4 && i < len; j++, i++)
-            x[i] = r.v[j] >= thr ? st(x[i] * keep_scale, h) : 0.0f;
+            x[i] = r.v[j] >= thr ? stored(x[i] * keep_scale, h) : 0.0f;
     }
 }
 
@@ -373,40 +374,26 @@ CPU_INLINE void dropout_span_padded(float *x, int len, int cap, uint64_t e0, uin
 /* Round n storage elements in place when h. */
 void cpu_round_storage(float *x, size_t n, int h);
 
-/* Every op, with h as the first argument; ops_cpu.c binds h = 0 and h = 1. */
-void cpu_embed_forward(int h, void *out, const int32_t *ids, const int32_t *langs, const void *wte,
-                       const void *wpe, const void *wlang, int B, int T, int C);
-void cpu_embed_backward(int h, void *dwte, void *dwpe, void *dwlang, const void *dout,
-                        const int32_t *ids, const int32_t *langs, int B, int T, int C, int V,
-                        int NL);
-void cpu_layernorm_forward(int h, void *out, float *mean, float *rstd, const void *inp,
-                           const void *w, const void *b, int N, int C, float eps);
-void cpu_layernorm_backward(int h, void *dinp, void *dw, void *db, const void *dout,
-                            const void *inp, const void *w, const float *mean, const float *rstd,
-                            int N, int C);
-void cpu_matmul_forward(int h, void *out, const void *inp, const void *w, const void *b, int N,
-                        int C, int OC);
-void cpu_matmul_backward(int h, void *dinp, void *dw, void *db, const void *dout, const void *inp,
-                         const void *w, int N, int C, int OC);
-void cpu_attention_forward(int h, void *out, float *lse, const void *q, const void *k,
-                           const void *v, int B, int T, int C, int NH, float p,
-                           const struct dropout_key *key);
-void cpu_attention_backward(int h, void *dq, void *dk, void *dv, const void *dout, const void *out,
-                            const float *lse, const void *q, const void *k, const void *v, int B,
-                            int T, int C, int NH, float p, const struct dropout_key *key);
-void cpu_gelu_forward(int h, void *out, const void *inp, size_t n);
-void cpu_gelu_backward(int h, void *dinp, const void *inp, const void *dout, size_t n);
-void cpu_residual_forward(int h, void *out, const void *a, const void *b, size_t n);
-void cpu_dropout(int h, void *x, int B, int T, int C, float p, const struct dropout_key *key);
-void cpu_dropout_residual(int h, void *out, const void *res, const void *x, int B, int T, int C,
-                          float p, const struct dropout_key *key);
-void cpu_mask_padding(int h, void *x, const int32_t *lengths, int B, int T, int C);
-void cpu_classifier(int h, float *losses, void *logits, const void *bias, void *dbias,
-                    const int32_t *targets, int N, int V, float dscale);
-void cpu_adam_update(int h, float *master, void *copy, const float *grad, float *m, float *v,
-                     size_t n, float lr, float beta1, float beta2, float eps, float wd,
-                     float grad_scale, int t, const uint8_t *decay_mask);
-int cpu_unscale_check(float *grad, size_t n, float inv_scale);
-double cpu_norm_squared(const float *grad, size_t n);
+/* What a CPU op is told besides its arguments: the table it was called through. */
+struct cpu_ctx {
+    int round_half; /* fp16 precision: every storage write is rounded to binary16 */
+};
+
+/* Every op of kernels/ops.h's OPS_LIST as cpu_<name>(ctx, arguments...), defined in the file
+ * of its area (embed.c, layernorm.c, ...); ops_cpu.c binds the fp32 and fp16 contexts. */
+#define CPU_DECLARE(name, params, args)                                                            \
+    void cpu_##name(const struct cpu_ctx *ctx, OPS_UNPAREN params);
+#define CPU_DECLARE_R(type, name, params, args)                                                    \
+    type cpu_##name(const struct cpu_ctx *ctx, OPS_UNPAREN params);
+OPS_LIST(CPU_DECLARE, CPU_DECLARE_R)
+#undef CPU_DECLARE
+#undef CPU_DECLARE_R
+
+/* Round n storage elements in place when h. */
+void cpu_round_storage(float *x, size_t n, int h);
+
+/* Host memory for an op's scratch (ops have no error path: on failure this prints the size
+ * and aborts). */
+void *cpu_xmalloc(size_t bytes);
 
 #endif

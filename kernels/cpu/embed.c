@@ -1,13 +1,13 @@
 /* embed.c — word + position (+ language) embeddings and their deterministic backward. */
 #include "kernels/cpu/cpu.h"
-#include "core/util.h"
 
 #include <stdlib.h>
 
 /* out (B,T,C) = wte[ids] + wpe[t] + (wlang ? wlang[langs] : 0), summed in HF's order. */
-CPU_HOT void cpu_embed_forward(int h, void *out_, const int32_t *ids, const int32_t *langs,
-                               const void *wte_, const void *wpe_, const void *wlang_, int B, int T,
-                               int C) {
+CPU_HOT void cpu_embed_forward(const struct cpu_ctx *ctx, void *out_, const int32_t *ids,
+                               const int32_t *langs, const void *wte_, const void *wpe_,
+                               const void *wlang_, int B, int T, int C) {
+    const int h = ctx->round_half;
     float *out = out_;
     const float *wte = wte_, *wpe = wpe_, *wlang = wlang_;
     long N = (long)B * T;
@@ -18,10 +18,10 @@ CPU_HOT void cpu_embed_forward(int h, void *out_, const int32_t *ids, const int3
         if (wlang) {
             const float *l = wlang + (size_t)langs[n] * C;
             for (int c = 0; c < C; c++)
-                o[c] = st(e[c] + p[c] + l[c], h);
+                o[c] = stored(e[c] + p[c] + l[c], h);
         } else {
             for (int c = 0; c < C; c++)
-                o[c] = st(e[c] + p[c], h);
+                o[c] = stored(e[c] + p[c], h);
         }
     }
 }
@@ -36,20 +36,22 @@ CPU_HOT void cpu_embed_forward(int h, void *out_, const int32_t *ids, const int3
  * so the two give the same bits. A row gets one rounding however often its token occurs. */
 CPU_HOT static void embed_rows_backward(int h, float *dtable, const float *dout,
                                         const int32_t *index, long N, int C, int rows) {
-    long *start = xcalloc((size_t)rows + 1, sizeof(long));
-    long *order = xmalloc((size_t)(N ? N : 1) * sizeof(long));
+    /* ops have no error path: cpu_xmalloc reports the size and aborts if this fails */
+    long *start = cpu_xmalloc(((size_t)rows + 1) * sizeof(long));
+    memset(start, 0, ((size_t)rows + 1) * sizeof(long));
+    long *order = cpu_xmalloc((size_t)(N ? N : 1) * sizeof(long));
     for (long n = 0; n < N; n++)
         start[index[n] + 1]++;
     for (int r = 0; r < rows; r++)
         start[r + 1] += start[r];
-    long *fill = xmalloc(((size_t)rows + 1) * sizeof(long));
+    long *fill = cpu_xmalloc(((size_t)rows + 1) * sizeof(long));
     memcpy(fill, start, ((size_t)rows + 1) * sizeof(long));
     for (long n = 0; n < N; n++)
         order[fill[index[n]]++] = n;
     free(fill);
 #pragma omp parallel if (N * C > CPU_PAR_MIN)
     {
-        float *acc = xmalloc((size_t)C * sizeof(float));
+        float *acc = cpu_xmalloc((size_t)C * sizeof(float));
 #pragma omp for schedule(dynamic, 64)
         for (int r = 0; r < rows; r++) {
             if (start[r] == start[r + 1]) continue;
@@ -61,7 +63,7 @@ CPU_HOT static void embed_rows_backward(int h, float *dtable, const float *dout,
             }
             float *w = dtable + (size_t)r * C;
             for (int c = 0; c < C; c++)
-                w[c] = st(w[c] + acc[c], h);
+                w[c] = stored(w[c] + acc[c], h);
         }
         free(acc);
     }
@@ -73,9 +75,10 @@ CPU_HOT static void embed_rows_backward(int h, float *dtable, const float *dout,
  * (B, T*C), summed over b in order; dwlang += per language the sums over
  * EMBED_LANG_CHUNK-row chunks, added chunk after chunk. Every element is summed in fp32 in a
  * fixed order and rounded to storage once, whatever the thread count. */
-CPU_HOT void cpu_embed_backward(int h, void *dwte_, void *dwpe_, void *dwlang_, const void *dout_,
-                                const int32_t *ids, const int32_t *langs, int B, int T, int C,
-                                int V, int NL) {
+CPU_HOT void cpu_embed_backward(const struct cpu_ctx *ctx, void *dwte_, void *dwpe_, void *dwlang_,
+                                const void *dout_, const int32_t *ids, const int32_t *langs, int B,
+                                int T, int C, int V, int NL) {
+    const int h = ctx->round_half;
     float *dwte = dwte_, *dwpe = dwpe_, *dwlang = dwlang_;
     const float *dout = dout_;
     long N = (long)B * T, TC = (long)T * C;
@@ -85,11 +88,11 @@ CPU_HOT void cpu_embed_backward(int h, void *dwte_, void *dwpe_, void *dwlang_, 
         float acc = 0.0f;
         for (int b = 0; b < B; b++)
             acc += dout[(size_t)b * TC + i];
-        dwpe[i] = st(dwpe[i] + acc, h);
+        dwpe[i] = stored(dwpe[i] + acc, h);
     }
     if (!dwlang || NL <= 0) return;
     long chunks = (N + EMBED_LANG_CHUNK - 1) / EMBED_LANG_CHUNK;
-    float *partial = xmalloc((size_t)(chunks ? chunks : 1) * NL * C * sizeof(float));
+    float *partial = cpu_xmalloc((size_t)(chunks ? chunks : 1) * NL * C * sizeof(float));
 #pragma omp parallel for schedule(static) if (N * C > CPU_PAR_MIN)
     for (long k = 0; k < chunks; k++) {
         float *pk = partial + (size_t)k * NL * C;
@@ -106,7 +109,7 @@ CPU_HOT void cpu_embed_backward(int h, void *dwte_, void *dwpe_, void *dwlang_, 
         float acc = 0.0f;
         for (long k = 0; k < chunks; k++)
             acc += partial[(size_t)k * NL * C + i];
-        dwlang[i] = st(dwlang[i] + acc, h);
+        dwlang[i] = stored(dwlang[i] + acc, h);
     }
     free(partial);
 }

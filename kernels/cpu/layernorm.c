@@ -1,6 +1,5 @@
 /* layernorm.c — LayerNorm over the last dim with fp32 statistics (PyTorch's biased variance). */
 #include "kernels/cpu/cpu.h"
-#include "core/util.h"
 
 #include <omp.h>
 #include <stdlib.h>
@@ -34,8 +33,10 @@ CPU_INLINE float lane_sum(const float *x, const float *y, float m, int n) {
 
 /* out (N,C), mean (N), rstd (N), inp (N,C), w (C), b (C). Two passes over the row for the
  * variance: no cancellation when |mean| >> std. */
-CPU_HOT void cpu_layernorm_forward(int h, void *out_, float *mean, float *rstd, const void *inp_,
-                                   const void *w_, const void *b_, int N, int C, float eps) {
+CPU_HOT void cpu_layernorm_forward(const struct cpu_ctx *ctx, void *out_, float *mean, float *rstd,
+                                   const void *inp_, const void *w_, const void *b_, int N, int C,
+                                   float eps) {
+    const int h = ctx->round_half;
     float *out = out_;
     const float *inp = inp_, *w = w_, *b = b_;
 #pragma omp parallel for schedule(static) if ((long)N * C > CPU_PAR_MIN)
@@ -46,7 +47,7 @@ CPU_HOT void cpu_layernorm_forward(int h, void *out_, float *mean, float *rstd, 
         float v = lane_sum(x, x, m, C);
         float r = 1.0f / sqrtf(v / (float)C + eps);
         for (int c = 0; c < C; c++)
-            o[c] = st((x[c] - m) * r * w[c] + b[c], h);
+            o[c] = stored((x[c] - m) * r * w[c] + b[c], h);
         mean[n] = m;
         rstd[n] = r;
     }
@@ -59,15 +60,16 @@ CPU_HOT void cpu_layernorm_forward(int h, void *out_, float *mean, float *rstd, 
 /* dinp (N,C) overwritten, dw (C) +=, db (C) +=. One pass over the rows: each block of LN_BLOCK
  * rows writes its dinp rows and its partial dw, db while the rows are in cache; the partials
  * are then summed in block order (deterministic, no race). */
-CPU_HOT void cpu_layernorm_backward(int h, void *dinp_, void *dw_, void *db_, const void *dout_,
-                                    const void *inp_, const void *w_, const float *mean,
-                                    const float *rstd, int N, int C) {
+CPU_HOT void cpu_layernorm_backward(const struct cpu_ctx *ctx, void *dinp_, void *dw_, void *db_,
+                                    const void *dout_, const void *inp_, const void *w_,
+                                    const float *mean, const float *rstd, int N, int C) {
+    const int h = ctx->round_half;
     float *dinp = dinp_, *dw = dw_, *db = db_;
     const float *dout = dout_, *inp = inp_, *w = w_;
     int blocks = (N + LN_BLOCK - 1) / LN_BLOCK;
     if (blocks == 0) return;
-    /* ops have no error path: xmalloc reports the size and exits if this fails */
-    float *partial = xmalloc((size_t)blocks * 2 * C * sizeof(float)); /* (blocks, dw | db) */
+    /* ops have no error path: cpu_xmalloc reports the size and aborts if this fails */
+    float *partial = cpu_xmalloc((size_t)blocks * 2 * C * sizeof(float)); /* (blocks, dw | db) */
 #pragma omp parallel if ((long)N * C > CPU_PAR_MIN)
     {
 #pragma omp for schedule(static)
@@ -103,7 +105,7 @@ CPU_HOT void cpu_layernorm_backward(int h, void *dinp_, void *dw_, void *db_, co
 #pragma omp simd
                 for (c = 0; c < C; c++) {
                     float xn = (x[c] - m) * r;
-                    di[c] = st((d[c] * w[c] - sd - xn * sdx) * r, h);
+                    di[c] = stored((d[c] * w[c] - sd - xn * sdx) * r, h);
                     pw[c] += d[c] * xn;
                     pb[c] += d[c];
                 }
@@ -116,8 +118,8 @@ CPU_HOT void cpu_layernorm_backward(int h, void *dinp_, void *dw_, void *db_, co
                 sw += partial[(size_t)blk * 2 * C + c];
                 sb += partial[(size_t)blk * 2 * C + C + c];
             }
-            dw[c] = st(dw[c] + sw, h);
-            db[c] = st(db[c] + sb, h);
+            dw[c] = stored(dw[c] + sw, h);
+            db[c] = stored(db[c] + sb, h);
         }
     }
     free(partial);

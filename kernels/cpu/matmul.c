@@ -88,8 +88,9 @@ static void cpu_sgemm_pair(const struct sgemm_call *x, const struct sgemm_call *
 
 /* out (N,OC) = inp (N,C) @ w (OC,C)^T + b (OC, or NULL). The bias is written first and
  * sgemm adds onto it (beta = 1), which saves a pass over out. */
-CPU_HOT void cpu_matmul_forward(int h, void *out_, const void *inp, const void *w, const void *b_,
-                                int N, int C, int OC) {
+CPU_HOT void cpu_matmul_forward(const struct cpu_ctx *ctx, void *out_, const void *inp,
+                                const void *w, const void *b_, int N, int C, int OC) {
+    const int h = ctx->round_half;
     float *out = out_;
     const float *b = b_;
     if (b) {
@@ -103,8 +104,10 @@ CPU_HOT void cpu_matmul_forward(int h, void *out_, const void *inp, const void *
 
 /* dinp (N,C) = dout (N,OC) @ w (OC,C), overwritten (skipped if NULL);
  * dw (OC,C) += dout^T @ inp; db (OC) += column sums of dout (skipped if NULL). */
-CPU_HOT void cpu_matmul_backward(int h, void *dinp, void *dw, void *db_, const void *dout_,
-                                 const void *inp, const void *w, int N, int C, int OC) {
+CPU_HOT void cpu_matmul_backward(const struct cpu_ctx *ctx, void *dinp, void *dw, void *db_,
+                                 const void *dout_, const void *inp, const void *w, int N, int C,
+                                 int OC) {
+    const int h = ctx->round_half;
     const float *dout = dout_;
     float *db = db_;
     struct sgemm_call gw = {1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C};

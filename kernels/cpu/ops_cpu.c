@@ -1,9 +1,11 @@
-/* ops_cpu.c — the CPU backend's two op tables (fp32, fp16-rounded storage) and its memory:
- * host memory, so "device" copies are memcpy and synchronize does nothing. */
+/* ops_cpu.c — the CPU backend's two op tables (fp32, fp16-rounded storage), generated from
+ * OPS_LIST, its memory (host memory, so "device" copies are memcpy and synchronize does
+ * nothing) and the storage conversions. */
 #include "kernels/cpu/cpu.h"
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -60,133 +62,69 @@ static void cpu_memset0(void *p, size_t bytes) {
 
 static void cpu_synchronize(void) {}
 
-CPU_HOT static void storage_from_f32(int h, void *dst, const float *src, size_t n) {
+CPU_HOT void cpu_storage_from_f32(const struct cpu_ctx *ctx, void *dst, const float *src,
+                                  size_t n) {
+    const int h = ctx->round_half;
     float *d = dst;
 #pragma omp parallel for schedule(static) if ((long)n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++)
-        d[i] = st(src[i], h);
+        d[i] = stored(src[i], h);
 }
 
-static void cpu_storage_to_f32(float *dst, const void *src, size_t n) {
+void cpu_storage_to_f32(const struct cpu_ctx *ctx, float *dst, const void *src, size_t n) {
     if (n) memmove(dst, src, n * sizeof(float));
 }
 
-CPU_HOT static void cpu_grad_accumulate(float *acc, const void *grad, size_t n, float scale) {
+CPU_HOT void cpu_grad_accumulate(const struct cpu_ctx *ctx, float *acc, const void *grad, size_t n,
+                                 float scale) {
     const float *g = grad;
 #pragma omp parallel for schedule(static) if ((long)n > CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++)
         acc[i] += scale * g[i];
 }
 
-/* Bind every h-taking op to a fixed precision: one wrapper per op and precision. */
-#define CPU_WRAP(H, SUF)                                                                           \
-    static void storage_from_f32_##SUF(void *d, const float *s, size_t n) {                        \
-        storage_from_f32(H, d, s, n);                                                              \
-    }                                                                                              \
-    static void embed_forward_##SUF(void *out, const int32_t *ids, const int32_t *langs,           \
-                                    const void *wte, const void *wpe, const void *wlang, int B,    \
-                                    int T, int C) {                                                \
-        cpu_embed_forward(H, out, ids, langs, wte, wpe, wlang, B, T, C);                           \
-    }                                                                                              \
-    static void embed_backward_##SUF(void *dwte, void *dwpe, void *dwlang, const void *dout,       \
-                                     const int32_t *ids, const int32_t *langs, int B, int T,       \
-                                     int C, int V, int NL) {                                       \
-        cpu_embed_backward(H, dwte, dwpe, dwlang, dout, ids, langs, B, T, C, V, NL);               \
-    }                                                                                              \
-    static void layernorm_forward_##SUF(void *out, float *mean, float *rstd, const void *inp,      \
-                                        const void *w, const void *b, int N, int C, float eps) {   \
-        cpu_layernorm_forward(H, out, mean, rstd, inp, w, b, N, C, eps);                           \
-    }                                                                                              \
-    static void layernorm_backward_##SUF(void *dinp, void *dw, void *db, const void *dout,         \
-                                         const void *inp, const void *w, const float *mean,        \
-                                         const float *rstd, int N, int C) {                        \
-        cpu_layernorm_backward(H, dinp, dw, db, dout, inp, w, mean, rstd, N, C);                   \
-    }                                                                                              \
-    static void matmul_forward_##SUF(void *out, const void *inp, const void *w, const void *b,     \
-                                     int N, int C, int OC) {                                       \
-        cpu_matmul_forward(H, out, inp, w, b, N, C, OC);                                           \
-    }                                                                                              \
-    static void matmul_backward_##SUF(void *dinp, void *dw, void *db, const void *dout,            \
-                                      const void *inp, const void *w, int N, int C, int OC) {      \
-        cpu_matmul_backward(H, dinp, dw, db, dout, inp, w, N, C, OC);                              \
-    }                                                                                              \
-    static void attention_forward_##SUF(void *out, float *lse, const void *q, const void *k,       \
-                                        const void *v, int B, int T, int C, int NH, float p,       \
-                                        const struct dropout_key *key) {                           \
-        cpu_attention_forward(H, out, lse, q, k, v, B, T, C, NH, p, key);                          \
-    }                                                                                              \
-    static void attention_backward_##SUF(void *dq, void *dk, void *dv, const void *dout,           \
-                                         const void *out, const float *lse, const void *q,         \
-                                         const void *k, const void *v, int B, int T, int C,        \
-                                         int NH, float p, const struct dropout_key *key) {         \
-        cpu_attention_backward(H, dq, dk, dv, dout, out, lse, q, k, v, B, T, C, NH, p, key);       \
-    }                                                                                              \
-    static void gelu_forward_##SUF(void *out, const void *inp, size_t n) {                         \
-        cpu_gelu_forward(H, out, inp, n);                                                          \
-    }                                                                                              \
-    static void gelu_backward_##SUF(void *dinp, const void *inp, const void *dout, size_t n) {     \
-        cpu_gelu_backward(H, dinp, inp, dout, n);                                                  \
-    }                                                                                              \
-    static void residual_forward_##SUF(void *out, const void *a, const void *b, size_t n) {        \
-        cpu_residual_forward(H, out, a, b, n);                                                     \
-    }                                                                                              \
-    static void dropout_##SUF(void *x, int B, int T, int C, float p,                               \
-                              const struct dropout_key *key) {                                     \
-        cpu_dropout(H, x, B, T, C, p, key);                                                        \
-    }                                                                                              \
-    static void dropout_residual_##SUF(void *out, const void *res, const void *x, int B, int T,    \
-                                       int C, float p, const struct dropout_key *key) {            \
-        cpu_dropout_residual(H, out, res, x, B, T, C, p, key);                                     \
-    }                                                                                              \
-    static void mask_padding_##SUF(void *x, const int32_t *lengths, int B, int T, int C) {         \
-        cpu_mask_padding(H, x, lengths, B, T, C);                                                  \
-    }                                                                                              \
-    static void classifier_##SUF(float *losses, void *logits, const void *bias, void *dbias,       \
-                                 const int32_t *targets, int N, int V, float dscale) {             \
-        cpu_classifier(H, losses, logits, bias, dbias, targets, N, V, dscale);                     \
-    }                                                                                              \
-    static void adam_update_##SUF(float *master, void *copy, const float *grad, float *m,          \
-                                  float *v, size_t n, float lr, float beta1, float beta2,          \
-                                  float eps, float wd, float grad_scale, int t,                    \
-                                  const uint8_t *decay_mask) {                                     \
-        cpu_adam_update(H, master, copy, grad, m, v, n, lr, beta1, beta2, eps, wd, grad_scale, t,  \
-                        decay_mask);                                                               \
-    }                                                                                              \
-    static const struct ops cpu_ops_##SUF = {                                                      \
-        .name = "cpu",                                                                             \
-        .precision = H ? OPS_FP16 : OPS_FP32,                                                      \
-        .storage_bytes = sizeof(float),                                                            \
-        .alloc = cpu_alloc,                                                                        \
-        .free = cpu_free,                                                                          \
-        .to_device = cpu_copy,                                                                     \
-        .to_host = cpu_copy,                                                                       \
-        .memset0 = cpu_memset0,                                                                    \
-        .synchronize = cpu_synchronize,                                                            \
-        .storage_from_f32 = storage_from_f32_##SUF,                                                \
-        .storage_to_f32 = cpu_storage_to_f32,                                                      \
-        .grad_accumulate = cpu_grad_accumulate,                                                    \
-        .embed_forward = embed_forward_##SUF,                                                      \
-        .embed_backward = embed_backward_##SUF,                                                    \
-        .layernorm_forward = layernorm_forward_##SUF,                                              \
-        .layernorm_backward = layernorm_backward_##SUF,                                            \
-        .matmul_forward = matmul_forward_##SUF,                                                    \
-        .matmul_backward = matmul_backward_##SUF,                                                  \
-        .attention_forward = attention_forward_##SUF,                                              \
-        .attention_backward = attention_backward_##SUF,                                            \
-        .gelu_forward = gelu_forward_##SUF,                                                        \
-        .gelu_backward = gelu_backward_##SUF,                                                      \
-        .residual_forward = residual_forward_##SUF,                                                \
-        .dropout = dropout_##SUF,                                                                  \
-        .dropout_residual = dropout_residual_##SUF,                                                \
-        .mask_padding = mask_padding_##SUF,                                                        \
-        .classifier = classifier_##SUF,                                                            \
-        .unscale_check = cpu_unscale_check,                                                        \
-        .norm_squared = cpu_norm_squared,                                                          \
-        .adam_update = adam_update_##SUF,                                                          \
-    };
+void *cpu_xmalloc(size_t bytes) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "xlmc: error: out of memory for a CPU op's scratch (%zu bytes)\n", bytes);
+        abort();
+    }
+    return p;
+}
 
-CPU_WRAP(0, f32)
-CPU_WRAP(1, f16)
+/* The two tables. Every op of OPS_LIST gets a wrapper per precision that calls cpu_<name>
+ * with that precision's context; the tables point at the wrappers. */
+static const struct cpu_ctx CPU_FP32 = {0}, CPU_FP16 = {1};
+
+#define CPU_WRAP(name, params, args)                                                               \
+    static void name##_f32 params {                                                                \
+        cpu_##name(&CPU_FP32, OPS_UNPAREN args);                                                   \
+    }                                                                                              \
+    static void name##_f16 params {                                                                \
+        cpu_##name(&CPU_FP16, OPS_UNPAREN args);                                                   \
+    }
+#define CPU_WRAP_R(type, name, params, args)                                                       \
+    static type name##_f32 params {                                                                \
+        return cpu_##name(&CPU_FP32, OPS_UNPAREN args);                                            \
+    }                                                                                              \
+    static type name##_f16 params {                                                                \
+        return cpu_##name(&CPU_FP16, OPS_UNPAREN args);                                            \
+    }
+OPS_LIST(CPU_WRAP, CPU_WRAP_R)
+
+#define CPU_SLOT_F32(name, params, args) .name = name##_f32,
+#define CPU_SLOT_F32_R(type, name, params, args) .name = name##_f32,
+#define CPU_SLOT_F16(name, params, args) .name = name##_f16,
+#define CPU_SLOT_F16_R(type, name, params, args) .name = name##_f16,
+#define CPU_MEMORY                                                                                 \
+    .storage_bytes = sizeof(float), .host_memory = 1, .alloc = cpu_alloc, .free = cpu_free,        \
+    .to_device = cpu_copy, .to_host = cpu_copy, .memset0 = cpu_memset0,                            \
+    .synchronize = cpu_synchronize
+
+static const struct ops cpu_ops_f32 = {
+    .name = "cpu", .precision = OPS_FP32, CPU_MEMORY, OPS_LIST(CPU_SLOT_F32, CPU_SLOT_F32_R)};
+static const struct ops cpu_ops_f16 = {
+    .name = "cpu", .precision = OPS_FP16, CPU_MEMORY, OPS_LIST(CPU_SLOT_F16, CPU_SLOT_F16_R)};
 
 const struct ops *ops_cpu(enum ops_precision precision) {
     /* one thread pool: see cpu_sgemm() in cpu.h */

@@ -1,7 +1,6 @@
-/* pointwise.c — GELU (erf form), residual add, dropout (alone or fused with the residual add),
- * padding mask. */
+/* pointwise.c — GELU (erf form; alone and with the FFN bias), residual add, dropout (alone or
+ * fused with the residual add), padding mask. */
 #include "kernels/cpu/cpu.h"
-#include "core/util.h"
 
 #include <stdlib.h>
 
@@ -23,7 +22,8 @@ static inline float erf_as(float x) {
 }
 
 /* out (n) = 0.5 x (1 + erf(x / sqrt 2)) */
-CPU_HOT void cpu_gelu_forward(int h, void *out_, const void *inp_, size_t n) {
+CPU_HOT void cpu_gelu_forward(const struct cpu_ctx *ctx, void *out_, const void *inp_, size_t n) {
+    const int h = ctx->round_half;
     float *out = out_;
     const float *inp = inp_;
 #pragma omp parallel for schedule(static) if ((long)n > CPU_PAR_MIN)
@@ -40,7 +40,9 @@ CPU_HOT void cpu_gelu_forward(int h, void *out_, const void *inp_, size_t n) {
 }
 
 /* dinp (n) = dout * (Phi(x) + x phi(x)); dinp may alias dout (each element is read first). */
-CPU_HOT void cpu_gelu_backward(int h, void *dinp_, const void *inp_, const void *dout_, size_t n) {
+CPU_HOT void cpu_gelu_backward(const struct cpu_ctx *ctx, void *dinp_, const void *inp_,
+                               const void *dout_, size_t n) {
+    const int h = ctx->round_half;
     float *dinp = dinp_;
     const float *inp = inp_, *dout = dout_;
 #pragma omp parallel for schedule(static) if ((long)n > CPU_PAR_MIN)
@@ -61,8 +63,68 @@ CPU_HOT void cpu_gelu_backward(int h, void *dinp_, const void *inp_, const void 
     cpu_round_storage(dinp, n, h);
 }
 
+/* out (N,F) = gelu(inp + bias): the GELU forward above with the bias added on the way in */
+CPU_HOT void cpu_bias_gelu_forward(const struct cpu_ctx *ctx, void *out_, const void *inp_,
+                                   const void *bias_, int N, int F) {
+    float *out = out_;
+    const float *inp = inp_, *bias = bias_;
+#pragma omp parallel for schedule(static) if ((long)N * F > CPU_PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * F;
+        float *o = out + (size_t)n * F;
+#pragma omp simd
+        for (int f = 0; f < F; f++) {
+            float v = x[f] + bias[f];
+            o[f] = 0.5f * v * (1.0f + erf_as(v * 0.70710678118654752f));
+        }
+    }
+    cpu_round_storage(out, (size_t)N * F, ctx->round_half);
+}
+
+/* Rows per partial sum of dbias, added in block order: independent of the thread count. */
+#define BG_BLOCK 64
+
+/* dinp (N,F) = dout * gelu'(inp + bias), dbias (F) += column sums of the stored dinp */
+CPU_HOT void cpu_bias_gelu_backward(const struct cpu_ctx *ctx, void *dinp_, void *dbias_,
+                                    const void *dout_, const void *inp_, const void *bias_, int N,
+                                    int F) {
+    const int h = ctx->round_half;
+    float *dinp = dinp_, *dbias = dbias_;
+    const float *dout = dout_, *inp = inp_, *bias = bias_;
+    int blocks = (N + BG_BLOCK - 1) / BG_BLOCK;
+    if (blocks == 0) return;
+    /* ops have no error path: cpu_xmalloc reports the size and aborts if this fails */
+    float *partial = cpu_xmalloc((size_t)blocks * F * sizeof(float)); /* (blocks, F) */
+#pragma omp parallel for schedule(static) if ((long)N * F > CPU_PAR_MIN)
+    for (int blk = 0; blk < blocks; blk++) {
+        float *pb = partial + (size_t)blk * F;
+        memset(pb, 0, (size_t)F * sizeof(float));
+        int n1 = (blk + 1) * BG_BLOCK < N ? (blk + 1) * BG_BLOCK : N;
+        for (int n = blk * BG_BLOCK; n < n1; n++) {
+            const float *x = inp + (size_t)n * F, *d = dout + (size_t)n * F;
+            float *g = dinp + (size_t)n * F;
+            for (int f = 0; f < F; f++) {
+                float v = x[f] + bias[f];
+                float e = fast_expf(-0.5f * v * v);
+                float cdf = 0.5f * (1.0f + erf_as_e(v * 0.70710678118654752f, e));
+                g[f] = stored(d[f] * (cdf + v * 0.39894228040143268f * e), h);
+                pb[f] += g[f];
+            }
+        }
+    }
+    for (int f = 0; f < F; f++) {
+        float sum = 0.0f;
+        for (int blk = 0; blk < blocks; blk++)
+            sum += partial[(size_t)blk * F + f];
+        dbias[f] = stored(dbias[f] + sum, h);
+    }
+    free(partial);
+}
+
 /* out (n) = a + b; out may alias a or b */
-CPU_HOT void cpu_residual_forward(int h, void *out_, const void *a_, const void *b_, size_t n) {
+CPU_HOT void cpu_residual_forward(const struct cpu_ctx *ctx, void *out_, const void *a_,
+                                  const void *b_, size_t n) {
+    const int h = ctx->round_half;
     float *out = out_;
     const float *a = a_, *b = b_;
 #pragma omp parallel for schedule(static) if ((long)n > CPU_PAR_MIN)
@@ -71,13 +133,14 @@ CPU_HOT void cpu_residual_forward(int h, void *out_, const void *a_, const void 
         prefetch_ahead(a + i0, CPU_PF_BLOCK * sizeof(float));
         prefetch_ahead(b + i0, CPU_PF_BLOCK * sizeof(float));
         for (size_t i = i0; i < i1; i++)
-            out[i] = st(a[i] + b[i], h);
+            out[i] = stored(a[i] + b[i], h);
     }
 }
 
 /* x (B,T,C) in place: row r = key->row0 + b, element e = t*C + c within the row. */
-CPU_HOT void cpu_dropout(int h, void *x_, int B, int T, int C, float p,
+CPU_HOT void cpu_dropout(const struct cpu_ctx *ctx, void *x_, int B, int T, int C, float p,
                          const struct dropout_key *key) {
+    const int h = ctx->round_half;
     if (p <= 0.0f) return;
     float *x = x_;
     uint32_t thr = dropout_threshold(p);
@@ -96,8 +159,10 @@ CPU_HOT void cpu_dropout(int h, void *x_, int B, int T, int C, float p,
 /* out (B,T,C) = res + dropout(x) (res NULL: dropout(x)), row by row through a per-thread copy of
  * the row, so that out may be x or res: the values of cpu_dropout then cpu_residual_forward,
  * with each row read and written once while it is in cache. */
-CPU_HOT void cpu_dropout_residual(int h, void *out_, const void *res_, const void *x_, int B, int T,
-                                  int C, float p, const struct dropout_key *key) {
+CPU_HOT void cpu_dropout_residual(const struct cpu_ctx *ctx, void *out_, const void *res_,
+                                  const void *x_, int B, int T, int C, float p,
+                                  const struct dropout_key *key) {
+    const int h = ctx->round_half;
     float *out = out_;
     const float *res = res_, *x = x_;
     uint32_t thr = p > 0.0f ? dropout_threshold(p) : 0;
@@ -105,8 +170,8 @@ CPU_HOT void cpu_dropout_residual(int h, void *out_, const void *res_, const voi
     long N = (long)B * T;
 #pragma omp parallel if (N * C > CPU_PAR_MIN)
     {
-        /* ops have no error path: xmalloc reports the size and exits if this fails */
-        float *tmp = xmalloc((size_t)C * sizeof(float));
+        /* ops have no error path: cpu_xmalloc reports the size and aborts if this fails */
+        float *tmp = cpu_xmalloc((size_t)C * sizeof(float));
 #pragma omp for schedule(static)
         for (long n = 0; n < N; n++) {
             int b = (int)(n / T);
@@ -118,7 +183,7 @@ CPU_HOT void cpu_dropout_residual(int h, void *out_, const void *res_, const voi
             if (res) {
                 const float *r = res + (size_t)n * C;
                 for (int c = 0; c < C; c++)
-                    o[c] = st(r[c] + tmp[c], h);
+                    o[c] = stored(r[c] + tmp[c], h);
             } else {
                 memcpy(o, tmp, (size_t)C * sizeof(float));
             }
@@ -128,7 +193,9 @@ CPU_HOT void cpu_dropout_residual(int h, void *out_, const void *res_, const voi
 }
 
 /* x (B,T,C): zero positions t >= lengths[b] */
-void cpu_mask_padding(int h, void *x_, const int32_t *lengths, int B, int T, int C) {
+void cpu_mask_padding(const struct cpu_ctx *ctx, void *x_, const int32_t *lengths, int B, int T,
+                      int C) {
+    const int h = ctx->round_half;
     float *x = x_;
     for (int b = 0; b < B; b++) {
         int len = lengths[b] < 0 ? 0 : lengths[b] > T ? T : lengths[b];

@@ -344,8 +344,5 @@ static void cuda_attention_backward(void *dq, void *dk, void *dv, const void *do
                                                  (const S *)k, (const S *)v, B, a);
 }
 
-void cuda_register_attention(struct ops *o, int half)
-{
-    o->attention_forward = half ? cuda_attention_forward<__half> : cuda_attention_forward<float>;
-    o->attention_backward = half ? cuda_attention_backward<__half> : cuda_attention_backward<float>;
-}
+CUDA_EXPORT_OP(attention_forward)
+CUDA_EXPORT_OP(attention_backward)

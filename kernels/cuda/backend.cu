@@ -1,4 +1,5 @@
-/* backend.cu — ops_cuda(): device selection, memory, storage conversions and the op table. */
+/* backend.cu — ops_cuda(): device selection, memory, storage conversions and the op tables
+ * (built from OPS_LIST). */
 #include "kernels/cuda/common.cuh"
 
 #include <string.h>
@@ -109,30 +110,28 @@ static void cuda_grad_accumulate(float *acc, const void *grad, size_t n, float s
     cudaLaunchCheck();
 }
 
-template <typename S>
+CUDA_EXPORT_OP(storage_from_f32)
+CUDA_EXPORT_OP(storage_to_f32)
+CUDA_EXPORT_OP(grad_accumulate)
+
+/* The table of one storage type: the memory functions, then every op of OPS_LIST. */
+#define CUDA_SLOT(name, params, args) o->name = half ? cuda_##name##_f16 : cuda_##name##_f32;
+#define CUDA_SLOT_R(type, name, params, args) CUDA_SLOT(name, params, args)
 static void cuda_fill_table(struct ops *o, enum ops_precision precision)
 {
+    int half = precision == OPS_FP16;
     memset(o, 0, sizeof *o);
     o->name = "cuda";
     o->precision = precision;
-    o->storage_bytes = sizeof(S);
+    o->storage_bytes = half ? sizeof(__half) : sizeof(float);
+    o->host_memory = 0;
     o->alloc = cuda_alloc;
     o->free = cuda_free;
     o->to_device = cuda_to_device;
     o->to_host = cuda_to_host;
     o->memset0 = cuda_memset0;
     o->synchronize = cuda_synchronize;
-    o->storage_from_f32 = cuda_storage_from_f32<S>;
-    o->storage_to_f32 = cuda_storage_to_f32<S>;
-    o->grad_accumulate = cuda_grad_accumulate<S>;
-    int half = sizeof(S) == 2;
-    cuda_register_embed(o, half);
-    cuda_register_layernorm(o, half);
-    cuda_register_matmul(o, half);
-    cuda_register_attention(o, half);
-    cuda_register_pointwise(o, half);
-    cuda_register_classifier(o, half);
-    cuda_register_optim(o, half);
+    OPS_LIST(CUDA_SLOT, CUDA_SLOT_R)
 }
 
 static struct ops g_tables[2];
@@ -173,8 +172,8 @@ const struct ops *ops_cuda(enum ops_precision precision, int device, char *why, 
         cublasCheck(cublasSetStream(g_cuda.blas, g_cuda.stream));
         cudaCheck(cudaMalloc((void **)&g_cuda.partials, CUDA_NORM_BLOCKS * sizeof(double)));
         cudaCheck(cudaMalloc((void **)&g_cuda.flag, sizeof(int)));
-        cuda_fill_table<float>(&g_tables[OPS_FP32], OPS_FP32);
-        cuda_fill_table<__half>(&g_tables[OPS_FP16], OPS_FP16);
+        cuda_fill_table(&g_tables[OPS_FP32], OPS_FP32);
+        cuda_fill_table(&g_tables[OPS_FP16], OPS_FP16);
         g_device = device;
     }
     return &g_tables[precision == OPS_FP16 ? OPS_FP16 : OPS_FP32];

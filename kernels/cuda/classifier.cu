@@ -52,7 +52,4 @@ static void cuda_classifier(float *losses, void *logits, const void *bias, void 
     if (dbias && dscale != 0.f) cuda_column_sum_add<S>((S *)dbias, (const S *)logits, N, V);
 }
 
-void cuda_register_classifier(struct ops *o, int half)
-{
-    o->classifier = half ? cuda_classifier<__half> : cuda_classifier<float>;
-}
+CUDA_EXPORT_OP(classifier)

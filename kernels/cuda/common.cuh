@@ -145,13 +145,22 @@ static inline void cuda_column_sum_add(S *out, const S *x, int N, int C)
     cudaLaunchCheck();
 }
 
-/* Each .cu fills its ops into the table for storage type float (half = 0) or __half. */
-void cuda_register_embed(struct ops *o, int half);
-void cuda_register_layernorm(struct ops *o, int half);
-void cuda_register_matmul(struct ops *o, int half);
-void cuda_register_attention(struct ops *o, int half);
-void cuda_register_pointwise(struct ops *o, int half);
-void cuda_register_classifier(struct ops *o, int half);
-void cuda_register_optim(struct ops *o, int half);
+/* Each op of OPS_LIST (kernels/ops.h) is `template <typename S> cuda_<name>` in the .cu file
+ * of its area, exported for both storage types by CUDA_EXPORT_OP(name) beside it as
+ * cuda_<name>_f32 and cuda_<name>_f16 (CUDA_EXPORT_OP_ANY: an op without storage tensors,
+ * the same function for both). backend.cu builds the tables from the list, so an op without
+ * its CUDA version is a link error rather than a NULL slot. */
+#define CUDA_DECLARE(name, params, args)                                                           \
+    extern const decltype(ops::name) cuda_##name##_f32, cuda_##name##_f16;
+#define CUDA_DECLARE_R(type, name, params, args) CUDA_DECLARE(name, params, args)
+OPS_LIST(CUDA_DECLARE, CUDA_DECLARE_R)
+#undef CUDA_DECLARE
+#undef CUDA_DECLARE_R
+#define CUDA_EXPORT_OP(name)                                                                       \
+    const decltype(ops::name) cuda_##name##_f32 = cuda_##name<float>;                              \
+    const decltype(ops::name) cuda_##name##_f16 = cuda_##name<__half>;
+#define CUDA_EXPORT_OP_ANY(name)                                                                   \
+    const decltype(ops::name) cuda_##name##_f32 = cuda_##name;                                     \
+    const decltype(ops::name) cuda_##name##_f16 = cuda_##name;
 
 #endif

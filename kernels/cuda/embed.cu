@@ -132,8 +132,5 @@ static void cuda_embed_backward(void *dwte, void *dwpe, void *dwlang, const void
     }
 }
 
-void cuda_register_embed(struct ops *o, int half)
-{
-    o->embed_forward = half ? cuda_embed_forward<__half> : cuda_embed_forward<float>;
-    o->embed_backward = half ? cuda_embed_backward<__half> : cuda_embed_backward<float>;
-}
+CUDA_EXPORT_OP(embed_forward)
+CUDA_EXPORT_OP(embed_backward)

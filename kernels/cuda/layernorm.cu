@@ -121,8 +121,5 @@ static void cuda_layernorm_backward(void *dinp, void *dw, void *db, const void *
     cudaLaunchCheck();
 }
 
-void cuda_register_layernorm(struct ops *o, int half)
-{
-    o->layernorm_forward = half ? cuda_layernorm_forward<__half> : cuda_layernorm_forward<float>;
-    o->layernorm_backward = half ? cuda_layernorm_backward<__half> : cuda_layernorm_backward<float>;
-}
+CUDA_EXPORT_OP(layernorm_forward)
+CUDA_EXPORT_OP(layernorm_backward)

@@ -48,8 +48,5 @@ static void cuda_matmul_backward(void *dinp, void *dw, void *db, const void *dou
     if (db) cuda_column_sum_add<S>((S *)db, (const S *)dout, N, OC);
 }
 
-void cuda_register_matmul(struct ops *o, int half)
-{
-    o->matmul_forward = half ? cuda_matmul_forward<__half> : cuda_matmul_forward<float>;
-    o->matmul_backward = half ? cuda_matmul_backward<__half> : cuda_matmul_backward<float>;
-}
+CUDA_EXPORT_OP(matmul_forward)
+CUDA_EXPORT_OP(matmul_backward)

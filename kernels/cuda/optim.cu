@@ -99,9 +99,6 @@ static void cuda_adam_update(float *master, void *copy, const float *grad, float
     cudaLaunchCheck();
 }
 
-void cuda_register_optim(struct ops *o, int half)
-{
-    o->unscale_check = cuda_unscale_check;
-    o->norm_squared = cuda_norm_squared;
-    o->adam_update = half ? cuda_adam_update<__half> : cuda_adam_update<float>;
-}
+CUDA_EXPORT_OP_ANY(unscale_check)
+CUDA_EXPORT_OP_ANY(norm_squared)
+CUDA_EXPORT_OP(adam_update)

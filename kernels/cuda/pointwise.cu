@@ -1,5 +1,5 @@
-/* pointwise.cu — erf-GELU, residual add, dropout (Philox masks shared with the CPU; alone or
- * fused with the residual add) and the padding mask. */
+/* pointwise.cu — erf-GELU (alone and fused with the FFN bias), residual add, dropout (Philox
+ * masks shared with the CPU; alone or fused with the residual add) and the padding mask. */
 #include "kernels/cuda/common.cuh"
 
 #define PW_THREADS 256
@@ -139,12 +139,52 @@ static void cuda_mask_padding(void *x, const int32_t *lengths, int B, int T, int
     cudaLaunchCheck();
 }
 
-void cuda_register_pointwise(struct ops *o, int half)
-{
-    o->gelu_forward = half ? cuda_gelu_forward<__half> : cuda_gelu_forward<float>;
-    o->gelu_backward = half ? cuda_gelu_backward<__half> : cuda_gelu_backward<float>;
-    o->residual_forward = half ? cuda_residual_forward<__half> : cuda_residual_forward<float>;
-    o->dropout = half ? cuda_dropout<__half> : cuda_dropout<float>;
-    o->dropout_residual = half ? cuda_dropout_residual<__half> : cuda_dropout_residual<float>;
-    o->mask_padding = half ? cuda_mask_padding<__half> : cuda_mask_padding<float>;
+/* ---- bias + GELU of the FFN, fused ---- */
+template <typename S>
+__global__ void bias_gelu_forward_kernel(S *out, const S *inp, const S *bias, int F, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float x = ld(inp + i) + ld(bias + i % F);
+    st(out + i, 0.5f * x * (1.f + erff(x * 0.70710678118654752f)));
 }
+
+template <typename S>
+__global__ void bias_gelu_backward_kernel(S *dinp, const S *dout, const S *inp, const S *bias,
+                                          int F, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float x = ld(inp + i) + ld(bias + i % F);
+    float cdf = 0.5f * (1.f + erff(x * 0.70710678118654752f));
+    float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+    st(dinp + i, ld(dout + i) * (cdf + x * pdf));
+}
+
+template <typename S>
+static void cuda_bias_gelu_forward(void *out, const void *inp, const void *bias, int N, int F) {
+    size_t n = (size_t)N * F;
+    if (!n) return;
+    XLMC_LAUNCH(bias_gelu_forward_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0,
+                g_cuda.stream)((S *)out, (const S *)inp, (const S *)bias, F, n);
+    cudaLaunchCheck();
+}
+
+/* dinp first, then dbias += its column sums (the deterministic two-stage sum of common.cuh) */
+template <typename S>
+static void cuda_bias_gelu_backward(void *dinp, void *dbias, const void *dout, const void *inp,
+                                    const void *bias, int N, int F) {
+    size_t n = (size_t)N * F;
+    if (!n) return;
+    XLMC_LAUNCH(bias_gelu_backward_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0,
+                g_cuda.stream)((S *)dinp, (const S *)dout, (const S *)inp, (const S *)bias, F, n);
+    cudaLaunchCheck();
+    cuda_column_sum_add((S *)dbias, (const S *)dinp, N, F);
+}
+
+CUDA_EXPORT_OP(gelu_forward)
+CUDA_EXPORT_OP(gelu_backward)
+CUDA_EXPORT_OP(bias_gelu_forward)
+CUDA_EXPORT_OP(bias_gelu_backward)
+CUDA_EXPORT_OP(residual_forward)
+CUDA_EXPORT_OP(dropout)
+CUDA_EXPORT_OP(dropout_residual)
+CUDA_EXPORT_OP(mask_padding)

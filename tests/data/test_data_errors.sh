@@ -68,5 +68,23 @@ expect_error other_vocab_hash "d/train-de-r000-00000.h5: prepared with vocabular
 mkdir "$t/badid" && "$craft" "$t/badid" || { echo "FAIL test_shard_craft"; exit 1; }
 expect_error id_out_of_vocab "badid/train-en-r000-00000.h5: token 2 has id 150, outside the vocabulary of 100" \
     "$xlmc" data-info "$t/badid"
+# damage late in the token data (one id changed into another valid one, in the last
+# checksum block): data-info's full pass refuses it by its checksum, naming the shard
+mkdir "$t/late" && cp "$shard" "$t/late/" && late=$t/late/train-en-r000-00000.h5
+at=$(python3 -c 'import h5py,sys; f=h5py.File(sys.argv[1]); print(f["tokens"].id.get_offset() + 2 * (f["tokens"].shape[0] - 3))' "$late")
+printf '\x%02x' $(($(od -An -tu1 -j "$at" -N1 "$late") ^ 1)) | dd of="$late" bs=1 seek="$at" conv=notrunc status=none
+expect_error late_damage "late/train-en-r000-00000.h5: tokens [0-9]+\\.\\.[0-9]+ fail their checksum" \
+    "$xlmc" data-info "$t/late"
+# a version-1 shard (prep before format 2) is read, and data-convert upgrades it in place
+mkdir "$t/v1" && "$craft" "$t/v1" v1 || { echo "FAIL test_shard_craft v1"; exit 1; }
+"$xlmc" data-info "$t/v1" >/dev/null 2>&1 || { echo "FAIL data-info on a version-1 shard"; fail=1; }
+if "$xlmc" data-convert "$t/v1" >"$t/conv" 2>&1 &&
+    [ "$(h5dump -a /format_version "$t/v1/train-en-r000-00000.h5" | sed -n 's/^ *(0): *//p')" = 2 ] &&
+    "$xlmc" data-info "$t/v1" | grep -Eq '^train +en +1 +1 +4$' && ! compgen -G "$t/v1/*.tmp" >/dev/null; then
+    echo "ok   data_convert"
+else
+    echo "FAIL data_convert: $(cat "$t/conv")"
+    fail=1
+fi
 [ $fail = 0 ] && echo PASS
 exit $fail

@@ -33,7 +33,7 @@ check progress_line $? "no MB/s and tokens/s line on stderr"
 shard=$t/all/train-en-r000-00000.h5
 h5dump -H "$shard" >"$t/schema" || { echo "FAIL h5dump -H $shard"; exit 1; }
 for a in format_version lang lang_id split vocab_size vocab_hash vocab_hash_hex codes_hash \
-         codes_hash_hex n_tokens n_sentences source_files; do
+         codes_hash_hex n_tokens n_sentences source_files checksum_tokens; do
     grep -q "ATTRIBUTE \"$a\"" "$t/schema"
     check "attribute_$a" $? "h5dump -H shows no attribute $a"
 done
@@ -44,12 +44,28 @@ check offsets_int64 $? "offsets is not H5T_STD_I64LE"
 attr() { h5dump -a "/$2" "$1" | sed -n 's/^ *(0): *//p' | tr -d '"'; }
 [ "$(attr "$shard" lang)" = en ] && [ "$(attr "$shard" lang_id)" = 1 ] &&
     [ "$(attr "$t/all/train-de-r000-00000.h5" lang_id)" = 0 ] && [ "$(attr "$shard" vocab_size)" = 64699 ] &&
-    [ "$(attr "$shard" format_version)" = 1 ] && [ "$(attr "$shard" split)" = train ]
+    [ "$(attr "$shard" format_version)" = 2 ] && [ "$(attr "$shard" split)" = train ]
 check attribute_values $? "lang/lang_id/vocab_size/format_version/split: $(attr "$shard" lang) $(attr "$shard" lang_id) $(attr "$shard" vocab_size)"
-h5dump -p -d /tokens "$shard" | grep -q DEFLATE
-check tokens_deflate $? "tokens is not deflate-compressed"
+h5dump -p -d /tokens "$shard" >"$t/tokprops"
+grep -q CONTIGUOUS "$t/tokprops" && ! grep -q DEFLATE "$t/tokprops"
+check tokens_contiguous $? "tokens is not contiguous and uncompressed: $(grep -A2 STORAGE_LAYOUT "$t/tokprops")"
+grep -A1 'DATASET "checksums"' "$t/schema" | grep -q H5T_STD_U64LE
+check checksums_uint64 $? "checksums is not H5T_STD_U64LE"
+# each checksum is XXH64 (seed 0) of its 1024-token block's little-endian bytes, as the
+# reference xxhsum computes it
+h5dump -d /tokens -b LE -o "$t/tok.bin" "$shard" >/dev/null &&
+    h5dump -d /checksums -b LE -o "$t/sums.bin" "$shard" >/dev/null
+nblk=$(( ($(stat -c %s "$t/tok.bin") / 2 + 1023) / 1024 ))
+: >"$t/sums.want"
+for b in $(seq 0 $((nblk - 1))); do
+    dd if="$t/tok.bin" bs=2048 skip="$b" count=1 status=none | xxhsum -H1 - | cut -d' ' -f1 >>"$t/sums.want"
+done
+od -An -tx8 -v -w8 "$t/sums.bin" | tr -d ' ' >"$t/sums.got"
+[ "$nblk" -ge 2 ] && [ "$(attr "$shard" checksum_tokens)" = 1024 ] && cmp -s "$t/sums.want" "$t/sums.got"
+check checksums_xxh64 $? "$nblk blocks; xxhsum: $(head -2 "$t/sums.want" | tr '\n' ' ') shard: $(head -2 "$t/sums.got" | tr '\n' ' ')"
 
-# ---- ids read back with h5dump equal xlmc encode --ids, sentence by sentence ----
+# ---- ids read back with h5dump equal xlmc encode --ids, sentence by sentence; each sentence
+# ends in </s> (id 1) in the tokens dataset ----
 for l in en de; do
     : >"$t/shard_ids.$l"
     ntok=0
@@ -59,7 +75,7 @@ for l in en de; do
         od -An -tu2 -v -w2 "$t/tok.bin" | tr -d ' ' >"$t/tok.txt"
         od -An -td8 -v -w8 "$t/off.bin" | tr -d ' ' >"$t/off.txt"
         awk 'NR == FNR { off[n++] = $1; next } { tok[m++] = $1 }
-             END { for (i = 0; i + 1 < n; i++) { s = ""; for (k = off[i]; k < off[i + 1]; k++) s = s (k > off[i] ? " " : "") tok[k]; print s } }' \
+             END { for (i = 0; i + 1 < n; i++) { s = ""; for (k = off[i]; k < off[i + 1] - 1; k++) s = s (k > off[i] ? " " : "") tok[k]; if (tok[off[i + 1] - 1] != 1) s = s " NO-EOS"; print s } }' \
             "$t/off.txt" "$t/tok.txt" >>"$t/shard_ids.$l"
         ntok=$((ntok + $(attr "$f" n_tokens)))
     done
@@ -89,7 +105,7 @@ for s in valid:0 test:5; do
     awk -v r=${s#*:} 'NF && NR % 10 == r' "$t/en.txt" |
         "$xlmc" encode --codes "$codes" --vocab "$vocab" --lang en --ids >"$t/want"
     h5dump -d /tokens -b LE -o "$t/tok.bin" "$t/split/${s%%:*}-en-r000-00000.h5" >/dev/null
-    [ "$(od -An -tu2 -v "$t/tok.bin" | wc -w)" = "$(wc -w <"$t/want")" ] &&
+    [ "$(od -An -tu2 -v "$t/tok.bin" | wc -w)" = "$(($(wc -w <"$t/want") + $(wc -l <"$t/want")))" ] &&
         [ "$(attr "$t/split/${s%%:*}-en-r000-00000.h5" n_sentences)" = "$(wc -l <"$t/want")" ]
     check "split_rule_${s%%:*}" $? "the ${s%%:*} shard does not hold lines k % 10 == ${s#*:}"
 done

@@ -1,13 +1,16 @@
-/* test_shard_craft DIR: writes DIR/train-en-r000-00000.h5, a well-formed shard whose sentence
- * holds the id 150 although its vocab_size says 100 — the corrupt input that test_data_errors
- * feeds to `xlmc data-info` (prep itself never writes one). */
+/* test_shard_craft DIR [v1]: writes DIR/train-en-r000-00000.h5, a well-formed shard whose
+ * sentence holds the id 150 although its vocab_size says 100 — the corrupt input that
+ * test_data_errors feeds to `xlmc data-info` (prep itself never writes one). With v1: a valid
+ * shard in format version 1 instead (what prep wrote before version 2), for data-convert. */
 #include "data/shard.h"
 
 #include <stdio.h>
+#include <string.h>
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: test_shard_craft DIR\n");
+    int v1 = argc == 3 && !strcmp(argv[2], "v1");
+    if (argc != 2 && !v1) {
+        fprintf(stderr, "usage: test_shard_craft DIR [v1]\n");
         return 2;
     }
     struct shard_meta m = {.lang_id = 1,
@@ -18,7 +21,8 @@ int main(int argc, char **argv) {
                            .codes_hash = 1};
     struct shard_writer w;
     shard_writer_init(&w, &m);
-    const int32_t ids[] = {20, 30, 150, 40};
+    const int32_t ids[] = {20, 30, v1 ? 50 : 150, 40};
+    w.version = v1 ? 1 : w.version;
     shard_writer_add_source(&w, "crafted");
     shard_writer_append(&w, ids, 4);
     char path[4200];

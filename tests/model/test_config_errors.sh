@@ -36,6 +36,8 @@ check unknown_key 's/^n_heads = 4$/n_heads = 4\nn_hedas = 4/' "$f:[0-9]+" "n_hed
 check negative_dim 's/^dim = 64$/dim = -64/' "$f:6" "dim" "-64"
 check dim_heads 's/^n_heads = 4$/n_heads = 5/' "$f" "dim" "n_heads"
 check not_a_number 's/^dropout = 0.1$/dropout = 0.1x/' "$f:13" "dropout" "0\\.1x"
+# an unsigned key in exponent form: digits only (1e3 was once read as 1)
+check seed_exponent 's/^seed = 1$/seed = 1e3/' "$f:[0-9]+" "seed" "1e3" "digits"
 # a config file that does not exist
 "$xlmc" forward --config "$work/absent.ini" --weights x --batch y --out "$work/out.h5" 2> "$work/absent.err"
 if [ $? -eq 0 ] || ! grep -q "absent.ini" "$work/absent.err"; then

@@ -2,7 +2,8 @@
 """eval_reference.py CKPT.h5 DATA_DIR SPLIT N — the numbers `xlmc eval` must print,
 computed without xlmc: the checkpoint's weights (h5py) loaded into transformers'
 XLMWithLMHeadModel (causal, float64), the split's token streams rebuilt from the shards
-(schema: data/README.md; each sentence followed by </s> = 1, shards in name order) and cut
+(schema: data/README.md; each sentence followed by </s> = 1, stored so from format 2 on;
+shards in name order) and cut
 into windows of T+1 tokens, windows 0..N-1 per language. Prints per language:
 "LANG windows W tokens K loss L ppl P acc A" with loss = mean token cross-entropy (nats) and
 ppl = exp(loss). Needs torch and transformers (pip)."""
@@ -46,6 +47,10 @@ for lang_id, lang in enumerate(langs):
     for path in sorted(glob.glob(f"{data}/{split}-{lang}-*.h5")):
         with h5py.File(path, "r") as f:
             tok, off = f["tokens"][()].astype(np.int64), f["offsets"][()]
+            version = int(f.attrs.get("format_version", 1))
+        if version >= 2:  # tokens already hold </s> after each sentence: the stream itself
+            stream.extend(tok[off[0]:off[-1]].tolist())
+            continue
         for i in range(len(off) - 1):
             stream.extend(tok[off[i]:off[i + 1]].tolist())
             stream.append(1)

@@ -1,10 +1,9 @@
 /* test_overlap_matches_sync — run under mpiexec -np 2. The same small model trains with the
  * gradient all-reduce overlapped with backward (the trainer's grad_ready hook) and with the
- * one-call all-reduce after backward (t.no_overlap = 1): 3 steps of 2 micro-batches per rank,
- * then a step where rank 0 has one micro-batch (the hooked backward is also the first) and
- * rank 1 none (it only joins the sums). The master weights must be bit-identical
- * between the two paths (the reference is the one-call path, which never uses the hook) and
- * between the ranks.
+ * one-call all-reduce after backward (train.overlap_allreduce = false): 3 steps of 2 micro-batches
+ * per rank, then a step where rank 0 has one micro-batch (the hooked backward is also the first)
+ * and rank 1 none (it only joins the sums). The master weights must be bit-identical between the
+ * two paths (the reference is the one-call path, which never uses the hook) and between the ranks.
  *
  * The MPI communicator and the CPU ops are wrapped to watch the overlapped path: every started
  * sum is logged with its offset in the accumulator and the number of embed_backward calls so
@@ -125,13 +124,14 @@ static int g_failures;
     } while (0)
 
 /* Trains STEPS steps from the same initial weights; returns the master weights (malloc'd). */
-static float *train(const struct xlmc_config *cfg, struct comm *c, int no_overlap) {
+static float *train(const struct xlmc_config *base, struct comm *c, int no_overlap) {
     struct model m;
     struct trainer t;
-    if (model_create(&m, cfg, &g_ops)) exit(1);
+    struct xlmc_config cfg = *base;
+    cfg.train.overlap_allreduce = !no_overlap;
+    if (model_create(&m, &cfg, &g_ops)) exit(1);
     model_init_weights(&m, 11);
     if (trainer_init(&t, &m, c)) exit(1);
-    t.no_overlap = no_overlap;
     g_acc = t.grad_acc;
     g_embed_calls = 0;
     g_starts = 0;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_train_crash_safety — checkpoints survive crashes and damage:
-#  1. kill -9 while the step-20 checkpoint is half written (XLMC_TEST_CKPT_PAUSE_STEP holds
+#  1. kill -9 while the step-20 checkpoint is half written (--debug-pause-checkpoint holds
 #     the writer there) leaves step 10 intact and no step-20 file; the next start reports the
 #     partial file, resumes from step 10 and finishes.
 #  2. one flipped byte in the newest checkpoint: the next start says it is corrupt, leaves it
@@ -14,7 +14,7 @@ write_config "$work/c.ini" batch_tokens=256 micro_batch=8 max_steps=30 log_every
 args=(train --config "$work/c.ini" --data "$work/data" --run-dir "$work/run")
 ck=$work/run/checkpoints
 # one rank started without mpirun (MPI singleton), so that kill -9 hits xlmc itself
-XLMC_TEST_CKPT_PAUSE_STEP=20 "$xlmc" "${args[@]}" >"$work/a.log" 2>&1 &
+"$xlmc" "${args[@]}" --debug-pause-checkpoint 20 >"$work/a.log" 2>&1 &
 pid=$!
 for _ in $(seq 300); do
     grep -q "half written" "$work/a.log" && break

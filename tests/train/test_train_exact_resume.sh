@@ -15,7 +15,7 @@ for prec in ${PRECISION:-fp32 fp16}; do
     mpi 2 "${args[@]}" --run-dir "$work/ref-$prec" >"$work/ref-$prec.log" 2>&1 ||
         fail "$prec uninterrupted run: $(tail -5 "$work/ref-$prec.log")"
     status=0
-    XLMC_TEST_SIGNAL_AT_STEP=20 mpi 2 "${args[@]}" --run-dir "$work/cut-$prec" \
+    mpi 2 "${args[@]}" --run-dir "$work/cut-$prec" --debug-signal-at 20 \
         >"$work/cut1-$prec.log" 2>&1 || status=$?
     # mpirun reports the first non-zero exit status of its ranks
     [ "$status" = 75 ] || fail "$prec: the signalled run exited $status, not 75: $(tail -5 "$work/cut1-$prec.log")"
