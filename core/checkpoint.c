@@ -63,11 +63,20 @@ void ckpt_set_midwrite_hook(void (*hook)(void *ctx, long step), void *ctx) {
 
 static int write_contents(hid_t f, const struct model *m, const struct trainer *t,
                           const struct loader_state *ls, uint64_t vocab_hash) {
-    if (write_arena(f, "weights", m, m->master)) return -1;
+    size_t bytes = m->num_params * sizeof(float);
+    float *host = xmalloc(bytes ? bytes : 1);
+    /* On a device backend the master weights live on the device between checkpoints. */
+    const float *w = m->master;
+    if (t && t->master_host_stale) {
+        m->ops->to_host(host, t->master_dev, bytes);
+        w = host;
+    }
+    int wrc = write_arena(f, "weights", m, w);
+    free(host);
+    if (wrc) return -1;
     if (midwrite_hook) midwrite_hook(midwrite_ctx, t ? t->step : 0);
     if (t) {
-        size_t bytes = m->num_params * sizeof(float);
-        float *host = xmalloc(bytes ? bytes : 1);
+        host = xmalloc(bytes ? bytes : 1);
         int rc = 0;
         m->ops->to_host(host, t->adam_m, bytes);
         rc |= write_arena(f, "adam_m", m, host);
@@ -252,6 +261,7 @@ int ckpt_load(const char *path, struct model *m, struct trainer *t, struct loade
     }
     if (!rc) {
         if (t) {
+            trainer_master_changed(t);
             m->ops->to_device(t->adam_m, am, bytes);
             m->ops->to_device(t->adam_v, av, bytes);
             t->step = step;

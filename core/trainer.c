@@ -36,7 +36,21 @@ int trainer_init(struct trainer *t, struct model *m, struct comm *c)
     ops->to_device(t->decay_mask, mask, n);
     free(mask);
     scaler_init(&t->scaler, &m->cfg.train);
+    trainer_master_changed(t);
     return 0;
+}
+
+void trainer_master_to_host(struct trainer *t)
+{
+    if (!t->master_host_stale) return;
+    t->m->ops->to_host(t->m->master, t->master_dev, t->m->num_params * sizeof(float));
+    t->master_host_stale = 0;
+}
+
+void trainer_master_changed(struct trainer *t)
+{
+    t->master_dev_stale = t->master_dev != NULL;
+    t->master_host_stale = 0;
 }
 
 void trainer_free(struct trainer *t)
@@ -57,6 +71,19 @@ static long count_targets(const struct batch *b)
     if (!b->targets) return 0;
     for (size_t i = 0; i < (size_t)b->B * (size_t)b->T; i++) n += b->targets[i] >= 0;
     return n;
+}
+
+/* acc (n) = (first) or += weight * grad (n, storage): one micro-batch into the accumulator */
+static void acc_add(const struct trainer *t, float *acc, const void *grad, size_t n, int first,
+                    float weight)
+{
+    const struct ops *ops = t->m->ops;
+    if (first && weight == 1.0f) {
+        ops->storage_to_f32(acc, grad, n);
+        return;
+    }
+    if (first) ops->memset0(acc, n * sizeof(float));
+    ops->grad_accumulate(acc, grad, n, weight);
 }
 
 /* The stacked tensors (one slice per layer) are qw ... ln2b in the arena's order. */
@@ -80,8 +107,7 @@ static void trainer_grad_ready(void *ctx, int layer)
         size_t off = p->offset + (layer >= 0 ? (size_t)layer * slice : 0);
         if (layer < 0) slice = p->numel;
         const void *g = (const char *)m->grads + off * ops->storage_bytes;
-        if (t->ovl_add && t->ovl_first) ops->storage_to_f32(t->grad_acc + off, g, slice);
-        else if (t->ovl_add) ops->grad_accumulate(t->grad_acc + off, g, slice, 1.0f);
+        if (t->ovl_add) acc_add(t, t->grad_acc + off, g, slice, t->ovl_first, t->ovl_weight);
         if (t->comm->allreduce_sum_f32_start(t->comm, t->grad_acc + off, slice))
             t->ovl_failed = 1;
     }
@@ -113,30 +139,38 @@ static int trainer_accumulate(struct trainer *t, const struct batch *micro, int 
     t->ovl_failed = 0;
     t->grad_acc = t->acc_buf;
     float scale = t->scaler.scale;
+    /* fp16: each micro-batch's backward divides by its own token count, so its
+     * gradient has the size of a mean-loss gradient (what PyTorch AMP scales) rather than
+     * 1/(ranks x micro-batches) of it, which at the ende geometry (524288 tokens, scale 2^16)
+     * sank the logits' gradient into fp16 subnormals. The fp32 accumulation then weighs it
+     * by count / tokens. fp32 keeps the step's denominator (weight 1). */
+    int per_micro = ops->precision == OPS_FP16;
     double loss_sum = 0;
     for (int i = 0; i < n_micro; i++) {
-        long count = 0;
-        float loss = model_forward_train(m, &micro[i], seed, step, scale, tokens, &count);
+        long count = 0, own = per_micro ? count_targets(&micro[i]) : 0;
+        double denom = own > 0 ? (double)own : tokens;
+        float weight = (float)(denom / tokens);
+        float loss = model_forward_train(m, &micro[i], seed, step, scale, denom, &count);
         if (loss < 0) return xlmc_error("step %ld: micro-batch %d failed", t->step, i);
         loss_sum += (double)loss * (double)count;
         int hook = overlap && i == n_micro - 1;
         if (hook) {
             t->ovl_first = i == 0;
             t->ovl_add = 1;
+            t->ovl_weight = weight;
             m->grad_ready = trainer_grad_ready;
             m->grad_ready_ctx = t;
         }
-        int failed = model_backward(m, &micro[i], seed, step, scale, tokens);
+        int failed = model_backward(m, &micro[i], seed, step, scale, denom);
         m->grad_ready = NULL;
         m->grad_ready_ctx = NULL;
         if (failed) return xlmc_error("step %ld: micro-batch %d failed", t->step, i);
         if (hook) continue;
         /* The first micro-batch initializes the accumulator: no separate zeroing pass. A
          * lone fp32 micro-batch gradient is the sum already: it is used where it lies. */
-        if (i == 0 && n_micro == 1 && ops->storage_bytes == sizeof(float))
+        if (i == 0 && n_micro == 1 && weight == 1.0f && ops->storage_bytes == sizeof(float))
             t->grad_acc = m->grads;
-        else if (i == 0) ops->storage_to_f32(t->grad_acc, m->grads, n);
-        else ops->grad_accumulate(t->grad_acc, m->grads, n, 1.0f);
+        else acc_add(t, t->grad_acc, m->grads, n, i == 0, weight);
     }
     if (n_micro == 0) ops->memset0(t->grad_acc, n * sizeof(float));
     if (overlap && n_micro == 0) {
@@ -195,10 +229,11 @@ static int trainer_apply(struct trainer *t, struct step_stats *out) {
     float coef = optim_clip_coef(sqrt(norm2) / scale, tc->clip_norm);
     out->lr = optim_lr(tc, t->step);
     size_t bytes = m->num_params * sizeof(float);
-    if (t->master_dev) ops->to_device(t->master_dev, m->master, bytes);
+    if (t->master_dev && t->master_dev_stale) ops->to_device(t->master_dev, m->master, bytes);
+    t->master_dev_stale = 0;
     optim_adam_update(m, t->master_dev ? t->master_dev : m->master, t->grad_acc, t->adam_m,
                       t->adam_v, t->decay_mask, out->lr, coef / scale, t->step);
-    if (t->master_dev) ops->to_host(m->master, t->master_dev, bytes);
+    t->master_host_stale = t->master_dev != NULL;
     t->step++;
     return scaler_update(&t->scaler, 0);
 }

@@ -8,6 +8,10 @@
  * the schedule and apply Adam. Because every micro-batch is divided by the token count of the
  * whole step, the step follows the gradient of the mean token loss of the global batch
  * however it is split over ranks and micro-batches (XLM sums micro-batches instead).
+ * In fp16 precision the backward divides by the micro-batch's own token count instead (its
+ * gradient stays as large as a mean-loss gradient, clear of fp16 subnormals) and the fp32
+ * accumulation multiplies by own count / step count: the same sum, in fp32.
+ * tests/model/test_fp16_grad_precision measures what that keeps.
  *
  * Training state a checkpoint must save and restore (besides m->master):
  *   t->step                 updates applied so far (the lr schedule, Adam's bias correction
@@ -21,10 +25,13 @@
  * After restoring master weights call model_sync_weights().
  *
  * m->master is host memory (core/model.h) while ops->adam_update works in the backend's
- * memory. On a device backend (!ops->host_memory) the trainer therefore keeps
- * t->master_dev, uploads m->master into it before each update and downloads the result
- * after, so m->master stays the one source of truth that checkpoints read and write; the
- * price is two copies of 4 bytes per parameter per update.
+ * memory. On a device backend (!ops->host_memory) the fp32 master weights live in
+ * t->master_dev for the whole run, beside the moments and the accumulator: a step moves only
+ * scalars (token count, loss, norm, overflow flag) between host and device. m->master is
+ * then a host view, uploaded before the first update and after trainer_master_changed()
+ * (whoever writes m->master after trainer_init calls it: a checkpoint load does), and
+ * refreshed from the device only by trainer_master_to_host() (checkpoints copy the device
+ * state themselves when they write it). On the CPU backend m->master is the master.
  *
  * Overlap. With more than one rank the gradient is not summed in one call after the last
  * micro-batch: during the last micro-batch's backward, model_backward's grad_ready hook adds
@@ -61,7 +68,9 @@ struct trainer {
     float *acc_buf;         /* (num_params) fp32 accumulator, backend memory */
     float *adam_m, *adam_v; /* (num_params) fp32 Adam moments, backend memory */
     uint8_t *decay_mask;    /* (num_params) weight-decay mask, backend memory */
-    float *master_dev;      /* (num_params) device backends only: Adam's view of m->master */
+    float *master_dev;      /* (num_params) device backends only: the fp32 master weights */
+    int master_dev_stale;   /* m->master was written: upload it before the next update */
+    int master_host_stale;  /* master_dev moved on: m->master lags until master_to_host */
     struct scaler scaler;
     long step, skipped;
     struct step_stats pending; /* what trainer_accumulate measured, for trainer_apply */
@@ -74,6 +83,7 @@ struct trainer {
     /* the grad_ready hook's state during the last micro-batch */
     int ovl_first;          /* the last micro-batch is also the first: copy, do not add */
     int ovl_add;            /* 0: a rank without micro-batches only starts the sums */
+    float ovl_weight;       /* the last micro-batch's weight in the accumulator */
     int ovl_failed;         /* a start failed: the step fails after the wait */
 };
 
@@ -88,5 +98,10 @@ void trainer_free(struct trainer *t);
  * scale fell below its floor, or the fp32 gradient is not finite (diverged). */
 int trainer_step(struct trainer *t, const struct batch *micro, int n_micro,
                  struct step_stats *out);
+
+/* Bring m->master up to date with the device's master weights (no-op when it is). */
+void trainer_master_to_host(struct trainer *t);
+/* m->master was written (restored, imported): the device copy follows it at the next update. */
+void trainer_master_changed(struct trainer *t);
 
 #endif

@@ -214,7 +214,9 @@ struct ops {
 };
 
 /* The backends. ops_cpu() never fails. ops_cuda() returns NULL and fills why (if non-NULL,
- * why_len bytes) when the build has no CUDA or no GPU is usable. */
+ * why_len bytes) when the build has no CUDA or no GPU is usable. device: the local rank (or a
+ * GPU index); the GPU opened is device modulo the number of visible GPUs, and a process opens
+ * one GPU only (a later call must map to the same one). */
 const struct ops *ops_cpu(enum ops_precision precision);
 const struct ops *ops_cuda(enum ops_precision precision, int device, char *why, size_t why_len);
 

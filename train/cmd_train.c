@@ -309,6 +309,10 @@ int cmd_train(int argc, char **argv) {
     }
     int inited = 0;
     MPI_Initialized(&inited);
+    /* The GPU first: a CUDA-aware MPI sets up its transport on the current device at init.
+     * A failure here is reported by session_ops later. */
+    if (!inited && !strcmp(r->args.device, "cuda") && session_launcher_local_rank() >= 0)
+        ops_cuda(OPS_FP32, session_launcher_local_rank(), NULL, 0);
     if (!inited && MPI_Init(NULL, NULL) != MPI_SUCCESS) {
         free(r);
         return xlmc_error("MPI_Init failed"), 1;

@@ -5,15 +5,28 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+int session_launcher_local_rank(void) {
+    const char *names[] = {"SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK"};
+    for (int i = 0; i < 2; i++) {
+        const char *v = getenv(names[i]);
+        char *end = NULL;
+        long r = v ? strtol(v, &end, 10) : -1;
+        if (v && end != v && *end == '\0' && r >= 0 && r < 1 << 20) return (int)r;
+    }
+    return -1;
+}
 
 const struct ops *session_ops(const char *device, enum precision_kind precision, int local_rank) {
     enum ops_precision p = precision == PRECISION_FP16 ? OPS_FP16 : OPS_FP32;
     if (!strcmp(device, "cpu")) return ops_cpu(p);
     if (!strcmp(device, "cuda")) {
         char why[256] = "";
-        const struct ops *o = ops_cuda(p, local_rank, why, sizeof why);
+        int launcher = session_launcher_local_rank();
+        const struct ops *o = ops_cuda(p, launcher >= 0 ? launcher : local_rank, why, sizeof why);
         if (!o) xlmc_error("--device cuda: %s (use --device cpu)", why);
         return o;
     }

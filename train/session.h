@@ -19,6 +19,11 @@
 /* The backend for --device cpu|cuda (local_rank picks the GPU) in the config's precision.
  * NULL after printing an error naming the option. */
 const struct ops *session_ops(const char *device, enum precision_kind precision, int local_rank);
+/* The node-local rank the launcher gives this process (SLURM_LOCALID, else
+ * OMPI_COMM_WORLD_LOCAL_RANK), or -1 when it gives none. Readable before MPI_Init, so the
+ * GPU can be chosen before a CUDA-aware MPI sets up its transport; session_ops prefers it
+ * to the local_rank it is passed, so both choices name the same GPU. */
+int session_launcher_local_rank(void);
 
 /* Size and XXH64 hash of the dictionary the shards of `dir` were prepared with: from
  * dir/vocab (+ dir/codes) when present, else from the attributes of a shard. 0 or -1. */

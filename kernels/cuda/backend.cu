@@ -13,10 +13,23 @@ void cuda_check(cudaError_t err, const char *file, int line)
     exit(1);
 }
 
+/* cublasGetStatusString exists only from CUDA 11.4.2; CUDA 11 toolkits (sm_70 sites) get
+ * the status number, which cublas_api.h names. */
+static const char *cublas_status_name(cublasStatus_t st)
+{
+#if defined(CUBLAS_VERSION) && CUBLAS_VERSION >= 120000
+    return cublasGetStatusString(st);
+#else
+    static char name[40]; /* an error path that ends the process: one caller at a time */
+    snprintf(name, sizeof name, "cuBLAS status %d", (int)st);
+    return name;
+#endif
+}
+
 void cublas_check(cublasStatus_t st, const char *file, int line)
 {
     if (st == CUBLAS_STATUS_SUCCESS) return;
-    fprintf(stderr, "xlmc: cuBLAS error at %s:%d: %s\n", file, line, cublasGetStatusString(st));
+    fprintf(stderr, "xlmc: cuBLAS error at %s:%d: %s\n", file, line, cublas_status_name(st));
     exit(1);
 }
 
@@ -148,7 +161,10 @@ const struct ops *ops_cuda(enum ops_precision precision, int device, char *why, 
         cudaGetLastError();
         return NULL;
     }
-    if (device < 0 || device >= count || (g_device >= 0 && device != g_device)) {
+    /* The local rank picks the GPU modulo the visible count: nodes with one GPU per rank and
+     * sites that show each task only its own GPU (--gpus-per-task=1) both work. */
+    if (device >= 0) device %= count;
+    if (device < 0 || (g_device >= 0 && device != g_device)) {
         if (why && why_len)
             snprintf(why, why_len, "GPU %d is not available (%d visible%s)", device, count,
                      g_device >= 0 ? ", and this process already uses another" : "");
@@ -166,7 +182,7 @@ const struct ops *ops_cuda(enum ops_precision precision, int device, char *why, 
         if (st != CUBLAS_STATUS_SUCCESS) {
             if (why && why_len)
                 snprintf(why, why_len, "cannot start cuBLAS on GPU %d: %s", device,
-                         cublasGetStatusString(st));
+                         cublas_status_name(st));
             return NULL;
         }
         cublasCheck(cublasSetStream(g_cuda.blas, g_cuda.stream));

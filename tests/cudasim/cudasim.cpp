@@ -1,6 +1,7 @@
 /* cudasim.cpp — the fiber scheduler, device-memory stand-ins, half conversions, cuBLAS and
  * NCCL stand-ins behind cudasim.h. */
 #include "cudasim.h"
+#include "cudasim_count_impl.h"
 
 #include <algorithm>
 #include <chrono>
@@ -95,6 +96,10 @@ int g_schedule = -1;
 unsigned long long g_seed = 1;
 std::mutex g_mutex;
 std::map<const void *, int> g_shared_optin;
+std::map<void *, size_t> g_mapped;   /* cudaMalloc blocks that came from mmap */
+/* Mapped blocks nothing has written since they were mapped: zeroing them is a no-op that
+ * would only fault in every page. Any launch, copy or GEMM ends their pristine state. */
+std::map<void *, size_t> g_pristine;
 unsigned long long g_launches;
 
 void read_env_schedule()
@@ -287,8 +292,10 @@ unsigned warp_ballot(unsigned mask, int pred)
 
 void warp_sync(unsigned mask) { warp_barrier(mask); }
 
+int current_tid() { return S && S->cur >= 0 ? S->cur : -1; }
+
 void launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t shmem,
-            const std::function<void()> &body)
+            const std::function<void()> &body, const void *stream)
 {
     read_env_schedule();
     unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
@@ -330,23 +337,35 @@ void launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t shme
      * what it did not write sees NaN, and ASan sees an access past the end. */
     std::vector<unsigned char> dyn;
     uint64_t rng = g_seed * 0x2545F4914F6CDD1Dull + g_launches;
-    for (unsigned z = 0; z < grid.z; z++)
-        for (unsigned y = 0; y < grid.y; y++)
-            for (unsigned x = 0; x < grid.x; x++) {
-                t_blockIdx = uint3{x, y, z};
-                void *shared = nullptr;
-                if (shmem) {
-                    shared = malloc(shmem);
-                    memset(shared, 0xff, shmem);
-                }
-                t_dynamic_shared = shared;
-                run_block(&rng, g_schedule == CUDASIM_SHUFFLE);
-                free(shared);
-            }
+    /* Blocks in linear order (x fastest); the counter may pick a sample of them. */
+    cudasim_touch_all();
+    count::launch_begin(name, grid, block, shmem, stream);
+    unsigned long long linear;
+    while (count::next_block(&linear)) {
+        unsigned x = (unsigned)(linear % grid.x), y = (unsigned)(linear / grid.x % grid.y),
+                 z = (unsigned)(linear / grid.x / grid.y);
+        t_blockIdx = uint3{x, y, z};
+        void *shared = nullptr;
+        if (shmem) {
+            shared = malloc(shmem);
+            memset(shared, 0xff, shmem);
+        }
+        t_dynamic_shared = shared;
+        run_block(&rng, g_schedule == CUDASIM_SHUFFLE);
+        free(shared);
+        count::block_end((int)nthreads);
+    }
+    count::launch_end();
     t_dynamic_shared = nullptr;
     S = outer;
 }
 }  // namespace cudasim
+
+void cudasim_touch_all()
+{
+    std::lock_guard<std::mutex> lock(cudasim::g_mutex);
+    cudasim::g_pristine.clear();
+}
 
 extern "C" void cudasim_set_schedule(int schedule, unsigned long long seed)
 {
@@ -446,35 +465,102 @@ cudaError_t cudaGetLastError(void)
 cudaError_t cudaPeekAtLastError(void) { return cudasim::last_error; }
 cudaError_t cudaMalloc(void **p, size_t bytes)
 {
-    /* Device memory starts as garbage: NaN bytes make a read of unwritten memory show. */
-    *p = malloc(bytes ? bytes : 1);
-    if (!*p) return cudaErrorMemoryAllocation;
-    memset(*p, 0xff, bytes);
+    /* Device memory starts as garbage: NaN bytes make a read of unwritten memory show
+     * (zeros when a cost count skips blocks: a skipped block must leave finite values). */
+    if ((cudasim::count::g_flags & CUDASIM_COUNT_ZERO_ALLOC) && bytes >= ((size_t)1 << 20)) {
+        /* large and zero: pages that a sampled launch never touches cost nothing */
+        void *m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED) return cudaErrorMemoryAllocation;
+        *p = m;
+        std::lock_guard<std::mutex> lock(cudasim::g_mutex);
+        cudasim::g_mapped[m] = bytes;
+        cudasim::g_pristine[m] = bytes;
+    } else {
+        /* cudaMalloc's alignment is at least 256 bytes: the sector counts depend on it */
+        if (posix_memalign(p, 256, bytes ? bytes : 1)) return cudaErrorMemoryAllocation;
+        int fill = (cudasim::count::g_flags & CUDASIM_COUNT_ZERO_ALLOC) ? 0 : 0xff;
+        memset(*p, fill, bytes);
+    }
+    cudasim::count::device_alloc(*p, bytes);
     return cudaSuccess;
 }
 cudaError_t cudaFree(void *p)
 {
+    if (!p) return cudaSuccess;
+    cudasim::count::device_free(p);
+    {
+        std::lock_guard<std::mutex> lock(cudasim::g_mutex);
+        auto it = cudasim::g_mapped.find(p);
+        if (it != cudasim::g_mapped.end()) {
+            cudasim::g_pristine.erase(p);
+            munmap(p, it->second);
+            cudasim::g_mapped.erase(it);
+            return cudaSuccess;
+        }
+    }
     free(p);
     return cudaSuccess;
 }
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind)
+cudaError_t cudaMallocHost(void **p, size_t bytes)
 {
+    *p = malloc(bytes ? bytes : 1);
+    if (!*p) return cudaErrorMemoryAllocation;
+    cudasim::count::host_register(*p, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned) { return cudaMallocHost(p, bytes); }
+cudaError_t cudaFreeHost(void *p)
+{
+    cudasim::count::host_unregister(p);
+    free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaHostRegister(void *p, size_t bytes, unsigned)
+{
+    cudasim::count::host_register(p, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaHostUnregister(void *p)
+{
+    cudasim::count::host_unregister(p);
+    return cudaSuccess;
+}
+static cudaError_t memcpy_on(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
+                             cudaStream_t s)
+{
+    cudasim::count::copy(dst, src, bytes, (int)kind, s);
+    cudasim_touch_all();
     if (bytes) memmove(dst, src, bytes);
     return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind k,
-                            cudaStream_t)
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
 {
-    return cudaMemcpy(dst, src, bytes, k);
+    return memcpy_on(dst, src, bytes, kind, nullptr);
 }
-cudaError_t cudaMemset(void *p, int value, size_t bytes)
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind k,
+                            cudaStream_t s)
 {
+    return memcpy_on(dst, src, bytes, k, s);
+}
+static cudaError_t memset_on(void *p, int value, size_t bytes, cudaStream_t s)
+{
+    cudasim::count::memset(p, bytes, s);
+    {
+        std::lock_guard<std::mutex> lock(cudasim::g_mutex);
+        auto it = cudasim::g_pristine.find(p);
+        if (value == 0 && it != cudasim::g_pristine.end() && bytes <= it->second) return cudaSuccess;
+    }
     if (bytes) memset(p, value, bytes);
     return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t)
+cudaError_t cudaMemset(void *p, int value, size_t bytes)
 {
-    return cudaMemset(p, value, bytes);
+    return memset_on(p, value, bytes, nullptr);
+}
+cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t s)
+{
+    return memset_on(p, value, bytes, s);
 }
 cudaError_t cudaDeviceSynchronize(void) { return cudasim::last_error; }
 cudaError_t cudaStreamCreate(cudaStream_t *s)

@@ -61,7 +61,9 @@ void warp_sync(unsigned mask);
 int lane_id();
 /* Run body in every thread of grid x block; checks the launch against the device limits. */
 void launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t shmem,
-            const std::function<void()> &body);
+            const std::function<void()> &body, const void *stream = nullptr);
+/* The linear thread index within its block of the kernel thread running now; -1 on the host. */
+int current_tid();
 }  // namespace cudasim
 
 #define threadIdx (cudasim::t_threadIdx)
@@ -74,7 +76,7 @@ void launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t shme
 #define XLMC_DYNAMIC_SHARED(type, name) type *name = (type *)cudasim::t_dynamic_shared
 #define XLMC_LAUNCH(kernel, grid, block, shmem, stream)                                      \
     cudasim::Launch<decltype(&kernel)>{&kernel, #kernel, dim3(grid), dim3(block),             \
-                                       (size_t)(shmem)}
+                                       (size_t)(shmem), (const void *)(stream)}
 
 namespace cudasim {
 template <class K>
@@ -83,11 +85,12 @@ struct Launch {
     const char *name;
     dim3 grid, block;
     size_t shmem;
+    const void *stream;
     template <class... A>
     void operator()(A... args) const
     {
         K f = fn;
-        launch(name, (const void *)fn, grid, block, shmem, [&]() { f(args...); });
+        launch(name, (const void *)fn, grid, block, shmem, [&]() { f(args...); }, stream);
     }
 };
 }  // namespace cudasim
@@ -265,6 +268,14 @@ cudaError_t cudaMalloc(void **p, size_t bytes);
 template <class T>
 inline cudaError_t cudaMalloc(T **p, size_t bytes) { return cudaMalloc((void **)p, bytes); }
 cudaError_t cudaFree(void *p);
+/* Page-locked host memory: copies from and to it count as pinned. */
+#define cudaHostAllocDefault 0
+#define cudaHostRegisterDefault 0
+cudaError_t cudaMallocHost(void **p, size_t bytes);
+cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned flags);
+cudaError_t cudaFreeHost(void *p);
+cudaError_t cudaHostRegister(void *p, size_t bytes, unsigned flags);
+cudaError_t cudaHostUnregister(void *p);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t s = nullptr);

@@ -1,6 +1,7 @@
 /* cudasim_libs.cpp — cuBLAS GEMMs (naive loops, fp32 accumulation, fp16 or fp32 storage) and
  * NCCL collectives between host threads of one process (each thread one rank). */
 #include "cudasim.h"
+#include "cudasim_count_impl.h"
 
 #include <condition_variable>
 #include <map>
@@ -57,6 +58,10 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
         ldc < (m > 1 ? m : 1) || lda < ((ta == CUBLAS_OP_N ? m : k) > 1 ? (ta == CUBLAS_OP_N ? m : k) : 1) ||
         ldb < ((tb == CUBLAS_OP_N ? k : n) > 1 ? (tb == CUBLAS_OP_N ? k : n) : 1))
         return CUBLAS_STATUS_INVALID_VALUE;
+    cudasim::count::gemm(ta, tb, m, n, k, batch, A, at, lda, B, bt, ldb, C, ct, ldc, h->stream);
+    cudasim_touch_all();
+    if (cudasim::count::g_on && (cudasim::count::g_flags & CUDASIM_COUNT_SKIP_MATH))
+        return CUBLAS_STATUS_SUCCESS;
     float al = *(const float *)alpha, be = *(const float *)beta;
     for (int b = 0; b < batch; b++)
         for (int j = 0; j < n; j++)
@@ -169,9 +174,10 @@ ncclResult_t ncclCommDestroy(ncclComm_t c)
 }
 
 ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataType_t type,
-                           ncclRedOp_t op, ncclComm_t c, cudaStream_t)
+                           ncclRedOp_t op, ncclComm_t c, cudaStream_t s)
 {
     if (!c || (op != ncclSum && op != ncclMax)) return ncclInvalidArgument;
+    cudasim::count::nccl("allreduce", count * type_bytes(type), s);
     Group *g = c->group;
     g->send[c->rank] = send;
     group_barrier(g);
@@ -207,9 +213,10 @@ ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataT
 }
 
 ncclResult_t ncclBroadcast(const void *send, void *recv, size_t count, ncclDataType_t type,
-                           int root, ncclComm_t c, cudaStream_t)
+                           int root, ncclComm_t c, cudaStream_t s)
 {
     if (!c || root < 0 || root >= c->group->nranks) return ncclInvalidArgument;
+    cudasim::count::nccl("broadcast", count * type_bytes(type), s);
     Group *g = c->group;
     g->send[c->rank] = send;
     group_barrier(g);

@@ -1,0 +1,332 @@
+/* gpu_model.c — a roofline model of one xlmc training step on V100 and H100, priced from the
+ * counts cudasim takes of the real step (gpu_model_sim.c). A model, not a measurement.
+ *
+ * usage: gpu_model CONFIG [SAMPLE_BLOCKS]
+ * The step is simulated at micro_batch 1 and 2 (rows of the config's seq_len) and every
+ * per-kernel count is extrapolated linearly to the config's micro_batch: what grows with
+ * the batch grows, what does not (parameter-sized kernels, launches per layer) stays.
+ *
+ * Cost rules (the constants and their sources are in GPUS below):
+ *   kernel: max(DRAM bytes / DRAM bandwidth, L2 sector bytes / L2 bandwidth,
+ *               waves x longest per-thread access chain x memory latency) + launch overhead
+ *   GEMM:   max(2mnk·batch / (efficiency x peak), operand bytes / DRAM bandwidth) + overhead;
+ *           peak is the tensor-core peak when every leading dimension and pointer is 16-byte
+ *           aligned, else the non-tensor-core fp16 peak (cuBLAS before 11.0 needed multiples
+ *           of 8 halves to use tensor cores; newer versions degrade less: pessimistic here)
+ *   copy:   bytes / PCIe rate (pinned or pageable)
+ *   all-reduce: ring, 2(n-1)/n · bytes / bus bandwidth + latency, on the communication stream
+ *           from the point the trainer starts it (overlap with the rest of the backward). */
+#include "tests/bench/gpu_model.h"
+
+#include "core/config.h"
+#include "core/util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct gpu {
+    const char *name;
+    double tc_peak;        /* dense fp16 tensor-core FLOP/s */
+    double fp16_peak;      /* fp16 FLOP/s without tensor cores */
+    double fp32_peak;      /* fp32 FLOP/s */
+    double dram_bw, l2_bw; /* bytes/s */
+    int sms;
+    double latency_s;      /* global memory load latency */
+    double launch_s;       /* per kernel or cuBLAS call */
+    double gemm_eff;       /* achieved fraction of peak for large GEMMs */
+    double pcie_pinned, pcie_pageable;   /* bytes/s, host<->device */
+    double busbw8, busbw64;              /* all-reduce bus bandwidth, bytes/s */
+    double coll_latency_s;               /* one small collective */
+};
+
+/* Sources:
+ *  [V1] NVIDIA Tesla V100 datasheet (SXM2): 125 TF tensor, 31.4 TF fp16, 15.7 TF fp32, 900 GB/s.
+ *  [H1] NVIDIA H100 datasheet / H100 whitepaper (SXM5): 989 TF dense fp16 tensor, 134 TF fp16
+ *       (non-tensor), 67 TF fp32, 3.35 TB/s.
+ *  [L2] Jia et al., "Dissecting the NVIDIA Volta GPU Architecture via Microbenchmarking"
+ *       (arXiv:1804.06826): V100 L2 ~2.1 TB/s, global latency ~400 cycles (~0.28 us);
+ *       Luo et al., "Benchmarking and Dissecting the Nvidia Hopper GPU Architecture"
+ *       (arXiv:2402.13499): H100 global latency of the same order; H100 L2 ~5.5 TB/s
+ *       (approximate: read off their figures).
+ *  [LA] NVIDIA developer blog, "Getting Started with CUDA Graphs" (2019): a few microseconds
+ *       per kernel launch; 3 us used.
+ *  [GE] NVIDIA Deep Learning Performance Guide, "Matrix Multiplication Background" and GTC 2019
+ *       S9926 "Tensor Core Performance: The Ultimate Guide": tensor cores need dimensions
+ *       that are multiples of 8 fp16 elements (16 bytes); 0.7 of peak for large aligned GEMMs
+ *       is an assumption within the range those guides show.
+ *  [PC] PCIe 3.0 x16 (DGX-1 V100) 15.75 GB/s, PCIe 5.0 x16 (H100 SXM) 63 GB/s raw; pinned at
+ *       ~80 % of raw (CUDA samples bandwidthTest typical), pageable at half of pinned (NVIDIA
+ *       blog "How to Optimize Data Transfers in CUDA C/C++": pageable copies go through a
+ *       pinned staging buffer): assumptions.
+ *  [NC] nccl-tests all_reduce_perf bus bandwidth: DGX-1 V100, 8 GPUs NVLink ~130 GB/s
+ *       (assumed from NVIDIA's NCCL 2 DGX-1 figures); 64 V100 over 4xEDR per node ~40 GB/s
+ *       (NCCL GTC 2017 S7155, quoted in NVIDIA/nccl-tests issue #29); 8xH100 NVLink 460 GB/s
+ *       (nccl-tests reference table, docs.alayanew.com 2026 "NCCL-tests in practice"); H100
+ *       NVLink + NDR IB multi-node 400 GB/s (saturncloud.io "Validating Multi-Node GPU
+ *       Clusters with NCCL Tests"); small-message latency ~20/40 us (nccl-tests tables). */
+static const struct gpu GPUS[2] = {
+    {"V100-SXM2", 125e12, 31.4e12, 15.7e12, 900e9, 2.1e12, 80, 0.28e-6, 3e-6, 0.7, 12.6e9,
+     6.3e9, 130e9, 40e9, 40e-6},
+    {"H100-SXM", 989e12, 134e12, 67e12, 3.35e12, 5.5e12, 132, 0.28e-6, 3e-6, 0.7, 50e9, 25e9,
+     460e9, 400e9, 20e-6},
+};
+
+/* ---- one priced row: a kernel name or a GEMM class, in one phase ---- */
+enum { PH_PRE, PH_MICRO, PH_APPLY, PH_COUNT };
+struct row {
+    char label[80];
+    int gemm;
+    double launches, flops, dram, sectors, requests, t;
+};
+struct table {
+    struct row *r;
+    int n, cap;
+};
+
+static struct row *table_row(struct table *tb, const char *label, int gemm)
+{
+    for (int i = 0; i < tb->n; i++)
+        if (!strcmp(tb->r[i].label, label)) return &tb->r[i];
+    if (tb->n == tb->cap) {
+        tb->cap = tb->cap ? 2 * tb->cap : 64;
+        tb->r = xrealloc(tb->r, (size_t)tb->cap * sizeof *tb->r);
+    }
+    struct row *r = &tb->r[tb->n++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->label, sizeof r->label, "%s", label);
+    r->gemm = gemm;
+    return r;
+}
+
+static double gemm_time(const struct gpu *g, const struct cudasim_record *e, double *flops)
+{
+    double f = 2.0 * e->m * e->n * (double)e->k * e->batch;
+    double peak = e->atype == 0 ? g->fp32_peak : e->align_bytes >= 16 ? g->tc_peak : g->fp16_peak;
+    double bytes = ((double)e->m * e->k + (double)e->k * e->n + 2.0 * e->m * e->n) *
+                   e->elem_bytes * e->batch;
+    *flops = f;
+    return fmax(f / (g->gemm_eff * peak), bytes / g->dram_bw) + g->launch_s;
+}
+
+static double kernel_time(const struct gpu *g, const struct cudasim_record *e)
+{
+    double waves = ceil(e->threads / (g->sms * 2048.0));
+    double sectors = e->load_sectors + e->store_sectors;
+    double t = fmax(e->dram_bytes / g->dram_bw, 32.0 * sectors / g->l2_bw);
+    return fmax(t, waves * e->max_thread_accesses * g->latency_s) + g->launch_s;
+}
+
+/* Prices every record of a run; fills per-phase tables; micro-phase compute time at each
+ * started all-reduce (ar_t, n_ar of them) and at the end of the phase (*t_end). */
+static void price_run(const struct gpu *g, const struct sim_run *run, struct table tb[PH_COUNT],
+                      double *ar_t, double *t_end, double *h2d, double *d2h, int *hosts)
+{
+    int ph = PH_PRE;
+    size_t ar = 0;
+    double t_micro = 0;
+    *h2d = *d2h = 0;
+    *hosts = 0;
+    for (size_t i = 0; i < run->n; i++) {
+        const struct cudasim_record *e = &run->rec[i];
+        if (e->kind == CUDASIM_EV_MARK) {
+            if (!strcmp(e->name, "micro")) ph = PH_MICRO;
+            else if (!strcmp(e->name, "ar_wait")) ph = PH_APPLY, *t_end = t_micro;
+            else if (!strcmp(e->name, "ar_start") && ar < run->n_ar) ar_t[ar++] = t_micro;
+            else if (!strcmp(e->name, "host")) (*hosts)++;
+            continue;
+        }
+        char label[80];
+        double t = 0, flops = 0;
+        int gemm = 0;
+        if (e->kind == CUDASIM_EV_KERNEL) {
+            t = kernel_time(g, e);
+            snprintf(label, sizeof label, "%s", e->name);
+        } else if (e->kind == CUDASIM_EV_GEMM) {
+            t = gemm_time(g, e, &flops);
+            gemm = 1;
+            snprintf(label, sizeof label, "cuBLAS %s, ld %dB-aligned%s", e->name, e->align_bytes,
+                     e->align_bytes >= 16 ? "" : " (no tensor-core kernel)");
+        } else if (e->kind == CUDASIM_EV_COPY) {
+            double rate = e->pinned ? g->pcie_pinned : g->pcie_pageable;
+            if (e->dir == CUDASIM_H2D || e->dir == CUDASIM_D2H) t = (double)e->bytes / rate;
+            else t = 2.0 * (double)e->bytes / g->dram_bw;
+            t += g->launch_s;
+            if (e->dir == CUDASIM_H2D) *h2d += (double)e->bytes;
+            if (e->dir == CUDASIM_D2H) *d2h += (double)e->bytes;
+            snprintf(label, sizeof label, "memcpy %s %s",
+                     e->dir == CUDASIM_H2D ? "H2D" : e->dir == CUDASIM_D2H ? "D2H" : "D2D",
+                     e->pinned ? "pinned" : e->dir == CUDASIM_D2D ? "" : "pageable");
+        } else if (e->kind == CUDASIM_EV_MEMSET) {
+            t = (double)e->bytes / g->dram_bw + g->launch_s;
+            snprintf(label, sizeof label, "memset");
+        } else {
+            continue;   /* NCCL calls: priced by the all-reduce model */
+        }
+        struct row *r = table_row(&tb[ph], label, gemm);
+        r->launches += 1;
+        r->flops += flops;
+        r->dram += e->kind == CUDASIM_EV_KERNEL ? e->dram_bytes : 0;
+        r->sectors += e->load_sectors + e->store_sectors;
+        r->requests += e->load_requests + e->store_requests;
+        r->t += t;
+        if (ph == PH_MICRO) t_micro += t;
+    }
+}
+
+/* a(B) + (B_target - B_a) / (B_b - B_a) · (b(B) - a(B)), row by row (a missing row is 0) */
+static void extrapolate(struct table *out, const struct table *a, const struct table *b,
+                        double w)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        const struct table *src = pass ? b : a;
+        for (int i = 0; i < src->n; i++) {
+            const struct row *s = &src->r[i];
+            struct row *o = table_row(out, s->label, s->gemm);
+            double k = pass ? w : 1.0 - w;
+            o->launches += k * s->launches;
+            o->flops += k * s->flops;
+            o->dram += k * s->dram;
+            o->sectors += k * s->sectors;
+            o->requests += k * s->requests;
+            o->t += k * s->t;
+        }
+    }
+}
+
+static int by_time(const void *x, const void *y)
+{
+    double a = ((const struct row *)x)->t, b = ((const struct row *)y)->t;
+    return (a < b) - (a > b);
+}
+
+/* all-reduces started at ar_t[i] (compute clock of the last micro-batch), run in order on
+ * their own stream; returns how long after t_end the last one finishes */
+static double exposed_comm(const double *ar_t, const size_t *bytes, size_t n, double t_end,
+                           int world, double busbw, double latency)
+{
+    double c = 0;
+    for (size_t i = 0; i < n; i++) {
+        double start = fmax(ar_t[i], c);
+        c = start + 2.0 * (world - 1) / world * (double)bytes[i] / busbw + latency;
+    }
+    return fmax(0.0, c - t_end);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || argc > 3) {
+        fprintf(stderr, "usage: %s CONFIG [SAMPLE_BLOCKS]\n", argv[0]);
+        return 2;
+    }
+    int sample = argc > 2 ? atoi(argv[2]) : 4;
+    struct xlmc_config cfg;
+    if (config_load(argv[1], &cfg)) return 1;
+    const int BA = 1, BB = 2, Bt = cfg.train.micro_batch, T = cfg.train.seq_len;
+    const double w = (double)(Bt - BA) / (BB - BA);
+    double t0 = now_seconds();
+    struct sim_run runs[2];
+    const int Bs[2] = {BA, BB};
+    if (gpu_model_simulate(argv[1], Bs, 2, 8, sample, runs)) return 1;
+    struct sim_run ra = runs[0], rb = runs[1];
+    if (ra.n_ar != rb.n_ar) {
+        fprintf(stderr, "gpu_model: the two runs started different all-reduces\n");
+        return 1;
+    }
+    const struct model_config *mc = &cfg.model;
+    double C = mc->dim, L = mc->n_layers, F = mc->ffn_dim, V = mc->vocab_size;
+    /* model FLOPs per token: 6 x matmul parameters + 12 L T C for attention (PaLM's MFU) */
+    double flops_tok = 6.0 * (L * (4 * C * C + 2 * C * F) + V * C) + 12.0 * L * T * C;
+    const int global_rows = (int)(cfg.train.batch_tokens / T);
+
+    printf("MODEL, NOT A MEASUREMENT: GPU time of one xlmc training step priced from cudasim "
+           "counts with a roofline model (tests/bench/gpu_model.c)\n");
+    printf("config %s: V %d, C %d, L %d, T %d, micro_batch %d, fp16. Simulated at micro_batch "
+           "%d and %d (%s blocks per launch sampled) and extrapolated linearly to %d rows.\n",
+           argv[1], mc->vocab_size, mc->dim, mc->n_layers, T, Bt, BA, BB,
+           sample > 1 ? "at most a few" : "all", Bt);
+    for (int gi = 0; gi < 2; gi++) {
+        const struct gpu *g = &GPUS[gi];
+        struct table ta[PH_COUNT] = {{0}}, tbb[PH_COUNT] = {{0}}, tx[PH_COUNT] = {{0}};
+        double *ar_a = xmalloc((ra.n_ar + 1) * sizeof(double));
+        double *ar_b = xmalloc((ra.n_ar + 1) * sizeof(double));
+        double end_a = 0, end_b = 0, h2d, d2h, h2d_b, d2h_b;
+        int hosts, hosts_b;
+        price_run(g, &ra, ta, ar_a, &end_a, &h2d, &d2h, &hosts);
+        price_run(g, &rb, tbb, ar_b, &end_b, &h2d_b, &d2h_b, &hosts_b);
+        for (int p = 0; p < PH_COUNT; p++) extrapolate(&tx[p], &ta[p], &tbb[p], w);
+        for (size_t i = 0; i < ra.n_ar; i++) ar_a[i] = ar_a[i] + w * (ar_b[i] - ar_a[i]);
+        double t_end = end_a + w * (end_b - end_a);
+
+        /* the step at 64 GPUs (the config's: one micro-batch per GPU) */
+        struct table step = {0};
+        for (int p = 0; p < PH_COUNT; p++) extrapolate(&step, &tx[p], &tx[p], 0);
+        double micro_t = 0, apply_t = 0, gemm_t = 0, kern_t = 0, launch_t = 0, copy_t = 0;
+        double launches_micro = 0;
+        for (int i = 0; i < tx[PH_MICRO].n; i++) {
+            micro_t += tx[PH_MICRO].r[i].t;
+            launches_micro += tx[PH_MICRO].r[i].launches;
+        }
+        for (int p = PH_PRE; p < PH_COUNT; p += 2)
+            for (int i = 0; i < tx[p].n; i++) apply_t += tx[p].r[i].t;
+        for (int i = 0; i < step.n; i++) {
+            struct row *r = &step.r[i];
+            launch_t += r->launches * g->launch_s;
+            if (r->gemm) gemm_t += r->t;
+            else if (!strncmp(r->label, "memcpy", 6)) copy_t += r->t;
+            else kern_t += r->t;
+        }
+        qsort(step.r, (size_t)step.n, sizeof *step.r, by_time);
+        double step_t = micro_t + apply_t;
+        printf("\n== %s (MODEL) ==\n", g->name);
+        printf("per-kernel table, one optimizer step at 64 GPUs (1 micro-batch of %d x %d per "
+               "GPU + the update); modelled:\n", Bt, T);
+        printf("%-58s %9s %9s %10s %7s %10s %6s\n", "kernel / call", "launches", "GFLOP",
+               "DRAM MB", "sec/req", "model us", "share");
+        for (int i = 0; i < step.n; i++) {
+            struct row *r = &step.r[i];
+            if (r->t < 0.001 * step_t && i >= 15) continue;
+            printf("%-58.58s %9.0f %9.2f %10.2f %7.2f %10.1f %5.1f%%\n", r->label, r->launches,
+                   r->flops / 1e9, r->dram / 1e6, r->requests > 0 ? r->sectors / r->requests : 0,
+                   r->t * 1e6, 100 * r->t / step_t);
+        }
+        printf("(rows under 0.1%% of the step after the first 15 are not shown)\n");
+        for (int G = 8; G <= 64; G *= 8) {
+            int n_micro = global_rows / (G * Bt);
+            if (n_micro < 1) n_micro = 1;
+            double busbw = G == 8 ? g->busbw8 : g->busbw64;
+            double exposed = exposed_comm(ar_a, ra.ar_bytes, ra.n_ar, t_end, G, busbw,
+                                          g->coll_latency_s);
+            double host = hosts * g->coll_latency_s;
+            double total = n_micro * micro_t + apply_t + exposed + host;
+            double tok = (double)n_micro * Bt * T / total;
+            printf("%2d GPUs (%d micro-batch%s per GPU): step %.2f ms = %d x %.2f ms "
+                   "micro-batch + %.2f ms update (incl. host<->device %.2f ms) + %.2f ms "
+                   "exposed all-reduce + %.2f ms host collectives; %.0f tokens/s per GPU, "
+                   "MFU %.1f%% (MODEL)\n",
+                   G, n_micro, n_micro > 1 ? "es" : "", total * 1e3, n_micro, micro_t * 1e3,
+                   apply_t * 1e3, copy_t * 1e3, exposed * 1e3, host * 1e3, tok,
+                   100 * tok * flops_tok / g->tc_peak);
+        }
+        printf("totals at 64 GPUs: GEMM %.2f ms, non-GEMM kernels+memsets %.2f ms "
+               "(non-GEMM/GEMM %.2f), of which launch overhead %.2f ms, host<->device %.2f ms\n",
+               gemm_t * 1e3, kern_t * 1e3, kern_t / gemm_t, launch_t * 1e3, copy_t * 1e3);
+        printf("launches per micro-batch (kernels + cuBLAS calls + copies + memsets): %.0f; "
+               "host<->device bytes per optimizer step: %.0f MB H2D + %.0f MB D2H\n",
+               launches_micro, h2d / 1e6, d2h / 1e6);
+        for (int p = 0; p < PH_COUNT; p++) {
+            free(ta[p].r);
+            free(tbb[p].r);
+            free(tx[p].r);
+        }
+        free(step.r);
+        free(ar_a);
+        free(ar_b);
+    }
+    printf("\nsimulation: %.0f s + %.0f s; report wall time %.0f s\n", ra.wall_s, rb.wall_s,
+           now_seconds() - t0);
+    sim_run_free(&ra);
+    sim_run_free(&rb);
+    return 0;
+}

@@ -1,0 +1,39 @@
+/* cudasim_count_impl.h — the counting hooks the cudasim runtime calls (see cudasim_count.h for
+ * what is counted and cudasim_count.cpp for how). Internal to tests/cudasim. */
+#ifndef XLMC_CUDASIM_COUNT_IMPL_H
+#define XLMC_CUDASIM_COUNT_IMPL_H
+
+#include "cudasim.h"
+#include "cudasim_count.h"
+
+#include <cstdint>
+
+namespace cudasim {
+namespace count {
+extern bool g_on;      /* counting is on */
+extern int g_flags;    /* CUDASIM_COUNT_* */
+/* A launch that passed the limit checks: returns the indices (linear, x fastest) of the
+ * blocks to simulate, in order, through next_block. */
+void launch_begin(const char *name, dim3 grid, dim3 block, size_t shmem, const void *stream);
+bool next_block(unsigned long long *linear);
+void block_end(int nthreads);   /* the block's accesses are complete */
+void launch_end();
+/* One load or store of `size` bytes at addr by the current kernel thread (traffic build). */
+void access(uintptr_t addr, size_t size, bool store);
+void gemm(int ta, int tb, int m, int n, int k, int batch, const void *A, int at, int lda,
+          const void *B, int bt, int ldb, const void *C, int ct, int ldc, const void *stream);
+void copy(void *dst, const void *src, size_t bytes, int kind, const void *stream);
+void memset(void *p, size_t bytes, const void *stream);
+void nccl(const char *op, size_t bytes, const void *stream);
+void device_alloc(void *p, size_t bytes);
+void device_free(void *p);
+bool is_device(const void *p);
+void host_register(void *p, size_t bytes);
+void host_unregister(void *p);
+int stream_id(const void *stream);
+}  // namespace count
+}  // namespace cudasim
+/* Something may write device memory (a launch, a copy, a GEMM): no block is pristine. */
+void cudasim_touch_all();
+
+#endif

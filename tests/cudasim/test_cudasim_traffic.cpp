@@ -1,0 +1,135 @@
+/* test_cudasim_traffic — the global-memory counters of the traffic build against values
+ * derived by hand from the access patterns (Nsight Compute's definitions, cudasim_count.h):
+ *   1. a coalesced fp32 copy: every warp load touches 32 x 4 consecutive bytes = 4 sectors,
+ *      so 4 sectors per request; requested bytes = unique bytes = n x 4 each way; DRAM
+ *      lower bound 2 x n x 4;
+ *   2. a stride-32 fp32 gather: each lane's 4 bytes sit in a sector of their own (32 floats
+ *      = 128 bytes apart), so 32 sectors per request; the store side stays at 4;
+ *   3. a kernel that reads every input element twice (x[i] and x[n-1-i]): requested load
+ *      bytes = 2 x unique load bytes = 2 x n x 4;
+ *   4. block sampling: the copy of case 1 over 64 blocks with 8 simulated gives the same
+ *      (scaled) totals;
+ *   5. host memory and shared memory are not device traffic: a kernel that only uses
+ *      __shared__ and its arguments has no loads or stores.
+ * Compiled with the traffic flags itself, so that its kernels call the hooks. */
+#include <cuda_runtime.h>
+
+#include "cudasim_count.h"
+
+static int g_fail;
+#define EXPECT_EQ(got, want)                                                                  \
+    do {                                                                                      \
+        double g_ = (got), w_ = (want);                                                       \
+        if (g_ != w_) {                                                                       \
+            fprintf(stderr, "%s:%d: %s = %.17g, expected %.17g\n", __FILE__, __LINE__, #got,  \
+                    g_, w_);                                                                  \
+            g_fail++;                                                                         \
+        }                                                                                     \
+    } while (0)
+
+__global__ void copy_kernel(float *out, const float *in, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = in[i];
+}
+
+__global__ void gather32_kernel(float *out, const float *in, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = in[(size_t)i * 32];
+}
+
+__global__ void read_twice_kernel(float *out, const float *in, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = in[i] - in[n - 1 - i];
+}
+
+__global__ void shared_only_kernel(int n)
+{
+    __shared__ float buf[64];
+    buf[threadIdx.x] = (float)n;
+    __syncthreads();
+    buf[threadIdx.x] += buf[63 - threadIdx.x];
+}
+
+static const cudasim_record *only_kernel(const char *what)
+{
+    const cudasim_record *ev;
+    size_t count = cudasim_count_events(&ev);
+    if (count != 1 || ev[0].kind != CUDASIM_EV_KERNEL) {
+        fprintf(stderr, "%s: expected one kernel event, got %zu events\n", what, count);
+        exit(1);
+    }
+    return ev;
+}
+
+int main(void)
+{
+    if (!cudasim_count_has_traffic()) {
+        fprintf(stderr, "linked without the traffic hooks\n");
+        return 1;
+    }
+    const int n = 4096, threads = 256, blocks = n / threads;
+    float *in, *out;
+    if (cudaMalloc(&in, (size_t)n * 32 * sizeof(float)) || cudaMalloc(&out, n * sizeof(float)))
+        return 1;
+    cudaMemset(in, 0, (size_t)n * 32 * sizeof(float));
+
+    cudasim_count_start(0, 0);
+    XLMC_LAUNCH(copy_kernel, blocks, threads, 0, 0)(out, in, n);
+    cudasim_count_stop();
+    const cudasim_record *e = only_kernel("copy");
+    EXPECT_EQ(e->load_requests, n / 32);
+    EXPECT_EQ(e->load_sectors / e->load_requests, 4);
+    EXPECT_EQ(e->store_sectors / e->store_requests, 4);
+    EXPECT_EQ(e->load_bytes, n * 4.0);
+    EXPECT_EQ(e->unique_load_bytes, n * 4.0);
+    EXPECT_EQ(e->store_bytes, e->unique_store_bytes);
+    EXPECT_EQ(e->dram_bytes, 2 * n * 4.0);
+    EXPECT_EQ(e->max_thread_accesses, 2);
+
+    cudasim_count_start(0, 0);
+    XLMC_LAUNCH(gather32_kernel, blocks, threads, 0, 0)(out, in, n);
+    cudasim_count_stop();
+    e = only_kernel("gather");
+    EXPECT_EQ(e->load_requests, n / 32);
+    EXPECT_EQ(e->load_sectors / e->load_requests, 32);
+    EXPECT_EQ(e->store_sectors / e->store_requests, 4);
+    EXPECT_EQ(e->load_bytes, e->unique_load_bytes);
+    EXPECT_EQ(e->dram_bytes, 32.0 * n + 4.0 * n);
+
+    cudasim_count_start(0, 0);
+    XLMC_LAUNCH(read_twice_kernel, blocks, threads, 0, 0)(out, in, n);
+    cudasim_count_stop();
+    e = only_kernel("read twice");
+    EXPECT_EQ(e->load_bytes, 2 * e->unique_load_bytes);
+    EXPECT_EQ(e->unique_load_bytes, n * 4.0);
+    EXPECT_EQ(e->load_requests, 2 * n / 32);
+
+    const int big = 64 * threads;
+    float *in2, *out2;
+    if (cudaMalloc(&in2, big * sizeof(float)) || cudaMalloc(&out2, big * sizeof(float))) return 1;
+    cudasim_count_start(0, 8);
+    XLMC_LAUNCH(copy_kernel, 64, threads, 0, 0)(out2, in2, big);
+    cudasim_count_stop();
+    e = only_kernel("sampled copy");
+    EXPECT_EQ(e->scale, 8);
+    EXPECT_EQ(e->load_bytes, big * 4.0);
+    EXPECT_EQ(e->unique_store_bytes, big * 4.0);
+    EXPECT_EQ(e->load_sectors / e->load_requests, 4);
+
+    cudasim_count_start(0, 0);
+    XLMC_LAUNCH(shared_only_kernel, 2, 64, 0, 0)(n);
+    cudasim_count_stop();
+    e = only_kernel("shared only");
+    EXPECT_EQ(e->load_bytes + e->store_bytes, 0);
+    EXPECT_EQ(e->load_requests + e->store_requests, 0);
+
+    cudaFree(in);
+    cudaFree(out);
+    cudaFree(in2);
+    cudaFree(out2);
+    printf(g_fail ? "FAILED (%d checks)\n" : "PASSED\n", g_fail);
+    return g_fail ? 1 : 0;
+}
