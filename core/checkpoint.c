@@ -349,6 +349,7 @@ int ckpt_find_latest(const char *run_dir, char *path, size_t len) {
         rc = 0;
         break;
     }
+    if (rc == 1 && n > 0) rc = 2; /* there were checkpoints, none valid: not a new run */
     free(e);
     return rc;
 }
