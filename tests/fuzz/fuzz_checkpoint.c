@@ -29,8 +29,12 @@ int scaler_restore(struct scaler *s, const double state[SCALER_STATE_LEN]) {
     (void)s, (void)state;
     abort();
 }
-void model_sync_weights(struct model *m) {
+int model_sync_weights(struct model *m) {
     (void)m;
+    abort();
+}
+void trainer_master_changed(struct trainer *t) {
+    (void)t;
     abort();
 }
 int model_param_hf_name(const struct model *m, int id, int layer, char *buf, size_t len) {
