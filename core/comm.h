@@ -7,9 +7,9 @@
 #include <stddef.h>
 
 struct comm {
-    const char *name;           /* "mpi", "nccl", "local" */
-    int rank, world;            /* this process and the job's size */
-    int local_rank;             /* rank within the node: picks the GPU */
+    const char *name; /* "mpi", "nccl", "local" */
+    int rank, world;  /* this process and the job's size */
+    int local_rank;   /* rank within the node: picks the GPU */
     /* x (n) fp32: in-place sum over ranks */
     int (*allreduce_sum_f32)(struct comm *c, float *x, size_t n);
     /* x (n) fp32: the same sum, started and left running so that backward can go on while

@@ -85,8 +85,7 @@ static int mpi_sum_f32_start(struct comm *c, float *x, size_t n) {
     /* Without an asynchronous progress thread MPI moves data only inside MPI calls: testing
      * here lets the sums already started advance while backward computes the next bucket. */
     int done = 0;
-    if (mpi_check(MPI_Testall(p->n, p->req, &done, MPI_STATUSES_IGNORE), "MPI_Testall"))
-        return -1;
+    if (mpi_check(MPI_Testall(p->n, p->req, &done, MPI_STATUSES_IGNORE), "MPI_Testall")) return -1;
     if (done) p->n = 0;
     return 0;
 }

@@ -12,16 +12,25 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum key_type { K_INT, K_LONG, K_ULONG, K_FLOAT, K_BOOL, K_SCHEDULE, K_PRECISION, K_LANGS,
-                K_RATIO };
+enum key_type {
+    K_INT,
+    K_LONG,
+    K_ULONG,
+    K_FLOAT,
+    K_BOOL,
+    K_SCHEDULE,
+    K_PRECISION,
+    K_LANGS,
+    K_RATIO
+};
 
 struct key_spec {
     const char *section, *key;
     enum key_type type;
-    size_t offset;      /* into struct xlmc_config */
+    size_t offset; /* into struct xlmc_config */
     int required;
-    double min, max;    /* inclusive range for numbers */
-    const char *dflt;   /* default text when not required */
+    double min, max;  /* inclusive range for numbers */
+    const char *dflt; /* default text when not required */
 };
 
 #define M(f) offsetof(struct xlmc_config, model.f)
@@ -77,22 +86,21 @@ struct parse_state {
     const char *name;
     unsigned char seen[XLMC_ARRAY_LEN(KEYS)];
     char error[512];
-    int line;           /* counted by the handler to name lines in value errors */
+    int line; /* counted by the handler to name lines in value errors */
 };
 
-static const struct key_spec *find_key(const char *section, const char *key)
-{
+static const struct key_spec *find_key(const char *section, const char *key) {
     for (size_t i = 0; i < XLMC_ARRAY_LEN(KEYS); i++)
         if (!strcmp(KEYS[i].section, section) && !strcmp(KEYS[i].key, key)) return &KEYS[i];
     return NULL;
 }
 
-static int parse_number(const char *text, double *out)
-{
+static int parse_number(const char *text, double *out) {
     char *end;
     errno = 0;
     double d = strtod(text, &end);
-    while (*end == ' ' || *end == '\t') end++;
+    while (*end == ' ' || *end == '\t')
+        end++;
     if (end == text || *end || errno || !isfinite(d)) return -1;
     *out = d;
     return 0;
@@ -100,8 +108,7 @@ static int parse_number(const char *text, double *out)
 
 /* Returns NULL on success, else a description of what is wrong with the value. */
 static const char *set_value(struct xlmc_config *cfg, const struct key_spec *k, const char *v,
-                             char *why, size_t why_len)
-{
+                             char *why, size_t why_len) {
     char *base = (char *)cfg + k->offset;
     double d;
     switch (k->type) {
@@ -115,8 +122,10 @@ static const char *set_value(struct xlmc_config *cfg, const struct key_spec *k, 
             snprintf(why, why_len, "is out of range [%g, %g]", k->min, k->max);
             return why;
         }
-        if (k->type == K_INT) *(int *)base = (int)d;
-        else if (k->type == K_LONG) *(long *)base = (long)d;
+        if (k->type == K_INT)
+            *(int *)base = (int)d;
+        else if (k->type == K_LONG)
+            *(long *)base = (long)d;
         else if (k->type == K_ULONG) {
             uint64_t u; /* d is only approximate above 2^53: the digits themselves */
             if (xlmc_parse_u64(v, &u)) return "must be a whole number written in digits";
@@ -125,20 +134,30 @@ static const char *set_value(struct xlmc_config *cfg, const struct key_spec *k, 
             *(float *)base = (float)d;
         return NULL;
     case K_BOOL:
-        if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes")) *(int *)base = 1;
-        else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no")) *(int *)base = 0;
-        else return "must be true or false";
+        if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes"))
+            *(int *)base = 1;
+        else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no"))
+            *(int *)base = 0;
+        else
+            return "must be true or false";
         return NULL;
     case K_SCHEDULE:
-        if (!strcmp(v, "inverse_sqrt")) *(enum schedule_kind *)base = SCHEDULE_INVERSE_SQRT;
-        else if (!strcmp(v, "cosine")) *(enum schedule_kind *)base = SCHEDULE_COSINE;
-        else if (!strcmp(v, "constant")) *(enum schedule_kind *)base = SCHEDULE_CONSTANT;
-        else return "must be inverse_sqrt, cosine or constant";
+        if (!strcmp(v, "inverse_sqrt"))
+            *(enum schedule_kind *)base = SCHEDULE_INVERSE_SQRT;
+        else if (!strcmp(v, "cosine"))
+            *(enum schedule_kind *)base = SCHEDULE_COSINE;
+        else if (!strcmp(v, "constant"))
+            *(enum schedule_kind *)base = SCHEDULE_CONSTANT;
+        else
+            return "must be inverse_sqrt, cosine or constant";
         return NULL;
     case K_PRECISION:
-        if (!strcmp(v, "fp32")) *(enum precision_kind *)base = PRECISION_FP32;
-        else if (!strcmp(v, "fp16")) *(enum precision_kind *)base = PRECISION_FP16;
-        else return "must be fp32 or fp16";
+        if (!strcmp(v, "fp32"))
+            *(enum precision_kind *)base = PRECISION_FP32;
+        else if (!strcmp(v, "fp16"))
+            *(enum precision_kind *)base = PRECISION_FP16;
+        else
+            return "must be fp32 or fp16";
         return NULL;
     case K_LANGS:
     case K_RATIO: {
@@ -164,8 +183,7 @@ static const char *set_value(struct xlmc_config *cfg, const struct key_spec *k, 
     return "has an unknown type";
 }
 
-static int on_key(void *user, const char *section, const char *key, const char *value)
-{
+static int on_key(void *user, const char *section, const char *key, const char *value) {
     struct parse_state *st = user;
     const struct key_spec *k = find_key(section, key);
     if (st->error[0]) return 0;
@@ -188,8 +206,7 @@ static int on_key(void *user, const char *section, const char *key, const char *
     return 1;
 }
 
-static int finish(struct parse_state *st, int rc)
-{
+static int finish(struct parse_state *st, int rc) {
     struct xlmc_config *cfg = st->cfg;
     if (rc < 0) return xlmc_error("%s: cannot open config file", st->name);
     if (rc > 0) {
@@ -207,8 +224,8 @@ static int finish(struct parse_state *st, int rc)
     }
     struct model_config *m = &cfg->model;
     if (m->dim % m->n_heads)
-        return xlmc_error("%s: [model] dim = %d is not divisible by n_heads = %d", st->name,
-                          m->dim, m->n_heads);
+        return xlmc_error("%s: [model] dim = %d is not divisible by n_heads = %d", st->name, m->dim,
+                          m->n_heads);
     if (m->vocab_size && m->vocab_size < 15)
         return xlmc_error("%s: [model] vocab_size = %d is below the 14 special symbols + 1",
                           st->name, m->vocab_size);
@@ -216,23 +233,24 @@ static int finish(struct parse_state *st, int rc)
         return xlmc_error("%s: [model] pad_index = %d is not below vocab_size = %d", st->name,
                           m->pad_index, m->vocab_size);
     int nl = 0;
-    while (nl < XLMC_MAX_LANGS && m->langs[nl][0]) nl++;
+    while (nl < XLMC_MAX_LANGS && m->langs[nl][0])
+        nl++;
     if (nl != m->n_langs)
-        return xlmc_error("%s: [model] langs lists %d language(s) but n_langs = %d", st->name,
-                          nl, m->n_langs);
+        return xlmc_error("%s: [model] langs lists %d language(s) but n_langs = %d", st->name, nl,
+                          m->n_langs);
     struct train_config *t = &cfg->train;
     if (t->seq_len + 1 > m->max_positions)
         return xlmc_error("%s: [train] seq_len = %d needs seq_len + 1 <= [model] max_positions "
-                          "= %d", st->name, t->seq_len, m->max_positions);
+                          "= %d",
+                          st->name, t->seq_len, m->max_positions);
     if (t->batch_tokens % ((long)t->micro_batch * t->seq_len))
         return xlmc_error("%s: [train] batch_tokens = %ld is not a multiple of micro_batch * "
-                          "seq_len = %ld", st->name, t->batch_tokens,
-                          (long)t->micro_batch * t->seq_len);
+                          "seq_len = %ld",
+                          st->name, t->batch_tokens, (long)t->micro_batch * t->seq_len);
     return 0;
 }
 
-static void init_state(struct parse_state *st, struct xlmc_config *cfg, const char *name)
-{
+static void init_state(struct parse_state *st, struct xlmc_config *cfg, const char *name) {
     memset(st, 0, sizeof *st);
     memset(cfg, 0, sizeof *cfg);
     st->cfg = cfg;
@@ -242,8 +260,7 @@ static void init_state(struct parse_state *st, struct xlmc_config *cfg, const ch
 
 /* libinih cuts lines at INI_MAX_LINE - 2 characters and parses the rest as a continuation of
  * the line: its errors would name the next line and the wrong cause. Refuse them here. */
-static int check_line_lengths(const char *text, size_t len, const char *name)
-{
+static int check_line_lengths(const char *text, size_t len, const char *name) {
     const size_t max = INI_MAX_LINE - 2; /* characters before the newline */
     int line = 1;
     for (size_t start = 0, i = 0; i <= len; i++) {
@@ -258,8 +275,7 @@ static int check_line_lengths(const char *text, size_t len, const char *name)
     return 0;
 }
 
-int config_load(const char *path, struct xlmc_config *cfg)
-{
+int config_load(const char *path, struct xlmc_config *cfg) {
     struct stat sb;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
         return xlmc_error("%s: is a directory, not a config file (e.g. configs/tiny.ini)", path);
@@ -278,8 +294,7 @@ int config_load(const char *path, struct xlmc_config *cfg)
     return finish(&st, ini_parse(path, on_key, &st));
 }
 
-int config_parse_string(const char *text, const char *name, struct xlmc_config *cfg)
-{
+int config_parse_string(const char *text, const char *name, struct xlmc_config *cfg) {
     struct parse_state st;
     if (check_line_lengths(text, strlen(text), name)) return -1;
     init_state(&st, cfg, name);
@@ -289,8 +304,7 @@ int config_parse_string(const char *text, const char *name, struct xlmc_config *
 static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 #include <stdarg.h>
-static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
-{
+static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...) {
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
@@ -305,8 +319,7 @@ static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
     }
 }
 
-char *config_to_string(const struct xlmc_config *cfg)
-{
+char *config_to_string(const struct xlmc_config *cfg) {
     size_t len = 0, cap = 1024;
     char *buf = xmalloc(cap);
     buf[0] = 0;
@@ -320,11 +333,21 @@ char *config_to_string(const struct xlmc_config *cfg)
         }
         append(&buf, &len, &cap, "%s = ", k->key);
         switch (k->type) {
-        case K_INT: append(&buf, &len, &cap, "%d\n", *(const int *)base); break;
-        case K_LONG: append(&buf, &len, &cap, "%ld\n", *(const long *)base); break;
-        case K_ULONG: append(&buf, &len, &cap, "%lu\n", *(const unsigned long *)base); break;
-        case K_FLOAT: append(&buf, &len, &cap, "%.9g\n", *(const float *)base); break;
-        case K_BOOL: append(&buf, &len, &cap, "%s\n", *(const int *)base ? "true" : "false"); break;
+        case K_INT:
+            append(&buf, &len, &cap, "%d\n", *(const int *)base);
+            break;
+        case K_LONG:
+            append(&buf, &len, &cap, "%ld\n", *(const long *)base);
+            break;
+        case K_ULONG:
+            append(&buf, &len, &cap, "%lu\n", *(const unsigned long *)base);
+            break;
+        case K_FLOAT:
+            append(&buf, &len, &cap, "%.9g\n", *(const float *)base);
+            break;
+        case K_BOOL:
+            append(&buf, &len, &cap, "%s\n", *(const int *)base ? "true" : "false");
+            break;
         case K_SCHEDULE: {
             static const char *names[] = {"inverse_sqrt", "cosine", "constant"};
             append(&buf, &len, &cap, "%s\n", names[*(const enum schedule_kind *)base]);
@@ -341,7 +364,8 @@ char *config_to_string(const struct xlmc_config *cfg)
             break;
         case K_RATIO: {
             int any = 0;
-            for (int l = 0; l < XLMC_MAX_LANGS; l++) any |= cfg->train.lang_ratio[l] != 0;
+            for (int l = 0; l < XLMC_MAX_LANGS; l++)
+                any |= cfg->train.lang_ratio[l] != 0;
             for (int l = 0; any && l < cfg->model.n_langs; l++)
                 append(&buf, &len, &cap, "%s%.9g", l ? "," : "", cfg->train.lang_ratio[l]);
             append(&buf, &len, &cap, "\n");
@@ -352,8 +376,7 @@ char *config_to_string(const struct xlmc_config *cfg)
     return buf;
 }
 
-int config_lang_id(const struct model_config *m, const char *code)
-{
+int config_lang_id(const struct model_config *m, const char *code) {
     for (int l = 0; l < m->n_langs; l++)
         if (!strcmp(m->langs[l], code)) return l;
     return -1;

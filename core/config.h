@@ -13,42 +13,42 @@
 #define XLMC_LANG_LEN 8
 
 struct model_config {
-    int vocab_size;       /* V, words in the dictionary including the 14 specials; 0 = take it
-                           * from the data directory (train) or checkpoint */
-    int dim;              /* C */
-    int n_layers;         /* L */
-    int n_heads;          /* NH, divides dim */
-    int ffn_dim;          /* F, 4*dim in XLM */
-    int max_positions;    /* P, learned position embeddings */
-    int n_langs;          /* NL */
+    int vocab_size;    /* V, words in the dictionary including the 14 specials; 0 = take it
+                        * from the data directory (train) or checkpoint */
+    int dim;           /* C */
+    int n_layers;      /* L */
+    int n_heads;       /* NH, divides dim */
+    int ffn_dim;       /* F, 4*dim in XLM */
+    int max_positions; /* P, learned position embeddings */
+    int n_langs;       /* NL */
     char langs[XLMC_MAX_LANGS][XLMC_LANG_LEN]; /* language codes by id: de=0, en=1 in XLM */
     float dropout;
     float attention_dropout;
     float layer_norm_eps;
-    int use_lang_emb;     /* add language embeddings (only when n_langs > 1) */
-    int pad_index;        /* <pad> = 2 in XLM's dictionary */
+    int use_lang_emb; /* add language embeddings (only when n_langs > 1) */
+    int pad_index;    /* <pad> = 2 in XLM's dictionary */
 };
 
 enum schedule_kind { SCHEDULE_INVERSE_SQRT, SCHEDULE_COSINE, SCHEDULE_CONSTANT };
 enum precision_kind { PRECISION_FP32, PRECISION_FP16 };
 
 struct train_config {
-    long batch_tokens;      /* global tokens per optimizer step (all ranks, all micro-batches) */
-    int micro_batch;        /* rows per rank per micro-batch */
-    int seq_len;            /* T, stream length in tokens (windows are T+1 long) */
-    float lr;               /* peak learning rate */
+    long batch_tokens; /* global tokens per optimizer step (all ranks, all micro-batches) */
+    int micro_batch;   /* rows per rank per micro-batch */
+    int seq_len;       /* T, stream length in tokens (windows are T+1 long) */
+    float lr;          /* peak learning rate */
     float beta1, beta2, adam_eps;
-    float weight_decay;     /* decoupled (AdamW); 0 = plain Adam as in XLM */
+    float weight_decay; /* decoupled (AdamW); 0 = plain Adam as in XLM */
     enum schedule_kind schedule;
-    int warmup;             /* warm-up updates */
-    float warmup_init_lr;   /* inverse_sqrt starts here (XLM: 1e-7) */
-    float min_lr;           /* cosine floor */
-    long max_steps;         /* optimizer steps of the run */
-    float clip_norm;        /* global gradient norm clip; 0 = off (XLM default 5) */
+    int warmup;           /* warm-up updates */
+    float warmup_init_lr; /* inverse_sqrt starts here (XLM: 1e-7) */
+    float min_lr;         /* cosine floor */
+    long max_steps;       /* optimizer steps of the run */
+    float clip_norm;      /* global gradient norm clip; 0 = off (XLM default 5) */
     enum precision_kind precision;
-    float loss_scale_init;  /* fp16: initial dynamic loss scale (2^16) */
-    int loss_scale_growth;  /* fp16: clean steps before the scale doubles (2000) */
-    float loss_scale_min;   /* fp16: training stops with an error below this */
+    float loss_scale_init; /* fp16: initial dynamic loss scale (2^16) */
+    int loss_scale_growth; /* fp16: clean steps before the scale doubles (2000) */
+    float loss_scale_min;  /* fp16: training stops with an error below this */
     unsigned long seed;
     float lang_ratio[XLMC_MAX_LANGS]; /* sampling weight per language id; all 0 = by size */
     int log_every, eval_every, checkpoint_every, keep_last;
@@ -63,7 +63,7 @@ struct train_config {
 struct xlmc_config {
     struct model_config model;
     struct train_config train;
-    char path[512];         /* the file it was read from */
+    char path[512]; /* the file it was read from */
 };
 
 /* Read and validate `path`. Returns 0, or -1 after printing an error. */

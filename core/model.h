@@ -24,40 +24,58 @@
 #include <stdint.h>
 
 enum param_id {
-    P_WTE, P_WPE, P_WLANG, P_LNE_W, P_LNE_B,
-    P_QW, P_QB, P_KW, P_KB, P_VW, P_VB, P_OW, P_OB,
-    P_LN1W, P_LN1B, P_F1W, P_F1B, P_F2W, P_F2B, P_LN2W, P_LN2B,
+    P_WTE,
+    P_WPE,
+    P_WLANG,
+    P_LNE_W,
+    P_LNE_B,
+    P_QW,
+    P_QB,
+    P_KW,
+    P_KB,
+    P_VW,
+    P_VB,
+    P_OW,
+    P_OB,
+    P_LN1W,
+    P_LN1B,
+    P_F1W,
+    P_F1B,
+    P_F2W,
+    P_F2B,
+    P_LN2W,
+    P_LN2B,
     P_PB,
     P_COUNT
 };
 
 struct param_tensor {
-    const char *name;       /* short name: "wte", "qw", ... */
-    size_t offset;          /* elements from the arena start */
-    size_t numel;           /* all layers together */
-    int layers;             /* L for stacked tensors, 1 otherwise */
-    int ndim;               /* of one layer's slice: 1 or 2 */
-    int shape[2];           /* one layer's slice, PyTorch layout */
-    int decay;              /* 1: weight decay applies (matrices and embeddings) */
+    const char *name; /* short name: "wte", "qw", ... */
+    size_t offset;    /* elements from the arena start */
+    size_t numel;     /* all layers together */
+    int layers;       /* L for stacked tensors, 1 otherwise */
+    int ndim;         /* of one layer's slice: 1 or 2 */
+    int shape[2];     /* one layer's slice, PyTorch layout */
+    int decay;        /* 1: weight decay applies (matrices and embeddings) */
 };
 
 struct model {
     struct xlmc_config cfg;
     const struct ops *ops;
-    struct param_tensor params[P_COUNT];   /* numel 0 for absent tensors (wlang) */
-    size_t num_params;                     /* elements in the arena */
+    struct param_tensor params[P_COUNT]; /* numel 0 for absent tensors (wlang) */
+    size_t num_params;                   /* elements in the arena */
 
-    float *master;          /* (num_params) fp32 master weights, host memory */
-    void *weights;          /* (num_params) storage copy on the backend's device; on the CPU
-                             * backend in fp32 the master weights themselves (the copy would
-                             * be identical: Adam's pass then writes one array, not two) */
+    float *master; /* (num_params) fp32 master weights, host memory */
+    void *weights; /* (num_params) storage copy on the backend's device; on the CPU
+                    * backend in fp32 the master weights themselves (the copy would
+                    * be identical: Adam's pass then writes one array, not two) */
     int weights_are_master;
-    void *grads;            /* (num_params) storage, one micro-batch's gradient */
+    void *grads; /* (num_params) storage, one micro-batch's gradient */
     /* activations: owned by model.c, sized by model_reserve() for (B, T) */
     void *acts;
     size_t acts_bytes;
     int acts_B, acts_T;
-    void *backend_state;    /* model.c's private per-shape buffers */
+    void *backend_state; /* model.c's private per-shape buffers */
     /* Optional (NULL: none). model_backward calls grad_ready(grad_ready_ctx, l) as soon as
      * the gradients of layer l's stacked tensors are final in m->grads (l = L-1 ... 0, in
      * that order, on the backend's stream: kernels queued after it see them), then once with

@@ -7,13 +7,11 @@
 
 /* Linear warm-up shared by every schedule: XLM's AdamInverseSqrtWithWarmup starts at
  * warmup_init_lr (1e-7) and reaches lr after `warmup` updates. */
-static float warmup_lr(const struct train_config *tc, long step)
-{
+static float warmup_lr(const struct train_config *tc, long step) {
     return tc->warmup_init_lr + (float)step * (tc->lr - tc->warmup_init_lr) / (float)tc->warmup;
 }
 
-float optim_lr(const struct train_config *tc, long step)
-{
+float optim_lr(const struct train_config *tc, long step) {
     if (step < 0) step = 0;
     if (step < tc->warmup) return warmup_lr(tc, step);
     switch (tc->schedule) {
@@ -28,8 +26,7 @@ float optim_lr(const struct train_config *tc, long step)
         long span = tc->max_steps - tc->warmup;
         double progress = span > 0 ? (double)(step - tc->warmup) / (double)span : 1.0;
         if (progress > 1.0) progress = 1.0;
-        return (float)(tc->min_lr +
-                       0.5 * (tc->lr - tc->min_lr) * (1.0 + cos(M_PI * progress)));
+        return (float)(tc->min_lr + 0.5 * (tc->lr - tc->min_lr) * (1.0 + cos(M_PI * progress)));
     }
     case SCHEDULE_CONSTANT:
         break;
@@ -37,15 +34,13 @@ float optim_lr(const struct train_config *tc, long step)
     return tc->lr;
 }
 
-float optim_clip_coef(double norm, float clip_norm)
-{
+float optim_clip_coef(double norm, float clip_norm) {
     if (clip_norm <= 0.0f) return 1.0f;
     double coef = (double)clip_norm / (norm + 1e-6);
     return coef < 1.0 ? (float)coef : 1.0f;
 }
 
-uint8_t *optim_decay_mask(const struct model *m)
-{
+uint8_t *optim_decay_mask(const struct model *m) {
     uint8_t *mask = xcalloc(m->num_params ? m->num_params : 1, 1);
     for (int id = 0; id < P_COUNT; id++) {
         const struct param_tensor *p = &m->params[id];
@@ -56,11 +51,9 @@ uint8_t *optim_decay_mask(const struct model *m)
 
 void optim_adam_update(struct model *m, float *master, const float *grad, float *mom_m,
                        float *mom_v, const uint8_t *decay_mask, float lr, float grad_scale,
-                       long step)
-{
+                       long step) {
     const struct train_config *tc = &m->cfg.train;
     void *copy = m->weights_are_master ? NULL : m->weights; /* nothing to copy to */
-    m->ops->adam_update(master, copy, grad, mom_m, mom_v, m->num_params, lr, tc->beta1,
-                        tc->beta2, tc->adam_eps, tc->weight_decay, grad_scale, (int)(step + 1),
-                        decay_mask);
+    m->ops->adam_update(master, copy, grad, mom_m, mom_v, m->num_params, lr, tc->beta1, tc->beta2,
+                        tc->adam_eps, tc->weight_decay, grad_scale, (int)(step + 1), decay_mask);
 }

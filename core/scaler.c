@@ -4,8 +4,7 @@
 
 #include <math.h>
 
-void scaler_init(struct scaler *s, const struct train_config *tc)
-{
+void scaler_init(struct scaler *s, const struct train_config *tc) {
     s->enabled = tc->precision == PRECISION_FP16;
     s->scale = s->enabled ? tc->loss_scale_init : 1.0f;
     s->clean_steps = 0;
@@ -13,8 +12,7 @@ void scaler_init(struct scaler *s, const struct train_config *tc)
     s->min_scale = tc->loss_scale_min;
 }
 
-int scaler_update(struct scaler *s, int overflow)
-{
+int scaler_update(struct scaler *s, int overflow) {
     if (!s->enabled) return 0;
     if (overflow) {
         s->clean_steps = 0;
@@ -35,18 +33,16 @@ int scaler_update(struct scaler *s, int overflow)
     return 0;
 }
 
-void scaler_save(const struct scaler *s, double state[SCALER_STATE_LEN])
-{
+void scaler_save(const struct scaler *s, double state[SCALER_STATE_LEN]) {
     state[0] = s->scale;
     state[1] = (double)s->clean_steps;
 }
 
-int scaler_restore(struct scaler *s, const double state[SCALER_STATE_LEN])
-{
+int scaler_restore(struct scaler *s, const double state[SCALER_STATE_LEN]) {
     if (!isfinite(state[0]) || state[0] <= 0 || !(state[1] >= 0) || state[1] != floor(state[1]))
-        return xlmc_error("loss scaler state (scale %g, clean steps %g) is not valid",
-                          state[0], state[1]);
-    if (!s->enabled) return 0;  /* fp32 ignores a saved fp16 state: scale stays 1 */
+        return xlmc_error("loss scaler state (scale %g, clean steps %g) is not valid", state[0],
+                          state[1]);
+    if (!s->enabled) return 0; /* fp32 ignores a saved fp16 state: scale stays 1 */
     s->scale = (float)state[0];
     s->clean_steps = (long)state[1];
     return 0;

@@ -14,11 +14,11 @@
 #include "core/config.h"
 
 struct scaler {
-    int enabled;            /* 0 in fp32 */
-    float scale;            /* current loss scale */
-    long clean_steps;       /* finite steps since the last change of scale */
-    long growth_interval;   /* clean steps before the scale doubles */
-    float min_scale;        /* floor: below it training stops */
+    int enabled;          /* 0 in fp32 */
+    float scale;          /* current loss scale */
+    long clean_steps;     /* finite steps since the last change of scale */
+    long growth_interval; /* clean steps before the scale doubles */
+    float min_scale;      /* floor: below it training stops */
 };
 
 #define SCALER_STATE_LEN 2

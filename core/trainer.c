@@ -7,13 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *alloc_or_null(const struct ops *ops, size_t bytes)
-{
+static void *alloc_or_null(const struct ops *ops, size_t bytes) {
     return ops->alloc(bytes ? bytes : 1);
 }
 
-int trainer_init(struct trainer *t, struct model *m, struct comm *c)
-{
+int trainer_init(struct trainer *t, struct model *m, struct comm *c) {
     memset(t, 0, sizeof *t);
     t->m = m;
     t->comm = c;
@@ -25,8 +23,7 @@ int trainer_init(struct trainer *t, struct model *m, struct comm *c)
     t->decay_mask = alloc_or_null(ops, n);
     int device = !ops->host_memory;
     if (device) t->master_dev = alloc_or_null(ops, n * sizeof(float));
-    if (!t->grad_acc || !t->adam_m || !t->adam_v || !t->decay_mask ||
-        (device && !t->master_dev)) {
+    if (!t->grad_acc || !t->adam_m || !t->adam_v || !t->decay_mask || (device && !t->master_dev)) {
         trainer_free(t);
         return xlmc_error("out of %s memory for the optimizer state (%zu parameters: "
                           "accumulator and two Adam moments, %zu bytes)",
@@ -40,21 +37,18 @@ int trainer_init(struct trainer *t, struct model *m, struct comm *c)
     return 0;
 }
 
-void trainer_master_to_host(struct trainer *t)
-{
+void trainer_master_to_host(struct trainer *t) {
     if (!t->master_host_stale) return;
     t->m->ops->to_host(t->m->master, t->master_dev, t->m->num_params * sizeof(float));
     t->master_host_stale = 0;
 }
 
-void trainer_master_changed(struct trainer *t)
-{
+void trainer_master_changed(struct trainer *t) {
     t->master_dev_stale = t->master_dev != NULL;
     t->master_host_stale = 0;
 }
 
-void trainer_free(struct trainer *t)
-{
+void trainer_free(struct trainer *t) {
     if (!t->m) return;
     const struct ops *ops = t->m->ops;
     if (t->acc_buf) ops->free(t->acc_buf);
@@ -65,18 +59,17 @@ void trainer_free(struct trainer *t)
     memset(t, 0, sizeof *t);
 }
 
-static long count_targets(const struct batch *b)
-{
+static long count_targets(const struct batch *b) {
     long n = 0;
     if (!b->targets) return 0;
-    for (size_t i = 0; i < (size_t)b->B * (size_t)b->T; i++) n += b->targets[i] >= 0;
+    for (size_t i = 0; i < (size_t)b->B * (size_t)b->T; i++)
+        n += b->targets[i] >= 0;
     return n;
 }
 
 /* acc (n) = (first) or += weight * grad (n, storage): one micro-batch into the accumulator */
 static void acc_add(const struct trainer *t, float *acc, const void *grad, size_t n, int first,
-                    float weight)
-{
+                    float weight) {
     const struct ops *ops = t->m->ops;
     if (first && weight == 1.0f) {
         ops->storage_to_f32(acc, grad, n);
@@ -87,16 +80,14 @@ static void acc_add(const struct trainer *t, float *acc, const void *grad, size_
 }
 
 /* The stacked tensors (one slice per layer) are qw ... ln2b in the arena's order. */
-static int is_layer_tensor(int id)
-{
+static int is_layer_tensor(int id) {
     return id >= P_QW && id <= P_LN2B;
 }
 
 /* model_backward's grad_ready hook on the last micro-batch: layer >= 0 gives the layer-l
  * slices of the stacked tensors, -1 the non-layer tensors. Each slice is added into the
  * accumulator on the backend's stream and its sum over ranks started at once. */
-static void trainer_grad_ready(void *ctx, int layer)
-{
+static void trainer_grad_ready(void *ctx, int layer) {
     struct trainer *t = ctx;
     struct model *m = t->m;
     const struct ops *ops = m->ops;
@@ -108,8 +99,7 @@ static void trainer_grad_ready(void *ctx, int layer)
         if (layer < 0) slice = p->numel;
         const void *g = (const char *)m->grads + off * ops->storage_bytes;
         if (t->ovl_add) acc_add(t, t->grad_acc + off, g, slice, t->ovl_first, t->ovl_weight);
-        if (t->comm->allreduce_sum_f32_start(t->comm, t->grad_acc + off, slice))
-            t->ovl_failed = 1;
+        if (t->comm->allreduce_sum_f32_start(t->comm, t->grad_acc + off, slice)) t->ovl_failed = 1;
     }
 }
 
@@ -125,7 +115,8 @@ static int trainer_accumulate(struct trainer *t, const struct batch *micro, int 
     /* The denominator of the mean loss spans the whole global batch, so each micro-batch's
      * gradient is already its share of the global mean: summing is all that is left. */
     double tokens = 0;
-    for (int i = 0; i < n_micro; i++) tokens += (double)count_targets(&micro[i]);
+    for (int i = 0; i < n_micro; i++)
+        tokens += (double)count_targets(&micro[i]);
     if (t->comm->allreduce_sum_f64(t->comm, &tokens, 1))
         return xlmc_error("step %ld: summing the token count over %d ranks failed", t->step,
                           t->comm->world);
@@ -170,13 +161,15 @@ static int trainer_accumulate(struct trainer *t, const struct batch *micro, int 
          * lone fp32 micro-batch gradient is the sum already: it is used where it lies. */
         if (i == 0 && n_micro == 1 && weight == 1.0f && ops->storage_bytes == sizeof(float))
             t->grad_acc = m->grads;
-        else acc_add(t, t->grad_acc, m->grads, n, i == 0, weight);
+        else
+            acc_add(t, t->grad_acc, m->grads, n, i == 0, weight);
     }
     if (n_micro == 0) ops->memset0(t->grad_acc, n * sizeof(float));
     if (overlap && n_micro == 0) {
         /* Nothing to add, but the other ranks wait for this rank's zeros in each bucket. */
         t->ovl_add = 0;
-        for (int l = m->cfg.model.n_layers - 1; l >= 0; l--) trainer_grad_ready(t, l);
+        for (int l = m->cfg.model.n_layers - 1; l >= 0; l--)
+            trainer_grad_ready(t, l);
         trainer_grad_ready(t, -1);
     }
 
@@ -211,8 +204,8 @@ static int trainer_apply(struct trainer *t, struct step_stats *out) {
     int overflow = !isfinite(norm2);
     /* Identical accumulators give identical flags, but a rank must never update alone. */
     if (t->comm->allreduce_max_int(t->comm, &overflow, 1))
-        return xlmc_error("step %ld: agreeing on the overflow flag over %d ranks failed",
-                          t->step, t->comm->world);
+        return xlmc_error("step %ld: agreeing on the overflow flag over %d ranks failed", t->step,
+                          t->comm->world);
     out->grad_norm = (float)(sqrt(norm2) / scale);
 
     if (overflow) {
@@ -239,8 +232,7 @@ static int trainer_apply(struct trainer *t, struct step_stats *out) {
 }
 
 int trainer_step(struct trainer *t, const struct batch *micro, int n_micro,
-                 struct step_stats *out)
-{
+                 struct step_stats *out) {
     if (trainer_accumulate(t, micro, n_micro)) return -1;
     if (t->grad_summed && t->grad_summed(t->grad_summed_ctx, t)) return -1;
     return trainer_apply(t, out);

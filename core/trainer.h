@@ -51,12 +51,12 @@
 #include <stdint.h>
 
 struct step_stats {
-    double loss;        /* mean token loss of the global batch (all ranks) */
-    long tokens;        /* target tokens of the global batch */
-    float grad_norm;    /* global L2 norm of the mean-loss gradient, before clipping */
-    float lr;           /* learning rate used (0 when skipped) */
-    float loss_scale;   /* loss scale the backward pass used */
-    int skipped;        /* 1: fp16 overflow, no update */
+    double loss;      /* mean token loss of the global batch (all ranks) */
+    long tokens;      /* target tokens of the global batch */
+    float grad_norm;  /* global L2 norm of the mean-loss gradient, before clipping */
+    float lr;         /* learning rate used (0 when skipped) */
+    float loss_scale; /* loss scale the backward pass used */
+    int skipped;      /* 1: fp16 overflow, no update */
 };
 
 struct trainer {
@@ -81,10 +81,10 @@ struct trainer {
     int (*grad_summed)(void *ctx, struct trainer *t);
     void *grad_summed_ctx;
     /* the grad_ready hook's state during the last micro-batch */
-    int ovl_first;          /* the last micro-batch is also the first: copy, do not add */
-    int ovl_add;            /* 0: a rank without micro-batches only starts the sums */
-    float ovl_weight;       /* the last micro-batch's weight in the accumulator */
-    int ovl_failed;         /* a start failed: the step fails after the wait */
+    int ovl_first;    /* the last micro-batch is also the first: copy, do not add */
+    int ovl_add;      /* 0: a rank without micro-batches only starts the sums */
+    float ovl_weight; /* the last micro-batch's weight in the accumulator */
+    int ovl_failed;   /* a start failed: the step fails after the wait */
 };
 
 /* Allocate the accumulator, zeroed Adam moments and the decay mask; scaler from the config;
@@ -96,8 +96,7 @@ void trainer_free(struct trainer *t);
  * with nothing to do; every rank must call it). Fills *out. Returns 0, or -1 after printing
  * an error: the global batch has no target token, a communicator call failed, the fp16 loss
  * scale fell below its floor, or the fp32 gradient is not finite (diverged). */
-int trainer_step(struct trainer *t, const struct batch *micro, int n_micro,
-                 struct step_stats *out);
+int trainer_step(struct trainer *t, const struct batch *micro, int n_micro, struct step_stats *out);
 
 /* Bring m->master up to date with the device's master weights (no-op when it is). */
 void trainer_master_to_host(struct trainer *t);

@@ -49,7 +49,10 @@ struct loader {
     struct loader_state fill;   /* what the next fill starts from (the filler's own) */
     struct step_buf buf[2];
     int front;
-    struct { int lang; uint64_t win; } *plan; /* (accum * block_rows) this rank's rows */
+    struct {
+        int lang;
+        uint64_t win;
+    } * plan;              /* (accum * block_rows) this rank's rows */
     pthread_mutex_t io_mu; /* segment reads: the prefetch thread and loader_read_window */
     int warned_v1;
     /* prefetch thread */
@@ -94,10 +97,10 @@ static uint64_t perm_at(uint64_t seed, int k, uint64_t epoch, uint64_t n, uint64
     do {
         uint64_t left = x >> h, right = x & mask;
         for (uint32_t r = 0; r < 4; r++) {
-            struct philox4 p = philox4x32_10((uint32_t)right, (uint32_t)(right >> 32),
-                                             (uint32_t)epoch,
-                                             (uint32_t)(epoch >> 32) ^ (0x50455200u | r) /* PER */,
-                                             (uint32_t)key, (uint32_t)(key >> 32));
+            struct philox4 p =
+                philox4x32_10((uint32_t)right, (uint32_t)(right >> 32), (uint32_t)epoch,
+                              (uint32_t)(epoch >> 32) ^ (0x50455200u | r) /* PER */, (uint32_t)key,
+                              (uint32_t)(key >> 32));
             uint64_t t = left ^ ((((uint64_t)p.v[0] << 32) | p.v[1]) & mask);
             left = right;
             right = t;
@@ -117,8 +120,10 @@ static struct segment *segment_at(struct lang_stream *s, uint64_t pos) {
     int lo = 0, hi = s->n_seg - 1;
     while (lo < hi) {
         int mid = (lo + hi + 1) / 2;
-        if (s->seg[mid].start <= pos) lo = mid;
-        else hi = mid - 1;
+        if (s->seg[mid].start <= pos)
+            lo = mid;
+        else
+            hi = mid - 1;
     }
     return &s->seg[lo];
 }
@@ -128,8 +133,10 @@ static int read_stream(struct loader *l, int k, uint64_t pos, uint64_t n, int32_
     while (n) {
         struct segment *g = segment_at(&l->s[k], pos);
         uint64_t at = pos - g->start, take = g->n - at < n ? g->n - at : n;
-        if (g->mem) memcpy(out, g->mem + at, (size_t)take * sizeof *out);
-        else if (shard_stream_read(&g->file, (int64_t)at, (int64_t)take, out)) return -1;
+        if (g->mem)
+            memcpy(out, g->mem + at, (size_t)take * sizeof *out);
+        else if (shard_stream_read(&g->file, (int64_t)at, (int64_t)take, out))
+            return -1;
         pos += take;
         n -= take;
         out += take;
@@ -140,7 +147,8 @@ static int read_stream(struct loader *l, int k, uint64_t pos, uint64_t n, int32_
 static void willneed(struct loader *l, int k, uint64_t pos, uint64_t n) {
     struct segment *g = segment_at(&l->s[k], pos);
     uint64_t at = pos - g->start;
-    if (!g->mem) shard_stream_willneed(&g->file, (int64_t)at, (int64_t)(g->n - at < n ? g->n - at : n));
+    if (!g->mem)
+        shard_stream_willneed(&g->file, (int64_t)at, (int64_t)(g->n - at < n ? g->n - at : n));
 }
 
 /* One step from state *st into b (this rank's blocks); advances *st over all blocks. */
@@ -175,8 +183,8 @@ static int fill_step(struct loader *l, struct step_buf *b, struct loader_state *
     for (size_t row = 0; row < n_rows; row++)
         willneed(l, l->plan[row].lang, l->plan[row].win * (uint64_t)l->W, (uint64_t)l->W);
     for (size_t row = 0; row < n_rows && !rc; row++)
-        rc = read_stream(l, l->plan[row].lang, l->plan[row].win * (uint64_t)l->W,
-                         (uint64_t)l->W, b->tokens + row * (size_t)l->W);
+        rc = read_stream(l, l->plan[row].lang, l->plan[row].win * (uint64_t)l->W, (uint64_t)l->W,
+                         b->tokens + row * (size_t)l->W);
     pthread_mutex_unlock(&l->io_mu);
     if (rc) return b->rc = -1;
     st->step++;
@@ -274,8 +282,10 @@ static int add_shard(struct loader *l, const char *path, uint64_t *hash) {
             return -1;
         }
         if (!v1) {
-            if (fs.n) add_segment(&l->s[m.lang_id], (uint64_t)fs.n)->file = fs;
-            else shard_stream_close(&fs);
+            if (fs.n)
+                add_segment(&l->s[m.lang_id], (uint64_t)fs.n)->file = fs;
+            else
+                shard_stream_close(&fs);
             return 0;
         }
         if (!l->warned_v1++)

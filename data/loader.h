@@ -25,31 +25,31 @@
 struct loader;
 
 struct loader_opts {
-    const char *dir;          /* shard directory written by `xlmc prep` */
-    const char *split;        /* "train", "valid" or "test" */
-    int seq_len;              /* T: windows are T+1 tokens */
-    int block_rows;           /* rows per block (= micro_batch) */
-    int global_rows;          /* rows per optimizer step over all ranks and accumulations */
+    const char *dir;   /* shard directory written by `xlmc prep` */
+    const char *split; /* "train", "valid" or "test" */
+    int seq_len;       /* T: windows are T+1 tokens */
+    int block_rows;    /* rows per block (= micro_batch) */
+    int global_rows;   /* rows per optimizer step over all ranks and accumulations */
     int rank, world;
     uint64_t seed;
-    const float *lang_ratio;  /* (n_langs) or NULL / all zero: proportional to window counts */
+    const float *lang_ratio; /* (n_langs) or NULL / all zero: proportional to window counts */
     int n_langs;
-    uint64_t vocab_hash;      /* shards with another vocabulary hash are refused (0: any) */
-    int vocab_size;           /* token ids >= this in a shard are an error */
-    int shuffle;              /* 1 for training; 0: sequential (evaluation) */
-    int prefetch;             /* 1: a background thread reads ahead */
-    int resident;             /* 1: read every shard whole into memory at open (the in-memory
-                               * definition of the stream; tests compare the default with it) */
+    uint64_t vocab_hash; /* shards with another vocabulary hash are refused (0: any) */
+    int vocab_size;      /* token ids >= this in a shard are an error */
+    int shuffle;         /* 1 for training; 0: sequential (evaluation) */
+    int prefetch;        /* 1: a background thread reads ahead */
+    int resident;        /* 1: read every shard whole into memory at open (the in-memory
+                          * definition of the stream; tests compare the default with it) */
 };
 
 /* struct loader_state, the loader's position in checkpoints: core/loader_state.h */
 
 /* One block: rows x (T+1) tokens, a language per row. */
 struct loader_block {
-    int rows, T;              /* T+1 tokens per row in tokens */
-    int32_t *tokens;          /* (rows, T+1) */
-    int32_t *langs;           /* (rows) */
-    uint32_t row0;            /* global row index of row 0 within the step */
+    int rows, T;     /* T+1 tokens per row in tokens */
+    int32_t *tokens; /* (rows, T+1) */
+    int32_t *langs;  /* (rows) */
+    uint32_t row0;   /* global row index of row 0 within the step */
 };
 
 /* NULL after printing an error naming the shard and the cause. */

@@ -151,7 +151,8 @@ static int dataset_write_flat(hid_t f, const char *name, hid_t type, hid_t mem_t
     if (sp >= 0 && pl >= 0 && H5Pset_layout(pl, H5D_CONTIGUOUS) >= 0 &&
         H5Pset_alloc_time(pl, H5D_ALLOC_TIME_EARLY) >= 0) {
         hid_t d = H5Dcreate2(f, name, type, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
-        rc = d < 0 || (n && H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) ? -1 : 0;
+        rc =
+            d < 0 || (n && H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) ? -1 : 0;
         if (d >= 0 && H5Dclose(d) < 0) rc = -1;
     }
     if (pl >= 0) H5Pclose(pl);
@@ -163,7 +164,8 @@ static int dataset_write_flat(hid_t f, const char *name, hid_t type, hid_t mem_t
  * per-block checksums, and offsets into the stream. */
 static int write_v2_data(hid_t f, const struct shard_writer *w, int elem) {
     const struct shard_meta *m = &w->meta;
-    int64_t n = m->n_tokens + m->n_sentences, n_sums = (n + SHARD_SUM_TOKENS - 1) / SHARD_SUM_TOKENS;
+    int64_t n = m->n_tokens + m->n_sentences,
+            n_sums = (n + SHARD_SUM_TOKENS - 1) / SHARD_SUM_TOKENS;
     uint8_t *bytes = xmalloc((size_t)(n ? n : 1) * (size_t)elem);
     int64_t *off = xmalloc((size_t)(m->n_sentences + 1) * sizeof *off);
     uint64_t *sums = xmalloc((size_t)(n_sums ? n_sums : 1) * sizeof *sums);
@@ -186,8 +188,9 @@ static int write_v2_data(hid_t f, const struct shard_writer *w, int elem) {
     rc = rc ? rc
             : dataset_write(f, "offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, off,
                             (hsize_t)m->n_sentences + 1);
-    rc = rc ? rc : dataset_write_flat(f, "checksums", H5T_STD_U64LE, H5T_NATIVE_UINT64, sums,
-                                       (hsize_t)n_sums);
+    rc = rc ? rc
+            : dataset_write_flat(f, "checksums", H5T_STD_U64LE, H5T_NATIVE_UINT64, sums,
+                                 (hsize_t)n_sums);
     rc = rc ? rc : attr_write_i64(f, "checksum_tokens", SHARD_SUM_TOKENS);
     free(bytes);
     free(off);
@@ -205,8 +208,8 @@ static int shard_write_file(struct shard_writer *w, const char *tmp) {
     hid_t tok_type = m->vocab_size <= 65536 ? H5T_STD_U16LE : H5T_STD_U32LE;
     int rc = 0;
     if (w->version == 1) {
-        rc = dataset_write(f, "tokens", tok_type, H5T_NATIVE_INT32, w->tokens,
-                           (hsize_t)m->n_tokens);
+        rc =
+            dataset_write(f, "tokens", tok_type, H5T_NATIVE_INT32, w->tokens, (hsize_t)m->n_tokens);
         rc = rc ? rc
                 : dataset_write(f, "offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, w->offsets,
                                 (hsize_t)m->n_sentences + 1);

@@ -24,8 +24,9 @@
 #include <stdint.h>
 
 #define SHARD_FORMAT_VERSION 2
-#define SHARD_SUM_TOKENS 1024 /* tokens per checksum block (version 2): what a first read
-                               * of a block costs beyond the window itself */
+#define SHARD_SUM_TOKENS                                                                           \
+    1024 /* tokens per checksum block (version 2): what a first read                               \
+          * of a block costs beyond the window itself */
 
 /* Language ids follow XLM's alphabetical convention for the en-de model. -1 if unknown. */
 int shard_lang_id(const char *code);
@@ -39,7 +40,7 @@ struct shard_meta {
     uint64_t vocab_hash; /* tokenizer_vocab_hash */
     uint64_t codes_hash; /* tokenizer_codes_hash */
     int64_t n_tokens, n_sentences;
-    int version;         /* format_version read (1 or 2) */
+    int version; /* format_version read (1 or 2) */
 };
 
 struct shard_writer {
@@ -98,14 +99,14 @@ void shard_list_free(char **paths, int n);
  * time this process reads from it. Not thread-safe: one reader at a time. */
 struct shard_stream {
     char *path;
-    int fd;                     /* -1 until the first read */
-    int elem;                   /* bytes per id: 2 or 4 */
-    int64_t n;                  /* ids in /tokens, </s> included */
-    uint64_t tok_at, sums_at;   /* file offsets of /tokens and /checksums */
-    int64_t block, n_sums;      /* tokens per checksum block (checksum_tokens), blocks */
-    int64_t vocab_limit;        /* ids must be below this */
-    uint8_t *verified;          /* (ceil(n_sums / 8)) bitmap of verified blocks */
-    uint8_t *scratch;           /* one block of raw bytes: block scratch_block (-1: none) */
+    int fd;                   /* -1 until the first read */
+    int elem;                 /* bytes per id: 2 or 4 */
+    int64_t n;                /* ids in /tokens, </s> included */
+    uint64_t tok_at, sums_at; /* file offsets of /tokens and /checksums */
+    int64_t block, n_sums;    /* tokens per checksum block (checksum_tokens), blocks */
+    int64_t vocab_limit;      /* ids must be below this */
+    uint8_t *verified;        /* (ceil(n_sums / 8)) bitmap of verified blocks */
+    uint8_t *scratch;         /* one block of raw bytes: block scratch_block (-1: none) */
     int64_t scratch_block;
 };
 

@@ -85,13 +85,13 @@ int shard_stream_open(const char *path, uint64_t want_hash, int64_t vocab_limit,
     if (!rc && stat(path, &st))
         rc = xlmc_error("%s: %s", path, strerror(errno));
     else if (!rc && ((uint64_t)st.st_size < end_tok || (uint64_t)st.st_size < end_sums))
-        rc = xlmc_error("%s: the file is truncated (%lld bytes, the token data ends at %llu)",
-                        path, (long long)st.st_size,
+        rc = xlmc_error("%s: the file is truncated (%lld bytes, the token data ends at %llu)", path,
+                        (long long)st.st_size,
                         (unsigned long long)(end_tok > end_sums ? end_tok : end_sums));
     if (rc) return -1;
     s->path = xstrdup(path);
-    s->vocab_limit = vocab_limit > 0 && vocab_limit < meta->vocab_size ? vocab_limit
-                                                                        : meta->vocab_size;
+    s->vocab_limit =
+        vocab_limit > 0 && vocab_limit < meta->vocab_size ? vocab_limit : meta->vocab_size;
     s->verified = xcalloc((size_t)(s->n_sums + 7) / 8 + 1, 1);
     s->scratch_block = -1;
     return 0;
@@ -114,9 +114,9 @@ static int read_at(struct shard_stream *s, void *buf, size_t len, uint64_t at) {
 }
 
 static uint32_t id_at(const uint8_t *p, int elem) {
-    return elem == 2 ? (uint32_t)p[0] | (uint32_t)p[1] << 8
-                     : (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                           (uint32_t)p[3] << 24;
+    return elem == 2
+               ? (uint32_t)p[0] | (uint32_t)p[1] << 8
+               : (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 /* Checksum block c: read it, compare its XXH64 with the stored one, check its ids. */

@@ -8,10 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TOK_BOS 0   /* <s> */
-#define TOK_EOS 1   /* </s>: ends every sentence in a stream */
-#define TOK_PAD 2   /* <pad> */
-#define TOK_UNK 3   /* <unk> */
+#define TOK_BOS 0 /* <s> */
+#define TOK_EOS 1 /* </s>: ends every sentence in a stream */
+#define TOK_PAD 2 /* <pad> */
+#define TOK_UNK 3 /* <unk> */
 #define TOK_NUM_SPECIAL 14
 
 struct tokenizer;
@@ -23,7 +23,7 @@ struct tokenizer *tokenizer_load(const char *codes_path, const char *vocab_path)
 struct tokenizer *tokenizer_load_hf(const char *vocab_json_path, const char *merges_path);
 void tokenizer_free(struct tokenizer *tok);
 
-int tokenizer_vocab_size(const struct tokenizer *tok);          /* 64699 for xlm-ende */
+int tokenizer_vocab_size(const struct tokenizer *tok);           /* 64699 for xlm-ende */
 const char *tokenizer_word(const struct tokenizer *tok, int id); /* NULL if out of range */
 int tokenizer_id(const struct tokenizer *tok, const char *word); /* TOK_UNK if unknown */
 /* XXH64 of the dictionary words in id order, each followed by '\n': what shards and
@@ -43,14 +43,13 @@ void id_buf_free(struct id_buf *b);
 /* Encode one line (no trailing newline needed) in language `lang` ("en", "de", ...):
  * appends its ids to out (no <s>, no </s>). Returns 0, or -1 with `why` filled (e.g. invalid
  * UTF-8 at byte N) and nothing appended. Thread-safe for concurrent calls on one tokenizer. */
-int tokenizer_encode(const struct tokenizer *tok, const char *lang, const char *text,
-                     size_t len, struct id_buf *out, char *why, size_t why_len);
+int tokenizer_encode(const struct tokenizer *tok, const char *lang, const char *text, size_t len,
+                     struct id_buf *out, char *why, size_t why_len);
 /* The BPE pieces of one line joined by spaces ("Hel@@ lo world"), malloc'd; NULL + why. */
 char *tokenizer_encode_pieces(const struct tokenizer *tok, const char *lang, const char *text,
                               size_t len, char *why, size_t why_len);
 /* ids -> text: pieces joined, "@@ " removed, Moses-detokenized for lang; specials dropped
  * except <unk>. malloc'd. */
-char *tokenizer_decode(const struct tokenizer *tok, const char *lang, const int32_t *ids,
-                       size_t n);
+char *tokenizer_decode(const struct tokenizer *tok, const char *lang, const int32_t *ids, size_t n);
 
 #endif

@@ -24,8 +24,7 @@ struct philox4 {
 };
 
 static inline XLMC_HD struct philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2,
-                                                   uint32_t c3, uint32_t k0, uint32_t k1)
-{
+                                                   uint32_t c3, uint32_t k0, uint32_t k1) {
     for (int round = 0; round < 10; round++) {
         uint64_t p0 = (uint64_t)0xD2511F53u * c0;
         uint64_t p1 = (uint64_t)0xCD9E8D57u * c2;
@@ -44,20 +43,21 @@ static inline XLMC_HD struct philox4 philox4x32_10(uint32_t c0, uint32_t c1, uin
 }
 
 /* Drop iff the drawn word is below this; p in [0, 1). */
-static inline XLMC_HD uint32_t dropout_threshold(float p)
-{
+static inline XLMC_HD uint32_t dropout_threshold(float p) {
     double t = (double)p * 4294967296.0;
     return t >= 4294967295.0 ? 0xffffffffu : (uint32_t)t;
 }
 
 /* 1 if element e of global row `row` is kept. */
-static inline XLMC_HD int dropout_keep(uint64_t seed, uint64_t step, uint32_t row,
-                                       uint32_t tensor, uint64_t e, uint32_t threshold)
-{
+static inline XLMC_HD int dropout_keep(uint64_t seed, uint64_t step, uint32_t row, uint32_t tensor,
+                                       uint64_t e, uint32_t threshold) {
     struct philox4 r = philox4x32_10((uint32_t)(e >> 2), row, tensor, (uint32_t)step,
                                      (uint32_t)seed, (uint32_t)(seed >> 32));
     /* selects instead of r.v[e & 3]: a dynamic index puts r in GPU local memory */
-    uint32_t w = (uint32_t)(e & 3), u = w == 0 ? r.v[0] : w == 1 ? r.v[1] : w == 2 ? r.v[2] : r.v[3];
+    uint32_t w = (uint32_t)(e & 3), u = w == 0   ? r.v[0]
+                                        : w == 1 ? r.v[1]
+                                        : w == 2 ? r.v[2]
+                                                 : r.v[3];
     return u >= threshold;
 }
 

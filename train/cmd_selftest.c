@@ -15,8 +15,7 @@
 
 #define SELFTEST_SKIPPED 77
 
-static void selftest_usage(FILE *f)
-{
+static void selftest_usage(FILE *f) {
     fprintf(f, "usage: xlmc selftest [--device cuda|cpu] [--gpu N] [--precision fp32|fp16|both]\n"
                "                     [--seed N] [--small] [--verbose]\n\n"
                "Runs every op of the backend against the CPU reference on fresh random inputs\n"
@@ -25,8 +24,7 @@ static void selftest_usage(FILE *f)
                "ops within tolerance, 1 a failure, 2 a usage error, 77 no GPU (skipped).\n");
 }
 
-int cmd_selftest(int argc, char **argv)
-{
+int cmd_selftest(int argc, char **argv) {
     const char *device = "cuda", *precision = "both";
     int gpu = 0, verbose = 0, small = 0;
     uint64_t seed = (uint64_t)time(NULL);
@@ -83,8 +81,8 @@ int cmd_selftest(int argc, char **argv)
                 return SELFTEST_SKIPPED;
             }
         }
-        printf("xlmc selftest: %s backend, %s storage, seed %llu\n", device,
-               p ? "fp16" : "fp32", (unsigned long long)seed);
+        printf("xlmc selftest: %s backend, %s storage, seed %llu\n", device, p ? "fp16" : "fp32",
+               (unsigned long long)seed);
         fflush(stdout);
         struct selftest_opts opts = {seed, !small, verbose, stdout};
         int f = selftest_optable(ops_cpu(prec), dev, &opts);

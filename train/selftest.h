@@ -12,10 +12,10 @@
 #include <stdio.h>
 
 struct selftest_opts {
-    uint64_t seed;      /* inputs are drawn from this seed */
-    int big_vocab;      /* also run the classifier with V = 64699 (slow in cudasim) */
-    int verbose;        /* one line per op and shape, not only failures */
-    FILE *log;          /* where lines go (stdout if NULL) */
+    uint64_t seed; /* inputs are drawn from this seed */
+    int big_vocab; /* also run the classifier with V = 64699 (slow in cudasim) */
+    int verbose;   /* one line per op and shape, not only failures */
+    FILE *log;     /* where lines go (stdout if NULL) */
 };
 
 /* Runs the table for the precision of `dev` (ref must be ops_cpu of the same precision).

@@ -151,9 +151,10 @@ int selftest_train_step(const struct ops *ref, const struct ops *dev, FILE *log)
             loss_bad ? "FAIL" : "ok  ", runs[1].st.loss, runs[0].st.loss, runs[1].st.skipped,
             runs[0].st.skipped);
     failures += loss_bad;
-    for (int k = 0; k < 2; k++) trainer_master_to_host(&runs[k].t);
-    failures += step_compare(log, "master", runs[1].m.master, runs[0].m.master, n,
-                             2 * cfg.train.lr, 0, cfg.train.lr / 10, 0.01);
+    for (int k = 0; k < 2; k++)
+        trainer_master_to_host(&runs[k].t);
+    failures += step_compare(log, "master", runs[1].m.master, runs[0].m.master, n, 2 * cfg.train.lr,
+                             0, cfg.train.lr / 10, 0.01);
 
     /* an inf in the summed gradient: both must skip, keep the weights, halve the scale */
     for (int k = 0; k < 2; k++) {

@@ -67,8 +67,8 @@ static int setup_config(struct train_run *r, const char *resume, int data_vocab)
             return xlmc_error("%s describes another model than the checkpoint %s it would resume "
                               "(use a new --run-dir for a new model)",
                               a->config, resume);
-        if (have_user && resume_policy(&ck, &user, a->accept_changes, r->comm->rank == 0,
-                                       r->changes))
+        if (have_user &&
+            resume_policy(&ck, &user, a->accept_changes, r->comm->rank == 0, r->changes))
             return -1;
         r->cfg = have_user ? user : ck;
         r->cfg.model = ck.model;
@@ -215,7 +215,8 @@ static int setup_fresh_start(const struct train_args *a) {
         snprintf(to, sizeof to, "%s/checkpoints.invalid-%d", a->run_dir, i);
         if (access(to, F_OK)) break;
     }
-    if (rename(from, to)) return xlmc_error("cannot rename %s to %s: %s", from, to, strerror(errno));
+    if (rename(from, to))
+        return xlmc_error("cannot rename %s to %s: %s", from, to, strerror(errno));
     snprintf(from, sizeof from, "%s/metrics.jsonl", a->run_dir);
     snprintf(to + strlen(to), sizeof to - strlen(to), ".metrics.jsonl");
     if (rename(from, to) && errno != ENOENT)
@@ -302,5 +303,6 @@ void train_run_free(struct train_run *r) {
     if (r->ranklog) fclose(r->ranklog);
     json_decref(r->changes);
     /* the lock goes last: nothing of this run writes to R after it */
-    if (r->lock_fd >= 0) run_lock_release(r->lock_fd, r->args.run_dir, r->created_run_dir, !r->setup_done);
+    if (r->lock_fd >= 0)
+        run_lock_release(r->lock_fd, r->args.run_dir, r->created_run_dir, !r->setup_done);
 }

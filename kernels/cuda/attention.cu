@@ -17,7 +17,7 @@
 #define ATT_UNROLL
 #endif
 
-#define ATT_HS_MAX 128   /* head size limit: the tiles below hold whole head rows */
+#define ATT_HS_MAX 128 /* head size limit: the tiles below hold whole head rows */
 /* row stride of a shared tile: one float of padding, so that the threads of a warp, reading
  * the same column of different rows, hit different banks */
 #define ATT_LD (ATT_HS_MAX + 1)
@@ -31,8 +31,8 @@
 
 struct att_args {
     int T, C, NH, HS;
-    float scale, keep_scale;   /* 1/sqrt(HS); 1/(1-p) */
-    uint32_t threshold;        /* dropout threshold, 0: no dropout */
+    float scale, keep_scale; /* 1/sqrt(HS); 1/(1-p) */
+    uint32_t threshold;      /* dropout threshold, 0: no dropout */
     uint64_t seed, step;
     uint32_t row0, tensor;
 };
@@ -41,23 +41,21 @@ struct att_args {
  * rows past T are zero */
 template <typename S>
 __device__ void att_load_tile(float *tile, const S *x, int b, int h, int t0, int rows,
-                              const att_args &a)
-{
+                              const att_args &a) {
     for (int i = threadIdx.x; i < rows * a.HS; i += blockDim.x) {
         int r = i / a.HS, c = i % a.HS, t = t0 + r;
         tile[r * ATT_LD + c] = t < a.T ? ld(x + ((size_t)b * a.T + t) * a.C + h * a.HS + c) : 0.f;
     }
 }
 
-__device__ __forceinline__ float att_dot(const float *x, const float *y, int n)
-{
+__device__ __forceinline__ float att_dot(const float *x, const float *y, int n) {
     float acc = 0.f;
-    for (int c = 0; c < n; c++) acc += x[c] * y[c];
+    for (int c = 0; c < n; c++)
+        acc += x[c] * y[c];
     return acc;
 }
 
-__device__ __forceinline__ int att_keep(const att_args &a, int b, int h, int t, int s)
-{
+__device__ __forceinline__ int att_keep(const att_args &a, int b, int h, int t, int s) {
     if (!a.threshold) return 1;
     uint64_t e = ((uint64_t)h * a.T + (uint64_t)t) * (uint64_t)a.T + (uint64_t)s;
     return dropout_keep(a.seed, a.step, a.row0 + (uint32_t)b, a.tensor, e, a.threshold);
@@ -68,8 +66,7 @@ __device__ __forceinline__ int att_keep(const att_args &a, int b, int h, int t, 
  * neighbouring lanes and combine row maxima and sums by shuffles. */
 template <typename S, int HSM>
 __global__ void __launch_bounds__(ATT_FWD_THREADS)
-attention_forward_kernel(S *out, float *lse, const S *q, const S *k, const S *v, att_args a)
-{
+    attention_forward_kernel(S *out, float *lse, const S *q, const S *k, const S *v, att_args a) {
     __shared__ float sq[ATT_FWD_BQ * ATT_LD];
     __shared__ float skv[ATT_FWD_BK * ATT_LD];
     __shared__ float sp[ATT_FWD_BQ][ATT_FWD_BK + 1];
@@ -77,20 +74,21 @@ attention_forward_kernel(S *out, float *lse, const S *q, const S *k, const S *v,
     int r = threadIdx.x / 4, sub = threadIdx.x % 4, t = q0 + r;
     att_load_tile(sq, q, b, h, q0, ATT_FWD_BQ, a);
     float m = -INFINITY, l = 0.f, acc[HSM / 4];
-ATT_UNROLL
-    for (int j = 0; j < HSM / 4; j++) acc[j] = 0.f;
-    int last = min(q0 + ATT_FWD_BQ, a.T) - 1;   // the tile's last query: keys past it are masked
+    ATT_UNROLL
+    for (int j = 0; j < HSM / 4; j++)
+        acc[j] = 0.f;
+    int last = min(q0 + ATT_FWD_BQ, a.T) - 1; // the tile's last query: keys past it are masked
     for (int k0 = 0; k0 <= last; k0 += ATT_FWD_BK) {
-        __syncthreads();   // the previous tile's v is read
+        __syncthreads(); // the previous tile's v is read
         att_load_tile(skv, k, b, h, k0, ATT_FWD_BK, a);
         __syncthreads();
         float sc[ATT_FWD_BK / 4], mt = -INFINITY;
-ATT_UNROLL
+        ATT_UNROLL
         for (int j = 0; j < ATT_FWD_BK / 4; j++) {
             int s = k0 + sub + 4 * j;
-            sc[j] = s <= t && t < a.T ? att_dot(sq + r * ATT_LD, skv + (s - k0) * ATT_LD,
-                                                a.HS) * a.scale
-                                      : -INFINITY;
+            sc[j] = s <= t && t < a.T
+                        ? att_dot(sq + r * ATT_LD, skv + (s - k0) * ATT_LD, a.HS) * a.scale
+                        : -INFINITY;
             mt = fmaxf(mt, sc[j]);
         }
         mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
@@ -98,7 +96,7 @@ ATT_UNROLL
         float mnew = fmaxf(m, mt);
         // a row with no visible key yet keeps m = -inf; its p are 0 and alpha 1
         float alpha = mnew == -INFINITY ? 1.f : expf(m - mnew), rs = 0.f;
-ATT_UNROLL
+        ATT_UNROLL
         for (int j = 0; j < ATT_FWD_BK / 4; j++) {
             int s = k0 + sub + 4 * j;
             float p = sc[j] == -INFINITY ? 0.f : expf(sc[j] - mnew);
@@ -109,22 +107,24 @@ ATT_UNROLL
         rs += __shfl_xor_sync(0xffffffffu, rs, 2);
         l = l * alpha + rs;
         m = mnew;
-        __syncthreads();   // k is read
+        __syncthreads(); // k is read
         att_load_tile(skv, v, b, h, k0, ATT_FWD_BK, a);
         __syncthreads();
         // columns past HS hold stale tile data: summed, never stored (fixed trip counts keep
         // acc in registers)
-ATT_UNROLL
-        for (int j = 0; j < HSM / 4; j++) acc[j] *= alpha;
+        ATT_UNROLL
+        for (int j = 0; j < HSM / 4; j++)
+            acc[j] *= alpha;
         for (int s = 0; s < ATT_FWD_BK; s++) {
             float p = sp[r][s];
-ATT_UNROLL
-            for (int j = 0; j < HSM / 4; j++) acc[j] += p * skv[s * ATT_LD + sub + 4 * j];
+            ATT_UNROLL
+            for (int j = 0; j < HSM / 4; j++)
+                acc[j] += p * skv[s * ATT_LD + sub + 4 * j];
         }
     }
     if (t >= a.T) return;
     float inv = 1.f / l;
-ATT_UNROLL
+    ATT_UNROLL
     for (int j = 0; j < HSM / 4; j++) {
         int c = sub + 4 * j;
         if (c < a.HS) st(out + ((size_t)b * a.T + t) * a.C + h * a.HS + c, acc[j] * inv);
@@ -144,8 +144,7 @@ struct att_bwd_tiles {
 /* q, dout rows [q0, q0+16) into the tiles, with their lse and D (8 threads per row) */
 template <typename S>
 __device__ void att_bwd_load_queries(att_bwd_tiles &sh, const S *q, const S *dout, const S *out,
-                                     const float *lse, int b, int h, int q0, const att_args &a)
-{
+                                     const float *lse, int b, int h, int q0, const att_args &a) {
     att_load_tile(sh.q, q, b, h, q0, ATT_BWD_B, a);
     att_load_tile(sh.dout, dout, b, h, q0, ATT_BWD_B, a);
     __syncthreads();
@@ -164,14 +163,13 @@ __device__ void att_bwd_load_queries(att_bwd_tiles &sh, const S *q, const S *dou
 }
 
 /* sh.pd and sh.ds for queries [q0, q0+16) and keys [k0, k0+16): 2 elements per thread */
-__device__ void att_bwd_probs(att_bwd_tiles &sh, int b, int h, int q0, int k0, const att_args &a)
-{
+__device__ void att_bwd_probs(att_bwd_tiles &sh, int b, int h, int q0, int k0, const att_args &a) {
     for (int i = threadIdx.x; i < ATT_BWD_B * ATT_BWD_B; i += blockDim.x) {
         int r = i / ATT_BWD_B, j = i % ATT_BWD_B, t = q0 + r, s = k0 + j;
         float pd = 0.f, ds = 0.f;
         if (s <= t && t < a.T) {
-            float p = expf(att_dot(sh.q + r * ATT_LD, sh.k + j * ATT_LD, a.HS) * a.scale -
-                           sh.lse[r]);
+            float p =
+                expf(att_dot(sh.q + r * ATT_LD, sh.k + j * ATT_LD, a.HS) * a.scale - sh.lse[r]);
             float dp = att_dot(sh.dout + r * ATT_LD, sh.v + j * ATT_LD, a.HS);
             if (att_keep(a, b, h, t, s)) {
                 pd = p * a.keep_scale;
@@ -190,26 +188,26 @@ __device__ void att_bwd_probs(att_bwd_tiles &sh, int b, int h, int q0, int k0, c
  * B). Thread i owns key row j = i/8 and the head columns c = i%8 + 8m. */
 template <typename S, int HSM>
 __global__ void __launch_bounds__(ATT_BWD_THREADS)
-attention_backward_kv_kernel(S *dk, S *dv, const S *dout, const S *out, const float *lse,
-                             const S *q, const S *k, const S *v, att_args a)
-{
+    attention_backward_kv_kernel(S *dk, S *dv, const S *dout, const S *out, const float *lse,
+                                 const S *q, const S *k, const S *v, att_args a) {
     __shared__ att_bwd_tiles sh;
     int b = blockIdx.z, h = blockIdx.y, k0 = blockIdx.x * ATT_BWD_B;
     int j = threadIdx.x / 8, sub = threadIdx.x % 8;
     att_load_tile(sh.k, k, b, h, k0, ATT_BWD_B, a);
     att_load_tile(sh.v, v, b, h, k0, ATT_BWD_B, a);
     float gk[HSM / 8], gv[HSM / 8];
-ATT_UNROLL
-    for (int m = 0; m < HSM / 8; m++) gk[m] = gv[m] = 0.f;
+    ATT_UNROLL
+    for (int m = 0; m < HSM / 8; m++)
+        gk[m] = gv[m] = 0.f;
     for (int q0 = k0; q0 < a.T; q0 += ATT_BWD_B) {
-        __syncthreads();   // the previous query tile is read
+        __syncthreads(); // the previous query tile is read
         att_bwd_load_queries(sh, q, dout, out, lse, b, h, q0, a);
         __syncthreads();
         att_bwd_probs(sh, b, h, q0, k0, a);
         __syncthreads();
         for (int r = 0; r < ATT_BWD_B; r++) {
             float pd = sh.pd[r][j], ds = sh.ds[r][j];
-ATT_UNROLL
+            ATT_UNROLL
             for (int m = 0; m < HSM / 8; m++) {
                 gv[m] += pd * sh.dout[r * ATT_LD + sub + 8 * m];
                 gk[m] += ds * sh.q[r * ATT_LD + sub + 8 * m];
@@ -218,7 +216,7 @@ ATT_UNROLL
     }
     int s = k0 + j;
     if (s >= a.T) return;
-ATT_UNROLL
+    ATT_UNROLL
     for (int m = 0; m < HSM / 8; m++) {
         int c = sub + 8 * m;
         if (c >= a.HS) continue;
@@ -232,19 +230,19 @@ ATT_UNROLL
  * tiles, NH, B). Thread i owns query row r = i/8 and the head columns c = i%8 + 8m. */
 template <typename S, int HSM>
 __global__ void __launch_bounds__(ATT_BWD_THREADS)
-attention_backward_q_kernel(S *dq, const S *dout, const S *out, const float *lse, const S *q,
-                            const S *k, const S *v, att_args a)
-{
+    attention_backward_q_kernel(S *dq, const S *dout, const S *out, const float *lse, const S *q,
+                                const S *k, const S *v, att_args a) {
     __shared__ att_bwd_tiles sh;
     int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * ATT_BWD_B;
     int r = threadIdx.x / 8, sub = threadIdx.x % 8;
     att_bwd_load_queries(sh, q, dout, out, lse, b, h, q0, a);
     float g[HSM / 8];
-ATT_UNROLL
-    for (int m = 0; m < HSM / 8; m++) g[m] = 0.f;
+    ATT_UNROLL
+    for (int m = 0; m < HSM / 8; m++)
+        g[m] = 0.f;
     int last = min(q0 + ATT_BWD_B, a.T) - 1;
     for (int k0 = 0; k0 <= last; k0 += ATT_BWD_B) {
-        __syncthreads();   // the previous key tile is read
+        __syncthreads(); // the previous key tile is read
         att_load_tile(sh.k, k, b, h, k0, ATT_BWD_B, a);
         att_load_tile(sh.v, v, b, h, k0, ATT_BWD_B, a);
         __syncthreads();
@@ -252,21 +250,21 @@ ATT_UNROLL
         __syncthreads();
         for (int j = 0; j < ATT_BWD_B; j++) {
             float ds = sh.ds[r][j];
-ATT_UNROLL
-            for (int m = 0; m < HSM / 8; m++) g[m] += ds * sh.k[j * ATT_LD + sub + 8 * m];
+            ATT_UNROLL
+            for (int m = 0; m < HSM / 8; m++)
+                g[m] += ds * sh.k[j * ATT_LD + sub + 8 * m];
         }
     }
     int t = q0 + r;
     if (t >= a.T) return;
-ATT_UNROLL
+    ATT_UNROLL
     for (int m = 0; m < HSM / 8; m++) {
         int c = sub + 8 * m;
         if (c < a.HS) st(dq + ((size_t)b * a.T + t) * a.C + h * a.HS + c, g[m] * a.scale);
     }
 }
 
-static att_args att_make_args(int T, int C, int NH, float p, const struct dropout_key *key)
-{
+static att_args att_make_args(int T, int C, int NH, float p, const struct dropout_key *key) {
     att_args a;
     a.T = T;
     a.C = C;
@@ -289,19 +287,17 @@ static att_args att_make_args(int T, int C, int NH, float p, const struct dropou
 
 /* The kernels for head sizes up to HSM: their register arrays have fixed sizes */
 template <typename S, int HSM>
-static void attention_forward_launch(S *out, float *lse, const S *q, const S *k, const S *v,
-                                     int B, const att_args &a)
-{
+static void attention_forward_launch(S *out, float *lse, const S *q, const S *k, const S *v, int B,
+                                     const att_args &a) {
     dim3 grid(cuda_blocks(a.T, ATT_FWD_BQ), a.NH, B);
-    XLMC_LAUNCH((attention_forward_kernel<S, HSM>), grid, ATT_FWD_THREADS, 0, g_cuda.stream)(
-        out, lse, q, k, v, a);
+    XLMC_LAUNCH((attention_forward_kernel<S, HSM>), grid, ATT_FWD_THREADS, 0,
+                g_cuda.stream)(out, lse, q, k, v, a);
     cudaLaunchCheck();
 }
 template <typename S, int HSM>
 static void attention_backward_launch(S *dq, S *dk, S *dv, const S *dout, const S *out,
                                       const float *lse, const S *q, const S *k, const S *v, int B,
-                                      const att_args &a)
-{
+                                      const att_args &a) {
     dim3 grid(cuda_blocks(a.T, ATT_BWD_B), a.NH, B);
     XLMC_LAUNCH((attention_backward_kv_kernel<S, HSM>), grid, ATT_BWD_THREADS, 0,
                 g_cuda.stream)(dk, dv, dout, out, lse, q, k, v, a);
@@ -314,34 +310,31 @@ static void attention_backward_launch(S *dq, S *dk, S *dv, const S *dout, const 
 template <typename S>
 static void cuda_attention_forward(void *out, float *lse, const void *q, const void *k,
                                    const void *v, int B, int T, int C, int NH, float p,
-                                   const struct dropout_key *key)
-{
+                                   const struct dropout_key *key) {
     if (!B || !T) return;
     att_args a = att_make_args(T, C, NH, p, key);
     if (a.HS <= 64)
-        attention_forward_launch<S, 64>((S *)out, lse, (const S *)q, (const S *)k, (const S *)v,
-                                        B, a);
+        attention_forward_launch<S, 64>((S *)out, lse, (const S *)q, (const S *)k, (const S *)v, B,
+                                        a);
     else
         attention_forward_launch<S, ATT_HS_MAX>((S *)out, lse, (const S *)q, (const S *)k,
                                                 (const S *)v, B, a);
 }
 
 template <typename S>
-static void cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout,
-                                    const void *out, const float *lse, const void *q,
-                                    const void *k, const void *v, int B, int T, int C, int NH,
-                                    float p, const struct dropout_key *key)
-{
+static void cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *out,
+                                    const float *lse, const void *q, const void *k, const void *v,
+                                    int B, int T, int C, int NH, float p,
+                                    const struct dropout_key *key) {
     if (!B || !T) return;
     att_args a = att_make_args(T, C, NH, p, key);
     if (a.HS <= 64)
-        attention_backward_launch<S, 64>((S *)dq, (S *)dk, (S *)dv, (const S *)dout,
-                                         (const S *)out, lse, (const S *)q, (const S *)k,
-                                         (const S *)v, B, a);
+        attention_backward_launch<S, 64>((S *)dq, (S *)dk, (S *)dv, (const S *)dout, (const S *)out,
+                                         lse, (const S *)q, (const S *)k, (const S *)v, B, a);
     else
         attention_backward_launch<S, ATT_HS_MAX>((S *)dq, (S *)dk, (S *)dv, (const S *)dout,
-                                                 (const S *)out, lse, (const S *)q,
-                                                 (const S *)k, (const S *)v, B, a);
+                                                 (const S *)out, lse, (const S *)q, (const S *)k,
+                                                 (const S *)v, B, a);
 }
 
 CUDA_EXPORT_OP(attention_forward)

@@ -6,8 +6,7 @@
 
 struct cuda_state g_cuda;
 
-void cuda_check(cudaError_t err, const char *file, int line)
-{
+void cuda_check(cudaError_t err, const char *file, int line) {
     if (err == cudaSuccess) return;
     fprintf(stderr, "xlmc: CUDA error at %s:%d: %s\n", file, line, cudaGetErrorString(err));
     exit(1);
@@ -15,8 +14,7 @@ void cuda_check(cudaError_t err, const char *file, int line)
 
 /* cublasGetStatusString exists only from CUDA 11.4.2; CUDA 11 toolkits (sm_70 sites) get
  * the status number, which cublas_api.h names. */
-static const char *cublas_status_name(cublasStatus_t st)
-{
+static const char *cublas_status_name(cublasStatus_t st) {
 #if defined(CUBLAS_VERSION) && CUBLAS_VERSION >= 120000
     return cublasGetStatusString(st);
 #else
@@ -26,15 +24,13 @@ static const char *cublas_status_name(cublasStatus_t st)
 #endif
 }
 
-void cublas_check(cublasStatus_t st, const char *file, int line)
-{
+void cublas_check(cublasStatus_t st, const char *file, int line) {
     if (st == CUBLAS_STATUS_SUCCESS) return;
     fprintf(stderr, "xlmc: cuBLAS error at %s:%d: %s\n", file, line, cublas_status_name(st));
     exit(1);
 }
 
-float *cuda_scratch(size_t n)
-{
+float *cuda_scratch(size_t n) {
     if (n > g_cuda.scratch_floats) {
         /* the old buffer may still be read by queued work */
         cudaCheck(cudaStreamSynchronize(g_cuda.stream));
@@ -46,80 +42,71 @@ float *cuda_scratch(size_t n)
 }
 
 /* ---- memory ---- */
-static void *cuda_alloc(size_t bytes)
-{
+static void *cuda_alloc(size_t bytes) {
     void *p = NULL;
     if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
-        cudaGetLastError();   /* an allocation failure is reported by returning NULL */
+        cudaGetLastError(); /* an allocation failure is reported by returning NULL */
         return NULL;
     }
     cudaCheck(cudaMemsetAsync(p, 0, bytes, g_cuda.stream));
     return p;
 }
-static void cuda_free(void *p)
-{
+static void cuda_free(void *p) {
     if (!p) return;
     cudaCheck(cudaStreamSynchronize(g_cuda.stream));
     cudaCheck(cudaFree(p));
 }
-static void cuda_to_device(void *dst, const void *src, size_t bytes)
-{
+static void cuda_to_device(void *dst, const void *src, size_t bytes) {
     cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_cuda.stream));
     cudaCheck(cudaStreamSynchronize(g_cuda.stream));
 }
-static void cuda_to_host(void *dst, const void *src, size_t bytes)
-{
+static void cuda_to_host(void *dst, const void *src, size_t bytes) {
     cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_cuda.stream));
     cudaCheck(cudaStreamSynchronize(g_cuda.stream));
 }
-static void cuda_memset0(void *p, size_t bytes)
-{
+static void cuda_memset0(void *p, size_t bytes) {
     cudaCheck(cudaMemsetAsync(p, 0, bytes, g_cuda.stream));
 }
-static void cuda_synchronize(void) { cudaCheck(cudaStreamSynchronize(g_cuda.stream)); }
+static void cuda_synchronize(void) {
+    cudaCheck(cudaStreamSynchronize(g_cuda.stream));
+}
 
 /* ---- conversions ---- */
 template <typename S>
-__global__ void storage_from_f32_kernel(S *dst, const float *src, size_t n)
-{
+__global__ void storage_from_f32_kernel(S *dst, const float *src, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) st(dst + i, src[i]);
 }
 template <typename S>
-__global__ void storage_to_f32_kernel(float *dst, const S *src, size_t n)
-{
+__global__ void storage_to_f32_kernel(float *dst, const S *src, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) dst[i] = ld(src + i);
 }
 template <typename S>
-__global__ void grad_accumulate_kernel(float *acc, const S *grad, size_t n, float scale)
-{
+__global__ void grad_accumulate_kernel(float *acc, const S *grad, size_t n, float scale) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) acc[i] += scale * ld(grad + i);
 }
 
 template <typename S>
-static void cuda_storage_from_f32(void *dst, const float *src, size_t n)
-{
+static void cuda_storage_from_f32(void *dst, const float *src, size_t n) {
     if (!n) return;
-    XLMC_LAUNCH(storage_from_f32_kernel<S>, cuda_blocks(n, 256), 256, 0, g_cuda.stream)(
-        (S *)dst, src, n);
+    XLMC_LAUNCH(storage_from_f32_kernel<S>, cuda_blocks(n, 256), 256, 0, g_cuda.stream)((S *)dst,
+                                                                                        src, n);
     cudaLaunchCheck();
 }
 template <typename S>
-static void cuda_storage_to_f32(float *dst, const void *src, size_t n)
-{
+static void cuda_storage_to_f32(float *dst, const void *src, size_t n) {
     if (!n) return;
-    XLMC_LAUNCH(storage_to_f32_kernel<S>, cuda_blocks(n, 256), 256, 0, g_cuda.stream)(
-        dst, (const S *)src, n);
+    XLMC_LAUNCH(storage_to_f32_kernel<S>, cuda_blocks(n, 256), 256, 0,
+                g_cuda.stream)(dst, (const S *)src, n);
     cudaLaunchCheck();
 }
 template <typename S>
-static void cuda_grad_accumulate(float *acc, const void *grad, size_t n, float scale)
-{
+static void cuda_grad_accumulate(float *acc, const void *grad, size_t n, float scale) {
     if (!n) return;
-    XLMC_LAUNCH(grad_accumulate_kernel<S>, cuda_blocks(n, 256), 256, 0, g_cuda.stream)(
-        acc, (const S *)grad, n, scale);
+    XLMC_LAUNCH(grad_accumulate_kernel<S>, cuda_blocks(n, 256), 256, 0,
+                g_cuda.stream)(acc, (const S *)grad, n, scale);
     cudaLaunchCheck();
 }
 
@@ -130,8 +117,7 @@ CUDA_EXPORT_OP(grad_accumulate)
 /* The table of one storage type: the memory functions, then every op of OPS_LIST. */
 #define CUDA_SLOT(name, params, args) o->name = half ? cuda_##name##_f16 : cuda_##name##_f32;
 #define CUDA_SLOT_R(type, name, params, args) CUDA_SLOT(name, params, args)
-static void cuda_fill_table(struct ops *o, enum ops_precision precision)
-{
+static void cuda_fill_table(struct ops *o, enum ops_precision precision) {
     int half = precision == OPS_FP16;
     memset(o, 0, sizeof *o);
     o->name = "cuda";
@@ -150,8 +136,7 @@ static void cuda_fill_table(struct ops *o, enum ops_precision precision)
 static struct ops g_tables[2];
 static int g_device = -1;
 
-const struct ops *ops_cuda(enum ops_precision precision, int device, char *why, size_t why_len)
-{
+const struct ops *ops_cuda(enum ops_precision precision, int device, char *why, size_t why_len) {
     int count = 0;
     cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess || count == 0) {
@@ -172,7 +157,8 @@ const struct ops *ops_cuda(enum ops_precision precision, int device, char *why, 
     }
     if (g_device < 0) {
         if ((err = cudaSetDevice(device)) != cudaSuccess ||
-            (err = cudaStreamCreateWithFlags(&g_cuda.stream, cudaStreamNonBlocking)) != cudaSuccess) {
+            (err = cudaStreamCreateWithFlags(&g_cuda.stream, cudaStreamNonBlocking)) !=
+                cudaSuccess) {
             if (why && why_len)
                 snprintf(why, why_len, "cannot open GPU %d: %s", device, cudaGetErrorString(err));
             cudaGetLastError();

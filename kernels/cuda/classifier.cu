@@ -10,26 +10,29 @@
 // losses (N) fp32, logits (N,V) storage (+= bias (V) or NULL first), overwritten by
 // dscale * (softmax - onehot)
 template <typename S>
-__global__ void classifier_kernel(float *losses, S *logits, const S *bias,
-                                  const int32_t *targets, int V, float dscale)
-{
+__global__ void classifier_kernel(float *losses, S *logits, const S *bias, const int32_t *targets,
+                                  int V, float dscale) {
     __shared__ float red[32];
     S *x = logits + (size_t)blockIdx.x * V;
     int target = targets[blockIdx.x];
-    if (bias) {   /* each thread adds the elements it reads below: no barrier needed */
-        for (int i = threadIdx.x; i < V; i += blockDim.x) st(x + i, ld(x + i) + ld(bias + i));
+    if (bias) { /* each thread adds the elements it reads below: no barrier needed */
+        for (int i = threadIdx.x; i < V; i += blockDim.x)
+            st(x + i, ld(x + i) + ld(bias + i));
     }
-    if (target < 0) {   /* ignored row: the whole block agrees, so no barrier is split */
+    if (target < 0) { /* ignored row: the whole block agrees, so no barrier is split */
         if (threadIdx.x == 0) losses[blockIdx.x] = 0.f;
         if (dscale != 0.f)
-            for (int i = threadIdx.x; i < V; i += blockDim.x) st(x + i, 0.f);
+            for (int i = threadIdx.x; i < V; i += blockDim.x)
+                st(x + i, 0.f);
         return;
     }
     float m = -INFINITY;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) m = fmaxf(m, ld(x + i));
+    for (int i = threadIdx.x; i < V; i += blockDim.x)
+        m = fmaxf(m, ld(x + i));
     m = block_max(m, red);
     float sum = 0.f;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) sum += expf(ld(x + i) - m);
+    for (int i = threadIdx.x; i < V; i += blockDim.x)
+        sum += expf(ld(x + i) - m);
     float lse = m + logf(block_sum(sum, red));
     /* read the target's logit before any thread overwrites the row (its bias was added
      * before block_max's barrier) */
@@ -43,11 +46,10 @@ __global__ void classifier_kernel(float *losses, S *logits, const S *bias,
 
 template <typename S>
 static void cuda_classifier(float *losses, void *logits, const void *bias, void *dbias,
-                            const int32_t *targets, int N, int V, float dscale)
-{
+                            const int32_t *targets, int N, int V, float dscale) {
     if (!N) return;
-    XLMC_LAUNCH(classifier_kernel<S>, N, CLS_THREADS, 0, g_cuda.stream)(
-        losses, (S *)logits, (const S *)bias, targets, V, dscale);
+    XLMC_LAUNCH(classifier_kernel<S>, N, CLS_THREADS, 0,
+                g_cuda.stream)(losses, (S *)logits, (const S *)bias, targets, V, dscale);
     cudaLaunchCheck();
     if (dbias && dscale != 0.f) cuda_column_sum_add<S>((S *)dbias, (const S *)logits, N, V);
 }

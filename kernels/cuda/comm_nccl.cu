@@ -11,8 +11,8 @@
 
 struct nccl_impl {
     ncclComm_t nccl;
-    struct comm *host;   /* NULL: host-side collectives through NCCL too */
-    void *staging;       /* device buffer for host-side collectives */
+    struct comm *host; /* NULL: host-side collectives through NCCL too */
+    void *staging;     /* device buffer for host-side collectives */
     size_t staging_bytes;
     /* Started sums run on their own stream so the compute stream can go on with backward;
      * `ready` marks on the compute stream the point where the bucket's values are final. */
@@ -21,22 +21,19 @@ struct nccl_impl {
     int aborted; /* ncclCommAbort done: the communicator is gone */
 };
 
-static int nccl_ok(ncclResult_t r, const char *what)
-{
+static int nccl_ok(ncclResult_t r, const char *what) {
     if (r == ncclSuccess) return 0;
     fprintf(stderr, "xlmc: NCCL %s failed: %s\n", what, ncclGetErrorString(r));
     return -1;
 }
 
-static double nccl_now(void)
-{
+static double nccl_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void nccl_abort_comm(struct nccl_impl *im)
-{
+static void nccl_abort_comm(struct nccl_impl *im) {
     if (im->aborted) return;
     im->aborted = 1;
     nccl_ok(ncclCommAbort(im->nccl), "communicator abort");
@@ -46,15 +43,13 @@ static void nccl_abort_comm(struct nccl_impl *im)
  * forever): wait for the work of `stream` by polling, watching NCCL's asynchronous error and
  * c->timeout_seconds. On either, abort the communicator and fail naming `what`. */
 /* After an abort the communicator is freed: every later call fails at once. */
-static int nccl_gone(struct comm *c, const char *what)
-{
+static int nccl_gone(struct comm *c, const char *what) {
     if (!((struct nccl_impl *)c->impl)->aborted) return 0;
     fprintf(stderr, "xlmc: NCCL %s on rank %d: the communicator was aborted\n", what, c->rank);
     return 1;
 }
 
-static int nccl_wait(struct comm *c, cudaStream_t stream, const char *what)
-{
+static int nccl_wait(struct comm *c, cudaStream_t stream, const char *what) {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
     if (nccl_gone(c, what)) return -1;
     double t0 = nccl_now();
@@ -84,8 +79,7 @@ static int nccl_wait(struct comm *c, cudaStream_t stream, const char *what)
 }
 
 /* A call on a non-blocking communicator may return ncclInProgress while it is enqueued. */
-static int nccl_enqueued(struct nccl_impl *im, ncclResult_t r, const char *what)
-{
+static int nccl_enqueued(struct nccl_impl *im, ncclResult_t r, const char *what) {
     while (r == ncclInProgress) {
         ncclResult_t st = ncclSuccess;
         if (ncclCommGetAsyncError(im->nccl, &st) != ncclSuccess) break;
@@ -94,8 +88,7 @@ static int nccl_enqueued(struct nccl_impl *im, ncclResult_t r, const char *what)
     return nccl_ok(r, what);
 }
 
-static void *nccl_staging(struct nccl_impl *im, size_t bytes)
-{
+static void *nccl_staging(struct nccl_impl *im, size_t bytes) {
     if (bytes > im->staging_bytes) {
         cudaCheck(cudaStreamSynchronize(g_cuda.stream));
         cudaCheck(cudaFree(im->staging));
@@ -106,8 +99,7 @@ static void *nccl_staging(struct nccl_impl *im, size_t bytes)
 }
 
 // x (n) device fp32: in-place sum over ranks, on the backend's stream
-static int nccl_allreduce_sum_f32(struct comm *c, float *x, size_t n)
-{
+static int nccl_allreduce_sum_f32(struct comm *c, float *x, size_t n) {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
     if (nccl_gone(c, "gradient all-reduce")) return -1;
     if (nccl_enqueued(im, ncclAllReduce(x, x, n, ncclFloat32, ncclSum, im->nccl, g_cuda.stream),
@@ -118,27 +110,24 @@ static int nccl_allreduce_sum_f32(struct comm *c, float *x, size_t n)
 
 // x (n) device fp32: the same sum, on the communication stream once the compute stream has
 // produced x; later kernels on the compute stream do not wait for it
-static int nccl_allreduce_sum_f32_start(struct comm *c, float *x, size_t n)
-{
+static int nccl_allreduce_sum_f32_start(struct comm *c, float *x, size_t n) {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
     if (nccl_gone(c, "gradient all-reduce (overlapped)")) return -1;
     cudaCheck(cudaEventRecord(im->ready, g_cuda.stream));
     cudaCheck(cudaStreamWaitEvent(im->comm_stream, im->ready, 0));
-    return nccl_enqueued(
-        im, ncclAllReduce(x, x, n, ncclFloat32, ncclSum, im->nccl, im->comm_stream),
-        "all-reduce (overlapped)");
+    return nccl_enqueued(im,
+                         ncclAllReduce(x, x, n, ncclFloat32, ncclSum, im->nccl, im->comm_stream),
+                         "all-reduce (overlapped)");
 }
 
-static int nccl_allreduce_wait(struct comm *c)
-{
+static int nccl_allreduce_wait(struct comm *c) {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
     return nccl_wait(c, im->comm_stream, "gradient all-reduce (overlapped)");
 }
 
 /* host buffer -> staging -> NCCL -> host */
-static int nccl_host_allreduce(struct comm *c, void *x, size_t n, size_t elem,
-                               ncclDataType_t type, ncclRedOp_t op)
-{
+static int nccl_host_allreduce(struct comm *c, void *x, size_t n, size_t elem, ncclDataType_t type,
+                               ncclRedOp_t op) {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
     if (nccl_gone(c, "host-side all-reduce")) return -1;
     void *d = nccl_staging(im, n * elem);
@@ -152,23 +141,20 @@ static int nccl_host_allreduce(struct comm *c, void *x, size_t n, size_t elem,
     return 0;
 }
 
-static int nccl_allreduce_sum_f64(struct comm *c, double *x, size_t n)
-{
+static int nccl_allreduce_sum_f64(struct comm *c, double *x, size_t n) {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
     if (im->host) return im->host->allreduce_sum_f64(im->host, x, n);
     return nccl_host_allreduce(c, x, n, sizeof(double), ncclFloat64, ncclSum);
 }
 
-static int nccl_allreduce_max_int(struct comm *c, int *x, size_t n)
-{
+static int nccl_allreduce_max_int(struct comm *c, int *x, size_t n) {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
     if (im->host) return im->host->allreduce_max_int(im->host, x, n);
     return nccl_host_allreduce(c, x, n, sizeof(int), ncclInt32, ncclMax);
 }
 
 // buf: host memory, like every host-side collective
-static int nccl_broadcast(struct comm *c, void *buf, size_t bytes, int root)
-{
+static int nccl_broadcast(struct comm *c, void *buf, size_t bytes, int root) {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
     if (im->host) return im->host->broadcast(im->host, buf, bytes, root);
     if (nccl_gone(c, "broadcast")) return -1;
@@ -184,24 +170,21 @@ static int nccl_broadcast(struct comm *c, void *buf, size_t bytes, int root)
     return 0;
 }
 
-static int nccl_barrier(struct comm *c)
-{
+static int nccl_barrier(struct comm *c) {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
     if (im->host) return im->host->barrier(im->host);
     int x = 0;
     return nccl_host_allreduce(c, &x, 1, sizeof(int), ncclInt32, ncclMax);
 }
 
-static void nccl_abort(struct comm *c, int code)
-{
+static void nccl_abort(struct comm *c, int code) {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
     nccl_abort_comm(im); /* frees the GPU side even while another thread waits on it */
     if (im->host) im->host->abort(im->host, code);
     exit(code);
 }
 
-int comm_nccl_unique_id(unsigned char id[COMM_NCCL_ID_BYTES], char *why, size_t why_len)
-{
+int comm_nccl_unique_id(unsigned char id[COMM_NCCL_ID_BYTES], char *why, size_t why_len) {
     ncclUniqueId u;
     ncclResult_t r = ncclGetUniqueId(&u);
     if (r != ncclSuccess) {
@@ -214,8 +197,7 @@ int comm_nccl_unique_id(unsigned char id[COMM_NCCL_ID_BYTES], char *why, size_t 
 }
 
 static struct comm *nccl_create(const unsigned char *id, int rank, int world, int local_rank,
-                                struct comm *host, char *why, size_t why_len)
-{
+                                struct comm *host, char *why, size_t why_len) {
     ncclUniqueId u;
     memcpy(&u, id, sizeof u < COMM_NCCL_ID_BYTES ? sizeof u : COMM_NCCL_ID_BYTES);
     struct comm *c = (struct comm *)calloc(1, sizeof *c);
@@ -263,13 +245,11 @@ static struct comm *nccl_create(const unsigned char *id, int rank, int world, in
 }
 
 struct comm *comm_nccl_create_with_id(const unsigned char id[COMM_NCCL_ID_BYTES], int rank,
-                                      int world, int local_rank, char *why, size_t why_len)
-{
+                                      int world, int local_rank, char *why, size_t why_len) {
     return nccl_create(id, rank, world, local_rank, NULL, why, why_len);
 }
 
-struct comm *comm_nccl_create(struct comm *host, char *why, size_t why_len)
-{
+struct comm *comm_nccl_create(struct comm *host, char *why, size_t why_len) {
     unsigned char id[COMM_NCCL_ID_BYTES] = {0};
     int failed = host->rank == 0 ? comm_nccl_unique_id(id, why, why_len) != 0 : 0;
     /* every rank learns whether rank 0 got an id, so none waits in init alone */
@@ -285,8 +265,7 @@ struct comm *comm_nccl_create(struct comm *host, char *why, size_t why_len)
     return nccl_create(id, host->rank, host->world, host->local_rank, host, why, why_len);
 }
 
-void comm_nccl_destroy(struct comm *c)
-{
+void comm_nccl_destroy(struct comm *c) {
     if (!c) return;
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
     if (!im->aborted) {

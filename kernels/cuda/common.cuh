@@ -17,9 +17,10 @@
 #include "kernels/philox.h"
 
 #ifndef XLMC_CUDASIM
-#define XLMC_LAUNCH(kernel, grid, block, shmem, stream) kernel<<<(grid), (block), (shmem), (stream)>>>
-#define XLMC_DYNAMIC_SHARED(type, name)                                                      \
-    extern __shared__ __align__(16) unsigned char xlmc_dynamic_smem[];                        \
+#define XLMC_LAUNCH(kernel, grid, block, shmem, stream)                                            \
+    kernel<<<(grid), (block), (shmem), (stream)>>>
+#define XLMC_DYNAMIC_SHARED(type, name)                                                            \
+    extern __shared__ __align__(16) unsigned char xlmc_dynamic_smem[];                             \
     type *name = (type *)xlmc_dynamic_smem
 #endif
 
@@ -33,10 +34,18 @@ void cublas_check(cublasStatus_t st, const char *file, int line);
 #define cudaLaunchCheck() cuda_check(cudaGetLastError(), __FILE__, __LINE__)
 
 /* ---- storage access: float or __half in memory, fp32 in registers ---- */
-__device__ __forceinline__ float ld(const float *p) { return *p; }
-__device__ __forceinline__ float ld(const __half *p) { return __half2float(*p); }
-__device__ __forceinline__ void st(float *p, float v) { *p = v; }
-__device__ __forceinline__ void st(__half *p, float v) { *p = __float2half_rn(v); }
+__device__ __forceinline__ float ld(const float *p) {
+    return *p;
+}
+__device__ __forceinline__ float ld(const __half *p) {
+    return __half2float(*p);
+}
+__device__ __forceinline__ void st(float *p, float v) {
+    *p = v;
+}
+__device__ __forceinline__ void st(__half *p, float v) {
+    *p = __float2half_rn(v);
+}
 
 template <typename S>
 struct storage_type;
@@ -50,25 +59,24 @@ struct storage_type<__half> {
 };
 
 /* ---- reductions (blockDim.x a multiple of 32, at most 1024) ---- */
-__device__ __forceinline__ float warp_sum(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
-__device__ __forceinline__ double warp_sum_f64(double v)
-{
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+__device__ __forceinline__ double warp_sum_f64(double v) {
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
-__device__ __forceinline__ float warp_max(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 /* Every thread gets the block's sum. shared: 32 floats. The leading barrier lets a caller
  * reuse `shared` for consecutive reductions. */
-__device__ __forceinline__ float block_sum(float v, float *shared)
-{
+__device__ __forceinline__ float block_sum(float v, float *shared) {
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
     v = warp_sum(v);
     __syncthreads();
@@ -76,8 +84,7 @@ __device__ __forceinline__ float block_sum(float v, float *shared)
     __syncthreads();
     return warp_sum(lane < nwarps ? shared[lane] : 0.f);
 }
-__device__ __forceinline__ float block_max(float v, float *shared)
-{
+__device__ __forceinline__ float block_max(float v, float *shared) {
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
     v = warp_max(v);
     __syncthreads();
@@ -86,8 +93,7 @@ __device__ __forceinline__ float block_max(float v, float *shared)
     return warp_max(lane < nwarps ? shared[lane] : -INFINITY);
 }
 
-static inline unsigned cuda_blocks(size_t n, unsigned threads)
-{
+static inline unsigned cuda_blocks(size_t n, unsigned threads) {
     return (unsigned)((n + threads - 1) / threads);
 }
 
@@ -98,33 +104,33 @@ static inline unsigned cuda_blocks(size_t n, unsigned threads)
 #define COLSUM_ROWS 256
 #define COLSUM_THREADS 64
 template <typename S>
-__global__ void colsum_partial_kernel(float *partial, const S *x, int N, int C)
-{
+__global__ void colsum_partial_kernel(float *partial, const S *x, int N, int C) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     int n0 = blockIdx.y * COLSUM_ROWS, n1 = min(N, n0 + COLSUM_ROWS);
     float acc = 0.f;
-    for (int n = n0; n < n1; n++) acc += ld(x + (size_t)n * C + c);
+    for (int n = n0; n < n1; n++)
+        acc += ld(x + (size_t)n * C + c);
     partial[(size_t)blockIdx.y * C + c] = acc;
 }
 template <typename S>
-__global__ void colsum_finish_kernel(S *out, const float *partial, int chunks, int C)
-{
+__global__ void colsum_finish_kernel(S *out, const float *partial, int chunks, int C) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     float acc = 0.f;
-    for (int k = 0; k < chunks; k++) acc += partial[(size_t)k * C + c];
+    for (int k = 0; k < chunks; k++)
+        acc += partial[(size_t)k * C + c];
     st(out + c, ld(out + c) + acc);
 }
 
 /* ---- backend state: one per process (one device per process) ---- */
 struct cuda_state {
     cublasHandle_t blas;
-    cudaStream_t stream;        /* everything runs on this stream, in order */
-    float *scratch;             /* fp32 device scratch (attention scores), grown on demand */
+    cudaStream_t stream; /* everything runs on this stream, in order */
+    float *scratch;      /* fp32 device scratch (attention scores), grown on demand */
     size_t scratch_floats;
-    double *partials;           /* (CUDA_NORM_BLOCKS) per-block norm partial sums */
-    int *flag;                  /* unscale_check's inf/NaN flag */
+    double *partials; /* (CUDA_NORM_BLOCKS) per-block norm partial sums */
+    int *flag;        /* unscale_check's inf/NaN flag */
 };
 #define CUDA_NORM_BLOCKS 256
 extern struct cuda_state g_cuda;
@@ -132,8 +138,7 @@ extern struct cuda_state g_cuda;
 float *cuda_scratch(size_t n);
 
 template <typename S>
-static inline void cuda_column_sum_add(S *out, const S *x, int N, int C)
-{
+static inline void cuda_column_sum_add(S *out, const S *x, int N, int C) {
     int chunks = (N + COLSUM_ROWS - 1) / COLSUM_ROWS;
     if (!chunks || !C) return;
     float *partial = cuda_scratch((size_t)chunks * C);

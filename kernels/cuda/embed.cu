@@ -3,10 +3,8 @@
 
 // out (B,T,C), ids/langs (B,T), wte (V,C), wpe (P,C), wlang (NL,C) or NULL
 template <typename S>
-__global__ void embed_forward_kernel(S *out, const int32_t *ids, const int32_t *langs,
-                                     const S *wte, const S *wpe, const S *wlang, int T, int C,
-                                     size_t n)
-{
+__global__ void embed_forward_kernel(S *out, const int32_t *ids, const int32_t *langs, const S *wte,
+                                     const S *wpe, const S *wlang, int T, int C, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     size_t bt = i / C;
@@ -28,8 +26,7 @@ __global__ void embed_forward_kernel(S *out, const int32_t *ids, const int32_t *
 /* keys (n2) := the sorted keys of positions [0, N), padded with UINT64_MAX to n2, a power of
  * two. One block: a bitonic network over n2 keys, log2(n2) (log2(n2) + 1) / 2 passes with a
  * barrier each (91 at N = 8192); every pass is n2 / 2 independent compare-exchanges. */
-__global__ void embed_sort_kernel(unsigned long long *keys, const int32_t *ids, int N, int n2)
-{
+__global__ void embed_sort_kernel(unsigned long long *keys, const int32_t *ids, int N, int n2) {
     for (int i = threadIdx.x; i < n2; i += blockDim.x)
         keys[i] = i < N ? ((unsigned long long)(uint32_t)ids[i] << 32) | (unsigned)i : ~0ull;
     __syncthreads();
@@ -55,8 +52,7 @@ __global__ void embed_sort_kernel(unsigned long long *keys, const int32_t *ids, 
  * order. grid (N, column tiles). */
 template <typename S>
 __global__ void embed_rows_kernel(S *dwte, const S *dout, const unsigned long long *keys, int N,
-                                  int C)
-{
+                                  int C) {
     int x = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
     uint32_t id = (uint32_t)(keys[x] >> 32);
     if (c >= C || (x > 0 && (uint32_t)(keys[x - 1] >> 32) == id)) return;
@@ -73,8 +69,7 @@ __global__ void embed_rows_kernel(S *dwte, const S *dout, const unsigned long lo
  * once into dwlang. The CPU backend sums in the same chunks. */
 template <typename S>
 __global__ void embed_lang_partial_kernel(float *partial, const S *dout, const int32_t *langs,
-                                          int N, int C, int NL)
-{
+                                          int N, int C, int NL) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     int n0 = blockIdx.y * COLSUM_ROWS, n1 = min(N, n0 + COLSUM_ROWS);
@@ -87,10 +82,8 @@ __global__ void embed_lang_partial_kernel(float *partial, const S *dout, const i
 }
 
 template <typename S>
-static void cuda_embed_forward(void *out, const int32_t *ids, const int32_t *langs,
-                               const void *wte, const void *wpe, const void *wlang, int B, int T,
-                               int C)
-{
+static void cuda_embed_forward(void *out, const int32_t *ids, const int32_t *langs, const void *wte,
+                               const void *wpe, const void *wlang, int B, int T, int C) {
     size_t n = (size_t)B * T * C;
     if (!n) return;
     XLMC_LAUNCH(embed_forward_kernel<S>, cuda_blocks(n, 256), 256, 0, g_cuda.stream)(
@@ -101,20 +94,20 @@ static void cuda_embed_forward(void *out, const int32_t *ids, const int32_t *lan
 template <typename S>
 static void cuda_embed_backward(void *dwte, void *dwpe, void *dwlang, const void *dout,
                                 const int32_t *ids, const int32_t *langs, int B, int T, int C,
-                                int V, int NL)
-{
+                                int V, int NL) {
     int N = B * T;
-    (void)V;   /* ids < V and langs < NL are the caller's contract */
+    (void)V; /* ids < V and langs < NL are the caller's contract */
     if (!N || !C) return;
     int n2 = 1;
-    while (n2 < N) n2 <<= 1;
+    while (n2 < N)
+        n2 <<= 1;
     /* keys (n2) in the fp32 scratch, two floats each (cudaMalloc aligns to 256 bytes) */
     unsigned long long *keys = (unsigned long long *)cuda_scratch(2 * (size_t)n2);
     XLMC_LAUNCH(embed_sort_kernel, 1, EMBED_SORT_THREADS, 0, g_cuda.stream)(keys, ids, N, n2);
     cudaLaunchCheck();
     dim3 rows_grid(N, cuda_blocks(C, EMBED_SUM_THREADS));
-    XLMC_LAUNCH(embed_rows_kernel<S>, rows_grid, EMBED_SUM_THREADS, 0, g_cuda.stream)(
-        (S *)dwte, (const S *)dout, keys, N, C);
+    XLMC_LAUNCH(embed_rows_kernel<S>, rows_grid, EMBED_SUM_THREADS, 0,
+                g_cuda.stream)((S *)dwte, (const S *)dout, keys, N, C);
     cudaLaunchCheck();
     // dwpe (T rows of P,C) += sum over the batch: dout viewed as (B, T*C) column sums
     cuda_column_sum_add<S>((S *)dwpe, (const S *)dout, B, T * C);
@@ -122,8 +115,8 @@ static void cuda_embed_backward(void *dwte, void *dwpe, void *dwlang, const void
         int chunks = (N + COLSUM_ROWS - 1) / COLSUM_ROWS;
         float *partial = cuda_scratch((size_t)chunks * NL * C);
         dim3 grid(cuda_blocks(C, COLSUM_THREADS), chunks);
-        XLMC_LAUNCH(embed_lang_partial_kernel<S>, grid, COLSUM_THREADS, 0, g_cuda.stream)(
-            partial, (const S *)dout, langs, N, C, NL);
+        XLMC_LAUNCH(embed_lang_partial_kernel<S>, grid, COLSUM_THREADS, 0,
+                    g_cuda.stream)(partial, (const S *)dout, langs, N, C, NL);
         cudaLaunchCheck();
         // the partials viewed as (chunks, NL*C): their column sums, added into dwlang (NL,C)
         XLMC_LAUNCH(colsum_finish_kernel<S>, cuda_blocks((size_t)NL * C, COLSUM_THREADS),

@@ -2,22 +2,21 @@
 #include "kernels/cuda/common.cuh"
 
 /* threads per row: whole warps covering C, at most 128 (no idle warps for small C) */
-static unsigned ln_threads(int C)
-{
+static unsigned ln_threads(int C) {
     unsigned warps = (unsigned)(C + 31) / 32;
     return 32 * (warps < 4 ? (warps ? warps : 1) : 4);
 }
 
 // one block per row: out (N,C), mean/rstd (N), inp (N,C), w/b (C)
 template <typename S>
-__global__ void layernorm_forward_kernel(S *out, float *mean, float *rstd, const S *inp,
-                                         const S *w, const S *b, int C, float eps)
-{
+__global__ void layernorm_forward_kernel(S *out, float *mean, float *rstd, const S *inp, const S *w,
+                                         const S *b, int C, float eps) {
     __shared__ float red[32];
     const S *x = inp + (size_t)blockIdx.x * C;
     S *y = out + (size_t)blockIdx.x * C;
     float s = 0.f;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) s += ld(x + c);
+    for (int c = threadIdx.x; c < C; c += blockDim.x)
+        s += ld(x + c);
     float mu = block_sum(s, red) / C;
     /* two passes: the centred sum of squares does not cancel like E[x^2] - E[x]^2 */
     float ss = 0.f;
@@ -37,8 +36,7 @@ __global__ void layernorm_forward_kernel(S *out, float *mean, float *rstd, const
 // one block per row: dinp (N,C) = d LayerNorm / d inp
 template <typename S>
 __global__ void layernorm_backward_dinp_kernel(S *dinp, const S *dout, const S *inp, const S *w,
-                                               const float *mean, const float *rstd, int C)
-{
+                                               const float *mean, const float *rstd, int C) {
     __shared__ float red[32];
     size_t row = blockIdx.x;
     const S *x = inp + row * C, *dy = dout + row * C;
@@ -62,8 +60,7 @@ __global__ void layernorm_backward_dinp_kernel(S *dinp, const S *dout, const S *
  * fp32 holds per-chunk sums of dout * xhat (first C) and dout (next C). */
 template <typename S>
 __global__ void layernorm_dwb_partial_kernel(float *partial, const S *dout, const S *inp,
-                                             const float *mean, const float *rstd, int N, int C)
-{
+                                             const float *mean, const float *rstd, int N, int C) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     int n0 = blockIdx.y * COLSUM_ROWS, n1 = min(N, n0 + COLSUM_ROWS);
@@ -78,8 +75,7 @@ __global__ void layernorm_dwb_partial_kernel(float *partial, const S *dout, cons
 }
 
 template <typename S>
-__global__ void layernorm_dwb_finish_kernel(S *dw, S *db, const float *partial, int chunks, int C)
-{
+__global__ void layernorm_dwb_finish_kernel(S *dw, S *db, const float *partial, int chunks, int C) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     float aw = 0.f, ab = 0.f;
@@ -93,8 +89,7 @@ __global__ void layernorm_dwb_finish_kernel(S *dw, S *db, const float *partial, 
 
 template <typename S>
 static void cuda_layernorm_forward(void *out, float *mean, float *rstd, const void *inp,
-                                   const void *w, const void *b, int N, int C, float eps)
-{
+                                   const void *w, const void *b, int N, int C, float eps) {
     if (!N) return;
     XLMC_LAUNCH(layernorm_forward_kernel<S>, N, ln_threads(C), 0, g_cuda.stream)(
         (S *)out, mean, rstd, (const S *)inp, (const S *)w, (const S *)b, C, eps);
@@ -104,8 +99,7 @@ static void cuda_layernorm_forward(void *out, float *mean, float *rstd, const vo
 template <typename S>
 static void cuda_layernorm_backward(void *dinp, void *dw, void *db, const void *dout,
                                     const void *inp, const void *w, const float *mean,
-                                    const float *rstd, int N, int C)
-{
+                                    const float *rstd, int N, int C) {
     if (!N) return;
     XLMC_LAUNCH(layernorm_backward_dinp_kernel<S>, N, ln_threads(C), 0, g_cuda.stream)(
         (S *)dinp, (const S *)dout, (const S *)inp, (const S *)w, mean, rstd, C);
@@ -113,8 +107,8 @@ static void cuda_layernorm_backward(void *dinp, void *dw, void *db, const void *
     int chunks = (N + COLSUM_ROWS - 1) / COLSUM_ROWS;
     float *partial = cuda_scratch((size_t)chunks * 2 * C);
     dim3 grid(cuda_blocks(C, COLSUM_THREADS), chunks);
-    XLMC_LAUNCH(layernorm_dwb_partial_kernel<S>, grid, COLSUM_THREADS, 0, g_cuda.stream)(
-        partial, (const S *)dout, (const S *)inp, mean, rstd, N, C);
+    XLMC_LAUNCH(layernorm_dwb_partial_kernel<S>, grid, COLSUM_THREADS, 0,
+                g_cuda.stream)(partial, (const S *)dout, (const S *)inp, mean, rstd, N, C);
     cudaLaunchCheck();
     XLMC_LAUNCH(layernorm_dwb_finish_kernel<S>, cuda_blocks(C, COLSUM_THREADS), COLSUM_THREADS, 0,
                 g_cuda.stream)((S *)dw, (S *)db, partial, chunks, C);

@@ -5,32 +5,29 @@
 
 // out (N,OC) = broadcast b (OC): the GEMM then adds into it with beta = 1
 template <typename S>
-__global__ void bias_broadcast_kernel(S *out, const S *b, int OC, size_t n)
-{
+__global__ void bias_broadcast_kernel(S *out, const S *b, int OC, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = b[i % OC];
 }
 
 template <typename S>
 static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *A,
-                 int lda, const void *B, int ldb, void *C, int ldc, float beta)
-{
+                 int lda, const void *B, int ldb, void *C, int ldc, float beta) {
     const float alpha = 1.f;
     cudaDataType_t t = storage_type<S>::blas;
-    cublasCheck(cublasGemmEx(g_cuda.blas, ta, tb, m, n, k, &alpha, A, t, lda, B, t, ldb, &beta,
-                             C, t, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    cublasCheck(cublasGemmEx(g_cuda.blas, ta, tb, m, n, k, &alpha, A, t, lda, B, t, ldb, &beta, C,
+                             t, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 // out (N,OC) = inp (N,C) @ w (OC,C)^T + b (OC)
 template <typename S>
 static void cuda_matmul_forward(void *out, const void *inp, const void *w, const void *b, int N,
-                                int C, int OC)
-{
+                                int C, int OC) {
     if (!N || !OC) return;
     size_t n = (size_t)N * OC;
     if (b) {
-        XLMC_LAUNCH(bias_broadcast_kernel<S>, cuda_blocks(n, 256), 256, 0, g_cuda.stream)(
-            (S *)out, (const S *)b, OC, n);
+        XLMC_LAUNCH(bias_broadcast_kernel<S>, cuda_blocks(n, 256), 256, 0,
+                    g_cuda.stream)((S *)out, (const S *)b, OC, n);
         cudaLaunchCheck();
     }
     // out^T (OC,N) = w^T' ... : col-major w is (C,OC), so op T gives (OC,C); inp is (C,N)
@@ -39,9 +36,8 @@ static void cuda_matmul_forward(void *out, const void *inp, const void *w, const
 
 // dinp (N,C) = dout @ w; dw (OC,C) += dout^T @ inp; db (OC) += colsum(dout)
 template <typename S>
-static void cuda_matmul_backward(void *dinp, void *dw, void *db, const void *dout,
-                                 const void *inp, const void *w, int N, int C, int OC)
-{
+static void cuda_matmul_backward(void *dinp, void *dw, void *db, const void *dout, const void *inp,
+                                 const void *w, int N, int C, int OC) {
     if (!N) return;
     if (dinp) gemm<S>(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, w, C, dout, OC, dinp, C, 0.f);
     gemm<S>(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, dout, OC, dw, C, 1.f);

@@ -5,8 +5,7 @@
 #define PW_THREADS 256
 
 template <typename S>
-__global__ void gelu_forward_kernel(S *out, const S *inp, size_t n)
-{
+__global__ void gelu_forward_kernel(S *out, const S *inp, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float x = ld(inp + i);
@@ -14,8 +13,7 @@ __global__ void gelu_forward_kernel(S *out, const S *inp, size_t n)
 }
 
 template <typename S>
-__global__ void gelu_backward_kernel(S *dinp, const S *inp, const S *dout, size_t n)
-{
+__global__ void gelu_backward_kernel(S *dinp, const S *inp, const S *dout, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float x = ld(inp + i);
@@ -25,8 +23,7 @@ __global__ void gelu_backward_kernel(S *dinp, const S *inp, const S *dout, size_
 }
 
 template <typename S>
-__global__ void residual_kernel(S *out, const S *a, const S *b, size_t n)
-{
+__global__ void residual_kernel(S *out, const S *a, const S *b, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) st(out + i, ld(a + i) + ld(b + i));
 }
@@ -45,18 +42,16 @@ __global__ void residual_kernel(S *out, const S *a, const S *b, size_t n)
  * one word of it). A kept element is rounded to storage before the add, as the separate
  * dropout op stores it. out may be x or res (each element is read before it is written). */
 template <typename S>
-__global__ void dropout_residual_kernel(S *out, const S *res, const S *x, size_t row_len,
-                                        size_t n, int drop, float scale, uint32_t threshold,
-                                        uint64_t seed, uint64_t step, uint32_t row0,
-                                        uint32_t tensor)
-{
+__global__ void dropout_residual_kernel(S *out, const S *res, const S *x, size_t row_len, size_t n,
+                                        int drop, float scale, uint32_t threshold, uint64_t seed,
+                                        uint64_t step, uint32_t row0, uint32_t tensor) {
     size_t i0 = 4 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
     if (i0 >= n) return;
     int whole = row_len % 4 == 0;
     struct philox4 r = {{0u, 0u, 0u, 0u}};
     if (drop && whole)
-        r = philox4x32_10((uint32_t)((i0 % row_len) >> 2), row0 + (uint32_t)(i0 / row_len),
-                          tensor, (uint32_t)step, (uint32_t)seed, (uint32_t)(seed >> 32));
+        r = philox4x32_10((uint32_t)((i0 % row_len) >> 2), row0 + (uint32_t)(i0 / row_len), tensor,
+                          (uint32_t)step, (uint32_t)seed, (uint32_t)(seed >> 32));
     PW_UNROLL
     for (int j = 0; j < 4; j++) {
         size_t i = i0 + j;
@@ -77,8 +72,7 @@ __global__ void dropout_residual_kernel(S *out, const S *res, const S *x, size_t
 
 // x (B,T,C): zero positions t >= lengths[b]
 template <typename S>
-__global__ void mask_padding_kernel(S *x, const int32_t *lengths, int T, int C, size_t n)
-{
+__global__ void mask_padding_kernel(S *x, const int32_t *lengths, int T, int C, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     size_t bt = i / C;
@@ -86,52 +80,46 @@ __global__ void mask_padding_kernel(S *x, const int32_t *lengths, int T, int C, 
 }
 
 template <typename S>
-static void cuda_gelu_forward(void *out, const void *inp, size_t n)
-{
+static void cuda_gelu_forward(void *out, const void *inp, size_t n) {
     if (!n) return;
     XLMC_LAUNCH(gelu_forward_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0,
                 g_cuda.stream)((S *)out, (const S *)inp, n);
     cudaLaunchCheck();
 }
 template <typename S>
-static void cuda_gelu_backward(void *dinp, const void *inp, const void *dout, size_t n)
-{
+static void cuda_gelu_backward(void *dinp, const void *inp, const void *dout, size_t n) {
     if (!n) return;
     XLMC_LAUNCH(gelu_backward_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0,
                 g_cuda.stream)((S *)dinp, (const S *)inp, (const S *)dout, n);
     cudaLaunchCheck();
 }
 template <typename S>
-static void cuda_residual_forward(void *out, const void *a, const void *b, size_t n)
-{
+static void cuda_residual_forward(void *out, const void *a, const void *b, size_t n) {
     if (!n) return;
-    XLMC_LAUNCH(residual_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0, g_cuda.stream)(
-        (S *)out, (const S *)a, (const S *)b, n);
+    XLMC_LAUNCH(residual_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0,
+                g_cuda.stream)((S *)out, (const S *)a, (const S *)b, n);
     cudaLaunchCheck();
 }
 template <typename S>
 static void cuda_dropout_residual(void *out, const void *res, const void *x, int B, int T, int C,
-                                  float p, const struct dropout_key *key)
-{
+                                  float p, const struct dropout_key *key) {
     size_t n = (size_t)B * T * C;
     if (!n) return;
     int drop = p > 0.f;
     XLMC_LAUNCH(dropout_residual_kernel<S>, cuda_blocks((n + 3) / 4, PW_THREADS), PW_THREADS, 0,
                 g_cuda.stream)((S *)out, (const S *)res, (const S *)x, (size_t)T * C, n, drop,
                                drop ? 1.f / (1.f - p) : 1.f, drop ? dropout_threshold(p) : 0u,
-                               drop ? key->seed : 0, drop ? key->step : 0,
-                               drop ? key->row0 : 0, drop ? key->tensor : 0);
+                               drop ? key->seed : 0, drop ? key->step : 0, drop ? key->row0 : 0,
+                               drop ? key->tensor : 0);
     cudaLaunchCheck();
 }
 template <typename S>
-static void cuda_dropout(void *x, int B, int T, int C, float p, const struct dropout_key *key)
-{
+static void cuda_dropout(void *x, int B, int T, int C, float p, const struct dropout_key *key) {
     if (p == 0.f) return;
     cuda_dropout_residual<S>(x, NULL, x, B, T, C, p, key);
 }
 template <typename S>
-static void cuda_mask_padding(void *x, const int32_t *lengths, int B, int T, int C)
-{
+static void cuda_mask_padding(void *x, const int32_t *lengths, int B, int T, int C) {
     size_t n = (size_t)B * T * C;
     if (!n) return;
     XLMC_LAUNCH(mask_padding_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0,

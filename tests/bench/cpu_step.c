@@ -17,13 +17,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     int dim = 256, layers = 4, heads = 8, vocab = 8000, B = 8, T = 128, warm = 2, timed = 5;
     int *args[] = {&dim, &layers, &heads, &vocab, &B, &T, &warm, &timed};
-    for (int i = 1; i < argc && i <= 8; i++) *args[i - 1] = atoi(argv[i]);
-    if (argc > 9 || dim <= 0 || layers <= 0 || heads <= 0 || dim % heads || vocab < 20 ||
-        B <= 0 || T <= 1 || warm < 0 || timed <= 0) {
+    for (int i = 1; i < argc && i <= 8; i++)
+        *args[i - 1] = atoi(argv[i]);
+    if (argc > 9 || dim <= 0 || layers <= 0 || heads <= 0 || dim % heads || vocab < 20 || B <= 0 ||
+        T <= 1 || warm < 0 || timed <= 0) {
         fprintf(stderr, "usage: %s [DIM LAYERS HEADS VOCAB B T WARMUP_STEPS TIMED_STEPS]\n",
                 argv[0]);
         return 2;
@@ -53,7 +53,8 @@ int main(int argc, char **argv)
     /* Full rows of random real tokens (ids above XLM's 14 specials), next-token targets. */
     size_t n = (size_t)B * (size_t)T;
     int32_t *ids = xmalloc(n * sizeof *ids), *langs = xmalloc(n * sizeof *langs);
-    int32_t *targets = xmalloc(n * sizeof *targets), *lengths = xmalloc((size_t)B * sizeof *lengths);
+    int32_t *targets = xmalloc(n * sizeof *targets),
+            *lengths = xmalloc((size_t)B * sizeof *lengths);
     uint64_t r = 88172645463325252ull;
     for (size_t i = 0; i < n; i++) {
         r ^= r << 13, r ^= r >> 7, r ^= r << 17;
@@ -65,8 +66,13 @@ int main(int argc, char **argv)
         for (int p = 0; p < T; p++)
             targets[b * T + p] = p + 1 < T ? ids[b * T + p + 1] : -100;
     }
-    struct batch batch = {.B = B, .T = T, .ids = ids, .langs = langs, .lengths = lengths,
-                          .targets = targets, .row0 = 0};
+    struct batch batch = {.B = B,
+                          .T = T,
+                          .ids = ids,
+                          .langs = langs,
+                          .lengths = lengths,
+                          .targets = targets,
+                          .row0 = 0};
 
     struct step_stats st;
     for (int s = 0; s < warm; s++)

@@ -33,12 +33,12 @@ struct gpu {
     double fp32_peak;      /* fp32 FLOP/s */
     double dram_bw, l2_bw; /* bytes/s */
     int sms;
-    double latency_s;      /* global memory load latency */
-    double launch_s;       /* per kernel or cuBLAS call */
-    double gemm_eff;       /* achieved fraction of peak for large GEMMs */
-    double pcie_pinned, pcie_pageable;   /* bytes/s, host<->device */
-    double busbw8, busbw64;              /* all-reduce bus bandwidth, bytes/s */
-    double coll_latency_s;               /* one small collective */
+    double latency_s;                  /* global memory load latency */
+    double launch_s;                   /* per kernel or cuBLAS call */
+    double gemm_eff;                   /* achieved fraction of peak for large GEMMs */
+    double pcie_pinned, pcie_pageable; /* bytes/s, host<->device */
+    double busbw8, busbw64;            /* all-reduce bus bandwidth, bytes/s */
+    double coll_latency_s;             /* one small collective */
 };
 
 /* Sources:
@@ -67,10 +67,10 @@ struct gpu {
  *       NVLink + NDR IB multi-node 400 GB/s (saturncloud.io "Validating Multi-Node GPU
  *       Clusters with NCCL Tests"); small-message latency ~20/40 us (nccl-tests tables). */
 static const struct gpu GPUS[2] = {
-    {"V100-SXM2", 125e12, 31.4e12, 15.7e12, 900e9, 2.1e12, 80, 0.28e-6, 3e-6, 0.7, 12.6e9,
-     6.3e9, 130e9, 40e9, 40e-6},
-    {"H100-SXM", 989e12, 134e12, 67e12, 3.35e12, 5.5e12, 132, 0.28e-6, 3e-6, 0.7, 50e9, 25e9,
-     460e9, 400e9, 20e-6},
+    {"V100-SXM2", 125e12, 31.4e12, 15.7e12, 900e9, 2.1e12, 80, 0.28e-6, 3e-6, 0.7, 12.6e9, 6.3e9,
+     130e9, 40e9, 40e-6},
+    {"H100-SXM", 989e12, 134e12, 67e12, 3.35e12, 5.5e12, 132, 0.28e-6, 3e-6, 0.7, 50e9, 25e9, 460e9,
+     400e9, 20e-6},
 };
 
 /* ---- one priced row: a kernel name or a GEMM class, in one phase ---- */
@@ -85,8 +85,7 @@ struct table {
     int n, cap;
 };
 
-static struct row *table_row(struct table *tb, const char *label, int gemm)
-{
+static struct row *table_row(struct table *tb, const char *label, int gemm) {
     for (int i = 0; i < tb->n; i++)
         if (!strcmp(tb->r[i].label, label)) return &tb->r[i];
     if (tb->n == tb->cap) {
@@ -100,18 +99,16 @@ static struct row *table_row(struct table *tb, const char *label, int gemm)
     return r;
 }
 
-static double gemm_time(const struct gpu *g, const struct cudasim_record *e, double *flops)
-{
+static double gemm_time(const struct gpu *g, const struct cudasim_record *e, double *flops) {
     double f = 2.0 * e->m * e->n * (double)e->k * e->batch;
     double peak = e->atype == 0 ? g->fp32_peak : e->align_bytes >= 16 ? g->tc_peak : g->fp16_peak;
-    double bytes = ((double)e->m * e->k + (double)e->k * e->n + 2.0 * e->m * e->n) *
-                   e->elem_bytes * e->batch;
+    double bytes =
+        ((double)e->m * e->k + (double)e->k * e->n + 2.0 * e->m * e->n) * e->elem_bytes * e->batch;
     *flops = f;
     return fmax(f / (g->gemm_eff * peak), bytes / g->dram_bw) + g->launch_s;
 }
 
-static double kernel_time(const struct gpu *g, const struct cudasim_record *e)
-{
+static double kernel_time(const struct gpu *g, const struct cudasim_record *e) {
     double waves = ceil(e->threads / (g->sms * 2048.0));
     double sectors = e->load_sectors + e->store_sectors;
     double t = fmax(e->dram_bytes / g->dram_bw, 32.0 * sectors / g->l2_bw);
@@ -121,8 +118,7 @@ static double kernel_time(const struct gpu *g, const struct cudasim_record *e)
 /* Prices every record of a run; fills per-phase tables; micro-phase compute time at each
  * started all-reduce (ar_t, n_ar of them) and at the end of the phase (*t_end). */
 static void price_run(const struct gpu *g, const struct sim_run *run, struct table tb[PH_COUNT],
-                      double *ar_t, double *t_end, double *h2d, double *d2h, int *hosts)
-{
+                      double *ar_t, double *t_end, double *h2d, double *d2h, int *hosts) {
     int ph = PH_PRE;
     size_t ar = 0;
     double t_micro = 0;
@@ -131,10 +127,14 @@ static void price_run(const struct gpu *g, const struct sim_run *run, struct tab
     for (size_t i = 0; i < run->n; i++) {
         const struct cudasim_record *e = &run->rec[i];
         if (e->kind == CUDASIM_EV_MARK) {
-            if (!strcmp(e->name, "micro")) ph = PH_MICRO;
-            else if (!strcmp(e->name, "ar_wait")) ph = PH_APPLY, *t_end = t_micro;
-            else if (!strcmp(e->name, "ar_start") && ar < run->n_ar) ar_t[ar++] = t_micro;
-            else if (!strcmp(e->name, "host")) (*hosts)++;
+            if (!strcmp(e->name, "micro"))
+                ph = PH_MICRO;
+            else if (!strcmp(e->name, "ar_wait"))
+                ph = PH_APPLY, *t_end = t_micro;
+            else if (!strcmp(e->name, "ar_start") && ar < run->n_ar)
+                ar_t[ar++] = t_micro;
+            else if (!strcmp(e->name, "host"))
+                (*hosts)++;
             continue;
         }
         char label[80];
@@ -150,19 +150,25 @@ static void price_run(const struct gpu *g, const struct sim_run *run, struct tab
                      e->align_bytes >= 16 ? "" : " (no tensor-core kernel)");
         } else if (e->kind == CUDASIM_EV_COPY) {
             double rate = e->pinned ? g->pcie_pinned : g->pcie_pageable;
-            if (e->dir == CUDASIM_H2D || e->dir == CUDASIM_D2H) t = (double)e->bytes / rate;
-            else t = 2.0 * (double)e->bytes / g->dram_bw;
+            if (e->dir == CUDASIM_H2D || e->dir == CUDASIM_D2H)
+                t = (double)e->bytes / rate;
+            else
+                t = 2.0 * (double)e->bytes / g->dram_bw;
             t += g->launch_s;
             if (e->dir == CUDASIM_H2D) *h2d += (double)e->bytes;
             if (e->dir == CUDASIM_D2H) *d2h += (double)e->bytes;
             snprintf(label, sizeof label, "memcpy %s %s",
-                     e->dir == CUDASIM_H2D ? "H2D" : e->dir == CUDASIM_D2H ? "D2H" : "D2D",
-                     e->pinned ? "pinned" : e->dir == CUDASIM_D2D ? "" : "pageable");
+                     e->dir == CUDASIM_H2D   ? "H2D"
+                     : e->dir == CUDASIM_D2H ? "D2H"
+                                             : "D2D",
+                     e->pinned               ? "pinned"
+                     : e->dir == CUDASIM_D2D ? ""
+                                             : "pageable");
         } else if (e->kind == CUDASIM_EV_MEMSET) {
             t = (double)e->bytes / g->dram_bw + g->launch_s;
             snprintf(label, sizeof label, "memset");
         } else {
-            continue;   /* NCCL calls: priced by the all-reduce model */
+            continue; /* NCCL calls: priced by the all-reduce model */
         }
         struct row *r = table_row(&tb[ph], label, gemm);
         r->launches += 1;
@@ -176,9 +182,7 @@ static void price_run(const struct gpu *g, const struct sim_run *run, struct tab
 }
 
 /* a(B) + (B_target - B_a) / (B_b - B_a) · (b(B) - a(B)), row by row (a missing row is 0) */
-static void extrapolate(struct table *out, const struct table *a, const struct table *b,
-                        double w)
-{
+static void extrapolate(struct table *out, const struct table *a, const struct table *b, double w) {
     for (int pass = 0; pass < 2; pass++) {
         const struct table *src = pass ? b : a;
         for (int i = 0; i < src->n; i++) {
@@ -195,8 +199,7 @@ static void extrapolate(struct table *out, const struct table *a, const struct t
     }
 }
 
-static int by_time(const void *x, const void *y)
-{
+static int by_time(const void *x, const void *y) {
     double a = ((const struct row *)x)->t, b = ((const struct row *)y)->t;
     return (a < b) - (a > b);
 }
@@ -204,8 +207,7 @@ static int by_time(const void *x, const void *y)
 /* all-reduces started at ar_t[i] (compute clock of the last micro-batch), run in order on
  * their own stream; returns how long after t_end the last one finishes */
 static double exposed_comm(const double *ar_t, const size_t *bytes, size_t n, double t_end,
-                           int world, double busbw, double latency)
-{
+                           int world, double busbw, double latency) {
     double c = 0;
     for (size_t i = 0; i < n; i++) {
         double start = fmax(ar_t[i], c);
@@ -214,8 +216,7 @@ static double exposed_comm(const double *ar_t, const size_t *bytes, size_t n, do
     return fmax(0.0, c - t_end);
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc < 2 || argc > 3) {
         fprintf(stderr, "usage: %s CONFIG [SAMPLE_BLOCKS]\n", argv[0]);
         return 2;
@@ -255,13 +256,16 @@ int main(int argc, char **argv)
         int hosts, hosts_b;
         price_run(g, &ra, ta, ar_a, &end_a, &h2d, &d2h, &hosts);
         price_run(g, &rb, tbb, ar_b, &end_b, &h2d_b, &d2h_b, &hosts_b);
-        for (int p = 0; p < PH_COUNT; p++) extrapolate(&tx[p], &ta[p], &tbb[p], w);
-        for (size_t i = 0; i < ra.n_ar; i++) ar_a[i] = ar_a[i] + w * (ar_b[i] - ar_a[i]);
+        for (int p = 0; p < PH_COUNT; p++)
+            extrapolate(&tx[p], &ta[p], &tbb[p], w);
+        for (size_t i = 0; i < ra.n_ar; i++)
+            ar_a[i] = ar_a[i] + w * (ar_b[i] - ar_a[i]);
         double t_end = end_a + w * (end_b - end_a);
 
         /* the step at 64 GPUs (the config's: one micro-batch per GPU) */
         struct table step = {0};
-        for (int p = 0; p < PH_COUNT; p++) extrapolate(&step, &tx[p], &tx[p], 0);
+        for (int p = 0; p < PH_COUNT; p++)
+            extrapolate(&step, &tx[p], &tx[p], 0);
         double micro_t = 0, apply_t = 0, gemm_t = 0, kern_t = 0, launch_t = 0, copy_t = 0;
         double launches_micro = 0;
         for (int i = 0; i < tx[PH_MICRO].n; i++) {
@@ -269,21 +273,26 @@ int main(int argc, char **argv)
             launches_micro += tx[PH_MICRO].r[i].launches;
         }
         for (int p = PH_PRE; p < PH_COUNT; p += 2)
-            for (int i = 0; i < tx[p].n; i++) apply_t += tx[p].r[i].t;
+            for (int i = 0; i < tx[p].n; i++)
+                apply_t += tx[p].r[i].t;
         for (int i = 0; i < step.n; i++) {
             struct row *r = &step.r[i];
             launch_t += r->launches * g->launch_s;
-            if (r->gemm) gemm_t += r->t;
-            else if (!strncmp(r->label, "memcpy", 6)) copy_t += r->t;
-            else kern_t += r->t;
+            if (r->gemm)
+                gemm_t += r->t;
+            else if (!strncmp(r->label, "memcpy", 6))
+                copy_t += r->t;
+            else
+                kern_t += r->t;
         }
         qsort(step.r, (size_t)step.n, sizeof *step.r, by_time);
         double step_t = micro_t + apply_t;
         printf("\n== %s (MODEL) ==\n", g->name);
         printf("per-kernel table, one optimizer step at 64 GPUs (1 micro-batch of %d x %d per "
-               "GPU + the update); modelled:\n", Bt, T);
-        printf("%-58s %9s %9s %10s %7s %10s %6s\n", "kernel / call", "launches", "GFLOP",
-               "DRAM MB", "sec/req", "model us", "share");
+               "GPU + the update); modelled:\n",
+               Bt, T);
+        printf("%-58s %9s %9s %10s %7s %10s %6s\n", "kernel / call", "launches", "GFLOP", "DRAM MB",
+               "sec/req", "model us", "share");
         for (int i = 0; i < step.n; i++) {
             struct row *r = &step.r[i];
             if (r->t < 0.001 * step_t && i >= 15) continue;
@@ -296,8 +305,8 @@ int main(int argc, char **argv)
             int n_micro = global_rows / (G * Bt);
             if (n_micro < 1) n_micro = 1;
             double busbw = G == 8 ? g->busbw8 : g->busbw64;
-            double exposed = exposed_comm(ar_a, ra.ar_bytes, ra.n_ar, t_end, G, busbw,
-                                          g->coll_latency_s);
+            double exposed =
+                exposed_comm(ar_a, ra.ar_bytes, ra.n_ar, t_end, G, busbw, g->coll_latency_s);
             double host = hosts * g->coll_latency_s;
             double total = n_micro * micro_t + apply_t + exposed + host;
             double tok = (double)n_micro * Bt * T / total;

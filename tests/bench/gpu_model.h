@@ -16,11 +16,11 @@
 /* One simulated optimizer step of n_micro micro-batches of B rows. */
 struct sim_run {
     int B, T, n_micro;
-    struct cudasim_record *rec;   /* malloc'd copy of the log */
+    struct cudasim_record *rec; /* malloc'd copy of the log */
     size_t n;
-    size_t *ar_bytes;             /* bytes of each started all-reduce, in order */
+    size_t *ar_bytes; /* bytes of each started all-reduce, in order */
     size_t n_ar;
-    double wall_s;                /* host seconds the simulation took */
+    double wall_s; /* host seconds the simulation took */
 };
 
 /* Runs one trainer_step of one micro-batch of Bs[i] rows for each of `runs` sizes, at the

@@ -23,14 +23,12 @@ struct fake_comm {
     size_t *bytes, n, cap;
 };
 
-static int fake_sum_f32(struct comm *c, float *x, size_t n)
-{
+static int fake_sum_f32(struct comm *c, float *x, size_t n) {
     (void)c, (void)x, (void)n;
     cudasim_count_mark("ar_sync");
     return 0;
 }
-static int fake_start(struct comm *c, float *x, size_t n)
-{
+static int fake_start(struct comm *c, float *x, size_t n) {
     struct fake_comm *f = c->impl;
     (void)x;
     if (f->n == f->cap) {
@@ -41,36 +39,30 @@ static int fake_start(struct comm *c, float *x, size_t n)
     cudasim_count_mark("ar_start");
     return 0;
 }
-static int fake_wait(struct comm *c)
-{
+static int fake_wait(struct comm *c) {
     (void)c;
     cudasim_count_mark("ar_wait");
     return 0;
 }
-static int fake_f64(struct comm *c, double *x, size_t n)
-{
+static int fake_f64(struct comm *c, double *x, size_t n) {
     (void)c, (void)x, (void)n;
     cudasim_count_mark("host");
     return 0;
 }
-static int fake_max(struct comm *c, int *x, size_t n)
-{
+static int fake_max(struct comm *c, int *x, size_t n) {
     (void)c, (void)x, (void)n;
     cudasim_count_mark("host");
     return 0;
 }
-static int fake_bcast(struct comm *c, void *b, size_t bytes, int root)
-{
+static int fake_bcast(struct comm *c, void *b, size_t bytes, int root) {
     (void)c, (void)b, (void)bytes, (void)root;
     return 0;
 }
-static int fake_barrier(struct comm *c)
-{
+static int fake_barrier(struct comm *c) {
     (void)c;
     return 0;
 }
-static void fake_abort(struct comm *c, int code)
-{
+static void fake_abort(struct comm *c, int code) {
     (void)c;
     exit(code);
 }
@@ -78,22 +70,21 @@ static void fake_abort(struct comm *c, int code)
 /* ---- the micro-batch mark: the forward starts with the embedding ---- */
 static struct ops g_inner, g_marked;
 static void marked_embed_forward(void *out, const int32_t *ids, const int32_t *langs,
-                                 const void *wte, const void *wpe, const void *wlang, int B,
-                                 int T, int C)
-{
+                                 const void *wte, const void *wpe, const void *wlang, int B, int T,
+                                 int C) {
     cudasim_count_mark("micro");
     g_inner.embed_forward(out, ids, langs, wte, wpe, wlang, B, T, C);
 }
 
 int gpu_model_simulate(const char *config_path, const int *Bs, int runs, int world,
-                       int sample_blocks, struct sim_run *out)
-{
+                       int sample_blocks, struct sim_run *out) {
     const int n_micro = 1;
     memset(out, 0, (size_t)runs * sizeof *out);
     struct xlmc_config cfg;
     if (config_load(config_path, &cfg)) return -1;
     int B = 1;
-    for (int i = 0; i < runs; i++) B = Bs[i] > B ? Bs[i] : B;
+    for (int i = 0; i < runs; i++)
+        B = Bs[i] > B ? Bs[i] : B;
     cfg.train.micro_batch = B;
     int T = cfg.train.seq_len;
     char why[256] = "";
@@ -116,11 +107,19 @@ int gpu_model_simulate(const char *config_path, const int *Bs, int runs, int wor
     if (model_create(&m, &cfg, &g_marked)) return -1;
     model_init_weights(&m, 1);
     struct fake_comm fc = {0};
-    struct comm c = {.name = "model", .rank = 0, .world = world, .local_rank = 0,
-                     .allreduce_sum_f32 = fake_sum_f32, .allreduce_sum_f32_start = fake_start,
-                     .allreduce_wait = fake_wait, .allreduce_sum_f64 = fake_f64,
-                     .allreduce_max_int = fake_max, .broadcast = fake_bcast,
-                     .barrier = fake_barrier, .abort = fake_abort, .impl = &fc};
+    struct comm c = {.name = "model",
+                     .rank = 0,
+                     .world = world,
+                     .local_rank = 0,
+                     .allreduce_sum_f32 = fake_sum_f32,
+                     .allreduce_sum_f32_start = fake_start,
+                     .allreduce_wait = fake_wait,
+                     .allreduce_sum_f64 = fake_f64,
+                     .allreduce_max_int = fake_max,
+                     .broadcast = fake_bcast,
+                     .barrier = fake_barrier,
+                     .abort = fake_abort,
+                     .impl = &fc};
     struct trainer t;
     if (trainer_init(&t, &m, &c)) return -1;
 
@@ -146,8 +145,13 @@ int gpu_model_simulate(const char *config_path, const int *Bs, int runs, int wor
      * (the master weights' upload to the device), so the priced steps are steady-state ones
      * and the extrapolation between them sees only what grows with the batch. */
     {
-        struct batch micro = {.B = Bs[0], .T = T, .ids = ids, .langs = langs,
-                              .lengths = lengths, .targets = targets, .row0 = 0};
+        struct batch micro = {.B = Bs[0],
+                              .T = T,
+                              .ids = ids,
+                              .langs = langs,
+                              .lengths = lengths,
+                              .targets = targets,
+                              .row0 = 0};
         struct step_stats st;
         fc.n = 0;
         cudasim_count_start(CUDASIM_COUNT_SKIP_MATH | CUDASIM_COUNT_ZERO_ALLOC, sample_blocks);
@@ -156,8 +160,13 @@ int gpu_model_simulate(const char *config_path, const int *Bs, int runs, int wor
     }
     /* one model, one step per batch size: the setup (weights, optimizer state) is paid once */
     for (int run = 0; run < runs && rc == 0; run++) {
-        struct batch micro = {.B = Bs[run], .T = T, .ids = ids, .langs = langs,
-                              .lengths = lengths, .targets = targets, .row0 = 0};
+        struct batch micro = {.B = Bs[run],
+                              .T = T,
+                              .ids = ids,
+                              .langs = langs,
+                              .lengths = lengths,
+                              .targets = targets,
+                              .row0 = 0};
         fc.n = 0;
         cudasim_count_start(CUDASIM_COUNT_SKIP_MATH | CUDASIM_COUNT_ZERO_ALLOC, sample_blocks);
         struct step_stats st;
@@ -165,8 +174,10 @@ int gpu_model_simulate(const char *config_path, const int *Bs, int runs, int wor
         cudasim_count_stop();
         if (rc == 0 && st.skipped) {
             /* the optimizer did not run: the counts would miss it */
-            fprintf(stderr, "gpu_model: the simulated step overflowed and was skipped "
-                            "(loss %g)\n", st.loss);
+            fprintf(stderr,
+                    "gpu_model: the simulated step overflowed and was skipped "
+                    "(loss %g)\n",
+                    st.loss);
             rc = -1;
         }
         struct sim_run *o = &out[run];
@@ -194,8 +205,7 @@ int gpu_model_simulate(const char *config_path, const int *Bs, int runs, int wor
     return rc;
 }
 
-void sim_run_free(struct sim_run *r)
-{
+void sim_run_free(struct sim_run *r) {
     free(r->rec);
     free(r->ar_bytes);
     memset(r, 0, sizeof *r);

@@ -31,8 +31,12 @@
 #define SHARD_TOKENS (16l << 20)
 
 static int make(const char *dir, long n_tokens) {
-    struct shard_meta m = {.lang_id = 1, .lang = "en", .split = "train", .vocab_size = VOCAB,
-                           .vocab_hash = 0x5ca1ab1eull, .codes_hash = 1};
+    struct shard_meta m = {.lang_id = 1,
+                           .lang = "en",
+                           .split = "train",
+                           .vocab_size = VOCAB,
+                           .vocab_hash = 0x5ca1ab1eull,
+                           .codes_hash = 1};
     uint64_t x = 0x9E3779B97F4A7C15ull ^ (uint64_t)n_tokens;
     struct shard_writer w;
     shard_writer_init(&w, &m);

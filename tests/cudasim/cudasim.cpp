@@ -70,12 +70,11 @@ struct Sched {
 /* Stacks per host thread, kept across launches. */
 struct StackPool {
     std::vector<char *> stacks;
-    ~StackPool()
-    {
-        for (char *s : stacks) munmap(s, STACK_BYTES);
+    ~StackPool() {
+        for (char *s : stacks)
+            munmap(s, STACK_BYTES);
     }
-    char *get(int i)
-    {
+    char *get(int i) {
         while ((int)stacks.size() <= i) {
             void *p = mmap(nullptr, STACK_BYTES, PROT_READ | PROT_WRITE,
                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -96,14 +95,13 @@ int g_schedule = -1;
 unsigned long long g_seed = 1;
 std::mutex g_mutex;
 std::map<const void *, int> g_shared_optin;
-std::map<void *, size_t> g_mapped;   /* cudaMalloc blocks that came from mmap */
+std::map<void *, size_t> g_mapped; /* cudaMalloc blocks that came from mmap */
 /* Mapped blocks nothing has written since they were mapped: zeroing them is a no-op that
  * would only fault in every page. Any launch, copy or GEMM ends their pristine state. */
 std::map<void *, size_t> g_pristine;
 unsigned long long g_launches;
 
-void read_env_schedule()
-{
+void read_env_schedule() {
     std::lock_guard<std::mutex> lock(g_mutex);
     if (g_schedule >= 0) return;
     const char *s = getenv("CUDASIM_SCHEDULE");
@@ -112,23 +110,20 @@ void read_env_schedule()
     if (seed) g_seed = strtoull(seed, nullptr, 10);
 }
 
-uint64_t splitmix(uint64_t *x)
-{
+uint64_t splitmix(uint64_t *x) {
     uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
 
-[[noreturn]] void kernel_fail(const char *what)
-{
-    fprintf(stderr, "cudasim: kernel %s, block (%u,%u,%u): %s\n", S ? S->name : "?",
-            t_blockIdx.x, t_blockIdx.y, t_blockIdx.z, what);
+[[noreturn]] void kernel_fail(const char *what) {
+    fprintf(stderr, "cudasim: kernel %s, block (%u,%u,%u): %s\n", S ? S->name : "?", t_blockIdx.x,
+            t_blockIdx.y, t_blockIdx.z, what);
     abort();
 }
 
-void fiber_entry()
-{
+void fiber_entry() {
     Sched *s = S;
 #if CUDASIM_ASAN
     __sanitizer_finish_switch_fiber(nullptr, &s->main_bottom, &s->main_size);
@@ -141,8 +136,7 @@ void fiber_entry()
     /* returning follows uc_link back to the scheduler */
 }
 
-void resume(int i)
-{
+void resume(int i) {
     Fiber &f = S->fibers[i];
     S->cur = i;
     t_threadIdx = f.idx;
@@ -156,8 +150,7 @@ void resume(int i)
     S->cur = -1;
 }
 
-void yield_waiting(int wait)
-{
+void yield_waiting(int wait) {
     Fiber &f = S->fibers[S->cur];
     f.state = WAITING;
     f.wait = wait;
@@ -170,8 +163,7 @@ void yield_waiting(int wait)
 #endif
 }
 
-Fiber &current()
-{
+Fiber &current() {
     if (!S || S->cur < 0) {
         fprintf(stderr, "cudasim: a device intrinsic was called outside a kernel\n");
         abort();
@@ -179,18 +171,18 @@ Fiber &current()
     return S->fibers[S->cur];
 }
 
-int linear_tid() { return S->cur; }
+int linear_tid() {
+    return S->cur;
+}
 
-int warp_expected(int w, unsigned mask)
-{
+int warp_expected(int w, unsigned mask) {
     int lanes = std::min(32, S->nthreads - 32 * w);
     unsigned present = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u);
     return __builtin_popcount(mask & present);
 }
 
 /* Lanes of warp w wait until `mask`'s present lanes have all arrived. */
-void warp_barrier(unsigned mask)
-{
+void warp_barrier(unsigned mask) {
     current();
     int w = linear_tid() / 32;
     Warp &W = S->warps[w];
@@ -207,8 +199,7 @@ void warp_barrier(unsigned mask)
 
 /* Kept out of run_block: getcontext returns twice, which would make the caller's loop
  * variables "might be clobbered" under -Werror. */
-__attribute__((noinline)) void init_fiber(int i)
-{
+__attribute__((noinline)) void init_fiber(int i) {
     Fiber &f = S->fibers[i];
     f.state = RUNNABLE;
     f.wait = WAIT_NONE;
@@ -220,10 +211,11 @@ __attribute__((noinline)) void init_fiber(int i)
     makecontext(&f.ctx, fiber_entry, 0);
 }
 
-void run_block(uint64_t *rng, int shuffle)
-{
-    for (int i = 0; i < S->nthreads; i++) init_fiber(i);
-    for (Warp &w : S->warps) w.count = 0;
+void run_block(uint64_t *rng, int shuffle) {
+    for (int i = 0; i < S->nthreads; i++)
+        init_fiber(i);
+    for (Warp &w : S->warps)
+        w.count = 0;
     if (shuffle)
         for (int i = S->nthreads - 1; i > 0; i--)
             std::swap(S->order[i], S->order[splitmix(rng) % (uint64_t)(i + 1)]);
@@ -236,7 +228,8 @@ void run_block(uint64_t *rng, int shuffle)
                 ran = 1;
             }
         }
-        for (const Fiber &f : S->fibers) done += f.state == DONE;
+        for (const Fiber &f : S->fibers)
+            done += f.state == DONE;
         if (done == S->nthreads) return;
         if (!ran)
             kernel_fail("deadlock: a barrier (__syncthreads, a shuffle or a vote) that not "
@@ -244,10 +237,9 @@ void run_block(uint64_t *rng, int shuffle)
     }
 }
 
-}  // namespace
+} // namespace
 
-void syncthreads()
-{
+void syncthreads() {
     current();
     if (++S->block_count == S->nthreads) {
         S->block_count = 0;
@@ -258,14 +250,12 @@ void syncthreads()
     yield_waiting(WAIT_BLOCK);
 }
 
-int lane_id()
-{
+int lane_id() {
     current();
     return linear_tid() % 32;
 }
 
-void warp_exchange(unsigned mask, const void *val, void *out, size_t bytes, int src)
-{
+void warp_exchange(unsigned mask, const void *val, void *out, size_t bytes, int src) {
     int lane = lane_id();
     Warp &W = S->warps[linear_tid() / 32];
     memcpy(W.slot[lane], val, bytes);
@@ -276,8 +266,7 @@ void warp_exchange(unsigned mask, const void *val, void *out, size_t bytes, int 
     warp_barrier(mask);
 }
 
-unsigned warp_ballot(unsigned mask, int pred)
-{
+unsigned warp_ballot(unsigned mask, int pred) {
     int lane = lane_id();
     Warp &W = S->warps[linear_tid() / 32];
     W.slot[lane][0] = pred != 0;
@@ -290,13 +279,16 @@ unsigned warp_ballot(unsigned mask, int pred)
     return ballot;
 }
 
-void warp_sync(unsigned mask) { warp_barrier(mask); }
+void warp_sync(unsigned mask) {
+    warp_barrier(mask);
+}
 
-int current_tid() { return S && S->cur >= 0 ? S->cur : -1; }
+int current_tid() {
+    return S && S->cur >= 0 ? S->cur : -1;
+}
 
 void launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t shmem,
-            const std::function<void()> &body, const void *stream)
-{
+            const std::function<void()> &body, const void *stream) {
     read_env_schedule();
     unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
     size_t shared_limit = STATIC_SHARED_LIMIT;
@@ -307,13 +299,17 @@ void launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t shme
         g_launches++;
     }
     const char *bad = nullptr;
-    if (nthreads == 0 || grid.x == 0 || grid.y == 0 || grid.z == 0) bad = "an empty grid or block";
-    else if (nthreads > MAX_THREADS || block.z > 64) bad = "more than 1024 threads per block";
-    else if (grid.y > 65535 || grid.z > 65535 || grid.x > 2147483647u) bad = "grid too large";
-    else if (shmem > shared_limit) bad = "more dynamic shared memory than allowed";
+    if (nthreads == 0 || grid.x == 0 || grid.y == 0 || grid.z == 0)
+        bad = "an empty grid or block";
+    else if (nthreads > MAX_THREADS || block.z > 64)
+        bad = "more than 1024 threads per block";
+    else if (grid.y > 65535 || grid.z > 65535 || grid.x > 2147483647u)
+        bad = "grid too large";
+    else if (shmem > shared_limit)
+        bad = "more dynamic shared memory than allowed";
     if (bad) {
-        fprintf(stderr, "cudasim: launch of %s <<<(%u,%u,%u),(%u,%u,%u),%zu>>> refused: %s\n",
-                name, grid.x, grid.y, grid.z, block.x, block.y, block.z, shmem, bad);
+        fprintf(stderr, "cudasim: launch of %s <<<(%u,%u,%u),(%u,%u,%u),%zu>>> refused: %s\n", name,
+                grid.x, grid.y, grid.z, block.x, block.y, block.z, shmem, bad);
         last_error = cudaErrorInvalidConfiguration;
         return;
     }
@@ -359,50 +355,47 @@ void launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t shme
     t_dynamic_shared = nullptr;
     S = outer;
 }
-}  // namespace cudasim
+} // namespace cudasim
 
-void cudasim_touch_all()
-{
+void cudasim_touch_all() {
     std::lock_guard<std::mutex> lock(cudasim::g_mutex);
     cudasim::g_pristine.clear();
 }
 
-extern "C" void cudasim_set_schedule(int schedule, unsigned long long seed)
-{
+extern "C" void cudasim_set_schedule(int schedule, unsigned long long seed) {
     std::lock_guard<std::mutex> lock(cudasim::g_mutex);
     cudasim::g_schedule = schedule;
     cudasim::g_seed = seed;
 }
 
-extern "C" unsigned long long cudasim_launch_count(void)
-{
+extern "C" unsigned long long cudasim_launch_count(void) {
     std::lock_guard<std::mutex> lock(cudasim::g_mutex);
     return cudasim::g_launches;
 }
 
 /* ---- fp16 ---- */
-float cudasim_half_to_float(uint16_t h)
-{
+float cudasim_half_to_float(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, bits;
     if (e == 0) {
         float v = ldexpf((float)m, -24);
         return sign ? -v : v;
     }
-    if (e == 31) bits = sign | 0x7f800000u | (m << 13);
-    else bits = sign | ((e - 15 + 127) << 23) | (m << 13);
+    if (e == 31)
+        bits = sign | 0x7f800000u | (m << 13);
+    else
+        bits = sign | ((e - 15 + 127) << 23) | (m << 13);
     float f;
     memcpy(&f, &bits, 4);
     return f;
 }
 
-uint16_t cudasim_float_to_half(float f)
-{
+uint16_t cudasim_float_to_half(float f) {
     uint32_t x;
     memcpy(&x, &f, 4);
     uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
     if (ax >= 0x7f800000u) return (uint16_t)(sign | (ax > 0x7f800000u ? 0x7e00u : 0x7c00u));
-    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);   /* >= 65520 rounds to inf */
-    if (ax < 0x38800000u) {                                      /* below 2^-14: subnormal */
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* >= 65520 rounds to inf */
+    if (ax < 0x38800000u) {                                   /* below 2^-14: subnormal */
         float v;
         memcpy(&v, &ax, 4);
         return (uint16_t)(sign | (uint32_t)nearbyintf(v * 16777216.0f));
@@ -421,19 +414,18 @@ struct cudasim_event {
     std::chrono::steady_clock::time_point t;
 };
 
-cudaError_t cudaGetDeviceCount(int *n)
-{
+cudaError_t cudaGetDeviceCount(int *n) {
     *n = 1;
     return cudaSuccess;
 }
-cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
-cudaError_t cudaGetDevice(int *d)
-{
+cudaError_t cudaSetDevice(int d) {
+    return d == 0 ? cudaSuccess : cudaErrorInvalidDevice;
+}
+cudaError_t cudaGetDevice(int *d) {
     *d = 0;
     return cudaSuccess;
 }
-cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
-{
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
     if (d != 0) return cudaErrorInvalidDevice;
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "cudasim (CPU fibers)");
@@ -444,27 +436,33 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
     p->major = 7;
     return cudaSuccess;
 }
-const char *cudaGetErrorString(cudaError_t e)
-{
+const char *cudaGetErrorString(cudaError_t e) {
     switch (e) {
-    case cudaSuccess: return "no error";
-    case cudaErrorInvalidValue: return "invalid argument";
-    case cudaErrorMemoryAllocation: return "out of memory";
-    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
-    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
-    case cudaErrorInvalidDevice: return "invalid device ordinal";
-    default: return "unspecified launch failure";
+    case cudaSuccess:
+        return "no error";
+    case cudaErrorInvalidValue:
+        return "invalid argument";
+    case cudaErrorMemoryAllocation:
+        return "out of memory";
+    case cudaErrorInvalidConfiguration:
+        return "invalid configuration argument";
+    case cudaErrorNoDevice:
+        return "no CUDA-capable device is detected";
+    case cudaErrorInvalidDevice:
+        return "invalid device ordinal";
+    default:
+        return "unspecified launch failure";
     }
 }
-cudaError_t cudaGetLastError(void)
-{
+cudaError_t cudaGetLastError(void) {
     cudaError_t e = cudasim::last_error;
     cudasim::last_error = cudaSuccess;
     return e;
 }
-cudaError_t cudaPeekAtLastError(void) { return cudasim::last_error; }
-cudaError_t cudaMalloc(void **p, size_t bytes)
-{
+cudaError_t cudaPeekAtLastError(void) {
+    return cudasim::last_error;
+}
+cudaError_t cudaMalloc(void **p, size_t bytes) {
     /* Device memory starts as garbage: NaN bytes make a read of unwritten memory show
      * (zeros when a cost count skips blocks: a skipped block must leave finite values). */
     if ((cudasim::count::g_flags & CUDASIM_COUNT_ZERO_ALLOC) && bytes >= ((size_t)1 << 20)) {
@@ -485,8 +483,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes)
     cudasim::count::device_alloc(*p, bytes);
     return cudaSuccess;
 }
-cudaError_t cudaFree(void *p)
-{
+cudaError_t cudaFree(void *p) {
     if (!p) return cudaSuccess;
     cudasim::count::device_free(p);
     {
@@ -502,104 +499,102 @@ cudaError_t cudaFree(void *p)
     free(p);
     return cudaSuccess;
 }
-cudaError_t cudaMallocHost(void **p, size_t bytes)
-{
+cudaError_t cudaMallocHost(void **p, size_t bytes) {
     *p = malloc(bytes ? bytes : 1);
     if (!*p) return cudaErrorMemoryAllocation;
     cudasim::count::host_register(*p, bytes);
     return cudaSuccess;
 }
-cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned) { return cudaMallocHost(p, bytes); }
-cudaError_t cudaFreeHost(void *p)
-{
+cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned) {
+    return cudaMallocHost(p, bytes);
+}
+cudaError_t cudaFreeHost(void *p) {
     cudasim::count::host_unregister(p);
     free(p);
     return cudaSuccess;
 }
-cudaError_t cudaHostRegister(void *p, size_t bytes, unsigned)
-{
+cudaError_t cudaHostRegister(void *p, size_t bytes, unsigned) {
     cudasim::count::host_register(p, bytes);
     return cudaSuccess;
 }
-cudaError_t cudaHostUnregister(void *p)
-{
+cudaError_t cudaHostUnregister(void *p) {
     cudasim::count::host_unregister(p);
     return cudaSuccess;
 }
 static cudaError_t memcpy_on(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
-                             cudaStream_t s)
-{
+                             cudaStream_t s) {
     cudasim::count::copy(dst, src, bytes, (int)kind, s);
     cudasim_touch_all();
     if (bytes) memmove(dst, src, bytes);
     return cudaSuccess;
 }
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
-{
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
     return memcpy_on(dst, src, bytes, kind, nullptr);
 }
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind k,
-                            cudaStream_t s)
-{
+                            cudaStream_t s) {
     return memcpy_on(dst, src, bytes, k, s);
 }
-static cudaError_t memset_on(void *p, int value, size_t bytes, cudaStream_t s)
-{
+static cudaError_t memset_on(void *p, int value, size_t bytes, cudaStream_t s) {
     cudasim::count::memset(p, bytes, s);
     {
         std::lock_guard<std::mutex> lock(cudasim::g_mutex);
         auto it = cudasim::g_pristine.find(p);
-        if (value == 0 && it != cudasim::g_pristine.end() && bytes <= it->second) return cudaSuccess;
+        if (value == 0 && it != cudasim::g_pristine.end() && bytes <= it->second)
+            return cudaSuccess;
     }
     if (bytes) memset(p, value, bytes);
     return cudaSuccess;
 }
-cudaError_t cudaMemset(void *p, int value, size_t bytes)
-{
+cudaError_t cudaMemset(void *p, int value, size_t bytes) {
     return memset_on(p, value, bytes, nullptr);
 }
-cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t s)
-{
+cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t s) {
     return memset_on(p, value, bytes, s);
 }
-cudaError_t cudaDeviceSynchronize(void) { return cudasim::last_error; }
-cudaError_t cudaStreamCreate(cudaStream_t *s)
-{
+cudaError_t cudaDeviceSynchronize(void) {
+    return cudasim::last_error;
+}
+cudaError_t cudaStreamCreate(cudaStream_t *s) {
     *s = new cudasim_stream();
     return cudaSuccess;
 }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { return cudaStreamCreate(s); }
-cudaError_t cudaStreamDestroy(cudaStream_t s)
-{
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) {
+    return cudaStreamCreate(s);
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
     delete s;
     return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return cudaSuccess; }
-cudaError_t cudaEventCreate(cudaEvent_t *e)
-{
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+    return cudaSuccess;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) {
+    return cudaSuccess;
+}
+cudaError_t cudaEventCreate(cudaEvent_t *e) {
     *e = new cudasim_event();
     return cudaSuccess;
 }
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { return cudaEventCreate(e); }
-cudaError_t cudaEventDestroy(cudaEvent_t e)
-{
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) {
+    return cudaEventCreate(e);
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
     delete e;
     return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t)
-{
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
     e->t = std::chrono::steady_clock::now();
     return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b)
-{
+cudaError_t cudaEventSynchronize(cudaEvent_t) {
+    return cudaSuccess;
+}
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
     *ms = std::chrono::duration<float, std::milli>(b->t - a->t).count();
     return cudaSuccess;
 }
-cudaError_t cudasim_func_set_attribute(const void *fn, cudaFuncAttribute attr, int value)
-{
+cudaError_t cudasim_func_set_attribute(const void *fn, cudaFuncAttribute attr, int value) {
     if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
         (size_t)value > cudasim::OPTIN_SHARED_LIMIT)
         return cudaErrorInvalidValue;

@@ -64,7 +64,7 @@ void launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t shme
             const std::function<void()> &body, const void *stream = nullptr);
 /* The linear thread index within its block of the kernel thread running now; -1 on the host. */
 int current_tid();
-}  // namespace cudasim
+} // namespace cudasim
 
 #define threadIdx (cudasim::t_threadIdx)
 #define blockIdx (cudasim::t_blockIdx)
@@ -74,9 +74,10 @@ int current_tid();
 
 /* The two shims kernel sources may use (kernels/cuda/common.cuh defines the nvcc side). */
 #define XLMC_DYNAMIC_SHARED(type, name) type *name = (type *)cudasim::t_dynamic_shared
-#define XLMC_LAUNCH(kernel, grid, block, shmem, stream)                                      \
-    cudasim::Launch<decltype(&kernel)>{&kernel, #kernel, dim3(grid), dim3(block),             \
-                                       (size_t)(shmem), (const void *)(stream)}
+#define XLMC_LAUNCH(kernel, grid, block, shmem, stream)                                            \
+    cudasim::Launch<decltype(&kernel)> {                                                           \
+        &kernel, #kernel, dim3(grid), dim3(block), (size_t)(shmem), (const void *)(stream)         \
+    }
 
 namespace cudasim {
 template <class K>
@@ -87,123 +88,148 @@ struct Launch {
     size_t shmem;
     const void *stream;
     template <class... A>
-    void operator()(A... args) const
-    {
+    void operator()(A... args) const {
         K f = fn;
-        launch(name, (const void *)fn, grid, block, shmem, [&]() { f(args...); }, stream);
+        launch(
+            name, (const void *)fn, grid, block, shmem, [&]() { f(args...); }, stream);
     }
 };
-}  // namespace cudasim
+} // namespace cudasim
 
-inline void __syncthreads() { cudasim::syncthreads(); }
-inline void __syncwarp(unsigned mask = 0xffffffffu) { cudasim::warp_sync(mask); }
+inline void __syncthreads() {
+    cudasim::syncthreads();
+}
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+    cudasim::warp_sync(mask);
+}
 inline void __threadfence() {}
 inline void __threadfence_block() {}
 
 template <class T>
-inline T cudasim_shfl(unsigned mask, T v, int src)
-{
+inline T cudasim_shfl(unsigned mask, T v, int src) {
     static_assert(std::is_trivially_copyable<T>::value && sizeof(T) <= 16, "shuffle type");
     T out;
     cudasim::warp_exchange(mask, &v, &out, sizeof(T), src);
     return out;
 }
 template <class T>
-inline T __shfl_sync(unsigned mask, T v, int srcLane, int width = 32)
-{
+inline T __shfl_sync(unsigned mask, T v, int srcLane, int width = 32) {
     int lane = cudasim::lane_id();
     return cudasim_shfl(mask, v, (lane & ~(width - 1)) + (srcLane & (width - 1)));
 }
 template <class T>
-inline T __shfl_xor_sync(unsigned mask, T v, int laneMask, int width = 32)
-{
+inline T __shfl_xor_sync(unsigned mask, T v, int laneMask, int width = 32) {
     int lane = cudasim::lane_id();
     int src = lane ^ laneMask;
     if ((src & ~(width - 1)) != (lane & ~(width - 1))) src = lane;
     return cudasim_shfl(mask, v, src);
 }
 template <class T>
-inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32)
-{
+inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
     int lane = cudasim::lane_id();
     int src = lane + (int)delta;
     if ((src & ~(width - 1)) != (lane & ~(width - 1))) src = lane;
     return cudasim_shfl(mask, v, src);
 }
 template <class T>
-inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32)
-{
+inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
     int lane = cudasim::lane_id();
     int src = lane - (int)delta;
     if (src < (lane & ~(width - 1))) src = lane;
     return cudasim_shfl(mask, v, src);
 }
-inline unsigned __ballot_sync(unsigned mask, int pred) { return cudasim::warp_ballot(mask, pred); }
-inline int __any_sync(unsigned mask, int pred) { return cudasim::warp_ballot(mask, pred) != 0; }
-inline int __all_sync(unsigned mask, int pred)
-{
+inline unsigned __ballot_sync(unsigned mask, int pred) {
+    return cudasim::warp_ballot(mask, pred);
+}
+inline int __any_sync(unsigned mask, int pred) {
+    return cudasim::warp_ballot(mask, pred) != 0;
+}
+inline int __all_sync(unsigned mask, int pred) {
     return cudasim::warp_ballot(mask, pred) == cudasim::warp_ballot(mask, 1);
 }
 
 /* ---- atomics: fibers never interleave inside one call, so plain read-modify-write ---- */
 template <class T>
-inline T atomicAdd(T *p, T v)
-{
+inline T atomicAdd(T *p, T v) {
     T old = *p;
     *p = old + v;
     return old;
 }
-inline int atomicMax(int *p, int v)
-{
+inline int atomicMax(int *p, int v) {
     int old = *p;
     if (v > old) *p = v;
     return old;
 }
-inline unsigned atomicMax(unsigned *p, unsigned v)
-{
+inline unsigned atomicMax(unsigned *p, unsigned v) {
     unsigned old = *p;
     if (v > old) *p = v;
     return old;
 }
-inline int atomicOr(int *p, int v)
-{
+inline int atomicOr(int *p, int v) {
     int old = *p;
     *p = old | v;
     return old;
 }
-inline int atomicCAS(int *p, int cmp, int v)
-{
+inline int atomicCAS(int *p, int cmp, int v) {
     int old = *p;
     if (old == cmp) *p = v;
     return old;
 }
 
 /* ---- device math the host library spells differently ---- */
-inline float __expf(float x) { return expf(x); }
-inline float __logf(float x) { return logf(x); }
-inline float __fdividef(float a, float b) { return a / b; }
-inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
-inline double rsqrt(double x) { return 1.0 / sqrt(x); }
+inline float __expf(float x) {
+    return expf(x);
+}
+inline float __logf(float x) {
+    return logf(x);
+}
+inline float __fdividef(float a, float b) {
+    return a / b;
+}
+inline float rsqrtf(float x) {
+    return 1.0f / sqrtf(x);
+}
+inline double rsqrt(double x) {
+    return 1.0 / sqrt(x);
+}
 /* CUDA's integer min/max overloads (the host library has only std::min/std::max) */
-inline int min(int a, int b) { return a < b ? a : b; }
-inline int max(int a, int b) { return a > b ? a : b; }
-inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
-inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
-inline long long min(long long a, long long b) { return a < b ? a : b; }
-inline long long max(long long a, long long b) { return a > b ? a : b; }
-inline unsigned long min(unsigned long a, unsigned long b) { return a < b ? a : b; }
-inline unsigned long max(unsigned long a, unsigned long b) { return a > b ? a : b; }
-inline float __saturatef(float x) { return x < 0.f ? 0.f : (x > 1.f ? 1.f : x); }
+inline int min(int a, int b) {
+    return a < b ? a : b;
+}
+inline int max(int a, int b) {
+    return a > b ? a : b;
+}
+inline unsigned min(unsigned a, unsigned b) {
+    return a < b ? a : b;
+}
+inline unsigned max(unsigned a, unsigned b) {
+    return a > b ? a : b;
+}
+inline long long min(long long a, long long b) {
+    return a < b ? a : b;
+}
+inline long long max(long long a, long long b) {
+    return a > b ? a : b;
+}
+inline unsigned long min(unsigned long a, unsigned long b) {
+    return a < b ? a : b;
+}
+inline unsigned long max(unsigned long a, unsigned long b) {
+    return a > b ? a : b;
+}
+inline float __saturatef(float x) {
+    return x < 0.f ? 0.f : (x > 1.f ? 1.f : x);
+}
 template <class T>
-inline T __ldg(const T *p) { return *p; }
-inline float __int_as_float(int i)
-{
+inline T __ldg(const T *p) {
+    return *p;
+}
+inline float __int_as_float(int i) {
     float f;
     memcpy(&f, &i, 4);
     return f;
 }
-inline int __float_as_int(float f)
-{
+inline int __float_as_int(float f) {
     int i;
     memcpy(&i, &f, 4);
     return i;
@@ -218,13 +244,27 @@ struct __half2 {
 };
 float cudasim_half_to_float(uint16_t h);
 uint16_t cudasim_float_to_half(float f);
-inline __half __float2half(float f) { return __half{cudasim_float_to_half(f)}; }
-inline __half __float2half_rn(float f) { return __half{cudasim_float_to_half(f)}; }
-inline float __half2float(__half h) { return cudasim_half_to_float(h.__x); }
-inline __half __hadd(__half a, __half b) { return __float2half(__half2float(a) + __half2float(b)); }
-inline __half __hmul(__half a, __half b) { return __float2half(__half2float(a) * __half2float(b)); }
-inline int __hisinf(__half a) { return (a.__x & 0x7fff) == 0x7c00 ? (a.__x >> 15 ? -1 : 1) : 0; }
-inline bool __hisnan(__half a) { return (a.__x & 0x7fff) > 0x7c00; }
+inline __half __float2half(float f) {
+    return __half{cudasim_float_to_half(f)};
+}
+inline __half __float2half_rn(float f) {
+    return __half{cudasim_float_to_half(f)};
+}
+inline float __half2float(__half h) {
+    return cudasim_half_to_float(h.__x);
+}
+inline __half __hadd(__half a, __half b) {
+    return __float2half(__half2float(a) + __half2float(b));
+}
+inline __half __hmul(__half a, __half b) {
+    return __float2half(__half2float(a) * __half2float(b));
+}
+inline int __hisinf(__half a) {
+    return (a.__x & 0x7fff) == 0x7c00 ? (a.__x >> 15 ? -1 : 1) : 0;
+}
+inline bool __hisnan(__half a) {
+    return (a.__x & 0x7fff) > 0x7c00;
+}
 
 /* ---- runtime API ---- */
 typedef enum cudaError {
@@ -266,7 +306,9 @@ cudaError_t cudaGetLastError(void);
 cudaError_t cudaPeekAtLastError(void);
 cudaError_t cudaMalloc(void **p, size_t bytes);
 template <class T>
-inline cudaError_t cudaMalloc(T **p, size_t bytes) { return cudaMalloc((void **)p, bytes); }
+inline cudaError_t cudaMalloc(T **p, size_t bytes) {
+    return cudaMalloc((void **)p, bytes);
+}
 cudaError_t cudaFree(void *p);
 /* Page-locked host memory: copies from and to it count as pinned. */
 #define cudaHostAllocDefault 0
@@ -295,8 +337,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b);
 cudaError_t cudasim_func_set_attribute(const void *fn, cudaFuncAttribute attr, int value);
 template <class F>
-inline cudaError_t cudaFuncSetAttribute(F *fn, cudaFuncAttribute attr, int value)
-{
+inline cudaError_t cudaFuncSetAttribute(F *fn, cudaFuncAttribute attr, int value) {
     return cudasim_func_set_attribute((const void *)fn, attr, value);
 }
 

@@ -32,8 +32,8 @@ struct ThreadLog {
 std::vector<cudasim_record> g_events;
 int g_sample;
 std::mutex g_mem_mu;
-std::map<uintptr_t, size_t> g_device;   /* base -> bytes */
-std::map<uintptr_t, size_t> g_pinned;   /* base -> bytes */
+std::map<uintptr_t, size_t> g_device; /* base -> bytes */
+std::map<uintptr_t, size_t> g_pinned; /* base -> bytes */
 size_t g_in_use, g_high;
 std::map<const void *, int> g_streams;
 
@@ -44,10 +44,9 @@ unsigned long long g_total_blocks, g_next, g_picked;
 std::vector<ThreadLog> g_threads;
 /* sector address -> (bit i of the low word: byte i loaded; high word: byte i stored) */
 std::unordered_map<uint64_t, uint64_t> g_sectors;
-uintptr_t g_hit_lo = 1, g_hit_hi = 0;   /* the device allocation of the last access */
+uintptr_t g_hit_lo = 1, g_hit_hi = 0; /* the device allocation of the last access */
 
-bool range_find(const std::map<uintptr_t, size_t> &m, uintptr_t a, uintptr_t *lo, uintptr_t *hi)
-{
+bool range_find(const std::map<uintptr_t, size_t> &m, uintptr_t a, uintptr_t *lo, uintptr_t *hi) {
     auto it = m.upper_bound(a);
     if (it == m.begin()) return false;
     --it;
@@ -59,10 +58,10 @@ bool range_find(const std::map<uintptr_t, size_t> &m, uintptr_t a, uintptr_t *lo
 
 /* Distinct sectors touched by the k-th access of each lane, summed over k. */
 void warp_requests(std::vector<ThreadLog> &t, int lo, int hi, bool stores, double *requests,
-                   double *sectors)
-{
+                   double *sectors) {
     size_t depth = 0;
-    for (int i = lo; i < hi; i++) depth = std::max(depth, (stores ? t[i].stores : t[i].loads).size());
+    for (int i = lo; i < hi; i++)
+        depth = std::max(depth, (stores ? t[i].stores : t[i].loads).size());
     uint64_t buf[32 * 4];
     for (size_t k = 0; k < depth; k++) {
         int nb = 0;
@@ -70,7 +69,8 @@ void warp_requests(std::vector<ThreadLog> &t, int lo, int hi, bool stores, doubl
             const std::vector<Access> &v = stores ? t[i].stores : t[i].loads;
             if (k >= v.size()) continue;
             uint64_t first = v[k].addr / 32, last = (v[k].addr + v[k].size - 1) / 32;
-            for (uint64_t s = first; s <= last && nb < 32 * 4; s++) buf[nb++] = s;
+            for (uint64_t s = first; s <= last && nb < 32 * 4; s++)
+                buf[nb++] = s;
         }
         std::sort(buf, buf + nb);
         *sectors += (double)(std::unique(buf, buf + nb) - buf);
@@ -78,8 +78,7 @@ void warp_requests(std::vector<ThreadLog> &t, int lo, int hi, bool stores, doubl
     }
 }
 
-void mark_bytes(uintptr_t addr, size_t size, bool store)
-{
+void mark_bytes(uintptr_t addr, size_t size, bool store) {
     for (size_t i = 0; i < size;) {
         uint64_t sector = (addr + i) / 32;
         unsigned off = (unsigned)((addr + i) % 32);
@@ -90,11 +89,12 @@ void mark_bytes(uintptr_t addr, size_t size, bool store)
     }
 }
 
-void push(const cudasim_record &e) { g_events.push_back(e); }
-}  // namespace
+void push(const cudasim_record &e) {
+    g_events.push_back(e);
+}
+} // namespace
 
-void launch_begin(const char *name, dim3 grid, dim3 block, size_t shmem, const void *stream)
-{
+void launch_begin(const char *name, dim3 grid, dim3 block, size_t shmem, const void *stream) {
     g_cur = cudasim_record();
     g_cur.kind = CUDASIM_EV_KERNEL;
     g_cur.name = name;
@@ -111,8 +111,7 @@ void launch_begin(const char *name, dim3 grid, dim3 block, size_t shmem, const v
     g_t0 = std::chrono::steady_clock::now();
 }
 
-bool next_block(unsigned long long *linear)
-{
+bool next_block(unsigned long long *linear) {
     unsigned long long n = g_total_blocks;
     if (!g_on || g_sample <= 0 || n <= (unsigned long long)g_sample) {
         if (g_next >= n) return false;
@@ -128,8 +127,7 @@ bool next_block(unsigned long long *linear)
     return true;
 }
 
-void block_end(int nthreads)
-{
+void block_end(int nthreads) {
     if (!g_on) return;
     for (int w = 0; w * 32 < nthreads; w++) {
         int lo = 32 * w, hi = std::min(nthreads, lo + 32);
@@ -138,17 +136,18 @@ void block_end(int nthreads)
     }
     for (int i = 0; i < nthreads; i++) {
         ThreadLog &t = g_threads[i];
-        g_cur.max_thread_accesses = std::max(g_cur.max_thread_accesses,
-                                             (double)(t.loads.size() + t.stores.size()));
-        for (const Access &a : t.loads) g_cur.load_bytes += a.size, mark_bytes(a.addr, a.size, false);
-        for (const Access &a : t.stores) g_cur.store_bytes += a.size, mark_bytes(a.addr, a.size, true);
+        g_cur.max_thread_accesses =
+            std::max(g_cur.max_thread_accesses, (double)(t.loads.size() + t.stores.size()));
+        for (const Access &a : t.loads)
+            g_cur.load_bytes += a.size, mark_bytes(a.addr, a.size, false);
+        for (const Access &a : t.stores)
+            g_cur.store_bytes += a.size, mark_bytes(a.addr, a.size, true);
         t.loads.clear();
         t.stores.clear();
     }
 }
 
-void launch_end()
-{
+void launch_end() {
     if (!g_on) return;
     for (const auto &s : g_sectors) {
         uint32_t ld = (uint32_t)s.second, stb = (uint32_t)(s.second >> 32);
@@ -159,17 +158,17 @@ void launch_end()
     g_sectors.clear();
     double sc = g_picked ? (double)g_total_blocks / (double)g_picked : 1.0;
     g_cur.scale = sc;
-    double *scaled[] = {&g_cur.load_bytes,     &g_cur.store_bytes,   &g_cur.unique_load_bytes,
-                        &g_cur.unique_store_bytes, &g_cur.dram_bytes, &g_cur.load_requests,
-                        &g_cur.load_sectors,   &g_cur.store_requests, &g_cur.store_sectors};
-    for (double *x : scaled) *x *= sc;
+    double *scaled[] = {&g_cur.load_bytes,         &g_cur.store_bytes,    &g_cur.unique_load_bytes,
+                        &g_cur.unique_store_bytes, &g_cur.dram_bytes,     &g_cur.load_requests,
+                        &g_cur.load_sectors,       &g_cur.store_requests, &g_cur.store_sectors};
+    for (double *x : scaled)
+        *x *= sc;
     g_cur.host_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - g_t0).count();
     push(g_cur);
 }
 
-void access(uintptr_t addr, size_t size, bool store)
-{
+void access(uintptr_t addr, size_t size, bool store) {
     if (!(addr >= g_hit_lo && addr < g_hit_hi) && !range_find(g_device, addr, &g_hit_lo, &g_hit_hi))
         return;
     int tid = current_tid();
@@ -178,16 +177,15 @@ void access(uintptr_t addr, size_t size, bool store)
     (store ? t.stores : t.loads).push_back(Access{addr, (uint32_t)size});
 }
 
-static int align_of(uintptr_t v)
-{
+static int align_of(uintptr_t v) {
     int a = 16;
-    while (a > 1 && v % (uintptr_t)a) a /= 2;
+    while (a > 1 && v % (uintptr_t)a)
+        a /= 2;
     return a;
 }
 
 void gemm(int ta, int tb, int m, int n, int k, int batch, const void *A, int at, int lda,
-          const void *B, int bt, int ldb, const void *C, int ct, int ldc, const void *stream)
-{
+          const void *B, int bt, int ldb, const void *C, int ct, int ldc, const void *stream) {
     if (!g_on) return;
     cudasim_record e = cudasim_record();
     e.kind = CUDASIM_EV_GEMM;
@@ -205,11 +203,10 @@ void gemm(int ta, int tb, int m, int n, int k, int batch, const void *A, int at,
     push(e);
 }
 
-void copy(void *dst, const void *src, size_t bytes, int kind, const void *stream)
-{
+void copy(void *dst, const void *src, size_t bytes, int kind, const void *stream) {
     if (!g_on) return;
     bool dd = is_device(dst), sd = is_device(src);
-    (void)kind;   /* the direction follows the pointers, as with cudaMemcpyDefault */
+    (void)kind; /* the direction follows the pointers, as with cudaMemcpyDefault */
     cudasim_record e = cudasim_record();
     e.kind = CUDASIM_EV_COPY;
     e.name = "memcpy";
@@ -220,13 +217,12 @@ void copy(void *dst, const void *src, size_t bytes, int kind, const void *stream
     const void *host = e.dir == CUDASIM_H2D ? src : e.dir == CUDASIM_D2H ? dst : nullptr;
     uintptr_t lo, hi;
     std::lock_guard<std::mutex> lock(g_mem_mu);
-    e.pinned = host && range_find(g_pinned, (uintptr_t)host, &lo, &hi) &&
-               (uintptr_t)host + bytes <= hi;
+    e.pinned =
+        host && range_find(g_pinned, (uintptr_t)host, &lo, &hi) && (uintptr_t)host + bytes <= hi;
     push(e);
 }
 
-void memset(void *p, size_t bytes, const void *stream)
-{
+void memset(void *p, size_t bytes, const void *stream) {
     if (!g_on) return;
     cudasim_record e = cudasim_record();
     e.kind = CUDASIM_EV_MEMSET;
@@ -238,8 +234,7 @@ void memset(void *p, size_t bytes, const void *stream)
     push(e);
 }
 
-void nccl(const char *op, size_t bytes, const void *stream)
-{
+void nccl(const char *op, size_t bytes, const void *stream) {
     if (!g_on) return;
     cudasim_record e = cudasim_record();
     e.kind = CUDASIM_EV_NCCL;
@@ -250,8 +245,7 @@ void nccl(const char *op, size_t bytes, const void *stream)
     push(e);
 }
 
-void device_alloc(void *p, size_t bytes)
-{
+void device_alloc(void *p, size_t bytes) {
     std::lock_guard<std::mutex> lock(g_mem_mu);
     g_device[(uintptr_t)p] = bytes;
     g_in_use += bytes;
@@ -259,8 +253,7 @@ void device_alloc(void *p, size_t bytes)
     g_hit_lo = 1, g_hit_hi = 0;
 }
 
-void device_free(void *p)
-{
+void device_free(void *p) {
     std::lock_guard<std::mutex> lock(g_mem_mu);
     auto it = g_device.find((uintptr_t)p);
     if (it == g_device.end()) return;
@@ -269,27 +262,23 @@ void device_free(void *p)
     g_hit_lo = 1, g_hit_hi = 0;
 }
 
-bool is_device(const void *p)
-{
+bool is_device(const void *p) {
     uintptr_t lo, hi;
     std::lock_guard<std::mutex> lock(g_mem_mu);
     return range_find(g_device, (uintptr_t)p, &lo, &hi);
 }
 
-void host_register(void *p, size_t bytes)
-{
+void host_register(void *p, size_t bytes) {
     std::lock_guard<std::mutex> lock(g_mem_mu);
     g_pinned[(uintptr_t)p] = bytes;
 }
 
-void host_unregister(void *p)
-{
+void host_unregister(void *p) {
     std::lock_guard<std::mutex> lock(g_mem_mu);
     g_pinned.erase((uintptr_t)p);
 }
 
-int stream_id(const void *stream)
-{
+int stream_id(const void *stream) {
     if (!stream) return 0;
     std::lock_guard<std::mutex> lock(g_mem_mu);
     auto it = g_streams.find(stream);
@@ -298,29 +287,28 @@ int stream_id(const void *stream)
     g_streams[stream] = id;
     return id;
 }
-}  // namespace count
-}  // namespace cudasim
+} // namespace count
+} // namespace cudasim
 
 using namespace cudasim::count;
 
-extern "C" void cudasim_count_start(int flags, int sample_blocks)
-{
+extern "C" void cudasim_count_start(int flags, int sample_blocks) {
     g_events.clear();
     g_flags = flags;
     g_sample = sample_blocks > 1 ? sample_blocks : 0;
     g_on = true;
 }
 
-extern "C" void cudasim_count_stop(void) { g_on = false; }
+extern "C" void cudasim_count_stop(void) {
+    g_on = false;
+}
 
-extern "C" size_t cudasim_count_events(const struct cudasim_record **events)
-{
+extern "C" size_t cudasim_count_events(const struct cudasim_record **events) {
     *events = g_events.data();
     return g_events.size();
 }
 
-extern "C" void cudasim_count_mark(const char *label)
-{
+extern "C" void cudasim_count_mark(const char *label) {
     if (!g_on) return;
     cudasim_record e = cudasim_record();
     e.kind = CUDASIM_EV_MARK;
@@ -329,23 +317,22 @@ extern "C" void cudasim_count_mark(const char *label)
     push(e);
 }
 
-extern "C" size_t cudasim_mem_in_use(void)
-{
+extern "C" size_t cudasim_mem_in_use(void) {
     std::lock_guard<std::mutex> lock(g_mem_mu);
     return g_in_use;
 }
 
-extern "C" size_t cudasim_mem_high_water(void)
-{
+extern "C" size_t cudasim_mem_high_water(void) {
     std::lock_guard<std::mutex> lock(g_mem_mu);
     return g_high;
 }
 
-extern "C" void cudasim_mem_reset_high_water(void)
-{
+extern "C" void cudasim_mem_reset_high_water(void) {
     std::lock_guard<std::mutex> lock(g_mem_mu);
     g_high = g_in_use;
 }
 
 /* The traffic build links a strong definition that returns 1. */
-extern "C" __attribute__((weak)) int cudasim_count_has_traffic(void) { return 0; }
+extern "C" __attribute__((weak)) int cudasim_count_has_traffic(void) {
+    return 0;
+}

@@ -17,47 +17,47 @@ extern "C" {
 
 enum cudasim_event_kind {
     CUDASIM_EV_KERNEL,
-    CUDASIM_EV_GEMM,      /* one cublasGemmEx or cublasGemmStridedBatchedEx call */
-    CUDASIM_EV_COPY,      /* cudaMemcpy / cudaMemcpyAsync */
-    CUDASIM_EV_MEMSET,    /* cudaMemset / cudaMemsetAsync */
-    CUDASIM_EV_NCCL,      /* ncclAllReduce / ncclBroadcast */
-    CUDASIM_EV_MARK       /* cudasim_count_mark: a label the caller put into the log */
+    CUDASIM_EV_GEMM,   /* one cublasGemmEx or cublasGemmStridedBatchedEx call */
+    CUDASIM_EV_COPY,   /* cudaMemcpy / cudaMemcpyAsync */
+    CUDASIM_EV_MEMSET, /* cudaMemset / cudaMemsetAsync */
+    CUDASIM_EV_NCCL,   /* ncclAllReduce / ncclBroadcast */
+    CUDASIM_EV_MARK    /* cudasim_count_mark: a label the caller put into the log */
 };
 enum cudasim_copy_dir { CUDASIM_H2D = 1, CUDASIM_D2H = 2, CUDASIM_D2D = 3, CUDASIM_H2H = 0 };
 
 struct cudasim_record {
-    int kind;                 /* enum cudasim_event_kind */
-    const char *name;         /* kernel name, "gemm", "allreduce", "broadcast" or the mark */
-    int stream;               /* 0: the legacy default stream; 1, 2, ...: in creation order */
+    int kind;         /* enum cudasim_event_kind */
+    const char *name; /* kernel name, "gemm", "allreduce", "broadcast" or the mark */
+    int stream;       /* 0: the legacy default stream; 1, 2, ...: in creation order */
     /* kernel */
     unsigned grid[3], block[3];
-    size_t shmem;             /* dynamic shared memory, bytes */
-    double scale;             /* blocks launched / blocks simulated (1 unless sampling) */
+    size_t shmem; /* dynamic shared memory, bytes */
+    double scale; /* blocks launched / blocks simulated (1 unless sampling) */
     /* kernel traffic (traffic build only; 0 otherwise), already multiplied by scale.
      * A request is the k-th load (or store) of the lanes of one warp; sectors are the
      * distinct 32-byte sectors that request touches. */
-    double load_bytes, store_bytes;              /* requested */
+    double load_bytes, store_bytes;               /* requested */
     double unique_load_bytes, unique_store_bytes; /* distinct bytes touched */
-    double dram_bytes;        /* 32 x (sectors loaded + sectors stored): DRAM lower bound */
+    double dram_bytes; /* 32 x (sectors loaded + sectors stored): DRAM lower bound */
     double load_requests, load_sectors, store_requests, store_sectors;
-    double max_thread_accesses;  /* the longest chain of accesses of one thread */
-    double threads;           /* grid x block */
-    double host_seconds;      /* what simulating the launch cost this machine */
+    double max_thread_accesses; /* the longest chain of accesses of one thread */
+    double threads;             /* grid x block */
+    double host_seconds;        /* what simulating the launch cost this machine */
     /* gemm: column-major C (m,n) = op(A) op(B), batch times */
     int transa, transb, m, n, k, batch, lda, ldb, ldc;
-    int atype, btype, ctype;  /* cudaDataType values: 0 fp32, 2 fp16 */
-    int elem_bytes;           /* of A */
-    int align_bytes;          /* the largest power of two <= 16 dividing every leading
-                                 dimension in bytes and every base pointer */
+    int atype, btype, ctype; /* cudaDataType values: 0 fp32, 2 fp16 */
+    int elem_bytes;          /* of A */
+    int align_bytes;         /* the largest power of two <= 16 dividing every leading
+                                dimension in bytes and every base pointer */
     /* copy, memset, nccl */
     size_t bytes;
-    int dir;                  /* enum cudasim_copy_dir */
-    int pinned;               /* the host side was page-locked (cudaMallocHost & co.) */
+    int dir;    /* enum cudasim_copy_dir */
+    int pinned; /* the host side was page-locked (cudaMallocHost & co.) */
 };
 
 enum {
-    CUDASIM_COUNT_SKIP_MATH = 1,   /* record cuBLAS calls without doing the arithmetic */
-    CUDASIM_COUNT_ZERO_ALLOC = 2   /* cudaMalloc returns zeros instead of NaN bytes */
+    CUDASIM_COUNT_SKIP_MATH = 1, /* record cuBLAS calls without doing the arithmetic */
+    CUDASIM_COUNT_ZERO_ALLOC = 2 /* cudaMalloc returns zeros instead of NaN bytes */
 };
 /* Starts a fresh log. sample_blocks > 0: a launch of more blocks than that runs only
  * sample_blocks of them, evenly spaced and always the last one, and its counts are scaled

@@ -10,13 +10,13 @@
 
 namespace cudasim {
 namespace count {
-extern bool g_on;      /* counting is on */
-extern int g_flags;    /* CUDASIM_COUNT_* */
+extern bool g_on;   /* counting is on */
+extern int g_flags; /* CUDASIM_COUNT_* */
 /* A launch that passed the limit checks: returns the indices (linear, x fastest) of the
  * blocks to simulate, in order, through next_block. */
 void launch_begin(const char *name, dim3 grid, dim3 block, size_t shmem, const void *stream);
 bool next_block(unsigned long long *linear);
-void block_end(int nthreads);   /* the block's accesses are complete */
+void block_end(int nthreads); /* the block's accesses are complete */
 void launch_end();
 /* One load or store of `size` bytes at addr by the current kernel thread (traffic build). */
 void access(uintptr_t addr, size_t size, bool store);
@@ -31,8 +31,8 @@ bool is_device(const void *p);
 void host_register(void *p, size_t bytes);
 void host_unregister(void *p);
 int stream_id(const void *stream);
-}  // namespace count
-}  // namespace cudasim
+} // namespace count
+} // namespace cudasim
 /* Something may write device memory (a launch, a copy, a GEMM): no block is pristine. */
 void cudasim_touch_all();
 

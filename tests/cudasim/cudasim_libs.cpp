@@ -16,34 +16,35 @@ struct cudasim_cublas {
     cudaStream_t stream;
 };
 
-cublasStatus_t cublasCreate(cublasHandle_t *h)
-{
+cublasStatus_t cublasCreate(cublasHandle_t *h) {
     *h = new cudasim_cublas();
     return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasDestroy(cublasHandle_t h)
-{
+cublasStatus_t cublasDestroy(cublasHandle_t h) {
     delete h;
     return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s)
-{
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
     h->stream = s;
     return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
-const char *cublasGetStatusString(cublasStatus_t s)
-{
+cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) {
+    return CUBLAS_STATUS_SUCCESS;
+}
+const char *cublasGetStatusString(cublasStatus_t s) {
     switch (s) {
-    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
-    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
-    default: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_SUCCESS:
+        return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_INVALID_VALUE:
+        return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+        return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default:
+        return "CUBLAS_STATUS_NOT_INITIALIZED";
     }
 }
 
-static float gemm_load(const void *p, cudaDataType t, long long i)
-{
+static float gemm_load(const void *p, cudaDataType t, long long i) {
     return t == CUDA_R_16F ? __half2float(((const __half *)p)[i]) : ((const float *)p)[i];
 }
 
@@ -53,11 +54,11 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
                                           int lda, long long sa, const void *B, cudaDataType bt,
                                           int ldb, long long sb, const void *beta, void *C,
                                           cudaDataType ct, int ldc, long long sc, int batch,
-                                          cublasComputeType_t compute, cublasGemmAlgo_t)
-{
+                                          cublasComputeType_t compute, cublasGemmAlgo_t) {
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (m < 0 || n < 0 || k < 0 || batch < 0 || compute != CUBLAS_COMPUTE_32F ||
-        ldc < (m > 1 ? m : 1) || lda < ((ta == CUBLAS_OP_N ? m : k) > 1 ? (ta == CUBLAS_OP_N ? m : k) : 1) ||
+        ldc < (m > 1 ? m : 1) ||
+        lda < ((ta == CUBLAS_OP_N ? m : k) > 1 ? (ta == CUBLAS_OP_N ? m : k) : 1) ||
         ldb < ((tb == CUBLAS_OP_N ? k : n) > 1 ? (tb == CUBLAS_OP_N ? k : n) : 1))
         return CUBLAS_STATUS_INVALID_VALUE;
     cudasim::count::gemm(ta, tb, m, n, k, batch, A, at, lda, B, bt, ldb, C, ct, ldc, h->stream);
@@ -71,16 +72,18 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
                 float acc = 0.f;
                 for (int p = 0; p < k; p++) {
                     long long ia = b * sa + (ta == CUBLAS_OP_N ? i + (long long)p * lda
-                                                                : p + (long long)i * lda);
+                                                               : p + (long long)i * lda);
                     long long ib = b * sb + (tb == CUBLAS_OP_N ? p + (long long)j * ldb
-                                                                : j + (long long)p * ldb);
+                                                               : j + (long long)p * ldb);
                     acc += gemm_load(A, at, ia) * gemm_load(B, bt, ib);
                 }
                 long long ic = b * sc + i + (long long)j * ldc;
                 /* beta == 0 must not read C: it may hold garbage or NaN */
                 float r = al * acc + (be != 0.f ? be * gemm_load(C, ct, ic) : 0.f);
-                if (ct == CUDA_R_16F) ((__half *)C)[ic] = __float2half(r);
-                else ((float *)C)[ic] = r;
+                if (ct == CUDA_R_16F)
+                    ((__half *)C)[ic] = __float2half(r);
+                else
+                    ((float *)C)[ic] = r;
             }
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -89,10 +92,9 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
                             int n, int k, const void *alpha, const void *A, cudaDataType at,
                             int lda, const void *B, cudaDataType bt, int ldb, const void *beta,
                             void *C, cudaDataType ct, int ldc, cublasComputeType_t compute,
-                            cublasGemmAlgo_t algo)
-{
-    return cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, alpha, A, at, lda, 0, B, bt, ldb, 0,
-                                      beta, C, ct, ldc, 0, 1, compute, algo);
+                            cublasGemmAlgo_t algo) {
+    return cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, alpha, A, at, lda, 0, B, bt, ldb, 0, beta,
+                                      C, ct, ldc, 0, 1, compute, algo);
 }
 
 /* ---- NCCL ---- */
@@ -109,8 +111,7 @@ std::mutex g_registry_mu;
 std::map<std::string, Group *> g_groups;
 unsigned long long g_next_id;
 
-void group_barrier(Group *g)
-{
+void group_barrier(Group *g) {
     std::unique_lock<std::mutex> lock(g->mu);
     unsigned long long gen = g->generation;
     if (++g->arrived == g->nranks) {
@@ -122,8 +123,10 @@ void group_barrier(Group *g)
     g->cv.wait(lock, [&] { return g->generation != gen; });
 }
 
-size_t type_bytes(ncclDataType_t t) { return t == ncclFloat64 ? 8 : 4; }
-}  // namespace
+size_t type_bytes(ncclDataType_t t) {
+    return t == ncclFloat64 ? 8 : 4;
+}
+} // namespace
 
 struct cudasim_nccl {
     Group *group;
@@ -141,34 +144,45 @@ struct PendingOp {
     std::thread::id owner; /* ranks are threads: a stream query sees its own thread's work */
     bool done = false, aborted = false;
 };
-std::mutex g_pending_mu;  /* guards every Group's nb_* fields and g_pending */
+std::mutex g_pending_mu; /* guards every Group's nb_* fields and g_pending */
 std::vector<PendingOp *> g_pending;
 std::map<Group *, std::map<unsigned long long, std::vector<std::pair<const void *, void *>>>>
-    g_nb_buffers;         /* per group and collective: (send, recv) by rank */
+    g_nb_buffers; /* per group and collective: (send, recv) by rank */
 /* per group and rank: the number of its next collective */
 std::map<std::pair<Group *, int>, unsigned long long> g_nb_rank_next;
 int g_aborts;
 
 /* The rank-order sum (or max) of a complete collective into every rank's recv. */
 void nb_reduce(Group *g, std::vector<std::pair<const void *, void *>> &io, size_t count,
-               ncclDataType_t type, ncclRedOp_t op)
-{
+               ncclDataType_t type, ncclRedOp_t op) {
     size_t eb = type_bytes(type);
     std::vector<unsigned char> out(count * eb);
     for (size_t i = 0; i < count; i++)
         for (int r = 0; r < g->nranks; r++) {
             const unsigned char *src = (const unsigned char *)io[r].first + i * eb;
             unsigned char *dst = out.data() + i * eb;
-            if (r == 0) { memcpy(dst, src, eb); continue; }
+            if (r == 0) {
+                memcpy(dst, src, eb);
+                continue;
+            }
             if (type == ncclFloat32) {
-                float a, x; memcpy(&a, dst, 4); memcpy(&x, src, 4);
-                a = op == ncclSum ? a + x : (x > a ? x : a); memcpy(dst, &a, 4);
+                float a, x;
+                memcpy(&a, dst, 4);
+                memcpy(&x, src, 4);
+                a = op == ncclSum ? a + x : (x > a ? x : a);
+                memcpy(dst, &a, 4);
             } else if (type == ncclFloat64) {
-                double a, x; memcpy(&a, dst, 8); memcpy(&x, src, 8);
-                a = op == ncclSum ? a + x : (x > a ? x : a); memcpy(dst, &a, 8);
+                double a, x;
+                memcpy(&a, dst, 8);
+                memcpy(&x, src, 8);
+                a = op == ncclSum ? a + x : (x > a ? x : a);
+                memcpy(dst, &a, 8);
             } else {
-                int a, x; memcpy(&a, dst, 4); memcpy(&x, src, 4);
-                a = op == ncclSum ? a + x : (x > a ? x : a); memcpy(dst, &a, 4);
+                int a, x;
+                memcpy(&a, dst, 4);
+                memcpy(&x, src, 4);
+                a = op == ncclSum ? a + x : (x > a ? x : a);
+                memcpy(dst, &a, 4);
             }
         }
     for (int r = 0; r < g->nranks; r++)
@@ -176,8 +190,7 @@ void nb_reduce(Group *g, std::vector<std::pair<const void *, void *>> &io, size_
 }
 
 ncclResult_t nb_allreduce(const void *send, void *recv, size_t count, ncclDataType_t type,
-                          ncclRedOp_t op, ncclComm_t c, cudaStream_t s)
-{
+                          ncclRedOp_t op, ncclComm_t c, cudaStream_t s) {
     std::lock_guard<std::mutex> lock(g_pending_mu);
     Group *g = c->group;
     unsigned long long gen = g_nb_rank_next[{g, c->rank}]++;
@@ -187,7 +200,8 @@ ncclResult_t nb_allreduce(const void *send, void *recv, size_t count, ncclDataTy
     PendingOp *p = new PendingOp{g, gen, s, std::this_thread::get_id()};
     g_pending.push_back(p);
     int arrived = 0;
-    for (auto &x : io) arrived += x.second != nullptr;
+    for (auto &x : io)
+        arrived += x.second != nullptr;
     if (arrived == g->nranks) {
         nb_reduce(g, io, count, type, op);
         g_nb_buffers[g].erase(gen);
@@ -196,16 +210,14 @@ ncclResult_t nb_allreduce(const void *send, void *recv, size_t count, ncclDataTy
     }
     return ncclSuccess;
 }
-}  // namespace
+} // namespace
 
-extern "C" int cudasim_nccl_aborts(void)
-{
+extern "C" int cudasim_nccl_aborts(void) {
     std::lock_guard<std::mutex> lock(g_pending_mu);
     return g_aborts;
 }
 
-cudaError_t cudaStreamQuery(cudaStream_t s)
-{
+cudaError_t cudaStreamQuery(cudaStream_t s) {
     std::lock_guard<std::mutex> lock(g_pending_mu);
     for (size_t i = 0; i < g_pending.size();) {
         PendingOp *p = g_pending[i];
@@ -221,16 +233,14 @@ cudaError_t cudaStreamQuery(cudaStream_t s)
     return cudaSuccess;
 }
 
-ncclResult_t ncclGetUniqueId(ncclUniqueId *id)
-{
+ncclResult_t ncclGetUniqueId(ncclUniqueId *id) {
     std::lock_guard<std::mutex> lock(g_registry_mu);
     memset(id, 0, sizeof *id);
     snprintf(id->internal, sizeof id->internal, "cudasim-%ld-%llu", (long)getpid(), g_next_id++);
     return ncclSuccess;
 }
 
-ncclResult_t ncclCommInitRank(ncclComm_t *c, int nranks, ncclUniqueId id, int rank)
-{
+ncclResult_t ncclCommInitRank(ncclComm_t *c, int nranks, ncclUniqueId id, int rank) {
     if (nranks < 1 || rank < 0 || rank >= nranks) return ncclInvalidArgument;
     std::string key(id.internal, strnlen(id.internal, sizeof id.internal));
     Group *g;
@@ -249,25 +259,22 @@ ncclResult_t ncclCommInitRank(ncclComm_t *c, int nranks, ncclUniqueId id, int ra
         g->refs++;
     }
     *c = new cudasim_nccl{g, key, rank};
-    group_barrier(g);   /* like NCCL: init returns once every rank has joined */
+    group_barrier(g); /* like NCCL: init returns once every rank has joined */
     return ncclSuccess;
 }
 
 ncclResult_t ncclCommInitRankConfig(ncclComm_t *c, int nranks, ncclUniqueId id, int rank,
-                                    ncclConfig_t *config)
-{
+                                    ncclConfig_t *config) {
     ncclResult_t r = ncclCommInitRank(c, nranks, id, rank);
     if (r == ncclSuccess && config) (*c)->blocking = config->blocking;
     return r;
 }
 
-ncclResult_t ncclCommFinalize(ncclComm_t c)
-{
+ncclResult_t ncclCommFinalize(ncclComm_t c) {
     return c ? ncclSuccess : ncclInvalidArgument;
 }
 
-ncclResult_t ncclCommGetAsyncError(ncclComm_t c, ncclResult_t *state)
-{
+ncclResult_t ncclCommGetAsyncError(ncclComm_t c, ncclResult_t *state) {
     if (!c || !state) return ncclInvalidArgument;
     *state = ncclSuccess; /* calls complete at once here; a missing rank is no error, a wait */
     return ncclSuccess;
@@ -275,8 +282,7 @@ ncclResult_t ncclCommGetAsyncError(ncclComm_t c, ncclResult_t *state)
 
 /* Like ncclCommDestroy, without waiting for anything; this rank's pending collectives end
  * (not done) so that cudaStreamQuery no longer reports them. */
-ncclResult_t ncclCommAbort(ncclComm_t c)
-{
+ncclResult_t ncclCommAbort(ncclComm_t c) {
     if (!c) return ncclInvalidArgument;
     {
         std::lock_guard<std::mutex> lock(g_pending_mu);
@@ -287,17 +293,20 @@ ncclResult_t ncclCommAbort(ncclComm_t c)
     return ncclCommDestroy(c);
 }
 
-ncclResult_t ncclCommDestroy(ncclComm_t c)
-{
+ncclResult_t ncclCommDestroy(ncclComm_t c) {
     if (!c) return ncclInvalidArgument;
     std::lock_guard<std::mutex> lock(g_registry_mu);
     if (--c->group->refs == 0) {
         g_groups.erase(c->key);
         std::lock_guard<std::mutex> plock(g_pending_mu);
         g_nb_buffers.erase(c->group);
-        for (int r = 0; r < c->group->nranks; r++) g_nb_rank_next.erase({c->group, r});
+        for (int r = 0; r < c->group->nranks; r++)
+            g_nb_rank_next.erase({c->group, r});
         for (size_t i = 0; i < g_pending.size();) { /* the group's collectives end with it */
-            if (g_pending[i]->group != c->group) { i++; continue; }
+            if (g_pending[i]->group != c->group) {
+                i++;
+                continue;
+            }
             delete g_pending[i];
             g_pending.erase(g_pending.begin() + (long)i);
         }
@@ -308,8 +317,7 @@ ncclResult_t ncclCommDestroy(ncclComm_t c)
 }
 
 ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataType_t type,
-                           ncclRedOp_t op, ncclComm_t c, cudaStream_t s)
-{
+                           ncclRedOp_t op, ncclComm_t c, cudaStream_t s) {
     if (!c || (op != ncclSum && op != ncclMax)) return ncclInvalidArgument;
     cudasim::count::nccl("allreduce", count * type_bytes(type), s);
     if (!c->blocking) return nb_allreduce(send, recv, count, type, op, c, s);
@@ -342,14 +350,13 @@ ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataT
             ((int *)out.data())[i] = acc;
         }
     }
-    group_barrier(g);   /* nobody overwrites its send buffer before all have read it */
+    group_barrier(g); /* nobody overwrites its send buffer before all have read it */
     if (!out.empty()) memcpy(recv, out.data(), out.size());
     return ncclSuccess;
 }
 
 ncclResult_t ncclBroadcast(const void *send, void *recv, size_t count, ncclDataType_t type,
-                           int root, ncclComm_t c, cudaStream_t s)
-{
+                           int root, ncclComm_t c, cudaStream_t s) {
     if (!c || root < 0 || root >= c->group->nranks) return ncclInvalidArgument;
     cudasim::count::nccl("broadcast", count * type_bytes(type), s);
     Group *g = c->group;
@@ -362,8 +369,8 @@ ncclResult_t ncclBroadcast(const void *send, void *recv, size_t count, ncclDataT
     return ncclSuccess;
 }
 
-const char *ncclGetErrorString(ncclResult_t r)
-{
-    return r == ncclSuccess ? "no error" : r == ncclInvalidArgument ? "invalid argument"
-                                                                     : "internal error";
+const char *ncclGetErrorString(ncclResult_t r) {
+    return r == ncclSuccess           ? "no error"
+           : r == ncclInvalidArgument ? "invalid argument"
+                                      : "internal error";
 }

@@ -14,14 +14,12 @@
 using cudasim::count::access;
 using cudasim::count::g_on;
 
-#define XLMC_TRAFFIC_HOOK(N)                                                                   \
-    extern "C" void __asan_load##N##_noabort(uintptr_t a)                                     \
-    {                                                                                          \
-        if (g_on) access(a, N, false);                                                         \
-    }                                                                                          \
-    extern "C" void __asan_store##N##_noabort(uintptr_t a)                                    \
-    {                                                                                          \
-        if (g_on) access(a, N, true);                                                          \
+#define XLMC_TRAFFIC_HOOK(N)                                                                       \
+    extern "C" void __asan_load##N##_noabort(uintptr_t a) {                                        \
+        if (g_on) access(a, N, false);                                                             \
+    }                                                                                              \
+    extern "C" void __asan_store##N##_noabort(uintptr_t a) {                                       \
+        if (g_on) access(a, N, true);                                                              \
     }
 XLMC_TRAFFIC_HOOK(1)
 XLMC_TRAFFIC_HOOK(2)
@@ -29,30 +27,27 @@ XLMC_TRAFFIC_HOOK(4)
 XLMC_TRAFFIC_HOOK(8)
 XLMC_TRAFFIC_HOOK(16)
 
-extern "C" void __asan_loadN_noabort(uintptr_t a, size_t n)
-{
+extern "C" void __asan_loadN_noabort(uintptr_t a, size_t n) {
     if (g_on) access(a, n, false);
 }
-extern "C" void __asan_storeN_noabort(uintptr_t a, size_t n)
-{
+extern "C" void __asan_storeN_noabort(uintptr_t a, size_t n) {
     if (g_on) access(a, n, true);
 }
 /* memcpy/memset/memmove inside instrumented code arrive here */
-extern "C" void *__asan_memcpy(void *d, const void *s, size_t n)
-{
+extern "C" void *__asan_memcpy(void *d, const void *s, size_t n) {
     if (g_on) access((uintptr_t)s, n, false), access((uintptr_t)d, n, true);
     return memcpy(d, s, n);
 }
-extern "C" void *__asan_memmove(void *d, const void *s, size_t n)
-{
+extern "C" void *__asan_memmove(void *d, const void *s, size_t n) {
     if (g_on) access((uintptr_t)s, n, false), access((uintptr_t)d, n, true);
     return memmove(d, s, n);
 }
-extern "C" void *__asan_memset(void *d, int c, size_t n)
-{
+extern "C" void *__asan_memset(void *d, int c, size_t n) {
     if (g_on) access((uintptr_t)d, n, true);
     return memset(d, c, n);
 }
 extern "C" void __asan_handle_no_return(void) {}
 
-extern "C" int cudasim_count_has_traffic(void) { return 1; }
+extern "C" int cudasim_count_has_traffic(void) {
+    return 1;
+}

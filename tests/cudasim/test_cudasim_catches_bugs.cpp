@@ -12,17 +12,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CHECK(x)                                                                              \
-    do {                                                                                      \
-        if ((x) != cudaSuccess) {                                                             \
-            fprintf(stderr, "%s:%d: %s failed\n", __FILE__, __LINE__, #x);                    \
-            exit(1);                                                                          \
-        }                                                                                     \
+#define CHECK(x)                                                                                   \
+    do {                                                                                           \
+        if ((x) != cudaSuccess) {                                                                  \
+            fprintf(stderr, "%s:%d: %s failed\n", __FILE__, __LINE__, #x);                         \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
 template <bool barrier_in_loop>
-__global__ void reduce_kernel(float *out, const float *in)
-{
+__global__ void reduce_kernel(float *out, const float *in) {
     __shared__ float buf[256];
     buf[threadIdx.x] = in[blockIdx.x * 256 + threadIdx.x];
     __syncthreads();
@@ -33,28 +32,28 @@ __global__ void reduce_kernel(float *out, const float *in)
     if (threadIdx.x == 0) out[blockIdx.x] = buf[0];
 }
 
-__global__ void off_by_one_kernel(float *out, int n)
-{
+__global__ void off_by_one_kernel(float *out, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i <= n) out[i] = 1.f;   /* the bug: <= instead of < */
+    if (i <= n) out[i] = 1.f; /* the bug: <= instead of < */
 }
 
-__global__ void noop_kernel(float *out) { (void)out; }
+__global__ void noop_kernel(float *out) {
+    (void)out;
+}
 
 /* a barrier only half the block reaches: hangs or corrupts on a GPU */
-__global__ void divergent_barrier_kernel(float *out)
-{
+__global__ void divergent_barrier_kernel(float *out) {
     if (threadIdx.x < 16) __syncthreads();
     out[threadIdx.x] = 1.f;
 }
 
 /* Number of the 4 blocks whose sum is wrong. */
 template <bool barrier_in_loop>
-static int wrong_sums(int schedule)
-{
+static int wrong_sums(int schedule) {
     const int blocks = 4, n = blocks * 256;
     float host[n], sums[blocks], *in, *out;
-    for (int i = 0; i < n; i++) host[i] = (float)((i * 37) % 11);   /* small ints: exact sums */
+    for (int i = 0; i < n; i++)
+        host[i] = (float)((i * 37) % 11); /* small ints: exact sums */
     CHECK(cudaMalloc(&in, n * sizeof(float)));
     CHECK(cudaMalloc(&out, blocks * sizeof(float)));
     CHECK(cudaMemcpy(in, host, sizeof host, cudaMemcpyHostToDevice));
@@ -65,7 +64,8 @@ static int wrong_sums(int schedule)
     int wrong = 0;
     for (int b = 0; b < blocks; b++) {
         float expect = 0.f;
-        for (int i = 0; i < 256; i++) expect += host[b * 256 + i];
+        for (int i = 0; i < 256; i++)
+            expect += host[b * 256 + i];
         wrong += sums[b] != expect;
     }
     CHECK(cudaFree(in));
@@ -74,8 +74,7 @@ static int wrong_sums(int schedule)
 }
 
 /* Child: the divergent barrier; cudasim reports the deadlock and aborts. */
-static int divergent_barrier_child(void)
-{
+static int divergent_barrier_child(void) {
     float *buf;
     CHECK(cudaMalloc(&buf, 32 * sizeof(float)));
     XLMC_LAUNCH(divergent_barrier_kernel, 1, 32, 0, 0)(buf);
@@ -84,8 +83,7 @@ static int divergent_barrier_child(void)
 }
 
 /* Runs child in a forked process; 1 if it did not end cleanly (the bug was reported). */
-static int reported_in_child(int (*child)(void))
-{
+static int reported_in_child(int (*child)(void)) {
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
@@ -103,11 +101,10 @@ static int reported_in_child(int (*child)(void))
 }
 
 /* Child: the off-by-one store; returns 0 only if nothing noticed it. */
-static int out_of_bounds_child(void)
-{
+static int out_of_bounds_child(void) {
     const int n = 100;
 #if defined(__SANITIZE_ADDRESS__)
-    const int guard = 0;   /* ASan's redzone right behind the buffer catches the store */
+    const int guard = 0; /* ASan's redzone right behind the buffer catches the store */
 #else
     const int guard = 16;
 #endif
@@ -129,8 +126,7 @@ static int out_of_bounds_child(void)
     return 0;
 }
 
-int main(void)
-{
+int main(void) {
     int failures = 0;
     int ok_asc = wrong_sums<true>(CUDASIM_ASCENDING), ok_shuf = wrong_sums<true>(CUDASIM_SHUFFLE);
     int bad_asc = wrong_sums<false>(CUDASIM_ASCENDING),

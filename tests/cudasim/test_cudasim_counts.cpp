@@ -11,39 +11,37 @@
 #include "cudasim_count.h"
 
 static int g_fail;
-#define EXPECT_EQ(got, want)                                                                  \
-    do {                                                                                      \
-        long long g_ = (long long)(got), w_ = (long long)(want);                              \
-        if (g_ != w_) {                                                                       \
-            fprintf(stderr, "%s:%d: %s = %lld, expected %lld\n", __FILE__, __LINE__, #got,    \
-                    g_, w_);                                                                  \
-            g_fail++;                                                                         \
-        }                                                                                     \
+#define EXPECT_EQ(got, want)                                                                       \
+    do {                                                                                           \
+        long long g_ = (long long)(got), w_ = (long long)(want);                                   \
+        if (g_ != w_) {                                                                            \
+            fprintf(stderr, "%s:%d: %s = %lld, expected %lld\n", __FILE__, __LINE__, #got, g_,     \
+                    w_);                                                                           \
+            g_fail++;                                                                              \
+        }                                                                                          \
     } while (0)
-#define EXPECT_STR(got, want)                                                                 \
-    do {                                                                                      \
-        if (strcmp((got), (want))) {                                                          \
-            fprintf(stderr, "%s:%d: %s = %s, expected %s\n", __FILE__, __LINE__, #got, (got), \
-                    (want));                                                                  \
-            g_fail++;                                                                         \
-        }                                                                                     \
+#define EXPECT_STR(got, want)                                                                      \
+    do {                                                                                           \
+        if (strcmp((got), (want))) {                                                               \
+            fprintf(stderr, "%s:%d: %s = %s, expected %s\n", __FILE__, __LINE__, #got, (got),      \
+                    (want));                                                                       \
+            g_fail++;                                                                              \
+        }                                                                                          \
     } while (0)
-#define OK(x)                                                                                 \
-    do {                                                                                      \
-        if ((int)(x) != 0) {                                                                  \
-            fprintf(stderr, "%s:%d: %s failed\n", __FILE__, __LINE__, #x);                    \
-            return 1;                                                                         \
-        }                                                                                     \
+#define OK(x)                                                                                      \
+    do {                                                                                           \
+        if ((int)(x) != 0) {                                                                       \
+            fprintf(stderr, "%s:%d: %s failed\n", __FILE__, __LINE__, #x);                         \
+            return 1;                                                                              \
+        }                                                                                          \
     } while (0)
 
-__global__ void fill_kernel(float *p, int n)
-{
+__global__ void fill_kernel(float *p, int n) {
     int i = (blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x;
     if (i < n) p[i] = 1.f;
 }
 
-int main(void)
-{
+int main(void) {
     const size_t MiB = 1u << 20;
     size_t base = cudasim_mem_in_use();
     cudasim_mem_reset_high_water();
@@ -69,24 +67,24 @@ int main(void)
     char *pageable = (char *)malloc(1000);
     memset(pageable, 1, 1000);
     OK(cudaMallocHost(&pinned, 600));
-    OK(cudaMemcpy(a, pageable, 1000, cudaMemcpyHostToDevice));          /* event 0 */
-    OK(cudaMemcpyAsync(pinned, a, 600, cudaMemcpyDeviceToHost, s));     /* event 1 */
-    OK(cudaMemcpyAsync(c, a, 64, cudaMemcpyDeviceToDevice, s));         /* event 2 */
-    OK(cudaMemsetAsync(c, 0, 256, s));                                  /* event 3 */
-    XLMC_LAUNCH(fill_kernel, dim3(3, 2), 64, 0, s)((float *)c, 3 * 2 * 64);   /* event 4 */
+    OK(cudaMemcpy(a, pageable, 1000, cudaMemcpyHostToDevice));              /* event 0 */
+    OK(cudaMemcpyAsync(pinned, a, 600, cudaMemcpyDeviceToHost, s));         /* event 1 */
+    OK(cudaMemcpyAsync(c, a, 64, cudaMemcpyDeviceToDevice, s));             /* event 2 */
+    OK(cudaMemsetAsync(c, 0, 256, s));                                      /* event 3 */
+    XLMC_LAUNCH(fill_kernel, dim3(3, 2), 64, 0, s)((float *)c, 3 * 2 * 64); /* event 4 */
     float one = 1.f, zero = 0.f;
     /* fp16 5x7 = (5x9)(9x7), lda 5 halves = 10 bytes: 2-byte aligned */
-    OK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 5, 7, 9, &one, a, CUDA_R_16F, 5, c, CUDA_R_16F,
-                    9, &zero, a, CUDA_R_16F, 5, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));  /* 5 */
+    OK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 5, 7, 9, &one, a, CUDA_R_16F, 5, c, CUDA_R_16F, 9,
+                    &zero, a, CUDA_R_16F, 5, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)); /* 5 */
     /* fp16 op(A)^T: 16x8 = (32x16)^T (32x8), leading dims 32, 32, 16 halves: 16-byte aligned */
-    OK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, 16, 8, 32, &one, a, CUDA_R_16F,
-                                  32, 512, c, CUDA_R_16F, 32, 256, &zero, a, CUDA_R_16F, 16,
-                                  128, 3, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));   /* 6 */
+    OK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, 16, 8, 32, &one, a, CUDA_R_16F, 32,
+                                  512, c, CUDA_R_16F, 32, 256, &zero, a, CUDA_R_16F, 16, 128, 3,
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)); /* 6 */
     /* fp32, ldb 6 floats = 24 bytes: 8-byte aligned */
-    OK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, 4, 4, 4, &one, a, CUDA_R_32F, 4, c, CUDA_R_32F,
-                    6, &zero, a, CUDA_R_32F, 4, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));  /* 7 */
-    OK(ncclAllReduce(a, a, 100, ncclFloat32, ncclSum, comm, s));   /* event 8: 400 bytes */
-    cudasim_count_mark("end");                                     /* event 9 */
+    OK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, 4, 4, 4, &one, a, CUDA_R_32F, 4, c, CUDA_R_32F, 6,
+                    &zero, a, CUDA_R_32F, 4, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)); /* 7 */
+    OK(ncclAllReduce(a, a, 100, ncclFloat32, ncclSum, comm, s)); /* event 8: 400 bytes */
+    cudasim_count_mark("end");                                   /* event 9 */
     cudasim_count_stop();
 
     const cudasim_record *e;

@@ -17,44 +17,39 @@
 #include "cudasim_count.h"
 
 static int g_fail;
-#define EXPECT_EQ(got, want)                                                                  \
-    do {                                                                                      \
-        double g_ = (got), w_ = (want);                                                       \
-        if (g_ != w_) {                                                                       \
-            fprintf(stderr, "%s:%d: %s = %.17g, expected %.17g\n", __FILE__, __LINE__, #got,  \
-                    g_, w_);                                                                  \
-            g_fail++;                                                                         \
-        }                                                                                     \
+#define EXPECT_EQ(got, want)                                                                       \
+    do {                                                                                           \
+        double g_ = (got), w_ = (want);                                                            \
+        if (g_ != w_) {                                                                            \
+            fprintf(stderr, "%s:%d: %s = %.17g, expected %.17g\n", __FILE__, __LINE__, #got, g_,   \
+                    w_);                                                                           \
+            g_fail++;                                                                              \
+        }                                                                                          \
     } while (0)
 
-__global__ void copy_kernel(float *out, const float *in, int n)
-{
+__global__ void copy_kernel(float *out, const float *in, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = in[i];
 }
 
-__global__ void gather32_kernel(float *out, const float *in, int n)
-{
+__global__ void gather32_kernel(float *out, const float *in, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = in[(size_t)i * 32];
 }
 
-__global__ void read_twice_kernel(float *out, const float *in, int n)
-{
+__global__ void read_twice_kernel(float *out, const float *in, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = in[i] - in[n - 1 - i];
 }
 
-__global__ void shared_only_kernel(int n)
-{
+__global__ void shared_only_kernel(int n) {
     __shared__ float buf[64];
     buf[threadIdx.x] = (float)n;
     __syncthreads();
     buf[threadIdx.x] += buf[63 - threadIdx.x];
 }
 
-static const cudasim_record *only_kernel(const char *what)
-{
+static const cudasim_record *only_kernel(const char *what) {
     const cudasim_record *ev;
     size_t count = cudasim_count_events(&ev);
     if (count != 1 || ev[0].kind != CUDASIM_EV_KERNEL) {
@@ -64,8 +59,7 @@ static const cudasim_record *only_kernel(const char *what)
     return ev;
 }
 
-int main(void)
-{
+int main(void) {
     if (!cudasim_count_has_traffic()) {
         fprintf(stderr, "linked without the traffic hooks\n");
         return 1;

@@ -141,8 +141,8 @@ int main(void) {
             same_steps(s, r, 0, STEPS, what);
             struct loader_state st;
             loader_get_state(s, &st);
-            CHECK(st.epoch[0] >= 1 && st.epoch[1] >= 1, "%s: epochs reached de %llu en %llu",
-                  what, (unsigned long long)st.epoch[0], (unsigned long long)st.epoch[1]);
+            CHECK(st.epoch[0] >= 1 && st.epoch[1] >= 1, "%s: epochs reached de %llu en %llu", what,
+                  (unsigned long long)st.epoch[0], (unsigned long long)st.epoch[1]);
             loader_close(s);
             loader_close(r);
         }

@@ -21,12 +21,12 @@ const struct ops *cudasim_ops_cuda(enum ops_precision precision, int device, cha
 
 static const char CONFIG[] =
     "[model]\nvocab_size = 40\ndim = 32\nn_layers = 1\nn_heads = 2\nffn_dim = 64\n"
-    "max_positions = 16\nn_langs = 1\nlangs = en\ndropout = 0\nattention_dropout = 0\nlayer_norm_eps = 1e-12\nuse_lang_emb = false\npad_index = 2\n"
+    "max_positions = 16\nn_langs = 1\nlangs = en\ndropout = 0\nattention_dropout = "
+    "0\nlayer_norm_eps = 1e-12\nuse_lang_emb = false\npad_index = 2\n"
     "[train]\nbatch_tokens = 16\nmicro_batch = 2\nseq_len = 8\nlr = 0.01\n"
     "schedule = constant\nmax_steps = 10\nprecision = fp16\nseed = 1\n";
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : ".";
     char why[256] = "", path[600];
     snprintf(path, sizeof path, "%s/device_master.h5", dir);
@@ -42,7 +42,8 @@ int main(int argc, char **argv)
            rank3 ? "" : ": ", why3);
     int fails = rank3 != sim;
     int32_t ids[16], langs[16] = {0}, targets[16], lengths[2] = {8, 8};
-    for (int i = 0; i < 16; i++) ids[i] = 4 + (i * 7) % 36, targets[i] = 4 + (i * 11) % 36;
+    for (int i = 0; i < 16; i++)
+        ids[i] = 4 + (i * 7) % 36, targets[i] = 4 + (i * 11) % 36;
     struct batch b = {2, 8, ids, langs, lengths, targets, 0};
     struct comm *c = comm_local_create();
     struct model m, ref;
@@ -54,7 +55,8 @@ int main(int argc, char **argv)
     size_t n = m.num_params, bytes = n * sizeof(float);
     float *before = malloc(bytes), *after = malloc(bytes), *cont = malloc(bytes);
     memcpy(before, m.master, bytes);
-    for (int s = 0; s < 2; s++) fails += trainer_step(&t, &b, 1, &st) != 0;
+    for (int s = 0; s < 2; s++)
+        fails += trainer_step(&t, &b, 1, &st) != 0;
     if (ckpt_save(path, &m, &t, NULL, 0) || ckpt_load(path, &ref, NULL, NULL)) return 1;
     trainer_master_to_host(&t);
     memcpy(after, m.master, bytes);

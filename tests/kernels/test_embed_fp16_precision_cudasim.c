@@ -22,16 +22,14 @@ void cudasim_set_schedule(int schedule, unsigned long long seed);
 enum { B = 4, T = 300, N = B * T, C = 48, V = 64, NL = 2, HOT = 5, ONCE = 9, HOT_COUNT = 1000 };
 
 static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
-static uint32_t next_u32(void)
-{
+static uint32_t next_u32(void) {
     g_rng ^= g_rng << 13;
     g_rng ^= g_rng >> 7;
     g_rng ^= g_rng << 17;
     return (uint32_t)(g_rng >> 11);
 }
 
-static void *xmalloc_or_die(size_t bytes)
-{
+static void *xmalloc_or_die(size_t bytes) {
     void *p = malloc(bytes);
     if (!p) {
         fprintf(stderr, "out of host memory\n");
@@ -41,8 +39,7 @@ static void *xmalloc_or_die(size_t bytes)
 }
 
 /* a storage tensor of backend o holding the n floats of host (NULL: zeros) */
-static void *upload_storage(const struct ops *o, const float *host, size_t n)
-{
+static void *upload_storage(const struct ops *o, const float *host, size_t n) {
     void *s = o->alloc(n * o->storage_bytes);
     float *tmp = o->alloc(n * sizeof(float));
     if (!s || !tmp) {
@@ -57,8 +54,7 @@ static void *upload_storage(const struct ops *o, const float *host, size_t n)
     o->free(tmp);
     return s;
 }
-static void download_storage(const struct ops *o, float *host, const void *s, size_t n)
-{
+static void download_storage(const struct ops *o, float *host, const void *s, size_t n) {
     float *tmp = o->alloc(n * sizeof(float));
     if (!tmp) {
         fprintf(stderr, "%s backend out of memory\n", o->name);
@@ -68,8 +64,7 @@ static void download_storage(const struct ops *o, float *host, const void *s, si
     o->to_host(host, tmp, n * sizeof(float));
     o->free(tmp);
 }
-static int32_t *upload_ints(const struct ops *o, const int32_t *host, size_t n)
-{
+static int32_t *upload_ints(const struct ops *o, const int32_t *host, size_t n) {
     int32_t *d = o->alloc(n * sizeof(int32_t));
     if (!d) {
         fprintf(stderr, "%s backend out of memory\n", o->name);
@@ -85,8 +80,7 @@ struct grads {
 
 /* the embedding backward of backend o from zeroed gradients */
 static void run_backward(const struct ops *o, struct grads *g, const float *dout,
-                         const int32_t *ids, const int32_t *langs)
-{
+                         const int32_t *ids, const int32_t *langs) {
     void *dwte = upload_storage(o, NULL, (size_t)V * C);
     void *dwpe = upload_storage(o, NULL, (size_t)T * C);
     void *dwlang = upload_storage(o, NULL, (size_t)NL * C);
@@ -101,12 +95,12 @@ static void run_backward(const struct ops *o, struct grads *g, const float *dout
     download_storage(o, g->wpe, dwpe, (size_t)T * C);
     download_storage(o, g->wlang, dwlang, (size_t)NL * C);
     void *all[] = {dwte, dwpe, dwlang, d, di, dl};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) o->free(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        o->free(all[i]);
 }
 
 /* worst |got - exact| / (2^-11 |exact| + 2^-25) over n elements; > 1 fails */
-static double worst_ratio(const float *got, const double *exact, size_t n, double *rel)
-{
+static double worst_ratio(const float *got, const double *exact, size_t n, double *rel) {
     double worst = 0.0;
     *rel = 0.0;
     for (size_t i = 0; i < n; i++) {
@@ -119,8 +113,7 @@ static double worst_ratio(const float *got, const double *exact, size_t n, doubl
 }
 
 static int check(const char *who, const char *what, const float *got, const double *exact,
-                 size_t n)
-{
+                 size_t n) {
     double rel, w = worst_ratio(got, exact, n, &rel);
     printf("%-10s %-16s max relative error %.3g (%.0f%% of half an fp16 ulp)\n", who, what, rel,
            100.0 * w);
@@ -131,8 +124,7 @@ static int check(const char *who, const char *what, const float *got, const doub
     return 0;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc < 2 || (strcmp(argv[1], "ascending") && strcmp(argv[1], "shuffle"))) {
         fprintf(stderr, "usage: %s ascending|shuffle\n", argv[0]);
         return 2;
@@ -144,7 +136,8 @@ int main(int argc, char **argv)
     /* HOT at HOT_COUNT positions picked by a partial shuffle, ONCE at one other, the rest
      * spread over the tokens other than HOT and ONCE */
     int *perm = xmalloc_or_die(N * sizeof(int));
-    for (int n = 0; n < N; n++) perm[n] = n;
+    for (int n = 0; n < N; n++)
+        perm[n] = n;
     for (int n = 0; n < N; n++) {
         int j = n + (int)(next_u32() % (uint32_t)(N - n)), x = perm[n];
         perm[n] = perm[j];

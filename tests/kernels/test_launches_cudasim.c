@@ -26,56 +26,52 @@ const struct ops *cudasim_ops_cuda(enum ops_precision precision, int device, cha
 unsigned long long cudasim_launch_count(void);
 
 /* ---- the cuBLAS GEMM entry points of cudasim (C++ symbols), wrapped with -Wl,--wrap ---- */
-#define GEMM_EX                                                                              \
-    "_Z12cublasGemmExP14cudasim_cublas17cublasOperation_tS1_iiiPKvS3_12cudaDataTypeiS3_S4_iS3_" \
+#define GEMM_EX                                                                                    \
+    "_Z12cublasGemmExP14cudasim_cublas17cublasOperation_tS1_iiiPKvS3_12cudaDataTypeiS3_S4_iS3_"    \
     "PvS4_i19cublasComputeType_t16cublasGemmAlgo_t"
-#define GEMM_SB                                                                                \
-    "_Z26cublasGemmStridedBatchedExP14cudasim_cublas17cublasOperation_tS1_iiiPKvS3_12cudaData" \
+#define GEMM_SB                                                                                    \
+    "_Z26cublasGemmStridedBatchedExP14cudasim_cublas17cublasOperation_tS1_iiiPKvS3_12cudaData"     \
     "TypeixS3_S4_ixS3_PvS4_ixi19cublasComputeType_t16cublasGemmAlgo_t"
 static unsigned long long g_gemms;
 /* enums are ints, handles pointers, on the x86-64 and aarch64 ABIs alike */
 int real_gemm_ex(void *h, int ta, int tb, int m, int n, int k, const void *alpha, const void *A,
-                 int at, int lda, const void *B, int bt, int ldb, const void *beta, void *C,
-                 int ct, int ldc, int compute, int algo) __asm__("__real_" GEMM_EX);
+                 int at, int lda, const void *B, int bt, int ldb, const void *beta, void *C, int ct,
+                 int ldc, int compute, int algo) __asm__("__real_" GEMM_EX);
 int wrap_gemm_ex(void *h, int ta, int tb, int m, int n, int k, const void *alpha, const void *A,
-                 int at, int lda, const void *B, int bt, int ldb, const void *beta, void *C,
-                 int ct, int ldc, int compute, int algo) __asm__("__wrap_" GEMM_EX);
+                 int at, int lda, const void *B, int bt, int ldb, const void *beta, void *C, int ct,
+                 int ldc, int compute, int algo) __asm__("__wrap_" GEMM_EX);
 int wrap_gemm_ex(void *h, int ta, int tb, int m, int n, int k, const void *alpha, const void *A,
-                 int at, int lda, const void *B, int bt, int ldb, const void *beta, void *C,
-                 int ct, int ldc, int compute, int algo)
-{
+                 int at, int lda, const void *B, int bt, int ldb, const void *beta, void *C, int ct,
+                 int ldc, int compute, int algo) {
     g_gemms++;
     return real_gemm_ex(h, ta, tb, m, n, k, alpha, A, at, lda, B, bt, ldb, beta, C, ct, ldc,
                         compute, algo);
 }
 int real_gemm_sb(void *h, int ta, int tb, int m, int n, int k, const void *alpha, const void *A,
                  int at, int lda, long long sa, const void *B, int bt, int ldb, long long sb,
-                 const void *beta, void *C, int ct, int ldc, long long sc, int batch,
-                 int compute, int algo) __asm__("__real_" GEMM_SB);
+                 const void *beta, void *C, int ct, int ldc, long long sc, int batch, int compute,
+                 int algo) __asm__("__real_" GEMM_SB);
 int wrap_gemm_sb(void *h, int ta, int tb, int m, int n, int k, const void *alpha, const void *A,
                  int at, int lda, long long sa, const void *B, int bt, int ldb, long long sb,
-                 const void *beta, void *C, int ct, int ldc, long long sc, int batch,
-                 int compute, int algo) __asm__("__wrap_" GEMM_SB);
+                 const void *beta, void *C, int ct, int ldc, long long sc, int batch, int compute,
+                 int algo) __asm__("__wrap_" GEMM_SB);
 int wrap_gemm_sb(void *h, int ta, int tb, int m, int n, int k, const void *alpha, const void *A,
                  int at, int lda, long long sa, const void *B, int bt, int ldb, long long sb,
-                 const void *beta, void *C, int ct, int ldc, long long sc, int batch,
-                 int compute, int algo)
-{
+                 const void *beta, void *C, int ct, int ldc, long long sc, int batch, int compute,
+                 int algo) {
     g_gemms++;
-    return real_gemm_sb(h, ta, tb, m, n, k, alpha, A, at, lda, sa, B, bt, ldb, sb, beta, C, ct,
-                        ldc, sc, batch, compute, algo);
+    return real_gemm_sb(h, ta, tb, m, n, k, alpha, A, at, lda, sa, B, bt, ldb, sb, beta, C, ct, ldc,
+                        sc, batch, compute, algo);
 }
 
 static unsigned long long g_k0, g_g0;
-static void count_start(void)
-{
+static void count_start(void) {
     g_k0 = cudasim_launch_count();
     g_g0 = g_gemms;
 }
 static int g_failures;
 /* launches since count_start against the budget; GEMM calls must be none */
-static void count_check(const char *op, unsigned long long budget)
-{
+static void count_check(const char *op, unsigned long long budget) {
     unsigned long long k = cudasim_launch_count() - g_k0, g = g_gemms - g_g0;
     int bad = k > budget || g != 0;
     printf("%s %-20s %llu kernel launches (budget %llu), %llu GEMM calls\n", bad ? "FAIL" : "ok  ",
@@ -83,8 +79,7 @@ static void count_check(const char *op, unsigned long long budget)
     g_failures += bad;
 }
 
-static void *dev_zeros(const struct ops *o, size_t bytes)
-{
+static void *dev_zeros(const struct ops *o, size_t bytes) {
     void *p = o->alloc(bytes);
     if (!p) {
         fprintf(stderr, "cudasim: out of memory\n");
@@ -93,8 +88,7 @@ static void *dev_zeros(const struct ops *o, size_t bytes)
     return p;
 }
 
-static void check_op_budgets(const struct ops *o)
-{
+static void check_op_budgets(const struct ops *o) {
     enum { B = 2, T = 40, C = 64, NH = 2, V = 30, NL = 2 };
     size_t n = (size_t)B * T * C, es = o->storage_bytes;
     void *q = dev_zeros(o, n * es), *k = dev_zeros(o, n * es), *v = dev_zeros(o, n * es);
@@ -144,7 +138,8 @@ static void check_op_budgets(const struct ops *o)
            "kernels + %llu GEMMs\n",
            fk, fg, cudasim_launch_count() - g_k0, g_gemms - g_g0);
     void *all[] = {q, k, v, out, d, lse, mean, rstd, wte, wpe, wl, ids};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) o->free(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        o->free(all[i]);
 }
 
 static const char CONFIG[] =
@@ -156,8 +151,7 @@ static const char CONFIG[] =
 
 /* the launches and GEMM calls counted when the step's gradient is summed */
 static unsigned long long g_summed_k, g_summed_g;
-static int at_grad_summed(void *ctx, struct trainer *t)
-{
+static int at_grad_summed(void *ctx, struct trainer *t) {
     (void)ctx;
     (void)t;
     g_summed_k = cudasim_launch_count() - g_k0;
@@ -165,8 +159,7 @@ static int at_grad_summed(void *ctx, struct trainer *t)
     return 0;
 }
 
-static int count_micro_batch(const struct ops *o)
-{
+static int count_micro_batch(const struct ops *o) {
     struct xlmc_config cfg;
     memset(&cfg, 0, sizeof cfg);
     if (config_parse_string(CONFIG, "launch count config", &cfg) != 0) return 1;
@@ -201,8 +194,7 @@ static int count_micro_batch(const struct ops *o)
     return 0;
 }
 
-int main(void)
-{
+int main(void) {
     char why[256] = "";
     const struct ops *sim = cudasim_ops_cuda(OPS_FP16, 0, why, sizeof why);
     if (!sim) {

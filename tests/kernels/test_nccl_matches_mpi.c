@@ -20,8 +20,7 @@
 const struct ops *cudasim_ops_cuda(enum ops_precision precision, int device, char *why,
                                    size_t why_len);
 
-static void make_gradient(float *g, int rank)
-{
+static void make_gradient(float *g, int rank) {
     uint64_t x = 0x9E3779B97F4A7C15ull * (uint64_t)(rank + 1);
     for (int i = 0; i < N; i++) {
         x ^= x << 13;
@@ -41,8 +40,7 @@ struct rank_job {
     int failed;
 };
 
-static void *nccl_rank(void *arg)
-{
+static void *nccl_rank(void *arg) {
     struct rank_job *j = arg;
     char why[256] = "";
     struct comm *c = comm_nccl_create_with_id(j->id, j->rank, WORLD, j->rank, why, sizeof why);
@@ -57,7 +55,8 @@ static void *nccl_rank(void *arg)
     j->ops->to_device(d, host, sizeof host);
     j->failed |= c->allreduce_sum_f32(c, d, N) != 0;
     j->ops->to_host(j->result, d, sizeof host);
-    for (int i = 0; i < N; i++) j->result[i] *= 1.0f / WORLD;
+    for (int i = 0; i < N; i++)
+        j->result[i] *= 1.0f / WORLD;
     j->ops->free(d);
     j->f64[0] = 0.5 + j->rank;
     j->f64[1] = 1e-3 * (j->rank + 1);
@@ -71,8 +70,7 @@ static void *nccl_rank(void *arg)
     return NULL;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (MPI_Init(&argc, &argv) != MPI_SUCCESS) return 1;
     int rank = 0, world = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -91,7 +89,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "MPI all-reduce failed\n");
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    for (int i = 0; i < N; i++) avg[i] *= 1.0f / WORLD;
+    for (int i = 0; i < N; i++)
+        avg[i] *= 1.0f / WORLD;
     int failures = 0;
     if (rank == 0) {
         char why[256] = "";
@@ -107,15 +106,19 @@ int main(int argc, char **argv)
             jobs[r].ops = ops;
             jobs[r].rank = r;
             memcpy(jobs[r].id, id, sizeof id);
-            if (pthread_create(&th[r], NULL, nccl_rank, &jobs[r]) != 0) MPI_Abort(MPI_COMM_WORLD, 1);
+            if (pthread_create(&th[r], NULL, nccl_rank, &jobs[r]) != 0)
+                MPI_Abort(MPI_COMM_WORLD, 1);
         }
-        for (int r = 0; r < WORLD; r++) pthread_join(th[r], NULL);
+        for (int r = 0; r < WORLD; r++)
+            pthread_join(th[r], NULL);
         for (int r = 0; r < WORLD; r++) {
             struct rank_job *j = &jobs[r];
             int diff = 0;
-            for (int i = 0; i < N; i++) diff += memcmp(&j->result[i], &avg[i], sizeof(float)) != 0;
+            for (int i = 0; i < N; i++)
+                diff += memcmp(&j->result[i], &avg[i], sizeof(float)) != 0;
             printf("nccl rank %d: %d of %d averaged gradients differ from MPI's; f64 %g %g, "
-                   "max %d, broadcast %d\n", r, diff, N, j->f64[0], j->f64[1], j->imax, j->bcast);
+                   "max %d, broadcast %d\n",
+                   r, diff, N, j->f64[0], j->f64[1], j->imax, j->bcast);
             failures += j->failed || diff || j->f64[0] != 2.0 || fabs(j->f64[1] - 3e-3) > 1e-15 ||
                         j->imax != 13 || j->bcast != 4242;
         }

@@ -82,7 +82,8 @@ int main(void) {
         memcpy(jobs[r].id, id, sizeof id);
         if (pthread_create(&th[r], NULL, nccl_rank, &jobs[r]) != 0) return 1;
     }
-    for (int r = 0; r < WORLD; r++) pthread_join(th[r], NULL);
+    for (int r = 0; r < WORLD; r++)
+        pthread_join(th[r], NULL);
 
     static float g0[N], g1[N];
     make_gradient(g0, 0);

@@ -13,8 +13,7 @@ const struct ops *cudasim_ops_cuda(enum ops_precision precision, int device, cha
                                    size_t why_len);
 void cudasim_set_schedule(int schedule, unsigned long long seed);
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc < 2 || (strcmp(argv[1], "ascending") && strcmp(argv[1], "shuffle"))) {
         fprintf(stderr, "usage: %s ascending|shuffle\n", argv[0]);
         return 2;

@@ -11,8 +11,7 @@
 const struct ops *cudasim_ops_cuda(enum ops_precision precision, int device, char *why,
                                    size_t why_len);
 
-int main(void)
-{
+int main(void) {
     char why[256] = "";
     const struct ops *sim = cudasim_ops_cuda(OPS_FP16, 0, why, sizeof why);
     if (!sim) {

@@ -14,8 +14,7 @@
 
 static int fails;
 
-static void expect(const char *what, double got, double want, double rel)
-{
+static void expect(const char *what, double got, double want, double rel) {
     double err = fabs(got - want) / fmax(fabs(want), 1e-30);
     if (!(err <= rel)) {
         printf("FAIL %s: got %.9g, want %.9g\n", what, got, want);
@@ -23,8 +22,7 @@ static void expect(const char *what, double got, double want, double rel)
     }
 }
 
-int main(void)
-{
+int main(void) {
     struct train_config tc = {0};
     tc.lr = 1e-4f;
     tc.warmup = 4000;

@@ -25,8 +25,7 @@
 #define WEIGHT_ABS_TOL 1e-5
 #define KEY_BIAS_ABS_TOL 2e-3
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
         return 2;
@@ -40,8 +39,7 @@ int main(int argc, char **argv)
     struct fixture_batch fb;
     struct model m;
     if (fixture_load_config(weights, &cfg) || fixture_load_batch(batch_path, &fb)) return 1;
-    if (model_create(&m, &cfg, ops_cpu(OPS_FP32)) || fixture_load_params(&m, weights, ""))
-        return 1;
+    if (model_create(&m, &cfg, ops_cpu(OPS_FP32)) || fixture_load_params(&m, weights, "")) return 1;
     size_t n_losses = 0, n_norms = 0;
     float *want_loss = fixture_read_f32(adam, "losses", &n_losses);
     float *want_norm = fixture_read_f32(adam, "grad_norms", &n_norms);
@@ -57,8 +55,8 @@ int main(int argc, char **argv)
         if (trainer_step(&t, &fb.batch, 1, &st)) return 1;
         double dl = fabs(st.loss - want_loss[s]);
         double dn = fabs(st.grad_norm - want_norm[s]) / want_norm[s];
-        printf("%4zu  %.7f  %.7f  %.2e  %.6f  %.6f\n", s, st.loss, want_loss[s], dl,
-               st.grad_norm, want_norm[s]);
+        printf("%4zu  %.7f  %.7f  %.2e  %.6f  %.6f\n", s, st.loss, want_loss[s], dl, st.grad_norm,
+               want_norm[s]);
         if (!(dl <= LOSS_TOL)) {
             printf("FAIL step %zu: loss differs by %.3g > %g\n", s, dl, LOSS_TOL);
             fails++;
@@ -90,8 +88,9 @@ int main(int argc, char **argv)
         for (size_t i = p->offset; i < p->offset + p->numel; i++)
             err = fmax(err, fabs((double)m.master[i] - ref.master[i]));
         double bound = id == P_KB ? KEY_BIAS_ABS_TOL : WEIGHT_ABS_TOL;
-        if (p->numel) printf("final weights %-6s max |xlmc - torch| = %.3g (bound %g)\n",
-                             p->name, err, bound);
+        if (p->numel)
+            printf("final weights %-6s max |xlmc - torch| = %.3g (bound %g)\n", p->name, err,
+                   bound);
         if (!(err <= bound)) {
             printf("FAIL: final %s differs by %.3g > %g\n", p->name, err, bound);
             fails++;

@@ -49,20 +49,19 @@ static const char *CONFIG =
 
 /* ---- W identical ranks: every sum over ranks is W times this rank's value */
 static int sim_world;
-static int sim_sum_f32(struct comm *c, float *x, size_t n)
-{
+static int sim_sum_f32(struct comm *c, float *x, size_t n) {
     (void)c;
-    for (size_t i = 0; i < n; i++) x[i] *= (float)sim_world;
+    for (size_t i = 0; i < n; i++)
+        x[i] *= (float)sim_world;
     return 0;
 }
-static int sim_sum_f64(struct comm *c, double *x, size_t n)
-{
+static int sim_sum_f64(struct comm *c, double *x, size_t n) {
     (void)c;
-    for (size_t i = 0; i < n; i++) x[i] *= sim_world;
+    for (size_t i = 0; i < n; i++)
+        x[i] *= sim_world;
     return 0;
 }
-static int sim_max_int(struct comm *c, int *x, size_t n)
-{
+static int sim_max_int(struct comm *c, int *x, size_t n) {
     (void)c, (void)x, (void)n;
     return 0;
 }
@@ -70,19 +69,19 @@ static int sim_max_int(struct comm *c, int *x, size_t n)
 /* ---- Zipf(1) data over the vocabulary, from a fixed xorshift stream */
 static double *zipf_cdf; /* (V) */
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static double uniform01(void)
-{
+static double uniform01(void) {
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
     return (double)(rng >> 11) / 9007199254740992.0;
 }
-static int32_t zipf_draw(int V)
-{
+static int32_t zipf_draw(int V) {
     double u = uniform01() * zipf_cdf[V - 1];
     int lo = 0, hi = V - 1;
     while (lo < hi) {
         int mid = (lo + hi) / 2;
-        if (zipf_cdf[mid] < u) lo = mid + 1;
-        else hi = mid;
+        if (zipf_cdf[mid] < u)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }
@@ -91,11 +90,11 @@ struct micro {
     int32_t ids[MB_B * MB_T], langs[MB_B * MB_T], targets[MB_B * MB_T], lengths[MB_B];
 };
 
-static void make_batches(struct micro *mb, struct batch *b, int n, int V)
-{
+static void make_batches(struct micro *mb, struct batch *b, int n, int V) {
     for (int i = 0; i < n; i++) {
         int32_t stream[MB_B * (MB_T + 1)];
-        for (int j = 0; j < MB_B * (MB_T + 1); j++) stream[j] = zipf_draw(V);
+        for (int j = 0; j < MB_B * (MB_T + 1); j++)
+            stream[j] = zipf_draw(V);
         for (int r = 0; r < MB_B; r++) {
             mb[i].lengths[r] = MB_T;
             for (int t = 0; t < MB_T; t++) {
@@ -104,8 +103,8 @@ static void make_batches(struct micro *mb, struct batch *b, int n, int V)
                 mb[i].langs[r * MB_T + t] = (i + r) & 1;
             }
         }
-        b[i] = (struct batch){MB_B, MB_T, mb[i].ids, mb[i].langs, mb[i].lengths,
-                              mb[i].targets, (uint32_t)(i * MB_B)};
+        b[i] = (struct batch){MB_B,          MB_T,          mb[i].ids,           mb[i].langs,
+                              mb[i].lengths, mb[i].targets, (uint32_t)(i * MB_B)};
     }
 }
 
@@ -116,8 +115,7 @@ struct grab {
     float scale;
     int seen;
 };
-static int grab_gradient(void *ctx, struct trainer *t)
-{
+static int grab_gradient(void *ctx, struct trainer *t) {
     struct grab *gr = ctx;
     t->m->ops->to_host(gr->g, t->grad_acc, t->m->num_params * sizeof(float));
     gr->scale = t->pending.loss_scale;
@@ -127,8 +125,7 @@ static int grab_gradient(void *ctx, struct trainer *t)
 
 /* The step's accumulated gradient of the mean loss (fp32, host), loss scale divided out. */
 static float *step_gradient(const struct xlmc_config *cfg, const float *master,
-                            const struct batch *b, int n_micro, struct comm *c, float *scale)
-{
+                            const struct batch *b, int n_micro, struct comm *c, float *scale) {
     int fp16 = cfg->train.precision == PRECISION_FP16;
     struct model m;
     struct trainer t;
@@ -148,13 +145,15 @@ static float *step_gradient(const struct xlmc_config *cfg, const float *master,
         ok = gr.seen;
         *scale = gr.scale;
         int finite = 1;
-        for (size_t i = 0; ok && i < m.num_params; i++) finite &= isfinite(g[i]) != 0;
+        for (size_t i = 0; ok && i < m.num_params; i++)
+            finite &= isfinite(g[i]) != 0;
         if (finite) break;
-        printf("  (%s: gradient overflows at loss scale %g: halved)\n",
-               fp16 ? "fp16" : "fp32", (double)*scale);
+        printf("  (%s: gradient overflows at loss scale %g: halved)\n", fp16 ? "fp16" : "fp32",
+               (double)*scale);
         ok = scaler_update(&t.scaler, 1) == 0;
     }
-    for (size_t i = 0; ok && i < m.num_params; i++) g[i] /= *scale;
+    for (size_t i = 0; ok && i < m.num_params; i++)
+        g[i] /= *scale;
     if (t.m) trainer_free(&t);
     if (!ok) {
         free(g);
@@ -164,11 +163,10 @@ static float *step_gradient(const struct xlmc_config *cfg, const float *master,
     return g;
 }
 
-static void compare(const char *state, const struct model *m, const float *g16,
-                    const float *g32, float scale)
-{
-    printf("%s, loss scale %g: relative L2 error of the fp16 step gradient per tensor\n",
-           state, (double)scale);
+static void compare(const char *state, const struct model *m, const float *g16, const float *g32,
+                    float scale) {
+    printf("%s, loss scale %g: relative L2 error of the fp16 step gradient per tensor\n", state,
+           (double)scale);
     double worst = 0;
     for (int id = 0; id < P_COUNT; id++) {
         const struct param_tensor *p = &m->params[id];
@@ -198,8 +196,8 @@ static void compare(const char *state, const struct model *m, const float *g16,
             printf("FAIL: %s %s relative error %.3e > %.1e\n", state, p->name, rel, bound);
             fails++;
         } else if (rel > TARGET) {
-            printf("  note: %s %s above the %.0e target (allowed %.1e until item 2 lands)\n",
-                   state, p->name, TARGET, bound);
+            printf("  note: %s %s above the %.0e target (allowed %.1e until item 2 lands)\n", state,
+                   p->name, TARGET, bound);
         }
         /* Gradient elements that fp16 flushed to zero: the loss of precision a too small
          * loss scale causes (today's step lost 2.7 % of wte's and 2 % of pb's, peaked). */
@@ -213,18 +211,20 @@ static void compare(const char *state, const struct model *m, const float *g16,
     printf("  worst %.3e (target %.0e)\n", worst, TARGET);
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     int n_micro = argc > 1 ? atoi(argv[1]) : 1;
     if (n_micro < 1 || STEP_TOKENS / (MB_B * MB_T * n_micro) < 1) {
         fprintf(stderr, "usage: test_fp16_grad_precision <micro-batches per rank, 1..1024>\n");
         return 2;
     }
     sim_world = (int)(STEP_TOKENS / (MB_B * MB_T * n_micro));
-    printf("step of %.0f tokens: %d simulated ranks x %d micro-batches x %d tokens\n",
-           STEP_TOKENS, sim_world, n_micro, MB_B * MB_T);
-    struct comm c = {.name = "simulated", .rank = 0, .world = sim_world,
-                     .allreduce_sum_f32 = sim_sum_f32, .allreduce_sum_f64 = sim_sum_f64,
+    printf("step of %.0f tokens: %d simulated ranks x %d micro-batches x %d tokens\n", STEP_TOKENS,
+           sim_world, n_micro, MB_B * MB_T);
+    struct comm c = {.name = "simulated",
+                     .rank = 0,
+                     .world = sim_world,
+                     .allreduce_sum_f32 = sim_sum_f32,
+                     .allreduce_sum_f64 = sim_sum_f64,
                      .allreduce_max_int = sim_max_int};
 
     struct xlmc_config c16, c32;
@@ -233,7 +233,8 @@ int main(int argc, char **argv)
     c32.train.precision = PRECISION_FP32;
     int V = c16.model.vocab_size;
     zipf_cdf = malloc((size_t)V * sizeof(double));
-    for (int v = 0; v < V; v++) zipf_cdf[v] = (v ? zipf_cdf[v - 1] : 0) + 1.0 / (v + 1.0);
+    for (int v = 0; v < V; v++)
+        zipf_cdf[v] = (v ? zipf_cdf[v - 1] : 0) + 1.0 / (v + 1.0);
     struct micro *mb = malloc((size_t)n_micro * sizeof *mb);
     struct batch *b = malloc((size_t)n_micro * sizeof *b);
     make_batches(mb, b, n_micro, V);
@@ -250,7 +251,8 @@ int main(int argc, char **argv)
                 pb[v] = (float)log((zipf_cdf[v] - (v ? zipf_cdf[v - 1] : 0)) / zipf_cdf[V - 1]);
             int C = c16.model.dim, L = c16.model.n_layers;
             float *ln = m.master + m.params[P_LN2W].offset + (size_t)(L - 1) * C;
-            for (int i = 0; i < C; i++) ln[i] = 4.0f;
+            for (int i = 0; i < C; i++)
+                ln[i] = 4.0f;
             model_sync_weights(&m);
         }
         m.ops->storage_to_f32(master, m.weights, m.num_params);
@@ -270,7 +272,9 @@ int main(int argc, char **argv)
     free(mb);
     free(b);
     free(zipf_cdf);
-    if (fails) printf("%d check(s) failed\n", fails);
-    else printf("every check held\n");
+    if (fails)
+        printf("%d check(s) failed\n", fails);
+    else
+        printf("every check held\n");
     return fails != 0;
 }

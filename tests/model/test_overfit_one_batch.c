@@ -15,8 +15,7 @@
 #define MAX_STEPS 50
 #define TARGET_LOSS 0.1
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
         return 2;
@@ -46,14 +45,15 @@ int main(int argc, char **argv)
     for (step = 0; step < MAX_STEPS; step++) {
         if (trainer_step(&t, &fb.batch, 1, &st)) return 1;
         if (first < 0) first = st.loss;
-        if (step % 10 == 0) printf("step %3d  loss %.4f  lr %.2e  norm %.3f\n", step, st.loss,
-                                   st.lr, st.grad_norm);
+        if (step % 10 == 0)
+            printf("step %3d  loss %.4f  lr %.2e  norm %.3f\n", step, st.loss, st.lr, st.grad_norm);
         if (st.loss < TARGET_LOSS) break;
     }
     printf("loss %.4f -> %.4f after %d steps (bound %d)\n", first, st.loss, step + 1, MAX_STEPS);
     int ok = st.loss < TARGET_LOSS;
-    if (!ok) printf("FAIL: loss %.4f did not fall below %g within %d steps\n", st.loss,
-                    TARGET_LOSS, MAX_STEPS);
+    if (!ok)
+        printf("FAIL: loss %.4f did not fall below %g within %d steps\n", st.loss, TARGET_LOSS,
+               MAX_STEPS);
     trainer_free(&t);
     model_destroy(&m);
     comm_destroy(c);

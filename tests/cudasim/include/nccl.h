@@ -15,7 +15,8 @@ static const cudaError_t cudaErrorNotReady = (cudaError_t)600;
 typedef struct {
     int blocking;
 } ncclConfig_t;
-#define NCCL_CONFIG_INITIALIZER {1}
+#define NCCL_CONFIG_INITIALIZER                                                                    \
+    { 1 }
 ncclResult_t ncclCommInitRankConfig(ncclComm_t *c, int nranks, ncclUniqueId id, int rank,
                                     ncclConfig_t *config);
 ncclResult_t ncclCommGetAsyncError(ncclComm_t c, ncclResult_t *state);
