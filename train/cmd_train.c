@@ -21,6 +21,7 @@
 #include <limits.h>
 #include <math.h>
 #include <mpi.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,6 +335,14 @@ int cmd_train(int argc, char **argv) {
         free(r);
         return rc == 1 ? 0 : 2;
     }
+    /* A stop signal can come while the job is still starting (a requeued job's time limit, a
+     * preemption): held until the handlers below exist, it is acted on instead of killing the
+     * rank inside MPI_Init. Threads MPI starts inherit the mask, so it reaches this thread. */
+    sigset_t stop_signals, old_mask;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGUSR1);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
     int inited = 0;
     MPI_Initialized(&inited);
     /* The GPU first: a CUDA-aware MPI sets up its transport on the current device at init.
@@ -341,6 +350,7 @@ int cmd_train(int argc, char **argv) {
     if (!inited && !strcmp(r->args.device, "cuda") && session_launcher_local_rank() >= 0)
         ops_cuda(OPS_FP32, session_launcher_local_rank(), NULL, 0);
     if (!inited && MPI_Init(NULL, NULL) != MPI_SUCCESS) {
+        pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
         free(r);
         return xlmc_error("MPI_Init failed"), 1;
     }
@@ -353,6 +363,7 @@ int cmd_train(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 
     if (r->args.pause_ckpt_step >= 0) ckpt_set_midwrite_hook(pause_midwrite, &r->args);
     rc = train_run_setup(r);
