@@ -154,9 +154,9 @@ struct dropout_key {
     X(mask_padding, (void *x, const int32_t *lengths, int B, int T, int C), (x, lengths, B, T, C)) \
                                                                                                    \
     /* ---- output layer and loss ----                                                             \
-     * logits (N,Vp) already computed by matmul_forward, Vp >= V the row stride (the model pads   \
-     * the vocabulary to a multiple of 128 for aligned GEMMs): columns V..Vp-1 are padding, left    \
-     * out of the softmax and never read. bias (V) or NULL: first added to columns < V of every     \
+     * logits (N,Vp) already computed by matmul_forward, Vp >= V the row stride (the model pads    \
+     * the vocabulary to a multiple of 128 for aligned GEMMs): columns V..Vp-1 are padding, left   \
+     * out of the softmax and never read. bias (V) or NULL: first added to columns < V of every    \
      * row in place (a training forward leaves the output bias to this op rather than to           \
      * matmul_forward, which saves a pass over the (N,V) logits).                                  \
      * losses (N) fp32 = -log softmax(logits[:V])[t] for targets t >= 0, 0 where the target is     \

@@ -11,9 +11,10 @@
 #define CLS_BLOCK 32
 
 /* One row l (V; the padding after it is the caller's) with target t >= 0: bias added
- * (rounded when h), loss returned, and with dscale != 0 the row overwritten by its gradient. The row (V floats) stays in L1/L2 between
- * the passes: only the first reads it from memory. The log-sum-exp is summed in double: with
- * V = 64k an fp32 sum would lose ~1e-6 relative in the loss. */
+ * (rounded when h), loss returned, and with dscale != 0 the row overwritten by its gradient.
+ * The row (V floats) stays in L1/L2 between the passes: only the first reads it from memory.
+ * The log-sum-exp is summed in double: with V = 64k an fp32 sum would lose ~1e-6 relative in
+ * the loss. */
 CPU_INLINE float classifier_row(int h, float *l, const float *bias, int t, int V, float dscale) {
     if (bias) {
 #pragma omp simd

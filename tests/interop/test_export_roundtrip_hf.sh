@@ -49,7 +49,8 @@ ckpt=$work/run/checkpoints/step-0000003.h5
     fail "export-hf: $(cat "$work/export.log")"
 "$logits" "$ckpt" "$here/hf_tiny_batch.h5" "$work/xlmc_logits.h5" >/dev/null 2>&1 || true
 [ -f "$work/xlmc_logits.h5" ] || fail "interop_logits wrote no logits"
-python3 "$here/check_export.py" "$work/hf" "$here/hf_tiny_batch.h5" "$work/xlmc_logits.h5" "$ckpt" ||
+python3 "$here/check_export.py" "$work/hf" "$here/hf_tiny_batch.h5" "$work/xlmc_logits.h5" \
+    "$ckpt" ||
     fail "transformers does not reproduce the exported model"
 
 # export -> import gives back the checkpoint's weights exactly, and the same tokenizer
