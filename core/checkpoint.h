@@ -50,7 +50,8 @@ int ckpt_load(const char *path, struct model *m, struct trainer *t, struct loade
 int ckpt_verify(const char *path, char *why, size_t why_len);
 
 /* The newest valid checkpoint of run_dir/checkpoints into path. Corrupt or partial ones are
- * reported and skipped, never deleted. Returns 0, 1 if there is none, -1 on error. */
+ * reported and skipped, never deleted. Returns 0, 1 if there is none, 2 if there are
+ * checkpoints but none is valid (the caller must not start afresh silently), -1 on error. */
 int ckpt_find_latest(const char *run_dir, char *path, size_t len);
 
 /* Write run_dir/checkpoints/step-NNNNNNN.h5 for t->step (creating the folder), then delete

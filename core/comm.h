@@ -29,6 +29,10 @@ struct comm {
     /* ends the whole job (MPI_Abort: does not return); a one-process communicator has no
      * other rank to end and returns: the caller then exits with its status as usual */
     void (*abort)(struct comm *c, int code);
+    /* NCCL: a collective not complete after this long aborts the communicator
+     * (ncclCommAbort) and fails, naming what it waited on; 0 = wait forever (train leaves
+     * hangs to its watchdog, which calls abort). Asynchronous NCCL errors end a wait too. */
+    double timeout_seconds;
     void *impl;
 };
 
@@ -37,5 +41,10 @@ struct comm *comm_mpi_create(void);
 /* A one-rank communicator without MPI (tools and tests). */
 struct comm *comm_local_create(void);
 void comm_destroy(struct comm *c);
+
+/* Collectives this process has entered through the MPI communicator, and the name of the one
+ * it is inside now (NULL between them). Safe to call from another thread: the watchdog reads
+ * them to tell which rank did not arrive (the one that entered fewer). */
+unsigned long comm_mpi_entered(const char **inside);
 
 #endif

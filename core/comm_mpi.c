@@ -8,6 +8,7 @@
 
 #include <limits.h>
 #include <mpi.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,15 +23,35 @@ static int mpi_check(int rc, const char *what) {
     return xlmc_error("%s failed: %s", what, msg);
 }
 
+/* Progress marks for the watchdog's thread (comm_mpi_entered). */
+static atomic_ulong mpi_entered;
+static _Atomic(const char *) mpi_inside;
+
+static void mark_enter(const char *what) {
+    atomic_store(&mpi_inside, what);
+    atomic_fetch_add(&mpi_entered, 1);
+}
+
+static int mark_leave(int rc) {
+    atomic_store(&mpi_inside, (const char *)NULL);
+    return rc;
+}
+
+unsigned long comm_mpi_entered(const char **inside) {
+    if (inside) *inside = atomic_load(&mpi_inside);
+    return atomic_load(&mpi_entered);
+}
+
 static int mpi_allreduce(void *x, size_t n, MPI_Datatype type, size_t elem_bytes, MPI_Op op) {
+    mark_enter("MPI_Allreduce");
     for (size_t off = 0; off < n; off += COMM_CHUNK) {
         size_t k = n - off < COMM_CHUNK ? n - off : COMM_CHUNK;
         if (mpi_check(MPI_Allreduce(MPI_IN_PLACE, (char *)x + off * elem_bytes, (int)k, type, op,
                                     MPI_COMM_WORLD),
                       "MPI_Allreduce"))
-            return -1;
+            return mark_leave(-1);
     }
-    return 0;
+    return mark_leave(0);
 }
 
 /* A one-rank sum is x itself: no MPI call, so that the CUDA backend's device pointers (one
@@ -74,7 +95,8 @@ static int mpi_wait(struct comm *c) {
     struct mpi_pending *p = c->impl;
     int n = p->n;
     p->n = 0;
-    return mpi_check(MPI_Waitall(n, p->req, MPI_STATUSES_IGNORE), "MPI_Waitall");
+    mark_enter("MPI_Waitall (gradient all-reduce)");
+    return mark_leave(mpi_check(MPI_Waitall(n, p->req, MPI_STATUSES_IGNORE), "MPI_Waitall"));
 }
 
 static int mpi_sum_f64(struct comm *c, double *x, size_t n) {
@@ -89,18 +111,20 @@ static int mpi_max_int(struct comm *c, int *x, size_t n) {
 
 static int mpi_broadcast(struct comm *c, void *buf, size_t bytes, int root) {
     (void)c;
+    mark_enter("MPI_Bcast");
     for (size_t off = 0; off < bytes; off += COMM_CHUNK) {
         size_t k = bytes - off < COMM_CHUNK ? bytes - off : COMM_CHUNK;
         if (mpi_check(MPI_Bcast((char *)buf + off, (int)k, MPI_BYTE, root, MPI_COMM_WORLD),
                       "MPI_Bcast"))
-            return -1;
+            return mark_leave(-1);
     }
-    return 0;
+    return mark_leave(0);
 }
 
 static int mpi_barrier(struct comm *c) {
     (void)c;
-    return mpi_check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+    mark_enter("MPI_Barrier");
+    return mark_leave(mpi_check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"));
 }
 
 static void mpi_abort_job(struct comm *c, int code) {

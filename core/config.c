@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum key_type { K_INT, K_LONG, K_ULONG, K_FLOAT, K_BOOL, K_SCHEDULE, K_PRECISION, K_LANGS,
                 K_RATIO };
@@ -66,6 +67,7 @@ static const struct key_spec KEYS[] = {
     {"train", "keep_last", K_INT, T(keep_last), 0, 1, 1 << 20, "3"},
     {"train", "eval_batches", K_INT, T(eval_batches), 0, 0, 1 << 30, "0"},
     {"train", "overlap_allreduce", K_BOOL, T(overlap_allreduce), 0, 0, 1, "true"},
+    {"train", "watchdog_seconds", K_FLOAT, T(watchdog_seconds), 0, 0, 1e9, "300"},
 };
 #undef M
 #undef T
@@ -171,6 +173,11 @@ static int on_key(void *user, const char *section, const char *key, const char *
         snprintf(st->error, sizeof st->error, "unknown key '%s' in section [%s]", key, section);
         return 0;
     }
+    if (st->seen[k - KEYS]) {
+        /* last-wins would let a forgotten second [train] section override silently */
+        snprintf(st->error, sizeof st->error, "[%s] %s is set a second time", section, key);
+        return 0;
+    }
     char why[128];
     const char *bad = set_value(st->cfg, k, value, why, sizeof why);
     if (bad) {
@@ -233,8 +240,39 @@ static void init_state(struct parse_state *st, struct xlmc_config *cfg, const ch
     snprintf(cfg->path, sizeof cfg->path, "%s", name);
 }
 
+/* libinih cuts lines at INI_MAX_LINE - 2 characters and parses the rest as a continuation of
+ * the line: its errors would name the next line and the wrong cause. Refuse them here. */
+static int check_line_lengths(const char *text, size_t len, const char *name)
+{
+    const size_t max = INI_MAX_LINE - 2; /* characters before the newline */
+    int line = 1;
+    for (size_t start = 0, i = 0; i <= len; i++) {
+        if (i < len && text[i] != '\n') continue;
+        if (i - start > max)
+            return xlmc_error("%s:%d: the line is %zu characters long, more than the %zu a "
+                              "config line may have",
+                              name, line, i - start, max);
+        start = i + 1;
+        line++;
+    }
+    return 0;
+}
+
 int config_load(const char *path, struct xlmc_config *cfg)
 {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return xlmc_error("%s: is a directory, not a config file (e.g. configs/tiny.ini)", path);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        char *text = NULL;
+        size_t cap = 0;
+        ssize_t n = getdelim(&text, &cap, 0, f); /* the whole file: configs have no NUL */
+        fclose(f);
+        int bad = n > 0 && check_line_lengths(text, (size_t)n, path);
+        free(text);
+        if (bad) return -1;
+    }
     struct parse_state st;
     init_state(&st, cfg, path);
     return finish(&st, ini_parse(path, on_key, &st));
@@ -243,6 +281,7 @@ int config_load(const char *path, struct xlmc_config *cfg)
 int config_parse_string(const char *text, const char *name, struct xlmc_config *cfg)
 {
     struct parse_state st;
+    if (check_line_lengths(text, strlen(text), name)) return -1;
     init_state(&st, cfg, name);
     return finish(&st, ini_parse_string(text, on_key, &st));
 }

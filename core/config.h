@@ -56,6 +56,8 @@ struct train_config {
     int overlap_allreduce;  /* with several ranks, sum each layer's gradient while backward
                              * computes the layers below (default); false sums it in one call
                              * after backward: bit-identical updates, slower (for debugging) */
+    float watchdog_seconds; /* a rank without progress this long (or 20 median steps, if
+                             * longer) ends the job with exit 76; 0 = no watchdog */
 };
 
 struct xlmc_config {

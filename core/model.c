@@ -224,7 +224,7 @@ int model_sync_weights(struct model *m) {
 /* Per-layer activations, all storage (N = B*T) unless noted. */
 struct layer_acts {
     void *q, *k, *v; /* (N,C) projections */
-    void *att;       /* (B,NH,T,T) probabilities before dropout */
+    float *lse;      /* (B,NH,T) fp32 log-sum-exp of each attention row's scores */
     void *y;         /* (N,C) attention output before out_lin */
     void *r1, *h1;   /* (N,C) first residual sum, its LayerNorm */
     void *f1, *g;    /* (N,F) lin1 output, its GELU */
@@ -243,9 +243,8 @@ struct model_plan {
     float *logits_f32;  /* (N,V) fp32 device, only for logits_out; allocated on demand */
     int32_t *ids, *langs, *targets, *lengths; /* device: (N) (N) (N) (B) */
     /* backward */
-    void *g_h, *g_r, *g_t, *g_q, *g_k, *g_v, *zeros; /* (N,C) */
-    void *g_f;                                       /* (N,F) */
-    void *scratch;                                   /* (B,NH,T,T) */
+    void *g_h, *g_r, *g_t, *g_q, *g_k, *g_v; /* (N,C) */
+    void *g_f;                               /* (N,F) */
     void *f32_block, *int_block;
     /* what the last forward did, for its backward */
     int training, have_targets;
@@ -299,7 +298,7 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
     const struct model_config *mc = &m->cfg.model;
     size_t es = m->ops->storage_bytes, B = (size_t)pl->B, T = (size_t)pl->T, N = B * T;
     size_t C = (size_t)mc->dim, F = (size_t)mc->ffn_dim;
-    size_t ATT = B * (size_t)mc->n_heads * T * T;
+    size_t NHT = B * (size_t)mc->n_heads * T;
     char *s = sbase, *f = fbase, *i = ibase;
     pl->emb = CARVE(s, N * C, es);
     pl->x0 = CARVE(s, N * C, es);
@@ -310,7 +309,6 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
         a->q = CARVE(s, N * C, es);
         a->k = CARVE(s, N * C, es);
         a->v = CARVE(s, N * C, es);
-        a->att = CARVE(s, ATT, es);
         a->y = CARVE(s, N * C, es);
         a->r1 = CARVE(s, N * C, es);
         a->h1 = CARVE(s, N * C, es);
@@ -322,6 +320,7 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
         a->rstd1 = CARVE(f, N, sizeof(float));
         a->mean2 = CARVE(f, N, sizeof(float));
         a->rstd2 = CARVE(f, N, sizeof(float));
+        a->lse = CARVE(f, NHT, sizeof(float));
     }
     pl->logits = CARVE(s, N * (size_t)m->vocab_rows, es); /* (N,Vp): padded for the GEMMs */
     pl->g_h = CARVE(s, N * C, es);
@@ -330,9 +329,7 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
     pl->g_q = CARVE(s, N * C, es);
     pl->g_k = CARVE(s, N * C, es);
     pl->g_v = CARVE(s, N * C, es);
-    pl->zeros = CARVE(s, N * C, es);
     pl->g_f = CARVE(s, N * F, es);
-    pl->scratch = CARVE(s, ATT, es);
     pl->losses = CARVE(f, N, sizeof(float));
     pl->ids = CARVE(i, N, sizeof(int32_t));
     pl->langs = CARVE(i, N, sizeof(int32_t));
@@ -440,11 +437,10 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
         ops->matmul_forward(a->k, x, param_at(m, W, P_KW, l), param_at(m, W, P_KB, l), N, C, C);
         ops->matmul_forward(a->v, x, param_at(m, W, P_VW, l), param_at(m, W, P_VB, l), N, C, C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
-        ops->attention_forward(a->y, a->att, a->q, a->k, a->v, B, T, C, NH, pl->p_attn, &k);
+        ops->attention_forward(a->y, a->lse, a->q, a->k, a->v, B, T, C, NH, pl->p_attn, &k);
         ops->matmul_forward(a->r1, a->y, param_at(m, W, P_OW, l), param_at(m, W, P_OB, l), N, C, C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_OUT(l));
-        ops->dropout(a->r1, B, T, C, pl->p_hidden, &k);
-        ops->residual_forward(a->r1, x, a->r1, (size_t)N * C);
+        ops->dropout_residual(a->r1, x, a->r1, B, T, C, pl->p_hidden, &k);
         ops->layernorm_forward(a->h1, a->mean1, a->rstd1, a->r1, param_at(m, W, P_LN1W, l),
                                param_at(m, W, P_LN1B, l), N, C, mc->layer_norm_eps);
         ops->matmul_forward(a->f1, a->h1, param_at(m, W, P_F1W, l), param_at(m, W, P_F1B, l), N, C,
@@ -453,8 +449,7 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
         ops->matmul_forward(a->r2, a->g, param_at(m, W, P_F2W, l), param_at(m, W, P_F2B, l), N, F,
                             C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_FFN_OUT(l));
-        ops->dropout(a->r2, B, T, C, pl->p_hidden, &k);
-        ops->residual_forward(a->r2, a->h1, a->r2, (size_t)N * C);
+        ops->dropout_residual(a->r2, a->h1, a->r2, B, T, C, pl->p_hidden, &k);
         ops->layernorm_forward(a->h2, a->mean2, a->rstd2, a->r2, param_at(m, W, P_LN2W, l),
                                param_at(m, W, P_LN2B, l), N, C, mc->layer_norm_eps);
         ops->mask_padding(a->h2, pl->lengths, B, T, C);
@@ -517,15 +512,14 @@ float model_forward_train(struct model *m, const struct batch *b, uint64_t seed,
 
 /* ---------------------------------------------------------------- backward */
 
-/* d_branch = dropout(d) for a residual branch; the residual path keeps d itself. The op table
- * has no device copy, so with dropout on the copy is d + 0 into the temp buffer. */
+/* d_branch = dropout(d) for a residual branch, into the temp buffer; the residual path keeps d
+ * itself. */
 static const void *branch_grad(struct model *m, struct model_plan *pl, const void *d,
                                const struct dropout_key *k) {
     if (pl->p_hidden <= 0.0f) return d;
     const struct ops *ops = m->ops;
     int C = m->cfg.model.dim;
-    ops->residual_forward(pl->g_t, d, pl->zeros, (size_t)pl->B * pl->T * C);
-    ops->dropout(pl->g_t, pl->B, pl->T, C, pl->p_hidden, k);
+    ops->dropout_residual(pl->g_t, NULL, d, pl->B, pl->T, C, pl->p_hidden, k);
     return pl->g_t;
 }
 
@@ -587,8 +581,8 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
         ops->matmul_backward(pl->g_h, param_at(m, G, P_OW, l), param_at(m, G, P_OB, l), d, a->y,
                              param_at(m, W, P_OW, l), N, C, C); /* d y */
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
-        ops->attention_backward(pl->g_q, pl->g_k, pl->g_v, pl->scratch, pl->g_h, a->att, a->q, a->k,
-                                a->v, B, T, C, NH, pl->p_attn, &k);
+        ops->attention_backward(pl->g_q, pl->g_k, pl->g_v, pl->g_h, a->y, a->lse, a->q, a->k, a->v,
+                                B, T, C, NH, pl->p_attn, &k);
         /* d x = d r1 + the three projections' input gradients */
         ops->matmul_backward(pl->g_t, param_at(m, G, P_QW, l), param_at(m, G, P_QB, l), pl->g_q, x,
                              param_at(m, W, P_QW, l), N, C, C);

@@ -413,6 +413,14 @@ static int encode_line(const struct tokenizer *t, const char *lang, const char *
         snprintf(why, why_len, "language '%s' has no tokenizer rules (en, de)", lang);
         return -1;
     }
+    /* A line is text: a NUL means a binary file or a broken export, and C string readers
+     * (xlmc prep's) would cut the line there. The same refusal everywhere. */
+    const char *nul = memchr(text, 0, len);
+    if (nul) {
+        snprintf(why, why_len, "NUL byte at byte %zu of the line (not a text file?)",
+                 (size_t)(nul - text));
+        return -1;
+    }
     struct cpbuf cp = {0}, tmp = {0};
     size_t bad_at = 0;
     if (moses_pipeline((enum text_lang)l, text, len, &cp, &tmp, &bad_at)) {

@@ -109,23 +109,24 @@ struct dropout_key {
       (dinp, dw, db, dout, inp, w, N, C, OC))                                                      \
                                                                                                    \
     /* ---- causal multi-head attention core ----                                                  \
-     * q, k, v (B,T,C) already projected (q NOT yet scaled); out (B,T,C) = softmax(q k^T /         \
-     * sqrt(HS) + causal mask) @ v per head, softmax in fp32; key s is visible to query t iff      \
-     * s <= t. att (B,NH,T,T) saves the probabilities BEFORE dropout for backward (upper           \
-     * triangle zero): the backward rebuilds the mask rather than recomputing the softmax.         \
-     * Attention dropout with probability p (p == 0: none) keyed by *key: the mask of att[b]       \
-     * uses global row key->row0 + b and element (h*T + t)*T + s (att[b]'s row-major index);       \
-     * the product with v uses dropout(att), each kept element rounded to storage. */              \
+     * q, k, v (B,T,C) already projected (q NOT yet scaled); per head, P = softmax(q k^T /         \
+     * sqrt(HS) + causal mask) in fp32 (key s is visible to query t iff s <= t), P' = dropout(P)   \
+     * with probability p (p == 0: none) keyed by *key: the mask of sequence b uses global row     \
+     * key->row0 + b and element (h*T + t)*T + s; out (B,T,C) = P' @ v. P and P' stay fp32 and     \
+     * are never stored: lse (B,NH,T) fp32 saves each query row's log-sum-exp of the scaled        \
+     * scores, and the backward recomputes P from q, k and lse (FlashAttention). No backend        \
+     * holds a (B,NH,T,T) tensor. */                                                               \
     X(attention_forward,                                                                           \
-      (void *out, void *att, const void *q, const void *k, const void *v, int B, int T, int C,     \
+      (void *out, float *lse, const void *q, const void *k, const void *v, int B, int T, int C,    \
        int NH, float p, const struct dropout_key *key),                                            \
-      (out, att, q, k, v, B, T, C, NH, p, key))                                                    \
-    /* dq, dk, dv (B,T,C) overwritten; scratch: (B,NH,T,T) storage elements */                     \
+      (out, lse, q, k, v, B, T, C, NH, p, key))                                                    \
+    /* dq, dk, dv (B,T,C) overwritten, from dout (B,T,C); out (B,T,C) and lse (B,NH,T) as the      \
+     * forward wrote them (sum_s P dP of a row is dout . out) */                                   \
     X(attention_backward,                                                                          \
-      (void *dq, void *dk, void *dv, void *scratch, const void *dout, const void *att,             \
+      (void *dq, void *dk, void *dv, const void *dout, const void *out, const float *lse,          \
        const void *q, const void *k, const void *v, int B, int T, int C, int NH, float p,          \
        const struct dropout_key *key),                                                             \
-      (dq, dk, dv, scratch, dout, att, q, k, v, B, T, C, NH, p, key))                              \
+      (dq, dk, dv, dout, out, lse, q, k, v, B, T, C, NH, p, key))                                  \
                                                                                                    \
     /* ---- pointwise ---- */                                                                      \
     /* out (n) = gelu(inp), erf form: 0.5 x (1 + erf(x / sqrt 2)) */                               \
@@ -150,6 +151,13 @@ struct dropout_key {
      * forward and, on the gradient, for backward (the same mask). */                              \
     X(dropout, (void *x, int B, int T, int C, float p, const struct dropout_key *key),             \
       (x, B, T, C, p, key))                                                                        \
+    /* out (B,T,C) = res + dropout(x), the dropout drawn and rounded to storage as `dropout`       \
+     * does it (p == 0: x itself); res NULL: out = dropout(x). out may be x or res. One pass       \
+     * over memory for what dropout then residual_forward do in two. */                            \
+    X(dropout_residual,                                                                            \
+      (void *out, const void *res, const void *x, int B, int T, int C, float p,                    \
+       const struct dropout_key *key),                                                             \
+      (out, res, x, B, T, C, p, key))                                                              \
     /* x (B,T,C): zero the padded positions t >= lengths[b]; forward and backward alike. */        \
     X(mask_padding, (void *x, const int32_t *lengths, int B, int T, int C), (x, lengths, B, T, C)) \
                                                                                                    \

@@ -13,11 +13,15 @@
 #   XLMC_BIN      the xlmc binary                 (default: $XLMC_HOME/build/xlmc)
 #   XLMC_DEVICE   cuda or cpu                     (default: cuda)
 #   XLMC_LAUNCH   srun-pmix, srun-pmi2 or mpirun  (default: srun-pmix; see slurm/README)
-#   XLMC_REQUEUE  1: requeue after exit 75; 0: just exit 75 (chain.sh uses 0)
+#   XLMC_REQUEUE  1: requeue after exit 75 or 76; 0: just exit with it (chain.sh uses 0)
+#   XLMC_HANG_RETRIES  requeues after a hung rank (exit 76) before giving up (default 3)
 #   XLMC_ARGS     extra `xlmc train` options, e.g. "--max-steps 1000"
 
 # The job's own exit code for "checkpointed, please requeue" (xlmc train --help).
 XLMC_EXIT_REQUEUE=75
+# ... and for "a rank hung, the watchdog ended the job": requeue and resume from the last
+# checkpoint, at most XLMC_HANG_RETRIES times in a row (R/hang-requeues counts them).
+XLMC_EXIT_HUNG=76
 
 job_log() { printf '%s xlmc-job %s: %s\n' "$(date '+%F %T')" "${SLURM_JOB_ID:-?}" "$*"; }
 
@@ -67,20 +71,54 @@ job_run() {
         "${SLURM_NTASKS:-1} task(s): ${launch[*]} $XLMC_BIN train $*"
     trap 'job_forward USR1' USR1
     trap 'job_forward TERM' TERM
+    # xlmc's watchdog writes this before it ends a hung job (xlmc train --help, exit 76)
+    local fired=${XLMC_RUN_DIR:-.}/watchdog-fired fired_at=""
+    rm -f "$fired"
     "${launch[@]}" "$XLMC_BIN" train "$@" &
     step_pid=$!
     # A signal that came before the step existed is passed on now.
     [ -z "$stop_signal" ] || job_forward "$stop_signal"
-    # `wait` returns early when a trapped signal arrives: keep waiting for the step itself.
-    while :; do
+    # Poll rather than `wait` alone: when the watchdog fired because a node died, srun waits
+    # (--wait) for a task nobody will ever report; 20 s after the watchdog's note the step
+    # counts as ended with 76, and the requeue below cancels what is left of it.
+    status=""
+    while kill -0 "$step_pid" 2>/dev/null; do
+        sleep 1 &
+        wait $! # returns early when a trapped signal arrives
+        if [ -z "$fired_at" ] && [ -f "$fired" ]; then
+            fired_at=$SECONDS
+            job_log "$(head -c 300 "$fired")"
+        fi
+        if [ -n "$fired_at" ] && ((SECONDS - fired_at > 20)); then
+            job_log "the job step has not ended 20 s after the watchdog: taking it as exit 76"
+            status=$XLMC_EXIT_HUNG
+            break
+        fi
+    done
+    if [ -z "$status" ]; then
         wait "$step_pid"
         status=$?
-        kill -0 "$step_pid" 2>/dev/null || break
-    done
+    fi
     step_pid=""
     job_log "xlmc exited with status $status${stop_signal:+ after SIG$stop_signal}"
-    if [ "$status" = "$XLMC_EXIT_REQUEUE" ] && [ "${XLMC_REQUEUE:-1}" = 1 ]; then
-        job_log "checkpoint written: requeueing job $SLURM_JOB_ID (it resumes from it)"
+    local hangs_file=${XLMC_RUN_DIR:-.}/hang-requeues hangs=0
+    if [ "$status" = "$XLMC_EXIT_HUNG" ]; then
+        hangs=$(($(cat "$hangs_file" 2>/dev/null || echo 0) + 1))
+        echo "$hangs" >"$hangs_file"
+        if [ "$hangs" -gt "${XLMC_HANG_RETRIES:-3}" ]; then
+            job_log "error: a rank hung $hangs times in a row (XLMC_HANG_RETRIES=" \
+                "${XLMC_HANG_RETRIES:-3}): not requeueing; look at the nodes named above"
+            return "$status"
+        fi
+        job_log "a rank hung (watchdog, exit $status, $hangs of ${XLMC_HANG_RETRIES:-3}):" \
+            "requeueing to resume from the last checkpoint"
+    else
+        rm -f "$hangs_file" # a run that got anywhere resets the count
+    fi
+    if { [ "$status" = "$XLMC_EXIT_REQUEUE" ] || [ "$status" = "$XLMC_EXIT_HUNG" ]; } &&
+        [ "${XLMC_REQUEUE:-1}" = 1 ]; then
+        [ "$status" = "$XLMC_EXIT_HUNG" ] ||
+            job_log "checkpoint written: requeueing job $SLURM_JOB_ID (it resumes from it)"
         trap - USR1 TERM # Slurm ends this script with SIGTERM as part of the requeue
         if scontrol requeue "$SLURM_JOB_ID"; then
             job_log "requeued"

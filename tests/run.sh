@@ -7,8 +7,11 @@
 #   3. builds build/ with warnings as errors (CUDA backend too when nvcc is present) and runs
 #      every test with ctest,
 #   4. builds build-asan/ with AddressSanitizer + UBSan and runs the tests again there
-#      (all but those labelled slow, slurm or bench).
+#      (all but those labelled slow, slurm or bench),
+#   5. builds build-fuzz/ with clang and runs the libFuzzer harnesses of tests/fuzz for a fixed
+#      number of inputs each (label fuzz; only there, the release build does not have them).
 # Environment: XLMC_JOBS (parallel jobs, default nproc), XLMC_SKIP_ASAN=1 to skip step 4,
+# XLMC_SKIP_FUZZ=1 to skip step 5,
 # XLMC_TEST_REGEX to run a subset (ctest -R).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +23,8 @@ say() { printf '\n== %s ==\n' "$*"; }
 # ---- 1. packages ----
 debs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
       libopenblas-dev libinih-dev libjansson-dev libxxhash-dev xxhash zlib1g-dev gnuplot-nox
-      debian-handbook python3-pip shellcheck clang-format-14)
+      debian-handbook python3-pip shellcheck clang-format-14 clang-14 libclang-rt-14-dev
+      iproute2)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -70,6 +74,16 @@ if [ "${XLMC_SKIP_ASAN:-0}" != 1 ]; then
   # Open MPI's own start-up allocations are not ours to fix: no leak checking under MPI.
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan "${ctest_args[@]}" -LE 'slow|slurm|bench'
+fi
+# ---- 5. fuzzing: the file readers under libFuzzer, a fixed number of inputs each ----
+if [ "${XLMC_SKIP_FUZZ:-0}" != 1 ]; then
+  say "build the libFuzzer harnesses (clang)"
+  CC=clang-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DXLMC_FUZZ=ON \
+        -DXLMC_SANITIZE=ON -DXLMC_CUDA=OFF >/dev/null
+  cmake --build build-fuzz -j "$jobs" --target fuzz_safetensors fuzz_config fuzz_tokenizer \
+        fuzz_shard fuzz_checkpoint
+  say "fuzz (tests/fuzz/corpus, ~10 s per harness)"
+  ctest --test-dir build-fuzz --output-on-failure -j "$jobs" -L fuzz
 fi
 if [ "$format_ok" != 1 ]; then
   say "all tests passed, but files differ from .clang-format (listed in step 2)"

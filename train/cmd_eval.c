@@ -6,6 +6,7 @@
 #include "core/comm.h"
 #include "core/util.h"
 #include "train/evaluate.h"
+#include "train/run_guard.h"
 #include "train/session.h"
 
 #include <getopt.h>
@@ -91,7 +92,7 @@ int cmd_eval(int argc, char **argv) {
     uint64_t data_hash = 0, ckpt_hash = 0;
     if (session_data_vocab(data, &data_vocab, &data_hash)) return 1;
     struct xlmc_config cfg;
-    if (ckpt_read_config(ckpt, &cfg, &ckpt_hash)) return 1;
+    if (ckpt_read_config(ckpt, &cfg, &ckpt_hash) || check_lang_ids(&cfg.model, ckpt)) return 1;
     if (ckpt_hash != data_hash) {
         xlmc_error("checkpoint %s was trained with vocabulary %016llx but %s uses %016llx", ckpt,
                    (unsigned long long)ckpt_hash, data, (unsigned long long)data_hash);

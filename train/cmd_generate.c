@@ -9,6 +9,7 @@
 #include "core/checkpoint.h"
 #include "core/util.h"
 #include "data/tokenizer.h"
+#include "train/run_guard.h"
 #include "train/session.h"
 
 #include <getopt.h>
@@ -172,7 +173,7 @@ int cmd_generate(int argc, char **argv) {
     int lang_id = -1, rc = 1;
     struct model m;
     const struct ops *ops = NULL;
-    if (ckpt_read_config(ckpt, &cfg, &ckpt_hash)) goto out_tok;
+    if (ckpt_read_config(ckpt, &cfg, &ckpt_hash) || check_lang_ids(&cfg.model, ckpt)) goto out_tok;
     if (ckpt_hash != tokenizer_vocab_hash(tok)) {
         xlmc_error("%s is not the dictionary of checkpoint %s (vocabulary hash %016llx, the "
                    "checkpoint's %016llx)",

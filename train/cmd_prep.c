@@ -156,6 +156,7 @@ static int prep_file(struct prep *p, const char *path) {
         /* one whole line, however long */
         len = 0;
         int got = 0;
+        z_off_t at = gztell(in);
         while (gzgets(in, line + len, (int)(cap - len))) {
             got = 1;
             len += strlen(line + len);
@@ -165,6 +166,10 @@ static int prep_file(struct prep *p, const char *path) {
         }
         if (!got) break;
         lineno++;
+        if (gztell(in) - at != (z_off_t)len) { /* gzgets read past a NUL that strlen stops at */
+            rc = xlmc_error("%s:%ld: NUL byte in the line (not a text file?)", path, lineno);
+            break;
+        }
         p->bytes += (double)len;
         if (len && line[len - 1] == '\n') line[--len] = '\0';
         if (!len) continue;

@@ -13,7 +13,9 @@
 #include "train/evaluate.h"
 #include "train/metrics.h"
 #include "train/session.h"
+#include "train/run_guard.h"
 #include "train/train_run.h"
+#include "train/watchdog.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -63,6 +65,11 @@ static void usage(FILE *f) {
             "  --max-steps N     stop after step N (0: just write the initial weights); the\n"
             "                    learning-rate schedule still follows train.max_steps\n"
             "  --log-ranks       every rank also logs to R/logs/rank-K.log\n"
+            "  --accept-changes  resume although --config changes settings of the run (seed,\n"
+            "                    seq_len, batch_tokens, precision, dropout, ...): they take\n"
+            "                    effect and metrics.jsonl records them; refused without it\n"
+            "  --fresh-start     when every checkpoint of R is invalid, move them to\n"
+            "                    R/checkpoints.invalid-N and start at step 0 (refused without it)\n"
             "\n"
             "debugging (the test suite uses these to cut a run at an exact point):\n"
             "  --debug-signal-at N         rank 0 sends itself SIGUSR1 after step N (the\n"
@@ -71,9 +78,13 @@ static void usage(FILE *f) {
             "\n"
             "exit status: 0 trained to max_steps (final checkpoint written); 1 error;\n"
             "  2 usage; %d stopped by SIGUSR1 or SIGTERM after writing a checkpoint:\n"
-            "  \"checkpointed, please requeue\" — run the same command again to continue.\n"
+            "  \"checkpointed, please requeue\" — run the same command again to continue\n"
+            "  (under a bare mpirun send SIGUSR1: mpirun answers SIGTERM by killing the ranks);\n"
+            "  %d a rank made no progress within train.watchdog_seconds: the watchdog ended\n"
+            "  the job on all ranks; run it again to resume from the last checkpoint.\n"
+            "R/lock is held while a run lives: a second run on R is refused.\n"
             "environment: XLMC_PEAK_TFLOPS sets the peak FLOP/s per rank behind MFU.\n",
-            XLMC_EXIT_REQUEUE);
+            XLMC_EXIT_REQUEUE, XLMC_EXIT_HUNG);
 }
 
 static int parse_args(int argc, char **argv, struct train_args *a) {
@@ -87,6 +98,8 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
         {"log-ranks", no_argument, 0, 'l'},
         {"debug-signal-at", required_argument, 0, 'S'},
         {"debug-pause-checkpoint", required_argument, 0, 'P'},
+        {"accept-changes", no_argument, 0, 'A'},
+        {"fresh-start", no_argument, 0, 'F'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -132,6 +145,12 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
             }
             break;
         }
+        case 'A':
+            a->accept_changes = 1;
+            break;
+        case 'F':
+            a->fresh_start = 1;
+            break;
         case 'h':
             usage(stdout);
             return 1;
@@ -234,6 +253,8 @@ static int train_loop(struct train_run *r) {
     long last_ckpt = r->resumed ? r->t.step : -1; /* a fresh run always ends with one */
     long max_steps = r->args.max_steps >= 0 ? r->args.max_steps : tc->max_steps;
     while (r->t.step < max_steps) {
+        double t_step = now_seconds();
+        watchdog_mark(r->wd, "reading the step's batches", r->t.step + 1);
         int n = loader_next_step(r->train, blocks, r->accum);
         if (n < 0) {
             rc = -1;
@@ -243,6 +264,7 @@ static int train_loop(struct train_run *r) {
             batch_from_windows(&bufs[k], &batches[k], blocks[k].tokens, blocks[k].langs,
                                blocks[k].rows, blocks[k].T, blocks[k].row0);
         struct step_stats st;
+        watchdog_mark(r->wd, "forward, backward and the gradient all-reduce", r->t.step + 1);
         if (trainer_step(&r->t, batches, n, &st)) {
             rc = -1;
             break;
@@ -261,26 +283,31 @@ static int train_loop(struct train_run *r) {
             t_log = now;
             tokens_since = 0;
         }
+        watchdog_mark(r->wd, "evaluation", r->t.step);
         if (boundary && r->valid && tc->eval_every > 0 && r->t.step % tc->eval_every == 0 &&
             run_eval(r)) {
             rc = -1;
             break;
         }
         stop = stop_signal != 0;
+        watchdog_mark(r->wd, "the stop agreement (all-reduce)", r->t.step);
         if (r->comm->allreduce_max_int(r->comm, &stop, 1)) {
             rc = -1;
             break;
         }
         int due = boundary && tc->checkpoint_every > 0 && r->t.step % tc->checkpoint_every == 0;
         if (due || stop) {
+            watchdog_mark(r->wd, "the checkpoint write", r->t.step);
             if (run_checkpoint(r, ckpt, sizeof ckpt)) {
                 rc = -1;
                 break;
             }
             last_ckpt = r->t.step;
         }
+        watchdog_step_time(r->wd, now_seconds() - t_step);
         if (stop) break;
     }
+    watchdog_mark(r->wd, "the final checkpoint", r->t.step);
     if (stop && r->t.step >= max_steps) stop = 0; /* the signal came with the last step */
     if (!rc && !stop && last_ckpt != r->t.step) rc = run_checkpoint(r, ckpt, sizeof ckpt);
     if (!rc && stop && r->comm->rank == 0)
@@ -329,11 +356,23 @@ int cmd_train(int argc, char **argv) {
 
     if (r->args.pause_ckpt_step >= 0) ckpt_set_midwrite_hook(pause_midwrite, &r->args);
     rc = train_run_setup(r);
-    if (!rc) rc = train_loop(r);
+    if (!rc) {
+        char hb[4200], fired[4200];
+        snprintf(hb, sizeof hb, "%s/heartbeat", r->args.run_dir);
+        snprintf(fired, sizeof fired, "%s/watchdog-fired", r->args.run_dir);
+        /* dev_comm: on NCCL its abort also calls ncclCommAbort before ending the job */
+        r->wd = watchdog_start(r->dev_comm, r->cfg.train.watchdog_seconds, hb, fired);
+        rc = train_loop(r);
+        watchdog_stop(r->wd);
+    }
     ckpt_set_midwrite_hook(NULL, NULL);
     int status = rc == XLMC_EXIT_REQUEUE ? XLMC_EXIT_REQUEUE : rc ? 1 : 0;
     /* A failure on some ranks only would leave the others in a collective: end the job. */
-    if (status == 1 && r->comm->world > 1) r->comm->abort(r->comm, 1);
+    if (status == 1 && r->comm->world > 1) {
+        if (r->lock_fd >= 0) /* MPI_Abort skips train_run_free */
+            run_lock_release(r->lock_fd, r->args.run_dir, r->created_run_dir, !r->setup_done);
+        r->comm->abort(r->comm, 1);
+    }
     train_run_free(r);
     comm_destroy(r->comm);
     free(r);

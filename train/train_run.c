@@ -4,12 +4,14 @@
 #include "core/util.h"
 #include "train/evaluate.h"
 #include "train/metrics.h"
+#include "train/run_guard.h"
 #include "train/session.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifdef XLMC_HAVE_NCCL
 #include "kernels/cuda/comm_nccl.h"
@@ -54,18 +56,28 @@ static int setup_config(struct train_run *r, const char *resume, int data_vocab)
     if (!from) {
         if (!have_user) return xlmc_error("train: --config is required for a new run");
         r->cfg = user;
-        return 0;
+        return check_lang_ids(&r->cfg.model, a->config);
     }
     uint64_t vh = 0;
-    if (ckpt_read_config(from, &ck, &vh) || vocab_check(from, vh, a->data, r->vocab_hash))
+    if (ckpt_read_config(from, &ck, &vh) || vocab_check(from, vh, a->data, r->vocab_hash) ||
+        check_lang_ids(&ck.model, from))
         return -1;
     if (resume) {
         if (have_user && !same_model_shape(&user.model, &ck.model))
             return xlmc_error("%s describes another model than the checkpoint %s it would resume "
                               "(use a new --run-dir for a new model)",
                               a->config, resume);
+        if (have_user && resume_policy(&ck, &user, a->accept_changes, r->comm->rank == 0,
+                                       r->changes))
+            return -1;
         r->cfg = have_user ? user : ck;
         r->cfg.model = ck.model;
+        /* an accepted change of these takes effect (and the next checkpoint records it) */
+        if (have_user) {
+            r->cfg.model.dropout = user.model.dropout;
+            r->cfg.model.attention_dropout = user.model.attention_dropout;
+            r->cfg.model.layer_norm_eps = user.model.layer_norm_eps;
+        }
         return 0;
     }
     if (!have_user) return xlmc_error("train: --init-from needs --config for the fine-tuning run");
@@ -188,17 +200,47 @@ static int setup_logs(struct train_run *r, const char *resume) {
     return 0;
 }
 
+/* Every checkpoint of R is corrupt: training from step 0 would overwrite them one by one and
+ * look like a resumed run. Only --fresh-start does it, after setting the old files aside. */
+static int setup_fresh_start(const struct train_args *a) {
+    char from[4200], to[4300];
+    if (!a->fresh_start)
+        return xlmc_error("%s/checkpoints holds checkpoints but none is valid (reported above): "
+                          "refusing a silent fresh start from step 0. Restore a good "
+                          "checkpoint, or pass --fresh-start to set them aside and train from "
+                          "scratch",
+                          a->run_dir);
+    snprintf(from, sizeof from, "%s/checkpoints", a->run_dir);
+    for (int i = 1; i < 1000; i++) {
+        snprintf(to, sizeof to, "%s/checkpoints.invalid-%d", a->run_dir, i);
+        if (access(to, F_OK)) break;
+    }
+    if (rename(from, to)) return xlmc_error("cannot rename %s to %s: %s", from, to, strerror(errno));
+    snprintf(from, sizeof from, "%s/metrics.jsonl", a->run_dir);
+    snprintf(to + strlen(to), sizeof to - strlen(to), ".metrics.jsonl");
+    if (rename(from, to) && errno != ENOENT)
+        return xlmc_error("cannot rename %s to %s: %s", from, to, strerror(errno));
+    fprintf(stderr, "xlmc: --fresh-start: the invalid checkpoints were moved aside; training "
+                    "starts at step 0\n");
+    return 0;
+}
+
 int train_run_setup(struct train_run *r) {
     struct train_args *a = &r->args;
     r->t_start = now_seconds();
+    r->lock_fd = -1;
+    r->changes = json_array();
     int data_vocab = 0;
     if (session_data_vocab(a->data, &data_vocab, &r->vocab_hash)) return -1;
 
-    /* Rank 0 picks the checkpoint (and reports bad ones once); the others follow. */
+    /* Rank 0 locks the run directory, picks the checkpoint (and reports bad ones once); the
+     * others follow. */
     char resume[4096] = "";
     if (r->comm->rank == 0) {
+        if ((r->lock_fd = run_lock_acquire(a->run_dir, &r->created_run_dir)) < 0) return -1;
         int found = ckpt_find_latest(a->run_dir, resume, sizeof resume);
         if (found < 0) return -1;
+        if (found == 2 && setup_fresh_start(a)) return -1;
         if (found) resume[0] = 0;
     }
     if (r->comm->broadcast(r->comm, resume, sizeof resume, 0)) return -1;
@@ -217,8 +259,6 @@ int train_run_setup(struct train_run *r) {
     if (r->resumed && ckpt_load(resume, &r->m, &r->t, &ls)) return -1;
     if (!r->resumed && a->init_from && ckpt_load(a->init_from, &r->m, NULL, NULL)) return -1;
     if (setup_loaders(r, r->resumed ? &ls : NULL)) return -1;
-    /* Only now that everything checked out: a refused run leaves no run directory behind. */
-    if (r->comm->rank == 0 && session_mkdir(a->run_dir)) return -1;
     if (r->comm->barrier(r->comm)) return -1; /* R exists before the ranks open R/logs */
     if (setup_logs(r, r->resumed ? resume : NULL)) return -1;
 
@@ -242,8 +282,11 @@ int train_run_setup(struct train_run *r) {
                               r->comm->world, "device", r->ops->name, "num_params",
                               (json_int_t)r->m.num_weights, "resumed_from", resume, "peak_flops",
                               r->peak_flops, "start_step", (json_int_t)r->t.step);
+        if (o && json_array_size(r->changes))
+            json_object_set(o, "changes", r->changes); /* what --config changed on resume */
         if (o) metrics_append(r->metrics, o);
     }
+    r->setup_done = 1;
     return 0;
 }
 
@@ -257,4 +300,7 @@ void train_run_free(struct train_run *r) {
 #endif
     if (r->metrics) fclose(r->metrics);
     if (r->ranklog) fclose(r->ranklog);
+    json_decref(r->changes);
+    /* the lock goes last: nothing of this run writes to R after it */
+    if (r->lock_fd >= 0) run_lock_release(r->lock_fd, r->args.run_dir, r->created_run_dir, !r->setup_done);
 }

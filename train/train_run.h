@@ -20,6 +20,8 @@ struct train_args {
     /* debugging knobs (listed by --help; the test suite uses them); -1: off */
     long signal_at_step;  /* rank 0 raises SIGUSR1 after this step */
     long pause_ckpt_step; /* the checkpoint of this step pauses 60 s half written */
+    int accept_changes; /* --accept-changes: resume with settings that change the run */
+    int fresh_start;    /* --fresh-start: set invalid checkpoints aside and start at step 0 */
 };
 
 struct train_run {
@@ -38,6 +40,9 @@ struct train_run {
     FILE *metrics;       /* rank 0: R/metrics.jsonl */
     FILE *ranklog;       /* --log-ranks: R/logs/rank-K.log */
     double peak_flops, flops_per_token, t_start;
+    int lock_fd, created_run_dir, setup_done; /* rank 0: R/lock (run_guard.h), -1 elsewhere */
+    struct json_t *changes;       /* settings changed on resume (for metrics.jsonl) */
+    struct watchdog *wd;          /* train/watchdog.h */
 };
 
 /* Everything before the first step. 0 or -1 (printed). */

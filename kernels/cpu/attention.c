@@ -1,5 +1,7 @@
-/* attention.c — causal multi-head attention core: sgemm for q k^T and att v, fp32 softmax,
- * attention dropout keyed through Philox (kernels/philox.h).
+/* attention.c — causal multi-head attention core: sgemm for q k^T and P v, fp32 softmax,
+ * attention dropout keyed through Philox (kernels/philox.h). The probabilities live only in
+ * per-thread (T,T) buffers: the forward saves each row's log-sum-exp, and the backward
+ * recomputes the scores and the softmax of one (b,h) at a time, exactly as the forward did.
  *
  * Layout: q, k, v, out are (B,T,C) with head h in columns [h*HS, (h+1)*HS), so a head's
  * (T,HS) slice is a strided matrix (leading dimension C) that sgemm reads in place. Each
@@ -16,7 +18,7 @@
  * [len, cap] rounded up to whole vectors: the causal rows have every length, and their scalar
  * remainders cost more than the padded lanes (scores past len are finite and masked out of the
  * sum). */
-CPU_INLINE void softmax_row(float *row, int len, int cap) {
+CPU_INLINE float softmax_row(float *row, int len, int cap) {
     float mx = row_max(row, len);
     int width = (len + 15) & ~15;
     if (width > cap) width = cap;
@@ -35,6 +37,7 @@ CPU_INLINE void softmax_row(float *row, int len, int cap) {
 #pragma omp simd
     for (int s = 0; s < len; s++)
         row[s] *= inv;
+    return mx + logf(sum); /* the row's log-sum-exp */
 }
 
 /* sum of a[s] b[s], s in [0, n), in 16 interleaved partial sums: a single running sum is a
@@ -77,24 +80,39 @@ static void scores_tile(float *sc, const float *qh, const float *kt, int r0, int
 }
 
 /* Rows [r0, c1) of the post-dropout probabilities P' = dropout(P) of head hd of sequence b,
- * from the saved P rows of a into pd (ld T), columns [0, c1) (zero past the diagonal).
+ * from the P rows of a into pd (ld T), columns [0, c1) (zero past the diagonal), in fp32.
  * Forward and backward draw the same mask through this one function. */
-CPU_INLINE void dropped_tile(int h, float *pd, const float *a, int r0, int c1, int T, int hd, int b,
+CPU_INLINE void dropped_tile(float *pd, const float *a, int r0, int c1, int T, int hd, int b,
                              const struct dropout_key *key, uint32_t thr, float keep_scale) {
     for (int t = r0; t < c1; t++) {
         float *row = pd + (size_t)t * T;
         memcpy(row, a + (size_t)t * T, (size_t)(t + 1) * sizeof(float));
         uint64_t e0 = ((uint64_t)hd * T + (uint64_t)t) * (uint64_t)T;
-        dropout_span_padded(row, t + 1, T, e0, key->row0 + (uint32_t)b, key, thr, keep_scale, h);
+        dropout_span_padded(row, t + 1, T, e0, key->row0 + (uint32_t)b, key, thr, keep_scale, 0);
         memset(row + t + 1, 0, (size_t)(c1 - t - 1) * sizeof(float));
     }
 }
 
-CPU_HOT void cpu_attention_forward(const struct cpu_ctx *ctx, void *out_, void *att_,
+/* Rows [r0, c1) of the probabilities P of one (b,h) into a (ld T), zero past the diagonal:
+ * the scores of the tile's rows over keys [0, c1), then their softmax. The forward and the
+ * backward both build P here, so the backward's P has the forward's bits. Each row's
+ * log-sum-exp goes to lse[t] when lse is not NULL. */
+CPU_INLINE void probs_tile(float *a, float *lse, const float *qh, const float *kt, int r0, int c1,
+                           int T, int C, int HS, float scale) {
+    scores_tile(a, qh, kt, r0, c1 - r0, c1, T, C, HS, scale);
+    for (int t = r0; t < c1; t++) {
+        float *row = a + (size_t)t * T;
+        float l = softmax_row(row, t + 1, c1);
+        if (lse) lse[t] = l;
+        memset(row + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
+    }
+}
+
+CPU_HOT void cpu_attention_forward(const struct cpu_ctx *ctx, void *out_, float *lse,
                                    const void *q_, const void *k_, const void *v_, int B, int T,
                                    int C, int NH, float p, const struct dropout_key *key) {
     const int h = ctx->round_half;
-    float *out = out_, *att = att_;
+    float *out = out_;
     const float *q = q_, *k = k_, *v = v_;
     int HS = C / NH;
     float scale = 1.0f / sqrtf((float)HS);
@@ -102,30 +120,23 @@ CPU_HOT void cpu_attention_forward(const struct cpu_ctx *ctx, void *out_, void *
     float keep_scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
     size_t TT = (size_t)T * T;
     int nth = omp_get_max_threads();
-    /* per thread, the (T,T) post-dropout probabilities of the (b,h) at hand */
+    /* per thread, the (T,T) probabilities and post-dropout probabilities of the (b,h) at hand */
     /* ops have no error path: cpu_xmalloc reports the size and aborts if this fails */
+    float *a_all = cpu_xmalloc((size_t)nth * TT * sizeof(float));
     float *pd_all = p > 0.0f ? cpu_xmalloc((size_t)nth * TT * sizeof(float)) : NULL;
     float *kt_all = cpu_xmalloc((size_t)nth * T * HS * sizeof(float));
 #pragma omp parallel for schedule(static) if ((long)B * NH * T * T * HS > CPU_PAR_MIN)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, hd = bh % NH;
         size_t off = (size_t)b * T * C + (size_t)hd * HS;
-        float *a = att + (size_t)bh * TT;
+        float *a = a_all + (size_t)omp_get_thread_num() * TT;
         float *pd = pd_all ? pd_all + (size_t)omp_get_thread_num() * TT : a;
         float *kt = kt_all + (size_t)omp_get_thread_num() * T * HS;
         transpose_head(kt, k + off, T, C, HS);
         for (int r0 = 0; r0 < T; r0 += ATT_TILE) {
             int rows = T - r0 < ATT_TILE ? T - r0 : ATT_TILE, c1 = r0 + rows;
-            scores_tile(a, q + off, kt, r0, rows, c1, T, C, HS, scale);
-            for (int t = r0; t < c1; t++) {
-                float *row = a + (size_t)t * T;
-                softmax_row(row, t + 1, c1);
-                if (h)
-                    for (int s = 0; s <= t; s++)
-                        row[s] = half_round(row[s]);
-                memset(row + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
-            }
-            if (pd_all) dropped_tile(h, pd, a, r0, c1, T, hd, b, key, thr, keep_scale);
+            probs_tile(a, lse + (size_t)bh * T, q + off, kt, r0, c1, T, C, HS, scale);
+            if (pd_all) dropped_tile(pd, a, r0, c1, T, hd, b, key, thr, keep_scale);
             /* out rows [r0, c1) = P' rows (rows, c1) @ v keys [0, c1) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, c1, 1.0f,
                         pd + (size_t)r0 * T, T, v + off, C, 0.0f, out + off + (size_t)r0 * C, C);
@@ -135,24 +146,30 @@ CPU_HOT void cpu_attention_forward(const struct cpu_ctx *ctx, void *out_, void *
                 for (int c = 0; c < HS; c++)
                     out[off + (size_t)t * C + c] = half_round(out[off + (size_t)t * C + c]);
     }
+    free(a_all);
     free(pd_all);
     free(kt_all);
 }
 
-/* With P the saved pre-dropout probabilities, P' = P * mask / (1-p) and out = P' v:
+/* With P the probabilities (rebuilt as the forward built them) and P' = P * mask / (1-p),
+ * out = P' v:
  *   dv = P'^T dout,  dP' = dout v^T,  dP = dP' * mask / (1-p),
  *   dS = P * (dP - sum_s P dP),  dq = scale * dS k,  dk = scale * dS^T q.
- * P' is rebuilt from P with the forward's mask; a kept element of P' is nonzero wherever P is
- * (and where P is 0, dS is 0 whatever the mask), so dP takes its mask from P' != 0.
- * Every product is tiled as in the forward: row tiles for dv, dP' and dq (keys up to the
- * tile's last row), column tiles for dk (queries from the tile's first row). */
+ * A kept element of P' is nonzero wherever P is (and where P is 0, dS is 0 whatever the mask),
+ * so dP takes its mask from P' != 0. The row sums of P dP are taken from the rebuilt rows (the
+ * exact form of dout . out, which the CUDA backend uses). P, P', dS are fp32 per-thread
+ * buffers; only dq, dk, dv are storage. Every product is tiled as in the forward: row tiles for
+ * dv, dP' and dq (keys up to the tile's last row), column tiles for dk (queries from the
+ * tile's first row). */
 CPU_HOT void cpu_attention_backward(const struct cpu_ctx *ctx, void *dq_, void *dk_, void *dv_,
-                                    void *scratch_, const void *dout_, const void *att_,
+                                    const void *dout_, const void *out_, const float *lse,
                                     const void *q_, const void *k_, const void *v_, int B, int T,
                                     int C, int NH, float p, const struct dropout_key *key) {
     const int h = ctx->round_half;
-    float *dq = dq_, *dk = dk_, *dv = dv_, *scratch = scratch_;
-    const float *dout = dout_, *att = att_, *q = q_, *k = k_, *v = v_;
+    float *dq = dq_, *dk = dk_, *dv = dv_;
+    const float *dout = dout_, *q = q_, *k = k_, *v = v_;
+    (void)out_;
+    (void)lse;
     int HS = C / NH;
     float scale = 1.0f / sqrtf((float)HS);
     uint32_t thr = p > 0.0f ? dropout_threshold(p) : 0;
@@ -160,21 +177,25 @@ CPU_HOT void cpu_attention_backward(const struct cpu_ctx *ctx, void *dq_, void *
     size_t TT = (size_t)T * T;
     int nth = omp_get_max_threads();
     /* ops have no error path: cpu_xmalloc reports the size and aborts if this fails */
+    float *a_all = cpu_xmalloc((size_t)nth * TT * sizeof(float));
+    float *ds_all = cpu_xmalloc((size_t)nth * TT * sizeof(float));
     float *pd_all = p > 0.0f ? cpu_xmalloc((size_t)nth * TT * sizeof(float)) : NULL;
+    float *kt_all = cpu_xmalloc((size_t)nth * T * HS * sizeof(float));
     float *vt_all = cpu_xmalloc((size_t)nth * T * HS * sizeof(float));
 #pragma omp parallel for schedule(static) if ((long)B * NH * T * T * HS > CPU_PAR_MIN)
     for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, hd = bh % NH;
+        int b = bh / NH, hd = bh % NH, th = omp_get_thread_num();
         size_t off = (size_t)b * T * C + (size_t)hd * HS;
-        const float *a = att + (size_t)bh * TT;
-        float *ds = scratch + (size_t)bh * TT;
-        float *pd = pd_all ? pd_all + (size_t)omp_get_thread_num() * TT : NULL;
+        float *a = a_all + (size_t)th * TT, *ds = ds_all + (size_t)th * TT;
+        float *pd = pd_all ? pd_all + (size_t)th * TT : NULL;
         const float *pdr = pd ? pd : a;
-        float *vt = vt_all + (size_t)omp_get_thread_num() * T * HS;
+        float *kt = kt_all + (size_t)th * T * HS, *vt = vt_all + (size_t)th * T * HS;
+        transpose_head(kt, k + off, T, C, HS);
         transpose_head(vt, v + off, T, C, HS);
         for (int r0 = 0; r0 < T; r0 += ATT_TILE) {
             int rows = T - r0 < ATT_TILE ? T - r0 : ATT_TILE, c1 = r0 + rows;
-            if (pd) dropped_tile(h, pd, a, r0, c1, T, hd, b, key, thr, keep_scale);
+            probs_tile(a, NULL, q + off, kt, r0, c1, T, C, HS, scale);
+            if (pd) dropped_tile(pd, a, r0, c1, T, hd, b, key, thr, keep_scale);
             /* dv keys [0, c1) (+)= P' (queries of the tile, keys [0, c1))^T @ dout: keys
              * [r0, c1) meet their first queries here */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r0, HS, rows, 1.0f,
@@ -199,14 +220,9 @@ CPU_HOT void cpu_attention_backward(const struct cpu_ctx *ctx, void *dq_, void *
                     }
                 }
                 float dot = dot_lanes(P, d, t + 1);
-                if (h) {
-                    for (int s = 0; s <= t; s++)
-                        d[s] = half_round(P[s] * (d[s] - dot));
-                } else {
 #pragma omp simd
-                    for (int s = 0; s <= t; s++)
-                        d[s] = P[s] * (d[s] - dot);
-                }
+                for (int s = 0; s <= t; s++)
+                    d[s] = P[s] * (d[s] - dot);
                 memset(d + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
             }
             /* dq rows [r0, c1) = scale * ds (rows, keys [0, c1)) @ k */
@@ -221,7 +237,10 @@ CPU_HOT void cpu_attention_backward(const struct cpu_ctx *ctx, void *dq_, void *
                         dk + off + (size_t)s0 * C, C);
         }
     }
+    free(a_all);
+    free(ds_all);
     free(pd_all);
+    free(kt_all);
     free(vt_all);
     size_t n = (size_t)B * T * C;
     cpu_round_storage(dq, n, h);

@@ -1,7 +1,7 @@
 /* embed.c — word + position (+ language) embeddings and their deterministic backward. */
 #include "kernels/cpu/cpu.h"
 
-#include <omp.h>
+#include <stdlib.h>
 
 /* out (B,T,C) = wte[ids] + wpe[t] + (wlang ? wlang[langs] : 0), summed in HF's order. */
 CPU_HOT void cpu_embed_forward(const struct cpu_ctx *ctx, void *out_, const int32_t *ids,
@@ -26,34 +26,90 @@ CPU_HOT void cpu_embed_forward(const struct cpu_ctx *ctx, void *out_, const int3
     }
 }
 
-/* Each thread owns a fixed slice of the C columns and walks the tokens in order, so every
- * element's sum has the same order whatever the thread count and no row is written by two
- * threads. */
+/* Rows per chunk of the language-embedding column sums: the CUDA backend's COLSUM_ROWS, so that
+ * both backends add the same fp32 partial sums in the same order. */
+#define EMBED_LANG_CHUNK 256
+
+/* dtable (rows,C) += per row r, the fp32 sum of dout over the positions n with index[n] == r,
+ * in ascending n, rounded to storage once. The positions are grouped by a stable counting
+ * sort; the CUDA backend sorts (index, position) keys and sums each run in the same order,
+ * so the two give the same bits. A row gets one rounding however often its token occurs. */
+CPU_HOT static void embed_rows_backward(int h, float *dtable, const float *dout,
+                                        const int32_t *index, long N, int C, int rows) {
+    /* ops have no error path: cpu_xmalloc reports the size and aborts if this fails */
+    long *start = cpu_xmalloc(((size_t)rows + 1) * sizeof(long));
+    memset(start, 0, ((size_t)rows + 1) * sizeof(long));
+    long *order = cpu_xmalloc((size_t)(N ? N : 1) * sizeof(long));
+    for (long n = 0; n < N; n++)
+        start[index[n] + 1]++;
+    for (int r = 0; r < rows; r++)
+        start[r + 1] += start[r];
+    long *fill = cpu_xmalloc(((size_t)rows + 1) * sizeof(long));
+    memcpy(fill, start, ((size_t)rows + 1) * sizeof(long));
+    for (long n = 0; n < N; n++)
+        order[fill[index[n]]++] = n;
+    free(fill);
+#pragma omp parallel if (N * C > CPU_PAR_MIN)
+    {
+        float *acc = cpu_xmalloc((size_t)C * sizeof(float));
+#pragma omp for schedule(dynamic, 64)
+        for (int r = 0; r < rows; r++) {
+            if (start[r] == start[r + 1]) continue;
+            memset(acc, 0, (size_t)C * sizeof(float));
+            for (long j = start[r]; j < start[r + 1]; j++) {
+                const float *d = dout + (size_t)order[j] * C;
+                for (int c = 0; c < C; c++)
+                    acc[c] += d[c];
+            }
+            float *w = dtable + (size_t)r * C;
+            for (int c = 0; c < C; c++)
+                w[c] = stored(w[c] + acc[c], h);
+        }
+        free(acc);
+    }
+    free(start);
+    free(order);
+}
+
+/* dwte by token (embed_rows_backward); dwpe (T rows) += the column sums of dout viewed as
+ * (B, T*C), summed over b in order; dwlang += per language the sums over
+ * EMBED_LANG_CHUNK-row chunks, added chunk after chunk. Every element is summed in fp32 in a
+ * fixed order and rounded to storage once, whatever the thread count. */
 CPU_HOT void cpu_embed_backward(const struct cpu_ctx *ctx, void *dwte_, void *dwpe_, void *dwlang_,
                                 const void *dout_, const int32_t *ids, const int32_t *langs, int B,
                                 int T, int C, int V, int NL) {
     const int h = ctx->round_half;
     float *dwte = dwte_, *dwpe = dwpe_, *dwlang = dwlang_;
     const float *dout = dout_;
-    long N = (long)B * T;
-#pragma omp parallel if (N * C > CPU_PAR_MIN)
-    {
-        int nth = omp_get_num_threads(), id = omp_get_thread_num();
-        int c0 = (int)((long)C * id / nth), c1 = (int)((long)C * (id + 1) / nth);
-        for (long n = 0; n < N; n++) {
-            const float *d = dout + n * C;
-            float *w = dwte + (size_t)ids[n] * C, *p = dwpe + (size_t)(n % T) * C;
-            for (int c = c0; c < c1; c++)
-                w[c] = stored(w[c] + d[c], h);
-            for (int c = c0; c < c1; c++)
-                p[c] = stored(p[c] + d[c], h);
-            if (dwlang) {
-                float *l = dwlang + (size_t)langs[n] * C;
-                for (int c = c0; c < c1; c++)
-                    l[c] = stored(l[c] + d[c], h);
-            }
+    long N = (long)B * T, TC = (long)T * C;
+    embed_rows_backward(h, dwte, dout, ids, N, C, V);
+#pragma omp parallel for schedule(static) if (N * C > CPU_PAR_MIN)
+    for (long i = 0; i < TC; i++) {
+        float acc = 0.0f;
+        for (int b = 0; b < B; b++)
+            acc += dout[(size_t)b * TC + i];
+        dwpe[i] = stored(dwpe[i] + acc, h);
+    }
+    if (!dwlang || NL <= 0) return;
+    long chunks = (N + EMBED_LANG_CHUNK - 1) / EMBED_LANG_CHUNK;
+    float *partial = cpu_xmalloc((size_t)(chunks ? chunks : 1) * NL * C * sizeof(float));
+#pragma omp parallel for schedule(static) if (N * C > CPU_PAR_MIN)
+    for (long k = 0; k < chunks; k++) {
+        float *pk = partial + (size_t)k * NL * C;
+        memset(pk, 0, (size_t)NL * C * sizeof(float));
+        long n1 = (k + 1) * EMBED_LANG_CHUNK < N ? (k + 1) * EMBED_LANG_CHUNK : N;
+        for (long n = k * EMBED_LANG_CHUNK; n < n1; n++) {
+            float *pl = pk + (size_t)langs[n] * C;
+            const float *d = dout + (size_t)n * C;
+            for (int c = 0; c < C; c++)
+                pl[c] += d[c];
         }
     }
-    (void)V;
-    (void)NL;
+    for (long i = 0; i < (long)NL * C; i++) {
+        float acc = 0.0f;
+        for (long k = 0; k < chunks; k++)
+            acc += partial[(size_t)k * NL * C + i];
+        dwlang[i] = stored(dwlang[i] + acc, h);
+    }
+    free(partial);
 }

@@ -1,5 +1,5 @@
-/* pointwise.c — GELU (erf form; alone and with the FFN bias), residual add, dropout, padding
- * mask. */
+/* pointwise.c — GELU (erf form; alone and with the FFN bias), residual add, dropout (alone or
+ * fused with the residual add), padding mask. */
 #include "kernels/cpu/cpu.h"
 
 #include <stdlib.h>
@@ -153,6 +153,42 @@ CPU_HOT void cpu_dropout(const struct cpu_ctx *ctx, void *x_, int B, int T, int 
         uint64_t e0 = (uint64_t)(n % T) * (uint64_t)C;
         dropout_span(x + (size_t)b * row_len + e0, C, e0, key->row0 + (uint32_t)b, key, thr,
                      keep_scale, h);
+    }
+}
+
+/* out (B,T,C) = res + dropout(x) (res NULL: dropout(x)), row by row through a per-thread copy of
+ * the row, so that out may be x or res: the values of cpu_dropout then cpu_residual_forward,
+ * with each row read and written once while it is in cache. */
+CPU_HOT void cpu_dropout_residual(const struct cpu_ctx *ctx, void *out_, const void *res_,
+                                  const void *x_, int B, int T, int C, float p,
+                                  const struct dropout_key *key) {
+    const int h = ctx->round_half;
+    float *out = out_;
+    const float *res = res_, *x = x_;
+    uint32_t thr = p > 0.0f ? dropout_threshold(p) : 0;
+    float keep_scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
+    long N = (long)B * T;
+#pragma omp parallel if (N * C > CPU_PAR_MIN)
+    {
+        /* ops have no error path: cpu_xmalloc reports the size and aborts if this fails */
+        float *tmp = cpu_xmalloc((size_t)C * sizeof(float));
+#pragma omp for schedule(static)
+        for (long n = 0; n < N; n++) {
+            int b = (int)(n / T);
+            uint64_t e0 = (uint64_t)(n % T) * (uint64_t)C;
+            memcpy(tmp, x + (size_t)n * C, (size_t)C * sizeof(float));
+            if (p > 0.0f)
+                dropout_span(tmp, C, e0, key->row0 + (uint32_t)b, key, thr, keep_scale, h);
+            float *o = out + (size_t)n * C;
+            if (res) {
+                const float *r = res + (size_t)n * C;
+                for (int c = 0; c < C; c++)
+                    o[c] = stored(r[c] + tmp[c], h);
+            } else {
+                memcpy(o, tmp, (size_t)C * sizeof(float));
+            }
+        }
+        free(tmp);
     }
 }
 

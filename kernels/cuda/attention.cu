@@ -1,196 +1,347 @@
-/* attention.cu — causal multi-head attention: scores and products through cuBLAS
- * strided-batched GEMMs (batched over the heads of one sequence), softmax with attention
- * dropout and its backward in fp32 kernels. Scores live in fp32 scratch, never in fp16; att
- * keeps the probabilities before dropout, so the backward rebuilds the mask (one Philox per
- * element) instead of recomputing the scores. */
+/* attention.cu — causal multi-head attention, fused (FlashAttention-style) in plain CUDA C:
+ * tiles of q, k, v in static shared memory (under 48 KiB, sm_70 and newer), scores and
+ * probabilities in fp32 registers and shared memory only, an online softmax in the forward,
+ * key tiles past the diagonal skipped. The forward saves each row's log-sum-exp; the backward
+ * recomputes the probabilities from it in two kernels (dk, dv per key tile; dq per query
+ * tile), so every output element is summed by one thread in a fixed order: no atomics, the same
+ * bits on every run. Attention dropout draws the CPU backend's Philox bits per element. */
 #include "kernels/cuda/common.cuh"
 
 #include <math.h>
 
-#define ATT_WARPS 4   /* rows (b,h,t) per block: one warp each */
+/* Loops over the register arrays below are unrolled by nvcc, which keeps the arrays in
+ * registers; g++ (cudasim) knows no such pragma. */
+#ifdef __CUDACC__
+#define ATT_UNROLL _Pragma("unroll")
+#else
+#define ATT_UNROLL
+#endif
 
-/* att (B,NH,T,T) = softmax(scores) with the causal mask, the probabilities before dropout;
- * pd (B,NH,T,T) or NULL (no dropout) = dropout(att), each kept element rounded to storage
- * like att itself. scores (B,NH,T,T) fp32, already scaled. Dropout element of row b is
- * (h*T + t)*T + s (the row-major index in att[b]). */
+#define ATT_HS_MAX 128   /* head size limit: the tiles below hold whole head rows */
+/* row stride of a shared tile: one float of padding, so that the threads of a warp, reading
+ * the same column of different rows, hit different banks */
+#define ATT_LD (ATT_HS_MAX + 1)
+/* forward: 32 query rows per block, key tiles of 32; 4 threads per query row */
+#define ATT_FWD_BQ 32
+#define ATT_FWD_BK 32
+#define ATT_FWD_THREADS 128
+/* backward: tiles of 16 queries and 16 keys; 8 threads per row of the block's own tile */
+#define ATT_BWD_B 16
+#define ATT_BWD_THREADS 128
+
+struct att_args {
+    int T, C, NH, HS;
+    float scale, keep_scale;   /* 1/sqrt(HS); 1/(1-p) */
+    uint32_t threshold;        /* dropout threshold, 0: no dropout */
+    uint64_t seed, step;
+    uint32_t row0, tensor;
+};
+
+/* rows [t0, t0+rows) of head h of sequence b of x (B,T,C) into tile (rows, ATT_LD) fp32;
+ * rows past T are zero */
 template <typename S>
-__global__ void attention_softmax_kernel(S *att, S *pd, const float *scores, int rows, int NHT,
-                                         int T, float keep_scale, uint32_t threshold,
-                                         uint64_t seed, uint64_t step, uint32_t row0,
-                                         uint32_t tensor)
+__device__ void att_load_tile(float *tile, const S *x, int b, int h, int t0, int rows,
+                              const att_args &a)
 {
-    int r = blockIdx.x * ATT_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (r >= rows) return;   /* whole warps leave together: no barrier below spans warps */
-    int t = r % T;
-    const float *x = scores + (size_t)r * T;
-    float m = -INFINITY;
-    for (int s = lane; s <= t; s += 32) m = fmaxf(m, x[s]);
-    m = warp_max(m);
-    float sum = 0.f;
-    for (int s = lane; s <= t; s += 32) sum += expf(x[s] - m);
-    float inv = 1.f / warp_sum(sum);
-    uint32_t b = (uint32_t)(r / NHT);
-    size_t e0 = (size_t)(r % NHT) * T;
-    for (int s = lane; s < T; s += 32) {
-        float p = s <= t ? expf(x[s] - m) * inv : 0.f;
-        st(att + (size_t)r * T + s, p);
-        if (pd) {
-            p = ld(att + (size_t)r * T + s);
-            int keep = s <= t && dropout_keep(seed, step, row0 + b, tensor, e0 + s, threshold);
-            st(pd + (size_t)r * T + s, keep ? p * keep_scale : 0.f);
+    for (int i = threadIdx.x; i < rows * a.HS; i += blockDim.x) {
+        int r = i / a.HS, c = i % a.HS, t = t0 + r;
+        tile[r * ATT_LD + c] = t < a.T ? ld(x + ((size_t)b * a.T + t) * a.C + h * a.HS + c) : 0.f;
+    }
+}
+
+__device__ __forceinline__ float att_dot(const float *x, const float *y, int n)
+{
+    float acc = 0.f;
+    for (int c = 0; c < n; c++) acc += x[c] * y[c];
+    return acc;
+}
+
+__device__ __forceinline__ int att_keep(const att_args &a, int b, int h, int t, int s)
+{
+    if (!a.threshold) return 1;
+    uint64_t e = ((uint64_t)h * a.T + (uint64_t)t) * (uint64_t)a.T + (uint64_t)s;
+    return dropout_keep(a.seed, a.step, a.row0 + (uint32_t)b, a.tensor, e, a.threshold);
+}
+
+/* out (B,T,C) = dropout(softmax) @ v, lse (B,NH,T). grid (query tiles, NH, B). Thread i owns
+ * query row r = i/4 of the tile and the head columns c = i%4 + 4j; its 4 row threads are
+ * neighbouring lanes and combine row maxima and sums by shuffles. */
+template <typename S, int HSM>
+__global__ void __launch_bounds__(ATT_FWD_THREADS)
+attention_forward_kernel(S *out, float *lse, const S *q, const S *k, const S *v, att_args a)
+{
+    __shared__ float sq[ATT_FWD_BQ * ATT_LD];
+    __shared__ float skv[ATT_FWD_BK * ATT_LD];
+    __shared__ float sp[ATT_FWD_BQ][ATT_FWD_BK + 1];
+    int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * ATT_FWD_BQ;
+    int r = threadIdx.x / 4, sub = threadIdx.x % 4, t = q0 + r;
+    att_load_tile(sq, q, b, h, q0, ATT_FWD_BQ, a);
+    float m = -INFINITY, l = 0.f, acc[HSM / 4];
+ATT_UNROLL
+    for (int j = 0; j < HSM / 4; j++) acc[j] = 0.f;
+    int last = min(q0 + ATT_FWD_BQ, a.T) - 1;   // the tile's last query: keys past it are masked
+    for (int k0 = 0; k0 <= last; k0 += ATT_FWD_BK) {
+        __syncthreads();   // the previous tile's v is read
+        att_load_tile(skv, k, b, h, k0, ATT_FWD_BK, a);
+        __syncthreads();
+        float sc[ATT_FWD_BK / 4], mt = -INFINITY;
+ATT_UNROLL
+        for (int j = 0; j < ATT_FWD_BK / 4; j++) {
+            int s = k0 + sub + 4 * j;
+            sc[j] = s <= t && t < a.T ? att_dot(sq + r * ATT_LD, skv + (s - k0) * ATT_LD,
+                                                a.HS) * a.scale
+                                      : -INFINITY;
+            mt = fmaxf(mt, sc[j]);
+        }
+        mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
+        mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
+        float mnew = fmaxf(m, mt);
+        // a row with no visible key yet keeps m = -inf; its p are 0 and alpha 1
+        float alpha = mnew == -INFINITY ? 1.f : expf(m - mnew), rs = 0.f;
+ATT_UNROLL
+        for (int j = 0; j < ATT_FWD_BK / 4; j++) {
+            int s = k0 + sub + 4 * j;
+            float p = sc[j] == -INFINITY ? 0.f : expf(sc[j] - mnew);
+            rs += p;
+            sp[r][sub + 4 * j] = p != 0.f && att_keep(a, b, h, t, s) ? p * a.keep_scale : 0.f;
+        }
+        rs += __shfl_xor_sync(0xffffffffu, rs, 1);
+        rs += __shfl_xor_sync(0xffffffffu, rs, 2);
+        l = l * alpha + rs;
+        m = mnew;
+        __syncthreads();   // k is read
+        att_load_tile(skv, v, b, h, k0, ATT_FWD_BK, a);
+        __syncthreads();
+        // columns past HS hold stale tile data: summed, never stored (fixed trip counts keep
+        // acc in registers)
+ATT_UNROLL
+        for (int j = 0; j < HSM / 4; j++) acc[j] *= alpha;
+        for (int s = 0; s < ATT_FWD_BK; s++) {
+            float p = sp[r][s];
+ATT_UNROLL
+            for (int j = 0; j < HSM / 4; j++) acc[j] += p * skv[s * ATT_LD + sub + 4 * j];
         }
     }
-}
-
-/* pd (B,NH,T,T) = dropout(att), as attention_softmax_kernel wrote it */
-template <typename S>
-__global__ void attention_dropped_kernel(S *pd, const S *att, size_t n, int NHT, int T,
-                                         float keep_scale, uint32_t threshold, uint64_t seed,
-                                         uint64_t step, uint32_t row0, uint32_t tensor)
-{
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    size_t r = i / T;
-    int t = (int)(r % T), s = (int)(i % T);
-    uint32_t b = (uint32_t)(r / NHT);
-    size_t e = (r % NHT) * T + s;
-    float p = ld(att + i);
-    p = s <= t && dropout_keep(seed, step, row0 + b, tensor, e, threshold) ? p * keep_scale : 0.f;
-    st(pd + i, p);
-}
-
-/* dscores (B,NH,T,T) storage = scale * dsoftmax. att: the pre-dropout probabilities P; datt:
- * gradient w.r.t. the post-dropout ones (fp32); pd: those, or NULL without dropout. A kept
- * element of pd is nonzero wherever P is (where P is 0 the gradient is 0 whatever the mask),
- * so dP takes its mask from pd != 0. */
-template <typename S>
-__global__ void attention_softmax_backward_kernel(S *dscores, const float *datt, const S *att,
-                                                  const S *pd, int rows, int T, float scale,
-                                                  float keep_scale)
-{
-    int r = blockIdx.x * ATT_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (r >= rows) return;
-    int t = r % T;
-    size_t base = (size_t)r * T;
-    float dot = 0.f;
-    for (int s = lane; s <= t; s += 32) {
-        float dp = datt[base + s];
-        if (pd) dp = ld(pd + base + s) != 0.f ? dp * keep_scale : 0.f;
-        dot += ld(att + base + s) * dp;
+    if (t >= a.T) return;
+    float inv = 1.f / l;
+ATT_UNROLL
+    for (int j = 0; j < HSM / 4; j++) {
+        int c = sub + 4 * j;
+        if (c < a.HS) st(out + ((size_t)b * a.T + t) * a.C + h * a.HS + c, acc[j] * inv);
     }
-    dot = warp_sum(dot);
-    for (int s = lane; s < T; s += 32) {
-        float ds = 0.f;
-        if (s <= t) {
-            float dp = datt[base + s];
-            if (pd) dp = ld(pd + base + s) != 0.f ? dp * keep_scale : 0.f;
-            ds = ld(att + base + s) * (dp - dot) * scale;
+    if (sub == 0) lse[((size_t)b * a.NH + h) * a.T + t] = m + logf(l);
+}
+
+/* The backward's shared tiles: 16 queries (q, dout, their lse and D = dout . out) and 16 keys
+ * (k, v), and for the pair the post-dropout probabilities P' and dS = P (dP - D). */
+struct att_bwd_tiles {
+    float q[ATT_BWD_B * ATT_LD], dout[ATT_BWD_B * ATT_LD];
+    float k[ATT_BWD_B * ATT_LD], v[ATT_BWD_B * ATT_LD];
+    float pd[ATT_BWD_B][ATT_BWD_B + 1], ds[ATT_BWD_B][ATT_BWD_B + 1];
+    float lse[ATT_BWD_B], D[ATT_BWD_B];
+};
+
+/* q, dout rows [q0, q0+16) into the tiles, with their lse and D (8 threads per row) */
+template <typename S>
+__device__ void att_bwd_load_queries(att_bwd_tiles &sh, const S *q, const S *dout, const S *out,
+                                     const float *lse, int b, int h, int q0, const att_args &a)
+{
+    att_load_tile(sh.q, q, b, h, q0, ATT_BWD_B, a);
+    att_load_tile(sh.dout, dout, b, h, q0, ATT_BWD_B, a);
+    __syncthreads();
+    int r = threadIdx.x / 8, sub = threadIdx.x % 8, t = q0 + r;
+    float d = 0.f;
+    if (t < a.T)
+        for (int c = sub; c < a.HS; c += 8)
+            d += sh.dout[r * ATT_LD + c] * ld(out + ((size_t)b * a.T + t) * a.C + h * a.HS + c);
+    d += __shfl_xor_sync(0xffffffffu, d, 1);
+    d += __shfl_xor_sync(0xffffffffu, d, 2);
+    d += __shfl_xor_sync(0xffffffffu, d, 4);
+    if (sub == 0) {
+        sh.D[r] = d;
+        sh.lse[r] = t < a.T ? lse[((size_t)b * a.NH + h) * a.T + t] : 0.f;
+    }
+}
+
+/* sh.pd and sh.ds for queries [q0, q0+16) and keys [k0, k0+16): 2 elements per thread */
+__device__ void att_bwd_probs(att_bwd_tiles &sh, int b, int h, int q0, int k0, const att_args &a)
+{
+    for (int i = threadIdx.x; i < ATT_BWD_B * ATT_BWD_B; i += blockDim.x) {
+        int r = i / ATT_BWD_B, j = i % ATT_BWD_B, t = q0 + r, s = k0 + j;
+        float pd = 0.f, ds = 0.f;
+        if (s <= t && t < a.T) {
+            float p = expf(att_dot(sh.q + r * ATT_LD, sh.k + j * ATT_LD, a.HS) * a.scale -
+                           sh.lse[r]);
+            float dp = att_dot(sh.dout + r * ATT_LD, sh.v + j * ATT_LD, a.HS);
+            if (att_keep(a, b, h, t, s)) {
+                pd = p * a.keep_scale;
+                dp *= a.keep_scale;
+            } else {
+                dp = 0.f;
+            }
+            ds = p * (dp - sh.D[r]);
         }
-        st(dscores + base + s, ds);
+        sh.pd[r][j] = pd;
+        sh.ds[r][j] = ds;
     }
 }
 
-/* Per sequence b: C (per head) = alpha op(A) op(B), heads strided by HS in q/k/v/out and by
- * T*T in the (NH,T,T) buffers. */
-static void gemm_heads(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                       float alpha, const void *A, cudaDataType_t at, int lda, long long sa,
-                       const void *B, cudaDataType_t bt, int ldb, long long sb, void *C,
-                       cudaDataType_t ct, int ldc, long long sc, int NH)
+/* dk, dv (B,T,C) for keys [k0, k0+16), over the query tiles from k0 on. grid (key tiles, NH,
+ * B). Thread i owns key row j = i/8 and the head columns c = i%8 + 8m. */
+template <typename S, int HSM>
+__global__ void __launch_bounds__(ATT_BWD_THREADS)
+attention_backward_kv_kernel(S *dk, S *dv, const S *dout, const S *out, const float *lse,
+                             const S *q, const S *k, const S *v, att_args a)
 {
-    const float beta = 0.f;
-    cublasCheck(cublasGemmStridedBatchedEx(g_cuda.blas, ta, tb, m, n, k, &alpha, A, at, lda, sa,
-                                           B, bt, ldb, sb, &beta, C, ct, ldc, sc, NH,
-                                           CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-}
-
-// scores (B,NH,T,T) fp32 = q k^T * scale, row-major [t][s] (column-major (s,t))
-template <typename S>
-static void attention_scores(float *scores, const S *q, const S *k, int B, int T, int C, int NH)
-{
-    int HS = C / NH;
-    cudaDataType_t st_ = storage_type<S>::blas;
-    for (int b = 0; b < B; b++) {
-        size_t off = (size_t)b * T * C;
-        gemm_heads(CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, 1.f / sqrtf((float)HS), k + off, st_, C,
-                   HS, q + off, st_, C, HS, scores + (size_t)b * NH * T * T, CUDA_R_32F, T,
-                   (long long)T * T, NH);
+    __shared__ att_bwd_tiles sh;
+    int b = blockIdx.z, h = blockIdx.y, k0 = blockIdx.x * ATT_BWD_B;
+    int j = threadIdx.x / 8, sub = threadIdx.x % 8;
+    att_load_tile(sh.k, k, b, h, k0, ATT_BWD_B, a);
+    att_load_tile(sh.v, v, b, h, k0, ATT_BWD_B, a);
+    float gk[HSM / 8], gv[HSM / 8];
+ATT_UNROLL
+    for (int m = 0; m < HSM / 8; m++) gk[m] = gv[m] = 0.f;
+    for (int q0 = k0; q0 < a.T; q0 += ATT_BWD_B) {
+        __syncthreads();   // the previous query tile is read
+        att_bwd_load_queries(sh, q, dout, out, lse, b, h, q0, a);
+        __syncthreads();
+        att_bwd_probs(sh, b, h, q0, k0, a);
+        __syncthreads();
+        for (int r = 0; r < ATT_BWD_B; r++) {
+            float pd = sh.pd[r][j], ds = sh.ds[r][j];
+ATT_UNROLL
+            for (int m = 0; m < HSM / 8; m++) {
+                gv[m] += pd * sh.dout[r * ATT_LD + sub + 8 * m];
+                gk[m] += ds * sh.q[r * ATT_LD + sub + 8 * m];
+            }
+        }
+    }
+    int s = k0 + j;
+    if (s >= a.T) return;
+ATT_UNROLL
+    for (int m = 0; m < HSM / 8; m++) {
+        int c = sub + 8 * m;
+        if (c >= a.HS) continue;
+        size_t o = ((size_t)b * a.T + s) * a.C + h * a.HS + c;
+        st(dv + o, gv[m]);
+        st(dk + o, gk[m] * a.scale);
     }
 }
 
+/* dq (B,T,C) for queries [q0, q0+16), over the key tiles up to the diagonal. grid (query
+ * tiles, NH, B). Thread i owns query row r = i/8 and the head columns c = i%8 + 8m. */
+template <typename S, int HSM>
+__global__ void __launch_bounds__(ATT_BWD_THREADS)
+attention_backward_q_kernel(S *dq, const S *dout, const S *out, const float *lse, const S *q,
+                            const S *k, const S *v, att_args a)
+{
+    __shared__ att_bwd_tiles sh;
+    int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * ATT_BWD_B;
+    int r = threadIdx.x / 8, sub = threadIdx.x % 8;
+    att_bwd_load_queries(sh, q, dout, out, lse, b, h, q0, a);
+    float g[HSM / 8];
+ATT_UNROLL
+    for (int m = 0; m < HSM / 8; m++) g[m] = 0.f;
+    int last = min(q0 + ATT_BWD_B, a.T) - 1;
+    for (int k0 = 0; k0 <= last; k0 += ATT_BWD_B) {
+        __syncthreads();   // the previous key tile is read
+        att_load_tile(sh.k, k, b, h, k0, ATT_BWD_B, a);
+        att_load_tile(sh.v, v, b, h, k0, ATT_BWD_B, a);
+        __syncthreads();
+        att_bwd_probs(sh, b, h, q0, k0, a);
+        __syncthreads();
+        for (int j = 0; j < ATT_BWD_B; j++) {
+            float ds = sh.ds[r][j];
+ATT_UNROLL
+            for (int m = 0; m < HSM / 8; m++) g[m] += ds * sh.k[j * ATT_LD + sub + 8 * m];
+        }
+    }
+    int t = q0 + r;
+    if (t >= a.T) return;
+ATT_UNROLL
+    for (int m = 0; m < HSM / 8; m++) {
+        int c = sub + 8 * m;
+        if (c < a.HS) st(dq + ((size_t)b * a.T + t) * a.C + h * a.HS + c, g[m] * a.scale);
+    }
+}
+
+static att_args att_make_args(int T, int C, int NH, float p, const struct dropout_key *key)
+{
+    att_args a;
+    a.T = T;
+    a.C = C;
+    a.NH = NH;
+    a.HS = C / NH;
+    if (a.HS > ATT_HS_MAX || a.HS * NH != C) {
+        fprintf(stderr, "xlmc: the CUDA attention supports head sizes up to %d (C %d, %d heads)\n",
+                ATT_HS_MAX, C, NH);
+        exit(1);
+    }
+    a.scale = 1.f / sqrtf((float)a.HS);
+    a.threshold = p > 0.f ? dropout_threshold(p) : 0u;
+    a.keep_scale = p > 0.f ? 1.f / (1.f - p) : 1.f;
+    a.seed = key ? key->seed : 0;
+    a.step = key ? key->step : 0;
+    a.row0 = key ? key->row0 : 0;
+    a.tensor = key ? key->tensor : 0;
+    return a;
+}
+
+/* The kernels for head sizes up to HSM: their register arrays have fixed sizes */
+template <typename S, int HSM>
+static void attention_forward_launch(S *out, float *lse, const S *q, const S *k, const S *v,
+                                     int B, const att_args &a)
+{
+    dim3 grid(cuda_blocks(a.T, ATT_FWD_BQ), a.NH, B);
+    XLMC_LAUNCH((attention_forward_kernel<S, HSM>), grid, ATT_FWD_THREADS, 0, g_cuda.stream)(
+        out, lse, q, k, v, a);
+    cudaLaunchCheck();
+}
+template <typename S, int HSM>
+static void attention_backward_launch(S *dq, S *dk, S *dv, const S *dout, const S *out,
+                                      const float *lse, const S *q, const S *k, const S *v, int B,
+                                      const att_args &a)
+{
+    dim3 grid(cuda_blocks(a.T, ATT_BWD_B), a.NH, B);
+    XLMC_LAUNCH((attention_backward_kv_kernel<S, HSM>), grid, ATT_BWD_THREADS, 0,
+                g_cuda.stream)(dk, dv, dout, out, lse, q, k, v, a);
+    cudaLaunchCheck();
+    XLMC_LAUNCH((attention_backward_q_kernel<S, HSM>), grid, ATT_BWD_THREADS, 0,
+                g_cuda.stream)(dq, dout, out, lse, q, k, v, a);
+    cudaLaunchCheck();
+}
+
 template <typename S>
-static void cuda_attention_forward(void *out, void *att, const void *q, const void *k,
+static void cuda_attention_forward(void *out, float *lse, const void *q, const void *k,
                                    const void *v, int B, int T, int C, int NH, float p,
                                    const struct dropout_key *key)
 {
     if (!B || !T) return;
-    int HS = C / NH, rows = B * NH * T;
-    size_t natt = (size_t)B * NH * T * T;
-    cudaDataType_t st_ = storage_type<S>::blas;
-    uint32_t threshold = p > 0.f ? dropout_threshold(p) : 0u;
-    /* fp32 scores, then room for the post-dropout probabilities (storage type) */
-    float *scores = cuda_scratch(threshold ? 2 * natt : natt);
-    S *pd = threshold ? (S *)(scores + natt) : NULL;
-    attention_scores<S>(scores, (const S *)q, (const S *)k, B, T, C, NH);
-    XLMC_LAUNCH(attention_softmax_kernel<S>, cuda_blocks(rows, ATT_WARPS), 32 * ATT_WARPS, 0,
-                g_cuda.stream)((S *)att, pd, scores, rows, NH * T, T,
-                               p > 0.f ? 1.f / (1.f - p) : 1.f, threshold, key ? key->seed : 0,
-                               key ? key->step : 0, key ? key->row0 : 0, key ? key->tensor : 0);
-    cudaLaunchCheck();
-    const S *probs = pd ? pd : (const S *)att;
-    for (int b = 0; b < B; b++) {
-        size_t off = (size_t)b * T * C, aoff = (size_t)b * NH * T * T;
-        // out (T,HS per head) = dropout(att) (T,T) @ v (T,HS)
-        gemm_heads(CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, 1.f, (const S *)v + off, st_, C, HS,
-                   probs + aoff, st_, T, (long long)T * T, (S *)out + off, st_, C, HS, NH);
-    }
+    att_args a = att_make_args(T, C, NH, p, key);
+    if (a.HS <= 64)
+        attention_forward_launch<S, 64>((S *)out, lse, (const S *)q, (const S *)k, (const S *)v,
+                                        B, a);
+    else
+        attention_forward_launch<S, ATT_HS_MAX>((S *)out, lse, (const S *)q, (const S *)k,
+                                                (const S *)v, B, a);
 }
 
 template <typename S>
-static void cuda_attention_backward(void *dq, void *dk, void *dv, void *scratch,
-                                    const void *dout, const void *att, const void *q,
+static void cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout,
+                                    const void *out, const float *lse, const void *q,
                                     const void *k, const void *v, int B, int T, int C, int NH,
                                     float p, const struct dropout_key *key)
 {
     if (!B || !T) return;
-    int HS = C / NH, rows = B * NH * T;
-    size_t natt = (size_t)B * NH * T * T;
-    cudaDataType_t st_ = storage_type<S>::blas;
-    uint32_t threshold = p > 0.f ? dropout_threshold(p) : 0u;
-    float keep_scale = p > 0.f ? 1.f / (1.f - p) : 1.f;
-    /* fp32 datt, then room for the post-dropout probabilities (storage type) */
-    float *datt = cuda_scratch(threshold ? 2 * natt : natt);
-    S *pd = threshold ? (S *)(datt + natt) : NULL;
-    if (pd) {
-        XLMC_LAUNCH(attention_dropped_kernel<S>, cuda_blocks(natt, 256), 256, 0, g_cuda.stream)(
-            pd, (const S *)att, natt, NH * T, T, keep_scale, threshold, key ? key->seed : 0,
-            key ? key->step : 0, key ? key->row0 : 0, key ? key->tensor : 0);
-        cudaLaunchCheck();
-    }
-    const S *probs = pd ? pd : (const S *)att;
-    for (int b = 0; b < B; b++) {
-        size_t off = (size_t)b * T * C, aoff = (size_t)b * NH * T * T;
-        // dv (T,HS) = dropout(att)^T @ dout
-        gemm_heads(CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, 1.f, (const S *)dout + off, st_, C, HS,
-                   probs + aoff, st_, T, (long long)T * T, (S *)dv + off, st_, C, HS, NH);
-        // datt (T,T) fp32 = dout @ v^T
-        gemm_heads(CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, 1.f, (const S *)v + off, st_, C, HS,
-                   (const S *)dout + off, st_, C, HS, datt + aoff, CUDA_R_32F, T,
-                   (long long)T * T, NH);
-    }
-    XLMC_LAUNCH(attention_softmax_backward_kernel<S>, cuda_blocks(rows, ATT_WARPS),
-                32 * ATT_WARPS, 0, g_cuda.stream)((S *)scratch, datt, (const S *)att, pd, rows,
-                                                  T, 1.f / sqrtf((float)HS), keep_scale);
-    cudaLaunchCheck();
-    for (int b = 0; b < B; b++) {
-        size_t off = (size_t)b * T * C, aoff = (size_t)b * NH * T * T;
-        // dq (T,HS) = dscores @ k ; dk (T,HS) = dscores^T @ q
-        gemm_heads(CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, 1.f, (const S *)k + off, st_, C, HS,
-                   (const S *)scratch + aoff, st_, T, (long long)T * T, (S *)dq + off, st_, C,
-                   HS, NH);
-        gemm_heads(CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, 1.f, (const S *)q + off, st_, C, HS,
-                   (const S *)scratch + aoff, st_, T, (long long)T * T, (S *)dk + off, st_, C,
-                   HS, NH);
-    }
+    att_args a = att_make_args(T, C, NH, p, key);
+    if (a.HS <= 64)
+        attention_backward_launch<S, 64>((S *)dq, (S *)dk, (S *)dv, (const S *)dout,
+                                         (const S *)out, lse, (const S *)q, (const S *)k,
+                                         (const S *)v, B, a);
+    else
+        attention_backward_launch<S, ATT_HS_MAX>((S *)dq, (S *)dk, (S *)dv, (const S *)dout,
+                                                 (const S *)out, lse, (const S *)q,
+                                                 (const S *)k, (const S *)v, B, a);
 }
 
 CUDA_EXPORT_OP(attention_forward)

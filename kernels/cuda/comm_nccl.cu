@@ -6,6 +6,8 @@
 #include <nccl.h>
 
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 struct nccl_impl {
     ncclComm_t nccl;
@@ -16,6 +18,7 @@ struct nccl_impl {
      * `ready` marks on the compute stream the point where the bucket's values are final. */
     cudaStream_t comm_stream;
     cudaEvent_t ready;
+    int aborted; /* ncclCommAbort done: the communicator is gone */
 };
 
 static int nccl_ok(ncclResult_t r, const char *what)
@@ -23,6 +26,72 @@ static int nccl_ok(ncclResult_t r, const char *what)
     if (r == ncclSuccess) return 0;
     fprintf(stderr, "xlmc: NCCL %s failed: %s\n", what, ncclGetErrorString(r));
     return -1;
+}
+
+static double nccl_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void nccl_abort_comm(struct nccl_impl *im)
+{
+    if (im->aborted) return;
+    im->aborted = 1;
+    nccl_ok(ncclCommAbort(im->nccl), "communicator abort");
+}
+
+/* The communicator is non-blocking (so that a rank that never arrives cannot hold this one
+ * forever): wait for the work of `stream` by polling, watching NCCL's asynchronous error and
+ * c->timeout_seconds. On either, abort the communicator and fail naming `what`. */
+/* After an abort the communicator is freed: every later call fails at once. */
+static int nccl_gone(struct comm *c, const char *what)
+{
+    if (!((struct nccl_impl *)c->impl)->aborted) return 0;
+    fprintf(stderr, "xlmc: NCCL %s on rank %d: the communicator was aborted\n", what, c->rank);
+    return 1;
+}
+
+static int nccl_wait(struct comm *c, cudaStream_t stream, const char *what)
+{
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    if (nccl_gone(c, what)) return -1;
+    double t0 = nccl_now();
+    for (;;) {
+        cudaError_t q = cudaStreamQuery(stream);
+        if (q == cudaSuccess) return 0;
+        if (q != cudaErrorNotReady) cudaCheck(q);
+        ncclResult_t st = ncclSuccess;
+        if (ncclCommGetAsyncError(im->nccl, &st) == ncclSuccess && st != ncclSuccess &&
+            st != ncclInProgress) {
+            fprintf(stderr, "xlmc: NCCL %s on rank %d failed: %s; communicator aborted\n", what,
+                    c->rank, ncclGetErrorString(st));
+            nccl_abort_comm(im);
+            return -1;
+        }
+        double waited = nccl_now() - t0;
+        if (c->timeout_seconds > 0 && waited > c->timeout_seconds) {
+            fprintf(stderr,
+                    "xlmc: NCCL %s on rank %d did not complete within %.0f s (a rank did not "
+                    "arrive, or its GPU stopped); communicator aborted\n",
+                    what, c->rank, c->timeout_seconds);
+            nccl_abort_comm(im);
+            return -1;
+        }
+        usleep(waited < 0.01 ? 20 : 1000); /* spin briefly: most waits are short */
+    }
+}
+
+/* A call on a non-blocking communicator may return ncclInProgress while it is enqueued. */
+static int nccl_enqueued(struct nccl_impl *im, ncclResult_t r, const char *what)
+{
+    while (r == ncclInProgress) {
+        ncclResult_t st = ncclSuccess;
+        if (ncclCommGetAsyncError(im->nccl, &st) != ncclSuccess) break;
+        r = st;
+    }
+    return nccl_ok(r, what);
 }
 
 static void *nccl_staging(struct nccl_impl *im, size_t bytes)
@@ -40,11 +109,11 @@ static void *nccl_staging(struct nccl_impl *im, size_t bytes)
 static int nccl_allreduce_sum_f32(struct comm *c, float *x, size_t n)
 {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
-    if (nccl_ok(ncclAllReduce(x, x, n, ncclFloat32, ncclSum, im->nccl, g_cuda.stream),
-                "all-reduce"))
+    if (nccl_gone(c, "gradient all-reduce")) return -1;
+    if (nccl_enqueued(im, ncclAllReduce(x, x, n, ncclFloat32, ncclSum, im->nccl, g_cuda.stream),
+                      "all-reduce"))
         return -1;
-    cudaCheck(cudaStreamSynchronize(g_cuda.stream));
-    return 0;
+    return nccl_wait(c, g_cuda.stream, "gradient all-reduce");
 }
 
 // x (n) device fp32: the same sum, on the communication stream once the compute stream has
@@ -52,17 +121,18 @@ static int nccl_allreduce_sum_f32(struct comm *c, float *x, size_t n)
 static int nccl_allreduce_sum_f32_start(struct comm *c, float *x, size_t n)
 {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    if (nccl_gone(c, "gradient all-reduce (overlapped)")) return -1;
     cudaCheck(cudaEventRecord(im->ready, g_cuda.stream));
     cudaCheck(cudaStreamWaitEvent(im->comm_stream, im->ready, 0));
-    return nccl_ok(ncclAllReduce(x, x, n, ncclFloat32, ncclSum, im->nccl, im->comm_stream),
-                   "all-reduce (overlapped)");
+    return nccl_enqueued(
+        im, ncclAllReduce(x, x, n, ncclFloat32, ncclSum, im->nccl, im->comm_stream),
+        "all-reduce (overlapped)");
 }
 
 static int nccl_allreduce_wait(struct comm *c)
 {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
-    cudaCheck(cudaStreamSynchronize(im->comm_stream));
-    return 0;
+    return nccl_wait(c, im->comm_stream, "gradient all-reduce (overlapped)");
 }
 
 /* host buffer -> staging -> NCCL -> host */
@@ -70,9 +140,12 @@ static int nccl_host_allreduce(struct comm *c, void *x, size_t n, size_t elem,
                                ncclDataType_t type, ncclRedOp_t op)
 {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    if (nccl_gone(c, "host-side all-reduce")) return -1;
     void *d = nccl_staging(im, n * elem);
     cudaCheck(cudaMemcpyAsync(d, x, n * elem, cudaMemcpyHostToDevice, g_cuda.stream));
-    if (nccl_ok(ncclAllReduce(d, d, n, type, op, im->nccl, g_cuda.stream), "all-reduce"))
+    if (nccl_enqueued(im, ncclAllReduce(d, d, n, type, op, im->nccl, g_cuda.stream),
+                      "all-reduce") ||
+        nccl_wait(c, g_cuda.stream, "host-side all-reduce"))
         return -1;
     cudaCheck(cudaMemcpyAsync(x, d, n * elem, cudaMemcpyDeviceToHost, g_cuda.stream));
     cudaCheck(cudaStreamSynchronize(g_cuda.stream));
@@ -98,11 +171,13 @@ static int nccl_broadcast(struct comm *c, void *buf, size_t bytes, int root)
 {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
     if (im->host) return im->host->broadcast(im->host, buf, bytes, root);
+    if (nccl_gone(c, "broadcast")) return -1;
     size_t words = (bytes + 3) / 4;
     void *d = nccl_staging(im, words * 4);
     cudaCheck(cudaMemcpyAsync(d, buf, bytes, cudaMemcpyHostToDevice, g_cuda.stream));
-    if (nccl_ok(ncclBroadcast(d, d, words, ncclInt32, root, im->nccl, g_cuda.stream),
-                "broadcast"))
+    if (nccl_enqueued(im, ncclBroadcast(d, d, words, ncclInt32, root, im->nccl, g_cuda.stream),
+                      "broadcast") ||
+        nccl_wait(c, g_cuda.stream, "broadcast"))
         return -1;
     cudaCheck(cudaMemcpyAsync(buf, d, bytes, cudaMemcpyDeviceToHost, g_cuda.stream));
     cudaCheck(cudaStreamSynchronize(g_cuda.stream));
@@ -120,6 +195,7 @@ static int nccl_barrier(struct comm *c)
 static void nccl_abort(struct comm *c, int code)
 {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    nccl_abort_comm(im); /* frees the GPU side even while another thread waits on it */
     if (im->host) im->host->abort(im->host, code);
     exit(code);
 }
@@ -150,7 +226,15 @@ static struct comm *nccl_create(const unsigned char *id, int rank, int world, in
         free(im);
         return NULL;
     }
-    ncclResult_t r = ncclCommInitRank(&im->nccl, world, u, rank);
+    /* non-blocking, so that waits can time out and ncclCommAbort can end them */
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    ncclResult_t r = ncclCommInitRankConfig(&im->nccl, world, u, rank, &config);
+    while (r == ncclInProgress) {
+        ncclResult_t st = ncclSuccess;
+        r = ncclCommGetAsyncError(im->nccl, &st);
+        if (r == ncclSuccess) r = st;
+    }
     if (r != ncclSuccess) {
         if (why && why_len)
             snprintf(why, why_len, "ncclCommInitRank (rank %d of %d): %s", rank, world,
@@ -205,9 +289,13 @@ void comm_nccl_destroy(struct comm *c)
 {
     if (!c) return;
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
-    cudaCheck(cudaStreamSynchronize(g_cuda.stream));
-    cudaCheck(cudaStreamSynchronize(im->comm_stream));
-    nccl_ok(ncclCommDestroy(im->nccl), "communicator destroy");
+    if (!im->aborted) {
+        cudaCheck(cudaStreamSynchronize(g_cuda.stream));
+        cudaCheck(cudaStreamSynchronize(im->comm_stream));
+        /* a non-blocking communicator is finalized (its work flushed) before destroy */
+        if (!nccl_enqueued(im, ncclCommFinalize(im->nccl), "communicator finalize"))
+            nccl_ok(ncclCommDestroy(im->nccl), "communicator destroy");
+    }
     cudaCheck(cudaEventDestroy(im->ready));
     cudaCheck(cudaStreamDestroy(im->comm_stream));
     cudaCheck(cudaFree(im->staging));

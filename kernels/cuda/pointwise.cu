@@ -1,5 +1,5 @@
 /* pointwise.cu — erf-GELU (alone and fused with the FFN bias), residual add, dropout (Philox
- * masks shared with the CPU) and the padding mask. */
+ * masks shared with the CPU; alone or fused with the residual add) and the padding mask. */
 #include "kernels/cuda/common.cuh"
 
 #define PW_THREADS 256
@@ -31,16 +31,48 @@ __global__ void residual_kernel(S *out, const S *a, const S *b, size_t n)
     if (i < n) st(out + i, ld(a + i) + ld(b + i));
 }
 
-// x (B, row_len) in place; row r is global row row0 + r
+/* Loops over the 4 elements of a thread are unrolled by nvcc, which keeps the Philox words in
+ * registers; g++ (cudasim) knows no such pragma. */
+#ifdef __CUDACC__
+#define PW_UNROLL _Pragma("unroll")
+#else
+#define PW_UNROLL
+#endif
+
+/* out (B, row_len) = res + dropout(x) (res NULL: dropout(x)); row r is global row row0 + r.
+ * A thread takes 4 consecutive elements: when rows are a multiple of 4 long, its 4 dropout
+ * words are the 4 outputs of one Philox call (dropout_keep draws a call per element and keeps
+ * one word of it). A kept element is rounded to storage before the add, as the separate
+ * dropout op stores it. out may be x or res (each element is read before it is written). */
 template <typename S>
-__global__ void dropout_kernel(S *x, size_t row_len, size_t n, float scale, uint32_t threshold,
-                               uint64_t seed, uint64_t step, uint32_t row0, uint32_t tensor)
+__global__ void dropout_residual_kernel(S *out, const S *res, const S *x, size_t row_len,
+                                        size_t n, int drop, float scale, uint32_t threshold,
+                                        uint64_t seed, uint64_t step, uint32_t row0,
+                                        uint32_t tensor)
 {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    uint32_t row = row0 + (uint32_t)(i / row_len);
-    int keep = dropout_keep(seed, step, row, tensor, i % row_len, threshold);
-    st(x + i, keep ? ld(x + i) * scale : 0.f);
+    size_t i0 = 4 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (i0 >= n) return;
+    int whole = row_len % 4 == 0;
+    struct philox4 r = {{0u, 0u, 0u, 0u}};
+    if (drop && whole)
+        r = philox4x32_10((uint32_t)((i0 % row_len) >> 2), row0 + (uint32_t)(i0 / row_len),
+                          tensor, (uint32_t)step, (uint32_t)seed, (uint32_t)(seed >> 32));
+    PW_UNROLL
+    for (int j = 0; j < 4; j++) {
+        size_t i = i0 + j;
+        if (i >= n) continue;
+        float v = ld(x + i);
+        if (drop) {
+            int keep = whole ? r.v[j] >= threshold
+                             : dropout_keep(seed, step, row0 + (uint32_t)(i / row_len), tensor,
+                                            i % row_len, threshold);
+            S t;
+            st(&t, keep ? v * scale : 0.f);
+            v = ld(&t);
+        }
+        if (res) v = ld(res + i) + v;
+        st(out + i, v);
+    }
 }
 
 // x (B,T,C): zero positions t >= lengths[b]
@@ -78,14 +110,24 @@ static void cuda_residual_forward(void *out, const void *a, const void *b, size_
     cudaLaunchCheck();
 }
 template <typename S>
-static void cuda_dropout(void *x, int B, int T, int C, float p, const struct dropout_key *key)
+static void cuda_dropout_residual(void *out, const void *res, const void *x, int B, int T, int C,
+                                  float p, const struct dropout_key *key)
 {
     size_t n = (size_t)B * T * C;
-    if (p == 0.f || !n) return;
-    XLMC_LAUNCH(dropout_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0, g_cuda.stream)(
-        (S *)x, (size_t)T * C, n, 1.f / (1.f - p), dropout_threshold(p), key->seed, key->step,
-        key->row0, key->tensor);
+    if (!n) return;
+    int drop = p > 0.f;
+    XLMC_LAUNCH(dropout_residual_kernel<S>, cuda_blocks((n + 3) / 4, PW_THREADS), PW_THREADS, 0,
+                g_cuda.stream)((S *)out, (const S *)res, (const S *)x, (size_t)T * C, n, drop,
+                               drop ? 1.f / (1.f - p) : 1.f, drop ? dropout_threshold(p) : 0u,
+                               drop ? key->seed : 0, drop ? key->step : 0,
+                               drop ? key->row0 : 0, drop ? key->tensor : 0);
     cudaLaunchCheck();
+}
+template <typename S>
+static void cuda_dropout(void *x, int B, int T, int C, float p, const struct dropout_key *key)
+{
+    if (p == 0.f) return;
+    cuda_dropout_residual<S>(x, NULL, x, B, T, C, p, key);
 }
 template <typename S>
 static void cuda_mask_padding(void *x, const int32_t *lengths, int B, int T, int C)
@@ -144,4 +186,5 @@ CUDA_EXPORT_OP(bias_gelu_forward)
 CUDA_EXPORT_OP(bias_gelu_backward)
 CUDA_EXPORT_OP(residual_forward)
 CUDA_EXPORT_OP(dropout)
+CUDA_EXPORT_OP(dropout_residual)
 CUDA_EXPORT_OP(mask_padding)

@@ -23,6 +23,7 @@ enum {
     T_GELU_B,
     T_RESIDUAL,
     T_DROPOUT,
+    T_DROPOUT_RES,
     T_MASK,
     T_CLASSIFIER,
     T_UNSCALE,
@@ -31,12 +32,12 @@ enum {
     T_COUNT
 };
 static const char *const NAMES[T_COUNT] = {
-    "memset0",        "storage_from_f32", "storage_to_f32",    "grad_accumulate",
-    "embed_forward",  "embed_backward",   "layernorm_forward", "layernorm_backward",
-    "matmul_forward", "matmul_backward",  "attention_forward", "attention_backward",
-    "gelu_forward",   "gelu_backward",    "residual_forward",  "dropout",
-    "mask_padding",   "classifier",       "unscale_check",     "norm_squared",
-    "adam_update",
+    "memset0",          "storage_from_f32", "storage_to_f32",    "grad_accumulate",
+    "embed_forward",    "embed_backward",   "layernorm_forward", "layernorm_backward",
+    "matmul_forward",   "matmul_backward",  "attention_forward", "attention_backward",
+    "gelu_forward",     "gelu_backward",    "residual_forward",  "dropout",
+    "dropout_residual", "mask_padding",     "classifier",        "unscale_check",
+    "norm_squared",     "adam_update",
 };
 
 static struct ops g_inner, g_timed;
@@ -87,15 +88,15 @@ static void w_mm_b(void *dinp, void *dw, void *db, const void *dout, const void 
                    int N, int C, int OC) {
     TIMED(T_MM_B, g_inner.matmul_backward(dinp, dw, db, dout, inp, w, N, C, OC));
 }
-static void w_att_f(void *out, void *att, const void *q, const void *k, const void *v, int B, int T,
-                    int C, int NH, float p, const struct dropout_key *key) {
-    TIMED(T_ATT_F, g_inner.attention_forward(out, att, q, k, v, B, T, C, NH, p, key));
+static void w_att_f(void *out, float *lse, const void *q, const void *k, const void *v, int B,
+                    int T, int C, int NH, float p, const struct dropout_key *key) {
+    TIMED(T_ATT_F, g_inner.attention_forward(out, lse, q, k, v, B, T, C, NH, p, key));
 }
-static void w_att_b(void *dq, void *dk, void *dv, void *scratch, const void *dout, const void *att,
-                    const void *q, const void *k, const void *v, int B, int T, int C, int NH,
-                    float p, const struct dropout_key *key) {
+static void w_att_b(void *dq, void *dk, void *dv, const void *dout, const void *out,
+                    const float *lse, const void *q, const void *k, const void *v, int B, int T,
+                    int C, int NH, float p, const struct dropout_key *key) {
     TIMED(T_ATT_B,
-          g_inner.attention_backward(dq, dk, dv, scratch, dout, att, q, k, v, B, T, C, NH, p, key));
+          g_inner.attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, C, NH, p, key));
 }
 static void w_gelu_f(void *out, const void *inp, size_t n) {
     TIMED(T_GELU_F, g_inner.gelu_forward(out, inp, n));
@@ -108,6 +109,10 @@ static void w_residual(void *out, const void *a, const void *b, size_t n) {
 }
 static void w_dropout(void *x, int B, int T, int C, float p, const struct dropout_key *key) {
     TIMED(T_DROPOUT, g_inner.dropout(x, B, T, C, p, key));
+}
+static void w_dropout_res(void *out, const void *res, const void *x, int B, int T, int C, float p,
+                          const struct dropout_key *key) {
+    TIMED(T_DROPOUT_RES, g_inner.dropout_residual(out, res, x, B, T, C, p, key));
 }
 static void w_mask(void *x, const int32_t *lengths, int B, int T, int C) {
     TIMED(T_MASK, g_inner.mask_padding(x, lengths, B, T, C));
@@ -153,6 +158,7 @@ const struct ops *op_timer_wrap(const struct ops *inner) {
     g_timed.gelu_backward = w_gelu_b;
     g_timed.residual_forward = w_residual;
     g_timed.dropout = w_dropout;
+    g_timed.dropout_residual = w_dropout_res;
     g_timed.mask_padding = w_mask;
     g_timed.classifier = w_classifier;
     g_timed.unscale_check = w_unscale;

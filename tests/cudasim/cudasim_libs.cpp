@@ -2,11 +2,13 @@
  * NCCL collectives between host threads of one process (each thread one rank). */
 #include "cudasim.h"
 #include "cudasim_count_impl.h"
+#include "include/nccl.h"
 
 #include <condition_variable>
 #include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -127,7 +129,97 @@ struct cudasim_nccl {
     Group *group;
     std::string key;
     int rank;
+    int blocking = 1;
 };
+
+/* ---- the non-blocking communicator: pending collectives (see include/nccl.h) ---- */
+namespace {
+struct PendingOp {
+    Group *group;
+    unsigned long long generation; /* the collective's number in its group */
+    cudaStream_t stream;
+    std::thread::id owner; /* ranks are threads: a stream query sees its own thread's work */
+    bool done = false, aborted = false;
+};
+std::mutex g_pending_mu;  /* guards every Group's nb_* fields and g_pending */
+std::vector<PendingOp *> g_pending;
+std::map<Group *, std::map<unsigned long long, std::vector<std::pair<const void *, void *>>>>
+    g_nb_buffers;         /* per group and collective: (send, recv) by rank */
+/* per group and rank: the number of its next collective */
+std::map<std::pair<Group *, int>, unsigned long long> g_nb_rank_next;
+int g_aborts;
+
+/* The rank-order sum (or max) of a complete collective into every rank's recv. */
+void nb_reduce(Group *g, std::vector<std::pair<const void *, void *>> &io, size_t count,
+               ncclDataType_t type, ncclRedOp_t op)
+{
+    size_t eb = type_bytes(type);
+    std::vector<unsigned char> out(count * eb);
+    for (size_t i = 0; i < count; i++)
+        for (int r = 0; r < g->nranks; r++) {
+            const unsigned char *src = (const unsigned char *)io[r].first + i * eb;
+            unsigned char *dst = out.data() + i * eb;
+            if (r == 0) { memcpy(dst, src, eb); continue; }
+            if (type == ncclFloat32) {
+                float a, x; memcpy(&a, dst, 4); memcpy(&x, src, 4);
+                a = op == ncclSum ? a + x : (x > a ? x : a); memcpy(dst, &a, 4);
+            } else if (type == ncclFloat64) {
+                double a, x; memcpy(&a, dst, 8); memcpy(&x, src, 8);
+                a = op == ncclSum ? a + x : (x > a ? x : a); memcpy(dst, &a, 8);
+            } else {
+                int a, x; memcpy(&a, dst, 4); memcpy(&x, src, 4);
+                a = op == ncclSum ? a + x : (x > a ? x : a); memcpy(dst, &a, 4);
+            }
+        }
+    for (int r = 0; r < g->nranks; r++)
+        if (!out.empty()) memcpy(io[r].second, out.data(), out.size());
+}
+
+ncclResult_t nb_allreduce(const void *send, void *recv, size_t count, ncclDataType_t type,
+                          ncclRedOp_t op, ncclComm_t c, cudaStream_t s)
+{
+    std::lock_guard<std::mutex> lock(g_pending_mu);
+    Group *g = c->group;
+    unsigned long long gen = g_nb_rank_next[{g, c->rank}]++;
+    auto &io = g_nb_buffers[g][gen];
+    io.resize(g->nranks);
+    io[c->rank] = {send, recv};
+    PendingOp *p = new PendingOp{g, gen, s, std::this_thread::get_id()};
+    g_pending.push_back(p);
+    int arrived = 0;
+    for (auto &x : io) arrived += x.second != nullptr;
+    if (arrived == g->nranks) {
+        nb_reduce(g, io, count, type, op);
+        g_nb_buffers[g].erase(gen);
+        for (PendingOp *q : g_pending)
+            if (q->group == g && q->generation == gen) q->done = true;
+    }
+    return ncclSuccess;
+}
+}  // namespace
+
+extern "C" int cudasim_nccl_aborts(void)
+{
+    std::lock_guard<std::mutex> lock(g_pending_mu);
+    return g_aborts;
+}
+
+cudaError_t cudaStreamQuery(cudaStream_t s)
+{
+    std::lock_guard<std::mutex> lock(g_pending_mu);
+    for (size_t i = 0; i < g_pending.size();) {
+        PendingOp *p = g_pending[i];
+        bool mine = p->stream == s && p->owner == std::this_thread::get_id();
+        if (mine && !p->done && !p->aborted) return cudaErrorNotReady;
+        if (mine) { /* finished: forget it */
+            delete p;
+            g_pending.erase(g_pending.begin() + (long)i);
+            continue;
+        }
+        i++;
+    }
+    return cudaSuccess;
+}
 
 ncclResult_t ncclGetUniqueId(ncclUniqueId *id)
 {
@@ -161,12 +253,54 @@ ncclResult_t ncclCommInitRank(ncclComm_t *c, int nranks, ncclUniqueId id, int ra
     return ncclSuccess;
 }
 
+ncclResult_t ncclCommInitRankConfig(ncclComm_t *c, int nranks, ncclUniqueId id, int rank,
+                                    ncclConfig_t *config)
+{
+    ncclResult_t r = ncclCommInitRank(c, nranks, id, rank);
+    if (r == ncclSuccess && config) (*c)->blocking = config->blocking;
+    return r;
+}
+
+ncclResult_t ncclCommFinalize(ncclComm_t c)
+{
+    return c ? ncclSuccess : ncclInvalidArgument;
+}
+
+ncclResult_t ncclCommGetAsyncError(ncclComm_t c, ncclResult_t *state)
+{
+    if (!c || !state) return ncclInvalidArgument;
+    *state = ncclSuccess; /* calls complete at once here; a missing rank is no error, a wait */
+    return ncclSuccess;
+}
+
+/* Like ncclCommDestroy, without waiting for anything; this rank's pending collectives end
+ * (not done) so that cudaStreamQuery no longer reports them. */
+ncclResult_t ncclCommAbort(ncclComm_t c)
+{
+    if (!c) return ncclInvalidArgument;
+    {
+        std::lock_guard<std::mutex> lock(g_pending_mu);
+        g_aborts++;
+        for (PendingOp *p : g_pending)
+            if (p->group == c->group) p->aborted = true;
+    }
+    return ncclCommDestroy(c);
+}
+
 ncclResult_t ncclCommDestroy(ncclComm_t c)
 {
     if (!c) return ncclInvalidArgument;
     std::lock_guard<std::mutex> lock(g_registry_mu);
     if (--c->group->refs == 0) {
         g_groups.erase(c->key);
+        std::lock_guard<std::mutex> plock(g_pending_mu);
+        g_nb_buffers.erase(c->group);
+        for (int r = 0; r < c->group->nranks; r++) g_nb_rank_next.erase({c->group, r});
+        for (size_t i = 0; i < g_pending.size();) { /* the group's collectives end with it */
+            if (g_pending[i]->group != c->group) { i++; continue; }
+            delete g_pending[i];
+            g_pending.erase(g_pending.begin() + (long)i);
+        }
         delete c->group;
     }
     delete c;
@@ -178,6 +312,7 @@ ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataT
 {
     if (!c || (op != ncclSum && op != ncclMax)) return ncclInvalidArgument;
     cudasim::count::nccl("allreduce", count * type_bytes(type), s);
+    if (!c->blocking) return nb_allreduce(send, recv, count, type, op, c, s);
     Group *g = c->group;
     g->send[c->rank] = send;
     group_barrier(g);
