@@ -223,15 +223,16 @@ int ckpt_load(const char *path, struct model *m, struct trainer *t, struct loade
     if (f < 0)
         return xlmc_error("checkpoint %s: cannot open it as HDF5 (missing or corrupt)", path);
     size_t bytes = m->num_params * sizeof(float);
-    /* Everything is read into host buffers first: a failure leaves the model untouched. */
-    float *w = xmalloc(bytes ? bytes : 1), *am = NULL, *av = NULL;
+    /* Everything is read into host buffers first: a failure leaves the model untouched. They
+     * are zeroed: the vocabulary padding of the arena (core/model.h) is in no dataset. */
+    float *w = xcalloc(bytes ? bytes : 1, 1), *am = NULL, *av = NULL;
     int64_t step = 0, skipped = 0;
     double sc[SCALER_STATE_LEN];
     uint64_t lw[LOADER_STATE_WORDS];
     int rc = read_arena(f, path, "weights", m, w);
     if (!rc && t) {
-        am = xmalloc(bytes ? bytes : 1);
-        av = xmalloc(bytes ? bytes : 1);
+        am = xcalloc(bytes ? bytes : 1, 1);
+        av = xcalloc(bytes ? bytes : 1, 1);
         if (H5Lexists(f, "/adam_m", H5P_DEFAULT) <= 0) {
             rc = xlmc_error("checkpoint %s holds weights only, no optimizer state: use it with "
                             "--init-from, not as a run's checkpoint",

@@ -77,6 +77,7 @@ int model_create(struct model *m, const struct xlmc_config *cfg, const struct op
         [P_F2B] = {C, 0, L, 0},   [P_LN2W] = {C, 0, L, 0},  [P_LN2B] = {C, 0, L, 0},
         [P_PB] = {V, 0, 1, 0},
     };
+    m->vocab_rows = (V + 127) / 128 * 128;
     size_t off = 0;
     for (int i = 0; i < P_COUNT; i++) {
         struct param_tensor *t = &m->params[i];
@@ -89,6 +90,9 @@ int model_create(struct model *m, const struct xlmc_config *cfg, const struct op
         t->numel = (size_t)spec[i][0] * (size_t)t->shape[1] * (size_t)t->layers;
         t->decay = spec[i][3];
         off += t->numel;
+        m->num_weights += t->numel;
+        /* the vocabulary padding: zero from the (zeroing) allocations below, kept zero */
+        if (i == P_WTE || i == P_PB) off += (size_t)(m->vocab_rows - V) * (size_t)t->shape[1];
     }
     m->num_params = off;
     m->weights_are_master =
@@ -293,7 +297,7 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
                         char *ibase, size_t *sbytes, size_t *fbytes, size_t *ibytes) {
     const struct model_config *mc = &m->cfg.model;
     size_t es = m->ops->storage_bytes, B = (size_t)pl->B, T = (size_t)pl->T, N = B * T;
-    size_t C = (size_t)mc->dim, F = (size_t)mc->ffn_dim, V = (size_t)mc->vocab_size;
+    size_t C = (size_t)mc->dim, F = (size_t)mc->ffn_dim;
     size_t NHT = B * (size_t)mc->n_heads * T;
     char *s = sbase, *f = fbase, *i = ibase;
     pl->emb = CARVE(s, N * C, es);
@@ -318,7 +322,7 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
         a->rstd2 = CARVE(f, N, sizeof(float));
         a->lse = CARVE(f, NHT, sizeof(float));
     }
-    pl->logits = CARVE(s, N * V, es);
+    pl->logits = CARVE(s, N * (size_t)m->vocab_rows, es); /* (N,Vp): padded for the GEMMs */
     pl->g_h = CARVE(s, N * C, es);
     pl->g_r = CARVE(s, N * C, es);
     pl->g_t = CARVE(s, N * C, es);
@@ -453,24 +457,30 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
     }
     /* A training forward leaves the output bias to the loss op, which also sums its gradient
      * while each row of the logits' gradient is at hand: two passes over (N,V) fewer. */
-    int fused = dscale != 0.0f && b->targets && !logits_out;
+    int fused = dscale != 0.0f && b->targets && !logits_out, Vp = m->vocab_rows;
     ops->matmul_forward(pl->logits, x, param_at(m, W, P_WTE, 0),
-                        fused ? NULL : param_at(m, W, P_PB, 0), N, C, V);
+                        fused ? NULL : param_at(m, W, P_PB, 0), N, C, Vp);
     if (logits_out) {
-        size_t bytes = (size_t)N * V * sizeof(float);
+        size_t bytes = (size_t)N * Vp * sizeof(float);
         if (!pl->logits_f32 && !(pl->logits_f32 = ops->alloc(bytes))) {
             xlmc_error("%s backend: cannot allocate %zu bytes for the logits", ops->name, bytes);
             return -1.0f;
         }
-        ops->storage_to_f32(pl->logits_f32, pl->logits, (size_t)N * V);
-        ops->to_host(logits_out, pl->logits_f32, bytes);
+        ops->storage_to_f32(pl->logits_f32, pl->logits, (size_t)N * Vp);
+        if (Vp == V) {
+            ops->to_host(logits_out, pl->logits_f32, bytes);
+        } else { /* (N,V) out of (N,Vp): the padding never leaves the model */
+            for (int n = 0; n < N; n++)
+                ops->to_host(logits_out + (size_t)n * V, pl->logits_f32 + (size_t)n * Vp,
+                             (size_t)V * sizeof(float));
+        }
     }
     long counted = 0;
     double sum = 0.0;
     if (b->targets) {
         if (fused) ops->memset0(m->grads, m->num_params * ops->storage_bytes);
         ops->classifier(pl->losses, pl->logits, fused ? param_at(m, W, P_PB, 0) : NULL,
-                        fused ? param_at(m, m->grads, P_PB, 0) : NULL, pl->targets, N, V,
+                        fused ? param_at(m, m->grads, P_PB, 0) : NULL, pl->targets, N, V, Vp,
                         fused ? dscale : 0.0f);
         pl->logits_grad_scale = fused ? dscale : 0.0f;
         ops->to_host(pl->losses_host, pl->losses, (size_t)N * sizeof(float));
@@ -536,13 +546,14 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
     if (!fused) {
         ops->memset0(G, m->num_params * ops->storage_bytes);
         if (!pl->have_targets) ops->to_device(pl->targets, b->targets, (size_t)N * sizeof(int32_t));
-        ops->classifier(pl->losses, pl->logits, NULL, NULL, pl->targets, N, V, dscale);
+        ops->classifier(pl->losses, pl->logits, NULL, NULL, pl->targets, N, V, m->vocab_rows,
+                        dscale);
     }
     const void *x_last = pl->L ? pl->layers[pl->L - 1].h2 : pl->x0;
-    /* dlogits (N,V) -> dx (N,C), dwte += dlogits^T x, dpb += (the forward's loss op summed
-     * dpb already when fused) */
+    /* dlogits (N,Vp) -> dx (N,C), dwte (Vp rows) += dlogits^T x, dpb += (the forward's loss op
+     * summed dpb already when fused); the padding columns of dlogits are 0 */
     ops->matmul_backward(pl->g_h, param_at(m, G, P_WTE, 0), fused ? NULL : param_at(m, G, P_PB, 0),
-                         pl->logits, x_last, param_at(m, W, P_WTE, 0), N, C, V);
+                         pl->logits, x_last, param_at(m, W, P_WTE, 0), N, C, m->vocab_rows);
     struct dropout_key k;
     for (int l = pl->L - 1; l >= 0; l--) {
         struct layer_acts *a = &pl->layers[l];

@@ -64,6 +64,12 @@ struct model {
     const struct ops *ops;
     struct param_tensor params[P_COUNT]; /* numel 0 for absent tensors (wlang) */
     size_t num_params;                   /* elements in the arena */
+    /* Vp: vocab_size rounded up to a multiple of 128. The arena gives wte Vp rows and pb Vp
+     * entries so that the output GEMMs and the loss op run on (N,Vp) logits with aligned
+     * leading dimensions; the rows past vocab_size are zero, never get a gradient, and are
+     * in no tensor's numel/shape (checkpoints, HF files and logits_out keep vocab_size). */
+    int vocab_rows;
+    size_t num_weights; /* true parameter count: num_params less padding */
 
     float *master; /* (num_params) fp32 master weights, host memory */
     void *weights; /* (num_params) storage copy on the backend's device; on the CPU

@@ -162,19 +162,21 @@ struct dropout_key {
     X(mask_padding, (void *x, const int32_t *lengths, int B, int T, int C), (x, lengths, B, T, C)) \
                                                                                                    \
     /* ---- output layer and loss ----                                                             \
-     * logits (N,V) already computed by matmul_forward. bias (V) or NULL: first added to every     \
+     * logits (N,Vp) already computed by matmul_forward, Vp >= V the row stride (the model pads    \
+     * the vocabulary to a multiple of 128 for aligned GEMMs): columns V..Vp-1 are padding, left   \
+     * out of the softmax and never read. bias (V) or NULL: first added to columns < V of every    \
      * row in place (a training forward leaves the output bias to this op rather than to           \
      * matmul_forward, which saves a pass over the (N,V) logits).                                  \
-     * losses (N) fp32 = -log softmax(logits)[t] for targets t >= 0, 0 where the target is < 0     \
-     * (ignored).                                                                                  \
+     * losses (N) fp32 = -log softmax(logits[:V])[t] for targets t >= 0, 0 where the target is     \
+     * < 0 (ignored).                                                                              \
      * If dscale != 0 the logits are overwritten in place by their gradient                        \
-     * dscale * (softmax - onehot) (rows with an ignored target get 0); the probabilities are      \
-     * never stored separately. dbias (V) or NULL, only with dscale != 0: += the column sums of    \
-     * that gradient, deterministic (the bias gradient matmul_backward would give). */             \
+     * dscale * (softmax - onehot) (rows with an ignored target and padding columns get 0); the    \
+     * probabilities are never stored separately. dbias (V) or NULL, only with dscale != 0: +=     \
+     * the column sums of that gradient, deterministic (what matmul_backward would give). */       \
     X(classifier,                                                                                  \
       (float *losses, void *logits, const void *bias, void *dbias, const int32_t *targets, int N,  \
-       int V, float dscale),                                                                       \
-      (losses, logits, bias, dbias, targets, N, V, dscale))                                        \
+       int V, int Vp, float dscale),                                                               \
+      (losses, logits, bias, dbias, targets, N, V, Vp, dscale))                                    \
                                                                                                    \
     /* ---- optimizer side, all fp32 ----                                                          \
      * grad (n) *= inv_scale; returns 1 if any element of the result is inf or NaN, else 0. */     \

@@ -11,7 +11,7 @@
 
 double metrics_flops_per_token(const struct model *m) {
     const struct model_config *mc = &m->cfg.model;
-    return 6.0 * (double)m->num_params +
+    return 6.0 * (double)m->num_weights +
            12.0 * mc->n_layers * (double)mc->dim * (double)m->cfg.train.seq_len;
 }
 

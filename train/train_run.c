@@ -270,7 +270,7 @@ int train_run_setup(struct train_run *r) {
         printf("xlmc train: %d rank(s) on %s (%s), %zu parameters, global batch %d rows x %d "
                "tokens = %d micro-batches of %d rows per rank\n",
                r->comm->world, r->ops->name,
-               r->cfg.train.precision == PRECISION_FP16 ? "fp16" : "fp32", r->m.num_params,
+               r->cfg.train.precision == PRECISION_FP16 ? "fp16" : "fp32", r->m.num_weights,
                r->global_rows, r->cfg.train.seq_len, r->accum, r->cfg.train.micro_batch);
         if (r->resumed)
             printf("resuming from %s at step %ld%s\n", resume, r->t.step,
@@ -281,7 +281,7 @@ int train_run_setup(struct train_run *r) {
         fflush(stdout);
         json_t *o = json_pack("{s:s, s:i, s:s, s:I, s:s, s:f, s:I}", "type", "start", "world",
                               r->comm->world, "device", r->ops->name, "num_params",
-                              (json_int_t)r->m.num_params, "resumed_from", resume, "peak_flops",
+                              (json_int_t)r->m.num_weights, "resumed_from", resume, "peak_flops",
                               r->peak_flops, "start_step", (json_int_t)r->t.step);
         if (o && json_array_size(r->changes))
             json_object_set(o, "changes", r->changes); /* what --config changed on resume */

@@ -10,10 +10,11 @@
  * gradient does not depend on the thread count. */
 #define CLS_BLOCK 32
 
-/* One row l (V) with target t >= 0: bias added (rounded when h), loss returned, and with
- * dscale != 0 the row overwritten by its gradient. The row (V floats) stays in L1/L2 between
- * the passes: only the first reads it from memory. The log-sum-exp is summed in double: with
- * V = 64k an fp32 sum would lose ~1e-6 relative in the loss. */
+/* One row l (V; the padding after it is the caller's) with target t >= 0: bias added
+ * (rounded when h), loss returned, and with dscale != 0 the row overwritten by its gradient.
+ * The row (V floats) stays in L1/L2 between the passes: only the first reads it from memory.
+ * The log-sum-exp is summed in double: with V = 64k an fp32 sum would lose ~1e-6 relative in
+ * the loss. */
 CPU_INLINE float classifier_row(int h, float *l, const float *bias, int t, int V, float dscale) {
     if (bias) {
 #pragma omp simd
@@ -48,10 +49,11 @@ CPU_INLINE float classifier_row(int h, float *l, const float *bias, int t, int V
     return (float)(log(sum) + (double)mx - (double)lt);
 }
 
-/* losses (N); logits (N,V), bias (V) or NULL, dbias (V) or NULL: see ops.h */
+/* losses (N); logits (N,Vp) of which columns < V count, bias (V) or NULL, dbias (V) or
+ * NULL: see ops.h */
 CPU_HOT void cpu_classifier(const struct cpu_ctx *ctx, float *losses, void *logits_,
                             const void *bias_, void *dbias_, const int32_t *targets, int N, int V,
-                            float dscale) {
+                            int Vp, float dscale) {
     const int h = ctx->round_half;
     float *logits = logits_, *dbias = dscale != 0.0f ? dbias_ : NULL;
     const float *bias = bias_;
@@ -64,8 +66,10 @@ CPU_HOT void cpu_classifier(const struct cpu_ctx *ctx, float *losses, void *logi
         if (part) memset(part, 0, (size_t)V * sizeof(float));
         int n1 = (blk + 1) * CLS_BLOCK < N ? (blk + 1) * CLS_BLOCK : N;
         for (int n = blk * CLS_BLOCK; n < n1; n++) {
-            float *l = logits + (size_t)n * V;
+            float *l = logits + (size_t)n * Vp;
             int t = targets[n];
+            /* the padding's gradient is zero: the output GEMMs' padding rows stay zero */
+            if (dscale != 0.0f && Vp > V) memset(l + V, 0, (size_t)(Vp - V) * sizeof(float));
             if (t < 0) {
                 losses[n] = 0.0f;
                 if (dscale != 0.0f)

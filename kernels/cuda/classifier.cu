@@ -7,14 +7,17 @@
 
 #define CLS_THREADS 256
 
-// losses (N) fp32, logits (N,V) storage (+= bias (V) or NULL first), overwritten by
-// dscale * (softmax - onehot)
+// losses (N) fp32, logits (N,Vp) storage, columns < V (+= bias (V) or NULL first) overwritten
+// by dscale * (softmax - onehot), the padding columns V..Vp-1 by 0 (with dscale != 0)
 template <typename S>
 __global__ void classifier_kernel(float *losses, S *logits, const S *bias, const int32_t *targets,
-                                  int V, float dscale) {
+                                  int V, int Vp, float dscale) {
     __shared__ float red[32];
-    S *x = logits + (size_t)blockIdx.x * V;
+    S *x = logits + (size_t)blockIdx.x * Vp;
     int target = targets[blockIdx.x];
+    if (dscale != 0.f)
+        for (int i = V + threadIdx.x; i < Vp; i += blockDim.x)
+            st(x + i, 0.f);
     if (bias) { /* each thread adds the elements it reads below: no barrier needed */
         for (int i = threadIdx.x; i < V; i += blockDim.x)
             st(x + i, ld(x + i) + ld(bias + i));
@@ -46,12 +49,12 @@ __global__ void classifier_kernel(float *losses, S *logits, const S *bias, const
 
 template <typename S>
 static void cuda_classifier(float *losses, void *logits, const void *bias, void *dbias,
-                            const int32_t *targets, int N, int V, float dscale) {
+                            const int32_t *targets, int N, int V, int Vp, float dscale) {
     if (!N) return;
     XLMC_LAUNCH(classifier_kernel<S>, N, CLS_THREADS, 0,
-                g_cuda.stream)(losses, (S *)logits, (const S *)bias, targets, V, dscale);
+                g_cuda.stream)(losses, (S *)logits, (const S *)bias, targets, V, Vp, dscale);
     cudaLaunchCheck();
-    if (dbias && dscale != 0.f) cuda_column_sum_add<S>((S *)dbias, (const S *)logits, N, V);
+    if (dbias && dscale != 0.f) cuda_column_sum_add<S>((S *)dbias, (const S *)logits, N, V, Vp);
 }
 
 CUDA_EXPORT_OP(classifier)

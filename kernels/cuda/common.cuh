@@ -104,13 +104,13 @@ static inline unsigned cuda_blocks(size_t n, unsigned threads) {
 #define COLSUM_ROWS 256
 #define COLSUM_THREADS 64
 template <typename S>
-__global__ void colsum_partial_kernel(float *partial, const S *x, int N, int C) {
+__global__ void colsum_partial_kernel(float *partial, const S *x, int N, int C, int ldx) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     int n0 = blockIdx.y * COLSUM_ROWS, n1 = min(N, n0 + COLSUM_ROWS);
     float acc = 0.f;
     for (int n = n0; n < n1; n++)
-        acc += ld(x + (size_t)n * C + c);
+        acc += ld(x + (size_t)n * ldx + c);
     partial[(size_t)blockIdx.y * C + c] = acc;
 }
 template <typename S>
@@ -137,13 +137,15 @@ extern struct cuda_state g_cuda;
 /* at least n floats of device scratch (contents do not survive the next op) */
 float *cuda_scratch(size_t n);
 
+/* out (C) += column sums of x (N rows of stride ldx >= C; ldx 0: C) */
 template <typename S>
-static inline void cuda_column_sum_add(S *out, const S *x, int N, int C) {
+static inline void cuda_column_sum_add(S *out, const S *x, int N, int C, int ldx = 0) {
     int chunks = (N + COLSUM_ROWS - 1) / COLSUM_ROWS;
     if (!chunks || !C) return;
     float *partial = cuda_scratch((size_t)chunks * C);
     dim3 grid(cuda_blocks(C, COLSUM_THREADS), chunks);
-    XLMC_LAUNCH(colsum_partial_kernel<S>, grid, COLSUM_THREADS, 0, g_cuda.stream)(partial, x, N, C);
+    XLMC_LAUNCH(colsum_partial_kernel<S>, grid, COLSUM_THREADS, 0, g_cuda.stream)(partial, x, N, C,
+                                                                                  ldx ? ldx : C);
     cudaLaunchCheck();
     XLMC_LAUNCH(colsum_finish_kernel<S>, cuda_blocks(C, COLSUM_THREADS), COLSUM_THREADS, 0,
                 g_cuda.stream)(out, partial, chunks, C);

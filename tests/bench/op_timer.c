@@ -118,8 +118,8 @@ static void w_mask(void *x, const int32_t *lengths, int B, int T, int C) {
     TIMED(T_MASK, g_inner.mask_padding(x, lengths, B, T, C));
 }
 static void w_classifier(float *losses, void *logits, const void *bias, void *dbias,
-                         const int32_t *targets, int N, int V, float dscale) {
-    TIMED(T_CLASSIFIER, g_inner.classifier(losses, logits, bias, dbias, targets, N, V, dscale));
+                         const int32_t *targets, int N, int V, int Vp, float dscale) {
+    TIMED(T_CLASSIFIER, g_inner.classifier(losses, logits, bias, dbias, targets, N, V, Vp, dscale));
 }
 static int w_unscale(float *grad, size_t n, float inv_scale) {
     int r;

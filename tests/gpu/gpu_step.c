@@ -220,7 +220,7 @@ int main(int argc, char **argv) {
                cfg.model.n_heads, cfg.model.vocab_size, B, T, timed, seconds, st.loss,
                (double)st.loss_scale, t->skipped);
         printf("xlmc tokens/s %.1f\n", tok_s);
-        printf("xlmc flops/token %.6g (6 x %zu parameters + 12 L C T)\n", fpt, m->num_params);
+        printf("xlmc flops/token %.6g (6 x %zu parameters + 12 L C T)\n", fpt, m->num_weights);
         printf("xlmc peak TFLOP/s %.3f (%s)\n", peak / 1e12, source);
         printf("xlmc MFU %.2f%%\n", peak > 0 ? 100.0 * fpt * tok_s / peak : 0.0);
     } else {

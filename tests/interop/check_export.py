@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
 """Load an `xlmc export-hf` directory with transformers and compare with xlmc.
 
-usage: check_export.py DIR BATCH.h5 XLMC_LOGITS.h5
+usage: check_export.py DIR BATCH.h5 XLMC_LOGITS.h5 [CKPT.h5]
   - XLMWithLMHeadModel.from_pretrained(DIR) reports no missing, unexpected or mismatched
     weights and logs no warning;
   - its logits on BATCH.h5 (input_ids, langs, attention_mask) equal xlmc's within 1e-5
     relative (max |diff| / max |logit| over real positions);
-  - XLMTokenizer.from_pretrained(DIR) loads with lowercasing off and lang2id of the model.
+  - XLMTokenizer.from_pretrained(DIR) loads with lowercasing off and lang2id of the model;
+  - the vocabulary padding xlmc uses inside (rows up to a multiple of 128) never shows: the
+    vocabulary size V is not a multiple of 128 (so the padding is really there), and the
+    exported safetensors, xlmc's logits and (given CKPT.h5) the checkpoint hold exactly V rows.
 Exit 0 on success, 1 on a mismatch, 77 (skip) when transformers is not importable.
 """
+import json
 import logging
+import os
+import struct
 import sys
 
 try:
@@ -32,8 +38,43 @@ class Collect(logging.Handler):
         self.records.append(record.getMessage())
 
 
+def safetensors_shapes(path):
+    """{name: shape} from a safetensors header (8-byte little-endian length, then JSON)."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+    return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+
+
+def check_rows(d, ours, ckpt):
+    """Every user-visible vocabulary dimension is V; returns the failures."""
+    with open(os.path.join(d, "config.json")) as f:
+        cfg = json.load(f)
+    V, C = cfg["vocab_size"], cfg["emb_dim"]
+    fails = []
+    if V % 128 == 0:
+        fails.append(f"vocab_size {V} is a multiple of 128: the padding is not exercised")
+    shapes = safetensors_shapes(os.path.join(d, "model.safetensors"))
+    want = {"transformer.embeddings.weight": (V, C), "pred_layer.proj.bias": (V,)}
+    for name, shape in want.items():
+        if shapes.get(name) != shape:
+            fails.append(f"exported {name} has shape {shapes.get(name)}, want {shape}")
+    if ours.shape[-1] != V:
+        fails.append(f"xlmc's logits have {ours.shape[-1]} columns, want {V}")
+    if ckpt:
+        with h5py.File(ckpt, "r") as f:
+            for name, shape in want.items():
+                got = f["weights"][name].shape
+                if got != shape:
+                    fails.append(f"checkpoint weights/{name} has shape {got}, want {shape}")
+    print(f"vocabulary rows: {V} (padded inside xlmc to {(V + 127) // 128 * 128}) in "
+          f"{'the checkpoint, ' if ckpt else ''}the export and the logits")
+    return fails
+
+
 def main():
     d, batch_path, xlmc_path = sys.argv[1:4]
+    ckpt = sys.argv[4] if len(sys.argv) > 4 else None
     hf_logging.set_verbosity_warning()
     collect = Collect()
     hf_logging.get_logger("transformers").addHandler(collect)
@@ -68,6 +109,9 @@ def main():
         mask = torch.from_numpy(f["attention_mask"][...].astype(np.int64))
     with h5py.File(xlmc_path, "r") as f:
         ours = f["logits"][...]
+    for msg in check_rows(d, ours, ckpt):
+        print("FAIL:", msg)
+        failed = True
     model.eval()
     with torch.no_grad():
         ref = model(input_ids=ids, langs=langs, attention_mask=mask).logits.numpy()

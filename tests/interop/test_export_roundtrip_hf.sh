@@ -6,6 +6,8 @@
 #  its logits on a fixed batch equal xlmc's within 1e-5 relative (check_export.py). Also:
 #  exporting and importing again gives back the same weights (logits bit-identical), and the
 #  exported tokenizer files convert back to the very codes/vocab the model was trained with.
+#  The fixture's vocabulary (84) is not a multiple of 128, so xlmc pads it inside (to 128 rows
+#  for the output GEMMs); the checkpoint, the export and the logits must keep exactly 84.
 # usage: test_export_roundtrip_hf.sh XLMC INTEROP_LOGITS SRC_DIR
 set -euo pipefail
 xlmc=$(realpath "$1")
@@ -47,7 +49,8 @@ ckpt=$work/run/checkpoints/step-0000003.h5
     fail "export-hf: $(cat "$work/export.log")"
 "$logits" "$ckpt" "$here/hf_tiny_batch.h5" "$work/xlmc_logits.h5" >/dev/null 2>&1 || true
 [ -f "$work/xlmc_logits.h5" ] || fail "interop_logits wrote no logits"
-python3 "$here/check_export.py" "$work/hf" "$here/hf_tiny_batch.h5" "$work/xlmc_logits.h5" ||
+python3 "$here/check_export.py" "$work/hf" "$here/hf_tiny_batch.h5" "$work/xlmc_logits.h5" \
+    "$ckpt" ||
     fail "transformers does not reproduce the exported model"
 
 # export -> import gives back the checkpoint's weights exactly, and the same tokenizer
