@@ -21,7 +21,9 @@ enum key_type {
     K_SCHEDULE,
     K_PRECISION,
     K_LANGS,
-    K_RATIO
+    K_RATIO,
+    K_TEXT,  /* a string of at most 255 characters, checked after the whole file is read */
+    K_FLOAT3 /* three non-negative numbers that sum to 1 */
 };
 
 struct key_spec {
@@ -77,6 +79,9 @@ static const struct key_spec KEYS[] = {
     {"train", "eval_batches", K_INT, T(eval_batches), 0, 0, 1 << 30, "0"},
     {"train", "overlap_allreduce", K_BOOL, T(overlap_allreduce), 0, 0, 1, "true"},
     {"train", "watchdog_seconds", K_FLOAT, T(watchdog_seconds), 0, 0, 1e9, "300"},
+    {"train", "objectives", K_TEXT, T(objectives_text), 0, 0, 0, "clm"},
+    {"train", "word_pred", K_FLOAT, T(word_pred), 0, 1e-6, 1, "0.15"},
+    {"train", "word_mask_keep_rand", K_FLOAT3, T(word_mask_keep_rand), 0, 0, 0, "0.8,0.1,0.1"},
 };
 #undef M
 #undef T
@@ -159,6 +164,25 @@ static const char *set_value(struct xlmc_config *cfg, const struct key_spec *k, 
         else
             return "must be fp32 or fp16";
         return NULL;
+    case K_TEXT:
+        if (strlen(v) >= sizeof cfg->train.objectives_text) return "is too long";
+        snprintf(base, sizeof cfg->train.objectives_text, "%s", v);
+        return NULL;
+    case K_FLOAT3: {
+        char buf[256], *save = NULL;
+        snprintf(buf, sizeof buf, "%s", v);
+        float *f = (float *)base;
+        int n = 0;
+        double sum = 0;
+        for (char *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+            if (n == 3 || parse_number(tok, &d) || d < 0 || d > 1)
+                return "must be three numbers in [0, 1]";
+            f[n++] = (float)d;
+            sum += d;
+        }
+        if (n != 3 || fabs(sum - 1) > 1e-5) return "must be three numbers that sum to 1";
+        return NULL;
+    }
     case K_LANGS:
     case K_RATIO: {
         char buf[256];
@@ -206,6 +230,61 @@ static int on_key(void *user, const char *section, const char *key, const char *
     return 1;
 }
 
+/* One "kind[:lang[-lang2]]" entry of [train] objectives into *o. NULL, or what is wrong. */
+static const char *parse_objective(const struct model_config *m, char *tok, struct objective *o) {
+    char *langs = strchr(tok, ':');
+    if (langs) *langs++ = 0;
+    o->lang = o->lang2 = -1;
+    if (!strcmp(tok, "clm"))
+        o->kind = OBJ_CLM;
+    else if (!strcmp(tok, "mlm"))
+        o->kind = OBJ_MLM;
+    else if (!strcmp(tok, "tlm"))
+        o->kind = OBJ_TLM;
+    else
+        return "names an objective other than clm, mlm or tlm";
+    if (!langs)
+        return o->kind == OBJ_TLM ? "has a tlm without its language pair (tlm:de-en)" : NULL;
+    char *second = strchr(langs, '-');
+    if (second) *second++ = 0;
+    if ((o->kind == OBJ_TLM) != (second != NULL))
+        return o->kind == OBJ_TLM ? "has a tlm without its language pair (tlm:de-en)"
+                                  : "has a language pair on a clm or mlm objective";
+    o->lang = config_lang_id(m, langs);
+    if (o->lang < 0) return "names a language that is not in [model] langs";
+    if (second) {
+        o->lang2 = config_lang_id(m, second);
+        if (o->lang2 < 0) return "names a language that is not in [model] langs";
+        if (o->lang2 == o->lang) return "pairs a language with itself";
+    }
+    return NULL;
+}
+
+static int parse_objectives(struct xlmc_config *cfg, const char *name) {
+    struct train_config *t = &cfg->train;
+    char buf[sizeof t->objectives_text];
+    snprintf(buf, sizeof buf, "%s", t->objectives_text);
+    t->n_objectives = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok;
+         tok = strtok_r(NULL, ", ", &save)) {
+        if (t->n_objectives == XLMC_MAX_OBJECTIVES)
+            return xlmc_error("%s: [train] objectives lists more than %d objectives", name,
+                              XLMC_MAX_OBJECTIVES);
+        char entry[64];
+        snprintf(entry, sizeof entry, "%s", tok);
+        const char *bad = parse_objective(&cfg->model, tok, &t->objectives[t->n_objectives++]);
+        if (bad) return xlmc_error("%s: [train] objectives: '%s' %s", name, entry, bad);
+    }
+    if (!t->n_objectives) return xlmc_error("%s: [train] objectives is empty", name);
+    return 0;
+}
+
+int config_has_clm(const struct xlmc_config *cfg) {
+    for (int i = 0; i < cfg->train.n_objectives; i++)
+        if (cfg->train.objectives[i].kind == OBJ_CLM) return 1;
+    return 0;
+}
+
 static int finish(struct parse_state *st, int rc) {
     struct xlmc_config *cfg = st->cfg;
     if (rc < 0) return xlmc_error("%s: cannot open config file", st->name);
@@ -239,6 +318,7 @@ static int finish(struct parse_state *st, int rc) {
         return xlmc_error("%s: [model] langs lists %d language(s) but n_langs = %d", st->name, nl,
                           m->n_langs);
     struct train_config *t = &cfg->train;
+    if (parse_objectives(cfg, st->name)) return -1;
     if (t->seq_len + 1 > m->max_positions)
         return xlmc_error("%s: [train] seq_len = %d needs seq_len + 1 <= [model] max_positions "
                           "= %d",
@@ -362,6 +442,14 @@ char *config_to_string(const struct xlmc_config *cfg) {
                 append(&buf, &len, &cap, "%s%s", l ? "," : "", cfg->model.langs[l]);
             append(&buf, &len, &cap, "\n");
             break;
+        case K_TEXT:
+            append(&buf, &len, &cap, "%s\n", base);
+            break;
+        case K_FLOAT3: {
+            const float *f = (const float *)base;
+            append(&buf, &len, &cap, "%.9g,%.9g,%.9g\n", f[0], f[1], f[2]);
+            break;
+        }
         case K_RATIO: {
             int any = 0;
             for (int l = 0; l < XLMC_MAX_LANGS; l++)

@@ -11,6 +11,7 @@
 
 #define XLMC_MAX_LANGS 8
 #define XLMC_LANG_LEN 8
+#define XLMC_MAX_OBJECTIVES 16
 
 struct model_config {
     int vocab_size;    /* V, words in the dictionary including the 14 specials; 0 = take it
@@ -31,6 +32,15 @@ struct model_config {
 
 enum schedule_kind { SCHEDULE_INVERSE_SQRT, SCHEDULE_COSINE, SCHEDULE_CONSTANT };
 enum precision_kind { PRECISION_FP32, PRECISION_FP16 };
+
+/* The objectives of Lample & Conneau (2019): causal LM, masked LM, translation LM (MLM on an
+ * aligned sentence pair). */
+enum objective_kind { OBJ_CLM, OBJ_MLM, OBJ_TLM };
+struct objective {
+    enum objective_kind kind;
+    int lang;  /* language id; -1: every language, one drawn per block by lang_ratio */
+    int lang2; /* TLM: the pair's second language (its sentence comes second); else -1 */
+};
 
 struct train_config {
     long batch_tokens; /* global tokens per optimizer step (all ranks, all micro-batches) */
@@ -58,6 +68,14 @@ struct train_config {
                              * after backward: bit-identical updates, slower (for debugging) */
     float watchdog_seconds; /* a rank without progress this long (or 20 median steps, if
                              * longer) ends the job with exit 76; 0 = no watchdog */
+    /* objectives = clm:de, clm:en, mlm:de, tlm:de-en, ...: one per optimizer step, taken in
+     * turn (step s trains objectives[s % n_objectives]), as XLM alternates its objectives.
+     * "clm" / "mlm" without a language mix the languages by lang_ratio. Default "clm". */
+    char objectives_text[256];
+    int n_objectives;
+    struct objective objectives[XLMC_MAX_OBJECTIVES];
+    float word_pred;              /* MLM/TLM: fraction of positions predicted (XLM: 0.15) */
+    float word_mask_keep_rand[3]; /* of those: mask word, unchanged, random word (0.8,0.1,0.1) */
 };
 
 struct xlmc_config {
@@ -73,6 +91,8 @@ int config_parse_string(const char *text, const char *name, struct xlmc_config *
 /* Write the config as INI text (what config_parse_string reads back). Returns a malloc'd
  * string. */
 char *config_to_string(const struct xlmc_config *cfg);
+/* 1 when the config trains a CLM objective (its model can generate text). */
+int config_has_clm(const struct xlmc_config *cfg);
 /* Language id of a code such as "de", or -1. */
 int config_lang_id(const struct model_config *m, const char *code);
 

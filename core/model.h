@@ -101,6 +101,11 @@ struct batch {
     const int32_t *lengths; /* (B) real positions per row */
     const int32_t *targets; /* (B,T) or NULL for forward without loss */
     uint32_t row0;          /* global row index of row 0 within the step (dropout keying) */
+    /* MLM and TLM (zero-initialised: CLM, positions 0..T-1). */
+    const int32_t *positions; /* (B,T) position ids, or NULL: position t at column t (TLM
+                               * restarts them at 0 for the second sentence) */
+    int bidirectional;        /* 0: causal attention (CLM); 1: every real key of the row
+                               * (MLM, TLM), keys at or past lengths[b] masked */
 };
 
 /* Fill m->params from the config and allocate master/weights/grads (zeroed). 0 or -1. */

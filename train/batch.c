@@ -34,6 +34,8 @@ void batch_from_windows(struct batch_buf *buf, struct batch *b, const int32_t *w
     b->langs = buf->langs;
     b->lengths = buf->lengths;
     b->row0 = row0;
+    b->positions = NULL;
+    b->bidirectional = 0;
 }
 
 void batch_buf_free(struct batch_buf *buf) {

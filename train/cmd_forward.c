@@ -258,7 +258,7 @@ static int forward_main(int argc, char **argv) {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
     if (!rc) {
-        struct batch b = {fb.B, fb.T, fb.ids, fb.langs, fb.lengths, fb.labels, 0};
+        struct batch b = {fb.B, fb.T, fb.ids, fb.langs, fb.lengths, fb.labels, 0, NULL, 0};
         logits = xmalloc((size_t)fb.B * fb.T * cfg.model.vocab_size * sizeof(float));
         long count = 0;
         float loss = model_forward(&m, &b, 0, 0, 0, logits, &count);

@@ -119,7 +119,7 @@ int selftest_train_step(const struct ops *ref, const struct ops *dev, FILE *log)
     for (int b = 0; b < STEP_B; b++)
         for (int t = 0; t < STEP_T; t++)
             targets[b * STEP_T + t] = t + 1 < lengths[b] ? ids[b * STEP_T + t + 1] : -1;
-    struct batch batch = {STEP_B, STEP_T, ids, langs, lengths, targets, 0};
+    struct batch batch = {STEP_B, STEP_T, ids, langs, lengths, targets, 0, NULL, 0};
 
     static struct step_run runs[2]; /* 0: reference, 1: under test */
     int failures = 0;

@@ -45,7 +45,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     float *logits = malloc((size_t)B * T * V * sizeof(float));
-    struct batch b = {B, T, ids, langs, lengths, NULL, 0};
+    struct batch b = {B, T, ids, langs, lengths, NULL, 0, NULL, 0};
     long count;
     model_forward(&m, &b, 0, 0, 0, logits, &count);
     int rc = 0;

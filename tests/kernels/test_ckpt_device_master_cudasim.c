@@ -44,7 +44,7 @@ int main(int argc, char **argv) {
     int32_t ids[16], langs[16] = {0}, targets[16], lengths[2] = {8, 8};
     for (int i = 0; i < 16; i++)
         ids[i] = 4 + (i * 7) % 36, targets[i] = 4 + (i * 11) % 36;
-    struct batch b = {2, 8, ids, langs, lengths, targets, 0};
+    struct batch b = {2, 8, ids, langs, lengths, targets, 0, NULL, 0};
     struct comm *c = comm_local_create();
     struct model m, ref;
     struct trainer t;

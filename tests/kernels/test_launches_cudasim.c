@@ -170,7 +170,7 @@ static int count_micro_batch(const struct ops *o) {
         langs[i] = i / T;
         targets[i] = (i % T) + 1 < lengths[i / T] ? 4 + ((i + 1) * 7) % 40 : -1;
     }
-    struct batch batch = {B, T, ids, langs, lengths, targets, 0};
+    struct batch batch = {B, T, ids, langs, lengths, targets, 0, NULL, 0};
     static struct model m;
     static struct trainer t;
     if (model_create(&m, &cfg, o) != 0 || model_init_weights(&m, 7) != 0) return 1;

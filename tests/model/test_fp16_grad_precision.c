@@ -103,8 +103,9 @@ static void make_batches(struct micro *mb, struct batch *b, int n, int V) {
                 mb[i].langs[r * MB_T + t] = (i + r) & 1;
             }
         }
-        b[i] = (struct batch){MB_B,          MB_T,          mb[i].ids,           mb[i].langs,
-                              mb[i].lengths, mb[i].targets, (uint32_t)(i * MB_B)};
+        b[i] = (struct batch){
+            MB_B, MB_T, mb[i].ids, mb[i].langs, mb[i].lengths, mb[i].targets, (uint32_t)(i * MB_B),
+            NULL, 0};
     }
 }
 

@@ -72,7 +72,7 @@ int main(void) {
         for (int t = 0; t < T; t++)
             targets[r * T + t] = t < lengths[r] - 1 ? ids[r * T + t + 1] : -100;
     }
-    struct batch b = {B, T, ids, langs, lengths, targets, 7};
+    struct batch b = {B, T, ids, langs, lengths, targets, 7, NULL, 0};
 
     /* dropout must really be on: the training loss differs from the eval loss */
     model_sync_weights(&m);

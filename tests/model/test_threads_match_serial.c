@@ -61,7 +61,7 @@ int main(void) {
         for (int t = 0; t < T; t++)
             targets[i * T + t] = t < lengths[i] - 1 ? ids[i * T + t + 1] : -100;
     }
-    struct batch b = {B, T, ids, langs, lengths, targets, 0};
+    struct batch b = {B, T, ids, langs, lengths, targets, 0, NULL, 0};
     size_t nl = (size_t)B * T * 512;
     float *l1 = malloc(nl * 4), *l3 = malloc(nl * 4);
     float *g1 = malloc(m.num_params * 4), *g3 = malloc(m.num_params * 4);
