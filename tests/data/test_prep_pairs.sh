@@ -5,10 +5,11 @@
 # equal `xlmc encode --ids` of line k of each file followed by </s>; the pairs left out are
 # exactly those with an empty side and those whose sides are the same text or the same ids
 # (counted here by Python from the text and the ids); the split rule is the monolingual one;
-# the pair loader opens them; misaligned files and bad options are refused naming the cause.
-# usage: test_prep_pairs.sh XLMC SHARED_DIR SRC_DIR
+# misaligned files and bad options are refused naming the cause (the loader: test_pairs).
+# With MPIEXEC, 2 ranks on 2 file pairs write the same pairs as 1 rank.
+# usage: test_prep_pairs.sh XLMC SHARED_DIR SRC_DIR [MPIEXEC]
 set -u
-xlmc=$1 shared=$2 src=$3
+xlmc=$1 shared=$2 src=$3 mpiexec=${4:-}
 codes=$shared/xlm-ende/codes vocab=$shared/xlm-ende/vocab
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
@@ -91,7 +92,7 @@ with open(f"{t}/want_counts", "w") as f:
 sys.exit(fail)
 PY
 check python_checks $? "see above"
-read -r empty identical ntrain <"$t/want_counts"
+read -r empty identical _ <"$t/want_counts"
 grep -q "left out: $empty pairs with an empty side, $identical with identical sides" "$t/prep.log"
 check summary_counts $? "prep's summary does not say $empty empty / $identical identical: $(grep 'prep: en-de:' "$t/prep.log")"
 
@@ -106,7 +107,7 @@ check keep_identical $? "$n pairs with --keep-identical, want 398 (400 lines, on
 head -390 "$t/de.txt" >"$t/short.de"
 expect_error misaligned "short.de has 390 lines but .*en.txt has more" \
     "$xlmc" prep --pair en-de --codes "$codes" --vocab "$vocab" --out "$t/o2" --input "$t/en.txt" "$t/short.de"
-left=$(ls -A "$t/o2" 2>/dev/null | grep -E '\.h5|\.tmp')
+left=$(find "$t/o2" -name '*.h5' -o -name '*.tmp' 2>/dev/null)
 [ -z "$left" ]
 check misaligned_leaves_nothing $? "left behind: $left"
 expect_error odd_inputs "two by two" \
@@ -115,4 +116,31 @@ expect_error bad_pair "--pair en-en: give two different known languages" \
     "$xlmc" prep --pair en-en --codes "$codes" --vocab "$vocab" --out "$t/o3" --input "$t/en.txt" "$t/de.txt"
 expect_error pair_again "already holds de-en shards .*pairs-train-en-de" \
     "$xlmc" prep --pair de-en --codes "$codes" --vocab "$vocab" --out "$t/shards" --input "$t/de.txt" "$t/en.txt"
+
+# ---- 2 MPI ranks, 2 file pairs: the same pairs, in the same order by file name ----
+if [ -n "$mpiexec" ]; then
+    for l in en de; do split -l 200 -d "$t/$l.txt" "$t/part.$l."; done
+    args=(prep --pair en-de --codes "$codes" --vocab "$vocab" --valid-every 0 --input
+          "$t/part.en.00" "$t/part.de.00" "$t/part.en.01" "$t/part.de.01")
+    "$xlmc" "${args[@]}" --out "$t/one" 2>"$t/one.log" &&
+        "$mpiexec" -n 2 "$xlmc" "${args[@]}" --out "$t/two" 2>"$t/two.log"
+    check mpi_prep $? "$(cat "$t/one.log" "$t/two.log")"
+    python3 - "$t" <<'PY'
+import glob, sys
+import h5py
+def pairs(d):
+    out = []
+    for f in sorted(glob.glob(f"{d}/pairs-train-en-de-*.h5")):
+        with h5py.File(f) as h:
+            tok, off = h["tokens"][:], h["offsets"][:]
+            out += [tok[off[i]:off[i + 1]].tolist() for i in range(len(off) - 1)]
+    return out
+one, two = pairs(f"{sys.argv[1]}/one"), pairs(f"{sys.argv[1]}/two")
+n2 = len(glob.glob(f"{sys.argv[1]}/two/pairs-train-en-de-r00[01]-*.h5"))
+print(f"1 rank: {len(one) // 2} pairs, 2 ranks: {len(two) // 2} pairs in {n2} shards")
+sys.exit(0 if one == two and len(one) > 0 and n2 == 2 else 1)
+PY
+    check mpi_two_ranks_same_pairs $? "1 and 2 ranks wrote different pairs"
+fi
+[ $fail = 0 ] && echo PASS
 exit $fail
