@@ -120,6 +120,25 @@ static int nccl_allreduce_sum_f32_start(struct comm *c, float *x, size_t n) {
                          "all-reduce (overlapped)");
 }
 
+// x[i] (n[i]) device fp32, i < k: one bucket, one event and one NCCL group (a single
+// launch for the bucket's tensors, so a layer pays one collective latency, not sixteen)
+static int nccl_allreduce_bucket_start(struct comm *c, float *const *x, const size_t *n, int k) {
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    if (nccl_gone(c, "gradient all-reduce (bucket)")) return -1;
+    cudaCheck(cudaEventRecord(im->ready, g_cuda.stream));
+    cudaCheck(cudaStreamWaitEvent(im->comm_stream, im->ready, 0));
+    if (nccl_ok(ncclGroupStart(), "group start")) return -1;
+    int failed = 0;
+    for (int i = 0; i < k; i++)
+        failed |= nccl_enqueued(im,
+                                ncclAllReduce(x[i], x[i], n[i], ncclFloat32, ncclSum, im->nccl,
+                                              im->comm_stream),
+                                "all-reduce (bucket)");
+    /* the group is closed even after a failed call: NCCL's group state is per thread */
+    failed |= nccl_enqueued(im, ncclGroupEnd(), "group end (bucket)");
+    return failed ? -1 : 0;
+}
+
 static int nccl_allreduce_wait(struct comm *c) {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
     return nccl_wait(c, im->comm_stream, "gradient all-reduce (overlapped)");
@@ -234,6 +253,7 @@ static struct comm *nccl_create(const unsigned char *id, int rank, int world, in
     c->local_rank = local_rank;
     c->allreduce_sum_f32 = nccl_allreduce_sum_f32;
     c->allreduce_sum_f32_start = nccl_allreduce_sum_f32_start;
+    c->allreduce_bucket_start = nccl_allreduce_bucket_start;
     c->allreduce_wait = nccl_allreduce_wait;
     c->allreduce_sum_f64 = nccl_allreduce_sum_f64;
     c->allreduce_max_int = nccl_allreduce_max_int;
