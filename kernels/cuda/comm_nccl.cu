@@ -130,10 +130,9 @@ static int nccl_allreduce_bucket_start(struct comm *c, float *const *x, const si
     if (nccl_ok(ncclGroupStart(), "group start")) return -1;
     int failed = 0;
     for (int i = 0; i < k; i++)
-        failed |= nccl_enqueued(im,
-                                ncclAllReduce(x[i], x[i], n[i], ncclFloat32, ncclSum, im->nccl,
-                                              im->comm_stream),
-                                "all-reduce (bucket)");
+        failed |= nccl_enqueued(
+            im, ncclAllReduce(x[i], x[i], n[i], ncclFloat32, ncclSum, im->nccl, im->comm_stream),
+            "all-reduce (bucket)");
     /* the group is closed even after a failed call: NCCL's group state is per thread */
     failed |= nccl_enqueued(im, ncclGroupEnd(), "group end (bucket)");
     return failed ? -1 : 0;

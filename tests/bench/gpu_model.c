@@ -312,8 +312,8 @@ int main(int argc, char **argv) {
             if (n_micro < 1) n_micro = 1;
             double busbw = G == 8 ? g->busbw8 : g->busbw64;
             double late = 0, ar_total = 0;
-            double exposed = exposed_comm(ar_a, ra.ar_bytes, ra.n_ar, t_end, G, busbw,
-                                          g->coll_latency_s, &late);
+            double exposed =
+                exposed_comm(ar_a, ra.ar_bytes, ra.n_ar, t_end, G, busbw, g->coll_latency_s, &late);
             for (size_t i = 0; i < ra.n_ar; i++)
                 ar_total += (double)ra.ar_bytes[i];
             double host = hosts * g->coll_latency_s;
@@ -326,9 +326,10 @@ int main(int argc, char **argv) {
                    G, n_micro, n_micro > 1 ? "es" : "", total * 1e3, n_micro, micro_t * 1e3,
                    apply_t * 1e3, copy_t * 1e3, exposed * 1e3, host * 1e3, tok,
                    100 * tok * flops_tok / g->tc_peak);
-            printf("   all-reduce at %d GPUs: %zu buckets, %.0f MB per step, %.0f MB (%.1f%%) still "
-                   "to reduce when the backward ends (MODEL)\n",
-                   G, ra.n_ar, ar_total / 1e6, late / 1e6, 100 * late / fmax(ar_total, 1));
+            printf(
+                "   all-reduce at %d GPUs: %zu buckets, %.0f MB per step, %.0f MB (%.1f%%) still "
+                "to reduce when the backward ends (MODEL)\n",
+                G, ra.n_ar, ar_total / 1e6, late / 1e6, 100 * late / fmax(ar_total, 1));
         }
         printf("totals at 64 GPUs: GEMM %.2f ms, non-GEMM kernels+memsets %.2f ms "
                "(non-GEMM/GEMM %.2f), of which launch overhead %.2f ms, host<->device %.2f ms\n",
