@@ -61,30 +61,42 @@ void ckpt_set_midwrite_hook(void (*hook)(void *ctx, long step), void *ctx) {
     midwrite_ctx = ctx;
 }
 
+/* One host buffer of num_params floats for the device state a checkpoint writes: page-locked
+ * (ops->host_alloc) so that the copies off the device run at full PCIe speed; malloc if the
+ * backend has none or it is out of page-locked memory. */
+static float *ckpt_host_buffer(const struct ops *ops, size_t bytes, int *pinned) {
+    float *p = ops->host_alloc ? ops->host_alloc(bytes ? bytes : 1) : NULL;
+    *pinned = p != NULL;
+    return p ? p : xmalloc(bytes ? bytes : 1);
+}
+
 static int write_contents(hid_t f, const struct model *m, const struct trainer *t,
                           const struct loader_state *ls, uint64_t vocab_hash) {
     size_t bytes = m->num_params * sizeof(float);
-    float *host = xmalloc(bytes ? bytes : 1);
+    const struct ops *ops = m->ops;
+    /* A device backend's state (master weights, Adam moments) reaches the host only here,
+     * one arena at a time through the same buffer; the CPU backend's is written in place. */
+    int device = t && !ops->host_memory, pinned = 0;
+    float *host = device ? ckpt_host_buffer(ops, bytes, &pinned) : NULL;
     /* On a device backend the master weights live on the device between checkpoints. */
     const float *w = m->master;
     if (t && t->master_host_stale) {
-        m->ops->to_host(host, t->master_dev, bytes);
+        ops->to_host(host, t->master_dev, bytes);
         w = host;
     }
-    int wrc = write_arena(f, "weights", m, w);
-    free(host);
-    if (wrc) return -1;
-    if (midwrite_hook) midwrite_hook(midwrite_ctx, t ? t->step : 0);
-    if (t) {
-        host = xmalloc(bytes ? bytes : 1);
-        int rc = 0;
-        m->ops->to_host(host, t->adam_m, bytes);
-        rc |= write_arena(f, "adam_m", m, host);
-        m->ops->to_host(host, t->adam_v, bytes);
-        rc |= write_arena(f, "adam_v", m, host);
-        free(host);
-        if (rc) return -1;
+    int rc = write_arena(f, "weights", m, w);
+    if (!rc && midwrite_hook) midwrite_hook(midwrite_ctx, t ? t->step : 0);
+    if (!rc && t) {
+        if (device) ops->to_host(host, t->adam_m, bytes);
+        rc = write_arena(f, "adam_m", m, device ? host : t->adam_m);
+        if (!rc && device) ops->to_host(host, t->adam_v, bytes);
+        if (!rc) rc = write_arena(f, "adam_v", m, device ? host : t->adam_v);
     }
+    if (host && pinned)
+        ops->host_free(host);
+    else
+        free(host);
+    if (rc) return -1;
     int64_t step = t ? t->step : 0, skipped = t ? t->skipped : 0;
     double sc[SCALER_STATE_LEN] = {1.0, 0.0};
     if (t) scaler_save(&t->scaler, sc);
@@ -102,7 +114,7 @@ static int write_contents(hid_t f, const struct model *m, const struct trainer *
     char *cfg = config_to_string(&m->cfg);
     size_t cfg_len = strlen(cfg);
     hsize_t one = 1, two = 2, nsc = SCALER_STATE_LEN, nlw = LOADER_STATE_WORDS, ncfg = cfg_len;
-    int rc = 0;
+    rc = 0;
     rc |= h5io_write_summed(f, "/state/step", H5T_STD_I64LE, 1, &one, &step, sizeof step);
     rc |= h5io_write_summed(f, "/state/skipped", H5T_STD_I64LE, 1, &one, &skipped, sizeof skipped);
     rc |= h5io_write_summed(f, "/state/scaler", H5T_IEEE_F64LE, 1, &nsc, sc, sizeof sc);

@@ -17,6 +17,10 @@ struct comm {
      * call order, and every rank must start the same sizes in the same order. x must not be
      * touched until allreduce_wait returns. */
     int (*allreduce_sum_f32_start)(struct comm *c, float *x, size_t n);
+    /* x[i] (n[i]) fp32, i < k: k sums started as one bucket (NCCL: one group, one launch
+     * after the bucket's values are final), same contract as allreduce_sum_f32_start. NULL:
+     * the caller starts the k sums one by one (MPI: the same k requests either way). */
+    int (*allreduce_bucket_start)(struct comm *c, float *const *x, const size_t *n, int k);
     /* waits for every sum started since the last wait; x then holds the result */
     int (*allreduce_wait)(struct comm *c);
     /* x (n) fp64 host: in-place sum over ranks (losses, counts, norms) */

@@ -85,13 +85,17 @@ static int is_layer_tensor(int id) {
 }
 
 /* model_backward's grad_ready hook on the last micro-batch: layer >= 0 gives the layer-l
- * slices of the stacked tensors, -1 the non-layer tensors. Each slice is added into the
- * accumulator on the backend's stream and its sum over ranks started at once. */
+ * slices of the stacked tensors, -1 the non-layer tensors. The slices are added into the
+ * accumulator on the backend's stream and their sums over ranks started as one bucket (one
+ * NCCL group: one latency per layer instead of one per tensor) while backward goes on. */
 static void trainer_grad_ready(void *ctx, int layer) {
     struct trainer *t = ctx;
     struct model *m = t->m;
     const struct ops *ops = m->ops;
-    for (int id = 0; id < P_COUNT && !t->ovl_failed; id++) {
+    float *x[P_COUNT];
+    size_t len[P_COUNT];
+    int k = 0;
+    for (int id = 0; id < P_COUNT; id++) {
         const struct param_tensor *p = &m->params[id];
         if (!p->numel || is_layer_tensor(id) != (layer >= 0)) continue;
         size_t slice = p->numel / (size_t)p->layers;
@@ -99,8 +103,17 @@ static void trainer_grad_ready(void *ctx, int layer) {
         if (layer < 0) slice = p->numel;
         const void *g = (const char *)m->grads + off * ops->storage_bytes;
         if (t->ovl_add) acc_add(t, t->grad_acc + off, g, slice, t->ovl_first, t->ovl_weight);
-        if (t->comm->allreduce_sum_f32_start(t->comm, t->grad_acc + off, slice)) t->ovl_failed = 1;
+        x[k] = t->grad_acc + off;
+        len[k++] = slice;
     }
+    if (t->ovl_failed || !k) return;
+    struct comm *c = t->comm;
+    if (c->allreduce_bucket_start) {
+        t->ovl_failed = c->allreduce_bucket_start(c, x, len, k) != 0;
+        return;
+    }
+    for (int i = 0; i < k && !t->ovl_failed; i++)
+        t->ovl_failed = c->allreduce_sum_f32_start(c, x[i], len[i]) != 0;
 }
 
 /* Forward/backward every micro-batch and sum over ranks: loss, tokens and the scaled

@@ -36,7 +36,8 @@
  * Overlap. With more than one rank the gradient is not summed in one call after the last
  * micro-batch: during the last micro-batch's backward, model_backward's grad_ready hook adds
  * each layer's slices (L-1 ... 0, then the non-layer tensors) into the accumulator and starts
- * their all-reduce (comm->allreduce_sum_f32_start) while backward computes the layers below;
+ * their all-reduce as one bucket per layer (comm->allreduce_bucket_start: one NCCL group; or
+ * allreduce_sum_f32_start per slice) while backward computes the layers below;
  * the step waits for all of them before the update. Every element sees the same additions
  * in the same order as in the one-call path, and every rank starts the same buckets in the
  * same order (backward's order is fixed), so both paths give bit-identical updates.

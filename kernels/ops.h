@@ -210,6 +210,11 @@ struct ops {
     void (*to_host)(void *dst_host, const void *src, size_t bytes);
     void (*memset0)(void *p, size_t bytes);
     void (*synchronize)(void);
+    /* host buffers that to_host / to_device move at full speed: page-locked on a GPU (no
+     * staging copy through a pageable bounce buffer), plain memory on the CPU. Zeroed; NULL
+     * on failure (the caller may fall back to malloc) */
+    void *(*host_alloc)(size_t bytes);
+    void (*host_free)(void *p);
 
     /* ---- compute: one slot per entry of OPS_LIST ---- */
     OPS_LIST(OPS_SLOT, OPS_SLOT_R)

@@ -119,7 +119,7 @@ OPS_LIST(CPU_WRAP, CPU_WRAP_R)
 #define CPU_MEMORY                                                                                 \
     .storage_bytes = sizeof(float), .host_memory = 1, .alloc = cpu_alloc, .free = cpu_free,        \
     .to_device = cpu_copy, .to_host = cpu_copy, .memset0 = cpu_memset0,                            \
-    .synchronize = cpu_synchronize
+    .synchronize = cpu_synchronize, .host_alloc = cpu_alloc, .host_free = cpu_free
 
 static const struct ops cpu_ops_f32 = {
     .name = "cpu", .precision = OPS_FP32, CPU_MEMORY, OPS_LIST(CPU_SLOT_F32, CPU_SLOT_F32_R)};

@@ -64,6 +64,18 @@ static void cuda_to_host(void *dst, const void *src, size_t bytes) {
     cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_cuda.stream));
     cudaCheck(cudaStreamSynchronize(g_cuda.stream));
 }
+static void *cuda_host_alloc(size_t bytes) {
+    void *p = NULL;
+    if (cudaMallocHost(&p, bytes ? bytes : 1) != cudaSuccess) {
+        cudaGetLastError(); /* reported by returning NULL, like cuda_alloc */
+        return NULL;
+    }
+    memset(p, 0, bytes);
+    return p;
+}
+static void cuda_host_free(void *p) {
+    if (p) cudaCheck(cudaFreeHost(p));
+}
 static void cuda_memset0(void *p, size_t bytes) {
     cudaCheck(cudaMemsetAsync(p, 0, bytes, g_cuda.stream));
 }
@@ -130,6 +142,8 @@ static void cuda_fill_table(struct ops *o, enum ops_precision precision) {
     o->to_host = cuda_to_host;
     o->memset0 = cuda_memset0;
     o->synchronize = cuda_synchronize;
+    o->host_alloc = cuda_host_alloc;
+    o->host_free = cuda_host_free;
     OPS_LIST(CUDA_SLOT, CUDA_SLOT_R)
 }
 

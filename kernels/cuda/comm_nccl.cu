@@ -9,6 +9,19 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Non-blocking communicators (ncclConfig_t, ncclCommInitRankConfig, ncclInProgress,
+ * ncclCommFinalize) came with NCCL 2.14. The NCCLs of CUDA 11.0-11.7 toolkits (sm_70 sites)
+ * are older: they get a blocking communicator. Waits still poll the stream against
+ * timeout_seconds and ncclCommAbort still ends them; only a call that blocks inside NCCL
+ * itself (init, a collective stuck at enqueue) is then beyond the timeout's reach. cudasim
+ * stands in for a new NCCL. ncclCommAbort and ncclCommGetAsyncError exist from 2.4. */
+#if defined(XLMC_CUDASIM) || (defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE >= 21400)
+#define XLMC_NCCL_NONBLOCKING 1
+#else
+#define XLMC_NCCL_NONBLOCKING 0
+static const ncclResult_t ncclInProgress = (ncclResult_t)7; /* never returned before 2.14 */
+#endif
+
 struct nccl_impl {
     ncclComm_t nccl;
     struct comm *host; /* NULL: host-side collectives through NCCL too */
@@ -120,6 +133,24 @@ static int nccl_allreduce_sum_f32_start(struct comm *c, float *x, size_t n) {
                          "all-reduce (overlapped)");
 }
 
+// x[i] (n[i]) device fp32, i < k: one bucket, one event and one NCCL group (a single
+// launch for the bucket's tensors, so a layer pays one collective latency, not sixteen)
+static int nccl_allreduce_bucket_start(struct comm *c, float *const *x, const size_t *n, int k) {
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    if (nccl_gone(c, "gradient all-reduce (bucket)")) return -1;
+    cudaCheck(cudaEventRecord(im->ready, g_cuda.stream));
+    cudaCheck(cudaStreamWaitEvent(im->comm_stream, im->ready, 0));
+    if (nccl_ok(ncclGroupStart(), "group start")) return -1;
+    int failed = 0;
+    for (int i = 0; i < k; i++)
+        failed |= nccl_enqueued(
+            im, ncclAllReduce(x[i], x[i], n[i], ncclFloat32, ncclSum, im->nccl, im->comm_stream),
+            "all-reduce (bucket)");
+    /* the group is closed even after a failed call: NCCL's group state is per thread */
+    failed |= nccl_enqueued(im, ncclGroupEnd(), "group end (bucket)");
+    return failed ? -1 : 0;
+}
+
 static int nccl_allreduce_wait(struct comm *c) {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
     return nccl_wait(c, im->comm_stream, "gradient all-reduce (overlapped)");
@@ -208,10 +239,14 @@ static struct comm *nccl_create(const unsigned char *id, int rank, int world, in
         free(im);
         return NULL;
     }
+#if XLMC_NCCL_NONBLOCKING
     /* non-blocking, so that waits can time out and ncclCommAbort can end them */
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     ncclResult_t r = ncclCommInitRankConfig(&im->nccl, world, u, rank, &config);
+#else
+    ncclResult_t r = ncclCommInitRank(&im->nccl, world, u, rank);
+#endif
     while (r == ncclInProgress) {
         ncclResult_t st = ncclSuccess;
         r = ncclCommGetAsyncError(im->nccl, &st);
@@ -234,6 +269,7 @@ static struct comm *nccl_create(const unsigned char *id, int rank, int world, in
     c->local_rank = local_rank;
     c->allreduce_sum_f32 = nccl_allreduce_sum_f32;
     c->allreduce_sum_f32_start = nccl_allreduce_sum_f32_start;
+    c->allreduce_bucket_start = nccl_allreduce_bucket_start;
     c->allreduce_wait = nccl_allreduce_wait;
     c->allreduce_sum_f64 = nccl_allreduce_sum_f64;
     c->allreduce_max_int = nccl_allreduce_max_int;
@@ -271,9 +307,13 @@ void comm_nccl_destroy(struct comm *c) {
     if (!im->aborted) {
         cudaCheck(cudaStreamSynchronize(g_cuda.stream));
         cudaCheck(cudaStreamSynchronize(im->comm_stream));
+#if XLMC_NCCL_NONBLOCKING
         /* a non-blocking communicator is finalized (its work flushed) before destroy */
         if (!nccl_enqueued(im, ncclCommFinalize(im->nccl), "communicator finalize"))
             nccl_ok(ncclCommDestroy(im->nccl), "communicator destroy");
+#else
+        nccl_ok(ncclCommDestroy(im->nccl), "communicator destroy");
+#endif
     }
     cudaCheck(cudaEventDestroy(im->ready));
     cudaCheck(cudaStreamDestroy(im->comm_stream));

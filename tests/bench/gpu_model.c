@@ -15,7 +15,8 @@
  *           of 8 halves to use tensor cores; newer versions degrade less: pessimistic here)
  *   copy:   bytes / PCIe rate (pinned or pageable)
  *   all-reduce: ring, 2(n-1)/n · bytes / bus bandwidth + latency, on the communication stream
- *           from the point the trainer starts it (overlap with the rest of the backward). */
+ *           from the point the trainer starts it (overlap with the rest of the backward); one
+ *           latency per bucket, a bucket being one layer's tensors in one NCCL group. */
 #include "tests/bench/gpu_model.h"
 
 #include "core/config.h"
@@ -205,13 +206,18 @@ static int by_time(const void *x, const void *y) {
 }
 
 /* all-reduces started at ar_t[i] (compute clock of the last micro-batch), run in order on
- * their own stream; returns how long after t_end the last one finishes */
+ * their own stream; returns how long after t_end the last one finishes, and in *late_bytes
+ * the gradient bytes still to be reduced at t_end (each bucket's bytes pro rata of its time
+ * after t_end) */
 static double exposed_comm(const double *ar_t, const size_t *bytes, size_t n, double t_end,
-                           int world, double busbw, double latency) {
+                           int world, double busbw, double latency, double *late_bytes) {
     double c = 0;
+    *late_bytes = 0;
     for (size_t i = 0; i < n; i++) {
         double start = fmax(ar_t[i], c);
-        c = start + 2.0 * (world - 1) / world * (double)bytes[i] / busbw + latency;
+        double d = 2.0 * (world - 1) / world * (double)bytes[i] / busbw + latency;
+        c = start + d;
+        if (c > t_end) *late_bytes += (double)bytes[i] * fmin(1.0, (c - t_end) / d);
     }
     return fmax(0.0, c - t_end);
 }
@@ -305,8 +311,11 @@ int main(int argc, char **argv) {
             int n_micro = global_rows / (G * Bt);
             if (n_micro < 1) n_micro = 1;
             double busbw = G == 8 ? g->busbw8 : g->busbw64;
+            double late = 0, ar_total = 0;
             double exposed =
-                exposed_comm(ar_a, ra.ar_bytes, ra.n_ar, t_end, G, busbw, g->coll_latency_s);
+                exposed_comm(ar_a, ra.ar_bytes, ra.n_ar, t_end, G, busbw, g->coll_latency_s, &late);
+            for (size_t i = 0; i < ra.n_ar; i++)
+                ar_total += (double)ra.ar_bytes[i];
             double host = hosts * g->coll_latency_s;
             double total = n_micro * micro_t + apply_t + exposed + host;
             double tok = (double)n_micro * Bt * T / total;
@@ -317,6 +326,10 @@ int main(int argc, char **argv) {
                    G, n_micro, n_micro > 1 ? "es" : "", total * 1e3, n_micro, micro_t * 1e3,
                    apply_t * 1e3, copy_t * 1e3, exposed * 1e3, host * 1e3, tok,
                    100 * tok * flops_tok / g->tc_peak);
+            printf(
+                "   all-reduce at %d GPUs: %zu buckets, %.0f MB per step, %.0f MB (%.1f%%) still "
+                "to reduce when the backward ends (MODEL)\n",
+                G, ra.n_ar, ar_total / 1e6, late / 1e6, 100 * late / fmax(ar_total, 1));
         }
         printf("totals at 64 GPUs: GEMM %.2f ms, non-GEMM kernels+memsets %.2f ms "
                "(non-GEMM/GEMM %.2f), of which launch overhead %.2f ms, host<->device %.2f ms\n",

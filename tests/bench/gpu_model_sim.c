@@ -39,6 +39,13 @@ static int fake_start(struct comm *c, float *x, size_t n) {
     cudasim_count_mark("ar_start");
     return 0;
 }
+/* one bucket = one NCCL group: priced as one collective of the bucket's bytes */
+static int fake_bucket_start(struct comm *c, float *const *x, const size_t *n, int k) {
+    size_t total = 0;
+    for (int i = 0; i < k; i++)
+        total += n[i];
+    return fake_start(c, x[0], total);
+}
 static int fake_wait(struct comm *c) {
     (void)c;
     cudasim_count_mark("ar_wait");
@@ -113,6 +120,7 @@ int gpu_model_simulate(const char *config_path, const int *Bs, int runs, int wor
                      .local_rank = 0,
                      .allreduce_sum_f32 = fake_sum_f32,
                      .allreduce_sum_f32_start = fake_start,
+                     .allreduce_bucket_start = fake_bucket_start,
                      .allreduce_wait = fake_wait,
                      .allreduce_sum_f64 = fake_f64,
                      .allreduce_max_int = fake_max,

@@ -4,6 +4,7 @@
 #include "cudasim_count_impl.h"
 #include "include/nccl.h"
 
+#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -215,6 +216,26 @@ ncclResult_t nb_allreduce(const void *send, void *recv, size_t count, ncclDataTy
 extern "C" int cudasim_nccl_aborts(void) {
     std::lock_guard<std::mutex> lock(g_pending_mu);
     return g_aborts;
+}
+
+/* Groups: collectives inside one complete as they would outside it (every rank is its own
+ * thread here), so a group only has to nest correctly; closed outermost groups are counted. */
+static thread_local int t_group_depth;
+static std::atomic<int> g_groups_closed;
+
+ncclResult_t ncclGroupStart(void) {
+    t_group_depth++;
+    return ncclSuccess;
+}
+
+ncclResult_t ncclGroupEnd(void) {
+    if (t_group_depth == 0) return ncclInvalidArgument; /* NCCL: ncclInvalidUsage */
+    if (--t_group_depth == 0) g_groups_closed++;
+    return ncclSuccess;
+}
+
+extern "C" int cudasim_nccl_groups(void) {
+    return g_groups_closed.load();
 }
 
 cudaError_t cudaStreamQuery(cudaStream_t s) {

@@ -3,7 +3,9 @@
  * of the two ranks' gradients, with two in-process ranks (threads) over the cudasim NCCL
  * stand-in. Three uneven slices are started back to back and waited for once; the result must
  * equal both the one-call all-reduce and g0 + g1 bit for bit (a sum of two is exact in
- * either order), and a wait with nothing started must succeed. */
+ * either order), and a wait with nothing started must succeed. The same three slices started
+ * as one bucket (allreduce_bucket_start: one NCCL group, issue 14 item 6) must give the same
+ * bits, and close exactly one group per rank. */
 #include "core/comm.h"
 #include "kernels/cuda/comm_nccl.h"
 #include "kernels/ops.h"
@@ -15,6 +17,8 @@
 
 #define N 1537
 #define WORLD 2
+
+int cudasim_nccl_groups(void); /* tests/cudasim/cudasim_libs.cpp */
 
 const struct ops *cudasim_ops_cuda(enum ops_precision precision, int device, char *why,
                                    size_t why_len);
@@ -33,7 +37,7 @@ struct rank_job {
     const struct ops *ops;
     unsigned char id[COMM_NCCL_ID_BYTES];
     int rank;
-    float once[N], started[N];
+    float once[N], started[N], bucket[N];
     int failed;
 };
 
@@ -58,6 +62,15 @@ static void *nccl_rank(void *arg) {
     j->failed |= c->allreduce_sum_f32_start(c, b + 500, 1) != 0;
     j->failed |= c->allreduce_sum_f32_start(c, b + 501, N - 501) != 0;
     j->failed |= c->allreduce_wait(c) != 0;
+    // a (N) again, the same slices as one bucket
+    j->ops->to_device(a, host, sizeof host);
+    float *x[3] = {a, a + 500, a + 501};
+    size_t len[3] = {500, 1, N - 501};
+    j->failed |= !c->allreduce_bucket_start || c->allreduce_bucket_start(c, x, len, 3) != 0;
+    j->failed |= c->allreduce_wait(c) != 0;
+    j->ops->to_host(j->bucket, a, sizeof host);
+    j->ops->to_device(a, host, sizeof host);
+    j->failed |= c->allreduce_sum_f32(c, a, N) != 0;
     j->ops->to_host(j->once, a, sizeof host);
     j->ops->to_host(j->started, b, sizeof host);
     j->ops->free(a);
@@ -84,6 +97,7 @@ int main(void) {
     }
     for (int r = 0; r < WORLD; r++)
         pthread_join(th[r], NULL);
+    int groups = cudasim_nccl_groups();
 
     static float g0[N], g1[N];
     make_gradient(g0, 0);
@@ -91,17 +105,21 @@ int main(void) {
     int failures = 0;
     for (int r = 0; r < WORLD; r++) {
         struct rank_job *j = &jobs[r];
-        int vs_sum = 0, vs_once = 0;
+        int vs_sum = 0, vs_once = 0, bucket = 0;
         for (int i = 0; i < N; i++) {
             float want = g0[i] + g1[i];
             vs_sum += memcmp(&j->started[i], &want, sizeof want) != 0;
             vs_once += memcmp(&j->started[i], &j->once[i], sizeof want) != 0;
+            bucket += memcmp(&j->bucket[i], &want, sizeof want) != 0;
         }
         printf("nccl rank %d: started sums: %d of %d differ from g0+g1, %d from the one-call "
-               "sum%s\n",
-               r, vs_sum, N, vs_once, j->failed ? "; a call failed" : "");
-        failures += j->failed || vs_sum || vs_once;
+               "sum; bucket: %d differ from g0+g1%s\n",
+               r, vs_sum, N, vs_once, bucket, j->failed ? "; a call failed" : "");
+        failures += j->failed || vs_sum || vs_once || bucket;
     }
+    /* one bucket per rank, and nothing else in this test opens a group */
+    printf("NCCL groups closed: %d (want %d, one bucket per rank)\n", groups, WORLD);
+    failures += groups != WORLD;
     printf(failures ? "FAILED\n" : "PASSED\n");
     return failures ? 1 : 0;
 }

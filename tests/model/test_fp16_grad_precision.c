@@ -34,7 +34,9 @@
 #define MB_T 256
 #define STEP_TOKENS 524288.0
 #define TARGET 1e-3
-#define EMBED_BOUND 2.5e-3
+/* wpe's gradient is the bottom activation gradient summed over the micro-batch's 2 rows per
+ * position: it carries every fp16 rounding of the backward chain with little averaging */
+#define WPE_BOUND 1.25e-3
 #define MAX_ZEROS 1e-3
 
 static int fails;
@@ -187,18 +189,20 @@ static void compare(const char *state, const struct model *m, const float *g16, 
                rel, sqrt(r2), 100.0 * zeros / (double)p->numel,
                exact_zero ? "  (zero in exact arithmetic: not checked)" : "");
         if (exact_zero) continue;
-        /* The embedding tables' gradients come out of embed_backward, which still sums a
-         * token's rows in fp16 one at a time (issue 14 item 2 sums them in fp32: wte 6e-4,
-         * wlang 5e-4 here then), and wpe's holds the activation gradient at the bottom of
-         * the network (1.1e-3 at one micro-batch, peaked). Until then they get 2.5e-3. */
-        int embed = id == P_WTE || id == P_WPE || id == P_WLANG;
-        double bound = embed ? EMBED_BOUND : TARGET;
+        /* The embedding tables' gradients are summed in fp32 (sorted embedding backward):
+         * wte 6.0e-4 and wlang 4.5e-4 here (2.3e-3 when embed_backward summed in fp16), held
+         * to the target. wpe's holds the activation gradient at the bottom of the network,
+         * stored in fp16 after each op of both layers and summed over only 2 rows per
+         * position: 1.13e-3 at one micro-batch, peaked (4.6e-4 at 64 micro-batches, and
+         * the recipe's 32-row micro-batches average more rows than these 2). */
+        double bound = id == P_WPE ? WPE_BOUND : TARGET;
         if (!(rel <= bound)) {
-            printf("FAIL: %s %s relative error %.3e > %.1e\n", state, p->name, rel, bound);
+            printf("FAIL: %s %s relative error %.3e > %.2e\n", state, p->name, rel, bound);
             fails++;
         } else if (rel > TARGET) {
-            printf("  note: %s %s above the %.0e target (allowed %.1e until item 2 lands)\n", state,
-                   p->name, TARGET, bound);
+            printf("  note: %s %s above the %.0e target (allowed %.2e: fp16 activation "
+                   "gradients, see the test)\n",
+                   state, p->name, TARGET, bound);
         }
         /* Gradient elements that fp16 flushed to zero: the loss of precision a too small
          * loss scale causes (today's step lost 2.7 % of wte's and 2 % of pb's, peaked). */

@@ -23,6 +23,10 @@ ncclResult_t ncclCommGetAsyncError(ncclComm_t c, ncclResult_t *state);
 ncclResult_t ncclCommAbort(ncclComm_t c);
 ncclResult_t ncclCommFinalize(ncclComm_t c);
 cudaError_t cudaStreamQuery(cudaStream_t s);
+ncclResult_t ncclGroupStart(void);
+ncclResult_t ncclGroupEnd(void);
+/* outermost ncclGroupStart/ncclGroupEnd pairs closed so far, over all threads */
+extern "C" int cudasim_nccl_groups(void);
 /* ncclCommAbort calls so far (tests check that a timeout aborted the communicator). */
 extern "C" int cudasim_nccl_aborts(void);
 #endif
