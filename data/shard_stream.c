@@ -179,15 +179,19 @@ int shard_stream_read(struct shard_stream *s, int64_t pos, int64_t n, int32_t *o
 }
 
 void shard_stream_willneed(struct shard_stream *s, int64_t pos, int64_t n) {
-    if (n <= 0 || (s->fd < 0 && read_at(s, NULL, 0, 0))) return;
-    int64_t c = pos / s->block;
-    if (!(s->verified[c / 8] >> (c % 8) & 1)) { /* the whole block and its sum will be read */
-        pos = c * s->block;
-        n = s->block;
+    if (n <= 0 || pos < 0 || pos + n > s->n || (s->fd < 0 && read_at(s, NULL, 0, 0))) return;
+    /* A window may span two checksum blocks: every unverified one is read whole with its sum,
+     * so announce all of them (a read the kernel was not told about waits alone). */
+    int64_t first = pos / s->block, last = (pos + n - 1) / s->block, a = pos, e = pos + n;
+    for (int64_t c = first; c <= last; c++) {
+        if (s->verified[c / 8] >> (c % 8) & 1) continue;
+        int64_t ca = c * s->block, ce = ca + s->block < s->n ? ca + s->block : s->n;
+        a = ca < a ? ca : a;
+        e = ce > e ? ce : e;
         (void)posix_fadvise(s->fd, (off_t)(s->sums_at + (uint64_t)c * 8), 8, POSIX_FADV_WILLNEED);
     }
-    (void)posix_fadvise(s->fd, (off_t)(s->tok_at + (uint64_t)pos * (uint64_t)s->elem),
-                        (off_t)((uint64_t)n * (uint64_t)s->elem), POSIX_FADV_WILLNEED);
+    (void)posix_fadvise(s->fd, (off_t)(s->tok_at + (uint64_t)a * (uint64_t)s->elem),
+                        (off_t)((uint64_t)(e - a) * (uint64_t)s->elem), POSIX_FADV_WILLNEED);
 }
 
 void shard_stream_close(struct shard_stream *s) {
