@@ -1,7 +1,8 @@
-/* model.c — the XLM causal LM on top of the op table: parameter arena, HF names, init, and
- * forward/backward exactly as transformers' XLMWithLMHeadModel with causal=True computes them:
+/* model.c — the XLM LM on top of the op table: parameter arena, HF names, init, and
+ * forward/backward exactly as transformers' XLMWithLMHeadModel computes them, with causal=True
+ * (CLM) or causal=False (MLM, TLM: struct batch's bidirectional, positions):
  *
- *   emb = wte[ids] + wpe[t] (+ wlang[langs])  -> LayerNorm -> dropout -> zero padding  = x0
+ *   emb = wte[ids] + wpe[pos] (+ wlang[langs])  -> LayerNorm -> dropout -> zero padding  = x0
  *   per layer (post-LN):  r1 = x + dropout(out_lin(attn(q_lin x, k_lin x, v_lin x)))
  *                         h1 = LN1(r1)
  *                         r2 = h1 + dropout(lin2(gelu(lin1 h1)))
@@ -9,7 +10,8 @@
  *   logits = xL @ wte^T + pb (no final LayerNorm; tied output projection)
  *   loss = mean cross-entropy over targets >= 0.
  * With causal=True HF's attention mask is the causal mask only: padded positions still attend
- * to earlier ones; their outputs are zeroed after each layer and their targets are ignored. */
+ * to earlier ones; their outputs are zeroed after each layer and their targets are ignored.
+ * With causal=False every position attends to the row's real keys (t < lengths[b]). */
 #include "core/model.h"
 #include "core/util.h"
 #include "kernels/philox.h"
@@ -242,12 +244,14 @@ struct model_plan {
     float *losses_host; /* (N) */
     float *logits_f32;  /* (N,V) fp32 device, only for logits_out; allocated on demand */
     int32_t *ids, *langs, *targets, *lengths; /* device: (N) (N) (N) (B) */
+    int32_t *positions;                       /* device (N): the batch's, when it has them */
     /* backward */
     void *g_h, *g_r, *g_t, *g_q, *g_k, *g_v; /* (N,C) */
     void *g_f;                               /* (N,F) */
     void *f32_block, *int_block;
     /* what the last forward did, for its backward */
     int training, have_targets;
+    int has_positions, bidirectional;
     float logits_grad_scale; /* != 0: logits already hold their gradient at this dscale, and
                               * m->grads is zeroed but for the output bias's gradient */
     float p_hidden, p_attn;
@@ -335,6 +339,7 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
     pl->langs = CARVE(i, N, sizeof(int32_t));
     pl->targets = CARVE(i, N, sizeof(int32_t));
     pl->lengths = CARVE(i, B, sizeof(int32_t));
+    pl->positions = CARVE(i, N, sizeof(int32_t));
     *sbytes = (size_t)(s - sbase);
     *fbytes = (size_t)(f - fbase);
     *ibytes = (size_t)(i - ibase);
@@ -402,6 +407,12 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
     for (int n = 0; n < N; n++) {
         int lang_ok = !m->params[P_WLANG].numel || (b->langs[n] >= 0 && b->langs[n] < mc->n_langs);
         int target_ok = !b->targets || b->targets[n] < V;
+        if (b->positions && (b->positions[n] < 0 || b->positions[n] >= mc->max_positions)) {
+            xlmc_error("model_forward: token %d of the batch: position %d outside "
+                       "max_positions = %d",
+                       n, b->positions[n], mc->max_positions);
+            return -1.0f;
+        }
         if (b->ids[n] < 0 || b->ids[n] >= V || !lang_ok || !target_ok) {
             xlmc_error("model_forward: token %d of the batch: id %d or target %d outside the "
                        "vocabulary of %d, or language %d outside n_langs = %d",
@@ -421,9 +432,14 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
     ops->to_device(pl->langs, b->langs, (size_t)N * sizeof(int32_t));
     ops->to_device(pl->lengths, b->lengths, (size_t)B * sizeof(int32_t));
     if (b->targets) ops->to_device(pl->targets, b->targets, (size_t)N * sizeof(int32_t));
+    pl->has_positions = b->positions != NULL;
+    pl->bidirectional = b->bidirectional;
+    if (b->positions) ops->to_device(pl->positions, b->positions, (size_t)N * sizeof(int32_t));
+    const int32_t *pos = pl->has_positions ? pl->positions : NULL;
+    const int32_t *att_len = pl->bidirectional ? pl->lengths : NULL; /* NULL: causal */
 
     struct dropout_key k = dkey(seed, step, b->row0, DROPOUT_TENSOR_EMB);
-    ops->embed_forward(pl->emb, pl->ids, pl->langs, param_at(m, W, P_WTE, 0),
+    ops->embed_forward(pl->emb, pl->ids, pl->langs, pos, param_at(m, W, P_WTE, 0),
                        param_at(m, W, P_WPE, 0),
                        m->params[P_WLANG].numel ? param_at(m, W, P_WLANG, 0) : NULL, B, T, C);
     ops->layernorm_forward(pl->x0, pl->mean0, pl->rstd0, pl->emb, param_at(m, W, P_LNE_W, 0),
@@ -437,7 +453,8 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
         ops->matmul_forward(a->k, x, param_at(m, W, P_KW, l), param_at(m, W, P_KB, l), N, C, C);
         ops->matmul_forward(a->v, x, param_at(m, W, P_VW, l), param_at(m, W, P_VB, l), N, C, C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
-        ops->attention_forward(a->y, a->lse, a->q, a->k, a->v, B, T, C, NH, pl->p_attn, &k);
+        ops->attention_forward(a->y, a->lse, a->q, a->k, a->v, att_len, B, T, C, NH, pl->p_attn,
+                               &k);
         ops->matmul_forward(a->r1, a->y, param_at(m, W, P_OW, l), param_at(m, W, P_OB, l), N, C, C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_OUT(l));
         ops->dropout_residual(a->r1, x, a->r1, B, T, C, pl->p_hidden, &k);
@@ -582,7 +599,8 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
                              param_at(m, W, P_OW, l), N, C, C); /* d y */
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
         ops->attention_backward(pl->g_q, pl->g_k, pl->g_v, pl->g_h, a->y, a->lse, a->q, a->k, a->v,
-                                B, T, C, NH, pl->p_attn, &k);
+                                pl->bidirectional ? pl->lengths : NULL, B, T, C, NH, pl->p_attn,
+                                &k);
         /* d x = d r1 + the three projections' input gradients */
         ops->matmul_backward(pl->g_t, param_at(m, G, P_QW, l), param_at(m, G, P_QB, l), pl->g_q, x,
                              param_at(m, W, P_QW, l), N, C, C);
@@ -604,7 +622,8 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
                             C);
     ops->embed_backward(param_at(m, G, P_WTE, 0), param_at(m, G, P_WPE, 0),
                         m->params[P_WLANG].numel ? param_at(m, G, P_WLANG, 0) : NULL, pl->g_r,
-                        pl->ids, pl->langs, B, T, C, V, m->params[P_WLANG].numel ? mc->n_langs : 0);
+                        pl->ids, pl->langs, pl->has_positions ? pl->positions : NULL, B, T, C, V,
+                        m->params[P_WLANG].numel ? mc->n_langs : 0);
     if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, -1);
     ops->synchronize();
     return 0;

@@ -56,12 +56,14 @@ static void check_embed(struct st_ctx *c, const struct op_case *row) {
     struct tpair wpe = tp_random(c, T_STORAGE, (size_t)P * C, -1, 1);
     struct tpair wl = tp_random(c, T_STORAGE, (size_t)(NL ? NL : 1) * C, -1, 1);
     struct tpair out = tp_new(c, T_STORAGE, (size_t)B * T * C, NULL);
-    c->ref->embed_forward(out.r, ids.r, langs.r, wte.r, wpe.r, NL ? wl.r : NULL, B, T, C);
-    c->dev->embed_forward(out.d, ids.d, langs.d, wte.d, wpe.d, NL ? wl.d : NULL, B, T, C);
+    c->ref->embed_forward(out.r, ids.r, langs.r, NULL, wte.r, wpe.r, NL ? wl.r : NULL, B, T, C);
+    c->dev->embed_forward(out.d, ids.d, langs.d, NULL, wte.d, wpe.d, NL ? wl.d : NULL, B, T, C);
     CHECK(out, "out");
     struct tpair dout = tp_random(c, T_STORAGE, (size_t)B * T * C, -1, 1);
-    c->ref->embed_backward(wte.r, wpe.r, NL ? wl.r : NULL, dout.r, ids.r, langs.r, B, T, C, V, NL);
-    c->dev->embed_backward(wte.d, wpe.d, NL ? wl.d : NULL, dout.d, ids.d, langs.d, B, T, C, V, NL);
+    c->ref->embed_backward(wte.r, wpe.r, NL ? wl.r : NULL, dout.r, ids.r, langs.r, NULL, B, T, C, V,
+                           NL);
+    c->dev->embed_backward(wte.d, wpe.d, NL ? wl.d : NULL, dout.d, ids.d, langs.d, NULL, B, T, C, V,
+                           NL);
     CHECK(wte, "dwte");
     CHECK(wpe, "dwpe");
     if (NL) CHECK(wl, "dwlang");
@@ -146,17 +148,17 @@ static void check_attention(struct st_ctx *c, const struct op_case *row) {
     struct tpair q = tp_random(c, T_STORAGE, n, -1.5f, 1.5f);
     struct tpair k = tp_random(c, T_STORAGE, n, -1.5f, 1.5f), v = tp_random(c, T_STORAGE, n, -1, 1);
     struct tpair out = tp_new(c, T_STORAGE, n, NULL), lse = tp_new(c, T_F32, nl, NULL);
-    c->ref->attention_forward(out.r, lse.r, q.r, k.r, v.r, B, T, C, NH, p, &key);
-    c->dev->attention_forward(out.d, lse.d, q.d, k.d, v.d, B, T, C, NH, p, &key);
+    c->ref->attention_forward(out.r, lse.r, q.r, k.r, v.r, NULL, B, T, C, NH, p, &key);
+    c->dev->attention_forward(out.d, lse.d, q.d, k.d, v.d, NULL, B, T, C, NH, p, &key);
     CHECK(lse, "lse");
     CHECK(out, "out");
     struct tpair dout = tp_random(c, T_STORAGE, n, -1, 1);
     struct tpair dq = tp_new(c, T_STORAGE, n, NULL), dk = tp_new(c, T_STORAGE, n, NULL);
     struct tpair dv = tp_new(c, T_STORAGE, n, NULL);
-    c->ref->attention_backward(dq.r, dk.r, dv.r, dout.r, out.r, lse.r, q.r, k.r, v.r, B, T, C, NH,
-                               p, &key);
-    c->dev->attention_backward(dq.d, dk.d, dv.d, dout.d, out.d, lse.d, q.d, k.d, v.d, B, T, C, NH,
-                               p, &key);
+    c->ref->attention_backward(dq.r, dk.r, dv.r, dout.r, out.r, lse.r, q.r, k.r, v.r, NULL, B, T, C,
+                               NH, p, &key);
+    c->dev->attention_backward(dq.d, dk.d, dv.d, dout.d, out.d, lse.d, q.d, k.d, v.d, NULL, B, T, C,
+                               NH, p, &key);
     CHECK(dq, "dq");
     CHECK(dk, "dk");
     CHECK(dv, "dv");
