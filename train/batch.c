@@ -5,18 +5,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-void batch_from_windows(struct batch_buf *buf, struct batch *b, const int32_t *windows,
-                        const int32_t *langs, int rows, int T, uint32_t row0) {
+static void batch_buf_reserve(struct batch_buf *buf, int rows, int T) {
     if (rows > buf->cap_rows || T != buf->T) {
         batch_buf_free(buf);
         size_t n = (size_t)rows * (size_t)T;
         buf->ids = xmalloc(n * sizeof(int32_t));
         buf->targets = xmalloc(n * sizeof(int32_t));
         buf->langs = xmalloc(n * sizeof(int32_t));
+        buf->positions = xmalloc(n * sizeof(int32_t));
         buf->lengths = xmalloc((size_t)rows * sizeof(int32_t));
         buf->cap_rows = rows;
         buf->T = T;
     }
+}
+
+void batch_from_windows(struct batch_buf *buf, struct batch *b, const int32_t *windows,
+                        const int32_t *langs, int rows, int T, uint32_t row0) {
+    batch_buf_reserve(buf, rows, T);
     // windows (rows, T+1) -> ids (rows, T) = w[0..T-1], targets (rows, T) = w[1..T]
     for (int r = 0; r < rows; r++) {
         const int32_t *w = windows + (size_t)r * (size_t)(T + 1);
@@ -38,7 +43,18 @@ void batch_from_windows(struct batch_buf *buf, struct batch *b, const int32_t *w
     b->bidirectional = 0;
 }
 
+void batch_mlm_from_windows(struct batch_buf *buf, struct batch *b, const int32_t *windows,
+                            const int32_t *langs, int rows, int T, uint32_t row0,
+                            const struct mlm_opts *o, uint64_t seed, uint64_t step) {
+    // The CLM batch's ids, langs and lengths are exactly MLM's inputs before masking; its
+    // next-token targets are overwritten by the mask's.
+    batch_from_windows(buf, b, windows, langs, rows, T, row0);
+    mlm_mask(o, seed, step, row0, rows, T, buf->lengths, buf->ids, buf->targets);
+    b->bidirectional = 1;
+}
+
 void batch_buf_free(struct batch_buf *buf) {
+    free(buf->positions);
     free(buf->ids);
     free(buf->targets);
     free(buf->langs);
