@@ -1,6 +1,7 @@
 /* evaluate.c — per-language loss, perplexity and accuracy (see evaluate.h). */
 #include "train/evaluate.h"
 #include "core/util.h"
+#include "train/objective.h"
 #include "train/session.h"
 
 #include <math.h>
@@ -48,14 +49,30 @@ static void score_logits(const float *logits, const int32_t *targets, long N, in
 
 int evaluate(struct model *m, struct loader *l, struct comm *c, long max_windows, int B,
              struct eval_result *out) {
+    struct objective clm = {.kind = OBJ_CLM, .lang = -1, .lang2 = -1};
+    return evaluate_objective(m, l, c, &clm, max_windows, B, out);
+}
+
+/* The MLM mask key of evaluation: a step no training run reaches, so evaluation masks never
+ * repeat a training batch's; row = the window's index in its language. */
+#define EVAL_MASK_STEP UINT64_MAX
+
+int evaluate_objective(struct model *m, struct loader *l, struct comm *c,
+                       const struct objective *obj, long max_windows, int B,
+                       struct eval_result *out) {
     memset(out, 0, sizeof *out);
+    if (obj->kind == OBJ_TLM)
+        return xlmc_error("evaluate: tlm objectives need the pair loader (not windows)");
+    int mlm = obj->kind == OBJ_MLM;
     int T = m->cfg.train.seq_len, V = m->cfg.model.vocab_size, NL = m->cfg.model.n_langs;
     int32_t *win = xmalloc((size_t)B * (size_t)(T + 1) * sizeof(int32_t));
     int32_t *langs = xmalloc((size_t)B * sizeof(int32_t));
+    uint32_t *index = xmalloc((size_t)B * sizeof(uint32_t));
     float *logits = xmalloc((size_t)B * (size_t)T * (size_t)V * sizeof(float));
     struct batch_buf buf = {0};
     int rc = 0;
     for (int lang = 0; lang < NL && !rc; lang++) {
+        if (obj->lang >= 0 && lang != obj->lang) continue;
         long n = (long)loader_windows(l, lang);
         if (max_windows > 0 && n > max_windows) n = max_windows;
         out->lang[lang].windows = n;
@@ -65,13 +82,20 @@ int evaluate(struct model *m, struct loader *l, struct comm *c, long max_windows
             if (!last) {
                 if (loader_read_window(l, lang, (uint64_t)i, win + (size_t)rows * (size_t)(T + 1)))
                     rc = -1;
-                else
+                else {
+                    index[rows] = (uint32_t)i;
                     langs[rows++] = lang;
+                }
             }
             if (rows && (rows == B || last)) {
                 struct batch b;
                 long count = 0;
                 batch_from_windows(&buf, &b, win, langs, rows, T, 0);
+                for (int r = 0; mlm && r < rows; r++) /* masked one row at a time: its index */
+                    objective_mask(&m->cfg, EVAL_MASK_STEP, index[r], 1, T, buf.lengths + r,
+                                   buf.ids + (size_t)r * (size_t)T,
+                                   buf.targets + (size_t)r * (size_t)T);
+                b.bidirectional = mlm;
                 if (model_forward(m, &b, 0, 0, 0, logits, &count) < 0) {
                     rc = -1;
                     break;
@@ -101,6 +125,7 @@ int evaluate(struct model *m, struct loader *l, struct comm *c, long max_windows
     batch_buf_free(&buf);
     free(win);
     free(langs);
+    free(index);
     free(logits);
     return rc;
 }

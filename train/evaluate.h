@@ -25,6 +25,15 @@ struct eval_result {
 int evaluate(struct model *m, struct loader *l, struct comm *c, long max_windows, int B,
              struct eval_result *out);
 
+/* The same for one objective of the model's config (train/objective.h): CLM scores the next
+ * token at every position, of one language or all; MLM masks each window as training does,
+ * keyed by a fixed evaluation step and the window's index (the same positions at every
+ * evaluation and on any number of ranks) and scores the predicted positions. TLM is refused
+ * (its pairs are not windows). */
+int evaluate_objective(struct model *m, struct loader *l, struct comm *c,
+                       const struct objective *obj, long max_windows, int B,
+                       struct eval_result *out);
+
 /* Open a loader for evaluation of `split` of dir with the model's T and vocabulary. */
 struct loader *evaluate_open(const struct model *m, const char *dir, const char *split,
                              uint64_t vocab_hash, int B);
