@@ -200,7 +200,10 @@ static void log_step(struct train_run *r, const struct step_stats *st, int obj, 
                           "loss", st->loss, "ppl", exp(st->loss), "lr", (double)st->lr,
                           "loss_scale", (double)st->loss_scale, "grad_norm", (double)st->grad_norm,
                           "tokens_per_s", tok_s, "mfu", mfu, "skipped", (json_int_t)r->t.skipped);
-    if (o) json_object_set_new(o, "objective", json_string(r->obj.s[obj].name));
+    if (o) { /* predicted: the step's loss denominator (every position for CLM) */
+        json_object_set_new(o, "objective", json_string(r->obj.s[obj].name));
+        json_object_set_new(o, "predicted", json_integer(st->tokens));
+    }
     if (o && metrics_append(r->metrics, o))
         xlmc_warn("%s/metrics.jsonl: write failed", r->args.run_dir);
 }
@@ -300,7 +303,7 @@ static int train_loop(struct train_run *r) {
             rc = -1;
             break;
         }
-        tokens_since += st.tokens;
+        tokens_since += tc->batch_tokens; /* positions computed (MLM predicts fewer) */
         if (!st.skipped) {
             r->obj_loss[obj] += st.loss * (double)st.tokens;
             r->obj_tokens[obj] += (double)st.tokens;
