@@ -228,6 +228,11 @@ static int shard_write_file(struct shard_writer *w, const char *tmp) {
     rc = rc ? rc : attr_write_i64(f, "n_tokens", m->n_tokens);
     rc = rc ? rc : attr_write_i64(f, "n_sentences", m->n_sentences);
     rc = rc ? rc : attr_write_sources(f, w->sources);
+    if (m->lang2[0]) { /* a sentence-pair shard (data/README.md, "Sentence pairs") */
+        rc = rc ? rc : attr_write_str(f, "lang2", m->lang2);
+        rc = rc ? rc : attr_write_i64(f, "lang2_id", m->lang2_id);
+        rc = rc ? rc : attr_write_i64(f, "n_pairs", m->n_sentences / 2);
+    }
     if (H5Fclose(f) < 0) rc = -1;
     return rc;
 }
@@ -322,6 +327,34 @@ static int dataset_read(hid_t f, const char *name, hid_t mem_type, void *out) {
     int rc = H5Dread(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0 ? -1 : 0;
     H5Dclose(d);
     return rc;
+}
+
+/* The pair attributes: none (monolingual) or lang2, lang2_id and n_pairs = n_sentences / 2,
+ * and the kind the caller asked for. */
+static int shard_read_pair_meta(hid_t f, const char *path, int pairs, struct shard_meta *m) {
+    int64_t id = -1, n_pairs = -1;
+    m->lang2[0] = '\0';
+    m->lang2_id = -1;
+    if (H5Aexists(f, "lang2") <= 0) {
+        if (pairs)
+            return xlmc_error("%s: a monolingual shard where sentence pairs were expected (pair "
+                              "shards are pairs-<split>-*.h5 from `xlmc prep --pair`)",
+                              path);
+        return 0;
+    }
+    if (!pairs)
+        return xlmc_error("%s: a sentence-pair shard (xlmc prep --pair) where monolingual shards "
+                          "were expected: move it out of the way or rename it pairs-*.h5",
+                          path);
+    if (attr_read_str(f, "lang2", m->lang2, sizeof m->lang2) || attr_read_i64(f, "lang2_id", &id) ||
+        attr_read_i64(f, "n_pairs", &n_pairs) || shard_lang_id(m->lang2) != id || id < 0 ||
+        id == m->lang_id || n_pairs * 2 != m->n_sentences)
+        return xlmc_error("%s: inconsistent pair attributes (lang2 '%s' id %lld, n_pairs %lld, "
+                          "%lld sentences, lang '%s')",
+                          path, m->lang2, (long long)id, (long long)n_pairs,
+                          (long long)m->n_sentences, m->lang);
+    m->lang2_id = (int)id;
+    return 0;
 }
 
 static int shard_read_meta(hid_t f, const char *path, struct shard_meta *m) {
@@ -480,6 +513,10 @@ static int shard_read_data(hid_t f, const char *path, struct shard *s) {
 }
 
 int shard_read(const char *path, uint64_t want_hash, int tokens, struct shard *s) {
+    return shard_read_kind(path, want_hash, tokens, 0, s);
+}
+
+int shard_read_kind(const char *path, uint64_t want_hash, int tokens, int pairs, struct shard *s) {
     memset(s, 0, sizeof *s);
     /* HDF5 would print its own error stack: we report the file and the cause ourselves. */
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -489,6 +526,7 @@ int shard_read(const char *path, uint64_t want_hash, int tokens, struct shard *s
                           "prep`)",
                           path);
     int rc = shard_read_meta(f, path, &s->meta);
+    if (!rc) rc = shard_read_pair_meta(f, path, pairs, &s->meta);
     if (!rc && want_hash && s->meta.vocab_hash != want_hash)
         rc =
             xlmc_error("%s: prepared with vocabulary %016llx, but %016llx is expected (the "

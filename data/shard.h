@@ -41,6 +41,10 @@ struct shard_meta {
     uint64_t codes_hash; /* tokenizer_codes_hash */
     int64_t n_tokens, n_sentences;
     int version; /* format_version read (1 or 2) */
+    /* Sentence-pair shards (`xlmc prep --pair`, data/pairs.h): sentence 2i is pair i's side in
+     * `lang`, sentence 2i+1 its side in lang2. lang2[0] == '\0' in a monolingual shard. */
+    char lang2[8];
+    int lang2_id;
 };
 
 struct shard_writer {
@@ -77,6 +81,9 @@ struct shard {
  * != 0, a shard of another vocabulary is refused. With tokens = 0 only the metadata is read.
  * 0, or -1 after printing an error naming the file. */
 int shard_read(const char *path, uint64_t want_hash, int tokens, struct shard *s);
+/* shard_read for either kind: pairs = 0 refuses a sentence-pair shard (naming it), pairs = 1
+ * refuses a monolingual one. shard_read(...) is shard_read_kind(..., 0, s). */
+int shard_read_kind(const char *path, uint64_t want_hash, int tokens, int pairs, struct shard *s);
 void shard_free(struct shard *s);
 
 /* Rewrite a version-1 shard as version 2 in place: the new file is written as path.tmp and
@@ -116,6 +123,9 @@ struct shard_stream {
  * 0, 1, or -1 after an error naming the file. */
 int shard_stream_open(const char *path, uint64_t want_hash, int64_t vocab_limit,
                       struct shard_meta *meta, struct shard_stream *s);
+/* The same for a sentence-pair shard (a monolingual one is refused, naming it). */
+int shard_stream_open_pairs(const char *path, uint64_t want_hash, int64_t vocab_limit,
+                            struct shard_meta *meta, struct shard_stream *s);
 /* ids pos .. pos+n-1 of /tokens into out. 0, or -1 after an error naming the file and the
  * block (a failed checksum, an id outside the vocabulary, a read error). */
 int shard_stream_read(struct shard_stream *s, int64_t pos, int64_t n, int32_t *out);

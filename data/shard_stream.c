@@ -65,12 +65,12 @@ static int stream_layout(hid_t f, const char *path, const struct shard_meta *m,
     return 0;
 }
 
-int shard_stream_open(const char *path, uint64_t want_hash, int64_t vocab_limit,
-                      struct shard_meta *meta, struct shard_stream *s) {
+static int stream_open(const char *path, uint64_t want_hash, int64_t vocab_limit, int pairs,
+                       struct shard_meta *meta, struct shard_stream *s) {
     memset(s, 0, sizeof *s);
     s->fd = -1;
     struct shard head;
-    if (shard_read(path, want_hash, 0, &head)) return -1;
+    if (shard_read_kind(path, want_hash, 0, pairs, &head)) return -1;
     *meta = head.meta;
     if (meta->version == 1) return 1;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -95,6 +95,16 @@ int shard_stream_open(const char *path, uint64_t want_hash, int64_t vocab_limit,
     s->verified = xcalloc((size_t)(s->n_sums + 7) / 8 + 1, 1);
     s->scratch_block = -1;
     return 0;
+}
+
+int shard_stream_open(const char *path, uint64_t want_hash, int64_t vocab_limit,
+                      struct shard_meta *meta, struct shard_stream *s) {
+    return stream_open(path, want_hash, vocab_limit, 0, meta, s);
+}
+
+int shard_stream_open_pairs(const char *path, uint64_t want_hash, int64_t vocab_limit,
+                            struct shard_meta *meta, struct shard_stream *s) {
+    return stream_open(path, want_hash, vocab_limit, 1, meta, s);
 }
 
 static int read_at(struct shard_stream *s, void *buf, size_t len, uint64_t at) {

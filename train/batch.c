@@ -53,6 +53,27 @@ void batch_mlm_from_windows(struct batch_buf *buf, struct batch *b, const int32_
     b->bidirectional = 1;
 }
 
+void batch_tlm_from_block(struct batch_buf *buf, struct batch *b, const struct pairs_block *blk,
+                          const struct mlm_opts *o, uint64_t seed, uint64_t step) {
+    const int rows = blk->rows, T = blk->T;
+    const size_t n = (size_t)rows * (size_t)T;
+    batch_buf_reserve(buf, rows, T);
+    memcpy(buf->ids, blk->ids, n * sizeof(int32_t));
+    memcpy(buf->positions, blk->positions, n * sizeof(int32_t));
+    memcpy(buf->langs, blk->langs, n * sizeof(int32_t));
+    memcpy(buf->lengths, blk->lengths, (size_t)rows * sizeof(int32_t));
+    mlm_mask(o, seed, step, blk->row0, rows, T, buf->lengths, buf->ids, buf->targets);
+    b->B = rows;
+    b->T = T;
+    b->ids = buf->ids;
+    b->targets = buf->targets;
+    b->langs = buf->langs;
+    b->lengths = buf->lengths;
+    b->row0 = blk->row0;
+    b->positions = buf->positions;
+    b->bidirectional = 1;
+}
+
 void batch_buf_free(struct batch_buf *buf) {
     free(buf->positions);
     free(buf->ids);

@@ -3,6 +3,7 @@
 #define XLMC_BATCH_H
 
 #include "core/model.h"
+#include "data/pairs.h"
 #include "train/mlm.h"
 
 #include <stdint.h>
@@ -25,6 +26,11 @@ void batch_from_windows(struct batch_buf *buf, struct batch *b, const int32_t *w
 void batch_mlm_from_windows(struct batch_buf *buf, struct batch *b, const int32_t *windows,
                             const int32_t *langs, int rows, int T, uint32_t row0,
                             const struct mlm_opts *o, uint64_t seed, uint64_t step);
+/* TLM: a block of pair rows (data/pairs.h: ids, restarted positions, a language per part,
+ * lengths, right padding) masked by mlm_mask(o, seed, step, blk->row0, ...) as MLM;
+ * bidirectional = 1, positions set. */
+void batch_tlm_from_block(struct batch_buf *buf, struct batch *b, const struct pairs_block *blk,
+                          const struct mlm_opts *o, uint64_t seed, uint64_t step);
 void batch_buf_free(struct batch_buf *buf);
 
 #endif
