@@ -20,6 +20,7 @@ struct op_case {
     int d[5];
     float p;       /* dropout probability, where the op has one */
     int big_vocab; /* only with opts->big_vocab (slow in cudasim) */
+    int variant;   /* embed: 1 with position ids (TLM's); attention: 1 bidirectional (MLM) */
 };
 
 static const struct out_tol CONVERSIONS_TOL[] = {
@@ -49,25 +50,28 @@ static const struct out_tol EMBED_TOL[] = {{"out", {1e-6, 1e-6}, {2e-3, 2e-3}},
 static void check_embed(struct st_ctx *c, const struct op_case *row) {
     int B = row->d[0], T = row->d[1], C = row->d[2], V = row->d[3], NL = row->d[4];
     int P = T + 3;
-    st_begin(c, "embed", "B=%d T=%d C=%d V=%d", B, T, C, V);
+    st_begin(c, row->variant ? "embed (positions)" : "embed", "B=%d T=%d C=%d V=%d", B, T, C, V);
     struct tpair ids = tp_ints(c, (size_t)B * T, 0, V - 1);
+    /* TLM-like position ids: any of the P rows, repeated within a row */
+    struct tpair pos = tp_ints(c, (size_t)B * T, 0, row->variant ? P - 1 : 0);
+    const int32_t *pr = row->variant ? pos.r : NULL, *pd = row->variant ? pos.d : NULL;
     struct tpair langs = tp_ints(c, (size_t)B * T, 0, NL > 0 ? NL - 1 : 0);
     struct tpair wte = tp_random(c, T_STORAGE, (size_t)V * C, -1, 1);
     struct tpair wpe = tp_random(c, T_STORAGE, (size_t)P * C, -1, 1);
     struct tpair wl = tp_random(c, T_STORAGE, (size_t)(NL ? NL : 1) * C, -1, 1);
     struct tpair out = tp_new(c, T_STORAGE, (size_t)B * T * C, NULL);
-    c->ref->embed_forward(out.r, ids.r, langs.r, NULL, wte.r, wpe.r, NL ? wl.r : NULL, B, T, C);
-    c->dev->embed_forward(out.d, ids.d, langs.d, NULL, wte.d, wpe.d, NL ? wl.d : NULL, B, T, C);
+    c->ref->embed_forward(out.r, ids.r, langs.r, pr, wte.r, wpe.r, NL ? wl.r : NULL, B, T, C);
+    c->dev->embed_forward(out.d, ids.d, langs.d, pd, wte.d, wpe.d, NL ? wl.d : NULL, B, T, C);
     CHECK(out, "out");
     struct tpair dout = tp_random(c, T_STORAGE, (size_t)B * T * C, -1, 1);
-    c->ref->embed_backward(wte.r, wpe.r, NL ? wl.r : NULL, dout.r, ids.r, langs.r, NULL, B, T, C, V,
+    c->ref->embed_backward(wte.r, wpe.r, NL ? wl.r : NULL, dout.r, ids.r, langs.r, pr, B, T, C, V,
                            NL);
-    c->dev->embed_backward(wte.d, wpe.d, NL ? wl.d : NULL, dout.d, ids.d, langs.d, NULL, B, T, C, V,
+    c->dev->embed_backward(wte.d, wpe.d, NL ? wl.d : NULL, dout.d, ids.d, langs.d, pd, B, T, C, V,
                            NL);
     CHECK(wte, "dwte");
     CHECK(wpe, "dwpe");
     if (NL) CHECK(wl, "dwlang");
-    struct tpair *all[] = {&ids, &langs, &wte, &wpe, &wl, &out, &dout};
+    struct tpair *all[] = {&ids, &langs, &pos, &wte, &wpe, &wl, &out, &dout};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         tp_free(c, all[i]);
 }
@@ -142,27 +146,37 @@ static const struct out_tol ATTENTION_TOL[] = {
 static void check_attention(struct st_ctx *c, const struct op_case *row) {
     int B = row->d[0], T = row->d[1], C = row->d[2], NH = row->d[3];
     float p = row->p;
-    st_begin(c, p > 0 ? "attention (dropout)" : "attention", "B=%d T=%d C=%d NH=%d", B, T, C, NH);
+    const char *what[2][2] = {{"attention", "attention (dropout)"},
+                              {"attention (bidirectional)", "attention (bidirectional, dropout)"}};
+    st_begin(c, what[row->variant != 0][p > 0], "B=%d T=%d C=%d NH=%d", B, T, C, NH);
+    /* bidirectional: row lengths T, 0 and in between, in turn (every key, none, padding) */
+    int32_t *lens = malloc((size_t)B * sizeof(int32_t));
+    for (int b = 0; b < B; b++)
+        lens[b] = b % 3 == 0 ? T : b % 3 == 1 ? 0 : T / 2 + 1;
+    if (B >= 2) lens[1] = row->d[4] ? T - 3 : 0;
+    struct tpair len = tp_new(c, T_I32, (size_t)B, lens);
+    free(lens);
+    const int32_t *lr = row->variant ? len.r : NULL, *ld = row->variant ? len.d : NULL;
     struct dropout_key key = {0x1234567890abcdefull, 3, 5, DROPOUT_TENSOR_ATTN_PROBS(1)};
     size_t n = (size_t)B * T * C, nl = (size_t)B * NH * T;
     struct tpair q = tp_random(c, T_STORAGE, n, -1.5f, 1.5f);
     struct tpair k = tp_random(c, T_STORAGE, n, -1.5f, 1.5f), v = tp_random(c, T_STORAGE, n, -1, 1);
     struct tpair out = tp_new(c, T_STORAGE, n, NULL), lse = tp_new(c, T_F32, nl, NULL);
-    c->ref->attention_forward(out.r, lse.r, q.r, k.r, v.r, NULL, B, T, C, NH, p, &key);
-    c->dev->attention_forward(out.d, lse.d, q.d, k.d, v.d, NULL, B, T, C, NH, p, &key);
+    c->ref->attention_forward(out.r, lse.r, q.r, k.r, v.r, lr, B, T, C, NH, p, &key);
+    c->dev->attention_forward(out.d, lse.d, q.d, k.d, v.d, ld, B, T, C, NH, p, &key);
     CHECK(lse, "lse");
     CHECK(out, "out");
     struct tpair dout = tp_random(c, T_STORAGE, n, -1, 1);
     struct tpair dq = tp_new(c, T_STORAGE, n, NULL), dk = tp_new(c, T_STORAGE, n, NULL);
     struct tpair dv = tp_new(c, T_STORAGE, n, NULL);
-    c->ref->attention_backward(dq.r, dk.r, dv.r, dout.r, out.r, lse.r, q.r, k.r, v.r, NULL, B, T, C,
+    c->ref->attention_backward(dq.r, dk.r, dv.r, dout.r, out.r, lse.r, q.r, k.r, v.r, lr, B, T, C,
                                NH, p, &key);
-    c->dev->attention_backward(dq.d, dk.d, dv.d, dout.d, out.d, lse.d, q.d, k.d, v.d, NULL, B, T, C,
+    c->dev->attention_backward(dq.d, dk.d, dv.d, dout.d, out.d, lse.d, q.d, k.d, v.d, ld, B, T, C,
                                NH, p, &key);
     CHECK(dq, "dq");
     CHECK(dk, "dk");
     CHECK(dv, "dv");
-    struct tpair *all[] = {&q, &k, &v, &out, &lse, &dout, &dq, &dk, &dv};
+    struct tpair *all[] = {&q, &k, &v, &out, &lse, &dout, &dq, &dk, &dv, &len};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         tp_free(c, all[i]);
 }
@@ -353,32 +367,37 @@ static void check_bias_gelu(struct st_ctx *c, const struct op_case *row) {
 }
 
 static const struct op_case OP_CASES[] = {
-    {check_conversions, CONVERSIONS_TOL, {1001}, 0, 0},          /* n */
-    {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0},         /* B T C V NL */
-    {check_embed, EMBED_TOL, {2, 5, 24, 7, 0}, 0, 0},            /* no language embeddings */
-    {check_layernorm, LAYERNORM_TOL, {75, 72}, 0, 0},            /* N C */
-    {check_layernorm, LAYERNORM_TOL, {3, 1000}, 0, 0},           /* */
-    {check_layernorm, LAYERNORM_TOL, {260, 24}, 0, 0},           /* more rows than one
-                                                                  * column-sum chunk */
-    {check_matmul, MATMUL_TOL, {37, 48, 40, 1}, 0, 0},           /* N C OC bias */
-    {check_matmul, MATMUL_TOL, {5, 33, 17, 0}, 0, 0},            /* */
-    {check_matmul, MATMUL_TOL, {260, 16, 24, 1}, 0, 0},          /* */
-    {check_attention, ATTENTION_TOL, {2, 37, 32, 4}, 0.f, 0},    /* B T C NH, p */
-    {check_attention, ATTENTION_TOL, {1, 33, 24, 2}, 0.1f, 0},   /* */
-    {check_attention, ATTENTION_TOL, {2, 70, 128, 2}, 0.1f, 0},  /* HS 64, several tiles, a
-                                                                  * partial last one */
-    {check_attention, ATTENTION_TOL, {1, 40, 256, 2}, 0.f, 0},   /* HS 128, the CUDA tiles'
-                                                                  * limit */
-    {check_pointwise, POINTWISE_TOL, {3, 37, 40}, 0, 0},         /* B T C */
-    {check_pointwise, POINTWISE_TOL, {2, 5, 37}, 0, 0},          /* rows of 185 elements: dropout
-                                                                  * words one by one */
-    {check_bias_gelu, BIAS_GELU_TOL, {37, 72}, 0, 0},            /* N F */
-    {check_bias_gelu, BIAS_GELU_TOL, {300, 40}, 0, 0},           /* more rows than one
-                                                                  * column-sum chunk */
-    {check_classifier, CLASSIFIER_TOL, {13, 257, 257}, 0, 0},    /* N V Vp */
-    {check_classifier, CLASSIFIER_TOL, {13, 257, 384}, 0, 0},    /* padded vocabulary */
-    {check_classifier, CLASSIFIER_TOL, {3, 64699, 64768}, 0, 1}, /* XLM's, padded */
-    {check_optimizer, OPTIMIZER_TOL, {3001}, 0, 0},              /* n */
+    {check_conversions, CONVERSIONS_TOL, {1001}, 0, 0, 0},         /* n */
+    {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0, 0},        /* B T C V NL */
+    {check_embed, EMBED_TOL, {2, 5, 24, 7, 0}, 0, 0, 0},           /* no language embeddings */
+    {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0, 1},        /* position ids */
+    {check_layernorm, LAYERNORM_TOL, {75, 72}, 0, 0, 0},           /* N C */
+    {check_layernorm, LAYERNORM_TOL, {3, 1000}, 0, 0, 0},          /* */
+    {check_layernorm, LAYERNORM_TOL, {260, 24}, 0, 0, 0},          /* more rows than one
+                                                                    * column-sum chunk */
+    {check_matmul, MATMUL_TOL, {37, 48, 40, 1}, 0, 0, 0},          /* N C OC bias */
+    {check_matmul, MATMUL_TOL, {5, 33, 17, 0}, 0, 0, 0},           /* */
+    {check_matmul, MATMUL_TOL, {260, 16, 24, 1}, 0, 0, 0},         /* */
+    {check_attention, ATTENTION_TOL, {2, 37, 32, 4}, 0.f, 0, 0},   /* B T C NH, p */
+    {check_attention, ATTENTION_TOL, {1, 33, 24, 2}, 0.1f, 0, 0},  /* */
+    {check_attention, ATTENTION_TOL, {2, 70, 128, 2}, 0.1f, 0, 0}, /* HS 64, several tiles, a
+                                                                    * partial last one */
+    {check_attention, ATTENTION_TOL, {1, 40, 256, 2}, 0.f, 0, 0},  /* HS 128, the CUDA tiles'
+                                                                    * limit */
+    /* bidirectional (MLM, TLM): B T C NH, d[4] 1: row 1 of length T-3, else of length 0 */
+    {check_attention, ATTENTION_TOL, {3, 37, 32, 4, 0}, 0.f, 0, 1},
+    {check_attention, ATTENTION_TOL, {2, 70, 128, 2, 1}, 0.1f, 0, 1},
+    {check_attention, ATTENTION_TOL, {2, 40, 256, 2, 1}, 0.f, 0, 1},
+    {check_pointwise, POINTWISE_TOL, {3, 37, 40}, 0, 0, 0},         /* B T C */
+    {check_pointwise, POINTWISE_TOL, {2, 5, 37}, 0, 0, 0},          /* rows of 185 elements: dropout
+                                                                     * words one by one */
+    {check_bias_gelu, BIAS_GELU_TOL, {37, 72}, 0, 0, 0},            /* N F */
+    {check_bias_gelu, BIAS_GELU_TOL, {300, 40}, 0, 0, 0},           /* more rows than one
+                                                                     * column-sum chunk */
+    {check_classifier, CLASSIFIER_TOL, {13, 257, 257}, 0, 0, 0},    /* N V Vp */
+    {check_classifier, CLASSIFIER_TOL, {13, 257, 384}, 0, 0, 0},    /* padded vocabulary */
+    {check_classifier, CLASSIFIER_TOL, {3, 64699, 64768}, 0, 1, 0}, /* XLM's, padded */
+    {check_optimizer, OPTIMIZER_TOL, {3001}, 0, 0, 0},              /* n */
 };
 
 int selftest_optable(const struct ops *ref, const struct ops *dev,
