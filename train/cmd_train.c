@@ -214,9 +214,12 @@ static int run_eval_one(struct train_run *r, int k) {
     struct eval_result e;
     const struct train_config *tc = &r->cfg.train;
     const char *name = r->obj.s[k].name;
-    if (evaluate_objective(&r->m, r->valid, r->comm, &r->obj.s[k].obj, tc->eval_batches,
-                           tc->micro_batch, &e))
-        return -1;
+    const struct objective_stream *s = &r->obj.s[k];
+    int rc = s->valid_pairs ? evaluate_pairs(&r->m, s->valid_pairs, r->comm, tc->eval_batches,
+                                             tc->micro_batch, &e)
+                            : evaluate_objective(&r->m, r->valid, r->comm, &s->obj,
+                                                 tc->eval_batches, tc->micro_batch, &e);
+    if (rc) return -1;
     if (r->comm->rank || e.all.tokens <= 0) return 0;
     double loss = e.all.loss_sum / e.all.tokens;
     if (r->obj.n > 1)
@@ -229,7 +232,7 @@ static int run_eval_one(struct train_run *r, int k) {
                           (json_int_t)r->t.step, "tokens", (json_int_t)train_run_tokens(r), "loss",
                           loss, "ppl", exp(loss), "acc", e.all.correct / e.all.tokens,
                           "objective", name);
-    for (int j = 0; j < r->cfg.model.n_langs && o && r->obj.s[k].obj.lang < 0; j++) {
+    for (int j = 0; j < r->cfg.model.n_langs && o && (s->obj.lang < 0 || s->pairs); j++) {
         if (e.lang[j].tokens <= 0) continue;
         char key[32];
         double lk = e.lang[j].loss_sum / e.lang[j].tokens;
@@ -252,7 +255,7 @@ static int run_eval(struct train_run *r) {
         int seen = 0;
         for (int j = 0; j < k; j++)
             seen |= !strcmp(r->obj.s[j].name, r->obj.s[k].name);
-        if (!seen && r->obj.s[k].obj.kind != OBJ_TLM && run_eval_one(r, k)) return -1;
+        if (!seen && run_eval_one(r, k)) return -1;
     }
     return 0;
 }

@@ -53,6 +53,8 @@ int evaluate(struct model *m, struct loader *l, struct comm *c, long max_windows
     return evaluate_objective(m, l, c, &clm, max_windows, B, out);
 }
 
+static int reduce_result(struct comm *c, struct eval_result *out);
+
 /* The MLM mask key of evaluation: a step no training run reaches, so evaluation masks never
  * repeat a training batch's; row = the window's index in its language. */
 #define EVAL_MASK_STEP UINT64_MAX
@@ -106,13 +108,25 @@ int evaluate_objective(struct model *m, struct loader *l, struct comm *c,
             if (last) break;
         }
     }
+    if (reduce_result(c, out)) rc = -1;
+    batch_buf_free(&buf);
+    free(win);
+    free(langs);
+    free(index);
+    free(logits);
+    return rc;
+}
+
+/* Sum the per-language sums over ranks and total them in out->all. 0 or -1. */
+static int reduce_result(struct comm *c, struct eval_result *out) {
     double sums[3 * XLMC_MAX_LANGS];
+    int rc = 0;
     for (int k = 0; k < XLMC_MAX_LANGS; k++) {
         sums[3 * k] = out->lang[k].loss_sum;
         sums[3 * k + 1] = out->lang[k].tokens;
         sums[3 * k + 2] = out->lang[k].correct;
     }
-    if (!rc && c->allreduce_sum_f64(c, sums, 3 * XLMC_MAX_LANGS)) rc = -1;
+    if (c->allreduce_sum_f64(c, sums, 3 * XLMC_MAX_LANGS)) rc = -1;
     for (int k = 0; k < XLMC_MAX_LANGS; k++) {
         out->lang[k].loss_sum = sums[3 * k];
         out->lang[k].tokens = sums[3 * k + 1];
@@ -122,10 +136,77 @@ int evaluate_objective(struct model *m, struct loader *l, struct comm *c,
         out->all.correct += sums[3 * k + 2];
         out->all.windows += out->lang[k].windows;
     }
-    batch_buf_free(&buf);
-    free(win);
+    return rc;
+}
+
+int evaluate_pairs(struct model *m, struct pairs *p, struct comm *c, long max_pairs, int B,
+                   struct eval_result *out) {
+    memset(out, 0, sizeof *out);
+    int T = m->cfg.train.seq_len, V = m->cfg.model.vocab_size;
+    size_t BT = (size_t)B * (size_t)T;
+    int32_t *ids = xmalloc(BT * sizeof(int32_t)), *pos = xmalloc(BT * sizeof(int32_t));
+    int32_t *langs = xmalloc(BT * sizeof(int32_t)), *targets = xmalloc(BT * sizeof(int32_t));
+    int32_t *lengths = xmalloc((size_t)B * sizeof(int32_t));
+    float *logits = xmalloc(BT * (size_t)V * sizeof(float));
+    long n = (long)pairs_count(p);
+    if (max_pairs > 0 && n > max_pairs) n = max_pairs;
+    int rows = 0, rc = 0;
+    for (long i = c->rank; i < n + c->world && !rc; i += c->world) {
+        int last = i >= n; /* one pass past the end flushes the partial batch */
+        if (!last) {
+            size_t o = (size_t)rows * (size_t)T;
+            if (pairs_read_row(p, (uint64_t)i, ids + o, pos + o, langs + o, &lengths[rows])) {
+                rc = -1;
+                break;
+            }
+            /* masked as training masks TLM rows, keyed by the pair's index */
+            objective_mask(&m->cfg, EVAL_MASK_STEP, (uint32_t)i, 1, T, &lengths[rows], ids + o,
+                           targets + o);
+            rows++;
+        }
+        if (rows && (rows == B || last)) {
+            struct batch b = {.B = rows, .T = T, .ids = ids, .langs = langs, .lengths = lengths,
+                              .targets = targets, .positions = pos, .bidirectional = 1};
+            long count = 0;
+            if (model_forward(m, &b, 0, 0, 0, logits, &count) < 0) {
+                rc = -1;
+                break;
+            }
+            /* each predicted position counts for the language of its part of the row */
+            for (size_t j = 0; j < (size_t)rows * (size_t)T; j++)
+                score_logits(logits + j * (size_t)V, targets + j, 1, V, &out->lang[langs[j]]);
+            rows = 0;
+        }
+        if (last) break;
+    }
+    if (reduce_result(c, out)) rc = -1;
+    out->all.windows = n;
+    free(ids);
+    free(pos);
     free(langs);
-    free(index);
+    free(targets);
+    free(lengths);
     free(logits);
     return rc;
+}
+
+struct pairs *evaluate_open_pairs(const struct model *m, const char *dir, const char *split,
+                                  const struct objective *obj, uint64_t vocab_hash, int B) {
+    struct pairs_opts o = {
+        .dir = dir,
+        .split = split,
+        .lang1 = obj->lang,
+        .lang2 = obj->lang2,
+        .seq_len = m->cfg.train.seq_len,
+        .block_rows = B,
+        .global_rows = B,
+        .rank = 0,
+        .world = 1,
+        .seed = m->cfg.train.seed,
+        .vocab_hash = vocab_hash,
+        .vocab_size = m->cfg.model.vocab_size,
+        .pad_index = m->cfg.model.pad_index,
+        .shuffle = 0,
+    };
+    return pairs_open(&o);
 }

@@ -7,6 +7,7 @@
 #include "core/comm.h"
 #include "core/model.h"
 #include "data/loader.h"
+#include "data/pairs.h"
 
 struct eval_lang {
     double loss_sum; /* summed token loss (nats) */
@@ -33,6 +34,14 @@ int evaluate(struct model *m, struct loader *l, struct comm *c, long max_windows
 int evaluate_objective(struct model *m, struct loader *l, struct comm *c,
                        const struct objective *obj, long max_windows, int B,
                        struct eval_result *out);
+
+/* TLM: the pairs of p (opened by evaluate_open_pairs) as rows, each masked as training masks
+ * them with the fixed evaluation key and the pair's index; every predicted position counts
+ * for the language of its sentence. At most max_pairs (0: all); out->all.windows = pairs. */
+int evaluate_pairs(struct model *m, struct pairs *p, struct comm *c, long max_pairs, int B,
+                   struct eval_result *out);
+struct pairs *evaluate_open_pairs(const struct model *m, const char *dir, const char *split,
+                                  const struct objective *obj, uint64_t vocab_hash, int B);
 
 /* Open a loader for evaluation of `split` of dir with the model's T and vocabulary. */
 struct loader *evaluate_open(const struct model *m, const char *dir, const char *split,

@@ -1,6 +1,7 @@
 /* objective.c — the run's objectives and their data streams (see objective.h). */
 #include "train/objective.h"
 #include "core/util.h"
+#include "data/pairs.h"
 #include "train/mlm.h"
 
 #include <stdio.h>
@@ -62,19 +63,42 @@ int objectives_open(struct objective_set *set, const struct xlmc_config *cfg,
         if (mlm_opts_check(&mo, cfg->path)) return -1;
         break;
     }
-    if (probe_windows(base, nwin, mc->n_langs)) return -1;
+    int any_windows = 0;
+    for (int k = 0; k < tc->n_objectives; k++)
+        any_windows |= tc->objectives[k].kind != OBJ_TLM;
+    if (any_windows && probe_windows(base, nwin, mc->n_langs)) return -1;
     for (int k = 0; k < tc->n_objectives; k++) {
         struct objective_stream *s = &set->s[k];
         s->obj = tc->objectives[k];
         objective_name(&s->obj, mc, s->name, sizeof s->name);
         set->n = k + 1;
         if (s->obj.kind == OBJ_TLM) {
-            xlmc_error("%s: [train] objectives: %s needs %s-%s pair shards in %s (xlmc prep "
-                       "--pair %s-%s), and this xlmc has no pair loader",
-                       cfg->path, s->name, mc->langs[s->obj.lang], mc->langs[s->obj.lang2],
-                       base->dir, mc->langs[s->obj.lang], mc->langs[s->obj.lang2]);
-            objectives_close(set);
-            return -1;
+            struct pairs_opts po = {
+                .dir = base->dir,
+                .split = base->split,
+                .lang1 = s->obj.lang,
+                .lang2 = s->obj.lang2,
+                .seq_len = tc->seq_len,
+                .block_rows = base->block_rows,
+                .global_rows = base->global_rows,
+                .rank = base->rank,
+                .world = base->world,
+                .seed = base->seed,
+                .vocab_hash = base->vocab_hash,
+                .vocab_size = base->vocab_size,
+                .pad_index = mc->pad_index,
+                .shuffle = base->shuffle,
+            };
+            if (!(s->pairs = pairs_open(&po))) {
+                xlmc_error("%s: [train] objectives: %s needs %s-%s pair shards in %s (xlmc "
+                           "prep --pair %s-%s --input A.%s B.%s --out %s)",
+                           cfg->path, s->name, mc->langs[s->obj.lang], mc->langs[s->obj.lang2],
+                           base->dir, mc->langs[s->obj.lang], mc->langs[s->obj.lang2],
+                           mc->langs[s->obj.lang], mc->langs[s->obj.lang2], base->dir);
+                objectives_close(set);
+                return -1;
+            }
+            continue;
         }
         if (s->obj.lang >= 0 && !nwin[s->obj.lang]) {
             xlmc_error("%s: [train] objectives: %s needs %s text, but %s has no train window of "
@@ -102,6 +126,8 @@ int objectives_open(struct objective_set *set, const struct xlmc_config *cfg,
 void objectives_close(struct objective_set *set) {
     for (int k = 0; k < set->n; k++)
         if (set->s[k].windows) loader_close(set->s[k].windows);
+        else if (set->s[k].pairs) pairs_close(set->s[k].pairs);
+        if (set->s[k].valid_pairs) pairs_close(set->s[k].valid_pairs);
     memset(set, 0, sizeof *set);
 }
 
@@ -109,18 +135,30 @@ void objectives_get_state(const struct objective_set *set, struct loader_state *
     for (int k = 0; k < set->n; k++) {
         memset(&st[k], 0, sizeof st[k]);
         if (set->s[k].windows) loader_get_state(set->s[k].windows, &st[k]);
+        if (set->s[k].pairs) pairs_get_state(set->s[k].pairs, &st[k]);
     }
 }
 
 int objectives_set_state(struct objective_set *set, const struct loader_state *st) {
     for (int k = 0; k < set->n; k++)
         if (set->s[k].windows && loader_set_state(set->s[k].windows, &st[k])) return -1;
+        else if (set->s[k].pairs && pairs_set_state(set->s[k].pairs, &st[k])) return -1;
     return 0;
 }
 
 int objectives_next_step(struct objective_set *set, int k, const struct xlmc_config *cfg,
                          uint64_t b, struct batch_buf *bufs, struct batch *batches, int max) {
     struct objective_stream *s = &set->s[k];
+    if (s->pairs) { /* TLM: the pair rows, masked as MLM */
+        struct pairs_block *pb = xcalloc((size_t)max, sizeof *pb);
+        struct mlm_opts mo;
+        mlm_opts_from_config(&mo, cfg, cfg->model.vocab_size);
+        int n = pairs_next_step(s->pairs, pb, max);
+        for (int i = 0; i < n; i++)
+            batch_tlm_from_block(&bufs[i], &batches[i], &pb[i], &mo, cfg->train.seed, b);
+        free(pb);
+        return n;
+    }
     struct loader_block *blocks = xcalloc((size_t)max, sizeof *blocks);
     int n = loader_next_step(s->windows, blocks, max);
     for (int i = 0; i < n; i++) {

@@ -15,18 +15,18 @@
 #include "core/loader_state.h"
 #include "core/model.h"
 #include "data/loader.h"
+#include "data/pairs.h"
 #include "train/batch.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-struct pair_loader;
-
 struct objective_stream {
     struct objective obj;
     char name[24];             /* "clm", "mlm:de", "tlm:de-en" */
     struct loader *windows;    /* CLM, MLM */
-    struct pair_loader *pairs; /* TLM */
+    struct pairs *pairs;      /* TLM (data/pairs.h) */
+    struct pairs *valid_pairs; /* TLM: the valid split's pairs (evaluation), or NULL */
 };
 
 struct objective_set {

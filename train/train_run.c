@@ -149,6 +149,16 @@ static int setup_loaders(struct train_run *r, const struct loader_state *ls) {
             return xlmc_error("%s: no usable valid split for eval_every = %d (set "
                               "eval_every = 0 to train without evaluation)",
                               r->args.data, tc->eval_every);
+        for (int k = 0; k < r->obj.n; k++) {
+            struct objective_stream *s = &r->obj.s[k];
+            if (s->obj.kind != OBJ_TLM) continue;
+            s->valid_pairs = evaluate_open_pairs(&r->m, r->args.data, "valid", &s->obj,
+                                                 r->vocab_hash, tc->micro_batch);
+            if (!s->valid_pairs)
+                return xlmc_error("%s: no usable valid pairs for %s with eval_every = %d (set "
+                                  "eval_every = 0 to train without evaluation)",
+                                  r->args.data, s->name, tc->eval_every);
+        }
     }
     return 0;
 }
