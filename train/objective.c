@@ -124,10 +124,11 @@ int objectives_open(struct objective_set *set, const struct xlmc_config *cfg,
 }
 
 void objectives_close(struct objective_set *set) {
-    for (int k = 0; k < set->n; k++)
+    for (int k = 0; k < set->n; k++) {
         if (set->s[k].windows) loader_close(set->s[k].windows);
-        else if (set->s[k].pairs) pairs_close(set->s[k].pairs);
+        if (set->s[k].pairs) pairs_close(set->s[k].pairs);
         if (set->s[k].valid_pairs) pairs_close(set->s[k].valid_pairs);
+    }
     memset(set, 0, sizeof *set);
 }
 
