@@ -78,7 +78,7 @@ objective_ppl "$init" >"$work/ppl-before.txt"
 objective_ppl "$final" >"$work/ppl-after.txt"
 say "validation perplexity per objective (MLM/TLM: of the masked words, a fixed mask)"
 printf '%-10s %12s %12s\n' objective untrained trained
-join "$work/ppl-before.txt" "$work/ppl-after.txt" | while read -r name before after; do
+paste -d' ' "$work/ppl-before.txt" "$work/ppl-after.txt" | while read -r name before _ after; do
     printf '%-10s %12.2f %12.2f\n' "$name" "$before" "$after"
 done
 echo "checkpoint: $final"
