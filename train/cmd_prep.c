@@ -25,6 +25,8 @@ static const char *const SPLIT_NAMES[N_SPLITS] = {"train", "valid", "test"};
 
 struct prep_args {
     const char *lang, *codes, *vocab, *out;
+    char lang1[8], lang2[8]; /* --pair L1-L2 (lang = L1); "" for monolingual prep */
+    int keep_identical;      /* --pair: keep pairs whose two sides encode to the same ids */
     const char **inputs;
     int n_inputs;
     long valid_every;  /* lines; 0 = everything is train */
@@ -33,7 +35,9 @@ struct prep_args {
 
 static void prep_usage(FILE *f) {
     fprintf(f, "usage: xlmc prep --lang L --codes CODES --vocab VOCAB --out DIR\n"
-               "                 [--valid-every N] [--shard-tokens N] --input FILE...\n\n"
+               "                 [--valid-every N] [--shard-tokens N] --input FILE...\n"
+               "       xlmc prep --pair L1-L2 [--keep-identical] --codes CODES --vocab VOCAB\n"
+               "                 --out DIR [...] --input A1 B1 [A2 B2 ...]\n\n"
                "Tokenizes raw text (one sentence or paragraph per line, plain or .gz; empty lines\n"
                "are skipped) with the fastBPE pair CODES/VOCAB and writes HDF5 token shards\n"
                "DIR/<split>-<L>-r<RANK>-<NNNNN>.h5 (schema: data/README.md) and copies of CODES\n"
@@ -43,7 +47,13 @@ static void prep_usage(FILE *f) {
                "                    test when k %% N == N/2, else to train (default 100; 0: all\n"
                "                    train; N >= 3)\n"
                "  --shard-tokens N  tokens per shard (default 16777216)\n\n"
-               "With mpirun -np R, rank r tokenizes input files r, r+R, ... .\n");
+               "With mpirun -np R, rank r tokenizes input files r, r+R, ... .\n\n"
+               "--pair L1-L2 (e.g. en-de) writes sentence pairs for TLM instead: line k of A (in\n"
+               "L1) and line k of B (in L2) are one pair; A and B must have as many lines. Pairs\n"
+               "with an empty side are skipped, and so are pairs whose sides are the same text or\n"
+               "ids (untranslated text) unless --keep-identical. Shards are\n"
+               "DIR/pairs-<split>-<L1>-<L2>-r<RANK>-<NNNNN>.h5; with mpirun, rank r takes the\n"
+               "file pairs r, r+R, ... .\n");
 }
 
 static int prep_parse(int argc, char **argv, struct prep_args *a) {
@@ -59,6 +69,25 @@ static int prep_parse(int argc, char **argv, struct prep_args *a) {
         } else if (!strcmp(o, "--input")) {
             while (i + 1 < argc && strncmp(argv[i + 1], "--", 2))
                 a->inputs[a->n_inputs++] = argv[++i];
+        } else if (!strcmp(o, "--keep-identical")) {
+            a->keep_identical = 1;
+        } else if (i + 1 < argc && !strcmp(o, "--pair")) {
+            /* L1-L2: two known, different codes */
+            const char *v = argv[++i], *dash = strchr(v, '-');
+            char *l1 = a->lang1;
+            if (!dash || dash - v >= (long)sizeof a->lang1 || strlen(dash + 1) >= sizeof a->lang2) {
+                xlmc_error("prep: --pair %s: give two language codes, e.g. en-de", v);
+                return 2;
+            }
+            memcpy(l1, v, (size_t)(dash - v));
+            l1[dash - v] = '\0';
+            snprintf(a->lang2, sizeof a->lang2, "%s", dash + 1);
+            if (shard_lang_id(l1) < 0 || shard_lang_id(a->lang2) < 0 || !strcmp(l1, a->lang2)) {
+                xlmc_error("prep: --pair %s: give two different known languages (de, en), e.g. "
+                           "en-de",
+                           v);
+                return 2;
+            }
         } else if (i + 1 < argc && !strcmp(o, "--lang")) {
             a->lang = argv[++i];
         } else if (i + 1 < argc && !strcmp(o, "--codes")) {
@@ -83,7 +112,15 @@ static int prep_parse(int argc, char **argv, struct prep_args *a) {
             return 2;
         }
     }
-    const char *bad = !a->lang ? "--lang L is required"
+    if (a->lang2[0]) {
+        if (a->lang && strcmp(a->lang, a->lang1)) {
+            xlmc_error("prep: --lang %s and --pair %s-%s disagree (--pair alone is enough)",
+                       a->lang, a->lang1, a->lang2);
+            return 2;
+        }
+        a->lang = a->lang1;
+    }
+    const char *bad = !a->lang ? "--lang L (or --pair L1-L2) is required"
                       : shard_lang_id(a->lang) < 0
                           ? "--lang must be a known language code: de or en"
                       : !a->codes    ? "--codes CODES is required"
@@ -91,6 +128,9 @@ static int prep_parse(int argc, char **argv, struct prep_args *a) {
                       : !a->out      ? "--out DIR is required"
                       : !a->n_inputs ? "--input FILE... is required"
                                      : NULL;
+    if (!bad && a->lang2[0] && a->n_inputs % 2)
+        bad = "--pair takes its --input files two by two (A1 B1 A2 B2 ...): an odd number was "
+              "given";
     if (bad) {
         xlmc_error("prep: %s%s%s (xlmc prep --help)", bad,
                    a->lang && shard_lang_id(a->lang) < 0 ? ", not " : "",
@@ -110,14 +150,23 @@ struct prep {
     char **written;    /* paths of the shards this rank wrote */
     int n_written;
     double bytes, tokens, sentences, t0, last_print;
+    double skipped_empty, skipped_identical; /* --pair: pairs left out, and why */
 };
+
+/* The shard name prefix of this prep: "<split>-<L>" or "pairs-<split>-<L1>-<L2>". */
+static void shard_prefix(const struct prep_args *a, int split, char *buf, size_t cap) {
+    if (a->lang2[0])
+        snprintf(buf, cap, "pairs-%s-%s-%s", SPLIT_NAMES[split], a->lang, a->lang2);
+    else
+        snprintf(buf, cap, "%s-%s", SPLIT_NAMES[split], a->lang);
+}
 
 static int prep_flush(struct prep *p, int split) {
     struct shard_writer *w = &p->w[split];
     if (!w->meta.n_sentences) return 0;
-    char *path = xmalloc(strlen(p->a->out) + 64);
-    sprintf(path, "%s/%s-%s-r%03d-%05d.h5", p->a->out, SPLIT_NAMES[split], p->a->lang, p->rank,
-            p->seq[split]++);
+    char *path = xmalloc(strlen(p->a->out) + 64), prefix[40];
+    shard_prefix(p->a, split, prefix, sizeof prefix);
+    sprintf(path, "%s/%s-r%03d-%05d.h5", p->a->out, prefix, p->rank, p->seq[split]++);
     if (shard_writer_flush(w, path)) {
         free(path);
         return -1;
@@ -140,38 +189,84 @@ static void prep_progress(struct prep *p, int last) {
             p->tokens / dt, last ? " (done)" : "");
 }
 
+/* An input file read line by line, however long the lines. */
+struct line_reader {
+    const char *path;
+    gzFile in;
+    char *line; /* the current line without its newline */
+    size_t cap, len;
+    long lineno;
+};
+
+static int reader_open(struct line_reader *r, const char *path) {
+    memset(r, 0, sizeof *r);
+    r->path = path;
+    r->in = gzopen(path, "rb");
+    if (!r->in) return xlmc_error("prep: cannot open --input %s: %s", path, strerror(errno));
+    gzbuffer(r->in, 1 << 18);
+    r->cap = 1 << 16;
+    r->line = xmalloc(r->cap);
+    return 0;
+}
+
+/* The next line into r->line: 1, 0 at the end of the file, -1 after an error. *bytes grows by
+ * the bytes read. */
+static int reader_next(struct line_reader *r, double *bytes) {
+    size_t len = 0;
+    int got = 0;
+    z_off_t at = gztell(r->in);
+    while (gzgets(r->in, r->line + len, (int)(r->cap - len))) {
+        got = 1;
+        len += strlen(r->line + len);
+        if ((len && r->line[len - 1] == '\n') || len + 1 < r->cap) break; /* newline or EOF */
+        r->cap *= 2;
+        r->line = xrealloc(r->line, r->cap);
+    }
+    if (!got) {
+        int errnum = 0;
+        const char *gzmsg = gzerror(r->in, &errnum);
+        if (errnum != Z_OK && errnum != Z_STREAM_END)
+            return xlmc_error("prep: read error in %s: %s (truncated .gz?)", r->path, gzmsg);
+        return 0;
+    }
+    r->lineno++;
+    if (gztell(r->in) - at != (z_off_t)len) /* gzgets read past a NUL that strlen stops at */
+        return xlmc_error("%s:%ld: NUL byte in the line (not a text file?)", r->path, r->lineno);
+    *bytes += (double)len;
+    if (len && r->line[len - 1] == '\n') r->line[--len] = '\0';
+    r->len = len;
+    return 1;
+}
+
+static void reader_close(struct line_reader *r) {
+    if (r->in) gzclose(r->in);
+    free(r->line);
+    memset(r, 0, sizeof *r);
+}
+
+/* The split of line k (from 1) by the documented rule. */
+static int split_of(const struct prep_args *a, long k) {
+    long v = a->valid_every;
+    return v && k % v == 0 ? SPLIT_VALID : v && k % v == v / 2 ? SPLIT_TEST : SPLIT_TRAIN;
+}
+
 /* Tokenize one input file into the split writers. */
 static int prep_file(struct prep *p, const char *path) {
-    gzFile in = gzopen(path, "rb");
-    if (!in) return xlmc_error("prep: cannot open --input %s: %s", path, strerror(errno));
-    gzbuffer(in, 1 << 18);
-    size_t cap = 1 << 16, len;
-    char *line = xmalloc(cap), why[256];
+    struct line_reader rd;
+    if (reader_open(&rd, path)) return -1;
+    char why[256];
     struct id_buf ids = {0};
-    long lineno = 0;
-    int rc = 0;
+    int rc = 0, got;
     for (int s = 0; s < N_SPLITS; s++)
         shard_writer_add_source(&p->w[s], path);
-    while (!rc) {
-        /* one whole line, however long */
-        len = 0;
-        int got = 0;
-        z_off_t at = gztell(in);
-        while (gzgets(in, line + len, (int)(cap - len))) {
-            got = 1;
-            len += strlen(line + len);
-            if ((len && line[len - 1] == '\n') || len + 1 < cap) break; /* newline or EOF */
-            cap *= 2;
-            line = xrealloc(line, cap);
-        }
-        if (!got) break;
-        lineno++;
-        if (gztell(in) - at != (z_off_t)len) { /* gzgets read past a NUL that strlen stops at */
-            rc = xlmc_error("%s:%ld: NUL byte in the line (not a text file?)", path, lineno);
+    while (!rc && (got = reader_next(&rd, &p->bytes)) != 0) {
+        if (got < 0) {
+            rc = -1;
             break;
         }
-        p->bytes += (double)len;
-        if (len && line[len - 1] == '\n') line[--len] = '\0';
+        const char *line = rd.line;
+        size_t len = rd.len;
+        long lineno = rd.lineno;
         if (!len) continue;
         ids.n = 0;
         if (tokenizer_encode(p->tok, p->a->lang, line, len, &ids, why, sizeof why)) {
@@ -179,23 +274,84 @@ static int prep_file(struct prep *p, const char *path) {
             break;
         }
         if (!ids.n) continue; /* only characters the normalizer removes */
-        long v = p->a->valid_every;
-        int split = v && lineno % v == 0       ? SPLIT_VALID
-                    : v && lineno % v == v / 2 ? SPLIT_TEST
-                                               : SPLIT_TRAIN;
+        int split = split_of(p->a, lineno);
         shard_writer_append(&p->w[split], ids.ids, ids.n);
         p->tokens += (double)ids.n;
         p->sentences += 1;
         if (p->w[split].meta.n_tokens >= p->a->shard_tokens) rc = prep_flush(p, split);
         prep_progress(p, 0);
     }
-    int errnum = 0;
-    const char *gzmsg = gzerror(in, &errnum);
-    if (!rc && errnum != Z_OK && errnum != Z_STREAM_END)
-        rc = xlmc_error("prep: read error in %s: %s (truncated .gz?)", path, gzmsg);
-    gzclose(in);
+    reader_close(&rd);
     id_buf_free(&ids);
-    free(line);
+    return rc;
+}
+
+/* --pair: line k of A (language lang) and line k of B (lang2) are one pair, written as
+ * sentences 2i and 2i+1 of the split's pair shard. What is left out, and why:
+ *   - a pair with an empty side (an empty line, or one the normalizer reduces to nothing):
+ *     nothing to align, as XLM's ParallelDataset drops pairs with an empty sentence;
+ *   - a pair whose sides are the same text, or encode to the same ids (the handbook's
+ *     untranslated paragraphs: 631 of 3032 de-DE paragraphs are the English text; the German
+ *     Moses rules tokenize some of them differently, so the ids alone would miss those): TLM
+ *     would learn to copy across the pair, not to translate; --keep-identical keeps them.
+ * Pairs too long for a row are kept: the row length is the training config's, and the pair
+ * loader (data/pairs.h) skips them there, saying how many. */
+static int prep_pair_files(struct prep *p, const char *path_a, const char *path_b) {
+    struct line_reader ra, rb;
+    if (reader_open(&ra, path_a)) return -1;
+    if (reader_open(&rb, path_b)) {
+        reader_close(&ra);
+        return -1;
+    }
+    char why[256];
+    struct id_buf ia = {0}, ib = {0};
+    int rc = 0;
+    for (int s = 0; s < N_SPLITS; s++) {
+        shard_writer_add_source(&p->w[s], path_a);
+        shard_writer_add_source(&p->w[s], path_b);
+    }
+    while (!rc) {
+        int ga = reader_next(&ra, &p->bytes), gb = reader_next(&rb, &p->bytes);
+        if (ga < 0 || gb < 0) {
+            rc = -1;
+            break;
+        }
+        if (!ga && !gb) break;
+        if (!ga || !gb) {
+            rc = xlmc_error("prep: --pair: %s has %ld lines but %s has more: the two files of a "
+                            "pair must align line by line",
+                            ga ? path_b : path_a, ga ? rb.lineno : ra.lineno, ga ? path_a : path_b);
+            break;
+        }
+        ia.n = ib.n = 0;
+        if (ra.len && tokenizer_encode(p->tok, p->a->lang, ra.line, ra.len, &ia, why, sizeof why))
+            rc = xlmc_error("%s:%ld: %s", path_a, ra.lineno, why);
+        else if (rb.len &&
+                 tokenizer_encode(p->tok, p->a->lang2, rb.line, rb.len, &ib, why, sizeof why))
+            rc = xlmc_error("%s:%ld: %s", path_b, rb.lineno, why);
+        if (rc) break;
+        if (!ia.n || !ib.n) {
+            p->skipped_empty += !(ra.len == 0 && rb.len == 0); /* both empty: a blank line */
+            continue;
+        }
+        int same_text = ra.len == rb.len && !memcmp(ra.line, rb.line, ra.len);
+        int same_ids = ia.n == ib.n && !memcmp(ia.ids, ib.ids, ia.n * sizeof *ia.ids);
+        if (!p->a->keep_identical && (same_text || same_ids)) {
+            p->skipped_identical++;
+            continue;
+        }
+        int split = split_of(p->a, ra.lineno);
+        shard_writer_append(&p->w[split], ia.ids, ia.n);
+        shard_writer_append(&p->w[split], ib.ids, ib.n);
+        p->tokens += (double)(ia.n + ib.n);
+        p->sentences += 1;
+        if (p->w[split].meta.n_tokens >= p->a->shard_tokens) rc = prep_flush(p, split);
+        prep_progress(p, 0);
+    }
+    reader_close(&ra);
+    reader_close(&rb);
+    id_buf_free(&ia);
+    id_buf_free(&ib);
     return rc;
 }
 
@@ -263,17 +419,22 @@ static int prep_check_out(const struct prep_args *a, const struct tokenizer *tok
         return -1;
     }
     for (int s = 0; s < N_SPLITS; s++) {
-        char **paths, prefix[64];
+        char **paths, prefix[64], other[64], list[40];
         int n, clash = 0;
-        snprintf(prefix, sizeof prefix, "%s-%s-", SPLIT_NAMES[s], a->lang);
-        if (shard_list(a->out, SPLIT_NAMES[s], &paths, &n)) return -1;
+        shard_prefix(a, s, prefix, sizeof prefix);
+        strcat(prefix, "-");
+        /* pairs of the same languages in the other order would be loaded together */
+        snprintf(other, sizeof other, "pairs-%s-%s-%s-", SPLIT_NAMES[s], a->lang2, a->lang);
+        snprintf(list, sizeof list, "%s%s", a->lang2[0] ? "pairs-" : "", SPLIT_NAMES[s]);
+        if (shard_list(a->out, list, &paths, &n)) return -1;
         for (int i = 0; i < n && !clash; i++) {
             const char *base = strrchr(paths[i], '/') + 1;
-            if (!strncmp(base, prefix, strlen(prefix))) {
+            if (!strncmp(base, prefix, strlen(prefix)) ||
+                (a->lang2[0] && !strncmp(base, other, strlen(other)))) {
                 clash = 1;
-                xlmc_error("prep: --out %s already holds %s shards (%s): remove them or use "
+                xlmc_error("prep: --out %s already holds %s%s%s shards (%s): remove them or use "
                            "another directory",
-                           a->out, a->lang, paths[i]);
+                           a->out, a->lang, a->lang2[0] ? "-" : "", a->lang2, paths[i]);
             }
         }
         shard_list_free(paths, n);
@@ -299,19 +460,28 @@ static int prep_run(const struct prep_args *a, struct comm *c) {
                               .vocab_hash = tokenizer_vocab_hash(p.tok),
                               .codes_hash = tokenizer_codes_hash(p.tok)};
     snprintf(meta.lang, sizeof meta.lang, "%s", a->lang);
+    if (a->lang2[0]) {
+        snprintf(meta.lang2, sizeof meta.lang2, "%s", a->lang2);
+        meta.lang2_id = shard_lang_id(a->lang2);
+    }
     for (int s = 0; s < N_SPLITS; s++) {
         snprintf(meta.split, sizeof meta.split, "%s", SPLIT_NAMES[s]);
         shard_writer_init(&p.w[s], &meta);
     }
     p.t0 = p.last_print = now_seconds();
-    for (int i = c->rank; i < a->n_inputs && !fail; i += c->world)
-        fail = prep_file(&p, a->inputs[i]) != 0;
+    if (a->lang2[0]) /* file pairs r, r + R, ... */
+        for (int i = c->rank; 2 * i < a->n_inputs && !fail; i += c->world)
+            fail = prep_pair_files(&p, a->inputs[2 * i], a->inputs[2 * i + 1]) != 0;
+    else
+        for (int i = c->rank; i < a->n_inputs && !fail; i += c->world)
+            fail = prep_file(&p, a->inputs[i]) != 0;
     for (int s = 0; s < N_SPLITS && !fail; s++)
         fail = prep_flush(&p, s) != 0;
     if (!fail) prep_progress(&p, 1);
-    double tot[3] = {p.sentences, p.tokens, p.bytes}, secs = now_seconds() - p.t0;
+    double tot[5] = {p.sentences, p.tokens, p.bytes, p.skipped_empty, p.skipped_identical},
+           secs = now_seconds() - p.t0;
     c->allreduce_max_int(c, &fail, 1);
-    c->allreduce_sum_f64(c, tot, 3);
+    c->allreduce_sum_f64(c, tot, 5);
     c->allreduce_sum_f64(c, &secs, 1);
     secs = secs / c->world > 1e-9 ? secs / c->world : 1e-9; /* mean wall time of a rank */
     if (!fail && tot[0] == 0) {
@@ -323,6 +493,12 @@ static int prep_run(const struct prep_args *a, struct comm *c) {
     if (fail) /* all or nothing: no rank keeps shards of a failed prep */
         for (int i = 0; i < p.n_written; i++)
             remove(p.written[i]);
+    else if (c->rank == 0 && a->lang2[0])
+        fprintf(stderr,
+                "prep: %s-%s: %.0f pairs, %.0f tokens from %.1f MB on %d rank(s) -> %s; left out: "
+                "%.0f pairs with an empty side, %.0f with identical sides%s\n",
+                a->lang, a->lang2, tot[0], tot[1], tot[2] / 1e6, c->world, a->out, tot[3], tot[4],
+                a->keep_identical ? " (--keep-identical)" : "");
     else if (c->rank == 0)
         fprintf(stderr,
                 "prep: %s: %.0f sentences, %.0f tokens from %.1f MB on %d rank(s) -> %s "
