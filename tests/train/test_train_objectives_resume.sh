@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# test_train_objectives_resume — a run alternating clm, mlm (and tlm when pair shards can be
-# prepared) objectives resumes exactly: 20 steps on 2 ranks straight through against the same
+# test_train_objectives_resume — a run alternating clm, mlm and tlm objectives resumes exactly: 20 steps on 2 ranks straight through against the same
 # run stopped by SIGUSR1 at step 7 (mid-cycle: every stream's position is in the checkpoint)
 # and resumed; every logged loss (its text), objective and predicted-position count, and the
 # final weights and Adam moments are bit-identical. The step-7 checkpoint also resumes on 1
 # rank (the world-size change): the same objectives, the same predicted counts (the masks do
-# not depend on the ranks) and losses within 1e-4 (only the summation order differs). fp32
+# not depend on the ranks) and losses within 1e-4 (only the summation order differs). The pairs are the
+# test corpus cut into sentences. fp32
 # and fp16 (PRECISION=fp16|fp32 selects one). Before that, objectives the data cannot feed are
 # refused with a message naming [train] objectives and the data directory.
 # shellcheck source=tests/train/lib.sh
 . "$(dirname "$0")/lib.sh" "$@"
 make_vocab "$work/bpe"
 make_data "$work/data" "$work/bpe" 1 120
-objectives="clm:de, clm:en, mlm:de, mlm:en, mlm"
-n_obj=5
+objectives="clm:de, clm:en, mlm:de, tlm:de-en, mlm:en, mlm"
+n_obj=6
+# pairs for tlm: the corpus paragraphs cut into sentences, so that pairs fit rows of 64
+# (alignment does not matter here: the test is about resuming, not translation)
+for lang in en de; do
+    sed 's/\([.!?]\) /\1\n/g' "$corpus/$lang.txt" | sed -n 1,400p >"$work/$lang.sent"
+done
+"$xlmc" prep --pair en-de --input "$work/en.sent" "$work/de.sent" --codes "$work/bpe/codes" \
+    --vocab "$work/bpe/vocab" --out "$work/data" --valid-every 10 >"$work/prep-pair.log" 2>&1 ||
+    fail "prep --pair: $(cat "$work/prep-pair.log")"
 
 # --- refused: a language without shards, a tlm without pair shards ---
 mkdir -p "$work/en-only"
@@ -48,8 +56,8 @@ for line in open(sys.argv[1]):
 }
 
 for prec in ${PRECISION:-fp32 fp16}; do
-    write_config "$work/$prec.ini" batch_tokens=256 micro_batch=4 max_steps=20 log_every=1 \
-        eval_every=10 checkpoint_every=10 precision="$prec"
+    write_config "$work/$prec.ini" batch_tokens=256 seq_len=64 micro_batch=2 max_steps=20 \
+        log_every=1 eval_every=10 checkpoint_every=10 precision="$prec"
     echo "objectives = $objectives" >>"$work/$prec.ini"
     args=(train --config "$work/$prec.ini" --data "$work/data")
     mpi 2 "${args[@]}" --run-dir "$work/ref-$prec" >"$work/ref-$prec.log" 2>&1 ||
@@ -83,11 +91,15 @@ for line in open(sys.argv[1]):
     assert obj == want, f"step {step} trained {obj}, the schedule says {want}"
     if obj.startswith("clm"):
         assert pred == 256, f"step {step} ({obj}) predicted {pred} positions, not all 256"
-    else:  # 15% of 256 = 38.4, sd 5.7: 5 sigma either side
+    elif obj.startswith("mlm"):  # 15% of 256 = 38.4, sd 5.7: 5 sigma either side
         assert 10 <= pred <= 67, f"step {step} ({obj}) predicted {pred} of 256 positions"
+    else:  # tlm: 15% of the pairs' real positions, fewer than 256
+        assert 1 <= pred <= 67, f"step {step} ({obj}) predicted {pred} of 256 positions"
 PY
-    grep -q '"type":"valid".*"objective":"mlm:de"' "$work/ref-$prec/metrics.jsonl" ||
-        fail "$prec: no mlm:de validation record"
+    for o in mlm:de tlm:de-en; do
+        grep -q "\"type\":\"valid\".*\"objective\":\"$o\"" "$work/ref-$prec/metrics.jsonl" ||
+            fail "$prec: no $o validation record"
+    done
     # world-size change: the step-7 checkpoint of 2 ranks continues on 1
     mpi 1 "${args[@]}" --run-dir "$work/one-$prec" >"$work/one-$prec.log" 2>&1 ||
         fail "$prec 1-rank resume: $(tail -5 "$work/one-$prec.log")"
