@@ -8,7 +8,8 @@
 # needs: the packages of train/demo.sh (run it once, or install the debs of tests/run.sh).
 # environment: DEMO_STEPS (training steps, 300), DEMO_CODES (BPE merges, 3000),
 #   DEMO_RANKS (CPU ranks, 2), DEMO_BUILD (build dir, build), DEMO_EVAL (valid windows or
-#   pairs per language for the before/after table, 0 = all; default 0).
+#   pairs per language for the before/after table, 0 = all; default 0), DEMO_XLMC (an xlmc
+#   binary to use instead of building one).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(realpath -m "${1:-$PWD/demo-xlm}")
@@ -19,13 +20,13 @@ say() { printf '\n== %s ==\n' "$*"; }
 t0=$(date +%s)
 mkdir -p "$work"
 
-if [ ! -x "$build/xlmc" ]; then
+xlmc=${DEMO_XLMC:-$build/xlmc}
+if [ -z "${DEMO_XLMC:-}" ] && [ ! -x "$build/xlmc" ]; then
     say "building xlmc in $build"
     cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DXLMC_CUDA=OFF >"$work/cmake.log" 2>&1 ||
         { cat "$work/cmake.log"; exit 1; }
     cmake --build "$build" -j "$(nproc)" --target xlmc >/dev/null
 fi
-xlmc=$build/xlmc
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
