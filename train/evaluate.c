@@ -3,7 +3,6 @@
 #include "core/util.h"
 #include "train/session.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,31 +27,12 @@ struct loader *evaluate_open(const struct model *m, const char *dir, const char 
     return loader_open(&o);
 }
 
-/* Add the loss and accuracy of logits (N,V) against targets (N) to e, in fp64. */
-static void score_logits(const float *logits, const int32_t *targets, long N, int V,
-                         struct eval_lang *e) {
-    for (long i = 0; i < N; i++) {
-        if (targets[i] < 0) continue;
-        const float *row = logits + (size_t)i * (size_t)V;
-        int best = 0;
-        for (int v = 1; v < V; v++)
-            if (row[v] > row[best]) best = v;
-        double mx = row[best], s = 0;
-        for (int v = 0; v < V; v++)
-            s += exp((double)row[v] - mx);
-        e->loss_sum += mx + log(s) - (double)row[targets[i]];
-        e->tokens += 1;
-        e->correct += best == targets[i];
-    }
-}
-
 int evaluate(struct model *m, struct loader *l, struct comm *c, long max_windows, int B,
              struct eval_result *out) {
     memset(out, 0, sizeof *out);
-    int T = m->cfg.train.seq_len, V = m->cfg.model.vocab_size, NL = m->cfg.model.n_langs;
+    int T = m->cfg.train.seq_len, NL = m->cfg.model.n_langs;
     int32_t *win = xmalloc((size_t)B * (size_t)(T + 1) * sizeof(int32_t));
     int32_t *langs = xmalloc((size_t)B * sizeof(int32_t));
-    float *logits = xmalloc((size_t)B * (size_t)T * (size_t)V * sizeof(float));
     struct batch_buf buf = {0};
     int rc = 0;
     for (int lang = 0; lang < NL && !rc; lang++) {
@@ -70,13 +50,17 @@ int evaluate(struct model *m, struct loader *l, struct comm *c, long max_windows
             }
             if (rows && (rows == B || last)) {
                 struct batch b;
-                long count = 0;
+                long count = 0, correct = 0;
+                double loss_sum = 0.0;
                 batch_from_windows(&buf, &b, win, langs, rows, T, 0);
-                if (model_forward(m, &b, 0, 0, 0, logits, &count) < 0) {
+                /* loss and argmax reduced on the device: no (B,T,V) logits to the host */
+                if (model_evaluate(m, &b, &loss_sum, &count, &correct)) {
                     rc = -1;
                     break;
                 }
-                score_logits(logits, b.targets, (long)rows * T, V, &out->lang[lang]);
+                out->lang[lang].loss_sum += loss_sum;
+                out->lang[lang].tokens += (double)count;
+                out->lang[lang].correct += (double)correct;
                 rows = 0;
             }
             if (last) break;
@@ -101,6 +85,5 @@ int evaluate(struct model *m, struct loader *l, struct comm *c, long max_windows
     batch_buf_free(&buf);
     free(win);
     free(langs);
-    free(logits);
     return rc;
 }
