@@ -24,6 +24,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The mask word of MLM and TLM: XLM's <special1>, id 5 of its dictionary (after <s> </s>
+ * <pad> <unk> <special0>). */
+#define XLMC_MASK_INDEX 5
+
 enum param_id {
     P_WTE,
     P_WPE,
