@@ -253,8 +253,7 @@ int ckpt_load(const char *path, struct model *m, struct trainer *t, struct loade
 /* The loader states of every objective into ls[0..n_ls-1]: /state/loader_objectives when the
  * checkpoint has it, else /state/loader alone (one stream; older checkpoints). *n_found:
  * how many the checkpoint holds. 0 or -1 (printed). */
-static int read_states(hid_t f, const char *path, struct loader_state *ls, int n_ls,
-                       int *n_found) {
+static int read_states(hid_t f, const char *path, struct loader_state *ls, int n_ls, int *n_found) {
     int have = 1, ndim = 0;
     long long dims[H5IO_MAX_DIMS] = {0};
     uint64_t *lw;
@@ -284,8 +283,8 @@ static int read_states(hid_t f, const char *path, struct loader_state *ls, int n
     return 0;
 }
 
-int ckpt_load_states(const char *path, struct model *m, struct trainer *t,
-                     struct loader_state *ls, int n_ls, int *n_found) {
+int ckpt_load_states(const char *path, struct model *m, struct trainer *t, struct loader_state *ls,
+                     int n_ls, int *n_found) {
     h5io_quiet();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
@@ -420,8 +419,7 @@ int ckpt_find_latest(const char *run_dir, char *path, size_t len) {
 int ckpt_save_run(const char *run_dir, const struct model *m, const struct trainer *t,
                   const struct loader_state *ls, uint64_t vocab_hash, int keep_last, char *out,
                   size_t out_len) {
-    return ckpt_save_run_states(run_dir, m, t, ls, ls ? 1 : 0, vocab_hash, keep_last, out,
-                                out_len);
+    return ckpt_save_run_states(run_dir, m, t, ls, ls ? 1 : 0, vocab_hash, keep_last, out, out_len);
 }
 
 int ckpt_save_run_states(const char *run_dir, const struct model *m, const struct trainer *t,

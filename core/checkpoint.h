@@ -56,8 +56,8 @@ int ckpt_load(const char *path, struct model *m, struct trainer *t, struct loade
 /* ckpt_load with the states of n_ls objective streams into ls[0..n_ls-1]; *n_found (may be
  * NULL) receives how many the checkpoint holds (1 for one written with a single stream);
  * the states it lacks are zeroed (a stream's start). */
-int ckpt_load_states(const char *path, struct model *m, struct trainer *t,
-                     struct loader_state *ls, int n_ls, int *n_found);
+int ckpt_load_states(const char *path, struct model *m, struct trainer *t, struct loader_state *ls,
+                     int n_ls, int *n_found);
 
 /* Verify the checksum of every dataset. 0, or -1 with the reason in why. */
 int ckpt_verify(const char *path, char *why, size_t why_len);

@@ -245,6 +245,14 @@ struct model_plan {
     float *logits_f32;  /* (N,V) fp32 device, only for logits_out; allocated on demand */
     int32_t *ids, *langs, *targets, *lengths; /* device: (N) (N) (N) (B) */
     int32_t *positions;                       /* device (N): the batch's, when it has them */
+    /* The classifier's rows: all N, or (MLM, TLM) only the R positions with a target, gathered
+     * into x_sel (R,C) by sel_index with their targets sel_targets (R), so that the (R,Vp)
+     * logits of the others are never computed. */
+    int cls_rows, gathered;
+    void *x_sel;                                /* (N,C) storage, R rows used */
+    int32_t *sel_index, *sel_targets, *correct; /* device (N) each */
+    int32_t *sel_host;                          /* (2N): index, then targets */
+    double loss_sum;                            /* of the last forward's counted targets */
     /* backward */
     void *g_h, *g_r, *g_t, *g_q, *g_k, *g_v; /* (N,C) */
     void *g_f;                               /* (N,F) */
@@ -266,6 +274,7 @@ static void plan_free(struct model *m) {
     if (pl->int_block) ops->free(pl->int_block);
     if (pl->logits_f32) ops->free(pl->logits_f32);
     free(pl->losses_host);
+    free(pl->sel_host);
     free(pl->layers);
     free(pl);
     m->backend_state = NULL;
@@ -340,6 +349,10 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
     pl->targets = CARVE(i, N, sizeof(int32_t));
     pl->lengths = CARVE(i, B, sizeof(int32_t));
     pl->positions = CARVE(i, N, sizeof(int32_t));
+    pl->x_sel = CARVE(s, N * C, es);
+    pl->sel_index = CARVE(i, N, sizeof(int32_t));
+    pl->sel_targets = CARVE(i, N, sizeof(int32_t));
+    pl->correct = CARVE(i, N, sizeof(int32_t));
     *sbytes = (size_t)(s - sbase);
     *fbytes = (size_t)(f - fbase);
     *ibytes = (size_t)(i - ibase);
@@ -355,6 +368,7 @@ static struct model_plan *model_reserve(struct model *m, int B, int T) {
     pl->L = m->cfg.model.n_layers;
     pl->layers = xcalloc((size_t)pl->L, sizeof *pl->layers);
     pl->losses_host = xcalloc((size_t)B * T + 1, sizeof(float));
+    pl->sel_host = xcalloc(2 * (size_t)B * T + 1, sizeof(int32_t));
     size_t sb, fb, ib;
     plan_layout(m, pl, NULL, NULL, NULL, &sb, &fb, &ib);
     m->acts = m->ops->alloc(sb);
@@ -475,8 +489,25 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
     /* A training forward leaves the output bias to the loss op, which also sums its gradient
      * while each row of the logits' gradient is at hand: two passes over (N,V) fewer. */
     int fused = dscale != 0.0f && b->targets && !logits_out, Vp = m->vocab_rows;
-    ops->matmul_forward(pl->logits, x, param_at(m, W, P_WTE, 0),
-                        fused ? NULL : param_at(m, W, P_PB, 0), N, C, Vp);
+    /* MLM/TLM predict a few positions per row: their rows only (not when all logits are
+     * asked for) */
+    int R = N;
+    pl->gathered = b->targets && b->bidirectional && !logits_out;
+    if (pl->gathered) {
+        R = 0;
+        for (int n = 0; n < N; n++)
+            if (b->targets[n] >= 0) {
+                pl->sel_host[R] = n;
+                pl->sel_host[N + R++] = b->targets[n];
+            }
+        ops->to_device(pl->sel_index, pl->sel_host, (size_t)R * sizeof(int32_t));
+        ops->to_device(pl->sel_targets, pl->sel_host + N, (size_t)R * sizeof(int32_t));
+        ops->gather_rows(pl->x_sel, x, pl->sel_index, R, C);
+    }
+    pl->cls_rows = R;
+    if (R)
+        ops->matmul_forward(pl->logits, pl->gathered ? pl->x_sel : x, param_at(m, W, P_WTE, 0),
+                            fused ? NULL : param_at(m, W, P_PB, 0), R, C, Vp);
     if (logits_out) {
         size_t bytes = (size_t)N * Vp * sizeof(float);
         if (!pl->logits_f32 && !(pl->logits_f32 = ops->alloc(bytes))) {
@@ -497,20 +528,42 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
     if (b->targets) {
         if (fused) ops->memset0(m->grads, m->num_params * ops->storage_bytes);
         ops->classifier(pl->losses, pl->logits, fused ? param_at(m, W, P_PB, 0) : NULL,
-                        fused ? param_at(m, m->grads, P_PB, 0) : NULL, pl->targets, N, V, Vp,
+                        fused ? param_at(m, m->grads, P_PB, 0) : NULL,
+                        pl->gathered ? pl->sel_targets : pl->targets, R, V, Vp,
                         fused ? dscale : 0.0f);
         pl->logits_grad_scale = fused ? dscale : 0.0f;
-        ops->to_host(pl->losses_host, pl->losses, (size_t)N * sizeof(float));
+        ops->to_host(pl->losses_host, pl->losses, (size_t)R * sizeof(float));
         ops->synchronize();
-        for (int n = 0; n < N; n++) {
-            if (b->targets[n] < 0) continue;
+        for (int n = 0; n < R; n++) {
+            if (!pl->gathered && b->targets[n] < 0) continue;
             sum += pl->losses_host[n];
             counted++;
         }
     }
     ops->synchronize();
+    pl->loss_sum = sum;
     if (count) *count = counted;
     return counted ? (float)(sum / (double)counted) : 0.0f;
+}
+
+int model_evaluate(struct model *m, const struct batch *b, double *loss_sum, long *count,
+                   long *correct) {
+    if (!b->targets) return xlmc_error("model_evaluate: the batch has no targets");
+    if (forward(m, b, 0, 0, 0, NULL, count, 0.0f) < 0.0f) return -1;
+    const struct ops *ops = m->ops;
+    struct model_plan *pl = m->backend_state;
+    int R = pl->cls_rows;
+    ops->argmax_correct(pl->correct, pl->logits, pl->gathered ? pl->sel_targets : pl->targets, R,
+                        m->cfg.model.vocab_size, m->vocab_rows);
+    int32_t *hits = pl->sel_host; /* free now: R <= N ints */
+    ops->to_host(hits, pl->correct, (size_t)R * sizeof(int32_t));
+    ops->synchronize();
+    long c = 0;
+    for (int r = 0; r < R; r++)
+        c += hits[r];
+    *correct = c;
+    *loss_sum = pl->loss_sum;
+    return 0;
 }
 
 float model_forward(struct model *m, const struct batch *b, int training, uint64_t seed,
@@ -563,14 +616,22 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
     if (!fused) {
         ops->memset0(G, m->num_params * ops->storage_bytes);
         if (!pl->have_targets) ops->to_device(pl->targets, b->targets, (size_t)N * sizeof(int32_t));
-        ops->classifier(pl->losses, pl->logits, NULL, NULL, pl->targets, N, V, m->vocab_rows,
-                        dscale);
+        ops->classifier(pl->losses, pl->logits, NULL, NULL,
+                        pl->gathered ? pl->sel_targets : pl->targets, pl->cls_rows, V,
+                        m->vocab_rows, dscale);
     }
     const void *x_last = pl->L ? pl->layers[pl->L - 1].h2 : pl->x0;
     /* dlogits (N,Vp) -> dx (N,C), dwte (Vp rows) += dlogits^T x, dpb += (the forward's loss op
      * summed dpb already when fused); the padding columns of dlogits are 0 */
-    ops->matmul_backward(pl->g_h, param_at(m, G, P_WTE, 0), fused ? NULL : param_at(m, G, P_PB, 0),
-                         pl->logits, x_last, param_at(m, W, P_WTE, 0), N, C, m->vocab_rows);
+    if (pl->cls_rows)
+        ops->matmul_backward(pl->gathered ? pl->g_t : pl->g_h, param_at(m, G, P_WTE, 0),
+                             fused ? NULL : param_at(m, G, P_PB, 0), pl->logits,
+                             pl->gathered ? pl->x_sel : x_last, param_at(m, W, P_WTE, 0),
+                             pl->cls_rows, C, m->vocab_rows);
+    if (pl->gathered) /* the predicted rows' gradient back in place, zero elsewhere */
+        ops->scatter_rows(pl->g_h, pl->g_t, pl->sel_index, N, pl->cls_rows, C);
+    else if (!pl->cls_rows)
+        ops->memset0(pl->g_h, (size_t)N * C * ops->storage_bytes);
     struct dropout_key k;
     for (int l = pl->L - 1; l >= 0; l--) {
         struct layer_acts *a = &pl->layers[l];

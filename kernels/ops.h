@@ -183,6 +183,20 @@ struct dropout_key {
       (float *losses, void *logits, const void *bias, void *dbias, const int32_t *targets, int N,  \
        int V, int Vp, float dscale),                                                               \
       (losses, logits, bias, dbias, targets, N, V, Vp, dscale))                                    \
+    /* The positions the classifier predicts (MLM, TLM: a few of each row): out (M,C) = rows       \
+     * index[m] of inp (N,C), so that the vocabulary GEMM and the loss run on M rows only. */      \
+    X(gather_rows, (void *out, const void *inp, const int32_t *index, int M, int C),               \
+      (out, inp, index, M, C))                                                                     \
+    /* Its backward: out (N,C) := 0, then row index[m] of out = row m of inp (M,C); the indices    \
+     * are distinct. */                                                                            \
+    X(scatter_rows, (void *out, const void *inp, const int32_t *index, int N, int M, int C),       \
+      (out, inp, index, N, M, C))                                                                  \
+    /* Evaluation without the logits on the host: correct (N) int32 = 1 where targets[n] >= 0      \
+     * and the first maximum of row n of logits (N,Vp), columns < V (bias already added), is at    \
+     * column targets[n], else 0. */                                                               \
+    X(argmax_correct,                                                                              \
+      (int32_t * correct, const void *logits, const int32_t *targets, int N, int V, int Vp),       \
+      (correct, logits, targets, N, V, Vp))                                                        \
                                                                                                    \
     /* ---- optimizer side, all fp32 ----                                                          \
      * grad (n) *= inv_scale; returns 1 if any element of the result is inf or NaN, else 0. */     \

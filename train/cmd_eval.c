@@ -56,7 +56,7 @@ static int eval_objectives(struct model *m, struct loader *l, struct comm *c, co
         if (o->kind == OBJ_TLM) {
             struct pairs *p = evaluate_open_pairs(m, data, split, o, hash, B);
             if (!p) return xlmc_error("%s: no %s pairs to evaluate %s on", data, split, name);
-            rc = evaluate_pairs(m, p, c, windows, B, &e);
+            rc = evaluate_pairs(m, p, o, c, windows, B, &e);
             pairs_close(p);
         } else {
             rc = evaluate_objective(m, l, c, o, windows, B, &e);

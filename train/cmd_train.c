@@ -215,8 +215,8 @@ static int run_eval_one(struct train_run *r, int k) {
     const struct train_config *tc = &r->cfg.train;
     const char *name = r->obj.s[k].name;
     const struct objective_stream *s = &r->obj.s[k];
-    int rc = s->valid_pairs ? evaluate_pairs(&r->m, s->valid_pairs, r->comm, tc->eval_batches,
-                                             tc->micro_batch, &e)
+    int rc = s->valid_pairs ? evaluate_pairs(&r->m, s->valid_pairs, &s->obj, r->comm,
+                                             tc->eval_batches, tc->micro_batch, &e)
                             : evaluate_objective(&r->m, r->valid, r->comm, &s->obj,
                                                  tc->eval_batches, tc->micro_batch, &e);
     if (rc) return -1;
@@ -228,10 +228,10 @@ static int run_eval_one(struct train_run *r, int k) {
     else
         printf("valid step %ld | loss %.4f | ppl %.2f | acc %.4f", r->t.step, loss, exp(loss),
                e.all.correct / e.all.tokens);
-    json_t *o = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:s}", "type", "valid", "step",
-                          (json_int_t)r->t.step, "tokens", (json_int_t)train_run_tokens(r), "loss",
-                          loss, "ppl", exp(loss), "acc", e.all.correct / e.all.tokens,
-                          "objective", name);
+    json_t *o =
+        json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:s}", "type", "valid", "step",
+                  (json_int_t)r->t.step, "tokens", (json_int_t)train_run_tokens(r), "loss", loss,
+                  "ppl", exp(loss), "acc", e.all.correct / e.all.tokens, "objective", name);
     for (int j = 0; j < r->cfg.model.n_langs && o && (s->obj.lang < 0 || s->pairs); j++) {
         if (e.lang[j].tokens <= 0) continue;
         char key[32];

@@ -4,7 +4,6 @@
 #include "train/objective.h"
 #include "train/session.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,24 +28,6 @@ struct loader *evaluate_open(const struct model *m, const char *dir, const char 
     return loader_open(&o);
 }
 
-/* Add the loss and accuracy of logits (N,V) against targets (N) to e, in fp64. */
-static void score_logits(const float *logits, const int32_t *targets, long N, int V,
-                         struct eval_lang *e) {
-    for (long i = 0; i < N; i++) {
-        if (targets[i] < 0) continue;
-        const float *row = logits + (size_t)i * (size_t)V;
-        int best = 0;
-        for (int v = 1; v < V; v++)
-            if (row[v] > row[best]) best = v;
-        double mx = row[best], s = 0;
-        for (int v = 0; v < V; v++)
-            s += exp((double)row[v] - mx);
-        e->loss_sum += mx + log(s) - (double)row[targets[i]];
-        e->tokens += 1;
-        e->correct += best == targets[i];
-    }
-}
-
 int evaluate(struct model *m, struct loader *l, struct comm *c, long max_windows, int B,
              struct eval_result *out) {
     struct objective clm = {.kind = OBJ_CLM, .lang = -1, .lang2 = -1};
@@ -66,11 +47,10 @@ int evaluate_objective(struct model *m, struct loader *l, struct comm *c,
     if (obj->kind == OBJ_TLM)
         return xlmc_error("evaluate: tlm objectives need the pair loader (not windows)");
     int mlm = obj->kind == OBJ_MLM;
-    int T = m->cfg.train.seq_len, V = m->cfg.model.vocab_size, NL = m->cfg.model.n_langs;
+    int T = m->cfg.train.seq_len, NL = m->cfg.model.n_langs;
     int32_t *win = xmalloc((size_t)B * (size_t)(T + 1) * sizeof(int32_t));
     int32_t *langs = xmalloc((size_t)B * sizeof(int32_t));
     uint32_t *index = xmalloc((size_t)B * sizeof(uint32_t));
-    float *logits = xmalloc((size_t)B * (size_t)T * (size_t)V * sizeof(float));
     struct batch_buf buf = {0};
     int rc = 0;
     for (int lang = 0; lang < NL && !rc; lang++) {
@@ -91,18 +71,22 @@ int evaluate_objective(struct model *m, struct loader *l, struct comm *c,
             }
             if (rows && (rows == B || last)) {
                 struct batch b;
-                long count = 0;
+                long count = 0, correct = 0;
+                double loss_sum = 0.0;
                 batch_from_windows(&buf, &b, win, langs, rows, T, 0);
                 for (int r = 0; mlm && r < rows; r++) /* masked one row at a time: its index */
                     objective_mask(&m->cfg, EVAL_MASK_STEP, index[r], 1, T, buf.lengths + r,
                                    buf.ids + (size_t)r * (size_t)T,
                                    buf.targets + (size_t)r * (size_t)T);
                 b.bidirectional = mlm;
-                if (model_forward(m, &b, 0, 0, 0, logits, &count) < 0) {
+                /* loss and argmax reduced on the device: no (B,T,V) logits to the host */
+                if (model_evaluate(m, &b, &loss_sum, &count, &correct)) {
                     rc = -1;
                     break;
                 }
-                score_logits(logits, b.targets, (long)rows * T, V, &out->lang[lang]);
+                out->lang[lang].loss_sum += loss_sum;
+                out->lang[lang].tokens += (double)count;
+                out->lang[lang].correct += (double)correct;
                 rows = 0;
             }
             if (last) break;
@@ -113,7 +97,6 @@ int evaluate_objective(struct model *m, struct loader *l, struct comm *c,
     free(win);
     free(langs);
     free(index);
-    free(logits);
     return rc;
 }
 
@@ -139,15 +122,16 @@ static int reduce_result(struct comm *c, struct eval_result *out) {
     return rc;
 }
 
-int evaluate_pairs(struct model *m, struct pairs *p, struct comm *c, long max_pairs, int B,
-                   struct eval_result *out) {
+int evaluate_pairs(struct model *m, struct pairs *p, const struct objective *obj, struct comm *c,
+                   long max_pairs, int B, struct eval_result *out) {
     memset(out, 0, sizeof *out);
-    int T = m->cfg.train.seq_len, V = m->cfg.model.vocab_size;
+    int obj_lang1 = obj->lang, obj_lang2 = obj->lang2;
+    int T = m->cfg.train.seq_len;
     size_t BT = (size_t)B * (size_t)T;
     int32_t *ids = xmalloc(BT * sizeof(int32_t)), *pos = xmalloc(BT * sizeof(int32_t));
     int32_t *langs = xmalloc(BT * sizeof(int32_t)), *targets = xmalloc(BT * sizeof(int32_t));
+    int32_t *part = xmalloc(BT * sizeof(int32_t)); /* targets of one language's sentences */
     int32_t *lengths = xmalloc((size_t)B * sizeof(int32_t));
-    float *logits = xmalloc(BT * (size_t)V * sizeof(float));
     long n = (long)pairs_count(p);
     if (max_pairs > 0 && n > max_pairs) n = max_pairs;
     int rows = 0, rc = 0;
@@ -165,16 +149,33 @@ int evaluate_pairs(struct model *m, struct pairs *p, struct comm *c, long max_pa
             rows++;
         }
         if (rows && (rows == B || last)) {
-            struct batch b = {.B = rows, .T = T, .ids = ids, .langs = langs, .lengths = lengths,
-                              .targets = targets, .positions = pos, .bidirectional = 1};
-            long count = 0;
-            if (model_forward(m, &b, 0, 0, 0, logits, &count) < 0) {
-                rc = -1;
-                break;
+            struct batch b = {.B = rows,
+                              .T = T,
+                              .ids = ids,
+                              .langs = langs,
+                              .lengths = lengths,
+                              .targets = part,
+                              .positions = pos,
+                              .bidirectional = 1};
+            /* a predicted position counts for the language of its sentence: one device pass
+             * per language, the other part's targets ignored (the inputs are the same) */
+            for (int side = 0; side < 2 && !rc; side++) {
+                int lang = side ? obj_lang2 : obj_lang1;
+                long count = 0, correct = 0, any = 0;
+                double loss_sum = 0.0;
+                for (size_t j = 0; j < (size_t)rows * (size_t)T; j++) {
+                    part[j] = langs[j] == lang ? targets[j] : -1;
+                    any += part[j] >= 0;
+                }
+                if (!any) continue;
+                if (model_evaluate(m, &b, &loss_sum, &count, &correct)) {
+                    rc = -1;
+                    break;
+                }
+                out->lang[lang].loss_sum += loss_sum;
+                out->lang[lang].tokens += (double)count;
+                out->lang[lang].correct += (double)correct;
             }
-            /* each predicted position counts for the language of its part of the row */
-            for (size_t j = 0; j < (size_t)rows * (size_t)T; j++)
-                score_logits(logits + j * (size_t)V, targets + j, 1, V, &out->lang[langs[j]]);
             rows = 0;
         }
         if (last) break;
@@ -185,8 +186,8 @@ int evaluate_pairs(struct model *m, struct pairs *p, struct comm *c, long max_pa
     free(pos);
     free(langs);
     free(targets);
+    free(part);
     free(lengths);
-    free(logits);
     return rc;
 }
 

@@ -38,8 +38,8 @@ int evaluate_objective(struct model *m, struct loader *l, struct comm *c,
 /* TLM: the pairs of p (opened by evaluate_open_pairs) as rows, each masked as training masks
  * them with the fixed evaluation key and the pair's index; every predicted position counts
  * for the language of its sentence. At most max_pairs (0: all); out->all.windows = pairs. */
-int evaluate_pairs(struct model *m, struct pairs *p, struct comm *c, long max_pairs, int B,
-                   struct eval_result *out);
+int evaluate_pairs(struct model *m, struct pairs *p, const struct objective *obj, struct comm *c,
+                   long max_pairs, int B, struct eval_result *out);
 struct pairs *evaluate_open_pairs(const struct model *m, const char *dir, const char *split,
                                   const struct objective *obj, uint64_t vocab_hash, int B);
 

@@ -142,8 +142,10 @@ void objectives_get_state(const struct objective_set *set, struct loader_state *
 
 int objectives_set_state(struct objective_set *set, const struct loader_state *st) {
     for (int k = 0; k < set->n; k++)
-        if (set->s[k].windows && loader_set_state(set->s[k].windows, &st[k])) return -1;
-        else if (set->s[k].pairs && pairs_set_state(set->s[k].pairs, &st[k])) return -1;
+        if (set->s[k].windows && loader_set_state(set->s[k].windows, &st[k]))
+            return -1;
+        else if (set->s[k].pairs && pairs_set_state(set->s[k].pairs, &st[k]))
+            return -1;
     return 0;
 }
 
@@ -164,8 +166,7 @@ int objectives_next_step(struct objective_set *set, int k, const struct xlmc_con
     int n = loader_next_step(s->windows, blocks, max);
     for (int i = 0; i < n; i++) {
         const struct loader_block *bl = &blocks[i];
-        batch_from_windows(&bufs[i], &batches[i], bl->tokens, bl->langs, bl->rows, bl->T,
-                           bl->row0);
+        batch_from_windows(&bufs[i], &batches[i], bl->tokens, bl->langs, bl->rows, bl->T, bl->row0);
         if (s->obj.kind != OBJ_MLM) continue;
         /* MLM: the inputs are the window's first T tokens (as CLM), masked; the targets are
          * the originals at the predicted positions only */

@@ -25,7 +25,7 @@ struct objective_stream {
     struct objective obj;
     char name[24];             /* "clm", "mlm:de", "tlm:de-en" */
     struct loader *windows;    /* CLM, MLM */
-    struct pairs *pairs;      /* TLM (data/pairs.h) */
+    struct pairs *pairs;       /* TLM (data/pairs.h) */
     struct pairs *valid_pairs; /* TLM: the valid split's pairs (evaluation), or NULL */
 };
 
@@ -35,8 +35,7 @@ struct objective_set {
 };
 
 /* "clm", "mlm:de", "tlm:de-en" for o (languages by the model's codes). */
-void objective_name(const struct objective *o, const struct model_config *m, char *out,
-                    size_t len);
+void objective_name(const struct objective *o, const struct model_config *m, char *out, size_t len);
 
 /* The objective index that batch b of the run trains. */
 int objective_of_batch(const struct train_config *tc, long b);

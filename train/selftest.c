@@ -278,6 +278,61 @@ static void check_classifier(struct st_ctx *c, const struct op_case *row) {
     tp_free(c, &loss);
 }
 
+/* The MLM classifier's row gather and scatter are copies; argmax_correct counts exactly. */
+static const struct out_tol GATHERED_TOL[] = {
+    {"gathered", {0, 0}, {0, 0}}, {"scattered", {0, 0}, {0, 0}}, {NULL}};
+
+static void check_gathered(struct st_ctx *c, const struct op_case *row) {
+    int N = row->d[0], C = row->d[1], V = row->d[2], Vp = row->d[3], M = 0;
+    st_begin(c, "gathered classifier", "N=%d C=%d V=%d Vp=%d", N, C, V, Vp);
+    int32_t *idx = st_xmalloc((size_t)N * sizeof(int32_t)), *tg = st_xmalloc((size_t)N * 4);
+    for (int n = N - 1; n >= 0; n--) /* every third row, in descending order */
+        if (n % 3 == 1) idx[M++] = n;
+    struct tpair index = tp_new(c, T_I32, (size_t)M, idx);
+    struct tpair x = tp_random(c, T_STORAGE, (size_t)N * C, -2, 2);
+    struct tpair sel = tp_new(c, T_STORAGE, (size_t)M * C, NULL);
+    struct tpair back = tp_random(c, T_STORAGE, (size_t)N * C, -2, 2); /* overwritten */
+    c->ref->gather_rows(sel.r, x.r, index.r, M, C);
+    c->dev->gather_rows(sel.d, x.d, index.d, M, C);
+    CHECK(sel, "gathered");
+    c->ref->scatter_rows(back.r, sel.r, index.r, N, M, C);
+    c->dev->scatter_rows(back.d, sel.d, index.d, N, M, C);
+    CHECK(back, "scattered");
+    /* rows m: a planted maximum 10 at column j, and for m % 3 == 1 a tie at a later column;
+     * targets j (correct), the tie (not: the first maximum counts) or -1 */
+    float *lg = st_xmalloc((size_t)M * Vp * sizeof(float));
+    for (size_t i = 0; i < (size_t)M * Vp; i++)
+        lg[i] = st_uniform(c, -4, 4);
+    for (int m = 0; m < M; m++) {
+        int j = (m * 37) % (V - 1), tie = j + 1 + (m * 11) % (V - 1 - j);
+        lg[(size_t)m * Vp + j] = 10.0f;
+        if (m % 3 == 1) lg[(size_t)m * Vp + tie] = 10.0f;
+        tg[m] = m % 3 == 2 ? -1 : m % 3 == 1 ? tie : j;
+    }
+    struct tpair logits = tp_new(c, T_STORAGE, (size_t)M * Vp, lg), t = tp_new(c, T_I32, M, tg);
+    struct tpair ok = tp_new(c, T_I32, (size_t)M, NULL);
+    c->ref->argmax_correct(ok.r, logits.r, t.r, M, V, Vp);
+    c->dev->argmax_correct(ok.d, logits.d, t.d, M, V, Vp);
+    /* int32 outputs: both backends against the planted answers */
+    int32_t *got = st_xmalloc((size_t)M * sizeof(int32_t));
+    for (int k = 0; k < 2; k++) {
+        const struct ops *o = k ? c->dev : c->ref;
+        o->synchronize();
+        o->to_host(got, k ? ok.d : ok.r, (size_t)M * sizeof(int32_t));
+        for (int m = 0; m < M; m++)
+            if (got[m] != (m % 3 == 0))
+                st_fail(c, "row %zu: %g, expected %g", k ? "correct (device)" : "correct (ref)",
+                        got[m], m % 3 == 0, (size_t)m);
+    }
+    free(got);
+    struct tpair *all[] = {&index, &x, &sel, &back, &logits, &t, &ok};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tp_free(c, all[i]);
+    free(idx);
+    free(tg);
+    free(lg);
+}
+
 static const struct out_tol OPTIMIZER_TOL[] = {{"grad", {0, 0}, {0, 0}},
                                                {"master", {1e-6, 1e-5}, {1e-6, 1e-5}},
                                                {"m", {1e-7, 1e-5}, {1e-7, 1e-5}},
@@ -397,6 +452,7 @@ static const struct op_case OP_CASES[] = {
     {check_classifier, CLASSIFIER_TOL, {13, 257, 257}, 0, 0, 0},    /* N V Vp */
     {check_classifier, CLASSIFIER_TOL, {13, 257, 384}, 0, 0, 0},    /* padded vocabulary */
     {check_classifier, CLASSIFIER_TOL, {3, 64699, 64768}, 0, 1, 0}, /* XLM's, padded */
+    {check_gathered, GATHERED_TOL, {40, 24, 257, 384}, 0, 0, 0},    /* N C V Vp */
     {check_optimizer, OPTIMIZER_TOL, {3001}, 0, 0, 0},              /* n */
 };
 

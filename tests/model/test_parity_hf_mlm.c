@@ -6,6 +6,10 @@
  *   logits  max|a-b| / max|b| <= 1e-5
  *   loss    |a-b| / |b|        <= 1e-6
  *   grads   per tensor max|a-b| / max(max|b|, 1e-3 * the largest |gradient|) <= 1e-4
+ * The logits come from a forward that returns them all (every row through the vocabulary
+ * GEMM); the training forward and backward (model_forward_train: the classifier on the
+ * predicted rows only, gathered) give the loss checked a second time and the gradients, and
+ * model_evaluate (the loss and argmax reduced on the device) the loss a third time.
  * usage: test_parity_hf_mlm FIXTURE_DIR */
 #include "core/h5io.h"
 #include "core/model.h"
@@ -80,9 +84,12 @@ static int check_case(struct model *m, const char *dir, const char *name) {
                       .positions = pos,
                       .bidirectional = 1};
     float *logits = malloc(N * (size_t)V * sizeof(float));
-    long count = 0;
+    long count = 0, count2 = 0, count3 = 0, correct = 0;
+    double sum3 = 0.0;
     float loss = model_forward(m, &b, 0, 1, 0, logits, &count);
-    if (loss < 0 || model_backward(m, &b, 1, 0, 1.0f, (double)count)) return 1;
+    if (loss < 0 || model_evaluate(m, &b, &sum3, &count3, &correct)) return 1;
+    float loss2 = model_forward_train(m, &b, 1, 0, 1.0f, (double)count, &count2);
+    if (loss2 < 0 || model_backward(m, &b, 1, 0, 1.0f, (double)count)) return 1;
 
     int fails = 0;
     hid_t ef = h5io_open_read(epath);
@@ -99,11 +106,29 @@ static int check_case(struct model *m, const char *dir, const char *name) {
     fails += !(rel <= 1e-5);
     free(ref);
     if (h5io_read_f32(ef, "loss", &ref, NULL, NULL)) return 1;
-    rel = fabs((double)loss - (double)ref[0]) / fabs((double)ref[0]);
-    printf("%s: loss %.8g vs %.8g over %ld targets, relative error %.3g (limit 1e-6)\n", name,
-           (double)loss, (double)ref[0], count, rel);
-    fails += !(rel <= 1e-6);
+    const char *how[3] = {"forward", "training forward (gathered rows)", "model_evaluate"};
+    double got[3] = {loss, loss2, count3 ? sum3 / (double)count3 : 0.0};
+    long cnt[3] = {count, count2, count3};
+    for (int k = 0; k < 3; k++) {
+        rel = fabs(got[k] - (double)ref[0]) / fabs((double)ref[0]);
+        printf("%s: %s loss %.8g vs %.8g over %ld targets, relative error %.3g (limit 1e-6)\n",
+               name, how[k], got[k], (double)ref[0], cnt[k], rel);
+        fails += !(rel <= 1e-6) || cnt[k] != count;
+    }
     free(ref);
+    /* the argmax count from the host copy of the logits, first maximum as the op defines it */
+    long want = 0;
+    for (size_t n = 0; n < N; n++) {
+        if (labels[n] < 0) continue;
+        const float *row = logits + n * (size_t)V;
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            best = row[v] > row[best] ? v : best;
+        want += best == labels[n];
+    }
+    printf("%s: model_evaluate: %ld of %ld argmax correct, %ld from the logits\n", name, correct,
+           count3, want);
+    fails += correct != want;
 
     /* our gradients as fp32, then per HF tensor against the reference */
     float *g = malloc(m->num_params * sizeof(float));
