@@ -33,6 +33,12 @@ void objective_mask(const struct xlmc_config *cfg, uint64_t key_step, uint32_t r
     mlm_mask(&o, cfg->train.seed, key_step, row0, rows, T, lengths, ids, targets);
 }
 
+/* The data-order seed of a stream: the run's for CLM (a plain clm run reads what it always
+ * did), another per kind, so that clm:de and mlm:de do not walk the same windows in step. */
+static uint64_t stream_seed(uint64_t seed, enum objective_kind kind) {
+    return seed + (uint64_t)kind * 0x9E3779B97F4A7C15ull;
+}
+
 /* The train split's windows per language, for the checks below (no shuffle, no thread). */
 static int probe_windows(const struct loader_opts *base, uint64_t *n, int n_langs) {
     struct loader_opts o = *base;
@@ -83,7 +89,7 @@ int objectives_open(struct objective_set *set, const struct xlmc_config *cfg,
                 .global_rows = base->global_rows,
                 .rank = base->rank,
                 .world = base->world,
-                .seed = base->seed,
+                .seed = stream_seed(base->seed, OBJ_TLM),
                 .vocab_hash = base->vocab_hash,
                 .vocab_size = base->vocab_size,
                 .pad_index = mc->pad_index,
@@ -111,6 +117,7 @@ int objectives_open(struct objective_set *set, const struct xlmc_config *cfg,
         /* one language: a one-hot ratio; all languages: the run's lang_ratio (base) */
         float onehot[XLMC_MAX_LANGS] = {0};
         struct loader_opts o = *base;
+        o.seed = stream_seed(base->seed, s->obj.kind);
         if (s->obj.lang >= 0) {
             onehot[s->obj.lang] = 1;
             o.lang_ratio = onehot;

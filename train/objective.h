@@ -1,7 +1,8 @@
 /* objective.h — the objectives of a run taken in turn, as XLM alternates them: batch b of the
  * run (b = optimizer steps + skipped fp16 steps before it) trains objectives[b % n]. Each
  * objective entry has its own data stream and loader state, so resuming restores every stream
- * where it was, on any world size:
+ * where it was, on any world size (its data order is keyed by the run's seed, mixed with the
+ * objective's kind for MLM and TLM streams):
  *   clm, mlm          windows of every language, drawn by lang_ratio (the run's default stream)
  *   clm:L, mlm:L      windows of language L only (lang_ratio one-hot on L)
  *   tlm:L1-L2         aligned sentence pairs of L1 and L2 (data/pairs.h)
