@@ -621,8 +621,9 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
                         m->vocab_rows, dscale);
     }
     const void *x_last = pl->L ? pl->layers[pl->L - 1].h2 : pl->x0;
-    /* dlogits (N,Vp) -> dx (N,C), dwte (Vp rows) += dlogits^T x, dpb += (the forward's loss op
-     * summed dpb already when fused); the padding columns of dlogits are 0 */
+    /* dlogits (R,Vp) -> dx (N,C), dwte (Vp rows) += dlogits^T x, dpb += (the forward's loss op
+     * summed dpb already when fused); the padding columns of dlogits are 0. R = N, or the
+     * gathered predicted rows, whose dx goes back to their positions (zero elsewhere). */
     if (pl->cls_rows)
         ops->matmul_backward(pl->gathered ? pl->g_t : pl->g_h, param_at(m, G, P_WTE, 0),
                              fused ? NULL : param_at(m, G, P_PB, 0), pl->logits,
