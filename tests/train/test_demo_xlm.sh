@@ -7,8 +7,10 @@ set -euo pipefail
 xlmc=$(realpath "$1")
 src=$3
 html=${XLMC_HANDBOOK_HTML:-/usr/share/doc/debian-handbook/html}
-[ -d "$html/en-US" ] && [ -d "$html/de-DE" ] ||
-    { echo "SKIP: the debian-handbook package is not installed ($html)"; exit 77; }
+if [ ! -d "$html/en-US" ] || [ ! -d "$html/de-DE" ]; then
+    echo "SKIP: the debian-handbook package is not installed ($html)"
+    exit 77
+fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/xlmc-demo-xlm.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 DEMO_XLMC=$xlmc DEMO_STEPS=30 DEMO_CODES=500 "$src/train/demo_xlm.sh" "$work/demo" \
