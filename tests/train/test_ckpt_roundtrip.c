@@ -158,7 +158,8 @@ int main(int argc, char **argv) {
               same_bits(&l3[2], &zero, sizeof zero),
           "one-stream checkpoint read as three streams");
     /* three streams written, read back; ckpt_load (one stream) gets the first */
-    struct loader_state w3[3] = {ls, {.step = 7, .epoch = {2}, .cursor = {4, 1}},
+    struct loader_state w3[3] = {ls,
+                                 {.step = 7, .epoch = {2}, .cursor = {4, 1}},
                                  {.step = 8, .cursor = {0, 0, 3}, .reserved = 1}};
     char p3[4400];
     snprintf(p3, sizeof p3, "%s/three-streams.h5", argv[2]);
