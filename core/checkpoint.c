@@ -70,8 +70,31 @@ static float *ckpt_host_buffer(const struct ops *ops, size_t bytes, int *pinned)
     return p ? p : xmalloc(bytes ? bytes : 1);
 }
 
+/* ls (n) into words: LOADER_STATE_WORDS per state */
+static void pack_states(const struct loader_state *ls, int n, uint64_t *lw) {
+    for (int k = 0; k < n; k++, lw += LOADER_STATE_WORDS) {
+        lw[0] = ls[k].step;
+        for (int i = 0; i < XLMC_MAX_LANGS; i++) {
+            lw[1 + i] = ls[k].epoch[i];
+            lw[1 + XLMC_MAX_LANGS + i] = ls[k].cursor[i];
+        }
+        lw[LOADER_STATE_WORDS - 1] = ls[k].reserved;
+    }
+}
+
+static void unpack_states(const uint64_t *lw, int n, struct loader_state *ls) {
+    for (int k = 0; k < n; k++, lw += LOADER_STATE_WORDS) {
+        ls[k].step = lw[0];
+        for (int i = 0; i < XLMC_MAX_LANGS; i++) {
+            ls[k].epoch[i] = lw[1 + i];
+            ls[k].cursor[i] = lw[1 + XLMC_MAX_LANGS + i];
+        }
+        ls[k].reserved = lw[LOADER_STATE_WORDS - 1];
+    }
+}
+
 static int write_contents(hid_t f, const struct model *m, const struct trainer *t,
-                          const struct loader_state *ls, uint64_t vocab_hash) {
+                          const struct loader_state *ls, int n_ls, uint64_t vocab_hash) {
     size_t bytes = m->num_params * sizeof(float);
     const struct ops *ops = m->ops;
     /* A device backend's state (master weights, Adam moments) reaches the host only here,
@@ -101,14 +124,7 @@ static int write_contents(hid_t f, const struct model *m, const struct trainer *
     double sc[SCALER_STATE_LEN] = {1.0, 0.0};
     if (t) scaler_save(&t->scaler, sc);
     uint64_t lw[LOADER_STATE_WORDS] = {0};
-    if (ls) {
-        lw[0] = ls->step;
-        for (int i = 0; i < XLMC_MAX_LANGS; i++) {
-            lw[1 + i] = ls->epoch[i];
-            lw[1 + XLMC_MAX_LANGS + i] = ls->cursor[i];
-        }
-        lw[LOADER_STATE_WORDS - 1] = ls->reserved;
-    }
+    if (ls && n_ls > 0) pack_states(ls, 1, lw);
     uint64_t rng[2] = {m->cfg.train.seed, (uint64_t)step};
     int32_t world = t && t->comm ? t->comm->world : 1;
     char *cfg = config_to_string(&m->cfg);
@@ -119,6 +135,14 @@ static int write_contents(hid_t f, const struct model *m, const struct trainer *
     rc |= h5io_write_summed(f, "/state/skipped", H5T_STD_I64LE, 1, &one, &skipped, sizeof skipped);
     rc |= h5io_write_summed(f, "/state/scaler", H5T_IEEE_F64LE, 1, &nsc, sc, sizeof sc);
     rc |= h5io_write_summed(f, "/state/loader", H5T_STD_U64LE, 1, &nlw, lw, sizeof lw);
+    if (ls && n_ls > 1) { /* every objective's stream; /state/loader repeats the first */
+        hsize_t nall = (hsize_t)n_ls * LOADER_STATE_WORDS;
+        uint64_t *all = xcalloc((size_t)nall, sizeof *all);
+        pack_states(ls, n_ls, all);
+        rc |= h5io_write_summed(f, "/state/loader_objectives", H5T_STD_U64LE, 1, &nall, all,
+                                (size_t)nall * sizeof *all);
+        free(all);
+    }
     rc |= h5io_write_summed(f, "/state/rng", H5T_STD_U64LE, 1, &two, rng, sizeof rng);
     rc |= h5io_write_summed(f, "/state/world_size", H5T_STD_I32LE, 1, &one, &world, sizeof world);
     rc |= h5io_write_summed(f, "/config", H5T_STD_U8LE, 1, &ncfg, cfg, cfg_len);
@@ -130,13 +154,18 @@ static int write_contents(hid_t f, const struct model *m, const struct trainer *
 
 int ckpt_save(const char *path, const struct model *m, const struct trainer *t,
               const struct loader_state *ls, uint64_t vocab_hash) {
+    return ckpt_save_states(path, m, t, ls, ls ? 1 : 0, vocab_hash);
+}
+
+int ckpt_save_states(const char *path, const struct model *m, const struct trainer *t,
+                     const struct loader_state *ls, int n_ls, uint64_t vocab_hash) {
     char tmp[4200], dir[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     h5io_quiet();
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0)
         return xlmc_error("checkpoint %s: cannot create the file (%s)", tmp, strerror(errno));
-    int rc = write_contents(f, m, t, ls, vocab_hash);
+    int rc = write_contents(f, m, t, ls, n_ls, vocab_hash);
     if (H5Fclose(f) < 0) rc = -1;
     if (rc) {
         unlink(tmp);
@@ -230,6 +259,44 @@ int ckpt_read_config(const char *path, struct xlmc_config *cfg, uint64_t *vocab_
 }
 
 int ckpt_load(const char *path, struct model *m, struct trainer *t, struct loader_state *ls) {
+    return ckpt_load_states(path, m, t, ls, ls ? 1 : 0, NULL);
+}
+
+/* The loader states of every objective into ls[0..n_ls-1]: /state/loader_objectives when the
+ * checkpoint has it, else /state/loader alone (one stream; older checkpoints). *n_found:
+ * how many the checkpoint holds. 0 or -1 (printed). */
+static int read_states(hid_t f, const char *path, struct loader_state *ls, int n_ls, int *n_found) {
+    int have = 1, ndim = 0;
+    long long dims[H5IO_MAX_DIMS] = {0};
+    uint64_t *lw;
+    if (h5io_exists(f, "/state/loader_objectives") > 0) {
+        if (h5io_shape(f, "/state/loader_objectives", &ndim, dims) || ndim != 1 || dims[0] <= 0 ||
+            dims[0] % LOADER_STATE_WORDS || dims[0] / LOADER_STATE_WORDS > XLMC_MAX_OBJECTIVES)
+            return xlmc_error("checkpoint %s: /state/loader_objectives has a bad shape", path);
+        have = (int)(dims[0] / LOADER_STATE_WORDS);
+        lw = xcalloc((size_t)dims[0], sizeof *lw);
+        if (read_dataset(f, path, "/state/loader_objectives", H5T_NATIVE_UINT64, lw,
+                         (size_t)dims[0] * sizeof *lw)) {
+            free(lw);
+            return -1;
+        }
+    } else {
+        lw = xcalloc(LOADER_STATE_WORDS, sizeof *lw);
+        if (read_dataset(f, path, "/state/loader", H5T_NATIVE_UINT64, lw,
+                         LOADER_STATE_WORDS * sizeof *lw)) {
+            free(lw);
+            return -1;
+        }
+    }
+    memset(ls, 0, (size_t)n_ls * sizeof *ls);
+    unpack_states(lw, have < n_ls ? have : n_ls, ls);
+    free(lw);
+    if (n_found) *n_found = have;
+    return 0;
+}
+
+int ckpt_load_states(const char *path, struct model *m, struct trainer *t, struct loader_state *ls,
+                     int n_ls, int *n_found) {
     h5io_quiet();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
@@ -240,7 +307,7 @@ int ckpt_load(const char *path, struct model *m, struct trainer *t, struct loade
     float *w = xcalloc(bytes ? bytes : 1, 1), *am = NULL, *av = NULL;
     int64_t step = 0, skipped = 0;
     double sc[SCALER_STATE_LEN];
-    uint64_t lw[LOADER_STATE_WORDS];
+    struct loader_state *st = n_ls > 0 ? xcalloc((size_t)n_ls, sizeof *st) : NULL;
     int rc = read_arena(f, path, "weights", m, w);
     if (!rc && t) {
         am = xcalloc(bytes ? bytes : 1, 1);
@@ -258,7 +325,7 @@ int ckpt_load(const char *path, struct model *m, struct trainer *t, struct loade
             rc = rc ? -1 : 0;
         }
     }
-    if (!rc && ls) rc = read_dataset(f, path, "/state/loader", H5T_NATIVE_UINT64, lw, sizeof lw);
+    if (!rc && ls && n_ls > 0) rc = read_states(f, path, st, n_ls, n_found);
     H5Fclose(f);
     if (!rc && t) {
         struct scaler s = t->scaler;
@@ -280,15 +347,9 @@ int ckpt_load(const char *path, struct model *m, struct trainer *t, struct loade
             t->step = step;
             t->skipped = skipped;
         }
-        if (ls) {
-            ls->step = lw[0];
-            for (int i = 0; i < XLMC_MAX_LANGS; i++) {
-                ls->epoch[i] = lw[1 + i];
-                ls->cursor[i] = lw[1 + XLMC_MAX_LANGS + i];
-            }
-            ls->reserved = lw[LOADER_STATE_WORDS - 1];
-        }
+        if (ls && n_ls > 0) memcpy(ls, st, (size_t)n_ls * sizeof *ls);
     }
+    free(st);
     free(w);
     free(am);
     free(av);
@@ -370,12 +431,18 @@ int ckpt_find_latest(const char *run_dir, char *path, size_t len) {
 int ckpt_save_run(const char *run_dir, const struct model *m, const struct trainer *t,
                   const struct loader_state *ls, uint64_t vocab_hash, int keep_last, char *out,
                   size_t out_len) {
+    return ckpt_save_run_states(run_dir, m, t, ls, ls ? 1 : 0, vocab_hash, keep_last, out, out_len);
+}
+
+int ckpt_save_run_states(const char *run_dir, const struct model *m, const struct trainer *t,
+                         const struct loader_state *ls, int n_ls, uint64_t vocab_hash,
+                         int keep_last, char *out, size_t out_len) {
     char dir[4200], path[4500];
     snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
     if (mkdir(dir, 0777) && errno != EEXIST)
         return xlmc_error("cannot create %s: %s", dir, strerror(errno));
     snprintf(path, sizeof path, "%s/step-%07ld.h5", dir, t ? t->step : 0L);
-    if (ckpt_save(path, m, t, ls, vocab_hash)) return -1;
+    if (ckpt_save_states(path, m, t, ls, n_ls, vocab_hash)) return -1;
     if (out && out_len) snprintf(out, out_len, "%s", path);
     if (keep_last <= 0) return 0;
     /* Only now that the new one is complete: the oldest beyond keep_last go. */

@@ -9,7 +9,10 @@
  *   /state/step          int64: optimizer updates applied
  *   /state/skipped       int64: fp16 overflow steps skipped
  *   /state/scaler        float64[2]: loss scale, clean steps (scaler_save)
- *   /state/loader        uint64[LOADER_STATE_WORDS]: struct loader_state
+ *   /state/loader        uint64[LOADER_STATE_WORDS]: struct loader_state (of the first
+ *                        objective's stream when there are several)
+ *   /state/loader_objectives  uint64[n * LOADER_STATE_WORDS]: with n > 1 objectives
+ *                        (train/objective.h), every stream's state in [train] objectives order
  *   /state/rng           uint64[2]: run seed and step — dropout masks and data order are
  *                        counter-based on (seed, step), so this is the whole RNG state
  *   /state/world_size    int32: ranks that wrote it (informational; resuming may use others)
@@ -33,6 +36,10 @@
 int ckpt_save(const char *path, const struct model *m, const struct trainer *t,
               const struct loader_state *ls, uint64_t vocab_hash);
 
+/* The same with the loader states of n_ls objective streams (ckpt_save: n_ls = 1). */
+int ckpt_save_states(const char *path, const struct model *m, const struct trainer *t,
+                     const struct loader_state *ls, int n_ls, uint64_t vocab_hash);
+
 /* Install a callback that every later ckpt_save calls half way, with the weights written
  * and the Adam moments not (hook NULL: none; process-wide). `xlmc train
  * --debug-pause-checkpoint` pauses there so that a test's kill -9 lands inside a write. */
@@ -45,6 +52,12 @@ int ckpt_read_config(const char *path, struct xlmc_config *cfg, uint64_t *vocab_
  * into a model created from a compatible config. Verifies every checksum and shape first, so
  * on failure (-1, printed) nothing was changed. Syncs the model's storage weights. */
 int ckpt_load(const char *path, struct model *m, struct trainer *t, struct loader_state *ls);
+
+/* ckpt_load with the states of n_ls objective streams into ls[0..n_ls-1]; *n_found (may be
+ * NULL) receives how many the checkpoint holds (1 for one written with a single stream);
+ * the states it lacks are zeroed (a stream's start). */
+int ckpt_load_states(const char *path, struct model *m, struct trainer *t, struct loader_state *ls,
+                     int n_ls, int *n_found);
 
 /* Verify the checksum of every dataset. 0, or -1 with the reason in why. */
 int ckpt_verify(const char *path, char *why, size_t why_len);
@@ -60,5 +73,9 @@ int ckpt_find_latest(const char *run_dir, char *path, size_t len);
 int ckpt_save_run(const char *run_dir, const struct model *m, const struct trainer *t,
                   const struct loader_state *ls, uint64_t vocab_hash, int keep_last, char *out,
                   size_t out_len);
+
+int ckpt_save_run_states(const char *run_dir, const struct model *m, const struct trainer *t,
+                         const struct loader_state *ls, int n_ls, uint64_t vocab_hash,
+                         int keep_last, char *out, size_t out_len);
 
 #endif

@@ -1,7 +1,8 @@
-/* model.c — the XLM causal LM on top of the op table: parameter arena, HF names, init, and
- * forward/backward exactly as transformers' XLMWithLMHeadModel with causal=True computes them:
+/* model.c — the XLM LM on top of the op table: parameter arena, HF names, init, and
+ * forward/backward exactly as transformers' XLMWithLMHeadModel computes them, with causal=True
+ * (CLM) or causal=False (MLM, TLM: struct batch's bidirectional, positions):
  *
- *   emb = wte[ids] + wpe[t] (+ wlang[langs])  -> LayerNorm -> dropout -> zero padding  = x0
+ *   emb = wte[ids] + wpe[pos] (+ wlang[langs])  -> LayerNorm -> dropout -> zero padding  = x0
  *   per layer (post-LN):  r1 = x + dropout(out_lin(attn(q_lin x, k_lin x, v_lin x)))
  *                         h1 = LN1(r1)
  *                         r2 = h1 + dropout(lin2(gelu(lin1 h1)))
@@ -9,7 +10,8 @@
  *   logits = xL @ wte^T + pb (no final LayerNorm; tied output projection)
  *   loss = mean cross-entropy over targets >= 0.
  * With causal=True HF's attention mask is the causal mask only: padded positions still attend
- * to earlier ones; their outputs are zeroed after each layer and their targets are ignored. */
+ * to earlier ones; their outputs are zeroed after each layer and their targets are ignored.
+ * With causal=False every position attends to the row's real keys (t < lengths[b]). */
 #include "core/model.h"
 #include "core/util.h"
 #include "kernels/philox.h"
@@ -242,12 +244,22 @@ struct model_plan {
     float *losses_host; /* (N) */
     float *logits_f32;  /* (N,V) fp32 device, only for logits_out; allocated on demand */
     int32_t *ids, *langs, *targets, *lengths; /* device: (N) (N) (N) (B) */
+    int32_t *positions;                       /* device (N): the batch's, when it has them */
+    /* The classifier's rows: all N, or (MLM, TLM) only the R positions with a target, gathered
+     * into x_sel (R,C) by sel_index with their targets sel_targets (R), so that the (R,Vp)
+     * logits of the others are never computed. */
+    int cls_rows, gathered;
+    void *x_sel;                                /* (N,C) storage, R rows used */
+    int32_t *sel_index, *sel_targets, *correct; /* device (N) each */
+    int32_t *sel_host;                          /* (2N): index, then targets */
+    double loss_sum;                            /* of the last forward's counted targets */
     /* backward */
     void *g_h, *g_r, *g_t, *g_q, *g_k, *g_v; /* (N,C) */
     void *g_f;                               /* (N,F) */
     void *f32_block, *int_block;
     /* what the last forward did, for its backward */
     int training, have_targets;
+    int has_positions, bidirectional;
     float logits_grad_scale; /* != 0: logits already hold their gradient at this dscale, and
                               * m->grads is zeroed but for the output bias's gradient */
     float p_hidden, p_attn;
@@ -262,6 +274,7 @@ static void plan_free(struct model *m) {
     if (pl->int_block) ops->free(pl->int_block);
     if (pl->logits_f32) ops->free(pl->logits_f32);
     free(pl->losses_host);
+    free(pl->sel_host);
     free(pl->layers);
     free(pl);
     m->backend_state = NULL;
@@ -335,6 +348,11 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
     pl->langs = CARVE(i, N, sizeof(int32_t));
     pl->targets = CARVE(i, N, sizeof(int32_t));
     pl->lengths = CARVE(i, B, sizeof(int32_t));
+    pl->positions = CARVE(i, N, sizeof(int32_t));
+    pl->x_sel = CARVE(s, N * C, es);
+    pl->sel_index = CARVE(i, N, sizeof(int32_t));
+    pl->sel_targets = CARVE(i, N, sizeof(int32_t));
+    pl->correct = CARVE(i, N, sizeof(int32_t));
     *sbytes = (size_t)(s - sbase);
     *fbytes = (size_t)(f - fbase);
     *ibytes = (size_t)(i - ibase);
@@ -350,6 +368,7 @@ static struct model_plan *model_reserve(struct model *m, int B, int T) {
     pl->L = m->cfg.model.n_layers;
     pl->layers = xcalloc((size_t)pl->L, sizeof *pl->layers);
     pl->losses_host = xcalloc((size_t)B * T + 1, sizeof(float));
+    pl->sel_host = xcalloc(2 * (size_t)B * T + 1, sizeof(int32_t));
     size_t sb, fb, ib;
     plan_layout(m, pl, NULL, NULL, NULL, &sb, &fb, &ib);
     m->acts = m->ops->alloc(sb);
@@ -402,6 +421,12 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
     for (int n = 0; n < N; n++) {
         int lang_ok = !m->params[P_WLANG].numel || (b->langs[n] >= 0 && b->langs[n] < mc->n_langs);
         int target_ok = !b->targets || b->targets[n] < V;
+        if (b->positions && (b->positions[n] < 0 || b->positions[n] >= mc->max_positions)) {
+            xlmc_error("model_forward: token %d of the batch: position %d outside "
+                       "max_positions = %d",
+                       n, b->positions[n], mc->max_positions);
+            return -1.0f;
+        }
         if (b->ids[n] < 0 || b->ids[n] >= V || !lang_ok || !target_ok) {
             xlmc_error("model_forward: token %d of the batch: id %d or target %d outside the "
                        "vocabulary of %d, or language %d outside n_langs = %d",
@@ -421,9 +446,14 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
     ops->to_device(pl->langs, b->langs, (size_t)N * sizeof(int32_t));
     ops->to_device(pl->lengths, b->lengths, (size_t)B * sizeof(int32_t));
     if (b->targets) ops->to_device(pl->targets, b->targets, (size_t)N * sizeof(int32_t));
+    pl->has_positions = b->positions != NULL;
+    pl->bidirectional = b->bidirectional;
+    if (b->positions) ops->to_device(pl->positions, b->positions, (size_t)N * sizeof(int32_t));
+    const int32_t *pos = pl->has_positions ? pl->positions : NULL;
+    const int32_t *att_len = pl->bidirectional ? pl->lengths : NULL; /* NULL: causal */
 
     struct dropout_key k = dkey(seed, step, b->row0, DROPOUT_TENSOR_EMB);
-    ops->embed_forward(pl->emb, pl->ids, pl->langs, param_at(m, W, P_WTE, 0),
+    ops->embed_forward(pl->emb, pl->ids, pl->langs, pos, param_at(m, W, P_WTE, 0),
                        param_at(m, W, P_WPE, 0),
                        m->params[P_WLANG].numel ? param_at(m, W, P_WLANG, 0) : NULL, B, T, C);
     ops->layernorm_forward(pl->x0, pl->mean0, pl->rstd0, pl->emb, param_at(m, W, P_LNE_W, 0),
@@ -437,7 +467,8 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
         ops->matmul_forward(a->k, x, param_at(m, W, P_KW, l), param_at(m, W, P_KB, l), N, C, C);
         ops->matmul_forward(a->v, x, param_at(m, W, P_VW, l), param_at(m, W, P_VB, l), N, C, C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
-        ops->attention_forward(a->y, a->lse, a->q, a->k, a->v, B, T, C, NH, pl->p_attn, &k);
+        ops->attention_forward(a->y, a->lse, a->q, a->k, a->v, att_len, B, T, C, NH, pl->p_attn,
+                               &k);
         ops->matmul_forward(a->r1, a->y, param_at(m, W, P_OW, l), param_at(m, W, P_OB, l), N, C, C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_OUT(l));
         ops->dropout_residual(a->r1, x, a->r1, B, T, C, pl->p_hidden, &k);
@@ -458,8 +489,25 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
     /* A training forward leaves the output bias to the loss op, which also sums its gradient
      * while each row of the logits' gradient is at hand: two passes over (N,V) fewer. */
     int fused = dscale != 0.0f && b->targets && !logits_out, Vp = m->vocab_rows;
-    ops->matmul_forward(pl->logits, x, param_at(m, W, P_WTE, 0),
-                        fused ? NULL : param_at(m, W, P_PB, 0), N, C, Vp);
+    /* MLM/TLM predict a few positions per row: their rows only (not when all logits are
+     * asked for) */
+    int R = N;
+    pl->gathered = b->targets && b->bidirectional && !logits_out;
+    if (pl->gathered) {
+        R = 0;
+        for (int n = 0; n < N; n++)
+            if (b->targets[n] >= 0) {
+                pl->sel_host[R] = n;
+                pl->sel_host[N + R++] = b->targets[n];
+            }
+        ops->to_device(pl->sel_index, pl->sel_host, (size_t)R * sizeof(int32_t));
+        ops->to_device(pl->sel_targets, pl->sel_host + N, (size_t)R * sizeof(int32_t));
+        ops->gather_rows(pl->x_sel, x, pl->sel_index, R, C);
+    }
+    pl->cls_rows = R;
+    if (R)
+        ops->matmul_forward(pl->logits, pl->gathered ? pl->x_sel : x, param_at(m, W, P_WTE, 0),
+                            fused ? NULL : param_at(m, W, P_PB, 0), R, C, Vp);
     if (logits_out) {
         size_t bytes = (size_t)N * Vp * sizeof(float);
         if (!pl->logits_f32 && !(pl->logits_f32 = ops->alloc(bytes))) {
@@ -480,20 +528,42 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
     if (b->targets) {
         if (fused) ops->memset0(m->grads, m->num_params * ops->storage_bytes);
         ops->classifier(pl->losses, pl->logits, fused ? param_at(m, W, P_PB, 0) : NULL,
-                        fused ? param_at(m, m->grads, P_PB, 0) : NULL, pl->targets, N, V, Vp,
+                        fused ? param_at(m, m->grads, P_PB, 0) : NULL,
+                        pl->gathered ? pl->sel_targets : pl->targets, R, V, Vp,
                         fused ? dscale : 0.0f);
         pl->logits_grad_scale = fused ? dscale : 0.0f;
-        ops->to_host(pl->losses_host, pl->losses, (size_t)N * sizeof(float));
+        ops->to_host(pl->losses_host, pl->losses, (size_t)R * sizeof(float));
         ops->synchronize();
-        for (int n = 0; n < N; n++) {
-            if (b->targets[n] < 0) continue;
+        for (int n = 0; n < R; n++) {
+            if (!pl->gathered && b->targets[n] < 0) continue;
             sum += pl->losses_host[n];
             counted++;
         }
     }
     ops->synchronize();
+    pl->loss_sum = sum;
     if (count) *count = counted;
     return counted ? (float)(sum / (double)counted) : 0.0f;
+}
+
+int model_evaluate(struct model *m, const struct batch *b, double *loss_sum, long *count,
+                   long *correct) {
+    if (!b->targets) return xlmc_error("model_evaluate: the batch has no targets");
+    if (forward(m, b, 0, 0, 0, NULL, count, 0.0f) < 0.0f) return -1;
+    const struct ops *ops = m->ops;
+    struct model_plan *pl = m->backend_state;
+    int R = pl->cls_rows;
+    ops->argmax_correct(pl->correct, pl->logits, pl->gathered ? pl->sel_targets : pl->targets, R,
+                        m->cfg.model.vocab_size, m->vocab_rows);
+    int32_t *hits = pl->sel_host; /* free now: R <= N ints */
+    ops->to_host(hits, pl->correct, (size_t)R * sizeof(int32_t));
+    ops->synchronize();
+    long c = 0;
+    for (int r = 0; r < R; r++)
+        c += hits[r];
+    *correct = c;
+    *loss_sum = pl->loss_sum;
+    return 0;
 }
 
 float model_forward(struct model *m, const struct batch *b, int training, uint64_t seed,
@@ -546,14 +616,23 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
     if (!fused) {
         ops->memset0(G, m->num_params * ops->storage_bytes);
         if (!pl->have_targets) ops->to_device(pl->targets, b->targets, (size_t)N * sizeof(int32_t));
-        ops->classifier(pl->losses, pl->logits, NULL, NULL, pl->targets, N, V, m->vocab_rows,
-                        dscale);
+        ops->classifier(pl->losses, pl->logits, NULL, NULL,
+                        pl->gathered ? pl->sel_targets : pl->targets, pl->cls_rows, V,
+                        m->vocab_rows, dscale);
     }
     const void *x_last = pl->L ? pl->layers[pl->L - 1].h2 : pl->x0;
-    /* dlogits (N,Vp) -> dx (N,C), dwte (Vp rows) += dlogits^T x, dpb += (the forward's loss op
-     * summed dpb already when fused); the padding columns of dlogits are 0 */
-    ops->matmul_backward(pl->g_h, param_at(m, G, P_WTE, 0), fused ? NULL : param_at(m, G, P_PB, 0),
-                         pl->logits, x_last, param_at(m, W, P_WTE, 0), N, C, m->vocab_rows);
+    /* dlogits (R,Vp) -> dx (N,C), dwte (Vp rows) += dlogits^T x, dpb += (the forward's loss op
+     * summed dpb already when fused); the padding columns of dlogits are 0. R = N, or the
+     * gathered predicted rows, whose dx goes back to their positions (zero elsewhere). */
+    if (pl->cls_rows)
+        ops->matmul_backward(pl->gathered ? pl->g_t : pl->g_h, param_at(m, G, P_WTE, 0),
+                             fused ? NULL : param_at(m, G, P_PB, 0), pl->logits,
+                             pl->gathered ? pl->x_sel : x_last, param_at(m, W, P_WTE, 0),
+                             pl->cls_rows, C, m->vocab_rows);
+    if (pl->gathered) /* the predicted rows' gradient back in place, zero elsewhere */
+        ops->scatter_rows(pl->g_h, pl->g_t, pl->sel_index, N, pl->cls_rows, C);
+    else if (!pl->cls_rows)
+        ops->memset0(pl->g_h, (size_t)N * C * ops->storage_bytes);
     struct dropout_key k;
     for (int l = pl->L - 1; l >= 0; l--) {
         struct layer_acts *a = &pl->layers[l];
@@ -582,7 +661,8 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
                              param_at(m, W, P_OW, l), N, C, C); /* d y */
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
         ops->attention_backward(pl->g_q, pl->g_k, pl->g_v, pl->g_h, a->y, a->lse, a->q, a->k, a->v,
-                                B, T, C, NH, pl->p_attn, &k);
+                                pl->bidirectional ? pl->lengths : NULL, B, T, C, NH, pl->p_attn,
+                                &k);
         /* d x = d r1 + the three projections' input gradients */
         ops->matmul_backward(pl->g_t, param_at(m, G, P_QW, l), param_at(m, G, P_QB, l), pl->g_q, x,
                              param_at(m, W, P_QW, l), N, C, C);
@@ -604,7 +684,8 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
                             C);
     ops->embed_backward(param_at(m, G, P_WTE, 0), param_at(m, G, P_WPE, 0),
                         m->params[P_WLANG].numel ? param_at(m, G, P_WLANG, 0) : NULL, pl->g_r,
-                        pl->ids, pl->langs, B, T, C, V, m->params[P_WLANG].numel ? mc->n_langs : 0);
+                        pl->ids, pl->langs, pl->has_positions ? pl->positions : NULL, B, T, C, V,
+                        m->params[P_WLANG].numel ? mc->n_langs : 0);
     if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, -1);
     ops->synchronize();
     return 0;

@@ -1,4 +1,5 @@
-/* model.h — the XLM causal LM (Lample & Conneau 2019; HF XLMWithLMHeadModel, causal=True).
+/* model.h — the XLM LM (Lample & Conneau 2019; HF XLMWithLMHeadModel): causal (CLM) or
+ * bidirectional (MLM, TLM), per batch.
  *
  * Parameters live in one contiguous arena of named tensors, stacked per layer; gradients,
  * Adam moments and the storage copy use the same layout, so zeroing, all-reducing and
@@ -22,6 +23,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* The mask word of MLM and TLM: XLM's <special1>, id 5 of its dictionary (after <s> </s>
+ * <pad> <unk> <special0>). */
+#define XLMC_MASK_INDEX 5
 
 enum param_id {
     P_WTE,
@@ -140,6 +145,15 @@ float model_forward(struct model *m, const struct batch *b, int training, uint64
  * b must have targets. -1 on error, as model_forward. */
 float model_forward_train(struct model *m, const struct batch *b, uint64_t seed, uint64_t step,
                           float loss_scale, double denom, long *count);
+
+/* Evaluation on the device: an eval forward (no dropout) of b, which must have targets, and
+ * over its counted targets the summed loss (*loss_sum, fp64 sum of the fp32 per-position
+ * losses), their number (*count) and how many have their first argmax at the target
+ * (*correct). Only per-position scalars reach the host, never the (B,T,V) logits; with
+ * b->bidirectional only the predicted positions' logits are computed. 0, or -1 as
+ * model_forward. */
+int model_evaluate(struct model *m, const struct batch *b, double *loss_sum, long *count,
+                   long *correct);
 
 /* Backward of the last model_forward or model_forward_train (with targets): SETS m->grads
  * (storage) to the gradient of loss_scale * sum_loss / denom, where sum_loss is this batch's

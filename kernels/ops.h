@@ -72,18 +72,20 @@ struct dropout_key {
       (acc, grad, n, scale))                                                                       \
                                                                                                    \
     /* ---- embeddings ----                                                                        \
-     * out (B,T,C) = wte[ids] + wpe[t] + (wlang ? wlang[langs] : 0)                                \
-     * ids, langs: (B,T) int32; wte (V,C), wpe (P,C), wlang (NL,C) or NULL. */                     \
+     * out (B,T,C) = wte[ids] + wpe[pos] + (wlang ? wlang[langs] : 0)                              \
+     * ids, langs, pos: (B,T) int32, pos NULL: position t of a row is t (TLM restarts positions    \
+     * at the second sentence); wte (V,C), wpe (P,C), wlang (NL,C) or NULL. */                     \
     X(embed_forward,                                                                               \
-      (void *out, const int32_t *ids, const int32_t *langs, const void *wte, const void *wpe,      \
-       const void *wlang, int B, int T, int C),                                                    \
-      (out, ids, langs, wte, wpe, wlang, B, T, C))                                                 \
-    /* dwte (V,C) +=, dwpe (P,C) +=, dwlang (NL,C) += (or NULL), from dout (B,T,C).                \
-     * Deterministic: the result does not depend on thread scheduling. */                          \
+      (void *out, const int32_t *ids, const int32_t *langs, const int32_t *pos, const void *wte,   \
+       const void *wpe, const void *wlang, int B, int T, int C),                                   \
+      (out, ids, langs, pos, wte, wpe, wlang, B, T, C))                                            \
+    /* dwte (V,C) +=, dwpe (P,C) +=, dwlang (NL,C) += (or NULL), from dout (B,T,C); pos as in      \
+     * the forward (with pos, every row of dwpe is one fp32 sum over its positions in ascending    \
+     * order, rounded once). Deterministic: the result does not depend on thread scheduling. */    \
     X(embed_backward,                                                                              \
       (void *dwte, void *dwpe, void *dwlang, const void *dout, const int32_t *ids,                 \
-       const int32_t *langs, int B, int T, int C, int V, int NL),                                  \
-      (dwte, dwpe, dwlang, dout, ids, langs, B, T, C, V, NL))                                      \
+       const int32_t *langs, const int32_t *pos, int B, int T, int C, int V, int NL),              \
+      (dwte, dwpe, dwlang, dout, ids, langs, pos, B, T, C, V, NL))                                 \
                                                                                                    \
     /* ---- LayerNorm over the last dim, fp32 statistics ----                                      \
      * out (N,C), mean (N), rstd (N) fp32 saved for backward, inp (N,C), w (C), b (C). */          \
@@ -108,25 +110,29 @@ struct dropout_key {
        int C, int OC),                                                                             \
       (dinp, dw, db, dout, inp, w, N, C, OC))                                                      \
                                                                                                    \
-    /* ---- causal multi-head attention core ----                                                  \
+    /* ---- multi-head attention core, causal or bidirectional ----                                \
      * q, k, v (B,T,C) already projected (q NOT yet scaled); per head, P = softmax(q k^T /         \
-     * sqrt(HS) + causal mask) in fp32 (key s is visible to query t iff s <= t), P' = dropout(P)   \
-     * with probability p (p == 0: none) keyed by *key: the mask of sequence b uses global row     \
-     * key->row0 + b and element (h*T + t)*T + s; out (B,T,C) = P' @ v. P and P' stay fp32 and     \
-     * are never stored: lse (B,NH,T) fp32 saves each query row's log-sum-exp of the scaled        \
+     * sqrt(HS) + mask) in fp32, P' = dropout(P) with probability p (p == 0: none) keyed by        \
+     * *key: the mask of sequence b uses global row key->row0 + b and element (h*T + t)*T + s;     \
+     * out (B,T,C) = P' @ v. The mask: lengths NULL is causal (CLM): key s is visible to query t   \
+     * iff s <= t. lengths (B) int32 is bidirectional (MLM, TLM): every query t of row b, padded   \
+     * ones too, sees the keys s < max(1, min(lengths[b], T)) (a row of length 0 keeps key 0 so    \
+     * that its softmax is defined; padded outputs are the caller's to zero). P and P' stay fp32   \
+     * and are never stored: lse (B,NH,T) fp32 saves each query row's log-sum-exp of the scaled    \
      * scores, and the backward recomputes P from q, k and lse (FlashAttention). No backend        \
      * holds a (B,NH,T,T) tensor. */                                                               \
     X(attention_forward,                                                                           \
-      (void *out, float *lse, const void *q, const void *k, const void *v, int B, int T, int C,    \
-       int NH, float p, const struct dropout_key *key),                                            \
-      (out, lse, q, k, v, B, T, C, NH, p, key))                                                    \
+      (void *out, float *lse, const void *q, const void *k, const void *v, const int32_t *lengths, \
+       int B, int T, int C, int NH, float p, const struct dropout_key *key),                       \
+      (out, lse, q, k, v, lengths, B, T, C, NH, p, key))                                           \
     /* dq, dk, dv (B,T,C) overwritten, from dout (B,T,C); out (B,T,C) and lse (B,NH,T) as the      \
-     * forward wrote them (sum_s P dP of a row is dout . out) */                                   \
+     * forward wrote them (sum_s P dP of a row is dout . out); lengths as in the forward (keys     \
+     * no query sees get dk = dv = 0) */                                                           \
     X(attention_backward,                                                                          \
       (void *dq, void *dk, void *dv, const void *dout, const void *out, const float *lse,          \
-       const void *q, const void *k, const void *v, int B, int T, int C, int NH, float p,          \
-       const struct dropout_key *key),                                                             \
-      (dq, dk, dv, dout, out, lse, q, k, v, B, T, C, NH, p, key))                                  \
+       const void *q, const void *k, const void *v, const int32_t *lengths, int B, int T, int C,   \
+       int NH, float p, const struct dropout_key *key),                                            \
+      (dq, dk, dv, dout, out, lse, q, k, v, lengths, B, T, C, NH, p, key))                         \
                                                                                                    \
     /* ---- pointwise ---- */                                                                      \
     /* out (n) = gelu(inp), erf form: 0.5 x (1 + erf(x / sqrt 2)) */                               \
@@ -177,6 +183,20 @@ struct dropout_key {
       (float *losses, void *logits, const void *bias, void *dbias, const int32_t *targets, int N,  \
        int V, int Vp, float dscale),                                                               \
       (losses, logits, bias, dbias, targets, N, V, Vp, dscale))                                    \
+    /* The positions the classifier predicts (MLM, TLM: a few of each row): out (M,C) = rows       \
+     * index[m] of inp (N,C), so that the vocabulary GEMM and the loss run on M rows only. */      \
+    X(gather_rows, (void *out, const void *inp, const int32_t *index, int M, int C),               \
+      (out, inp, index, M, C))                                                                     \
+    /* Its backward: out (N,C) := 0, then row index[m] of out = row m of inp (M,C); the indices    \
+     * are distinct. */                                                                            \
+    X(scatter_rows, (void *out, const void *inp, const int32_t *index, int N, int M, int C),       \
+      (out, inp, index, N, M, C))                                                                  \
+    /* Evaluation without the logits on the host: correct (N) int32 = 1 where targets[n] >= 0      \
+     * and the first maximum of row n of logits (N,Vp), columns < V (bias already added), is at    \
+     * column targets[n], else 0. */                                                               \
+    X(argmax_correct,                                                                              \
+      (int32_t * correct, const void *logits, const int32_t *targets, int N, int V, int Vp),       \
+      (correct, logits, targets, N, V, Vp))                                                        \
                                                                                                    \
     /* ---- optimizer side, all fp32 ----                                                          \
      * grad (n) *= inv_scale; returns 1 if any element of the result is inf or NaN, else 0. */     \

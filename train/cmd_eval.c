@@ -6,6 +6,7 @@
 #include "core/comm.h"
 #include "core/util.h"
 #include "train/evaluate.h"
+#include "train/objective.h"
 #include "train/run_guard.h"
 #include "train/session.h"
 
@@ -22,13 +23,48 @@ static void usage(FILE *f) {
                "\n"
                "Loss (nats per token), perplexity exp(mean token loss) and next-token accuracy\n"
                "per language over the split's windows 0..N-1 in stream order (N 0 = all,\n"
-               "the default), B windows per forward pass (default 8).\n");
+               "the default), B windows per forward pass (default 8). A checkpoint trained\n"
+               "on other objectives than plain clm gets one more row per [train] objectives\n"
+               "entry (clm:L, mlm, mlm:L, tlm:L1-L2): MLM and TLM score the masked positions\n"
+               "only, masked with a fixed key (the same positions at every evaluation); for\n"
+               "tlm, N counts pairs of the split's pair shards.\n");
 }
 
 static void print_row(const char *name, const struct eval_lang *e) {
     double loss = e->tokens > 0 ? e->loss_sum / e->tokens : NAN;
     printf("%-4s windows %6ld tokens %9.0f loss %.9f ppl %.6f acc %.6f\n", name, e->windows,
            e->tokens, loss, exp(loss), e->tokens > 0 ? e->correct / e->tokens : NAN);
+}
+
+/* A run of other objectives than the plain "clm" also gets one row per objective of its
+ * [train] objectives (MLM and TLM masked with the fixed evaluation key, train/evaluate.h). */
+static int eval_objectives(struct model *m, struct loader *l, struct comm *c, const char *data,
+                           const char *split, uint64_t hash, long windows, int B) {
+    const struct train_config *tc = &m->cfg.train;
+    if (tc->n_objectives == 1 && tc->objectives[0].kind == OBJ_CLM && tc->objectives[0].lang < 0)
+        return 0;
+    for (int k = 0; k < tc->n_objectives; k++) {
+        const struct objective *o = &tc->objectives[k];
+        int seen = 0;
+        for (int j = 0; j < k; j++)
+            seen |= !memcmp(&tc->objectives[j], o, sizeof *o);
+        if (seen) continue;
+        char name[32];
+        objective_name(o, &m->cfg.model, name, sizeof name);
+        struct eval_result e;
+        int rc;
+        if (o->kind == OBJ_TLM) {
+            struct pairs *p = evaluate_open_pairs(m, data, split, o, hash, B);
+            if (!p) return xlmc_error("%s: no %s pairs to evaluate %s on", data, split, name);
+            rc = evaluate_pairs(m, p, o, c, windows, B, &e);
+            pairs_close(p);
+        } else {
+            rc = evaluate_objective(m, l, c, o, windows, B, &e);
+        }
+        if (rc) return -1;
+        print_row(name, &e.all);
+    }
+    return 0;
 }
 
 int cmd_eval(int argc, char **argv) {
@@ -117,6 +153,7 @@ int cmd_eval(int argc, char **argv) {
         print_row("all", &e.all);
         if (e.all.tokens <= 0) rc = xlmc_error("%s: the %s split has no windows", data, split);
     }
+    if (!rc) rc = eval_objectives(&m, l, c, data, split, data_hash, windows, B);
     comm_destroy(c);
     loader_close(l);
     model_destroy(&m);

@@ -174,6 +174,12 @@ int cmd_generate(int argc, char **argv) {
     struct model m;
     const struct ops *ops = NULL;
     if (ckpt_read_config(ckpt, &cfg, &ckpt_hash) || check_lang_ids(&cfg.model, ckpt)) goto out_tok;
+    if (!config_has_clm(&cfg)) { /* a masked LM has never learnt to continue a text */
+        xlmc_error("%s was trained with objectives = %s, no clm: a masked language model "
+                   "cannot generate text (xlmc fill-mask predicts its masked words)",
+                   ckpt, cfg.train.objectives_text);
+        goto out_tok;
+    }
     if (ckpt_hash != tokenizer_vocab_hash(tok)) {
         xlmc_error("%s is not the dictionary of checkpoint %s (vocabulary hash %016llx, the "
                    "checkpoint's %016llx)",

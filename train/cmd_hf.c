@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 static const char IMPORT_USAGE[] =
-    "usage: xlmc import-hf DIR --out OUTDIR\n"
+    "usage: xlmc import-hf DIR --out OUTDIR [--objective clm|mlm]\n"
     "\n"
     "Imports a Hugging Face XLM model directory (config.json, model.safetensors with F32 or\n"
     "F16 tensors, vocab.json, merges.txt) into OUTDIR (created if needed):\n"
@@ -30,15 +30,19 @@ static const char IMPORT_USAGE[] =
     "  OUTDIR/vocab       fastBPE vocab   } ids equal the Hugging Face tokenizer's\n"
     "  OUTDIR/config.ini  the model's config with fine-tuning defaults in [train]: edit it\n"
     "                     and pass it to xlmc train --config together with --init-from\n"
-    "Every tensor is checked by name, shape and dtype; all problems are listed. xlmc models\n"
-    "are causal LMs: a config saying causal: false (as the released xlm-clm-* configs do,\n"
-    "although those models were trained causally) is imported as causal, with a note.\n";
+    "Every tensor is checked by name, shape and dtype; all problems are listed.\n"
+    "The objective (config.ini [train] objectives) is clm for a config saying causal: true.\n"
+    "The released configs all say causal: false (or nothing), the causally trained xlm-clm-*\n"
+    "models too, so for those the directory's name decides: a name containing \"mlm\" (as\n"
+    "xlm-mlm-ende-1024) is imported as a masked LM (objectives = mlm, bidirectional), any\n"
+    "other as a causal LM, with a note. --objective clm|mlm says it explicitly.\n";
 
 static const char EXPORT_USAGE[] =
     "usage: xlmc export-hf CKPT --vocab-dir VDIR --out DIR\n"
     "\n"
     "Writes DIR (created if needed) for transformers' XLMWithLMHeadModel and XLMTokenizer:\n"
-    "config.json (model_type xlm, causal true), model.safetensors (F32, the output layer tied\n"
+    "config.json (model_type xlm, causal true unless the checkpoint's config trains no clm\n"
+    "objective), model.safetensors (F32, the output layer tied\n"
     "to the embeddings), vocab.json, merges.txt, tokenizer_config.json and fastbpe_counts.txt.\n"
     "VDIR holds the fastBPE `codes` and `vocab` the model was trained with (checked against the\n"
     "checkpoint's vocabulary hash).\n";
@@ -60,8 +64,10 @@ static int json_num(json_t *cfg, const char *key, double *out, int required, con
     return 0;
 }
 
-/* config.json -> xlmc_config (with [train] defaults for fine-tuning). */
-static int import_config(const char *dir, struct xlmc_config *cfg, char **ini_out) {
+/* config.json -> xlmc_config (with [train] defaults for fine-tuning). objective: "clm",
+ * "mlm" or NULL (from causal and the directory's name, see IMPORT_USAGE). */
+static int import_config(const char *dir, const char *objective, struct xlmc_config *cfg,
+                         char **ini_out) {
     char path[XLMC_PATH_MAX];
     if (xlmc_path(path, sizeof path, "%s/config.json", dir)) return -1;
     json_error_t err;
@@ -101,10 +107,20 @@ static int import_config(const char *dir, struct xlmc_config *cfg, char **ini_ou
         xlmc_error("%s: n_langs = %g; xlmc supports up to %d", path, NL, XLMC_MAX_LANGS);
         goto done;
     }
-    if (!causal)
+    char name[XLMC_PATH_MAX]; /* the directory's own name, trailing slashes dropped */
+    snprintf(name, sizeof name, "%s", dir);
+    for (size_t n = strlen(name); n > 1 && name[n - 1] == '/'; n--)
+        name[n - 1] = 0;
+    const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+    int mlm = objective ? !strcmp(objective, "mlm") : !causal && strstr(base, "mlm") != NULL;
+    if (!objective && !causal && mlm)
+        printf("note: %s says causal: false and the directory's name says mlm: imported as a "
+               "masked LM (objectives = mlm; --objective clm imports it as causal)\n",
+               path);
+    else if (!objective && !causal)
         printf("note: %s says causal: false; xlmc imports every XLM as a causal LM (the released "
-               "xlm-clm-* models were trained causally although their configs say otherwise; "
-               "an MLM would not make a useful causal LM)\n",
+               "xlm-clm-* models were trained causally although their configs say otherwise) "
+               "unless the directory's name says mlm or --objective mlm is given\n",
                path);
     /* lang2id: language code by id, carried into [model] langs */
     char langs[XLMC_MAX_LANGS][XLMC_LANG_LEN] = {{0}};
@@ -144,9 +160,9 @@ static int import_config(const char *dir, struct xlmc_config *cfg, char **ini_ou
              "[train]\nbatch_tokens = %.0f\nmicro_batch = 8\nseq_len = %.0f\nlr = 0.0001\n"
              "schedule = inverse_sqrt\nwarmup = 500\nmax_steps = 10000\nclip_norm = 5\n"
              "precision = fp32\nseed = 1\nlog_every = 10\neval_every = 500\n"
-             "checkpoint_every = 500\nkeep_last = 3\neval_batches = 50\n",
+             "checkpoint_every = 500\nkeep_last = 3\neval_batches = 50\nobjectives = %s\n",
              path, V, C, L, NH, 4 * C, P, NL, lang_list, drop, adrop, eps,
-             lang_emb ? "true" : "false", pad, 32 * seq, seq);
+             lang_emb ? "true" : "false", pad, 32 * seq, seq, mlm ? "mlm" : "clm");
     if (config_parse_string(ini, path, cfg)) {
         free(ini);
         goto done;
@@ -269,7 +285,7 @@ static int write_text(const char *path, const char *text) {
 }
 
 static int hf_parse_args(int argc, char **argv, const char *usage, const char **pos,
-                         const char **out, const char **vocab_dir) {
+                         const char **out, const char **vocab_dir, const char **objective) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -278,6 +294,10 @@ static int hf_parse_args(int argc, char **argv, const char *usage, const char **
         } else if (!strcmp(a, "--out") || (vocab_dir && !strcmp(a, "--vocab-dir"))) {
             if (i + 1 >= argc) return xlmc_error("%s: option %s needs a value", argv[0], a);
             *(!strcmp(a, "--out") ? out : vocab_dir) = argv[++i];
+        } else if (objective && !strcmp(a, "--objective")) {
+            if (i + 1 >= argc || (strcmp(argv[i + 1], "clm") && strcmp(argv[i + 1], "mlm")))
+                return xlmc_error("%s: --objective needs clm or mlm", argv[0]);
+            *objective = argv[++i];
         } else if (a[0] != '-' && !*pos) {
             *pos = a;
         } else {
@@ -293,12 +313,12 @@ static int hf_parse_args(int argc, char **argv, const char *usage, const char **
 }
 
 int cmd_import_hf(int argc, char **argv) {
-    const char *dir = NULL, *out = NULL;
-    int a = hf_parse_args(argc, argv, IMPORT_USAGE, &dir, &out, NULL);
+    const char *dir = NULL, *out = NULL, *objective = NULL;
+    int a = hf_parse_args(argc, argv, IMPORT_USAGE, &dir, &out, NULL, &objective);
     if (a) return a > 0 ? 0 : 2;
     struct xlmc_config cfg;
     char *ini = NULL;
-    if (import_config(dir, &cfg, &ini)) return 1;
+    if (import_config(dir, objective, &cfg, &ini)) return 1;
     char path[XLMC_PATH_MAX], codes[XLMC_PATH_MAX], vocab[XLMC_PATH_MAX], ckpt[XLMC_PATH_MAX];
     char cfg_path[XLMC_PATH_MAX];
     if (xlmc_path(path, sizeof path, "%s/model.safetensors", dir) ||
@@ -361,7 +381,8 @@ out_model:
 
 /* ---------------------------------------------------------------- export */
 
-static int export_config(const char *dir, const struct model_config *mc) {
+static int export_config(const char *dir, const struct xlmc_config *cfg) {
+    const struct model_config *mc = &cfg->model;
     json_t *c = json_object(), *arch = json_array(), *l2i = json_object(), *i2l = json_object();
     json_array_append_new(arch, json_string("XLMWithLMHeadModel"));
     for (int i = 0; i < mc->n_langs; i++) {
@@ -382,7 +403,8 @@ static int export_config(const char *dir, const struct model_config *mc) {
     json_object_set_new(c, "dropout", json_real(mc->dropout));
     json_object_set_new(c, "attention_dropout", json_real(mc->attention_dropout));
     json_object_set_new(c, "layer_norm_eps", json_real(mc->layer_norm_eps));
-    json_object_set_new(c, "causal", json_true());
+    /* a model trained with no CLM objective is a masked LM: bidirectional in transformers */
+    json_object_set_new(c, "causal", json_boolean(config_has_clm(cfg)));
     json_object_set_new(c, "gelu_activation", json_true());
     json_object_set_new(c, "sinusoidal_embeddings", json_false());
     json_object_set_new(c, "asm", json_false());
@@ -461,7 +483,7 @@ static int export_weights(const char *dir, const struct model *m) {
 
 int cmd_export_hf(int argc, char **argv) {
     const char *ckpt = NULL, *out = NULL, *vdir = NULL;
-    int a = hf_parse_args(argc, argv, EXPORT_USAGE, &ckpt, &out, &vdir);
+    int a = hf_parse_args(argc, argv, EXPORT_USAGE, &ckpt, &out, &vdir, NULL);
     if (a) return a > 0 ? 0 : 2;
     struct xlmc_config cfg;
     uint64_t hash = 0;
@@ -490,7 +512,7 @@ int cmd_export_hf(int argc, char **argv) {
     if (model_create(&m, &cfg, ops_cpu(OPS_FP32))) goto out_tok;
     int created = 0;
     if (ckpt_load(ckpt, &m, NULL, NULL) || make_dir(out, &created)) goto out_model;
-    if (export_weights(out, &m) || export_config(out, &cfg.model) ||
+    if (export_weights(out, &m) || export_config(out, &cfg) ||
         hfv_from_fastbpe(codes, vocab, out)) {
         export_cleanup(out, created);
         goto out_model;

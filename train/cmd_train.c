@@ -172,7 +172,7 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
 }
 
 /* One progress line and one metrics.jsonl object (rank 0). */
-static void log_step(struct train_run *r, const struct step_stats *st, double dt,
+static void log_step(struct train_run *r, const struct step_stats *st, int obj, double dt,
                      long tokens_since) {
     const struct train_config *tc = &r->cfg.train;
     double tok_s = dt > 0 ? (double)tokens_since / dt : 0;
@@ -181,40 +181,66 @@ static void log_step(struct train_run *r, const struct step_stats *st, double dt
     long tokens = train_run_tokens(r);
     long last = r->args.max_steps >= 0 ? r->args.max_steps : tc->max_steps;
     printf("step %6ld/%ld | loss %.4f | ppl %9.2f | lr %.3e | scale %g | gnorm %.3f | "
-           "%.0f tok/s | MFU %.2f%%\n",
+           "%.0f tok/s | MFU %.2f%%",
            r->t.step, last, st->loss, exp(st->loss), (double)st->lr, st->loss_scale,
            (double)st->grad_norm, tok_s, 100 * mfu);
+    if (r->obj.n > 1) { /* each objective's mean since the last line; the fields above are
+                         * this step's (its objective named first) */
+        printf(" | step's objective %s", r->obj.s[obj].name);
+        for (int k = 0; k < r->obj.n; k++) {
+            if (r->obj_tokens[k] <= 0) continue;
+            printf(" | %s ppl %.2f", r->obj.s[k].name, exp(r->obj_loss[k] / r->obj_tokens[k]));
+            r->obj_loss[k] = r->obj_tokens[k] = 0;
+        }
+    }
+    printf("\n");
     fflush(stdout);
     json_t *o = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I}", "type",
                           "train", "step", (json_int_t)r->t.step, "tokens", (json_int_t)tokens,
                           "loss", st->loss, "ppl", exp(st->loss), "lr", (double)st->lr,
                           "loss_scale", (double)st->loss_scale, "grad_norm", (double)st->grad_norm,
                           "tokens_per_s", tok_s, "mfu", mfu, "skipped", (json_int_t)r->t.skipped);
+    if (o) { /* predicted: the step's loss denominator (every position for CLM) */
+        json_object_set_new(o, "objective", json_string(r->obj.s[obj].name));
+        json_object_set_new(o, "predicted", json_integer(st->tokens));
+    }
     if (o && metrics_append(r->metrics, o))
         xlmc_warn("%s/metrics.jsonl: write failed", r->args.run_dir);
 }
 
-/* Evaluate on the valid split (all ranks), log on rank 0. */
-static int run_eval(struct train_run *r) {
+/* Evaluate objective k on the valid split (all ranks), log on rank 0: one line and one
+ * metrics.jsonl record per objective (the plain "clm" of a one-objective run as before). */
+static int run_eval_one(struct train_run *r, int k) {
     struct eval_result e;
     const struct train_config *tc = &r->cfg.train;
-    if (evaluate(&r->m, r->valid, r->comm, tc->eval_batches, tc->micro_batch, &e)) return -1;
+    const char *name = r->obj.s[k].name;
+    const struct objective_stream *s = &r->obj.s[k];
+    int rc = s->valid_pairs ? evaluate_pairs(&r->m, s->valid_pairs, &s->obj, r->comm,
+                                             tc->eval_batches, tc->micro_batch, &e)
+                            : evaluate_objective(&r->m, r->valid, r->comm, &s->obj,
+                                                 tc->eval_batches, tc->micro_batch, &e);
+    if (rc) return -1;
     if (r->comm->rank || e.all.tokens <= 0) return 0;
     double loss = e.all.loss_sum / e.all.tokens;
-    printf("valid step %ld | loss %.4f | ppl %.2f | acc %.4f", r->t.step, loss, exp(loss),
-           e.all.correct / e.all.tokens);
-    json_t *o = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f}", "type", "valid", "step",
-                          (json_int_t)r->t.step, "tokens", (json_int_t)train_run_tokens(r), "loss",
-                          loss, "ppl", exp(loss), "acc", e.all.correct / e.all.tokens);
-    for (int k = 0; k < r->cfg.model.n_langs && o; k++) {
-        if (e.lang[k].tokens <= 0) continue;
+    if (r->obj.n > 1)
+        printf("valid step %ld | %s loss %.4f | ppl %.2f | acc %.4f", r->t.step, name, loss,
+               exp(loss), e.all.correct / e.all.tokens);
+    else
+        printf("valid step %ld | loss %.4f | ppl %.2f | acc %.4f", r->t.step, loss, exp(loss),
+               e.all.correct / e.all.tokens);
+    json_t *o =
+        json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:s}", "type", "valid", "step",
+                  (json_int_t)r->t.step, "tokens", (json_int_t)train_run_tokens(r), "loss", loss,
+                  "ppl", exp(loss), "acc", e.all.correct / e.all.tokens, "objective", name);
+    for (int j = 0; j < r->cfg.model.n_langs && o && (s->obj.lang < 0 || s->pairs); j++) {
+        if (e.lang[j].tokens <= 0) continue;
         char key[32];
-        double lk = e.lang[k].loss_sum / e.lang[k].tokens;
-        snprintf(key, sizeof key, "loss_%s", r->cfg.model.langs[k]);
+        double lk = e.lang[j].loss_sum / e.lang[j].tokens;
+        snprintf(key, sizeof key, "loss_%s", r->cfg.model.langs[j]);
         json_object_set_new(o, key, json_real(lk));
-        snprintf(key, sizeof key, "ppl_%s", r->cfg.model.langs[k]);
+        snprintf(key, sizeof key, "ppl_%s", r->cfg.model.langs[j]);
         json_object_set_new(o, key, json_real(exp(lk)));
-        printf(" | %s ppl %.2f", r->cfg.model.langs[k], exp(lk));
+        printf(" | %s ppl %.2f", r->cfg.model.langs[j], exp(lk));
     }
     printf("\n");
     fflush(stdout);
@@ -223,14 +249,25 @@ static int run_eval(struct train_run *r) {
     return 0;
 }
 
+/* Every objective once (an entry listed twice is evaluated at its first place). */
+static int run_eval(struct train_run *r) {
+    for (int k = 0; k < r->obj.n; k++) {
+        int seen = 0;
+        for (int j = 0; j < k; j++)
+            seen |= !strcmp(r->obj.s[j].name, r->obj.s[k].name);
+        if (!seen && run_eval_one(r, k)) return -1;
+    }
+    return 0;
+}
+
 /* Rank 0 writes, everyone waits for it: a rank must not exit before the checkpoint exists. */
 static int run_checkpoint(struct train_run *r, char *path, size_t len) {
     int rc = 0;
     if (r->comm->rank == 0) {
-        struct loader_state ls;
-        loader_get_state(r->train, &ls);
-        rc = ckpt_save_run(r->args.run_dir, &r->m, &r->t, &ls, r->vocab_hash,
-                           r->cfg.train.keep_last, path, len);
+        struct loader_state ls[XLMC_MAX_OBJECTIVES];
+        objectives_get_state(&r->obj, ls);
+        rc = ckpt_save_run_states(r->args.run_dir, &r->m, &r->t, ls, r->obj.n, r->vocab_hash,
+                                  r->cfg.train.keep_last, path, len);
         if (!rc) {
             printf("checkpoint %s\n", path);
             fflush(stdout);
@@ -244,7 +281,6 @@ static int run_checkpoint(struct train_run *r, char *path, size_t len) {
 /* The loop from t.step to max_steps. Returns 0 (done), XLMC_EXIT_REQUEUE (stopped) or -1. */
 static int train_loop(struct train_run *r) {
     const struct train_config *tc = &r->cfg.train;
-    struct loader_block *blocks = xcalloc((size_t)r->accum, sizeof *blocks);
     struct batch *batches = xcalloc((size_t)r->accum, sizeof *batches);
     struct batch_buf *bufs = xcalloc((size_t)r->accum, sizeof *bufs);
     char ckpt[4600] = "";
@@ -256,21 +292,25 @@ static int train_loop(struct train_run *r) {
     while (r->t.step < max_steps) {
         double t_step = now_seconds();
         watchdog_mark(r->wd, "reading the step's batches", r->t.step + 1);
-        int n = loader_next_step(r->train, blocks, r->accum);
+        /* batch index of the run: the objective it trains and its MLM mask key */
+        uint64_t b = (uint64_t)(r->t.step + r->t.skipped);
+        int obj = objective_of_batch(tc, (long)b);
+        int n = objectives_next_step(&r->obj, obj, &r->cfg, b, bufs, batches, r->accum);
         if (n < 0) {
             rc = -1;
             break;
         }
-        for (int k = 0; k < n; k++)
-            batch_from_windows(&bufs[k], &batches[k], blocks[k].tokens, blocks[k].langs,
-                               blocks[k].rows, blocks[k].T, blocks[k].row0);
         struct step_stats st;
         watchdog_mark(r->wd, "forward, backward and the gradient all-reduce", r->t.step + 1);
         if (trainer_step(&r->t, batches, n, &st)) {
             rc = -1;
             break;
         }
-        tokens_since += st.tokens;
+        tokens_since += tc->batch_tokens; /* positions computed (MLM predicts fewer) */
+        if (!st.skipped) {
+            r->obj_loss[obj] += st.loss * (double)st.tokens;
+            r->obj_tokens[obj] += (double)st.tokens;
+        }
         if (r->comm->rank == 0 && r->t.step == r->args.signal_at_step) raise(SIGUSR1);
         if (r->ranklog) {
             fprintf(r->ranklog, "step %ld blocks %d loss %.9g skipped %d t %.3f\n", r->t.step, n,
@@ -280,7 +320,7 @@ static int train_loop(struct train_run *r) {
         int boundary = !st.skipped;
         if (boundary && r->comm->rank == 0 && tc->log_every > 0 && r->t.step % tc->log_every == 0) {
             double now = now_seconds();
-            log_step(r, &st, now - t_log, tokens_since);
+            log_step(r, &st, obj, now - t_log, tokens_since);
             t_log = now;
             tokens_since = 0;
         }
@@ -323,7 +363,6 @@ static int train_loop(struct train_run *r) {
         batch_buf_free(&bufs[k]);
     free(bufs);
     free(batches);
-    free(blocks);
     if (rc) return -1;
     return stop ? XLMC_EXIT_REQUEUE : 0;
 }

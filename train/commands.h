@@ -9,6 +9,7 @@
 int cmd_train(int argc, char **argv);        /* train/cmd_train.c */
 int cmd_eval(int argc, char **argv);         /* train/cmd_eval.c */
 int cmd_generate(int argc, char **argv);     /* train/cmd_generate.c */
+int cmd_fill_mask(int argc, char **argv);    /* train/cmd_fill_mask.c */
 int cmd_plot(int argc, char **argv);         /* train/cmd_plot.c */
 int cmd_prep(int argc, char **argv);         /* train/cmd_prep.c */
 int cmd_data_info(int argc, char **argv);    /* train/cmd_prep.c */

@@ -20,6 +20,7 @@ static const struct command COMMANDS[] = {
     {"train", cmd_train, "train or fine-tune a model (mpirun -np N for data parallel)"},
     {"eval", cmd_eval, "loss, perplexity and accuracy of a checkpoint on a data directory"},
     {"generate", cmd_generate, "sample text from a checkpoint"},
+    {"fill-mask", cmd_fill_mask, "the words a masked LM predicts for <mask> in a text"},
     {"plot", cmd_plot, "plot train/valid loss of a run directory with gnuplot"},
     {"prep", cmd_prep, "tokenize raw text into HDF5 token shards"},
     {"data-info", cmd_data_info, "summarize a directory of shards"},

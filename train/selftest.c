@@ -20,6 +20,7 @@ struct op_case {
     int d[5];
     float p;       /* dropout probability, where the op has one */
     int big_vocab; /* only with opts->big_vocab (slow in cudasim) */
+    int variant;   /* embed: 1 with position ids (TLM's); attention: 1 bidirectional (MLM) */
 };
 
 static const struct out_tol CONVERSIONS_TOL[] = {
@@ -49,23 +50,28 @@ static const struct out_tol EMBED_TOL[] = {{"out", {1e-6, 1e-6}, {2e-3, 2e-3}},
 static void check_embed(struct st_ctx *c, const struct op_case *row) {
     int B = row->d[0], T = row->d[1], C = row->d[2], V = row->d[3], NL = row->d[4];
     int P = T + 3;
-    st_begin(c, "embed", "B=%d T=%d C=%d V=%d", B, T, C, V);
+    st_begin(c, row->variant ? "embed (positions)" : "embed", "B=%d T=%d C=%d V=%d", B, T, C, V);
     struct tpair ids = tp_ints(c, (size_t)B * T, 0, V - 1);
+    /* TLM-like position ids: any of the P rows, repeated within a row */
+    struct tpair pos = tp_ints(c, (size_t)B * T, 0, row->variant ? P - 1 : 0);
+    const int32_t *pr = row->variant ? pos.r : NULL, *pd = row->variant ? pos.d : NULL;
     struct tpair langs = tp_ints(c, (size_t)B * T, 0, NL > 0 ? NL - 1 : 0);
     struct tpair wte = tp_random(c, T_STORAGE, (size_t)V * C, -1, 1);
     struct tpair wpe = tp_random(c, T_STORAGE, (size_t)P * C, -1, 1);
     struct tpair wl = tp_random(c, T_STORAGE, (size_t)(NL ? NL : 1) * C, -1, 1);
     struct tpair out = tp_new(c, T_STORAGE, (size_t)B * T * C, NULL);
-    c->ref->embed_forward(out.r, ids.r, langs.r, wte.r, wpe.r, NL ? wl.r : NULL, B, T, C);
-    c->dev->embed_forward(out.d, ids.d, langs.d, wte.d, wpe.d, NL ? wl.d : NULL, B, T, C);
+    c->ref->embed_forward(out.r, ids.r, langs.r, pr, wte.r, wpe.r, NL ? wl.r : NULL, B, T, C);
+    c->dev->embed_forward(out.d, ids.d, langs.d, pd, wte.d, wpe.d, NL ? wl.d : NULL, B, T, C);
     CHECK(out, "out");
     struct tpair dout = tp_random(c, T_STORAGE, (size_t)B * T * C, -1, 1);
-    c->ref->embed_backward(wte.r, wpe.r, NL ? wl.r : NULL, dout.r, ids.r, langs.r, B, T, C, V, NL);
-    c->dev->embed_backward(wte.d, wpe.d, NL ? wl.d : NULL, dout.d, ids.d, langs.d, B, T, C, V, NL);
+    c->ref->embed_backward(wte.r, wpe.r, NL ? wl.r : NULL, dout.r, ids.r, langs.r, pr, B, T, C, V,
+                           NL);
+    c->dev->embed_backward(wte.d, wpe.d, NL ? wl.d : NULL, dout.d, ids.d, langs.d, pd, B, T, C, V,
+                           NL);
     CHECK(wte, "dwte");
     CHECK(wpe, "dwpe");
     if (NL) CHECK(wl, "dwlang");
-    struct tpair *all[] = {&ids, &langs, &wte, &wpe, &wl, &out, &dout};
+    struct tpair *all[] = {&ids, &langs, &pos, &wte, &wpe, &wl, &out, &dout};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         tp_free(c, all[i]);
 }
@@ -140,27 +146,37 @@ static const struct out_tol ATTENTION_TOL[] = {
 static void check_attention(struct st_ctx *c, const struct op_case *row) {
     int B = row->d[0], T = row->d[1], C = row->d[2], NH = row->d[3];
     float p = row->p;
-    st_begin(c, p > 0 ? "attention (dropout)" : "attention", "B=%d T=%d C=%d NH=%d", B, T, C, NH);
+    const char *what[2][2] = {{"attention", "attention (dropout)"},
+                              {"attention (bidirectional)", "attention (bidirectional, dropout)"}};
+    st_begin(c, what[row->variant != 0][p > 0], "B=%d T=%d C=%d NH=%d", B, T, C, NH);
+    /* bidirectional: row lengths T, 0 and in between, in turn (every key, none, padding) */
+    int32_t *lens = malloc((size_t)B * sizeof(int32_t));
+    for (int b = 0; b < B; b++)
+        lens[b] = b % 3 == 0 ? T : b % 3 == 1 ? 0 : T / 2 + 1;
+    if (B >= 2) lens[1] = row->d[4] ? T - 3 : 0;
+    struct tpair len = tp_new(c, T_I32, (size_t)B, lens);
+    free(lens);
+    const int32_t *lr = row->variant ? len.r : NULL, *ld = row->variant ? len.d : NULL;
     struct dropout_key key = {0x1234567890abcdefull, 3, 5, DROPOUT_TENSOR_ATTN_PROBS(1)};
     size_t n = (size_t)B * T * C, nl = (size_t)B * NH * T;
     struct tpair q = tp_random(c, T_STORAGE, n, -1.5f, 1.5f);
     struct tpair k = tp_random(c, T_STORAGE, n, -1.5f, 1.5f), v = tp_random(c, T_STORAGE, n, -1, 1);
     struct tpair out = tp_new(c, T_STORAGE, n, NULL), lse = tp_new(c, T_F32, nl, NULL);
-    c->ref->attention_forward(out.r, lse.r, q.r, k.r, v.r, B, T, C, NH, p, &key);
-    c->dev->attention_forward(out.d, lse.d, q.d, k.d, v.d, B, T, C, NH, p, &key);
+    c->ref->attention_forward(out.r, lse.r, q.r, k.r, v.r, lr, B, T, C, NH, p, &key);
+    c->dev->attention_forward(out.d, lse.d, q.d, k.d, v.d, ld, B, T, C, NH, p, &key);
     CHECK(lse, "lse");
     CHECK(out, "out");
     struct tpair dout = tp_random(c, T_STORAGE, n, -1, 1);
     struct tpair dq = tp_new(c, T_STORAGE, n, NULL), dk = tp_new(c, T_STORAGE, n, NULL);
     struct tpair dv = tp_new(c, T_STORAGE, n, NULL);
-    c->ref->attention_backward(dq.r, dk.r, dv.r, dout.r, out.r, lse.r, q.r, k.r, v.r, B, T, C, NH,
-                               p, &key);
-    c->dev->attention_backward(dq.d, dk.d, dv.d, dout.d, out.d, lse.d, q.d, k.d, v.d, B, T, C, NH,
-                               p, &key);
+    c->ref->attention_backward(dq.r, dk.r, dv.r, dout.r, out.r, lse.r, q.r, k.r, v.r, lr, B, T, C,
+                               NH, p, &key);
+    c->dev->attention_backward(dq.d, dk.d, dv.d, dout.d, out.d, lse.d, q.d, k.d, v.d, ld, B, T, C,
+                               NH, p, &key);
     CHECK(dq, "dq");
     CHECK(dk, "dk");
     CHECK(dv, "dv");
-    struct tpair *all[] = {&q, &k, &v, &out, &lse, &dout, &dq, &dk, &dv};
+    struct tpair *all[] = {&q, &k, &v, &out, &lse, &dout, &dq, &dk, &dv, &len};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         tp_free(c, all[i]);
 }
@@ -262,6 +278,61 @@ static void check_classifier(struct st_ctx *c, const struct op_case *row) {
     tp_free(c, &loss);
 }
 
+/* The MLM classifier's row gather and scatter are copies; argmax_correct counts exactly. */
+static const struct out_tol GATHERED_TOL[] = {
+    {"gathered", {0, 0}, {0, 0}}, {"scattered", {0, 0}, {0, 0}}, {NULL}};
+
+static void check_gathered(struct st_ctx *c, const struct op_case *row) {
+    int N = row->d[0], C = row->d[1], V = row->d[2], Vp = row->d[3], M = 0;
+    st_begin(c, "gathered classifier", "N=%d C=%d V=%d Vp=%d", N, C, V, Vp);
+    int32_t *idx = st_xmalloc((size_t)N * sizeof(int32_t)), *tg = st_xmalloc((size_t)N * 4);
+    for (int n = N - 1; n >= 0; n--) /* every third row, in descending order */
+        if (n % 3 == 1) idx[M++] = n;
+    struct tpair index = tp_new(c, T_I32, (size_t)M, idx);
+    struct tpair x = tp_random(c, T_STORAGE, (size_t)N * C, -2, 2);
+    struct tpair sel = tp_new(c, T_STORAGE, (size_t)M * C, NULL);
+    struct tpair back = tp_random(c, T_STORAGE, (size_t)N * C, -2, 2); /* overwritten */
+    c->ref->gather_rows(sel.r, x.r, index.r, M, C);
+    c->dev->gather_rows(sel.d, x.d, index.d, M, C);
+    CHECK(sel, "gathered");
+    c->ref->scatter_rows(back.r, sel.r, index.r, N, M, C);
+    c->dev->scatter_rows(back.d, sel.d, index.d, N, M, C);
+    CHECK(back, "scattered");
+    /* rows m: a planted maximum 10 at column j, and for m % 3 == 1 a tie at a later column;
+     * targets j (correct), the tie (not: the first maximum counts) or -1 */
+    float *lg = st_xmalloc((size_t)M * Vp * sizeof(float));
+    for (size_t i = 0; i < (size_t)M * Vp; i++)
+        lg[i] = st_uniform(c, -4, 4);
+    for (int m = 0; m < M; m++) {
+        int j = (m * 37) % (V - 1), tie = j + 1 + (m * 11) % (V - 1 - j);
+        lg[(size_t)m * Vp + j] = 10.0f;
+        if (m % 3 == 1) lg[(size_t)m * Vp + tie] = 10.0f;
+        tg[m] = m % 3 == 2 ? -1 : m % 3 == 1 ? tie : j;
+    }
+    struct tpair logits = tp_new(c, T_STORAGE, (size_t)M * Vp, lg), t = tp_new(c, T_I32, M, tg);
+    struct tpair ok = tp_new(c, T_I32, (size_t)M, NULL);
+    c->ref->argmax_correct(ok.r, logits.r, t.r, M, V, Vp);
+    c->dev->argmax_correct(ok.d, logits.d, t.d, M, V, Vp);
+    /* int32 outputs: both backends against the planted answers */
+    int32_t *got = st_xmalloc((size_t)M * sizeof(int32_t));
+    for (int k = 0; k < 2; k++) {
+        const struct ops *o = k ? c->dev : c->ref;
+        o->synchronize();
+        o->to_host(got, k ? ok.d : ok.r, (size_t)M * sizeof(int32_t));
+        for (int m = 0; m < M; m++)
+            if (got[m] != (m % 3 == 0))
+                st_fail(c, "row %zu: %g, expected %g", k ? "correct (device)" : "correct (ref)",
+                        got[m], m % 3 == 0, (size_t)m);
+    }
+    free(got);
+    struct tpair *all[] = {&index, &x, &sel, &back, &logits, &t, &ok};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tp_free(c, all[i]);
+    free(idx);
+    free(tg);
+    free(lg);
+}
+
 static const struct out_tol OPTIMIZER_TOL[] = {{"grad", {0, 0}, {0, 0}},
                                                {"master", {1e-6, 1e-5}, {1e-6, 1e-5}},
                                                {"m", {1e-7, 1e-5}, {1e-7, 1e-5}},
@@ -351,32 +422,38 @@ static void check_bias_gelu(struct st_ctx *c, const struct op_case *row) {
 }
 
 static const struct op_case OP_CASES[] = {
-    {check_conversions, CONVERSIONS_TOL, {1001}, 0, 0},          /* n */
-    {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0},         /* B T C V NL */
-    {check_embed, EMBED_TOL, {2, 5, 24, 7, 0}, 0, 0},            /* no language embeddings */
-    {check_layernorm, LAYERNORM_TOL, {75, 72}, 0, 0},            /* N C */
-    {check_layernorm, LAYERNORM_TOL, {3, 1000}, 0, 0},           /* */
-    {check_layernorm, LAYERNORM_TOL, {260, 24}, 0, 0},           /* more rows than one
-                                                                  * column-sum chunk */
-    {check_matmul, MATMUL_TOL, {37, 48, 40, 1}, 0, 0},           /* N C OC bias */
-    {check_matmul, MATMUL_TOL, {5, 33, 17, 0}, 0, 0},            /* */
-    {check_matmul, MATMUL_TOL, {260, 16, 24, 1}, 0, 0},          /* */
-    {check_attention, ATTENTION_TOL, {2, 37, 32, 4}, 0.f, 0},    /* B T C NH, p */
-    {check_attention, ATTENTION_TOL, {1, 33, 24, 2}, 0.1f, 0},   /* */
-    {check_attention, ATTENTION_TOL, {2, 70, 128, 2}, 0.1f, 0},  /* HS 64, several tiles, a
-                                                                  * partial last one */
-    {check_attention, ATTENTION_TOL, {1, 40, 256, 2}, 0.f, 0},   /* HS 128, the CUDA tiles'
-                                                                  * limit */
-    {check_pointwise, POINTWISE_TOL, {3, 37, 40}, 0, 0},         /* B T C */
-    {check_pointwise, POINTWISE_TOL, {2, 5, 37}, 0, 0},          /* rows of 185 elements: dropout
-                                                                  * words one by one */
-    {check_bias_gelu, BIAS_GELU_TOL, {37, 72}, 0, 0},            /* N F */
-    {check_bias_gelu, BIAS_GELU_TOL, {300, 40}, 0, 0},           /* more rows than one
-                                                                  * column-sum chunk */
-    {check_classifier, CLASSIFIER_TOL, {13, 257, 257}, 0, 0},    /* N V Vp */
-    {check_classifier, CLASSIFIER_TOL, {13, 257, 384}, 0, 0},    /* padded vocabulary */
-    {check_classifier, CLASSIFIER_TOL, {3, 64699, 64768}, 0, 1}, /* XLM's, padded */
-    {check_optimizer, OPTIMIZER_TOL, {3001}, 0, 0},              /* n */
+    {check_conversions, CONVERSIONS_TOL, {1001}, 0, 0, 0},         /* n */
+    {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0, 0},        /* B T C V NL */
+    {check_embed, EMBED_TOL, {2, 5, 24, 7, 0}, 0, 0, 0},           /* no language embeddings */
+    {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0, 1},        /* position ids */
+    {check_layernorm, LAYERNORM_TOL, {75, 72}, 0, 0, 0},           /* N C */
+    {check_layernorm, LAYERNORM_TOL, {3, 1000}, 0, 0, 0},          /* */
+    {check_layernorm, LAYERNORM_TOL, {260, 24}, 0, 0, 0},          /* more rows than one
+                                                                    * column-sum chunk */
+    {check_matmul, MATMUL_TOL, {37, 48, 40, 1}, 0, 0, 0},          /* N C OC bias */
+    {check_matmul, MATMUL_TOL, {5, 33, 17, 0}, 0, 0, 0},           /* */
+    {check_matmul, MATMUL_TOL, {260, 16, 24, 1}, 0, 0, 0},         /* */
+    {check_attention, ATTENTION_TOL, {2, 37, 32, 4}, 0.f, 0, 0},   /* B T C NH, p */
+    {check_attention, ATTENTION_TOL, {1, 33, 24, 2}, 0.1f, 0, 0},  /* */
+    {check_attention, ATTENTION_TOL, {2, 70, 128, 2}, 0.1f, 0, 0}, /* HS 64, several tiles, a
+                                                                    * partial last one */
+    {check_attention, ATTENTION_TOL, {1, 40, 256, 2}, 0.f, 0, 0},  /* HS 128, the CUDA tiles'
+                                                                    * limit */
+    /* bidirectional (MLM, TLM): B T C NH, d[4] 1: row 1 of length T-3, else of length 0 */
+    {check_attention, ATTENTION_TOL, {3, 37, 32, 4, 0}, 0.f, 0, 1},
+    {check_attention, ATTENTION_TOL, {2, 70, 128, 2, 1}, 0.1f, 0, 1},
+    {check_attention, ATTENTION_TOL, {2, 40, 256, 2, 1}, 0.f, 0, 1},
+    {check_pointwise, POINTWISE_TOL, {3, 37, 40}, 0, 0, 0},         /* B T C */
+    {check_pointwise, POINTWISE_TOL, {2, 5, 37}, 0, 0, 0},          /* rows of 185 elements: dropout
+                                                                     * words one by one */
+    {check_bias_gelu, BIAS_GELU_TOL, {37, 72}, 0, 0, 0},            /* N F */
+    {check_bias_gelu, BIAS_GELU_TOL, {300, 40}, 0, 0, 0},           /* more rows than one
+                                                                     * column-sum chunk */
+    {check_classifier, CLASSIFIER_TOL, {13, 257, 257}, 0, 0, 0},    /* N V Vp */
+    {check_classifier, CLASSIFIER_TOL, {13, 257, 384}, 0, 0, 0},    /* padded vocabulary */
+    {check_classifier, CLASSIFIER_TOL, {3, 64699, 64768}, 0, 1, 0}, /* XLM's, padded */
+    {check_gathered, GATHERED_TOL, {40, 24, 257, 384}, 0, 0, 0},    /* N C V Vp */
+    {check_optimizer, OPTIMIZER_TOL, {3001}, 0, 0, 0},              /* n */
 };
 
 int selftest_optable(const struct ops *ref, const struct ops *dev,

@@ -141,14 +141,24 @@ static int setup_loaders(struct train_run *r, const struct loader_state *ls) {
         .shuffle = 1,
         .prefetch = 1,
     };
-    if (!(r->train = loader_open(&o))) return -1;
-    if (ls && loader_set_state(r->train, ls)) return -1;
+    if (objectives_open(&r->obj, &r->cfg, &o)) return -1;
+    if (ls && objectives_set_state(&r->obj, ls)) return -1;
     if (tc->eval_every > 0) {
         r->valid = evaluate_open(&r->m, r->args.data, "valid", r->vocab_hash, tc->micro_batch);
         if (!r->valid)
             return xlmc_error("%s: no usable valid split for eval_every = %d (set "
                               "eval_every = 0 to train without evaluation)",
                               r->args.data, tc->eval_every);
+        for (int k = 0; k < r->obj.n; k++) {
+            struct objective_stream *s = &r->obj.s[k];
+            if (s->obj.kind != OBJ_TLM) continue;
+            s->valid_pairs = evaluate_open_pairs(&r->m, r->args.data, "valid", &s->obj,
+                                                 r->vocab_hash, tc->micro_batch);
+            if (!s->valid_pairs)
+                return xlmc_error("%s: no usable valid pairs for %s with eval_every = %d (set "
+                                  "eval_every = 0 to train without evaluation)",
+                                  r->args.data, s->name, tc->eval_every);
+        }
     }
     return 0;
 }
@@ -256,10 +266,16 @@ int train_run_setup(struct train_run *r) {
     if (model_init_weights(&r->m, r->cfg.train.seed)) return -1;
     if (trainer_init(&r->t, &r->m, r->dev_comm)) return -1;
     r->have_trainer = 1;
-    struct loader_state ls;
-    if (r->resumed && ckpt_load(resume, &r->m, &r->t, &ls)) return -1;
+    struct loader_state ls[XLMC_MAX_OBJECTIVES];
+    int n_obj = r->cfg.train.n_objectives, n_found = 0;
+    if (r->resumed && ckpt_load_states(resume, &r->m, &r->t, ls, n_obj, &n_found)) return -1;
+    if (r->resumed && n_found != n_obj && r->comm->rank == 0)
+        fprintf(stderr,
+                "xlmc: resume: %s holds the data positions of %d objective stream(s), "
+                "[train] objectives lists %d: streams are matched by their place in the list%s\n",
+                resume, n_found, n_obj, n_found < n_obj ? ", the new ones start afresh" : "");
     if (!r->resumed && a->init_from && ckpt_load(a->init_from, &r->m, NULL, NULL)) return -1;
-    if (setup_loaders(r, r->resumed ? &ls : NULL)) return -1;
+    if (setup_loaders(r, r->resumed ? ls : NULL)) return -1;
     if (r->comm->barrier(r->comm)) return -1; /* R exists before the ranks open R/logs */
     if (setup_logs(r, r->resumed ? resume : NULL)) return -1;
 
@@ -292,7 +308,7 @@ int train_run_setup(struct train_run *r) {
 }
 
 void train_run_free(struct train_run *r) {
-    if (r->train) loader_close(r->train);
+    objectives_close(&r->obj);
     if (r->valid) loader_close(r->valid);
     if (r->have_trainer) trainer_free(&r->t);
     if (r->have_model) model_destroy(&r->m);

@@ -8,6 +8,7 @@
 #include "core/model.h"
 #include "core/trainer.h"
 #include "data/loader.h"
+#include "train/objective.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -33,7 +34,10 @@ struct train_run {
     struct model m;
     struct trainer t;
     int have_model, have_trainer, resumed;
-    struct loader *train, *valid;
+    struct objective_set obj; /* one train stream per [train] objectives entry */
+    struct loader *valid;
+    /* per objective since the last progress line: summed token loss and tokens */
+    double obj_loss[XLMC_MAX_OBJECTIVES], obj_tokens[XLMC_MAX_OBJECTIVES];
     uint64_t vocab_hash; /* of the data = of the model */
     int global_rows;     /* rows per optimizer step over all ranks */
     int accum;           /* micro-batches per rank per step */

@@ -97,3 +97,39 @@ CPU_HOT void cpu_classifier(const struct cpu_ctx *ctx, float *losses, void *logi
     }
     free(partial);
 }
+
+/* out (M,C) = inp rows index[m]: a copy, storage to storage (no rounding) */
+void cpu_gather_rows(const struct cpu_ctx *ctx, void *out_, const void *inp_, const int32_t *index,
+                     int M, int C) {
+    (void)ctx;
+    float *out = out_;
+    const float *inp = inp_;
+    for (int m = 0; m < M; m++)
+        memcpy(out + (size_t)m * C, inp + (size_t)index[m] * C, (size_t)C * sizeof(float));
+}
+
+/* out (N,C) = 0 but rows index[m] = inp row m */
+void cpu_scatter_rows(const struct cpu_ctx *ctx, void *out_, const void *inp_, const int32_t *index,
+                      int N, int M, int C) {
+    (void)ctx;
+    float *out = out_;
+    const float *inp = inp_;
+    memset(out, 0, (size_t)N * C * sizeof(float));
+    for (int m = 0; m < M; m++)
+        memcpy(out + (size_t)index[m] * C, inp + (size_t)m * C, (size_t)C * sizeof(float));
+}
+
+/* correct[n] = the first maximum of row n is at targets[n] (ignored rows: 0) */
+void cpu_argmax_correct(const struct cpu_ctx *ctx, int32_t *correct, const void *logits_,
+                        const int32_t *targets, int N, int V, int Vp) {
+    (void)ctx;
+    const float *logits = logits_;
+#pragma omp parallel for schedule(static) if ((long)N * V > CPU_PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *row = logits + (size_t)n * Vp;
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (row[v] > row[best]) best = v;
+        correct[n] = targets[n] >= 0 && best == targets[n];
+    }
+}

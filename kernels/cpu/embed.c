@@ -3,10 +3,10 @@
 
 #include <stdlib.h>
 
-/* out (B,T,C) = wte[ids] + wpe[t] + (wlang ? wlang[langs] : 0), summed in HF's order. */
+/* out (B,T,C) = wte[ids] + wpe[pos or t] + (wlang ? wlang[langs] : 0), summed in HF's order. */
 CPU_HOT void cpu_embed_forward(const struct cpu_ctx *ctx, void *out_, const int32_t *ids,
-                               const int32_t *langs, const void *wte_, const void *wpe_,
-                               const void *wlang_, int B, int T, int C) {
+                               const int32_t *langs, const int32_t *pos, const void *wte_,
+                               const void *wpe_, const void *wlang_, int B, int T, int C) {
     const int h = ctx->round_half;
     float *out = out_;
     const float *wte = wte_, *wpe = wpe_, *wlang = wlang_;
@@ -14,7 +14,8 @@ CPU_HOT void cpu_embed_forward(const struct cpu_ctx *ctx, void *out_, const int3
 #pragma omp parallel for schedule(static) if (N * C > CPU_PAR_MIN)
     for (long n = 0; n < N; n++) {
         float *o = out + n * C;
-        const float *e = wte + (size_t)ids[n] * C, *p = wpe + (size_t)(n % T) * C;
+        const float *e = wte + (size_t)ids[n] * C;
+        const float *p = wpe + (size_t)(pos ? pos[n] : n % T) * C;
         if (wlang) {
             const float *l = wlang + (size_t)langs[n] * C;
             for (int c = 0; c < C; c++)
@@ -76,15 +77,21 @@ CPU_HOT static void embed_rows_backward(int h, float *dtable, const float *dout,
  * EMBED_LANG_CHUNK-row chunks, added chunk after chunk. Every element is summed in fp32 in a
  * fixed order and rounded to storage once, whatever the thread count. */
 CPU_HOT void cpu_embed_backward(const struct cpu_ctx *ctx, void *dwte_, void *dwpe_, void *dwlang_,
-                                const void *dout_, const int32_t *ids, const int32_t *langs, int B,
-                                int T, int C, int V, int NL) {
+                                const void *dout_, const int32_t *ids, const int32_t *langs,
+                                const int32_t *pos, int B, int T, int C, int V, int NL) {
     const int h = ctx->round_half;
     float *dwte = dwte_, *dwpe = dwpe_, *dwlang = dwlang_;
     const float *dout = dout_;
     long N = (long)B * T, TC = (long)T * C;
     embed_rows_backward(h, dwte, dout, ids, N, C, V);
-#pragma omp parallel for schedule(static) if (N * C > CPU_PAR_MIN)
-    for (long i = 0; i < TC; i++) {
+    if (pos) { /* grouped like the tokens: ascending positions per row of dwpe */
+        int rows = 0;
+        for (long n = 0; n < N; n++)
+            rows = pos[n] >= rows ? pos[n] + 1 : rows;
+        embed_rows_backward(h, dwpe, dout, pos, N, C, rows);
+    }
+#pragma omp parallel for schedule(static) if (!pos && N * C > CPU_PAR_MIN)
+    for (long i = 0; i < (pos ? 0 : TC); i++) {
         float acc = 0.0f;
         for (int b = 0; b < B; b++)
             acc += dout[(size_t)b * TC + i];

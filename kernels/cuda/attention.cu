@@ -1,10 +1,12 @@
-/* attention.cu — causal multi-head attention, fused (FlashAttention-style) in plain CUDA C:
+/* attention.cu — multi-head attention, causal (CLM) or bidirectional (MLM, TLM: every real
+ * key of the row), fused (FlashAttention-style) in plain CUDA C:
  * tiles of q, k, v in static shared memory (under 48 KiB, sm_70 and newer), scores and
  * probabilities in fp32 registers and shared memory only, an online softmax in the forward,
- * key tiles past the diagonal skipped. The forward saves each row's log-sum-exp; the backward
- * recomputes the probabilities from it in two kernels (dk, dv per key tile; dq per query
- * tile), so every output element is summed by one thread in a fixed order: no atomics, the same
- * bits on every run. Attention dropout draws the CPU backend's Philox bits per element. */
+ * key tiles no query of the tile sees skipped (past the diagonal, or past the row's length). The
+ * forward saves each row's log-sum-exp; the backward recomputes the probabilities from it in two
+ * kernels (dk, dv per key tile; dq per query tile), so every output element is summed by one thread
+ * in a fixed order: no atomics, the same bits on every run. Attention dropout draws the CPU
+ * backend's Philox bits per element. */
 #include "kernels/cuda/common.cuh"
 
 #include <math.h>
@@ -35,7 +37,19 @@ struct att_args {
     uint32_t threshold;      /* dropout threshold, 0: no dropout */
     uint64_t seed, step;
     uint32_t row0, tensor;
+    const int32_t *lengths; /* (B) device: bidirectional; NULL: causal */
 };
+
+/* Keys visible to every query of row b when bidirectional (a row of length 0 keeps key 0,
+ * as the CPU backend does), 0 when causal. */
+__device__ __forceinline__ int att_keys(const att_args &a, int b) {
+    if (!a.lengths) return 0;
+    return max(1, min(a.lengths[b], a.T));
+}
+/* key s is visible to query t (kl from att_keys) */
+__device__ __forceinline__ bool att_visible(int t, int s, int kl) {
+    return kl ? s < kl : s <= t;
+}
 
 /* rows [t0, t0+rows) of head h of sequence b of x (B,T,C) into tile (rows, ATT_LD) fp32;
  * rows past T are zero */
@@ -77,7 +91,8 @@ __global__ void __launch_bounds__(ATT_FWD_THREADS)
     ATT_UNROLL
     for (int j = 0; j < HSM / 4; j++)
         acc[j] = 0.f;
-    int last = min(q0 + ATT_FWD_BQ, a.T) - 1; // the tile's last query: keys past it are masked
+    // the last key any query of the tile sees: the tile's last query, or the row's last key
+    int kl = att_keys(a, b), last = kl ? kl - 1 : min(q0 + ATT_FWD_BQ, a.T) - 1;
     for (int k0 = 0; k0 <= last; k0 += ATT_FWD_BK) {
         __syncthreads(); // the previous tile's v is read
         att_load_tile(skv, k, b, h, k0, ATT_FWD_BK, a);
@@ -86,7 +101,7 @@ __global__ void __launch_bounds__(ATT_FWD_THREADS)
         ATT_UNROLL
         for (int j = 0; j < ATT_FWD_BK / 4; j++) {
             int s = k0 + sub + 4 * j;
-            sc[j] = s <= t && t < a.T
+            sc[j] = att_visible(t, s, kl) && t < a.T
                         ? att_dot(sq + r * ATT_LD, skv + (s - k0) * ATT_LD, a.HS) * a.scale
                         : -INFINITY;
             mt = fmaxf(mt, sc[j]);
@@ -164,10 +179,11 @@ __device__ void att_bwd_load_queries(att_bwd_tiles &sh, const S *q, const S *dou
 
 /* sh.pd and sh.ds for queries [q0, q0+16) and keys [k0, k0+16): 2 elements per thread */
 __device__ void att_bwd_probs(att_bwd_tiles &sh, int b, int h, int q0, int k0, const att_args &a) {
+    int kl = att_keys(a, b);
     for (int i = threadIdx.x; i < ATT_BWD_B * ATT_BWD_B; i += blockDim.x) {
         int r = i / ATT_BWD_B, j = i % ATT_BWD_B, t = q0 + r, s = k0 + j;
         float pd = 0.f, ds = 0.f;
-        if (s <= t && t < a.T) {
+        if (att_visible(t, s, kl) && t < a.T) {
             float p =
                 expf(att_dot(sh.q + r * ATT_LD, sh.k + j * ATT_LD, a.HS) * a.scale - sh.lse[r]);
             float dp = att_dot(sh.dout + r * ATT_LD, sh.v + j * ATT_LD, a.HS);
@@ -184,8 +200,9 @@ __device__ void att_bwd_probs(att_bwd_tiles &sh, int b, int h, int q0, int k0, c
     }
 }
 
-/* dk, dv (B,T,C) for keys [k0, k0+16), over the query tiles from k0 on. grid (key tiles, NH,
- * B). Thread i owns key row j = i/8 and the head columns c = i%8 + 8m. */
+/* dk, dv (B,T,C) for keys [k0, k0+16), over the query tiles that see them: from k0 on when
+ * causal, all of them when bidirectional (none for keys past the row's length). grid (key
+ * tiles, NH, B). Thread i owns key row j = i/8 and the head columns c = i%8 + 8m. */
 template <typename S, int HSM>
 __global__ void __launch_bounds__(ATT_BWD_THREADS)
     attention_backward_kv_kernel(S *dk, S *dv, const S *dout, const S *out, const float *lse,
@@ -199,7 +216,8 @@ __global__ void __launch_bounds__(ATT_BWD_THREADS)
     ATT_UNROLL
     for (int m = 0; m < HSM / 8; m++)
         gk[m] = gv[m] = 0.f;
-    for (int q0 = k0; q0 < a.T; q0 += ATT_BWD_B) {
+    int kl = att_keys(a, b), qend = kl && k0 >= kl ? 0 : a.T;
+    for (int q0 = kl ? 0 : k0; q0 < qend; q0 += ATT_BWD_B) {
         __syncthreads(); // the previous query tile is read
         att_bwd_load_queries(sh, q, dout, out, lse, b, h, q0, a);
         __syncthreads();
@@ -226,8 +244,9 @@ __global__ void __launch_bounds__(ATT_BWD_THREADS)
     }
 }
 
-/* dq (B,T,C) for queries [q0, q0+16), over the key tiles up to the diagonal. grid (query
- * tiles, NH, B). Thread i owns query row r = i/8 and the head columns c = i%8 + 8m. */
+/* dq (B,T,C) for queries [q0, q0+16), over the key tiles up to the diagonal (causal) or the
+ * row's length (bidirectional). grid (query tiles, NH, B). Thread i owns query row r = i/8 and the
+ * head columns c = i%8 + 8m. */
 template <typename S, int HSM>
 __global__ void __launch_bounds__(ATT_BWD_THREADS)
     attention_backward_q_kernel(S *dq, const S *dout, const S *out, const float *lse, const S *q,
@@ -240,7 +259,7 @@ __global__ void __launch_bounds__(ATT_BWD_THREADS)
     ATT_UNROLL
     for (int m = 0; m < HSM / 8; m++)
         g[m] = 0.f;
-    int last = min(q0 + ATT_BWD_B, a.T) - 1;
+    int kl = att_keys(a, b), last = kl ? kl - 1 : min(q0 + ATT_BWD_B, a.T) - 1;
     for (int k0 = 0; k0 <= last; k0 += ATT_BWD_B) {
         __syncthreads(); // the previous key tile is read
         att_load_tile(sh.k, k, b, h, k0, ATT_BWD_B, a);
@@ -264,8 +283,10 @@ __global__ void __launch_bounds__(ATT_BWD_THREADS)
     }
 }
 
-static att_args att_make_args(int T, int C, int NH, float p, const struct dropout_key *key) {
+static att_args att_make_args(const int32_t *lengths, int T, int C, int NH, float p,
+                              const struct dropout_key *key) {
     att_args a;
+    a.lengths = lengths;
     a.T = T;
     a.C = C;
     a.NH = NH;
@@ -309,10 +330,10 @@ static void attention_backward_launch(S *dq, S *dk, S *dv, const S *dout, const 
 
 template <typename S>
 static void cuda_attention_forward(void *out, float *lse, const void *q, const void *k,
-                                   const void *v, int B, int T, int C, int NH, float p,
-                                   const struct dropout_key *key) {
+                                   const void *v, const int32_t *lengths, int B, int T, int C,
+                                   int NH, float p, const struct dropout_key *key) {
     if (!B || !T) return;
-    att_args a = att_make_args(T, C, NH, p, key);
+    att_args a = att_make_args(lengths, T, C, NH, p, key);
     if (a.HS <= 64)
         attention_forward_launch<S, 64>((S *)out, lse, (const S *)q, (const S *)k, (const S *)v, B,
                                         a);
@@ -324,10 +345,10 @@ static void cuda_attention_forward(void *out, float *lse, const void *q, const v
 template <typename S>
 static void cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *out,
                                     const float *lse, const void *q, const void *k, const void *v,
-                                    int B, int T, int C, int NH, float p,
+                                    const int32_t *lengths, int B, int T, int C, int NH, float p,
                                     const struct dropout_key *key) {
     if (!B || !T) return;
-    att_args a = att_make_args(T, C, NH, p, key);
+    att_args a = att_make_args(lengths, T, C, NH, p, key);
     if (a.HS <= 64)
         attention_backward_launch<S, 64>((S *)dq, (S *)dk, (S *)dv, (const S *)dout, (const S *)out,
                                          lse, (const S *)q, (const S *)k, (const S *)v, B, a);

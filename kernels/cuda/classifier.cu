@@ -58,3 +58,92 @@ static void cuda_classifier(float *losses, void *logits, const void *bias, void 
 }
 
 CUDA_EXPORT_OP(classifier)
+
+/* ---- the predicted rows (MLM, TLM) and evaluation ---- */
+
+// out (M,C) = inp rows index[m]; grid-stride over M*C
+template <typename S>
+__global__ void gather_rows_kernel(S *out, const S *inp, const int32_t *index, int C, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    size_t m = i / C;
+    out[i] = inp[(size_t)index[m] * C + i % C];
+}
+
+template <typename S>
+__global__ void scatter_rows_kernel(S *out, const S *inp, const int32_t *index, int C, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    size_t m = i / C;
+    out[(size_t)index[m] * C + i % C] = inp[i];
+}
+
+// one block per row: the first maximum (lowest column among equal maxima), as the CPU backend
+template <typename S>
+__global__ void argmax_correct_kernel(int32_t *correct, const S *logits, const int32_t *targets,
+                                      int V, int Vp) {
+    __shared__ float sv[CLS_THREADS];
+    __shared__ int si[CLS_THREADS];
+    const S *x = logits + (size_t)blockIdx.x * Vp;
+    float best = -INFINITY;
+    int at = V; // no column yet (rows of NaN: a diverged model, the backends may differ)
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        float v = ld(x + i);
+        if (at == V || v > best) {
+            best = v;
+            at = i;
+        }
+    }
+    int me = (int)threadIdx.x;
+    sv[me] = best;
+    si[me] = at;
+    __syncthreads();
+    for (int w = (int)blockDim.x / 2; w > 0; w /= 2) {
+        if (me < w) {
+            float ov = sv[me + w];
+            int oi = si[me + w];
+            if (oi < V && (si[me] == V || ov > sv[me] || (ov == sv[me] && oi < si[me]))) {
+                sv[me] = ov;
+                si[me] = oi;
+            }
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        int t = targets[blockIdx.x];
+        correct[blockIdx.x] = t >= 0 && si[0] == t;
+    }
+}
+
+template <typename S>
+static void cuda_gather_rows(void *out, const void *inp, const int32_t *index, int M, int C) {
+    size_t n = (size_t)M * C;
+    if (!n) return;
+    XLMC_LAUNCH(gather_rows_kernel<S>, cuda_blocks(n, 256), 256, 0,
+                g_cuda.stream)((S *)out, (const S *)inp, index, C, n);
+    cudaLaunchCheck();
+}
+
+template <typename S>
+static void cuda_scatter_rows(void *out, const void *inp, const int32_t *index, int N, int M,
+                              int C) {
+    cudaCheck(cudaMemsetAsync(out, 0, (size_t)N * C * sizeof(S), g_cuda.stream));
+    size_t n = (size_t)M * C;
+    if (!n) return;
+    XLMC_LAUNCH(scatter_rows_kernel<S>, cuda_blocks(n, 256), 256, 0,
+                g_cuda.stream)((S *)out, (const S *)inp, index, C, n);
+    cudaLaunchCheck();
+}
+
+template <typename S>
+static void cuda_argmax_correct(int32_t *correct, const void *logits, const int32_t *targets, int N,
+                                int V, int Vp) {
+    if (!N) return;
+    XLMC_LAUNCH(argmax_correct_kernel<S>, N, CLS_THREADS, 0,
+                g_cuda.stream)(correct, (const S *)logits, targets, V, Vp);
+    cudaLaunchCheck();
+}
+
+CUDA_EXPORT_OP(gather_rows)
+CUDA_EXPORT_OP(scatter_rows)
+CUDA_EXPORT_OP(argmax_correct)

@@ -1,14 +1,15 @@
 /* embed.cu — word + position + language embeddings, forward and a deterministic backward. */
 #include "kernels/cuda/common.cuh"
 
-// out (B,T,C), ids/langs (B,T), wte (V,C), wpe (P,C), wlang (NL,C) or NULL
+// out (B,T,C), ids/langs/pos (B,T) (pos NULL: t), wte (V,C), wpe (P,C), wlang (NL,C) or NULL
 template <typename S>
-__global__ void embed_forward_kernel(S *out, const int32_t *ids, const int32_t *langs, const S *wte,
-                                     const S *wpe, const S *wlang, int T, int C, size_t n) {
+__global__ void embed_forward_kernel(S *out, const int32_t *ids, const int32_t *langs,
+                                     const int32_t *pos, const S *wte, const S *wpe, const S *wlang,
+                                     int T, int C, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     size_t bt = i / C;
-    int c = (int)(i % C), t = (int)(bt % T);
+    int c = (int)(i % C), t = pos ? pos[bt] : (int)(bt % T);
     float v = ld(wte + (size_t)ids[bt] * C + c) + ld(wpe + (size_t)t * C + c);
     if (wlang) v += ld(wlang + (size_t)langs[bt] * C + c);
     st(out + i, v);
@@ -82,19 +83,20 @@ __global__ void embed_lang_partial_kernel(float *partial, const S *dout, const i
 }
 
 template <typename S>
-static void cuda_embed_forward(void *out, const int32_t *ids, const int32_t *langs, const void *wte,
-                               const void *wpe, const void *wlang, int B, int T, int C) {
+static void cuda_embed_forward(void *out, const int32_t *ids, const int32_t *langs,
+                               const int32_t *pos, const void *wte, const void *wpe,
+                               const void *wlang, int B, int T, int C) {
     size_t n = (size_t)B * T * C;
     if (!n) return;
     XLMC_LAUNCH(embed_forward_kernel<S>, cuda_blocks(n, 256), 256, 0, g_cuda.stream)(
-        (S *)out, ids, langs, (const S *)wte, (const S *)wpe, (const S *)wlang, T, C, n);
+        (S *)out, ids, langs, pos, (const S *)wte, (const S *)wpe, (const S *)wlang, T, C, n);
     cudaLaunchCheck();
 }
 
 template <typename S>
 static void cuda_embed_backward(void *dwte, void *dwpe, void *dwlang, const void *dout,
-                                const int32_t *ids, const int32_t *langs, int B, int T, int C,
-                                int V, int NL) {
+                                const int32_t *ids, const int32_t *langs, const int32_t *pos, int B,
+                                int T, int C, int V, int NL) {
     int N = B * T;
     (void)V; /* ids < V and langs < NL are the caller's contract */
     if (!N || !C) return;
@@ -109,8 +111,15 @@ static void cuda_embed_backward(void *dwte, void *dwpe, void *dwlang, const void
     XLMC_LAUNCH(embed_rows_kernel<S>, rows_grid, EMBED_SUM_THREADS, 0,
                 g_cuda.stream)((S *)dwte, (const S *)dout, keys, N, C);
     cudaLaunchCheck();
-    // dwpe (T rows of P,C) += sum over the batch: dout viewed as (B, T*C) column sums
-    cuda_column_sum_add<S>((S *)dwpe, (const S *)dout, B, T * C);
+    if (pos) { // dwpe by position id, sorted and summed as the tokens (the sort reuses keys)
+        XLMC_LAUNCH(embed_sort_kernel, 1, EMBED_SORT_THREADS, 0, g_cuda.stream)(keys, pos, N, n2);
+        cudaLaunchCheck();
+        XLMC_LAUNCH(embed_rows_kernel<S>, rows_grid, EMBED_SUM_THREADS, 0,
+                    g_cuda.stream)((S *)dwpe, (const S *)dout, keys, N, C);
+        cudaLaunchCheck();
+    } else { // dwpe (T rows of P,C) += sum over the batch: dout viewed as (B, T*C) column sums
+        cuda_column_sum_add<S>((S *)dwpe, (const S *)dout, B, T * C);
+    }
     if (dwlang && NL > 0) {
         int chunks = (N + COLSUM_ROWS - 1) / COLSUM_ROWS;
         float *partial = cuda_scratch((size_t)chunks * NL * C);

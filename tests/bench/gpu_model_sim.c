@@ -77,10 +77,10 @@ static void fake_abort(struct comm *c, int code) {
 /* ---- the micro-batch mark: the forward starts with the embedding ---- */
 static struct ops g_inner, g_marked;
 static void marked_embed_forward(void *out, const int32_t *ids, const int32_t *langs,
-                                 const void *wte, const void *wpe, const void *wlang, int B, int T,
-                                 int C) {
+                                 const int32_t *pos, const void *wte, const void *wpe,
+                                 const void *wlang, int B, int T, int C) {
     cudasim_count_mark("micro");
-    g_inner.embed_forward(out, ids, langs, wte, wpe, wlang, B, T, C);
+    g_inner.embed_forward(out, ids, langs, pos, wte, wpe, wlang, B, T, C);
 }
 
 int gpu_model_simulate(const char *config_path, const int *Bs, int runs, int world,

@@ -65,13 +65,15 @@ static void w_to_f32(float *dst, const void *src, size_t n) {
 static void w_grad_acc(float *acc, const void *grad, size_t n, float scale) {
     TIMED(T_GRAD_ACC, g_inner.grad_accumulate(acc, grad, n, scale));
 }
-static void w_embed_f(void *out, const int32_t *ids, const int32_t *langs, const void *wte,
-                      const void *wpe, const void *wlang, int B, int T, int C) {
-    TIMED(T_EMBED_F, g_inner.embed_forward(out, ids, langs, wte, wpe, wlang, B, T, C));
+static void w_embed_f(void *out, const int32_t *ids, const int32_t *langs, const int32_t *pos,
+                      const void *wte, const void *wpe, const void *wlang, int B, int T, int C) {
+    TIMED(T_EMBED_F, g_inner.embed_forward(out, ids, langs, pos, wte, wpe, wlang, B, T, C));
 }
 static void w_embed_b(void *dwte, void *dwpe, void *dwlang, const void *dout, const int32_t *ids,
-                      const int32_t *langs, int B, int T, int C, int V, int NL) {
-    TIMED(T_EMBED_B, g_inner.embed_backward(dwte, dwpe, dwlang, dout, ids, langs, B, T, C, V, NL));
+                      const int32_t *langs, const int32_t *pos, int B, int T, int C, int V,
+                      int NL) {
+    TIMED(T_EMBED_B,
+          g_inner.embed_backward(dwte, dwpe, dwlang, dout, ids, langs, pos, B, T, C, V, NL));
 }
 static void w_ln_f(void *out, float *mean, float *rstd, const void *inp, const void *w,
                    const void *b, int N, int C, float eps) {
@@ -88,15 +90,17 @@ static void w_mm_b(void *dinp, void *dw, void *db, const void *dout, const void 
                    int N, int C, int OC) {
     TIMED(T_MM_B, g_inner.matmul_backward(dinp, dw, db, dout, inp, w, N, C, OC));
 }
-static void w_att_f(void *out, float *lse, const void *q, const void *k, const void *v, int B,
-                    int T, int C, int NH, float p, const struct dropout_key *key) {
-    TIMED(T_ATT_F, g_inner.attention_forward(out, lse, q, k, v, B, T, C, NH, p, key));
+static void w_att_f(void *out, float *lse, const void *q, const void *k, const void *v,
+                    const int32_t *lengths, int B, int T, int C, int NH, float p,
+                    const struct dropout_key *key) {
+    TIMED(T_ATT_F, g_inner.attention_forward(out, lse, q, k, v, lengths, B, T, C, NH, p, key));
 }
 static void w_att_b(void *dq, void *dk, void *dv, const void *dout, const void *out,
-                    const float *lse, const void *q, const void *k, const void *v, int B, int T,
-                    int C, int NH, float p, const struct dropout_key *key) {
-    TIMED(T_ATT_B,
-          g_inner.attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, C, NH, p, key));
+                    const float *lse, const void *q, const void *k, const void *v,
+                    const int32_t *lengths, int B, int T, int C, int NH, float p,
+                    const struct dropout_key *key) {
+    TIMED(T_ATT_B, g_inner.attention_backward(dq, dk, dv, dout, out, lse, q, k, v, lengths, B, T, C,
+                                              NH, p, key));
 }
 static void w_gelu_f(void *out, const void *inp, size_t n) {
     TIMED(T_GELU_F, g_inner.gelu_forward(out, inp, n));

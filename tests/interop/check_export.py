@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Load an `xlmc export-hf` directory with transformers and compare with xlmc.
 
-usage: check_export.py DIR BATCH.h5 XLMC_LOGITS.h5 [CKPT.h5]
+usage: check_export.py DIR BATCH.h5 XLMC_LOGITS.h5 [CKPT.h5] [--mlm]
+  --mlm: the export of a masked LM: config.causal must be false (else true), and
+  transformers runs it bidirectionally.
   - XLMWithLMHeadModel.from_pretrained(DIR) reports no missing, unexpected or mismatched
     weights and logs no warning;
   - its logits on BATCH.h5 (input_ids, langs, attention_mask) equal xlmc's within 1e-5
@@ -73,8 +75,10 @@ def check_rows(d, ours, ckpt):
 
 
 def main():
-    d, batch_path, xlmc_path = sys.argv[1:4]
-    ckpt = sys.argv[4] if len(sys.argv) > 4 else None
+    mlm = "--mlm" in sys.argv
+    args = [a for a in sys.argv[1:] if a != "--mlm"]
+    d, batch_path, xlmc_path = args[:3]
+    ckpt = args[3] if len(args) > 3 else None
     hf_logging.set_verbosity_warning()
     collect = Collect()
     hf_logging.get_logger("transformers").addHandler(collect)
@@ -89,8 +93,8 @@ def main():
     if weight_warnings:
         print("FAIL: warnings while loading:", *weight_warnings, sep="\n  ")
         failed = True
-    if not model.config.causal:
-        print("FAIL: config.causal is not true")
+    if bool(model.config.causal) == mlm:
+        print(f"FAIL: config.causal is {model.config.causal} for {'an MLM' if mlm else 'a CLM'}")
         failed = True
     if tok.do_lowercase_and_remove_accent or tok.lang2id != model.config.lang2id:
         print(f"FAIL: tokenizer lowercases={tok.do_lowercase_and_remove_accent} "

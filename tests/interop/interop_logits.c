@@ -1,6 +1,7 @@
 /* interop_logits — xlmc's logits for an xlmc checkpoint on a batch file, the way `xlmc forward`
  * computes them (model_forward, fp32, CPU, no dropout).
  *
+ * A checkpoint whose config has no clm objective (an imported masked LM) runs bidirectionally.
  * usage: interop_logits CKPT BATCH.h5 [OUT.h5]
  *   BATCH.h5: input_ids, langs, attention_mask (B,T) int32 (right padded) and, optionally,
  *   logits (B,T,V): the reference (from transformers); then every real position is compared
@@ -45,7 +46,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     float *logits = malloc((size_t)B * T * V * sizeof(float));
-    struct batch b = {B, T, ids, langs, lengths, NULL, 0, NULL, 0};
+    /* a masked LM (no clm objective) runs bidirectionally, as transformers' causal: false */
+    struct batch b = {B, T, ids, langs, lengths, NULL, 0, NULL, !config_has_clm(&cfg)};
     long count;
     model_forward(&m, &b, 0, 0, 0, logits, &count);
     int rc = 0;

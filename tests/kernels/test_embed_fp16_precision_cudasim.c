@@ -89,7 +89,7 @@ static void run_backward(const struct ops *o, struct grads *g, const float *dout
     o->memset0(dwte, (size_t)V * C * o->storage_bytes);
     o->memset0(dwpe, (size_t)T * C * o->storage_bytes);
     o->memset0(dwlang, (size_t)NL * C * o->storage_bytes);
-    o->embed_backward(dwte, dwpe, dwlang, d, di, dl, B, T, C, V, NL);
+    o->embed_backward(dwte, dwpe, dwlang, d, di, dl, NULL, B, T, C, V, NL);
     o->synchronize();
     download_storage(o, g->wte, dwte, (size_t)V * C);
     download_storage(o, g->wpe, dwpe, (size_t)T * C);

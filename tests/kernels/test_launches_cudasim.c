@@ -101,13 +101,13 @@ static void check_op_budgets(const struct ops *o) {
     int32_t *ids = dev_zeros(o, (size_t)B * T * sizeof(int32_t));
     struct dropout_key key = {1, 2, 3, DROPOUT_TENSOR_ATTN_PROBS(0)};
     count_start();
-    o->attention_forward(out, lse, q, k, v, B, T, C, NH, 0.1f, &key);
+    o->attention_forward(out, lse, q, k, v, NULL, B, T, C, NH, 0.1f, &key);
     count_check("attention_forward", 1);
     count_start();
-    o->attention_backward(q, k, v, d, out, lse, q, k, v, B, T, C, NH, 0.1f, &key);
+    o->attention_backward(q, k, v, d, out, lse, q, k, v, NULL, B, T, C, NH, 0.1f, &key);
     count_check("attention_backward", 2);
     count_start();
-    o->embed_backward(wte, wpe, wl, d, ids, ids, B, T, C, V, NL);
+    o->embed_backward(wte, wpe, wl, d, ids, ids, NULL, B, T, C, V, NL);
     count_check("embed_backward", 6);
     count_start();
     o->layernorm_forward(out, mean, rstd, d, wpe, wpe, B * T, C, 1e-5f);

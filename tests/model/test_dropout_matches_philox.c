@@ -99,8 +99,8 @@ static int check_attention(int B, int T, int C, int NH, float p) {
             for (int s = 0; s < T; s++)
                 v[((size_t)b * T + s) * C + (size_t)h * HS + s] = 1.0f;
     struct dropout_key key = {77, 3, 120, DROPOUT_TENSOR_ATTN_PROBS(1)};
-    ops->attention_forward(out0, l0, q, k, v, B, T, C, NH, 0.0f, &key);
-    ops->attention_forward(out, lp, q, k, v, B, T, C, NH, p, &key);
+    ops->attention_forward(out0, l0, q, k, v, NULL, B, T, C, NH, 0.0f, &key);
+    ops->attention_forward(out, lp, q, k, v, NULL, B, T, C, NH, p, &key);
     uint32_t thr = dropout_threshold(p);
     long bad = 0, same = 0, bad_lse = 0;
     double worst_lse = 0.0;

@@ -146,6 +146,32 @@ int main(int argc, char **argv) {
     CHECK(tb.scaler.scale == ta.scaler.scale && tb.scaler.clean_steps == ta.scaler.clean_steps,
           "scaler state");
     CHECK(same_bits(&ls, &lb, sizeof ls), "loader state differs");
+    /* a one-stream checkpoint read for three objective streams: the first restored, the
+     * others at their start (zero), and the count says so */
+    struct loader_state l3[3];
+    memset(l3, 0xff, sizeof l3);
+    int n_found = -1;
+    CHECK(ckpt_load_states(path, &b, &tb, l3, 3, &n_found) == 0 && n_found == 1, "load 1 of 3");
+    struct loader_state zero;
+    memset(&zero, 0, sizeof zero);
+    CHECK(same_bits(&l3[0], &ls, sizeof ls) && same_bits(&l3[1], &zero, sizeof zero) &&
+              same_bits(&l3[2], &zero, sizeof zero),
+          "one-stream checkpoint read as three streams");
+    /* three streams written, read back; ckpt_load (one stream) gets the first */
+    struct loader_state w3[3] = {ls,
+                                 {.step = 7, .epoch = {2}, .cursor = {4, 1}},
+                                 {.step = 8, .cursor = {0, 0, 3}, .reserved = 1}};
+    char p3[4400];
+    snprintf(p3, sizeof p3, "%s/three-streams.h5", argv[2]);
+    CHECK(ckpt_save_states(p3, &a, &ta, w3, 3, 0xfeedbeefcafe1234ull) == 0, "save 3 streams");
+    memset(l3, 0, sizeof l3);
+    CHECK(ckpt_load_states(p3, &b, &tb, l3, 3, &n_found) == 0 && n_found == 3 &&
+              same_bits(l3, w3, sizeof w3),
+          "three loader states did not round-trip");
+    memset(&lb, 0, sizeof lb);
+    CHECK(ckpt_load(p3, &b, &tb, &lb) == 0 && same_bits(&lb, &w3[0], sizeof lb),
+          "the first of three states through ckpt_load");
+    unlink(p3);
     struct xlmc_config rc;
     uint64_t vh = 0;
     CHECK(ckpt_read_config(path, &rc, &vh) == 0 && vh == 0xfeedbeefcafe1234ull &&

@@ -47,10 +47,11 @@ static struct start_log {
 static int g_starts;
 
 static void counting_embed_backward(void *dwte, void *dwpe, void *dwlang, const void *dout,
-                                    const int32_t *ids, const int32_t *langs, int B, int T, int C,
-                                    int V, int n_langs) {
+                                    const int32_t *ids, const int32_t *langs, const int32_t *pos,
+                                    int B, int T, int C, int V, int n_langs) {
     g_embed_calls++;
-    ops_cpu(OPS_FP32)->embed_backward(dwte, dwpe, dwlang, dout, ids, langs, B, T, C, V, n_langs);
+    ops_cpu(OPS_FP32)->embed_backward(dwte, dwpe, dwlang, dout, ids, langs, pos, B, T, C, V,
+                                      n_langs);
 }
 
 static int logging_start(struct comm *c, float *x, size_t n) {
