@@ -41,6 +41,30 @@ float *cuda_scratch(size_t n) {
     return g_cuda.scratch;
 }
 
+template <typename S>
+__global__ void fill_ones_kernel(S *x, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) st(x + i, 1.f);
+}
+
+const void *cuda_ones(size_t n, int half) {
+    half = half != 0;
+    if (n > g_cuda.ones_n[half]) {
+        cudaCheck(cudaStreamSynchronize(g_cuda.stream)); /* queued work may read the old one */
+        cudaCheck(cudaFree(g_cuda.ones[half]));
+        cudaCheck(cudaMalloc(&g_cuda.ones[half], n * (half ? sizeof(__half) : sizeof(float))));
+        if (half)
+            XLMC_LAUNCH(fill_ones_kernel<__half>, cuda_blocks(n, 256), 256, 0,
+                        g_cuda.stream)((__half *)g_cuda.ones[half], n);
+        else
+            XLMC_LAUNCH(fill_ones_kernel<float>, cuda_blocks(n, 256), 256, 0,
+                        g_cuda.stream)((float *)g_cuda.ones[half], n);
+        cudaLaunchCheck();
+        g_cuda.ones_n[half] = n;
+    }
+    return g_cuda.ones[half];
+}
+
 /* ---- memory ---- */
 static void *cuda_alloc(size_t bytes) {
     void *p = NULL;

@@ -131,11 +131,31 @@ struct cuda_state {
     size_t scratch_floats;
     double *partials; /* (CUDA_NORM_BLOCKS) per-block norm partial sums */
     int *flag;        /* unscale_check's inf/NaN flag */
+    void *ones[2];    /* [0] fp32, [1] fp16: a vector of ones for column sums as GEMVs */
+    size_t ones_n[2];
 };
 #define CUDA_NORM_BLOCKS 256
 extern struct cuda_state g_cuda;
 /* at least n floats of device scratch (contents do not survive the next op) */
 float *cuda_scratch(size_t n);
+
+/* at least n storage ones (half: __half, else float), grown on demand, kept for reuse */
+const void *cuda_ones(size_t n, int half);
+
+/* db (OC) += column sums of dout (N,OC), as one cuBLAS GEMV against a vector of ones: one
+ * bandwidth-bound call instead of a partial and a finishing kernel. fp32 accumulation and one
+ * rounding into db (beta = 1), like cuda_column_sum_add, in cuBLAS's order. */
+template <typename S>
+static inline void cuda_bias_grad_add(S *db, const S *dout, int N, int OC) {
+    if (!N || !OC) return;
+    const float alpha = 1.f, beta = 1.f;
+    cudaDataType_t t = storage_type<S>::blas;
+    const void *ones = cuda_ones((size_t)N, sizeof(S) == 2);
+    /* col-major: dout is (OC,N), ones (N,1), db (OC,1) */
+    cublasCheck(cublasGemmEx(g_cuda.blas, CUBLAS_OP_N, CUBLAS_OP_N, OC, 1, N, &alpha, dout, t, OC,
+                             ones, t, N, &beta, db, t, OC, CUBLAS_COMPUTE_32F,
+                             CUBLAS_GEMM_DEFAULT));
+}
 
 /* out (C) += column sums of x (N rows of stride ldx >= C; ldx 0: C) */
 template <typename S>

@@ -41,7 +41,7 @@ static void cuda_matmul_backward(void *dinp, void *dw, void *db, const void *dou
     if (!N) return;
     if (dinp) gemm<S>(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, w, C, dout, OC, dinp, C, 0.f);
     gemm<S>(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, dout, OC, dw, C, 1.f);
-    if (db) cuda_column_sum_add<S>((S *)db, (const S *)dout, N, OC);
+    if (db) cuda_bias_grad_add<S>((S *)db, (const S *)dout, N, OC);
 }
 
 CUDA_EXPORT_OP(matmul_forward)

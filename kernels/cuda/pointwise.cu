@@ -156,7 +156,7 @@ static void cuda_bias_gelu_forward(void *out, const void *inp, const void *bias,
     cudaLaunchCheck();
 }
 
-/* dinp first, then dbias += its column sums (the deterministic two-stage sum of common.cuh) */
+/* dinp first, then dbias += its column sums (one GEMV against ones, common.cuh) */
 template <typename S>
 static void cuda_bias_gelu_backward(void *dinp, void *dbias, const void *dout, const void *inp,
                                     const void *bias, int N, int F) {
@@ -165,7 +165,7 @@ static void cuda_bias_gelu_backward(void *dinp, void *dbias, const void *dout, c
     XLMC_LAUNCH(bias_gelu_backward_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0,
                 g_cuda.stream)((S *)dinp, (const S *)dout, (const S *)inp, (const S *)bias, F, n);
     cudaLaunchCheck();
-    cuda_column_sum_add((S *)dbias, (const S *)dinp, N, F);
+    cuda_bias_grad_add((S *)dbias, (const S *)dinp, N, F);
 }
 
 CUDA_EXPORT_OP(gelu_forward)
