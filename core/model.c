@@ -4,7 +4,8 @@
  *   emb = wte[ids] + wpe[t] (+ wlang[langs])  -> LayerNorm -> dropout -> zero padding  = x0
  *   per layer (post-LN):  r1 = x + dropout(out_lin(attn(q_lin x, k_lin x, v_lin x)))
  *                         h1 = LN1(r1)
- *                         r2 = h1 + dropout(lin2(gelu(lin1 h1)))
+ *                         r2 = h1 + dropout(lin2(gelu(lin1 h1))) (lin1's bias added in
+ *                              the GELU's pass: bias_gelu)
  *                         x' = LN2(r2) with padded positions zeroed
  *   logits = xL @ wte^T + pb (no final LayerNorm; tied output projection)
  *   loss = mean cross-entropy over targets >= 0.
@@ -227,7 +228,7 @@ struct layer_acts {
     float *lse;      /* (B,NH,T) fp32 log-sum-exp of each attention row's scores */
     void *y;         /* (N,C) attention output before out_lin */
     void *r1, *h1;   /* (N,C) first residual sum, its LayerNorm */
-    void *f1, *g;    /* (N,F) lin1 output, its GELU */
+    void *f1, *g;    /* (N,F) lin1 output without its bias, GELU of it plus the bias */
     void *r2, *h2;   /* (N,C) second residual sum, its LayerNorm (masked): layer output */
     float *mean1, *rstd1, *mean2, *rstd2; /* (N) fp32 */
 };
@@ -443,9 +444,9 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
         ops->dropout_residual(a->r1, x, a->r1, B, T, C, pl->p_hidden, &k);
         ops->layernorm_forward(a->h1, a->mean1, a->rstd1, a->r1, param_at(m, W, P_LN1W, l),
                                param_at(m, W, P_LN1B, l), N, C, mc->layer_norm_eps);
-        ops->matmul_forward(a->f1, a->h1, param_at(m, W, P_F1W, l), param_at(m, W, P_F1B, l), N, C,
-                            F);
-        ops->gelu_forward(a->g, a->f1, (size_t)N * F);
+        /* f1 holds lin1's output before its bias: the bias rides in the GELU's pass */
+        ops->matmul_forward(a->f1, a->h1, param_at(m, W, P_F1W, l), NULL, N, C, F);
+        ops->bias_gelu_forward(a->g, a->f1, param_at(m, W, P_F1B, l), N, F);
         ops->matmul_forward(a->r2, a->g, param_at(m, W, P_F2W, l), param_at(m, W, P_F2B, l), N, F,
                             C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_FFN_OUT(l));
@@ -568,9 +569,10 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
         const void *d = branch_grad(m, pl, pl->g_r, &k);
         ops->matmul_backward(pl->g_f, param_at(m, G, P_F2W, l), param_at(m, G, P_F2B, l), d, a->g,
                              param_at(m, W, P_F2W, l), N, F, C);
-        ops->gelu_backward(pl->g_f, a->f1, pl->g_f, (size_t)N * F);
-        ops->matmul_backward(pl->g_t, param_at(m, G, P_F1W, l), param_at(m, G, P_F1B, l), pl->g_f,
-                             a->h1, param_at(m, W, P_F1W, l), N, C, F);
+        ops->bias_gelu_backward(pl->g_f, param_at(m, G, P_F1B, l), pl->g_f, a->f1,
+                                param_at(m, W, P_F1B, l), N, F);
+        ops->matmul_backward(pl->g_t, param_at(m, G, P_F1W, l), NULL, pl->g_f, a->h1,
+                             param_at(m, W, P_F1W, l), N, C, F);
         ops->residual_forward(pl->g_t, pl->g_t, pl->g_r, (size_t)N * C); /* d h1 */
         ops->layernorm_backward(pl->g_r, param_at(m, G, P_LN1W, l), param_at(m, G, P_LN1B, l),
                                 pl->g_t, a->r1, param_at(m, W, P_LN1W, l), a->mean1, a->rstd1, N,
