@@ -361,6 +361,8 @@ static const struct op_case OP_CASES[] = {
     {check_matmul, MATMUL_TOL, {37, 48, 40, 1}, 0, 0},           /* N C OC bias */
     {check_matmul, MATMUL_TOL, {5, 33, 17, 0}, 0, 0},            /* */
     {check_matmul, MATMUL_TOL, {260, 16, 24, 1}, 0, 0},          /* */
+    {check_matmul, MATMUL_TOL, {7, 16, 13, 1}, 0, 0},            /* rows of 13: the bias
+                                                                  * element by element */
     {check_attention, ATTENTION_TOL, {2, 37, 32, 4}, 0.f, 0},    /* B T C NH, p */
     {check_attention, ATTENTION_TOL, {1, 33, 24, 2}, 0.1f, 0},   /* */
     {check_attention, ATTENTION_TOL, {2, 70, 128, 2}, 0.1f, 0},  /* HS 64, several tiles, a
@@ -373,6 +375,8 @@ static const struct op_case OP_CASES[] = {
     {check_bias_gelu, BIAS_GELU_TOL, {37, 72}, 0, 0},            /* N F */
     {check_bias_gelu, BIAS_GELU_TOL, {300, 40}, 0, 0},           /* more rows than one
                                                                   * column-sum chunk */
+    {check_bias_gelu, BIAS_GELU_TOL, {9, 13}, 0, 0},             /* rows of 13: no 16-byte
+                                                                  * accesses, a partial tail */
     {check_classifier, CLASSIFIER_TOL, {13, 257, 257}, 0, 0},    /* N V Vp */
     {check_classifier, CLASSIFIER_TOL, {13, 257, 384}, 0, 0},    /* padded vocabulary */
     {check_classifier, CLASSIFIER_TOL, {3, 64699, 64768}, 0, 1}, /* XLM's, padded */

@@ -96,41 +96,58 @@ static void cuda_synchronize(void) {
 }
 
 /* ---- conversions ---- */
+/* PW_VEC elements per thread (common.cuh) */
 template <typename S>
-__global__ void storage_from_f32_kernel(S *dst, const float *src, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) st(dst + i, src[i]);
+__global__ void storage_from_f32_kernel(S *dst, const float *src, size_t n, bool vec) {
+    size_t i = PW_VEC * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (i >= n) return;
+    int cnt = (int)min((size_t)PW_VEC, n - i);
+    float v[PW_VEC];
+    ld8(v, src + i, vec, cnt);
+    st8(dst + i, v, vec, cnt);
 }
 template <typename S>
-__global__ void storage_to_f32_kernel(float *dst, const S *src, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) dst[i] = ld(src + i);
+__global__ void storage_to_f32_kernel(float *dst, const S *src, size_t n, bool vec) {
+    size_t i = PW_VEC * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (i >= n) return;
+    int cnt = (int)min((size_t)PW_VEC, n - i);
+    float v[PW_VEC];
+    ld8(v, src + i, vec, cnt);
+    st8(dst + i, v, vec, cnt);
 }
 template <typename S>
-__global__ void grad_accumulate_kernel(float *acc, const S *grad, size_t n, float scale) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) acc[i] += scale * ld(grad + i);
+__global__ void grad_accumulate_kernel(float *acc, const S *grad, size_t n, float scale,
+                                       bool vec) {
+    size_t i = PW_VEC * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (i >= n) return;
+    int cnt = (int)min((size_t)PW_VEC, n - i);
+    float a[PW_VEC], g[PW_VEC];
+    ld8(a, acc + i, vec, cnt);
+    ld8(g, grad + i, vec, cnt);
+    for (int j = 0; j < PW_VEC; j++)
+        a[j] += scale * g[j];
+    st8(acc + i, a, vec, cnt);
 }
 
 template <typename S>
 static void cuda_storage_from_f32(void *dst, const float *src, size_t n) {
     if (!n) return;
-    XLMC_LAUNCH(storage_from_f32_kernel<S>, cuda_blocks(n, 256), 256, 0, g_cuda.stream)((S *)dst,
-                                                                                        src, n);
+    XLMC_LAUNCH(storage_from_f32_kernel<S>, cuda_blocks((n + PW_VEC - 1) / PW_VEC, 256), 256, 0,
+                g_cuda.stream)((S *)dst, src, n, pw_vec_ok(0, dst, src));
     cudaLaunchCheck();
 }
 template <typename S>
 static void cuda_storage_to_f32(float *dst, const void *src, size_t n) {
     if (!n) return;
-    XLMC_LAUNCH(storage_to_f32_kernel<S>, cuda_blocks(n, 256), 256, 0,
-                g_cuda.stream)(dst, (const S *)src, n);
+    XLMC_LAUNCH(storage_to_f32_kernel<S>, cuda_blocks((n + PW_VEC - 1) / PW_VEC, 256), 256, 0,
+                g_cuda.stream)(dst, (const S *)src, n, pw_vec_ok(0, dst, src));
     cudaLaunchCheck();
 }
 template <typename S>
 static void cuda_grad_accumulate(float *acc, const void *grad, size_t n, float scale) {
     if (!n) return;
-    XLMC_LAUNCH(grad_accumulate_kernel<S>, cuda_blocks(n, 256), 256, 0,
-                g_cuda.stream)(acc, (const S *)grad, n, scale);
+    XLMC_LAUNCH(grad_accumulate_kernel<S>, cuda_blocks((n + PW_VEC - 1) / PW_VEC, 256), 256, 0,
+                g_cuda.stream)(acc, (const S *)grad, n, scale, pw_vec_ok(0, acc, grad));
     cudaLaunchCheck();
 }
 

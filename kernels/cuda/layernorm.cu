@@ -62,7 +62,7 @@ __global__ void layernorm_backward_dinp_kernel(S *dinp, const S *dout, const S *
  * dependent loads short; the finishing kernel spreads the chunks over LN_DWB_SPLIT warps per
  * column tile and adds their sums in a fixed order, so the result is the same on every run. */
 #define LN_DWB_ROWS 32
-#define LN_DWB_SPLIT 8
+#define LN_DWB_SPLIT 32
 static_assert(COLSUM_THREADS >= 2 * LN_DWB_ROWS, "one mean/rstd load per thread");
 template <typename S>
 __global__ void layernorm_dwb_partial_kernel(float *partial, const S *dout, const S *inp,

@@ -3,11 +3,20 @@
  * is written for the transposed, column-major view. */
 #include "kernels/cuda/common.cuh"
 
-// out (N,OC) = broadcast b (OC): the GEMM then adds into it with beta = 1
+// out (N,OC) = broadcast b (OC): the GEMM then adds into it with beta = 1. PW_VEC elements
+// of one row per thread when vec (OC % PW_VEC == 0, aligned pointers).
 template <typename S>
-__global__ void bias_broadcast_kernel(S *out, const S *b, int OC, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) out[i] = b[i % OC];
+__global__ void bias_broadcast_kernel(S *out, const S *b, int OC, size_t n, bool vec) {
+    size_t i = PW_VEC * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (i >= n) return;
+    int cnt = (int)min((size_t)PW_VEC, n - i);
+    float v[PW_VEC];
+    if (vec)
+        ld8(v, b + i % OC, vec, cnt);
+    else
+        for (int j = 0; j < cnt; j++)
+            v[j] = ld(b + (i + j) % OC);
+    st8(out + i, v, vec, cnt);
 }
 
 template <typename S>
@@ -26,8 +35,8 @@ static void cuda_matmul_forward(void *out, const void *inp, const void *w, const
     if (!N || !OC) return;
     size_t n = (size_t)N * OC;
     if (b) {
-        XLMC_LAUNCH(bias_broadcast_kernel<S>, cuda_blocks(n, 256), 256, 0,
-                    g_cuda.stream)((S *)out, (const S *)b, OC, n);
+        XLMC_LAUNCH(bias_broadcast_kernel<S>, cuda_blocks((n + PW_VEC - 1) / PW_VEC, 256), 256, 0,
+                    g_cuda.stream)((S *)out, (const S *)b, OC, n, pw_vec_ok((size_t)OC, out, b));
         cudaLaunchCheck();
     }
     // out^T (OC,N) = w^T' ... : col-major w is (C,OC), so op T gives (OC,C); inp is (C,N)

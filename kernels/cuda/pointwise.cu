@@ -22,10 +22,18 @@ __global__ void gelu_backward_kernel(S *dinp, const S *inp, const S *dout, size_
     st(dinp + i, ld(dout + i) * (cdf + x * pdf));
 }
 
+// out = a + b, PW_VEC elements per thread (out may be a or b)
 template <typename S>
-__global__ void residual_kernel(S *out, const S *a, const S *b, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) st(out + i, ld(a + i) + ld(b + i));
+__global__ void residual_kernel(S *out, const S *a, const S *b, size_t n, bool vec) {
+    size_t i = PW_VEC * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (i >= n) return;
+    int cnt = (int)min((size_t)PW_VEC, n - i);
+    float x[PW_VEC], y[PW_VEC];
+    ld8(x, a + i, vec, cnt);
+    ld8(y, b + i, vec, cnt);
+    for (int j = 0; j < PW_VEC; j++)
+        x[j] += y[j];
+    st8(out + i, x, vec, cnt);
 }
 
 /* Loops over the 4 elements of a thread are unrolled by nvcc, which keeps the Philox words in
@@ -70,13 +78,16 @@ __global__ void dropout_residual_kernel(S *out, const S *res, const S *x, size_t
     }
 }
 
-// x (B,T,C): zero positions t >= lengths[b]
+// x (B,T,C): zero positions t >= lengths[b]; PW_VEC elements of one row per thread when vec
 template <typename S>
-__global__ void mask_padding_kernel(S *x, const int32_t *lengths, int T, int C, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+__global__ void mask_padding_kernel(S *x, const int32_t *lengths, int T, int C, size_t n,
+                                    bool vec) {
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * (vec ? PW_VEC : 1);
     if (i >= n) return;
     size_t bt = i / C;
-    if ((int)(bt % T) >= lengths[bt / T]) st(x + i, 0.f);
+    if ((int)(bt % T) < lengths[bt / T]) return;
+    const float zero[PW_VEC] = {0.f};
+    st8(x + i, zero, vec, vec ? PW_VEC : 1);
 }
 
 template <typename S>
@@ -96,8 +107,8 @@ static void cuda_gelu_backward(void *dinp, const void *inp, const void *dout, si
 template <typename S>
 static void cuda_residual_forward(void *out, const void *a, const void *b, size_t n) {
     if (!n) return;
-    XLMC_LAUNCH(residual_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0,
-                g_cuda.stream)((S *)out, (const S *)a, (const S *)b, n);
+    XLMC_LAUNCH(residual_kernel<S>, cuda_blocks((n + PW_VEC - 1) / PW_VEC, PW_THREADS), PW_THREADS,
+                0, g_cuda.stream)((S *)out, (const S *)a, (const S *)b, n, pw_vec_ok(n, out, a, b));
     cudaLaunchCheck();
 }
 template <typename S>
@@ -122,37 +133,64 @@ template <typename S>
 static void cuda_mask_padding(void *x, const int32_t *lengths, int B, int T, int C) {
     size_t n = (size_t)B * T * C;
     if (!n) return;
-    XLMC_LAUNCH(mask_padding_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0,
-                g_cuda.stream)((S *)x, lengths, T, C, n);
+    bool vec = pw_vec_ok((size_t)C, x);
+    XLMC_LAUNCH(mask_padding_kernel<S>, cuda_blocks(vec ? n / PW_VEC : n, PW_THREADS), PW_THREADS,
+                0, g_cuda.stream)((S *)x, lengths, T, C, n, vec);
     cudaLaunchCheck();
 }
 
 /* ---- bias + GELU of the FFN, fused ---- */
+/* PW_VEC elements per thread; with vec they lie in one row (F % PW_VEC == 0) */
 template <typename S>
-__global__ void bias_gelu_forward_kernel(S *out, const S *inp, const S *bias, int F, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+__global__ void bias_gelu_forward_kernel(S *out, const S *inp, const S *bias, int F, size_t n,
+                                         bool vec) {
+    size_t i = PW_VEC * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
     if (i >= n) return;
-    float x = ld(inp + i) + ld(bias + i % F);
-    st(out + i, 0.5f * x * (1.f + erff(x * 0.70710678118654752f)));
+    int cnt = (int)min((size_t)PW_VEC, n - i);
+    float x[PW_VEC], b[PW_VEC];
+    ld8(x, inp + i, vec, cnt);
+    if (vec)
+        ld8(b, bias + i % F, vec, cnt);
+    else
+        for (int j = 0; j < cnt; j++)
+            b[j] = ld(bias + (i + j) % F);
+    for (int j = 0; j < PW_VEC; j++) {
+        float v = x[j] + b[j];
+        x[j] = 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
+    }
+    st8(out + i, x, vec, cnt);
 }
 
 template <typename S>
 __global__ void bias_gelu_backward_kernel(S *dinp, const S *dout, const S *inp, const S *bias,
-                                          int F, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+                                          int F, size_t n, bool vec) {
+    size_t i = PW_VEC * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
     if (i >= n) return;
-    float x = ld(inp + i) + ld(bias + i % F);
-    float cdf = 0.5f * (1.f + erff(x * 0.70710678118654752f));
-    float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
-    st(dinp + i, ld(dout + i) * (cdf + x * pdf));
+    int cnt = (int)min((size_t)PW_VEC, n - i);
+    float x[PW_VEC], b[PW_VEC], d[PW_VEC];
+    ld8(x, inp + i, vec, cnt);
+    ld8(d, dout + i, vec, cnt);
+    if (vec)
+        ld8(b, bias + i % F, vec, cnt);
+    else
+        for (int j = 0; j < cnt; j++)
+            b[j] = ld(bias + (i + j) % F);
+    for (int j = 0; j < PW_VEC; j++) {
+        float v = x[j] + b[j];
+        float cdf = 0.5f * (1.f + erff(v * 0.70710678118654752f));
+        float pdf = 0.39894228040143268f * expf(-0.5f * v * v);
+        d[j] *= cdf + v * pdf;
+    }
+    st8(dinp + i, d, vec, cnt); /* dinp may be dout: every element was read above */
 }
 
 template <typename S>
 static void cuda_bias_gelu_forward(void *out, const void *inp, const void *bias, int N, int F) {
     size_t n = (size_t)N * F;
     if (!n) return;
-    XLMC_LAUNCH(bias_gelu_forward_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0,
-                g_cuda.stream)((S *)out, (const S *)inp, (const S *)bias, F, n);
+    XLMC_LAUNCH(bias_gelu_forward_kernel<S>, cuda_blocks((n + PW_VEC - 1) / PW_VEC, PW_THREADS),
+                PW_THREADS, 0, g_cuda.stream)((S *)out, (const S *)inp, (const S *)bias, F, n,
+                                              pw_vec_ok((size_t)F, out, inp, bias));
     cudaLaunchCheck();
 }
 
@@ -162,8 +200,10 @@ static void cuda_bias_gelu_backward(void *dinp, void *dbias, const void *dout, c
                                     const void *bias, int N, int F) {
     size_t n = (size_t)N * F;
     if (!n) return;
-    XLMC_LAUNCH(bias_gelu_backward_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0,
-                g_cuda.stream)((S *)dinp, (const S *)dout, (const S *)inp, (const S *)bias, F, n);
+    XLMC_LAUNCH(bias_gelu_backward_kernel<S>, cuda_blocks((n + PW_VEC - 1) / PW_VEC, PW_THREADS),
+                PW_THREADS, 0, g_cuda.stream)((S *)dinp, (const S *)dout, (const S *)inp,
+                                              (const S *)bias, F, n,
+                                              pw_vec_ok((size_t)F, dinp, dout, inp, bias));
     cudaLaunchCheck();
     cuda_bias_grad_add((S *)dbias, (const S *)dinp, N, F);
 }
