@@ -571,30 +571,27 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
                              param_at(m, W, P_F2W, l), N, F, C);
         ops->bias_gelu_backward(pl->g_f, param_at(m, G, P_F1B, l), pl->g_f, a->f1,
                                 param_at(m, W, P_F1B, l), N, F);
-        ops->matmul_backward(pl->g_t, param_at(m, G, P_F1W, l), NULL, pl->g_f, a->h1,
-                             param_at(m, W, P_F1W, l), N, C, F);
-        ops->residual_forward(pl->g_t, pl->g_t, pl->g_r, (size_t)N * C); /* d h1 */
-        ops->layernorm_backward(pl->g_r, param_at(m, G, P_LN1W, l), param_at(m, G, P_LN1B, l),
-                                pl->g_t, a->r1, param_at(m, W, P_LN1W, l), a->mean1, a->rstd1, N,
+        /* g_r += lin1's input gradient: d h1 (the residual path's share already there) */
+        ops->matmul_backward_add(pl->g_r, param_at(m, G, P_F1W, l), NULL, pl->g_f, a->h1,
+                                 param_at(m, W, P_F1W, l), N, C, F);
+        ops->layernorm_backward(pl->g_h, param_at(m, G, P_LN1W, l), param_at(m, G, P_LN1B, l),
+                                pl->g_r, a->r1, param_at(m, W, P_LN1W, l), a->mean1, a->rstd1, N,
                                 C); /* d r1 */
         /* attention branch */
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_OUT(l));
-        d = branch_grad(m, pl, pl->g_r, &k);
-        ops->matmul_backward(pl->g_h, param_at(m, G, P_OW, l), param_at(m, G, P_OB, l), d, a->y,
+        d = branch_grad(m, pl, pl->g_h, &k);
+        ops->matmul_backward(pl->g_r, param_at(m, G, P_OW, l), param_at(m, G, P_OB, l), d, a->y,
                              param_at(m, W, P_OW, l), N, C, C); /* d y */
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
-        ops->attention_backward(pl->g_q, pl->g_k, pl->g_v, pl->g_h, a->y, a->lse, a->q, a->k, a->v,
+        ops->attention_backward(pl->g_q, pl->g_k, pl->g_v, pl->g_r, a->y, a->lse, a->q, a->k, a->v,
                                 B, T, C, NH, pl->p_attn, &k);
-        /* d x = d r1 + the three projections' input gradients */
-        ops->matmul_backward(pl->g_t, param_at(m, G, P_QW, l), param_at(m, G, P_QB, l), pl->g_q, x,
-                             param_at(m, W, P_QW, l), N, C, C);
-        ops->residual_forward(pl->g_h, pl->g_r, pl->g_t, (size_t)N * C);
-        ops->matmul_backward(pl->g_t, param_at(m, G, P_KW, l), param_at(m, G, P_KB, l), pl->g_k, x,
-                             param_at(m, W, P_KW, l), N, C, C);
-        ops->residual_forward(pl->g_h, pl->g_h, pl->g_t, (size_t)N * C);
-        ops->matmul_backward(pl->g_t, param_at(m, G, P_VW, l), param_at(m, G, P_VB, l), pl->g_v, x,
-                             param_at(m, W, P_VW, l), N, C, C);
-        ops->residual_forward(pl->g_h, pl->g_h, pl->g_t, (size_t)N * C);
+        /* d x = d r1 + the three projections' input gradients, added onto g_h by the GEMMs */
+        ops->matmul_backward_add(pl->g_h, param_at(m, G, P_QW, l), param_at(m, G, P_QB, l),
+                                 pl->g_q, x, param_at(m, W, P_QW, l), N, C, C);
+        ops->matmul_backward_add(pl->g_h, param_at(m, G, P_KW, l), param_at(m, G, P_KB, l),
+                                 pl->g_k, x, param_at(m, W, P_KW, l), N, C, C);
+        ops->matmul_backward_add(pl->g_h, param_at(m, G, P_VW, l), param_at(m, G, P_VB, l),
+                                 pl->g_v, x, param_at(m, W, P_VW, l), N, C, C);
         if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, l);
     }
     /* embeddings: mask, dropout, LayerNorm, lookup */

@@ -99,34 +99,34 @@ static void cuda_synchronize(void) {
 /* PW_VEC elements per thread (common.cuh) */
 template <typename S>
 __global__ void storage_from_f32_kernel(S *dst, const float *src, size_t n, bool vec) {
-    size_t i = PW_VEC * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
-    if (i >= n) return;
-    int cnt = (int)min((size_t)PW_VEC, n - i);
+    int lane;
+    size_t base = pw_base(&lane);
+    if (base >= n) return;
     float v[PW_VEC];
-    ld8(v, src + i, vec, cnt);
-    st8(dst + i, v, vec, cnt);
+    ld8(v, src, vec, base, lane, n);
+    st8(dst, v, vec, base, lane, n);
 }
 template <typename S>
 __global__ void storage_to_f32_kernel(float *dst, const S *src, size_t n, bool vec) {
-    size_t i = PW_VEC * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
-    if (i >= n) return;
-    int cnt = (int)min((size_t)PW_VEC, n - i);
+    int lane;
+    size_t base = pw_base(&lane);
+    if (base >= n) return;
     float v[PW_VEC];
-    ld8(v, src + i, vec, cnt);
-    st8(dst + i, v, vec, cnt);
+    ld8(v, src, vec, base, lane, n);
+    st8(dst, v, vec, base, lane, n);
 }
 template <typename S>
 __global__ void grad_accumulate_kernel(float *acc, const S *grad, size_t n, float scale,
                                        bool vec) {
-    size_t i = PW_VEC * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
-    if (i >= n) return;
-    int cnt = (int)min((size_t)PW_VEC, n - i);
+    int lane;
+    size_t base = pw_base(&lane);
+    if (base >= n) return;
     float a[PW_VEC], g[PW_VEC];
-    ld8(a, acc + i, vec, cnt);
-    ld8(g, grad + i, vec, cnt);
+    ld8(a, acc, vec, base, lane, n);
+    ld8(g, grad, vec, base, lane, n);
     for (int j = 0; j < PW_VEC; j++)
         a[j] += scale * g[j];
-    st8(acc + i, a, vec, cnt);
+    st8(acc, a, vec, base, lane, n);
 }
 
 template <typename S>

@@ -49,43 +49,77 @@ __device__ __forceinline__ void st(__half *p, float v) {
 
 /* ---- 8 elements per thread in 16-byte accesses (one for __half, two for float) ----
  * A pointwise kernel with one 2-byte element per thread issues 8x the memory instructions
- * for the same bytes. PW_VEC elements per thread; ld8/st8 use the wide path when `vec` (the
- * host checked 16-byte alignment of every pointer and of the row length, see pw_vec_ok) and
- * all 8 are in range, else element by element. */
+ * for the same bytes. Each warp takes a chunk of 32 x PW_VEC elements at `base`. With `vec`
+ * (the host checked 16-byte alignment of every pointer and of the row length, pw_vec_ok) lane
+ * l takes elements base + 8l .. 8l + 7 in wide accesses; without, lane l takes base + l + 32j,
+ * so the element-by-element accesses of a warp stay coalesced. pw_idx gives element j's
+ * index; ld8/st8 skip elements at or past n. */
 #define PW_VEC 8
 template <typename S>
 struct alignas(16) vec16 {
     S v[16 / sizeof(S)];
 };
+__device__ __forceinline__ size_t pw_idx(bool vec, size_t base, int lane, int j) {
+    return vec ? base + (size_t)(PW_VEC * lane + j) : base + (size_t)(lane + 32 * j);
+}
+/* the warp's chunk and the lane, for a launch of cuda_blocks(ceil(n / PW_VEC), threads) */
+__device__ __forceinline__ size_t pw_base(int *lane) {
+    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    *lane = (int)(t % 32);
+    return t / 32 * (32 * PW_VEC);
+}
 template <typename S>
-__device__ __forceinline__ void ld8(float f[PW_VEC], const S *p, bool vec, int cnt) {
-    if (vec && cnt == PW_VEC) {
+__device__ __forceinline__ void ld8(float f[PW_VEC], const S *p, bool vec, size_t base, int lane,
+                                    size_t n) {
+    size_t i0 = pw_idx(vec, base, lane, 0);
+    if (vec && i0 + PW_VEC <= n) {
         constexpr int P = 16 / sizeof(S);
         for (int k = 0; k < PW_VEC; k += P) {
-            vec16<S> t = *(const vec16<S> *)(p + k);
+            vec16<S> t = *(const vec16<S> *)(p + i0 + k);
             for (int j = 0; j < P; j++)
                 f[k + j] = ld(&t.v[j]);
         }
-    } else {
-        for (int j = 0; j < PW_VEC; j++)
-            f[j] = j < cnt ? ld(p + j) : 0.f;
+        return;
+    }
+    for (int j = 0; j < PW_VEC; j++) {
+        size_t i = pw_idx(vec, base, lane, j);
+        f[j] = i < n ? ld(p + i) : 0.f;
     }
 }
 template <typename S>
-__device__ __forceinline__ void st8(S *p, const float f[PW_VEC], bool vec, int cnt) {
-    if (vec && cnt == PW_VEC) {
+__device__ __forceinline__ void st8(S *p, const float f[PW_VEC], bool vec, size_t base, int lane,
+                                    size_t n) {
+    size_t i0 = pw_idx(vec, base, lane, 0);
+    if (vec && i0 + PW_VEC <= n) {
         constexpr int P = 16 / sizeof(S);
         for (int k = 0; k < PW_VEC; k += P) {
             vec16<S> t;
             for (int j = 0; j < P; j++)
                 st(&t.v[j], f[k + j]);
-            *(vec16<S> *)(p + k) = t;
+            *(vec16<S> *)(p + i0 + k) = t;
         }
-    } else {
-        for (int j = 0; j < cnt; j++)
-            st(p + j, f[j]);
+        return;
+    }
+    for (int j = 0; j < PW_VEC; j++) {
+        size_t i = pw_idx(vec, base, lane, j);
+        if (i < n) st(p + i, f[j]);
     }
 }
+/* b[j] = bias[element j's column] for rows of F (with vec: 8 consecutive columns of one row) */
+template <typename S>
+__device__ __forceinline__ void ld_bias8(float b[PW_VEC], const S *bias, int F, bool vec,
+                                         size_t base, int lane, size_t n) {
+    size_t i0 = pw_idx(vec, base, lane, 0);
+    if (vec && i0 + PW_VEC <= n) {
+        ld8(b, bias + i0 % F, vec, 0, 0, PW_VEC);
+        return;
+    }
+    for (int j = 0; j < PW_VEC; j++) {
+        size_t i = pw_idx(vec, base, lane, j);
+        b[j] = i < n ? ld(bias + i % F) : 0.f;
+    }
+}
+
 /* true when every pointer is 16-byte aligned (NULLs pass) and row_len a multiple of PW_VEC */
 static inline bool pw_vec_ok(size_t row_len, const void *a, const void *b = NULL,
                              const void *c = NULL, const void *d = NULL) {

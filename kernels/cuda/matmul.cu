@@ -7,16 +7,12 @@
 // of one row per thread when vec (OC % PW_VEC == 0, aligned pointers).
 template <typename S>
 __global__ void bias_broadcast_kernel(S *out, const S *b, int OC, size_t n, bool vec) {
-    size_t i = PW_VEC * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
-    if (i >= n) return;
-    int cnt = (int)min((size_t)PW_VEC, n - i);
+    int lane;
+    size_t base = pw_base(&lane);
+    if (base >= n) return;
     float v[PW_VEC];
-    if (vec)
-        ld8(v, b + i % OC, vec, cnt);
-    else
-        for (int j = 0; j < cnt; j++)
-            v[j] = ld(b + (i + j) % OC);
-    st8(out + i, v, vec, cnt);
+    ld_bias8(v, b, OC, vec, base, lane, n);
+    st8(out, v, vec, base, lane, n);
 }
 
 template <typename S>
@@ -43,15 +39,27 @@ static void cuda_matmul_forward(void *out, const void *inp, const void *w, const
     gemm<S>(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w, C, inp, C, out, OC, b ? 1.f : 0.f);
 }
 
-// dinp (N,C) = dout @ w; dw (OC,C) += dout^T @ inp; db (OC) += colsum(dout)
+// dinp (N,C) = (dinp_beta x dinp) + dout @ w; dw (OC,C) += dout^T @ inp; db (OC) += colsum(dout)
 template <typename S>
-static void cuda_matmul_backward(void *dinp, void *dw, void *db, const void *dout, const void *inp,
-                                 const void *w, int N, int C, int OC) {
+static void matmul_backward(void *dinp, void *dw, void *db, const void *dout, const void *inp,
+                            const void *w, int N, int C, int OC, float dinp_beta) {
     if (!N) return;
-    if (dinp) gemm<S>(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, w, C, dout, OC, dinp, C, 0.f);
+    if (dinp) gemm<S>(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, w, C, dout, OC, dinp, C, dinp_beta);
     gemm<S>(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, dout, OC, dw, C, 1.f);
     if (db) cuda_bias_grad_add<S>((S *)db, (const S *)dout, N, OC);
 }
 
+template <typename S>
+static void cuda_matmul_backward(void *dinp, void *dw, void *db, const void *dout, const void *inp,
+                                 const void *w, int N, int C, int OC) {
+    matmul_backward<S>(dinp, dw, db, dout, inp, w, N, C, OC, 0.f);
+}
+template <typename S>
+static void cuda_matmul_backward_add(void *dinp, void *dw, void *db, const void *dout,
+                                     const void *inp, const void *w, int N, int C, int OC) {
+    matmul_backward<S>(dinp, dw, db, dout, inp, w, N, C, OC, 1.f);
+}
+
 CUDA_EXPORT_OP(matmul_forward)
 CUDA_EXPORT_OP(matmul_backward)
+CUDA_EXPORT_OP(matmul_backward_add)

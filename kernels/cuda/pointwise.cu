@@ -25,15 +25,15 @@ __global__ void gelu_backward_kernel(S *dinp, const S *inp, const S *dout, size_
 // out = a + b, PW_VEC elements per thread (out may be a or b)
 template <typename S>
 __global__ void residual_kernel(S *out, const S *a, const S *b, size_t n, bool vec) {
-    size_t i = PW_VEC * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
-    if (i >= n) return;
-    int cnt = (int)min((size_t)PW_VEC, n - i);
+    int lane;
+    size_t base = pw_base(&lane);
+    if (base >= n) return;
     float x[PW_VEC], y[PW_VEC];
-    ld8(x, a + i, vec, cnt);
-    ld8(y, b + i, vec, cnt);
+    ld8(x, a, vec, base, lane, n);
+    ld8(y, b, vec, base, lane, n);
     for (int j = 0; j < PW_VEC; j++)
         x[j] += y[j];
-    st8(out + i, x, vec, cnt);
+    st8(out, x, vec, base, lane, n);
 }
 
 /* Loops over the 4 elements of a thread are unrolled by nvcc, which keeps the Philox words in
@@ -78,16 +78,25 @@ __global__ void dropout_residual_kernel(S *out, const S *res, const S *x, size_t
     }
 }
 
-// x (B,T,C): zero positions t >= lengths[b]; PW_VEC elements of one row per thread when vec
+// x (B,T,C): zero positions t >= lengths[b] (with vec a lane's 8 elements share a row)
 template <typename S>
 __global__ void mask_padding_kernel(S *x, const int32_t *lengths, int T, int C, size_t n,
                                     bool vec) {
-    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * (vec ? PW_VEC : 1);
-    if (i >= n) return;
-    size_t bt = i / C;
-    if ((int)(bt % T) < lengths[bt / T]) return;
-    const float zero[PW_VEC] = {0.f};
-    st8(x + i, zero, vec, vec ? PW_VEC : 1);
+    int lane;
+    size_t base = pw_base(&lane);
+    if (base >= n) return;
+    if (vec) { /* one row: one decision */
+        size_t i = pw_idx(vec, base, lane, 0), bt = i / C;
+        if (i < n && (int)(bt % T) >= lengths[bt / T]) {
+            const float zero[PW_VEC] = {0.f};
+            st8(x, zero, vec, base, lane, n);
+        }
+        return;
+    }
+    for (int j = 0; j < PW_VEC; j++) {
+        size_t i = pw_idx(vec, base, lane, j), bt = i / C;
+        if (i < n && (int)(bt % T) >= lengths[bt / T]) st(x + i, 0.f);
+    }
 }
 
 template <typename S>
@@ -133,9 +142,8 @@ template <typename S>
 static void cuda_mask_padding(void *x, const int32_t *lengths, int B, int T, int C) {
     size_t n = (size_t)B * T * C;
     if (!n) return;
-    bool vec = pw_vec_ok((size_t)C, x);
-    XLMC_LAUNCH(mask_padding_kernel<S>, cuda_blocks(vec ? n / PW_VEC : n, PW_THREADS), PW_THREADS,
-                0, g_cuda.stream)((S *)x, lengths, T, C, n, vec);
+    XLMC_LAUNCH(mask_padding_kernel<S>, cuda_blocks((n + PW_VEC - 1) / PW_VEC, PW_THREADS),
+                PW_THREADS, 0, g_cuda.stream)((S *)x, lengths, T, C, n, pw_vec_ok((size_t)C, x));
     cudaLaunchCheck();
 }
 
@@ -144,44 +152,36 @@ static void cuda_mask_padding(void *x, const int32_t *lengths, int B, int T, int
 template <typename S>
 __global__ void bias_gelu_forward_kernel(S *out, const S *inp, const S *bias, int F, size_t n,
                                          bool vec) {
-    size_t i = PW_VEC * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
-    if (i >= n) return;
-    int cnt = (int)min((size_t)PW_VEC, n - i);
+    int lane;
+    size_t base = pw_base(&lane);
+    if (base >= n) return;
     float x[PW_VEC], b[PW_VEC];
-    ld8(x, inp + i, vec, cnt);
-    if (vec)
-        ld8(b, bias + i % F, vec, cnt);
-    else
-        for (int j = 0; j < cnt; j++)
-            b[j] = ld(bias + (i + j) % F);
+    ld8(x, inp, vec, base, lane, n);
+    ld_bias8(b, bias, F, vec, base, lane, n);
     for (int j = 0; j < PW_VEC; j++) {
         float v = x[j] + b[j];
         x[j] = 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
     }
-    st8(out + i, x, vec, cnt);
+    st8(out, x, vec, base, lane, n);
 }
 
 template <typename S>
 __global__ void bias_gelu_backward_kernel(S *dinp, const S *dout, const S *inp, const S *bias,
                                           int F, size_t n, bool vec) {
-    size_t i = PW_VEC * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
-    if (i >= n) return;
-    int cnt = (int)min((size_t)PW_VEC, n - i);
+    int lane;
+    size_t base = pw_base(&lane);
+    if (base >= n) return;
     float x[PW_VEC], b[PW_VEC], d[PW_VEC];
-    ld8(x, inp + i, vec, cnt);
-    ld8(d, dout + i, vec, cnt);
-    if (vec)
-        ld8(b, bias + i % F, vec, cnt);
-    else
-        for (int j = 0; j < cnt; j++)
-            b[j] = ld(bias + (i + j) % F);
+    ld8(x, inp, vec, base, lane, n);
+    ld8(d, dout, vec, base, lane, n);
+    ld_bias8(b, bias, F, vec, base, lane, n);
     for (int j = 0; j < PW_VEC; j++) {
         float v = x[j] + b[j];
         float cdf = 0.5f * (1.f + erff(v * 0.70710678118654752f));
         float pdf = 0.39894228040143268f * expf(-0.5f * v * v);
         d[j] *= cdf + v * pdf;
     }
-    st8(dinp + i, d, vec, cnt); /* dinp may be dout: every element was read above */
+    st8(dinp, d, vec, base, lane, n); /* dinp may be dout: every element was read above */
 }
 
 template <typename S>
