@@ -47,22 +47,22 @@ __global__ void fill_ones_kernel(S *x, size_t n) {
     if (i < n) st(x + i, 1.f);
 }
 
-const void *cuda_ones(size_t n, int half) {
-    half = half != 0;
-    if (n > g_cuda.ones_n[half]) {
+const void *cuda_ones(size_t n, int is_half) {
+    int h = is_half != 0;
+    if (n > g_cuda.ones_n[h]) {
         cudaCheck(cudaStreamSynchronize(g_cuda.stream)); /* queued work may read the old one */
-        cudaCheck(cudaFree(g_cuda.ones[half]));
-        cudaCheck(cudaMalloc(&g_cuda.ones[half], n * (half ? sizeof(__half) : sizeof(float))));
-        if (half)
+        cudaCheck(cudaFree(g_cuda.ones[h]));
+        cudaCheck(cudaMalloc(&g_cuda.ones[h], n * (h ? sizeof(__half) : sizeof(float))));
+        if (h)
             XLMC_LAUNCH(fill_ones_kernel<__half>, cuda_blocks(n, 256), 256, 0,
-                        g_cuda.stream)((__half *)g_cuda.ones[half], n);
+                        g_cuda.stream)((__half *)g_cuda.ones[h], n);
         else
             XLMC_LAUNCH(fill_ones_kernel<float>, cuda_blocks(n, 256), 256, 0,
-                        g_cuda.stream)((float *)g_cuda.ones[half], n);
+                        g_cuda.stream)((float *)g_cuda.ones[h], n);
         cudaLaunchCheck();
-        g_cuda.ones_n[half] = n;
+        g_cuda.ones_n[h] = n;
     }
-    return g_cuda.ones[half];
+    return g_cuda.ones[h];
 }
 
 /* ---- memory ---- */

@@ -219,8 +219,8 @@ extern struct cuda_state g_cuda;
 /* at least n floats of device scratch (contents do not survive the next op) */
 float *cuda_scratch(size_t n);
 
-/* at least n storage ones (half: __half, else float), grown on demand, kept for reuse */
-const void *cuda_ones(size_t n, int half);
+/* at least n storage ones (is_half: __half, else float), grown on demand, kept for reuse */
+const void *cuda_ones(size_t n, int is_half);
 
 /* db (OC) += column sums of dout (N,OC), as one cuBLAS GEMV against a vector of ones: one
  * bandwidth-bound call instead of a partial and a finishing kernel. fp32 accumulation and one
