@@ -586,12 +586,12 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
         ops->attention_backward(pl->g_q, pl->g_k, pl->g_v, pl->g_r, a->y, a->lse, a->q, a->k, a->v,
                                 B, T, C, NH, pl->p_attn, &k);
         /* d x = d r1 + the three projections' input gradients, added onto g_h by the GEMMs */
-        ops->matmul_backward_add(pl->g_h, param_at(m, G, P_QW, l), param_at(m, G, P_QB, l),
-                                 pl->g_q, x, param_at(m, W, P_QW, l), N, C, C);
-        ops->matmul_backward_add(pl->g_h, param_at(m, G, P_KW, l), param_at(m, G, P_KB, l),
-                                 pl->g_k, x, param_at(m, W, P_KW, l), N, C, C);
-        ops->matmul_backward_add(pl->g_h, param_at(m, G, P_VW, l), param_at(m, G, P_VB, l),
-                                 pl->g_v, x, param_at(m, W, P_VW, l), N, C, C);
+        ops->matmul_backward_add(pl->g_h, param_at(m, G, P_QW, l), param_at(m, G, P_QB, l), pl->g_q,
+                                 x, param_at(m, W, P_QW, l), N, C, C);
+        ops->matmul_backward_add(pl->g_h, param_at(m, G, P_KW, l), param_at(m, G, P_KB, l), pl->g_k,
+                                 x, param_at(m, W, P_KW, l), N, C, C);
+        ops->matmul_backward_add(pl->g_h, param_at(m, G, P_VW, l), param_at(m, G, P_VB, l), pl->g_v,
+                                 x, param_at(m, W, P_VW, l), N, C, C);
         if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, l);
     }
     /* embeddings: mask, dropout, LayerNorm, lookup */

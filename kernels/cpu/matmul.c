@@ -105,8 +105,8 @@ CPU_HOT void cpu_matmul_forward(const struct cpu_ctx *ctx, void *out_, const voi
 /* dinp (N,C) = dout (N,OC) @ w (OC,C), overwritten (skipped if NULL);
  * dw (OC,C) += dout^T @ inp; db (OC) += column sums of dout (skipped if NULL). */
 static void matmul_backward(const struct cpu_ctx *ctx, void *dinp, void *dw, void *db_,
-                            const void *dout_, const void *inp, const void *w, int N, int C,
-                            int OC, float dinp_beta) {
+                            const void *dout_, const void *inp, const void *w, int N, int C, int OC,
+                            float dinp_beta) {
     const int h = ctx->round_half;
     const float *dout = dout_;
     float *db = db_;
@@ -145,7 +145,7 @@ CPU_HOT void cpu_matmul_backward(const struct cpu_ctx *ctx, void *dinp, void *dw
 
 /* the same with dinp += dout @ w (beta = 1 onto the stored dinp, one rounding) */
 CPU_HOT void cpu_matmul_backward_add(const struct cpu_ctx *ctx, void *dinp, void *dw, void *db,
-                                     const void *dout, const void *inp, const void *w, int N,
-                                     int C, int OC) {
+                                     const void *dout, const void *inp, const void *w, int N, int C,
+                                     int OC) {
     matmul_backward(ctx, dinp, dw, db, dout, inp, w, N, C, OC, 1.0f);
 }

@@ -116,8 +116,7 @@ __global__ void storage_to_f32_kernel(float *dst, const S *src, size_t n, bool v
     st8(dst, v, vec, base, lane, n);
 }
 template <typename S>
-__global__ void grad_accumulate_kernel(float *acc, const S *grad, size_t n, float scale,
-                                       bool vec) {
+__global__ void grad_accumulate_kernel(float *acc, const S *grad, size_t n, float scale, bool vec) {
     int lane;
     size_t base = pw_base(&lane);
     if (base >= n) return;

@@ -201,9 +201,9 @@ static void cuda_bias_gelu_backward(void *dinp, void *dbias, const void *dout, c
     size_t n = (size_t)N * F;
     if (!n) return;
     XLMC_LAUNCH(bias_gelu_backward_kernel<S>, cuda_blocks((n + PW_VEC - 1) / PW_VEC, PW_THREADS),
-                PW_THREADS, 0, g_cuda.stream)((S *)dinp, (const S *)dout, (const S *)inp,
-                                              (const S *)bias, F, n,
-                                              pw_vec_ok((size_t)F, dinp, dout, inp, bias));
+                PW_THREADS, 0,
+                g_cuda.stream)((S *)dinp, (const S *)dout, (const S *)inp, (const S *)bias, F, n,
+                               pw_vec_ok((size_t)F, dinp, dout, inp, bias));
     cudaLaunchCheck();
     cuda_bias_grad_add((S *)dbias, (const S *)dinp, N, F);
 }
