@@ -47,20 +47,24 @@ __device__ __forceinline__ void st(__half *p, float v) {
     *p = __float2half_rn(v);
 }
 
-/* ---- 8 elements per thread in 16-byte accesses (one for __half, two for float) ----
+/* ---- 8 elements per thread in two wide accesses of 4 (8 bytes of __half, 16 of float) ----
  * A pointwise kernel with one 2-byte element per thread issues 8x the memory instructions
  * for the same bytes. Each warp takes a chunk of 32 x PW_VEC elements at `base`. With `vec`
  * (the host checked 16-byte alignment of every pointer and of the row length, pw_vec_ok) lane
- * l takes elements base + 8l .. 8l + 7 in wide accesses; without, lane l takes base + l + 32j,
- * so the element-by-element accesses of a warp stay coalesced. pw_idx gives element j's
- * index; ld8/st8 skip elements at or past n. */
+ * l takes the pieces base + 4l .. 4l + 3 and base + 128 + 4l .. + 3, so each of its two
+ * accesses is contiguous across the warp for either storage type (a float and a __half
+ * tensor converted into each other stay coalesced on both sides); without, lane l takes
+ * base + l + 32j, element by element and still coalesced. pw_idx gives element j's index;
+ * ld8/st8 skip elements at or past n. */
 #define PW_VEC 8
+#define PW_PIECE 4
 template <typename S>
-struct alignas(16) vec16 {
-    S v[16 / sizeof(S)];
+struct alignas(PW_PIECE * sizeof(S)) vec4 {
+    S v[PW_PIECE];
 };
 __device__ __forceinline__ size_t pw_idx(bool vec, size_t base, int lane, int j) {
-    return vec ? base + (size_t)(PW_VEC * lane + j) : base + (size_t)(lane + 32 * j);
+    return vec ? base + (size_t)(j / PW_PIECE * 32 * PW_PIECE + PW_PIECE * lane + j % PW_PIECE)
+               : base + (size_t)(lane + 32 * j);
 }
 /* the warp's chunk and the lane, for a launch of cuda_blocks(ceil(n / PW_VEC), threads) */
 __device__ __forceinline__ size_t pw_base(int *lane) {
@@ -68,55 +72,81 @@ __device__ __forceinline__ size_t pw_base(int *lane) {
     *lane = (int)(t % 32);
     return t / 32 * (32 * PW_VEC);
 }
+/* f[0..3] = p[0..3] in one access (p aligned to the piece) */
+template <typename S>
+__device__ __forceinline__ void ld4(float *f, const S *p) {
+    vec4<S> t = *(const vec4<S> *)p;
+    for (int j = 0; j < PW_PIECE; j++)
+        f[j] = ld(&t.v[j]);
+}
+template <typename S>
+__device__ __forceinline__ void st4(S *p, const float *f) {
+    vec4<S> t;
+    for (int j = 0; j < PW_PIECE; j++)
+        st(&t.v[j], f[j]);
+    *(vec4<S> *)p = t;
+}
+/* Every loop below has a constant trip count, so nvcc unrolls it and the arrays stay in
+ * registers (a step that depends on `vec` put them in local memory). */
 template <typename S>
 __device__ __forceinline__ void ld8(float f[PW_VEC], const S *p, bool vec, size_t base, int lane,
                                     size_t n) {
-    size_t i0 = pw_idx(vec, base, lane, 0);
-    if (vec && i0 + PW_VEC <= n) {
-        constexpr int P = 16 / sizeof(S);
-        for (int k = 0; k < PW_VEC; k += P) {
-            vec16<S> t = *(const vec16<S> *)(p + i0 + k);
-            for (int j = 0; j < P; j++)
-                f[k + j] = ld(&t.v[j]);
+    if (vec) {
+        for (int j = 0; j < PW_VEC; j += PW_PIECE) {
+            size_t i = pw_idx(true, base, lane, j);
+            if (i + PW_PIECE <= n) {
+                ld4(f + j, p + i);
+            } else {
+                for (int q = 0; q < PW_PIECE; q++)
+                    f[j + q] = i + q < n ? ld(p + i + q) : 0.f;
+            }
         }
-        return;
-    }
-    for (int j = 0; j < PW_VEC; j++) {
-        size_t i = pw_idx(vec, base, lane, j);
-        f[j] = i < n ? ld(p + i) : 0.f;
+    } else {
+        for (int j = 0; j < PW_VEC; j++) {
+            size_t i = pw_idx(false, base, lane, j);
+            f[j] = i < n ? ld(p + i) : 0.f;
+        }
     }
 }
 template <typename S>
 __device__ __forceinline__ void st8(S *p, const float f[PW_VEC], bool vec, size_t base, int lane,
                                     size_t n) {
-    size_t i0 = pw_idx(vec, base, lane, 0);
-    if (vec && i0 + PW_VEC <= n) {
-        constexpr int P = 16 / sizeof(S);
-        for (int k = 0; k < PW_VEC; k += P) {
-            vec16<S> t;
-            for (int j = 0; j < P; j++)
-                st(&t.v[j], f[k + j]);
-            *(vec16<S> *)(p + i0 + k) = t;
+    if (vec) {
+        for (int j = 0; j < PW_VEC; j += PW_PIECE) {
+            size_t i = pw_idx(true, base, lane, j);
+            if (i + PW_PIECE <= n) {
+                st4(p + i, f + j);
+            } else {
+                for (int q = 0; q < PW_PIECE; q++)
+                    if (i + q < n) st(p + i + q, f[j + q]);
+            }
         }
-        return;
-    }
-    for (int j = 0; j < PW_VEC; j++) {
-        size_t i = pw_idx(vec, base, lane, j);
-        if (i < n) st(p + i, f[j]);
+    } else {
+        for (int j = 0; j < PW_VEC; j++) {
+            size_t i = pw_idx(false, base, lane, j);
+            if (i < n) st(p + i, f[j]);
+        }
     }
 }
-/* b[j] = bias[element j's column] for rows of F (with vec: 8 consecutive columns of one row) */
+/* b[j] = bias[element j's column] for rows of F (with vec a piece lies in one row) */
 template <typename S>
 __device__ __forceinline__ void ld_bias8(float b[PW_VEC], const S *bias, int F, bool vec,
                                          size_t base, int lane, size_t n) {
-    size_t i0 = pw_idx(vec, base, lane, 0);
-    if (vec && i0 + PW_VEC <= n) {
-        ld8(b, bias + i0 % F, vec, 0, 0, PW_VEC);
-        return;
-    }
-    for (int j = 0; j < PW_VEC; j++) {
-        size_t i = pw_idx(vec, base, lane, j);
-        b[j] = i < n ? ld(bias + i % F) : 0.f;
+    if (vec) {
+        for (int j = 0; j < PW_VEC; j += PW_PIECE) {
+            size_t i = pw_idx(true, base, lane, j);
+            if (i + PW_PIECE <= n) {
+                ld4(b + j, bias + i % F);
+            } else {
+                for (int q = 0; q < PW_PIECE; q++)
+                    b[j + q] = i + q < n ? ld(bias + (i + q) % F) : 0.f;
+            }
+        }
+    } else {
+        for (int j = 0; j < PW_VEC; j++) {
+            size_t i = pw_idx(false, base, lane, j);
+            b[j] = i < n ? ld(bias + i % F) : 0.f;
+        }
     }
 }
 

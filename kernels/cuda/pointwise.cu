@@ -85,11 +85,13 @@ __global__ void mask_padding_kernel(S *x, const int32_t *lengths, int T, int C, 
     int lane;
     size_t base = pw_base(&lane);
     if (base >= n) return;
-    if (vec) { /* one row: one decision */
-        size_t i = pw_idx(vec, base, lane, 0), bt = i / C;
-        if (i < n && (int)(bt % T) >= lengths[bt / T]) {
-            const float zero[PW_VEC] = {0.f};
-            st8(x, zero, vec, base, lane, n);
+    if (vec) { /* a piece lies in one row: one decision per piece */
+        for (int j = 0; j < PW_VEC; j += PW_PIECE) {
+            size_t i = pw_idx(vec, base, lane, j), bt = i / C;
+            if (i < n && (int)(bt % T) >= lengths[bt / T]) {
+                const float zero[PW_PIECE] = {0.f};
+                st4(x + i, zero);
+            }
         }
         return;
     }
