@@ -52,7 +52,7 @@ __global__ void residual_kernel(S *out, const S *a, const S *b, size_t n, bool v
 template <typename S>
 __global__ void dropout_residual_kernel(S *out, const S *res, const S *x, size_t row_len, size_t n,
                                         int drop, float scale, uint32_t threshold, uint64_t seed,
-                                        uint64_t step, uint32_t row0, uint32_t tensor) {
+                                        uint64_t step, uint32_t row0, uint32_t tensor, bool vec) {
     size_t i0 = 4 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
     if (i0 >= n) return;
     int whole = row_len % 4 == 0;
@@ -60,12 +60,25 @@ __global__ void dropout_residual_kernel(S *out, const S *res, const S *x, size_t
     if (drop && whole)
         r = philox4x32_10((uint32_t)((i0 % row_len) >> 2), row0 + (uint32_t)(i0 / row_len), tensor,
                           (uint32_t)step, (uint32_t)seed, (uint32_t)(seed >> 32));
+    /* with vec (rows of a multiple of 4, 16-byte aligned pointers) one access of 4 elements
+     * per operand: a warp's accesses are contiguous */
+    bool wide = vec && i0 + 4 <= n;
+    float xv[4], rv[4] = {0.f, 0.f, 0.f, 0.f};
+    if (wide) {
+        ld4(xv, x + i0);
+        if (res) ld4(rv, res + i0);
+    } else {
+        PW_UNROLL
+        for (int j = 0; j < 4; j++) {
+            xv[j] = i0 + j < n ? ld(x + i0 + j) : 0.f;
+            if (res) rv[j] = i0 + j < n ? ld(res + i0 + j) : 0.f;
+        }
+    }
     PW_UNROLL
     for (int j = 0; j < 4; j++) {
         size_t i = i0 + j;
-        if (i >= n) continue;
-        float v = ld(x + i);
-        if (drop) {
+        float v = xv[j];
+        if (drop && i < n) {
             int keep = whole ? r.v[j] >= threshold
                              : dropout_keep(seed, step, row0 + (uint32_t)(i / row_len), tensor,
                                             i % row_len, threshold);
@@ -73,8 +86,14 @@ __global__ void dropout_residual_kernel(S *out, const S *res, const S *x, size_t
             st(&t, keep ? v * scale : 0.f);
             v = ld(&t);
         }
-        if (res) v = ld(res + i) + v;
-        st(out + i, v);
+        xv[j] = res ? rv[j] + v : v;
+    }
+    if (wide) {
+        st4(out + i0, xv);
+    } else {
+        PW_UNROLL
+        for (int j = 0; j < 4; j++)
+            if (i0 + j < n) st(out + i0 + j, xv[j]);
     }
 }
 
@@ -132,7 +151,8 @@ static void cuda_dropout_residual(void *out, const void *res, const void *x, int
                 g_cuda.stream)((S *)out, (const S *)res, (const S *)x, (size_t)T * C, n, drop,
                                drop ? 1.f / (1.f - p) : 1.f, drop ? dropout_threshold(p) : 0u,
                                drop ? key->seed : 0, drop ? key->step : 0, drop ? key->row0 : 0,
-                               drop ? key->tensor : 0);
+                               drop ? key->tensor : 0,
+                               ((size_t)T * C) % 4 == 0 && pw_vec_ok(0, out, res, x));
     cudaLaunchCheck();
 }
 template <typename S>
