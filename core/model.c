@@ -5,7 +5,8 @@
  *   emb = wte[ids] + wpe[pos] (+ wlang[langs])  -> LayerNorm -> dropout -> zero padding  = x0
  *   per layer (post-LN):  r1 = x + dropout(out_lin(attn(q_lin x, k_lin x, v_lin x)))
  *                         h1 = LN1(r1)
- *                         r2 = h1 + dropout(lin2(gelu(lin1 h1)))
+ *                         r2 = h1 + dropout(lin2(gelu(lin1 h1))) (lin1's bias added in
+ *                              the GELU's pass: bias_gelu)
  *                         x' = LN2(r2) with padded positions zeroed
  *   logits = xL @ wte^T + pb (no final LayerNorm; tied output projection)
  *   loss = mean cross-entropy over targets >= 0.
@@ -229,7 +230,7 @@ struct layer_acts {
     float *lse;      /* (B,NH,T) fp32 log-sum-exp of each attention row's scores */
     void *y;         /* (N,C) attention output before out_lin */
     void *r1, *h1;   /* (N,C) first residual sum, its LayerNorm */
-    void *f1, *g;    /* (N,F) lin1 output, its GELU */
+    void *f1, *g;    /* (N,F) lin1 output without its bias, GELU of it plus the bias */
     void *r2, *h2;   /* (N,C) second residual sum, its LayerNorm (masked): layer output */
     float *mean1, *rstd1, *mean2, *rstd2; /* (N) fp32 */
 };
@@ -474,9 +475,9 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
         ops->dropout_residual(a->r1, x, a->r1, B, T, C, pl->p_hidden, &k);
         ops->layernorm_forward(a->h1, a->mean1, a->rstd1, a->r1, param_at(m, W, P_LN1W, l),
                                param_at(m, W, P_LN1B, l), N, C, mc->layer_norm_eps);
-        ops->matmul_forward(a->f1, a->h1, param_at(m, W, P_F1W, l), param_at(m, W, P_F1B, l), N, C,
-                            F);
-        ops->gelu_forward(a->g, a->f1, (size_t)N * F);
+        /* f1 holds lin1's output before its bias: the bias rides in the GELU's pass */
+        ops->matmul_forward(a->f1, a->h1, param_at(m, W, P_F1W, l), NULL, N, C, F);
+        ops->bias_gelu_forward(a->g, a->f1, param_at(m, W, P_F1B, l), N, F);
         ops->matmul_forward(a->r2, a->g, param_at(m, W, P_F2W, l), param_at(m, W, P_F2B, l), N, F,
                             C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_FFN_OUT(l));
@@ -647,32 +648,30 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
         const void *d = branch_grad(m, pl, pl->g_r, &k);
         ops->matmul_backward(pl->g_f, param_at(m, G, P_F2W, l), param_at(m, G, P_F2B, l), d, a->g,
                              param_at(m, W, P_F2W, l), N, F, C);
-        ops->gelu_backward(pl->g_f, a->f1, pl->g_f, (size_t)N * F);
-        ops->matmul_backward(pl->g_t, param_at(m, G, P_F1W, l), param_at(m, G, P_F1B, l), pl->g_f,
-                             a->h1, param_at(m, W, P_F1W, l), N, C, F);
-        ops->residual_forward(pl->g_t, pl->g_t, pl->g_r, (size_t)N * C); /* d h1 */
-        ops->layernorm_backward(pl->g_r, param_at(m, G, P_LN1W, l), param_at(m, G, P_LN1B, l),
-                                pl->g_t, a->r1, param_at(m, W, P_LN1W, l), a->mean1, a->rstd1, N,
+        ops->bias_gelu_backward(pl->g_f, param_at(m, G, P_F1B, l), pl->g_f, a->f1,
+                                param_at(m, W, P_F1B, l), N, F);
+        /* g_r += lin1's input gradient: d h1 (the residual path's share already there) */
+        ops->matmul_backward_add(pl->g_r, param_at(m, G, P_F1W, l), NULL, pl->g_f, a->h1,
+                                 param_at(m, W, P_F1W, l), N, C, F);
+        ops->layernorm_backward(pl->g_h, param_at(m, G, P_LN1W, l), param_at(m, G, P_LN1B, l),
+                                pl->g_r, a->r1, param_at(m, W, P_LN1W, l), a->mean1, a->rstd1, N,
                                 C); /* d r1 */
         /* attention branch */
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_OUT(l));
-        d = branch_grad(m, pl, pl->g_r, &k);
-        ops->matmul_backward(pl->g_h, param_at(m, G, P_OW, l), param_at(m, G, P_OB, l), d, a->y,
+        d = branch_grad(m, pl, pl->g_h, &k);
+        ops->matmul_backward(pl->g_r, param_at(m, G, P_OW, l), param_at(m, G, P_OB, l), d, a->y,
                              param_at(m, W, P_OW, l), N, C, C); /* d y */
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
-        ops->attention_backward(pl->g_q, pl->g_k, pl->g_v, pl->g_h, a->y, a->lse, a->q, a->k, a->v,
+        ops->attention_backward(pl->g_q, pl->g_k, pl->g_v, pl->g_r, a->y, a->lse, a->q, a->k, a->v,
                                 pl->bidirectional ? pl->lengths : NULL, B, T, C, NH, pl->p_attn,
                                 &k);
-        /* d x = d r1 + the three projections' input gradients */
-        ops->matmul_backward(pl->g_t, param_at(m, G, P_QW, l), param_at(m, G, P_QB, l), pl->g_q, x,
-                             param_at(m, W, P_QW, l), N, C, C);
-        ops->residual_forward(pl->g_h, pl->g_r, pl->g_t, (size_t)N * C);
-        ops->matmul_backward(pl->g_t, param_at(m, G, P_KW, l), param_at(m, G, P_KB, l), pl->g_k, x,
-                             param_at(m, W, P_KW, l), N, C, C);
-        ops->residual_forward(pl->g_h, pl->g_h, pl->g_t, (size_t)N * C);
-        ops->matmul_backward(pl->g_t, param_at(m, G, P_VW, l), param_at(m, G, P_VB, l), pl->g_v, x,
-                             param_at(m, W, P_VW, l), N, C, C);
-        ops->residual_forward(pl->g_h, pl->g_h, pl->g_t, (size_t)N * C);
+        /* d x = d r1 + the three projections' input gradients, added onto g_h by the GEMMs */
+        ops->matmul_backward_add(pl->g_h, param_at(m, G, P_QW, l), param_at(m, G, P_QB, l), pl->g_q,
+                                 x, param_at(m, W, P_QW, l), N, C, C);
+        ops->matmul_backward_add(pl->g_h, param_at(m, G, P_KW, l), param_at(m, G, P_KB, l), pl->g_k,
+                                 x, param_at(m, W, P_KW, l), N, C, C);
+        ops->matmul_backward_add(pl->g_h, param_at(m, G, P_VW, l), param_at(m, G, P_VB, l), pl->g_v,
+                                 x, param_at(m, W, P_VW, l), N, C, C);
         if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, l);
     }
     /* embeddings: mask, dropout, LayerNorm, lookup */

@@ -109,6 +109,12 @@ struct dropout_key {
       (void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w, int N,    \
        int C, int OC),                                                                             \
       (dinp, dw, db, dout, inp, w, N, C, OC))                                                      \
+    /* as matmul_backward, but dinp (N,C) += dout @ w, rounded once: the residual path's           \
+     * gradient already in dinp takes the branch's without a separate add */                       \
+    X(matmul_backward_add,                                                                         \
+      (void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w, int N,    \
+       int C, int OC),                                                                             \
+      (dinp, dw, db, dout, inp, w, N, C, OC))                                                      \
                                                                                                    \
     /* ---- multi-head attention core, causal or bidirectional ----                                \
      * q, k, v (B,T,C) already projected (q NOT yet scaled); per head, P = softmax(q k^T /         \

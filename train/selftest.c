@@ -116,8 +116,12 @@ static const struct out_tol MATMUL_TOL[] = {{"out", {1e-4, 1e-4}, {2e-2, 4e-3}},
                                             {NULL}};
 
 static void check_matmul(struct st_ctx *c, const struct op_case *row) {
-    int N = row->d[0], C = row->d[1], OC = row->d[2], bias = row->d[3];
-    st_begin(c, bias ? "matmul" : "matmul (no bias)", "N=%d C=%d OC=%d", N, C, OC, 0);
+    int N = row->d[0], C = row->d[1], OC = row->d[2], bias = row->d[3], add = row->d[4];
+    st_begin(c,
+             add    ? "matmul (dinp +=)"
+             : bias ? "matmul"
+                    : "matmul (no bias)",
+             "N=%d C=%d OC=%d", N, C, OC, 0);
     struct tpair inp = tp_random(c, T_STORAGE, (size_t)N * C, -1, 1);
     struct tpair w = tp_random(c, T_STORAGE, (size_t)OC * C, -1, 1);
     struct tpair b = tp_random(c, T_STORAGE, OC, -1, 1);
@@ -126,10 +130,16 @@ static void check_matmul(struct st_ctx *c, const struct op_case *row) {
     c->dev->matmul_forward(out.d, inp.d, w.d, bias ? b.d : NULL, N, C, OC);
     CHECK(out, "out");
     struct tpair dout = tp_random(c, T_STORAGE, (size_t)N * OC, -1, 1);
-    struct tpair dinp = tp_new(c, T_STORAGE, (size_t)N * C, NULL);
+    struct tpair dinp = add ? tp_random(c, T_STORAGE, (size_t)N * C, -1, 1)
+                            : tp_new(c, T_STORAGE, (size_t)N * C, NULL);
     struct tpair dw = tp_random(c, T_STORAGE, (size_t)OC * C, -1, 1);
-    c->ref->matmul_backward(dinp.r, dw.r, bias ? b.r : NULL, dout.r, inp.r, w.r, N, C, OC);
-    c->dev->matmul_backward(dinp.d, dw.d, bias ? b.d : NULL, dout.d, inp.d, w.d, N, C, OC);
+    if (add) {
+        c->ref->matmul_backward_add(dinp.r, dw.r, bias ? b.r : NULL, dout.r, inp.r, w.r, N, C, OC);
+        c->dev->matmul_backward_add(dinp.d, dw.d, bias ? b.d : NULL, dout.d, inp.d, w.d, N, C, OC);
+    } else {
+        c->ref->matmul_backward(dinp.r, dw.r, bias ? b.r : NULL, dout.r, inp.r, w.r, N, C, OC);
+        c->dev->matmul_backward(dinp.d, dw.d, bias ? b.d : NULL, dout.d, inp.d, w.d, N, C, OC);
+    }
     CHECK(dinp, "dinp");
     CHECK(dw, "dw");
     CHECK(b, "db");
@@ -433,6 +443,10 @@ static const struct op_case OP_CASES[] = {
     {check_matmul, MATMUL_TOL, {37, 48, 40, 1}, 0, 0, 0},          /* N C OC bias */
     {check_matmul, MATMUL_TOL, {5, 33, 17, 0}, 0, 0, 0},           /* */
     {check_matmul, MATMUL_TOL, {260, 16, 24, 1}, 0, 0, 0},         /* */
+    {check_matmul, MATMUL_TOL, {7, 16, 13, 1}, 0, 0, 0},           /* rows of 13: the bias
+                                                                    * element by element */
+    {check_matmul, MATMUL_TOL, {37, 48, 40, 1, 1}, 0, 0, 0},       /* dinp += */
+    {check_matmul, MATMUL_TOL, {5, 33, 17, 0, 1}, 0, 0, 0},        /* */
     {check_attention, ATTENTION_TOL, {2, 37, 32, 4}, 0.f, 0, 0},   /* B T C NH, p */
     {check_attention, ATTENTION_TOL, {1, 33, 24, 2}, 0.1f, 0, 0},  /* */
     {check_attention, ATTENTION_TOL, {2, 70, 128, 2}, 0.1f, 0, 0}, /* HS 64, several tiles, a
@@ -449,6 +463,8 @@ static const struct op_case OP_CASES[] = {
     {check_bias_gelu, BIAS_GELU_TOL, {37, 72}, 0, 0, 0},            /* N F */
     {check_bias_gelu, BIAS_GELU_TOL, {300, 40}, 0, 0, 0},           /* more rows than one
                                                                      * column-sum chunk */
+    {check_bias_gelu, BIAS_GELU_TOL, {9, 13}, 0, 0, 0},             /* rows of 13: no 16-byte
+                                                                     * accesses, a partial tail */
     {check_classifier, CLASSIFIER_TOL, {13, 257, 257}, 0, 0, 0},    /* N V Vp */
     {check_classifier, CLASSIFIER_TOL, {13, 257, 384}, 0, 0, 0},    /* padded vocabulary */
     {check_classifier, CLASSIFIER_TOL, {3, 64699, 64768}, 0, 1, 0}, /* XLM's, padded */

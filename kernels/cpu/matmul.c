@@ -104,15 +104,15 @@ CPU_HOT void cpu_matmul_forward(const struct cpu_ctx *ctx, void *out_, const voi
 
 /* dinp (N,C) = dout (N,OC) @ w (OC,C), overwritten (skipped if NULL);
  * dw (OC,C) += dout^T @ inp; db (OC) += column sums of dout (skipped if NULL). */
-CPU_HOT void cpu_matmul_backward(const struct cpu_ctx *ctx, void *dinp, void *dw, void *db_,
-                                 const void *dout_, const void *inp, const void *w, int N, int C,
-                                 int OC) {
+static void matmul_backward(const struct cpu_ctx *ctx, void *dinp, void *dw, void *db_,
+                            const void *dout_, const void *inp, const void *w, int N, int C, int OC,
+                            float dinp_beta) {
     const int h = ctx->round_half;
     const float *dout = dout_;
     float *db = db_;
     struct sgemm_call gw = {1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C};
     if (dinp) {
-        struct sgemm_call gi = {0, 0, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C};
+        struct sgemm_call gi = {0, 0, N, C, OC, 1.0f, dout, OC, w, C, dinp_beta, dinp, C};
         cpu_sgemm_pair(&gi, &gw);
         cpu_round_storage(dinp, (size_t)N * C, h);
     } else {
@@ -135,4 +135,17 @@ CPU_HOT void cpu_matmul_backward(const struct cpu_ctx *ctx, void *dinp, void *dw
                     db[o] = half_round(db[o]);
         }
     }
+}
+
+CPU_HOT void cpu_matmul_backward(const struct cpu_ctx *ctx, void *dinp, void *dw, void *db,
+                                 const void *dout, const void *inp, const void *w, int N, int C,
+                                 int OC) {
+    matmul_backward(ctx, dinp, dw, db, dout, inp, w, N, C, OC, 0.0f);
+}
+
+/* the same with dinp += dout @ w (beta = 1 onto the stored dinp, one rounding) */
+CPU_HOT void cpu_matmul_backward_add(const struct cpu_ctx *ctx, void *dinp, void *dw, void *db,
+                                     const void *dout, const void *inp, const void *w, int N, int C,
+                                     int OC) {
+    matmul_backward(ctx, dinp, dw, db, dout, inp, w, N, C, OC, 1.0f);
 }

@@ -41,6 +41,30 @@ float *cuda_scratch(size_t n) {
     return g_cuda.scratch;
 }
 
+template <typename S>
+__global__ void fill_ones_kernel(S *x, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) st(x + i, 1.f);
+}
+
+const void *cuda_ones(size_t n, int is_half) {
+    int h = is_half != 0;
+    if (n > g_cuda.ones_n[h]) {
+        cudaCheck(cudaStreamSynchronize(g_cuda.stream)); /* queued work may read the old one */
+        cudaCheck(cudaFree(g_cuda.ones[h]));
+        cudaCheck(cudaMalloc(&g_cuda.ones[h], n * (h ? sizeof(__half) : sizeof(float))));
+        if (h)
+            XLMC_LAUNCH(fill_ones_kernel<__half>, cuda_blocks(n, 256), 256, 0,
+                        g_cuda.stream)((__half *)g_cuda.ones[h], n);
+        else
+            XLMC_LAUNCH(fill_ones_kernel<float>, cuda_blocks(n, 256), 256, 0,
+                        g_cuda.stream)((float *)g_cuda.ones[h], n);
+        cudaLaunchCheck();
+        g_cuda.ones_n[h] = n;
+    }
+    return g_cuda.ones[h];
+}
+
 /* ---- memory ---- */
 static void *cuda_alloc(size_t bytes) {
     void *p = NULL;
@@ -84,41 +108,57 @@ static void cuda_synchronize(void) {
 }
 
 /* ---- conversions ---- */
+/* PW_VEC elements per thread (common.cuh) */
 template <typename S>
-__global__ void storage_from_f32_kernel(S *dst, const float *src, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) st(dst + i, src[i]);
+__global__ void storage_from_f32_kernel(S *dst, const float *src, size_t n, bool vec) {
+    int lane;
+    size_t base = pw_base(&lane);
+    if (base >= n) return;
+    float v[PW_VEC];
+    ld8(v, src, vec, base, lane, n);
+    st8(dst, v, vec, base, lane, n);
 }
 template <typename S>
-__global__ void storage_to_f32_kernel(float *dst, const S *src, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) dst[i] = ld(src + i);
+__global__ void storage_to_f32_kernel(float *dst, const S *src, size_t n, bool vec) {
+    int lane;
+    size_t base = pw_base(&lane);
+    if (base >= n) return;
+    float v[PW_VEC];
+    ld8(v, src, vec, base, lane, n);
+    st8(dst, v, vec, base, lane, n);
 }
 template <typename S>
-__global__ void grad_accumulate_kernel(float *acc, const S *grad, size_t n, float scale) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) acc[i] += scale * ld(grad + i);
+__global__ void grad_accumulate_kernel(float *acc, const S *grad, size_t n, float scale, bool vec) {
+    int lane;
+    size_t base = pw_base(&lane);
+    if (base >= n) return;
+    float a[PW_VEC], g[PW_VEC];
+    ld8(a, acc, vec, base, lane, n);
+    ld8(g, grad, vec, base, lane, n);
+    for (int j = 0; j < PW_VEC; j++)
+        a[j] += scale * g[j];
+    st8(acc, a, vec, base, lane, n);
 }
 
 template <typename S>
 static void cuda_storage_from_f32(void *dst, const float *src, size_t n) {
     if (!n) return;
-    XLMC_LAUNCH(storage_from_f32_kernel<S>, cuda_blocks(n, 256), 256, 0, g_cuda.stream)((S *)dst,
-                                                                                        src, n);
+    XLMC_LAUNCH(storage_from_f32_kernel<S>, cuda_blocks((n + PW_VEC - 1) / PW_VEC, 256), 256, 0,
+                g_cuda.stream)((S *)dst, src, n, pw_vec_ok(0, dst, src));
     cudaLaunchCheck();
 }
 template <typename S>
 static void cuda_storage_to_f32(float *dst, const void *src, size_t n) {
     if (!n) return;
-    XLMC_LAUNCH(storage_to_f32_kernel<S>, cuda_blocks(n, 256), 256, 0,
-                g_cuda.stream)(dst, (const S *)src, n);
+    XLMC_LAUNCH(storage_to_f32_kernel<S>, cuda_blocks((n + PW_VEC - 1) / PW_VEC, 256), 256, 0,
+                g_cuda.stream)(dst, (const S *)src, n, pw_vec_ok(0, dst, src));
     cudaLaunchCheck();
 }
 template <typename S>
 static void cuda_grad_accumulate(float *acc, const void *grad, size_t n, float scale) {
     if (!n) return;
-    XLMC_LAUNCH(grad_accumulate_kernel<S>, cuda_blocks(n, 256), 256, 0,
-                g_cuda.stream)(acc, (const S *)grad, n, scale);
+    XLMC_LAUNCH(grad_accumulate_kernel<S>, cuda_blocks((n + PW_VEC - 1) / PW_VEC, 256), 256, 0,
+                g_cuda.stream)(acc, (const S *)grad, n, scale, pw_vec_ok(0, acc, grad));
     cudaLaunchCheck();
 }
 

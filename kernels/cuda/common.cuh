@@ -47,6 +47,116 @@ __device__ __forceinline__ void st(__half *p, float v) {
     *p = __float2half_rn(v);
 }
 
+/* ---- 8 elements per thread in two wide accesses of 4 (8 bytes of __half, 16 of float) ----
+ * A pointwise kernel with one 2-byte element per thread issues 8x the memory instructions
+ * for the same bytes. Each warp takes a chunk of 32 x PW_VEC elements at `base`. With `vec`
+ * (the host checked 16-byte alignment of every pointer and of the row length, pw_vec_ok) lane
+ * l takes the pieces base + 4l .. 4l + 3 and base + 128 + 4l .. + 3, so each of its two
+ * accesses is contiguous across the warp for either storage type (a float and a __half
+ * tensor converted into each other stay coalesced on both sides); without, lane l takes
+ * base + l + 32j, element by element and still coalesced. pw_idx gives element j's index;
+ * ld8/st8 skip elements at or past n. */
+#define PW_VEC 8
+#define PW_PIECE 4
+template <typename S>
+struct alignas(PW_PIECE * sizeof(S)) vec4 {
+    S v[PW_PIECE];
+};
+__device__ __forceinline__ size_t pw_idx(bool vec, size_t base, int lane, int j) {
+    return vec ? base + (size_t)(j / PW_PIECE * 32 * PW_PIECE + PW_PIECE * lane + j % PW_PIECE)
+               : base + (size_t)(lane + 32 * j);
+}
+/* the warp's chunk and the lane, for a launch of cuda_blocks(ceil(n / PW_VEC), threads) */
+__device__ __forceinline__ size_t pw_base(int *lane) {
+    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    *lane = (int)(t % 32);
+    return t / 32 * (32 * PW_VEC);
+}
+/* f[0..3] = p[0..3] in one access (p aligned to the piece) */
+template <typename S>
+__device__ __forceinline__ void ld4(float *f, const S *p) {
+    vec4<S> t = *(const vec4<S> *)p;
+    for (int j = 0; j < PW_PIECE; j++)
+        f[j] = ld(&t.v[j]);
+}
+template <typename S>
+__device__ __forceinline__ void st4(S *p, const float *f) {
+    vec4<S> t;
+    for (int j = 0; j < PW_PIECE; j++)
+        st(&t.v[j], f[j]);
+    *(vec4<S> *)p = t;
+}
+/* Every loop below has a constant trip count, so nvcc unrolls it and the arrays stay in
+ * registers (a step that depends on `vec` put them in local memory). */
+template <typename S>
+__device__ __forceinline__ void ld8(float f[PW_VEC], const S *p, bool vec, size_t base, int lane,
+                                    size_t n) {
+    if (vec) {
+        for (int j = 0; j < PW_VEC; j += PW_PIECE) {
+            size_t i = pw_idx(true, base, lane, j);
+            if (i + PW_PIECE <= n) {
+                ld4(f + j, p + i);
+            } else {
+                for (int q = 0; q < PW_PIECE; q++)
+                    f[j + q] = i + q < n ? ld(p + i + q) : 0.f;
+            }
+        }
+    } else {
+        for (int j = 0; j < PW_VEC; j++) {
+            size_t i = pw_idx(false, base, lane, j);
+            f[j] = i < n ? ld(p + i) : 0.f;
+        }
+    }
+}
+template <typename S>
+__device__ __forceinline__ void st8(S *p, const float f[PW_VEC], bool vec, size_t base, int lane,
+                                    size_t n) {
+    if (vec) {
+        for (int j = 0; j < PW_VEC; j += PW_PIECE) {
+            size_t i = pw_idx(true, base, lane, j);
+            if (i + PW_PIECE <= n) {
+                st4(p + i, f + j);
+            } else {
+                for (int q = 0; q < PW_PIECE; q++)
+                    if (i + q < n) st(p + i + q, f[j + q]);
+            }
+        }
+    } else {
+        for (int j = 0; j < PW_VEC; j++) {
+            size_t i = pw_idx(false, base, lane, j);
+            if (i < n) st(p + i, f[j]);
+        }
+    }
+}
+/* b[j] = bias[element j's column] for rows of F (with vec a piece lies in one row) */
+template <typename S>
+__device__ __forceinline__ void ld_bias8(float b[PW_VEC], const S *bias, int F, bool vec,
+                                         size_t base, int lane, size_t n) {
+    if (vec) {
+        for (int j = 0; j < PW_VEC; j += PW_PIECE) {
+            size_t i = pw_idx(true, base, lane, j);
+            if (i + PW_PIECE <= n) {
+                ld4(b + j, bias + i % F);
+            } else {
+                for (int q = 0; q < PW_PIECE; q++)
+                    b[j + q] = i + q < n ? ld(bias + (i + q) % F) : 0.f;
+            }
+        }
+    } else {
+        for (int j = 0; j < PW_VEC; j++) {
+            size_t i = pw_idx(false, base, lane, j);
+            b[j] = i < n ? ld(bias + i % F) : 0.f;
+        }
+    }
+}
+
+/* true when every pointer is 16-byte aligned (NULLs pass) and row_len a multiple of PW_VEC */
+static inline bool pw_vec_ok(size_t row_len, const void *a, const void *b = NULL,
+                             const void *c = NULL, const void *d = NULL) {
+    uintptr_t bits = (uintptr_t)a | (uintptr_t)b | (uintptr_t)c | (uintptr_t)d;
+    return row_len % PW_VEC == 0 && (bits & 15) == 0;
+}
+
 template <typename S>
 struct storage_type;
 template <>
@@ -131,11 +241,31 @@ struct cuda_state {
     size_t scratch_floats;
     double *partials; /* (CUDA_NORM_BLOCKS) per-block norm partial sums */
     int *flag;        /* unscale_check's inf/NaN flag */
+    void *ones[2];    /* [0] fp32, [1] fp16: a vector of ones for column sums as GEMVs */
+    size_t ones_n[2];
 };
 #define CUDA_NORM_BLOCKS 256
 extern struct cuda_state g_cuda;
 /* at least n floats of device scratch (contents do not survive the next op) */
 float *cuda_scratch(size_t n);
+
+/* at least n storage ones (is_half: __half, else float), grown on demand, kept for reuse */
+const void *cuda_ones(size_t n, int is_half);
+
+/* db (OC) += column sums of dout (N,OC), as one cuBLAS GEMV against a vector of ones: one
+ * bandwidth-bound call instead of a partial and a finishing kernel. fp32 accumulation and one
+ * rounding into db (beta = 1), like cuda_column_sum_add, in cuBLAS's order. */
+template <typename S>
+static inline void cuda_bias_grad_add(S *db, const S *dout, int N, int OC) {
+    if (!N || !OC) return;
+    const float alpha = 1.f, beta = 1.f;
+    cudaDataType_t t = storage_type<S>::blas;
+    const void *ones = cuda_ones((size_t)N, sizeof(S) == 2);
+    /* col-major: dout is (OC,N), ones (N,1), db (OC,1) */
+    cublasCheck(cublasGemmEx(g_cuda.blas, CUBLAS_OP_N, CUBLAS_OP_N, OC, 1, N, &alpha, dout, t, OC,
+                             ones, t, N, &beta, db, t, OC, CUBLAS_COMPUTE_32F,
+                             CUBLAS_GEMM_DEFAULT));
+}
 
 /* out (C) += column sums of x (N rows of stride ldx >= C; ldx 0: C) */
 template <typename S>

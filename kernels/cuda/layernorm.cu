@@ -57,31 +57,56 @@ __global__ void layernorm_backward_dinp_kernel(S *dinp, const S *dout, const S *
 }
 
 /* dw, db (C) +=, in two deterministic stages like cuda_column_sum_add: partial (chunks, 2C)
- * fp32 holds per-chunk sums of dout * xhat (first C) and dout (next C). */
+ * fp32 holds per-chunk sums of dout * xhat (first C) and dout (next C). Short chunks of
+ * LN_DWB_ROWS rows (their mean and rstd staged in shared memory) keep each thread's chain of
+ * dependent loads short; the finishing kernel spreads the chunks over LN_DWB_SPLIT warps per
+ * column tile and adds their sums in a fixed order, so the result is the same on every run. */
+#define LN_DWB_ROWS 32
+#define LN_DWB_SPLIT 32
+static_assert(COLSUM_THREADS >= 2 * LN_DWB_ROWS, "one mean/rstd load per thread");
 template <typename S>
 __global__ void layernorm_dwb_partial_kernel(float *partial, const S *dout, const S *inp,
                                              const float *mean, const float *rstd, int N, int C) {
+    __shared__ float mu_s[LN_DWB_ROWS], rs_s[LN_DWB_ROWS];
     int c = blockIdx.x * blockDim.x + threadIdx.x;
+    int n0 = blockIdx.y * LN_DWB_ROWS, rows = min(N - n0, LN_DWB_ROWS);
+    /* blockDim.x (COLSUM_THREADS) >= 2 * LN_DWB_ROWS: one load per thread */
+    if ((int)threadIdx.x < rows) mu_s[threadIdx.x] = mean[n0 + threadIdx.x];
+    if ((int)threadIdx.x >= LN_DWB_ROWS && (int)threadIdx.x - LN_DWB_ROWS < rows)
+        rs_s[threadIdx.x - LN_DWB_ROWS] = rstd[n0 + threadIdx.x - LN_DWB_ROWS];
+    __syncthreads();
     if (c >= C) return;
-    int n0 = blockIdx.y * COLSUM_ROWS, n1 = min(N, n0 + COLSUM_ROWS);
     float aw = 0.f, ab = 0.f;
-    for (int n = n0; n < n1; n++) {
-        float dy = ld(dout + (size_t)n * C + c);
-        aw += dy * (ld(inp + (size_t)n * C + c) - mean[n]) * rstd[n];
+    for (int r = 0; r < rows; r++) {
+        size_t at = (size_t)(n0 + r) * C + c;
+        float dy = ld(dout + at);
+        aw += dy * (ld(inp + at) - mu_s[r]) * rs_s[r];
         ab += dy;
     }
     partial[(size_t)blockIdx.y * 2 * C + c] = aw;
     partial[(size_t)blockIdx.y * 2 * C + C + c] = ab;
 }
 
+/* block: 32 columns x LN_DWB_SPLIT warps; warp y sums chunks y, y + SPLIT, ... */
 template <typename S>
 __global__ void layernorm_dwb_finish_kernel(S *dw, S *db, const float *partial, int chunks, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+    __shared__ float sw[LN_DWB_SPLIT][32], sb[LN_DWB_SPLIT][32];
+    int x = threadIdx.x % 32, y = threadIdx.x / 32;
+    int c = blockIdx.x * 32 + x;
     float aw = 0.f, ab = 0.f;
-    for (int k = 0; k < chunks; k++) {
-        aw += partial[(size_t)k * 2 * C + c];
-        ab += partial[(size_t)k * 2 * C + C + c];
+    if (c < C) {
+        for (int k = y; k < chunks; k += LN_DWB_SPLIT) {
+            aw += partial[(size_t)k * 2 * C + c];
+            ab += partial[(size_t)k * 2 * C + C + c];
+        }
+    }
+    sw[y][x] = aw;
+    sb[y][x] = ab;
+    __syncthreads();
+    if (y || c >= C) return;
+    for (int j = 1; j < LN_DWB_SPLIT; j++) {
+        aw += sw[j][x];
+        ab += sb[j][x];
     }
     st(dw + c, ld(dw + c) + aw);
     st(db + c, ld(db + c) + ab);
@@ -104,13 +129,13 @@ static void cuda_layernorm_backward(void *dinp, void *dw, void *db, const void *
     XLMC_LAUNCH(layernorm_backward_dinp_kernel<S>, N, ln_threads(C), 0, g_cuda.stream)(
         (S *)dinp, (const S *)dout, (const S *)inp, (const S *)w, mean, rstd, C);
     cudaLaunchCheck();
-    int chunks = (N + COLSUM_ROWS - 1) / COLSUM_ROWS;
+    int chunks = (N + LN_DWB_ROWS - 1) / LN_DWB_ROWS;
     float *partial = cuda_scratch((size_t)chunks * 2 * C);
     dim3 grid(cuda_blocks(C, COLSUM_THREADS), chunks);
     XLMC_LAUNCH(layernorm_dwb_partial_kernel<S>, grid, COLSUM_THREADS, 0,
                 g_cuda.stream)(partial, (const S *)dout, (const S *)inp, mean, rstd, N, C);
     cudaLaunchCheck();
-    XLMC_LAUNCH(layernorm_dwb_finish_kernel<S>, cuda_blocks(C, COLSUM_THREADS), COLSUM_THREADS, 0,
+    XLMC_LAUNCH(layernorm_dwb_finish_kernel<S>, cuda_blocks(C, 32), 32 * LN_DWB_SPLIT, 0,
                 g_cuda.stream)((S *)dw, (S *)db, partial, chunks, C);
     cudaLaunchCheck();
 }

@@ -22,10 +22,18 @@ __global__ void gelu_backward_kernel(S *dinp, const S *inp, const S *dout, size_
     st(dinp + i, ld(dout + i) * (cdf + x * pdf));
 }
 
+// out = a + b, PW_VEC elements per thread (out may be a or b)
 template <typename S>
-__global__ void residual_kernel(S *out, const S *a, const S *b, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) st(out + i, ld(a + i) + ld(b + i));
+__global__ void residual_kernel(S *out, const S *a, const S *b, size_t n, bool vec) {
+    int lane;
+    size_t base = pw_base(&lane);
+    if (base >= n) return;
+    float x[PW_VEC], y[PW_VEC];
+    ld8(x, a, vec, base, lane, n);
+    ld8(y, b, vec, base, lane, n);
+    for (int j = 0; j < PW_VEC; j++)
+        x[j] += y[j];
+    st8(out, x, vec, base, lane, n);
 }
 
 /* Loops over the 4 elements of a thread are unrolled by nvcc, which keeps the Philox words in
@@ -44,7 +52,7 @@ __global__ void residual_kernel(S *out, const S *a, const S *b, size_t n) {
 template <typename S>
 __global__ void dropout_residual_kernel(S *out, const S *res, const S *x, size_t row_len, size_t n,
                                         int drop, float scale, uint32_t threshold, uint64_t seed,
-                                        uint64_t step, uint32_t row0, uint32_t tensor) {
+                                        uint64_t step, uint32_t row0, uint32_t tensor, bool vec) {
     size_t i0 = 4 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
     if (i0 >= n) return;
     int whole = row_len % 4 == 0;
@@ -52,12 +60,25 @@ __global__ void dropout_residual_kernel(S *out, const S *res, const S *x, size_t
     if (drop && whole)
         r = philox4x32_10((uint32_t)((i0 % row_len) >> 2), row0 + (uint32_t)(i0 / row_len), tensor,
                           (uint32_t)step, (uint32_t)seed, (uint32_t)(seed >> 32));
+    /* with vec (rows of a multiple of 4, 16-byte aligned pointers) one access of 4 elements
+     * per operand: a warp's accesses are contiguous */
+    bool wide = vec && i0 + 4 <= n;
+    float xv[4], rv[4] = {0.f, 0.f, 0.f, 0.f};
+    if (wide) {
+        ld4(xv, x + i0);
+        if (res) ld4(rv, res + i0);
+    } else {
+        PW_UNROLL
+        for (int j = 0; j < 4; j++) {
+            xv[j] = i0 + j < n ? ld(x + i0 + j) : 0.f;
+            if (res) rv[j] = i0 + j < n ? ld(res + i0 + j) : 0.f;
+        }
+    }
     PW_UNROLL
     for (int j = 0; j < 4; j++) {
         size_t i = i0 + j;
-        if (i >= n) continue;
-        float v = ld(x + i);
-        if (drop) {
+        float v = xv[j];
+        if (drop && i < n) {
             int keep = whole ? r.v[j] >= threshold
                              : dropout_keep(seed, step, row0 + (uint32_t)(i / row_len), tensor,
                                             i % row_len, threshold);
@@ -65,18 +86,38 @@ __global__ void dropout_residual_kernel(S *out, const S *res, const S *x, size_t
             st(&t, keep ? v * scale : 0.f);
             v = ld(&t);
         }
-        if (res) v = ld(res + i) + v;
-        st(out + i, v);
+        xv[j] = res ? rv[j] + v : v;
+    }
+    if (wide) {
+        st4(out + i0, xv);
+    } else {
+        PW_UNROLL
+        for (int j = 0; j < 4; j++)
+            if (i0 + j < n) st(out + i0 + j, xv[j]);
     }
 }
 
-// x (B,T,C): zero positions t >= lengths[b]
+// x (B,T,C): zero positions t >= lengths[b] (with vec a lane's 8 elements share a row)
 template <typename S>
-__global__ void mask_padding_kernel(S *x, const int32_t *lengths, int T, int C, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    size_t bt = i / C;
-    if ((int)(bt % T) >= lengths[bt / T]) st(x + i, 0.f);
+__global__ void mask_padding_kernel(S *x, const int32_t *lengths, int T, int C, size_t n,
+                                    bool vec) {
+    int lane;
+    size_t base = pw_base(&lane);
+    if (base >= n) return;
+    if (vec) { /* a piece lies in one row: one decision per piece */
+        for (int j = 0; j < PW_VEC; j += PW_PIECE) {
+            size_t i = pw_idx(vec, base, lane, j), bt = i / C;
+            if (i < n && (int)(bt % T) >= lengths[bt / T]) {
+                const float zero[PW_PIECE] = {0.f};
+                st4(x + i, zero);
+            }
+        }
+        return;
+    }
+    for (int j = 0; j < PW_VEC; j++) {
+        size_t i = pw_idx(vec, base, lane, j), bt = i / C;
+        if (i < n && (int)(bt % T) >= lengths[bt / T]) st(x + i, 0.f);
+    }
 }
 
 template <typename S>
@@ -96,8 +137,8 @@ static void cuda_gelu_backward(void *dinp, const void *inp, const void *dout, si
 template <typename S>
 static void cuda_residual_forward(void *out, const void *a, const void *b, size_t n) {
     if (!n) return;
-    XLMC_LAUNCH(residual_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0,
-                g_cuda.stream)((S *)out, (const S *)a, (const S *)b, n);
+    XLMC_LAUNCH(residual_kernel<S>, cuda_blocks((n + PW_VEC - 1) / PW_VEC, PW_THREADS), PW_THREADS,
+                0, g_cuda.stream)((S *)out, (const S *)a, (const S *)b, n, pw_vec_ok(n, out, a, b));
     cudaLaunchCheck();
 }
 template <typename S>
@@ -110,7 +151,8 @@ static void cuda_dropout_residual(void *out, const void *res, const void *x, int
                 g_cuda.stream)((S *)out, (const S *)res, (const S *)x, (size_t)T * C, n, drop,
                                drop ? 1.f / (1.f - p) : 1.f, drop ? dropout_threshold(p) : 0u,
                                drop ? key->seed : 0, drop ? key->step : 0, drop ? key->row0 : 0,
-                               drop ? key->tensor : 0);
+                               drop ? key->tensor : 0,
+                               ((size_t)T * C) % 4 == 0 && pw_vec_ok(0, out, res, x));
     cudaLaunchCheck();
 }
 template <typename S>
@@ -122,50 +164,70 @@ template <typename S>
 static void cuda_mask_padding(void *x, const int32_t *lengths, int B, int T, int C) {
     size_t n = (size_t)B * T * C;
     if (!n) return;
-    XLMC_LAUNCH(mask_padding_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0,
-                g_cuda.stream)((S *)x, lengths, T, C, n);
+    XLMC_LAUNCH(mask_padding_kernel<S>, cuda_blocks((n + PW_VEC - 1) / PW_VEC, PW_THREADS),
+                PW_THREADS, 0, g_cuda.stream)((S *)x, lengths, T, C, n, pw_vec_ok((size_t)C, x));
     cudaLaunchCheck();
 }
 
 /* ---- bias + GELU of the FFN, fused ---- */
+/* PW_VEC elements per thread; with vec they lie in one row (F % PW_VEC == 0) */
 template <typename S>
-__global__ void bias_gelu_forward_kernel(S *out, const S *inp, const S *bias, int F, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float x = ld(inp + i) + ld(bias + i % F);
-    st(out + i, 0.5f * x * (1.f + erff(x * 0.70710678118654752f)));
+__global__ void bias_gelu_forward_kernel(S *out, const S *inp, const S *bias, int F, size_t n,
+                                         bool vec) {
+    int lane;
+    size_t base = pw_base(&lane);
+    if (base >= n) return;
+    float x[PW_VEC], b[PW_VEC];
+    ld8(x, inp, vec, base, lane, n);
+    ld_bias8(b, bias, F, vec, base, lane, n);
+    for (int j = 0; j < PW_VEC; j++) {
+        float v = x[j] + b[j];
+        x[j] = 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
+    }
+    st8(out, x, vec, base, lane, n);
 }
 
 template <typename S>
 __global__ void bias_gelu_backward_kernel(S *dinp, const S *dout, const S *inp, const S *bias,
-                                          int F, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float x = ld(inp + i) + ld(bias + i % F);
-    float cdf = 0.5f * (1.f + erff(x * 0.70710678118654752f));
-    float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
-    st(dinp + i, ld(dout + i) * (cdf + x * pdf));
+                                          int F, size_t n, bool vec) {
+    int lane;
+    size_t base = pw_base(&lane);
+    if (base >= n) return;
+    float x[PW_VEC], b[PW_VEC], d[PW_VEC];
+    ld8(x, inp, vec, base, lane, n);
+    ld8(d, dout, vec, base, lane, n);
+    ld_bias8(b, bias, F, vec, base, lane, n);
+    for (int j = 0; j < PW_VEC; j++) {
+        float v = x[j] + b[j];
+        float cdf = 0.5f * (1.f + erff(v * 0.70710678118654752f));
+        float pdf = 0.39894228040143268f * expf(-0.5f * v * v);
+        d[j] *= cdf + v * pdf;
+    }
+    st8(dinp, d, vec, base, lane, n); /* dinp may be dout: every element was read above */
 }
 
 template <typename S>
 static void cuda_bias_gelu_forward(void *out, const void *inp, const void *bias, int N, int F) {
     size_t n = (size_t)N * F;
     if (!n) return;
-    XLMC_LAUNCH(bias_gelu_forward_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0,
-                g_cuda.stream)((S *)out, (const S *)inp, (const S *)bias, F, n);
+    XLMC_LAUNCH(bias_gelu_forward_kernel<S>, cuda_blocks((n + PW_VEC - 1) / PW_VEC, PW_THREADS),
+                PW_THREADS, 0, g_cuda.stream)((S *)out, (const S *)inp, (const S *)bias, F, n,
+                                              pw_vec_ok((size_t)F, out, inp, bias));
     cudaLaunchCheck();
 }
 
-/* dinp first, then dbias += its column sums (the deterministic two-stage sum of common.cuh) */
+/* dinp first, then dbias += its column sums (one GEMV against ones, common.cuh) */
 template <typename S>
 static void cuda_bias_gelu_backward(void *dinp, void *dbias, const void *dout, const void *inp,
                                     const void *bias, int N, int F) {
     size_t n = (size_t)N * F;
     if (!n) return;
-    XLMC_LAUNCH(bias_gelu_backward_kernel<S>, cuda_blocks(n, PW_THREADS), PW_THREADS, 0,
-                g_cuda.stream)((S *)dinp, (const S *)dout, (const S *)inp, (const S *)bias, F, n);
+    XLMC_LAUNCH(bias_gelu_backward_kernel<S>, cuda_blocks((n + PW_VEC - 1) / PW_VEC, PW_THREADS),
+                PW_THREADS, 0,
+                g_cuda.stream)((S *)dinp, (const S *)dout, (const S *)inp, (const S *)bias, F, n,
+                               pw_vec_ok((size_t)F, dinp, dout, inp, bias));
     cudaLaunchCheck();
-    cuda_column_sum_add((S *)dbias, (const S *)dinp, N, F);
+    cuda_bias_grad_add((S *)dbias, (const S *)dinp, N, F);
 }
 
 CUDA_EXPORT_OP(gelu_forward)
