@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test_train_run_lock — two runs cannot share a run directory:
-#  1. run A trains (200 steps); run B, started on the same --run-dir with another lr while A runs, exits 1
-#     at once naming A's PID; A finishes unharmed: exit 0, every step logged once, its final
-#     checkpoint holds A's lr.
+#  1. run A trains (200 steps); run B, started on the same --run-dir with another lr while A lives,
+#     exits 1 at once naming A's PID; A finishes unharmed: exit 0, every step logged once, its final
+#     checkpoint holds A's lr. A is held with SIGSTOP while B is tried (and let go after), so a
+#     fast machine cannot finish A's 200 steps before B gets to the lock.
 #  2. the lock dies with its holder: after kill -9 of a run, the next one starts (and resumes).
 # shellcheck source=tests/train/lib.sh
 . "$(dirname "$0")/lib.sh" "$@"
@@ -24,9 +25,11 @@ for _ in $(seq 600); do
     kill -0 $a 2>/dev/null || fail "run A ended early: $(tail -3 "$work/a.log")"
     sleep 0.05
 done
+kill -STOP $a 2>/dev/null || fail "run A ended before B was tried: the test proves nothing"
 status=0
 "$xlmc" "${args[@]}" --config "$work/b.ini" >"$work/b.log" 2>&1 || status=$?
 kill -0 $a 2>/dev/null || fail "run A ended before B was tried: the test proves nothing"
+kill -CONT $a
 [ "$status" = 1 ] || fail "run B on A's directory exited $status, not 1: $(tail -3 "$work/b.log")"
 grep -q "run directory .* is in use by another xlmc train (host .* pid $a " "$work/b.log" ||
     fail "B's message does not name A: $(cat "$work/b.log")"
