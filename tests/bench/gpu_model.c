@@ -2,9 +2,13 @@
  * counts cudasim takes of the real step (gpu_model_sim.c). A model, not a measurement.
  *
  * usage: gpu_model CONFIG [SAMPLE_BLOCKS]
- * The step is simulated at micro_batch 1 and 2 (rows of the config's seq_len) and every
- * per-kernel count is extrapolated linearly to the config's micro_batch: what grows with
- * the batch grows, what does not (parameter-sized kernels, launches per layer) stays.
+ * The step is simulated at micro_batch 1 and 2 (rows of the config's seq_len). The two logs
+ * hold the same calls in the same order; each call's counts (bytes, sectors, threads, the
+ * per-thread chain, GEMM shapes, copy sizes) are extrapolated linearly to the config's
+ * micro_batch, and the call is priced there: what grows with the batch grows, what does not
+ * (parameter-sized kernels, launches per layer) stays. (Pricing at 1 and 2 rows and
+ * extrapolating the times would carry the small runs' regime — a GEMM bound by its weights'
+ * bytes, a kernel of one wave — to 32 rows, where neither holds.)
  *
  * Cost rules (the constants and their sources are in GPUS below):
  *   kernel: max(DRAM bytes / DRAM bandwidth, L2 sector bytes / L2 bandwidth,
@@ -116,6 +120,51 @@ static double kernel_time(const struct gpu *g, const struct cudasim_record *e) {
     return fmax(t, waves * e->max_thread_accesses * g->latency_s) + g->launch_s;
 }
 
+/* x = a + w (b - a), rounded for the integer shapes */
+static double lerp(double a, double b, double w) {
+    return a + w * (b - a);
+}
+static int lerp_int(int a, int b, double w) {
+    return (int)lround(lerp(a, b, w));
+}
+
+/* The run at the target batch: each call of run a (B_a rows) paired with the same call of run b
+ * (B_b rows), its counts extrapolated by w = (B_target - B_a) / (B_b - B_a). Returns -1 when the
+ * two logs differ in their calls. */
+static int extrapolate_run(struct sim_run *x, const struct sim_run *a, const struct sim_run *b,
+                           double w) {
+    if (a->n != b->n) return -1;
+    *x = *a;
+    x->rec = xmalloc((a->n + 1) * sizeof *x->rec);
+    for (size_t i = 0; i < a->n; i++) {
+        const struct cudasim_record *p = &a->rec[i], *q = &b->rec[i];
+        if (p->kind != q->kind || strcmp(p->name, q->name)) {
+            free(x->rec);
+            return -1;
+        }
+        struct cudasim_record *e = &x->rec[i];
+        *e = *p;
+        double *fa[] = {&e->load_bytes,          &e->store_bytes,    &e->unique_load_bytes,
+                        &e->unique_store_bytes,  &e->dram_bytes,     &e->load_requests,
+                        &e->load_sectors,        &e->store_requests, &e->store_sectors,
+                        &e->max_thread_accesses, &e->threads};
+        const double *fb[] = {&q->load_bytes,          &q->store_bytes,    &q->unique_load_bytes,
+                              &q->unique_store_bytes,  &q->dram_bytes,     &q->load_requests,
+                              &q->load_sectors,        &q->store_requests, &q->store_sectors,
+                              &q->max_thread_accesses, &q->threads};
+        for (size_t f = 0; f < sizeof fa / sizeof fa[0]; f++)
+            *fa[f] = fmax(0.0, lerp(*fa[f], *fb[f], w));
+        e->m = lerp_int(p->m, q->m, w);
+        e->n = lerp_int(p->n, q->n, w);
+        e->k = lerp_int(p->k, q->k, w);
+        e->batch = lerp_int(p->batch, q->batch, w);
+        e->align_bytes = p->align_bytes < q->align_bytes ? p->align_bytes : q->align_bytes;
+        e->bytes = (size_t)fmax(0.0, lerp((double)p->bytes, (double)q->bytes, w));
+    }
+    x->wall_s = 0;
+    return 0;
+}
+
 /* Prices every record of a run; fills per-phase tables; micro-phase compute time at each
  * started all-reduce (ar_t, n_ar of them) and at the end of the phase (*t_end). */
 static void price_run(const struct gpu *g, const struct sim_run *run, struct table tb[PH_COUNT],
@@ -182,21 +231,17 @@ static void price_run(const struct gpu *g, const struct sim_run *run, struct tab
     }
 }
 
-/* a(B) + (B_target - B_a) / (B_b - B_a) · (b(B) - a(B)), row by row (a missing row is 0) */
-static void extrapolate(struct table *out, const struct table *a, const struct table *b, double w) {
-    for (int pass = 0; pass < 2; pass++) {
-        const struct table *src = pass ? b : a;
-        for (int i = 0; i < src->n; i++) {
-            const struct row *s = &src->r[i];
-            struct row *o = table_row(out, s->label, s->gemm);
-            double k = pass ? w : 1.0 - w;
-            o->launches += k * s->launches;
-            o->flops += k * s->flops;
-            o->dram += k * s->dram;
-            o->sectors += k * s->sectors;
-            o->requests += k * s->requests;
-            o->t += k * s->t;
-        }
+/* out += src, row by row (rows matched by label) */
+static void table_add(struct table *out, const struct table *src) {
+    for (int i = 0; i < src->n; i++) {
+        const struct row *s = &src->r[i];
+        struct row *o = table_row(out, s->label, s->gemm);
+        o->launches += s->launches;
+        o->flops += s->flops;
+        o->dram += s->dram;
+        o->sectors += s->sectors;
+        o->requests += s->requests;
+        o->t += s->t;
     }
 }
 
@@ -236,9 +281,9 @@ int main(int argc, char **argv) {
     struct sim_run runs[2];
     const int Bs[2] = {BA, BB};
     if (gpu_model_simulate(argv[1], Bs, 2, 8, sample, runs)) return 1;
-    struct sim_run ra = runs[0], rb = runs[1];
-    if (ra.n_ar != rb.n_ar) {
-        fprintf(stderr, "gpu_model: the two runs started different all-reduces\n");
+    struct sim_run ra = runs[0], rb = runs[1], rx;
+    if (ra.n_ar != rb.n_ar || extrapolate_run(&rx, &ra, &rb, w)) {
+        fprintf(stderr, "gpu_model: the runs at %d and %d rows made different calls\n", BA, BB);
         return 1;
     }
     const struct model_config *mc = &cfg.model;
@@ -249,29 +294,24 @@ int main(int argc, char **argv) {
 
     printf("MODEL, NOT A MEASUREMENT: GPU time of one xlmc training step priced from cudasim "
            "counts with a roofline model (tests/bench/gpu_model.c)\n");
-    printf("config %s: V %d, C %d, L %d, T %d, micro_batch %d, fp16. Simulated at micro_batch "
-           "%d and %d (%s blocks per launch sampled) and extrapolated linearly to %d rows.\n",
-           argv[1], mc->vocab_size, mc->dim, mc->n_layers, T, Bt, BA, BB,
-           sample > 1 ? "at most a few" : "all", Bt);
+    printf(
+        "config %s: V %d, C %d, L %d, T %d, micro_batch %d, fp16. Simulated at micro_batch "
+        "%d and %d (%s blocks per launch sampled); each call's counts extrapolated linearly to %d "
+        "rows and priced there.\n",
+        argv[1], mc->vocab_size, mc->dim, mc->n_layers, T, Bt, BA, BB,
+        sample > 1 ? "at most a few" : "all", Bt);
     for (int gi = 0; gi < 2; gi++) {
         const struct gpu *g = &GPUS[gi];
-        struct table ta[PH_COUNT] = {{0}}, tbb[PH_COUNT] = {{0}}, tx[PH_COUNT] = {{0}};
-        double *ar_a = xmalloc((ra.n_ar + 1) * sizeof(double));
-        double *ar_b = xmalloc((ra.n_ar + 1) * sizeof(double));
-        double end_a = 0, end_b = 0, h2d, d2h, h2d_b, d2h_b;
-        int hosts, hosts_b;
-        price_run(g, &ra, ta, ar_a, &end_a, &h2d, &d2h, &hosts);
-        price_run(g, &rb, tbb, ar_b, &end_b, &h2d_b, &d2h_b, &hosts_b);
-        for (int p = 0; p < PH_COUNT; p++)
-            extrapolate(&tx[p], &ta[p], &tbb[p], w);
-        for (size_t i = 0; i < ra.n_ar; i++)
-            ar_a[i] = ar_a[i] + w * (ar_b[i] - ar_a[i]);
-        double t_end = end_a + w * (end_b - end_a);
+        struct table tx[PH_COUNT] = {{0}};
+        double *ar_a = xmalloc((rx.n_ar + 1) * sizeof(double));
+        double t_end = 0, h2d, d2h;
+        int hosts;
+        price_run(g, &rx, tx, ar_a, &t_end, &h2d, &d2h, &hosts);
 
         /* the step at 64 GPUs (the config's: one micro-batch per GPU) */
         struct table step = {0};
         for (int p = 0; p < PH_COUNT; p++)
-            extrapolate(&step, &tx[p], &tx[p], 0);
+            table_add(&step, &tx[p]);
         double micro_t = 0, apply_t = 0, gemm_t = 0, kern_t = 0, launch_t = 0, copy_t = 0;
         double launches_micro = 0;
         for (int i = 0; i < tx[PH_MICRO].n; i++) {
@@ -337,17 +377,14 @@ int main(int argc, char **argv) {
         printf("launches per micro-batch (kernels + cuBLAS calls + copies + memsets): %.0f; "
                "host<->device bytes per optimizer step: %.0f MB H2D + %.0f MB D2H\n",
                launches_micro, h2d / 1e6, d2h / 1e6);
-        for (int p = 0; p < PH_COUNT; p++) {
-            free(ta[p].r);
-            free(tbb[p].r);
+        for (int p = 0; p < PH_COUNT; p++)
             free(tx[p].r);
-        }
         free(step.r);
         free(ar_a);
-        free(ar_b);
     }
     printf("\nsimulation: %.0f s + %.0f s; report wall time %.0f s\n", ra.wall_s, rb.wall_s,
            now_seconds() - t0);
+    free(rx.rec);
     sim_run_free(&ra);
     sim_run_free(&rb);
     return 0;
