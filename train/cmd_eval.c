@@ -9,6 +9,7 @@
 #include "train/objective.h"
 #include "train/run_guard.h"
 #include "train/session.h"
+#include "train/session_text.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -69,23 +70,22 @@ static int eval_objectives(struct model *m, struct loader *l, struct comm *c, co
 
 int cmd_eval(int argc, char **argv) {
     static const struct option longopts[] = {
-        {"ckpt", required_argument, 0, 'c'},  {"data", required_argument, 0, 'd'},
-        {"split", required_argument, 0, 's'}, {"windows", required_argument, 0, 'n'},
-        {"batch", required_argument, 0, 'b'}, {"device", required_argument, 0, 'D'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
+        {"ckpt", required_argument, 0, SESSION_OPT_CKPT},
+        {"data", required_argument, 0, SESSION_OPT_DATA},
+        {"split", required_argument, 0, 's'},
+        {"windows", required_argument, 0, 'n'},
+        {"batch", required_argument, 0, 'b'},
+        {"device", required_argument, 0, SESSION_OPT_DEVICE},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
-    const char *ckpt = NULL, *data = NULL, *split = "valid", *device = "cpu";
+    struct session_args a = {.device = "cpu"};
+    const char *split = "valid";
     long windows = 0;
     int B = 8, opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'c':
-            ckpt = optarg;
-            break;
-        case 'd':
-            data = optarg;
-            break;
         case 's':
             split = optarg;
             break;
@@ -101,17 +101,16 @@ int cmd_eval(int argc, char **argv) {
                 return 2;
             }
             break;
-        case 'D':
-            device = optarg;
-            break;
         case 'h':
             usage(stdout);
             return 0;
         default:
+            if (session_take_opt(&a, opt, optarg)) break;
             usage(stderr);
             return 2;
         }
     }
+    const char *ckpt = a.ckpt, *data = a.data, *device = a.device;
     if (!ckpt || !data) {
         xlmc_error("eval: --ckpt and --data are required (xlmc eval --help)");
         return 2;

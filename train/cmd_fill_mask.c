@@ -7,11 +7,9 @@
  * top-k words (specials left out) are printed with their probabilities. */
 #include "train/commands.h"
 
-#include "core/checkpoint.h"
 #include "core/util.h"
 #include "data/tokenizer.h"
-#include "train/run_guard.h"
-#include "train/session.h"
+#include "train/session_text.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -119,91 +117,54 @@ out:
     return rc;
 }
 
+/* A causal LM run bidirectionally still predicts masked words, if poorly: said, not refused. */
+static int note_clm_only(const struct xlmc_config *cfg, const char *ckpt) {
+    if (config_has_clm(cfg) && cfg->train.n_objectives == 1)
+        printf("note: %s was trained with objectives = %s only: its predictions for masked "
+               "words are those of a causal LM run bidirectionally\n",
+               ckpt, cfg->train.objectives_text);
+    return 0;
+}
+
 int cmd_fill_mask(int argc, char **argv) {
     static const struct option longopts[] = {
-        {"ckpt", required_argument, 0, 'c'},
-        {"lang", required_argument, 0, 'l'},
+        {"ckpt", required_argument, 0, SESSION_OPT_CKPT},
+        {"lang", required_argument, 0, SESSION_OPT_LANG},
         {"top-k", required_argument, 0, 'k'},
-        {"data", required_argument, 0, 'd'},
-        {"codes", required_argument, 0, 'C'},
-        {"vocab", required_argument, 0, 'V'},
-        {"device", required_argument, 0, 'D'},
+        {"data", required_argument, 0, SESSION_OPT_DATA},
+        {"codes", required_argument, 0, SESSION_OPT_CODES},
+        {"vocab", required_argument, 0, SESSION_OPT_VOCAB},
+        {"device", required_argument, 0, SESSION_OPT_DEVICE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    const char *ckpt = NULL, *lang = NULL, *data = NULL, *device = "cpu";
-    const char *codes = NULL, *vocab = NULL;
-    int top_k = 5, opt;
+    struct session_args a = {.device = "cpu"};
+    int top_k = 5, opt, rc;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'c':
-            ckpt = optarg;
-            break;
-        case 'l':
-            lang = optarg;
-            break;
         case 'k':
             if (xlmc_parse_int(optarg, 1, INT_MAX, &top_k)) {
                 xlmc_error("--top-k %s: not a whole number >= 1", optarg);
                 return 2;
             }
             break;
-        case 'd':
-            data = optarg;
-            break;
-        case 'C':
-            codes = optarg;
-            break;
-        case 'V':
-            vocab = optarg;
-            break;
-        case 'D':
-            device = optarg;
-            break;
         case 'h':
             usage(stdout);
             return 0;
         default:
+            if (session_take_opt(&a, opt, optarg)) break;
             usage(stderr);
             return 2;
         }
     }
-    if (!ckpt || !lang || (!data && (!codes || !vocab))) {
+    if (!a.ckpt || !a.lang || (!a.data && (!a.codes || !a.vocab))) {
         xlmc_error("fill-mask: --ckpt, --lang and --data (or --codes and --vocab) are required "
                    "(xlmc fill-mask --help)");
         return 2;
     }
-    char cpath[XLMC_PATH_MAX], vpath[XLMC_PATH_MAX];
-    if (!codes && xlmc_path(cpath, sizeof cpath, "%s/codes", data)) return 1;
-    if (!vocab && xlmc_path(vpath, sizeof vpath, "%s/vocab", data)) return 1;
-    codes = codes ? codes : cpath;
-    vocab = vocab ? vocab : vpath;
-    struct tokenizer *tok = tokenizer_load(codes, vocab);
-    if (!tok) return 1;
-    struct xlmc_config cfg;
-    uint64_t ckpt_hash = 0;
-    int lang_id = -1, rc = 1;
-    struct model m;
-    const struct ops *ops = NULL;
-    if (ckpt_read_config(ckpt, &cfg, &ckpt_hash) || check_lang_ids(&cfg.model, ckpt)) goto out_tok;
-    if (ckpt_hash != tokenizer_vocab_hash(tok)) {
-        xlmc_error("%s is not the dictionary of checkpoint %s (vocabulary hash %016llx, the "
-                   "checkpoint's %016llx)",
-                   vocab, ckpt, (unsigned long long)tokenizer_vocab_hash(tok),
-                   (unsigned long long)ckpt_hash);
-        goto out_tok;
-    }
-    if ((lang_id = config_lang_id(&cfg.model, lang)) < 0) {
-        xlmc_error("--lang %s: the checkpoint's languages are not this one", lang);
-        goto out_tok;
-    }
-    if (config_has_clm(&cfg) && cfg.train.n_objectives == 1)
-        printf("note: %s was trained with objectives = %s only: its predictions for masked "
-               "words are those of a causal LM run bidirectionally\n",
-               ckpt, cfg.train.objectives_text);
-    if (!(ops = session_ops(device, cfg.train.precision, 0))) goto out_tok;
-    if (session_model_from_ckpt(ckpt, ops, &m, NULL)) goto out_tok;
+    struct session_text s;
+    if (session_text_open(&a, &s, note_clm_only)) return 1;
     rc = 0;
     if (optind < argc) { /* the arguments, joined */
         size_t n = 1;
@@ -215,7 +176,7 @@ int cmd_fill_mask(int argc, char **argv) {
             if (i > optind) strcat(text, " ");
             strcat(text, argv[i]);
         }
-        rc = fill_one(&m, tok, lang, lang_id, text, top_k) ? 1 : 0;
+        rc = fill_one(&s.m, s.tok, a.lang, s.lang_id, text, top_k) ? 1 : 0;
         free(text);
     } else { /* one text per line of stdin */
         char *line = NULL;
@@ -224,12 +185,10 @@ int cmd_fill_mask(int argc, char **argv) {
         while (rc == 0 && (got = getline(&line, &cap, stdin)) >= 0) {
             while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
                 line[--got] = 0;
-            if (got) rc = fill_one(&m, tok, lang, lang_id, line, top_k) ? 1 : 0;
+            if (got) rc = fill_one(&s.m, s.tok, a.lang, s.lang_id, line, top_k) ? 1 : 0;
         }
         free(line);
     }
-    model_destroy(&m);
-out_tok:
-    tokenizer_free(tok);
+    session_text_close(&s);
     return rc;
 }

@@ -6,11 +6,9 @@
  * this serves on a CPU are small). */
 #include "train/commands.h"
 
-#include "core/checkpoint.h"
 #include "core/util.h"
 #include "data/tokenizer.h"
-#include "train/run_guard.h"
-#include "train/session.h"
+#include "train/session_text.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -76,36 +74,38 @@ static int sample(const float *logits, int V, float temp, int top_k, uint64_t *r
     return c[pick].id;
 }
 
+/* A masked LM has never learnt to continue a text: refused before its weights are read. */
+static int require_clm(const struct xlmc_config *cfg, const char *ckpt) {
+    if (config_has_clm(cfg)) return 0;
+    return xlmc_error("%s was trained with objectives = %s, no clm: a masked language model "
+                      "cannot generate text (xlmc fill-mask predicts its masked words)",
+                      ckpt, cfg->train.objectives_text);
+}
+
 int cmd_generate(int argc, char **argv) {
     static const struct option longopts[] = {
-        {"ckpt", required_argument, 0, 'c'},
-        {"lang", required_argument, 0, 'l'},
+        {"ckpt", required_argument, 0, SESSION_OPT_CKPT},
+        {"lang", required_argument, 0, SESSION_OPT_LANG},
         {"prompt", required_argument, 0, 'p'},
         {"tokens", required_argument, 0, 'n'},
         {"temperature", required_argument, 0, 't'},
         {"top-k", required_argument, 0, 'k'},
         {"seed", required_argument, 0, 's'},
-        {"data", required_argument, 0, 'd'},
-        {"codes", required_argument, 0, 'C'},
-        {"vocab", required_argument, 0, 'V'},
-        {"device", required_argument, 0, 'D'},
+        {"data", required_argument, 0, SESSION_OPT_DATA},
+        {"codes", required_argument, 0, SESSION_OPT_CODES},
+        {"vocab", required_argument, 0, SESSION_OPT_VOCAB},
+        {"device", required_argument, 0, SESSION_OPT_DEVICE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    const char *ckpt = NULL, *lang = NULL, *prompt = "", *data = NULL, *device = "cpu";
-    const char *codes = NULL, *vocab = NULL;
+    struct session_args a = {.device = "cpu"};
+    const char *prompt = "";
     int ntok = 40, top_k = 40, opt;
     float temp = 1.0f;
     uint64_t seed = 1;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'c':
-            ckpt = optarg;
-            break;
-        case 'l':
-            lang = optarg;
-            break;
         case 'p':
             prompt = optarg;
             break;
@@ -136,77 +136,39 @@ int cmd_generate(int argc, char **argv) {
                 return 2;
             }
             break;
-        case 'd':
-            data = optarg;
-            break;
-        case 'C':
-            codes = optarg;
-            break;
-        case 'V':
-            vocab = optarg;
-            break;
-        case 'D':
-            device = optarg;
-            break;
         case 'h':
             usage(stdout);
             return 0;
         default:
+            if (session_take_opt(&a, opt, optarg)) break;
             usage(stderr);
             return 2;
         }
     }
-    if (!ckpt || !lang || (!data && (!codes || !vocab)) || ntok < 0 || top_k < 0) {
+    if (!a.ckpt || !a.lang || (!a.data && (!a.codes || !a.vocab)) || ntok < 0 || top_k < 0) {
         xlmc_error("generate: --ckpt, --lang and --data (or --codes and --vocab) are required "
                    "(xlmc generate --help)");
         return 2;
     }
-    char cpath[XLMC_PATH_MAX], vpath[XLMC_PATH_MAX];
-    if (!codes && xlmc_path(cpath, sizeof cpath, "%s/codes", data)) return 1;
-    if (!vocab && xlmc_path(vpath, sizeof vpath, "%s/vocab", data)) return 1;
-    codes = codes ? codes : cpath;
-    vocab = vocab ? vocab : vpath;
-    struct tokenizer *tok = tokenizer_load(codes, vocab);
-    if (!tok) return 1;
-    struct xlmc_config cfg;
-    uint64_t ckpt_hash = 0;
-    int lang_id = -1, rc = 1;
-    struct model m;
-    const struct ops *ops = NULL;
-    if (ckpt_read_config(ckpt, &cfg, &ckpt_hash) || check_lang_ids(&cfg.model, ckpt)) goto out_tok;
-    if (!config_has_clm(&cfg)) { /* a masked LM has never learnt to continue a text */
-        xlmc_error("%s was trained with objectives = %s, no clm: a masked language model "
-                   "cannot generate text (xlmc fill-mask predicts its masked words)",
-                   ckpt, cfg.train.objectives_text);
-        goto out_tok;
-    }
-    if (ckpt_hash != tokenizer_vocab_hash(tok)) {
-        xlmc_error("%s is not the dictionary of checkpoint %s (vocabulary hash %016llx, the "
-                   "checkpoint's %016llx)",
-                   vocab, ckpt, (unsigned long long)tokenizer_vocab_hash(tok),
-                   (unsigned long long)ckpt_hash);
-        goto out_tok;
-    }
-    if ((lang_id = config_lang_id(&cfg.model, lang)) < 0) {
-        xlmc_error("--lang %s: the checkpoint's languages are not this one", lang);
-        goto out_tok;
-    }
-    if (!(ops = session_ops(device, cfg.train.precision, 0))) goto out_tok;
-    if (session_model_from_ckpt(ckpt, ops, &m, NULL)) goto out_tok;
+    struct session_text s;
+    if (session_text_open(&a, &s, require_clm)) return 1;
+    const struct tokenizer *tok = s.tok;
+    const char *lang = a.lang;
+    int rc = 1;
 
     char why[256] = "";
     struct id_buf ids = {0};
     id_buf_push(&ids, TOK_EOS);
     if (tokenizer_encode(tok, lang, prompt, strlen(prompt), &ids, why, sizeof why)) {
         xlmc_error("--prompt: %s", why);
-        goto out_model;
+        goto out;
     }
-    int P = m.cfg.model.max_positions, V = m.cfg.model.vocab_size;
+    int P = s.m.cfg.model.max_positions, V = s.m.cfg.model.vocab_size;
     float *logits = xmalloc((size_t)P * (size_t)V * sizeof(float));
     int32_t *langs = xmalloc((size_t)P * sizeof(int32_t)), len32;
     struct cand *cands = xmalloc((size_t)V * sizeof *cands);
     for (int i = 0; i < P; i++)
-        langs[i] = lang_id;
+        langs[i] = s.lang_id;
     uint64_t rng = seed;
     int failed = 0;
     for (int i = 0; i < ntok; i++) {
@@ -220,7 +182,7 @@ int cmd_generate(int argc, char **argv) {
                           .targets = NULL,
                           .row0 = 0};
         long count = 0;
-        if (model_forward(&m, &b, 0, 0, 0, logits, &count) < 0) {
+        if (model_forward(&s.m, &b, 0, 0, 0, logits, &count) < 0) {
             failed = 1;
             break;
         }
@@ -237,10 +199,8 @@ int cmd_generate(int argc, char **argv) {
     free(cands);
     free(langs);
     free(logits);
-out_model:
+out:
     id_buf_free(&ids);
-    model_destroy(&m);
-out_tok:
-    tokenizer_free(tok);
+    session_text_close(&s);
     return rc;
 }

@@ -36,6 +36,18 @@ int evaluate(struct model *m, struct loader *l, struct comm *c, long max_windows
 
 static int reduce_result(struct comm *c, struct eval_result *out);
 
+/* Add one batch's summed loss, predicted tokens and correct argmaxes to e; 0 or -1. Loss and
+ * argmax are reduced on the device: no (B,T,V) logits come to the host. */
+static int evaluate_add(struct model *m, const struct batch *b, struct eval_lang *e) {
+    long count = 0, correct = 0;
+    double loss_sum = 0.0;
+    if (model_evaluate(m, b, &loss_sum, &count, &correct)) return -1;
+    e->loss_sum += loss_sum;
+    e->tokens += (double)count;
+    e->correct += (double)correct;
+    return 0;
+}
+
 /* The MLM mask key of evaluation: a step no training run reaches, so evaluation masks never
  * repeat a training batch's; row = the window's index in its language. */
 #define EVAL_MASK_STEP UINT64_MAX
@@ -71,22 +83,16 @@ int evaluate_objective(struct model *m, struct loader *l, struct comm *c,
             }
             if (rows && (rows == B || last)) {
                 struct batch b;
-                long count = 0, correct = 0;
-                double loss_sum = 0.0;
                 batch_from_windows(&buf, &b, win, langs, rows, T, 0);
                 for (int r = 0; mlm && r < rows; r++) /* masked one row at a time: its index */
                     objective_mask(&m->cfg, EVAL_MASK_STEP, index[r], 1, T, buf.lengths + r,
                                    buf.ids + (size_t)r * (size_t)T,
                                    buf.targets + (size_t)r * (size_t)T);
                 b.bidirectional = mlm;
-                /* loss and argmax reduced on the device: no (B,T,V) logits to the host */
-                if (model_evaluate(m, &b, &loss_sum, &count, &correct)) {
+                if (evaluate_add(m, &b, &out->lang[lang])) {
                     rc = -1;
                     break;
                 }
-                out->lang[lang].loss_sum += loss_sum;
-                out->lang[lang].tokens += (double)count;
-                out->lang[lang].correct += (double)correct;
                 rows = 0;
             }
             if (last) break;
@@ -161,20 +167,16 @@ int evaluate_pairs(struct model *m, struct pairs *p, const struct objective *obj
              * per language, the other part's targets ignored (the inputs are the same) */
             for (int side = 0; side < 2 && !rc; side++) {
                 int lang = side ? obj_lang2 : obj_lang1;
-                long count = 0, correct = 0, any = 0;
-                double loss_sum = 0.0;
+                long any = 0;
                 for (size_t j = 0; j < (size_t)rows * (size_t)T; j++) {
                     part[j] = langs[j] == lang ? targets[j] : -1;
                     any += part[j] >= 0;
                 }
                 if (!any) continue;
-                if (model_evaluate(m, &b, &loss_sum, &count, &correct)) {
+                if (evaluate_add(m, &b, &out->lang[lang])) {
                     rc = -1;
                     break;
                 }
-                out->lang[lang].loss_sum += loss_sum;
-                out->lang[lang].tokens += (double)count;
-                out->lang[lang].correct += (double)correct;
             }
             rows = 0;
         }
