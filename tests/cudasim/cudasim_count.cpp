@@ -119,9 +119,13 @@ bool next_block(unsigned long long *linear) {
         g_picked++;
         return true;
     }
-    /* block i*n/(s-1) for i = 0 .. s-1: evenly spaced, the first and the last included */
+    /* blocks 0 .. s-2 and the last one. Consecutive blocks, as the GPU runs them side by
+     * side: the data neighbouring blocks share (an attention head's keys, one row's
+     * tiles) is counted once, as it is fetched once into L2 (blocks spread over the grid
+     * would each count it, and scaling up would multiply it); the last block keeps the
+     * grid's tail (a partial block, the causal diagonal's longest loop) in the sample. */
     if (g_next >= (unsigned long long)g_sample) return false;
-    *linear = g_next * (n - 1) / (unsigned long long)(g_sample - 1);
+    *linear = g_next + 1 < (unsigned long long)g_sample ? g_next : n - 1;
     g_next++;
     g_picked++;
     return true;

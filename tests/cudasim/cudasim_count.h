@@ -60,7 +60,7 @@ enum {
     CUDASIM_COUNT_ZERO_ALLOC = 2 /* cudaMalloc returns zeros instead of NaN bytes */
 };
 /* Starts a fresh log. sample_blocks > 0: a launch of more blocks than that runs only
- * sample_blocks of them, evenly spaced and always the last one, and its counts are scaled
+ * sample_blocks of them, the first sample_blocks-1 and the last one, and its counts are scaled
  * up (the skipped blocks write nothing: for models of cost, never for numerics). */
 void cudasim_count_start(int flags, int sample_blocks);
 void cudasim_count_stop(void);

@@ -8,7 +8,10 @@
  *   3. a kernel that reads every input element twice (x[i] and x[n-1-i]): requested load
  *      bytes = 2 x unique load bytes = 2 x n x 4;
  *   4. block sampling: the copy of case 1 over 64 blocks with 8 simulated gives the same
- *      (scaled) totals;
+ *      (scaled) totals; a launch whose 8 neighbouring blocks share one input row (64 blocks,
+ *      8 rows) simulated at 8 blocks counts the shared row once: blocks 0-6 read row 0, the
+ *      last block row 7, so 2 rows x scale 8 = 16 rows of unique loads (blocks spread over
+ *      the grid would read 8 distinct rows: 64 after scaling, 8 times the truth);
  *   5. host memory and shared memory are not device traffic: a kernel that only uses
  *      __shared__ and its arguments has no loads or stores.
  * Compiled with the traffic flags itself, so that its kernels call the hooks. */
@@ -35,6 +38,10 @@ __global__ void copy_kernel(float *out, const float *in, int n) {
 __global__ void gather32_kernel(float *out, const float *in, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = in[(size_t)i * 32];
+}
+
+__global__ void shared_row_kernel(float *out, const float *in) {
+    out[blockIdx.x * blockDim.x + threadIdx.x] = in[blockIdx.x / 8 * blockDim.x + threadIdx.x];
 }
 
 __global__ void read_twice_kernel(float *out, const float *in, int n) {
@@ -112,6 +119,19 @@ int main(void) {
     EXPECT_EQ(e->load_bytes, big * 4.0);
     EXPECT_EQ(e->unique_store_bytes, big * 4.0);
     EXPECT_EQ(e->load_sectors / e->load_requests, 4);
+
+    cudasim_count_start(0, 0);
+    XLMC_LAUNCH(shared_row_kernel, 64, threads, 0, 0)(out2, in2);
+    cudasim_count_stop();
+    e = only_kernel("shared rows, every block");
+    EXPECT_EQ(e->unique_load_bytes, 8.0 * threads * 4);
+    cudasim_count_start(0, 8);
+    XLMC_LAUNCH(shared_row_kernel, 64, threads, 0, 0)(out2, in2);
+    cudasim_count_stop();
+    e = only_kernel("shared rows, sampled");
+    EXPECT_EQ(e->scale, 8);
+    EXPECT_EQ(e->unique_load_bytes, 16.0 * threads * 4);
+    EXPECT_EQ(e->unique_store_bytes, big * 4.0);
 
     cudasim_count_start(0, 0);
     XLMC_LAUNCH(shared_only_kernel, 2, 64, 0, 0)(n);
