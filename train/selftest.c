@@ -453,10 +453,14 @@ static const struct op_case OP_CASES[] = {
                                                                     * partial last one */
     {check_attention, ATTENTION_TOL, {1, 40, 256, 2}, 0.f, 0, 0},  /* HS 128, the CUDA tiles'
                                                                     * limit */
+    {check_attention, ATTENTION_TOL, {1, 35, 12, 2}, 0.f, 0, 0},   /* HS 6: CUDA tiles element
+                                                                    * by element in fp32 too */
     /* bidirectional (MLM, TLM): B T C NH, d[4] 1: row 1 of length T-3, else of length 0 */
     {check_attention, ATTENTION_TOL, {3, 37, 32, 4, 0}, 0.f, 0, 1},
     {check_attention, ATTENTION_TOL, {2, 70, 128, 2, 1}, 0.1f, 0, 1},
     {check_attention, ATTENTION_TOL, {2, 40, 256, 2, 1}, 0.f, 0, 1},
+    /* HS 5: the CUDA tiles element by element */
+    {check_attention, ATTENTION_TOL, {2, 37, 20, 4, 1}, 0.1f, 0, 1},
     {check_pointwise, POINTWISE_TOL, {3, 37, 40}, 0, 0, 0},         /* B T C */
     {check_pointwise, POINTWISE_TOL, {2, 5, 37}, 0, 0, 0},          /* rows of 185 elements: dropout
                                                                      * words one by one */

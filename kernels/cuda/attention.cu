@@ -6,7 +6,9 @@
  * forward saves each row's log-sum-exp; the backward recomputes the probabilities from it in two
  * kernels (dk, dv per key tile; dq per query tile), so every output element is summed by one thread
  * in a fixed order: no atomics, the same bits on every run. Attention dropout draws the CPU
- * backend's Philox bits per element. */
+ * backend's Philox bits per element. Tiles move between global and shared memory in 16-byte
+ * accesses (8 halves, 4 floats) when the head rows allow (att_args.vec): a thread's chain of
+ * global accesses, which bounds these latency-bound kernels, is then 8 (4) times shorter. */
 #include "kernels/cuda/common.cuh"
 
 #include <math.h>
@@ -38,6 +40,14 @@ struct att_args {
     uint64_t seed, step;
     uint32_t row0, tensor;
     const int32_t *lengths; /* (B) device: bidirectional; NULL: causal */
+    int vec;                /* tiles in att_vec accesses: HS and C multiples of its elements,
+                               every tensor 16-byte aligned (att_vec_ok) */
+};
+
+/* 16 bytes of storage in one access: 8 halves or 4 floats */
+template <typename S>
+struct alignas(16) att_vec {
+    S v[16 / sizeof(S)];
 };
 
 /* Keys visible to every query of row b when bidirectional (a row of length 0 keeps key 0,
@@ -56,9 +66,53 @@ __device__ __forceinline__ bool att_visible(int t, int s, int kl) {
 template <typename S>
 __device__ void att_load_tile(float *tile, const S *x, int b, int h, int t0, int rows,
                               const att_args &a) {
+    if (a.vec) {
+        constexpr int V = 16 / sizeof(S);
+        int n = a.HS / V; // accesses per row
+        for (int i = threadIdx.x; i < rows * n; i += blockDim.x) {
+            int r = i / n, c = i % n * V, t = t0 + r;
+            float *dst = tile + r * ATT_LD + c;
+            if (t < a.T) {
+                att_vec<S> w =
+                    *(const att_vec<S> *)(x + ((size_t)b * a.T + t) * a.C + h * a.HS + c);
+                ATT_UNROLL
+                for (int e = 0; e < V; e++)
+                    dst[e] = ld(&w.v[e]);
+            } else {
+                ATT_UNROLL
+                for (int e = 0; e < V; e++)
+                    dst[e] = 0.f;
+            }
+        }
+        return;
+    }
     for (int i = threadIdx.x; i < rows * a.HS; i += blockDim.x) {
         int r = i / a.HS, c = i % a.HS, t = t0 + r;
         tile[r * ATT_LD + c] = t < a.T ? ld(x + ((size_t)b * a.T + t) * a.C + h * a.HS + c) : 0.f;
+    }
+}
+/* tile (rows, ATT_LD) fp32 into rows [t0, t0+rows) of head h of sequence b of x (B,T,C);
+ * rows past T are not written. Each value is rounded once, as a direct st() would. */
+template <typename S>
+__device__ void att_store_tile(S *x, const float *tile, int b, int h, int t0, int rows,
+                               const att_args &a) {
+    if (a.vec) {
+        constexpr int V = 16 / sizeof(S);
+        int n = a.HS / V;
+        for (int i = threadIdx.x; i < rows * n; i += blockDim.x) {
+            int r = i / n, c = i % n * V, t = t0 + r;
+            if (t >= a.T) continue;
+            att_vec<S> w;
+            ATT_UNROLL
+            for (int e = 0; e < V; e++)
+                st(&w.v[e], tile[r * ATT_LD + c + e]);
+            *(att_vec<S> *)(x + ((size_t)b * a.T + t) * a.C + h * a.HS + c) = w;
+        }
+        return;
+    }
+    for (int i = threadIdx.x; i < rows * a.HS; i += blockDim.x) {
+        int r = i / a.HS, c = i % a.HS, t = t0 + r;
+        if (t < a.T) st(x + ((size_t)b * a.T + t) * a.C + h * a.HS + c, tile[r * ATT_LD + c]);
     }
 }
 
@@ -137,14 +191,17 @@ __global__ void __launch_bounds__(ATT_FWD_THREADS)
                 acc[j] += p * skv[s * ATT_LD + sub + 4 * j];
         }
     }
-    if (t >= a.T) return;
+    // the output rows go out through the q tile, every q read done
+    __syncthreads();
     float inv = 1.f / l;
     ATT_UNROLL
     for (int j = 0; j < HSM / 4; j++) {
         int c = sub + 4 * j;
-        if (c < a.HS) st(out + ((size_t)b * a.T + t) * a.C + h * a.HS + c, acc[j] * inv);
+        if (c < a.HS) sq[r * ATT_LD + c] = acc[j] * inv;
     }
-    if (sub == 0) lse[((size_t)b * a.NH + h) * a.T + t] = m + logf(l);
+    if (sub == 0 && t < a.T) lse[((size_t)b * a.NH + h) * a.T + t] = m + logf(l);
+    __syncthreads();
+    att_store_tile(out, sq, b, h, q0, ATT_FWD_BQ, a);
 }
 
 /* The backward's shared tiles: 16 queries (q, dout, their lse and D = dout . out) and 16 keys
@@ -156,18 +213,19 @@ struct att_bwd_tiles {
     float lse[ATT_BWD_B], D[ATT_BWD_B];
 };
 
-/* q, dout rows [q0, q0+16) into the tiles, with their lse and D (8 threads per row) */
+/* q, dout rows [q0, q0+16) into the tiles, with their lse and D (8 threads per row). The out
+ * rows pass through the q tile first, so that they too are read in whole tiles. */
 template <typename S>
 __device__ void att_bwd_load_queries(att_bwd_tiles &sh, const S *q, const S *dout, const S *out,
                                      const float *lse, int b, int h, int q0, const att_args &a) {
-    att_load_tile(sh.q, q, b, h, q0, ATT_BWD_B, a);
+    att_load_tile(sh.q, out, b, h, q0, ATT_BWD_B, a);
     att_load_tile(sh.dout, dout, b, h, q0, ATT_BWD_B, a);
     __syncthreads();
     int r = threadIdx.x / 8, sub = threadIdx.x % 8, t = q0 + r;
     float d = 0.f;
     if (t < a.T)
         for (int c = sub; c < a.HS; c += 8)
-            d += sh.dout[r * ATT_LD + c] * ld(out + ((size_t)b * a.T + t) * a.C + h * a.HS + c);
+            d += sh.dout[r * ATT_LD + c] * sh.q[r * ATT_LD + c];
     d += __shfl_xor_sync(0xffffffffu, d, 1);
     d += __shfl_xor_sync(0xffffffffu, d, 2);
     d += __shfl_xor_sync(0xffffffffu, d, 4);
@@ -175,6 +233,8 @@ __device__ void att_bwd_load_queries(att_bwd_tiles &sh, const S *q, const S *dou
         sh.D[r] = d;
         sh.lse[r] = t < a.T ? lse[((size_t)b * a.NH + h) * a.T + t] : 0.f;
     }
+    __syncthreads(); // out is read: the tile takes q
+    att_load_tile(sh.q, q, b, h, q0, ATT_BWD_B, a);
 }
 
 /* sh.pd and sh.ds for queries [q0, q0+16) and keys [k0, k0+16): 2 elements per thread */
@@ -232,16 +292,18 @@ __global__ void __launch_bounds__(ATT_BWD_THREADS)
             }
         }
     }
-    int s = k0 + j;
-    if (s >= a.T) return;
+    // dk, dv go out through the k, v tiles, every k, v read done
+    __syncthreads();
     ATT_UNROLL
     for (int m = 0; m < HSM / 8; m++) {
         int c = sub + 8 * m;
         if (c >= a.HS) continue;
-        size_t o = ((size_t)b * a.T + s) * a.C + h * a.HS + c;
-        st(dv + o, gv[m]);
-        st(dk + o, gk[m] * a.scale);
+        sh.v[j * ATT_LD + c] = gv[m];
+        sh.k[j * ATT_LD + c] = gk[m] * a.scale;
     }
+    __syncthreads();
+    att_store_tile(dv, sh.v, b, h, k0, ATT_BWD_B, a);
+    att_store_tile(dk, sh.k, b, h, k0, ATT_BWD_B, a);
 }
 
 /* dq (B,T,C) for queries [q0, q0+16), over the key tiles up to the diagonal (causal) or the
@@ -274,13 +336,15 @@ __global__ void __launch_bounds__(ATT_BWD_THREADS)
                 g[m] += ds * sh.k[j * ATT_LD + sub + 8 * m];
         }
     }
-    int t = q0 + r;
-    if (t >= a.T) return;
+    // dq goes out through the q tile, every q read done
+    __syncthreads();
     ATT_UNROLL
     for (int m = 0; m < HSM / 8; m++) {
         int c = sub + 8 * m;
-        if (c < a.HS) st(dq + ((size_t)b * a.T + t) * a.C + h * a.HS + c, g[m] * a.scale);
+        if (c < a.HS) sh.q[r * ATT_LD + c] = g[m] * a.scale;
     }
+    __syncthreads();
+    att_store_tile(dq, sh.q, b, h, q0, ATT_BWD_B, a);
 }
 
 static att_args att_make_args(const int32_t *lengths, int T, int C, int NH, float p,
@@ -303,7 +367,20 @@ static att_args att_make_args(const int32_t *lengths, int T, int C, int NH, floa
     a.step = key ? key->step : 0;
     a.row0 = key ? key->row0 : 0;
     a.tensor = key ? key->tensor : 0;
+    a.vec = 0;
     return a;
+}
+
+/* 1 when the tiles of every tensor given can move in att_vec accesses: rows of whole accesses
+ * (HS and C multiples of its elements) that start 16-byte aligned (NULLs pass) */
+template <typename S>
+static int att_vec_ok(const att_args &a, const void *p0, const void *p1, const void *p2,
+                      const void *p3, const void *p4 = NULL, const void *p5 = NULL,
+                      const void *p6 = NULL, const void *p7 = NULL) {
+    const int V = 16 / sizeof(S);
+    uintptr_t bits = (uintptr_t)p0 | (uintptr_t)p1 | (uintptr_t)p2 | (uintptr_t)p3 | (uintptr_t)p4 |
+                     (uintptr_t)p5 | (uintptr_t)p6 | (uintptr_t)p7;
+    return a.HS % V == 0 && a.C % V == 0 && (bits & 15) == 0;
 }
 
 /* The kernels for head sizes up to HSM: their register arrays have fixed sizes */
@@ -334,6 +411,7 @@ static void cuda_attention_forward(void *out, float *lse, const void *q, const v
                                    int NH, float p, const struct dropout_key *key) {
     if (!B || !T) return;
     att_args a = att_make_args(lengths, T, C, NH, p, key);
+    a.vec = att_vec_ok<S>(a, out, q, k, v);
     if (a.HS <= 64)
         attention_forward_launch<S, 64>((S *)out, lse, (const S *)q, (const S *)k, (const S *)v, B,
                                         a);
@@ -349,6 +427,7 @@ static void cuda_attention_backward(void *dq, void *dk, void *dv, const void *do
                                     const struct dropout_key *key) {
     if (!B || !T) return;
     att_args a = att_make_args(lengths, T, C, NH, p, key);
+    a.vec = att_vec_ok<S>(a, dq, dk, dv, dout, out, q, k, v);
     if (a.HS <= 64)
         attention_backward_launch<S, 64>((S *)dq, (S *)dk, (S *)dv, (const S *)dout, (const S *)out,
                                          lse, (const S *)q, (const S *)k, (const S *)v, B, a);
