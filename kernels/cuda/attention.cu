@@ -4,11 +4,12 @@
  * probabilities in fp32 registers and shared memory only, an online softmax in the forward,
  * key tiles no query of the tile sees skipped (past the diagonal, or past the row's length). The
  * forward saves each row's log-sum-exp; the backward recomputes the probabilities from it in two
- * kernels (dk, dv per key tile; dq per query tile), so every output element is summed by one thread
- * in a fixed order: no atomics, the same bits on every run. Attention dropout draws the CPU
- * backend's Philox bits per element. Tiles move between global and shared memory in 16-byte
- * accesses (8 halves, 4 floats) when the head rows allow (att_args.vec): a thread's chain of
- * global accesses, which bounds these latency-bound kernels, is then 8 (4) times shorter. */
+ * kernels (dq per query tile, which also saves D = dout . out per row; then dk, dv per key tile,
+ * which reads D instead of out), so every output element is summed by one thread in a fixed order:
+ * no atomics, the same bits on every run. Attention dropout draws the CPU backend's Philox bits per
+ * element. Tiles move between global and shared memory in 16-byte accesses (8 halves, 4 floats)
+ * when the head rows allow (att_args.vec): a thread's chain of global accesses, which bounds these
+ * latency-bound kernels, is then 8 (4) times shorter. */
 #include "kernels/cuda/common.cuh"
 
 #include <math.h>
@@ -213,11 +214,25 @@ struct att_bwd_tiles {
     float lse[ATT_BWD_B], D[ATT_BWD_B];
 };
 
-/* q, dout rows [q0, q0+16) into the tiles, with their lse and D (8 threads per row). The out
- * rows pass through the q tile first, so that they too are read in whole tiles. */
+/* q, dout rows [q0, q0+16) into the tiles, with their lse and D. With out, D is summed here (8
+ * threads per row; out passes through the q tile first, so that it too is read in whole tiles)
+ * and saved to Dsave (B,NH,T); without, it is read from Dsaved. */
 template <typename S>
 __device__ void att_bwd_load_queries(att_bwd_tiles &sh, const S *q, const S *dout, const S *out,
-                                     const float *lse, int b, int h, int q0, const att_args &a) {
+                                     float *Dsave, const float *Dsaved, const float *lse, int b,
+                                     int h, int q0, const att_args &a) {
+    const size_t row = ((size_t)b * a.NH + h) * a.T; // (B,NH,T) index of this head's t = 0
+    if (!out) {
+        att_load_tile(sh.q, q, b, h, q0, ATT_BWD_B, a);
+        att_load_tile(sh.dout, dout, b, h, q0, ATT_BWD_B, a);
+        // lse and D by different threads: one access each
+        int i = threadIdx.x % ATT_BWD_B, t = q0 + i;
+        if (threadIdx.x < ATT_BWD_B)
+            sh.lse[i] = t < a.T ? lse[row + t] : 0.f;
+        else if (threadIdx.x < 2 * ATT_BWD_B)
+            sh.D[i] = t < a.T ? Dsaved[row + t] : 0.f;
+        return;
+    }
     att_load_tile(sh.q, out, b, h, q0, ATT_BWD_B, a);
     att_load_tile(sh.dout, dout, b, h, q0, ATT_BWD_B, a);
     __syncthreads();
@@ -231,7 +246,8 @@ __device__ void att_bwd_load_queries(att_bwd_tiles &sh, const S *q, const S *dou
     d += __shfl_xor_sync(0xffffffffu, d, 4);
     if (sub == 0) {
         sh.D[r] = d;
-        sh.lse[r] = t < a.T ? lse[((size_t)b * a.NH + h) * a.T + t] : 0.f;
+        sh.lse[r] = t < a.T ? lse[row + t] : 0.f;
+        if (t < a.T) Dsave[row + t] = d;
     }
     __syncthreads(); // out is read: the tile takes q
     att_load_tile(sh.q, q, b, h, q0, ATT_BWD_B, a);
@@ -265,7 +281,7 @@ __device__ void att_bwd_probs(att_bwd_tiles &sh, int b, int h, int q0, int k0, c
  * tiles, NH, B). Thread i owns key row j = i/8 and the head columns c = i%8 + 8m. */
 template <typename S, int HSM>
 __global__ void __launch_bounds__(ATT_BWD_THREADS)
-    attention_backward_kv_kernel(S *dk, S *dv, const S *dout, const S *out, const float *lse,
+    attention_backward_kv_kernel(S *dk, S *dv, const S *dout, const float *D, const float *lse,
                                  const S *q, const S *k, const S *v, att_args a) {
     __shared__ att_bwd_tiles sh;
     int b = blockIdx.z, h = blockIdx.y, k0 = blockIdx.x * ATT_BWD_B;
@@ -279,7 +295,7 @@ __global__ void __launch_bounds__(ATT_BWD_THREADS)
     int kl = att_keys(a, b), qend = kl && k0 >= kl ? 0 : a.T;
     for (int q0 = kl ? 0 : k0; q0 < qend; q0 += ATT_BWD_B) {
         __syncthreads(); // the previous query tile is read
-        att_bwd_load_queries(sh, q, dout, out, lse, b, h, q0, a);
+        att_bwd_load_queries(sh, q, dout, (const S *)NULL, NULL, D, lse, b, h, q0, a);
         __syncthreads();
         att_bwd_probs(sh, b, h, q0, k0, a);
         __syncthreads();
@@ -311,12 +327,12 @@ __global__ void __launch_bounds__(ATT_BWD_THREADS)
  * head columns c = i%8 + 8m. */
 template <typename S, int HSM>
 __global__ void __launch_bounds__(ATT_BWD_THREADS)
-    attention_backward_q_kernel(S *dq, const S *dout, const S *out, const float *lse, const S *q,
-                                const S *k, const S *v, att_args a) {
+    attention_backward_q_kernel(S *dq, float *D, const S *dout, const S *out, const float *lse,
+                                const S *q, const S *k, const S *v, att_args a) {
     __shared__ att_bwd_tiles sh;
     int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * ATT_BWD_B;
     int r = threadIdx.x / 8, sub = threadIdx.x % 8;
-    att_bwd_load_queries(sh, q, dout, out, lse, b, h, q0, a);
+    att_bwd_load_queries(sh, q, dout, out, D, NULL, lse, b, h, q0, a);
     float g[HSM / 8];
     ATT_UNROLL
     for (int m = 0; m < HSM / 8; m++)
@@ -397,11 +413,13 @@ static void attention_backward_launch(S *dq, S *dk, S *dv, const S *dout, const 
                                       const float *lse, const S *q, const S *k, const S *v, int B,
                                       const att_args &a) {
     dim3 grid(cuda_blocks(a.T, ATT_BWD_B), a.NH, B);
-    XLMC_LAUNCH((attention_backward_kv_kernel<S, HSM>), grid, ATT_BWD_THREADS, 0,
-                g_cuda.stream)(dk, dv, dout, out, lse, q, k, v, a);
-    cudaLaunchCheck();
+    // D (B,NH,T) = dout . out per row: summed once by the dq kernel, read by the dk, dv kernel
+    float *D = cuda_scratch((size_t)B * a.NH * a.T);
     XLMC_LAUNCH((attention_backward_q_kernel<S, HSM>), grid, ATT_BWD_THREADS, 0,
-                g_cuda.stream)(dq, dout, out, lse, q, k, v, a);
+                g_cuda.stream)(dq, D, dout, out, lse, q, k, v, a);
+    cudaLaunchCheck();
+    XLMC_LAUNCH((attention_backward_kv_kernel<S, HSM>), grid, ATT_BWD_THREADS, 0,
+                g_cuda.stream)(dk, dv, dout, D, lse, q, k, v, a);
     cudaLaunchCheck();
 }
 
