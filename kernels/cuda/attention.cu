@@ -194,7 +194,7 @@ __global__ void __launch_bounds__(ATT_FWD_THREADS)
     }
     // the output rows go out through the q tile, every q read done
     __syncthreads();
-    float inv = 1.f / l;
+    float inv = t < a.T ? 1.f / l : 0.f; // rows past T saw no key (l 0) and are not stored
     ATT_UNROLL
     for (int j = 0; j < HSM / 4; j++) {
         int c = sub + 4 * j;
