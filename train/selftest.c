@@ -23,8 +23,10 @@ struct op_case {
     int variant;   /* embed: 1 with position ids (TLM's); attention: 1 bidirectional (MLM) */
 };
 
-static const struct out_tol CONVERSIONS_TOL[] = {
-    {"storage", {0, 0}, {0, 0}}, {"acc", {1e-6, 1e-6}, {1e-6, 1e-6}}, {NULL}};
+static const struct out_tol CONVERSIONS_TOL[] = {{"storage", {0, 0}, {0, 0}},
+                                                 {"converted", {0, 0}, {0, 0}},
+                                                 {"acc", {1e-6, 1e-6}, {1e-6, 1e-6}},
+                                                 {NULL}};
 
 static void check_conversions(struct st_ctx *c, const struct op_case *row) {
     size_t n = (size_t)row->d[0];
@@ -37,6 +39,39 @@ static void check_conversions(struct st_ctx *c, const struct op_case *row) {
     CHECK(acc, "acc");
     tp_free(c, &s);
     tp_free(c, &acc);
+}
+
+/* Tensors carved from one buffer: an odd offset and odd lengths (no 16-byte accesses), an
+ * empty one, gaps that no entry covers (they must stay as they were), and more entries than
+ * a bucket of layer slices has. */
+static void check_accumulate_list(struct st_ctx *c, const struct op_case *row) {
+    static const size_t off[] = {0, 1001, 2016, 2016, 2100, 2111, 2200, 2300, 2400, 2500,
+                                 2600, 2700, 2800, 2900, 3000, 3100, 3200, 3300, 3311, 3400};
+    static const size_t len[] = {1000, 1015, 0, 77, 1, 32, 96, 7, 64, 3,
+                                 100, 55, 100, 8, 64, 99, 90, 11, 77, 600};
+    size_t n = 4000, k = XLMC_ARRAY_LEN(off);
+    const char *what[3] = {"first, weight 1", "first", "+="};
+    for (int mode = 0; mode < 3; mode++) {
+        float w = mode == 0 ? 1.0f : 0.37f;
+        st_begin(c, "grad_accumulate_list", "%d tensors", (int)k, 0, 0, 0);
+        snprintf(c->shape, sizeof c->shape, "%d tensors, %s", (int)k, what[mode]);
+        struct tpair g = tp_random(c, T_STORAGE, n, -3, 3), acc = tp_random(c, T_F32, n, -1, 1);
+        struct ops_tensor_list lr = {.first = mode < 2, .weight = w}, ld = lr;
+        for (size_t i = 0; i < k; i++) {
+            lr.t[i].acc = (float *)acc.r + off[i];
+            ld.t[i].acc = (float *)acc.d + off[i];
+            lr.t[i].grad = ops_at(c->ref, g.r, off[i]);
+            ld.t[i].grad = ops_at(c->dev, g.d, off[i]);
+            lr.t[i].n = ld.t[i].n = len[i];
+        }
+        lr.count = ld.count = (int)k;
+        c->ref->grad_accumulate_list(&lr);
+        c->dev->grad_accumulate_list(&ld);
+        CHECK(acc, mode == 0 ? "converted" : "acc");
+        tp_free(c, &g);
+        tp_free(c, &acc);
+    }
+    (void)row;
 }
 
 /* both backends sum every gradient element in fp32 in the same order (by position) and round
@@ -433,6 +468,7 @@ static void check_bias_gelu(struct st_ctx *c, const struct op_case *row) {
 
 static const struct op_case OP_CASES[] = {
     {check_conversions, CONVERSIONS_TOL, {1001}, 0, 0, 0},         /* n */
+    {check_accumulate_list, CONVERSIONS_TOL, {0}, 0, 0, 0},        /* carved tensors */
     {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0, 0},        /* B T C V NL */
     {check_embed, EMBED_TOL, {2, 5, 24, 7, 0}, 0, 0, 0},           /* no language embeddings */
     {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0, 1},        /* position ids */

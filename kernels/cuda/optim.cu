@@ -1,9 +1,11 @@
-/* optim.cu — loss-scaler unscale with the inf/NaN check, the global gradient norm (fp64,
- * deterministic: fixed grid, per-block partials summed in order on the host) and Adam(W)
- * on fp32 master weights writing the storage copy. */
+/* optim.cu — a list of gradient tensors into the fp32 accumulator in one launch, the
+ * loss-scaler unscale with the inf/NaN check, the global gradient norm (fp64, deterministic:
+ * fixed grid, per-block partials summed in order on the host) and Adam(W) on fp32 master
+ * weights writing the storage copy. */
 #include "kernels/cuda/common.cuh"
 
 #include <math.h>
+#include <string.h>
 
 #define OPT_THREADS 256
 
@@ -30,6 +32,71 @@ __global__ void norm_squared_kernel(double *partials, const float *grad, size_t 
         acc = warp_sum_f64(lane < (int)(blockDim.x / 32) ? red[lane] : 0.0);
         if (lane == 0) partials[blockIdx.x] = acc;
     }
+}
+
+/* ---- grad_accumulate_list: every tensor of the list in one launch ----
+ * The list travels by value as the kernel's argument (no copy to the device before the
+ * launch), with a prefix table of blocks: tensor i owns blocks start[i] .. start[i+1] - 1, each
+ * of PW_VEC elements per thread in the pointwise layout (ld8/st8: 16-byte accesses where the
+ * tensor's two pointers allow, coalesced either way). */
+#define LIST_THREADS 256
+struct acc_list_arg {
+    int count, first;
+    float weight;
+    unsigned start[OPS_TENSOR_LIST_MAX + 1];
+    bool vec[OPS_TENSOR_LIST_MAX];
+    float *acc[OPS_TENSOR_LIST_MAX];
+    const void *grad[OPS_TENSOR_LIST_MAX];
+    size_t n[OPS_TENSOR_LIST_MAX];
+};
+
+template <typename S>
+__global__ void grad_accumulate_list_kernel(acc_list_arg a) {
+    unsigned b = blockIdx.x;
+    int i = 0;
+    while (i + 1 < a.count && b >= a.start[i + 1])
+        i++;
+    size_t n = a.n[i], t = (size_t)(b - a.start[i]) * blockDim.x + threadIdx.x;
+    int lane = (int)(t % 32);
+    size_t base = t / 32 * (32 * PW_VEC);
+    if (base >= n) return;
+    bool vec = a.vec[i];
+    float g[PW_VEC], v[PW_VEC];
+    ld8(g, (const S *)a.grad[i], vec, base, lane, n);
+    if (a.first) {
+        /* 0 + w g: what zeroing and then adding gave (a -0 product becomes +0) */
+        for (int j = 0; j < PW_VEC; j++)
+            v[j] = a.weight == 1.f ? g[j] : 0.f + a.weight * g[j];
+    } else {
+        ld8(v, a.acc[i], vec, base, lane, n);
+        for (int j = 0; j < PW_VEC; j++)
+            v[j] += a.weight * g[j];
+    }
+    st8(a.acc[i], v, vec, base, lane, n);
+}
+
+template <typename S>
+static void cuda_grad_accumulate_list(const struct ops_tensor_list *l) {
+    acc_list_arg a;
+    memset(&a, 0, sizeof a);
+    a.first = l->first;
+    a.weight = l->weight;
+    unsigned blocks = 0;
+    for (int i = 0; i < l->count; i++) {
+        size_t n = l->t[i].n;
+        if (!n) continue; /* no block: the search never lands on it */
+        int k = a.count++;
+        a.acc[k] = l->t[i].acc;
+        a.grad[k] = l->t[i].grad;
+        a.n[k] = n;
+        a.vec[k] = pw_vec_ok(0, l->t[i].acc, l->t[i].grad);
+        a.start[k] = blocks;
+        blocks += cuda_blocks((n + PW_VEC - 1) / PW_VEC, LIST_THREADS);
+    }
+    if (!a.count) return;
+    a.start[a.count] = blocks;
+    XLMC_LAUNCH(grad_accumulate_list_kernel<S>, blocks, LIST_THREADS, 0, g_cuda.stream)(a);
+    cudaLaunchCheck();
 }
 
 template <typename S>
@@ -97,3 +164,4 @@ static void cuda_adam_update(float *master, void *copy, const float *grad, float
 CUDA_EXPORT_OP_ANY(unscale_check)
 CUDA_EXPORT_OP_ANY(norm_squared)
 CUDA_EXPORT_OP(adam_update)
+CUDA_EXPORT_OP(grad_accumulate_list)
