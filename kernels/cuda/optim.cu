@@ -1,7 +1,7 @@
 /* optim.cu — a list of gradient tensors into the fp32 accumulator in one launch, the
  * loss-scaler unscale with the inf/NaN check, the global gradient norm (fp64, deterministic:
- * fixed grid, per-block partials summed in order on the host) and Adam(W) on fp32 master
- * weights writing the storage copy. */
+ * a grid fixed by n, per-block partials summed in a fixed order by a second kernel) and Adam(W)
+ * on fp32 master weights writing the storage copy. */
 #include "kernels/cuda/common.cuh"
 
 #include <math.h>
@@ -17,21 +17,52 @@ __global__ void unscale_check_kernel(float *grad, size_t n, float inv_scale, int
     if (!isfinite(g)) *flag = 1; /* every writer writes the same value: no race on the result */
 }
 
-// partials (gridDim.x) = per-block sums of grad^2, grid-stride over n
-__global__ void norm_squared_kernel(double *partials, const float *grad, size_t n) {
-    __shared__ double red[32];
-    double acc = 0.0;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        acc += (double)grad[i] * grad[i];
+/* ---- norm_squared: sum of grad^2 in fp64, deterministic ----
+ * First kernel: partials (gridDim.x) = per-block sums, grid-stride over n. The grid is as wide
+ * as the data allows up to CUDA_NORM_BLOCKS (one wave of resident threads on an H100), and a
+ * 16-byte-aligned grad is read 4 floats per access (n / 4 pieces, then the n % 4 tail), so each thread's
+ * chain of dependent loads is short. The grid depends only on n and the alignment, so the sum
+ * does too. */
+__device__ __forceinline__ double block_sum_f64(double acc, double *red /* shared (32) */) {
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     acc = warp_sum_f64(acc);
     if (lane == 0) red[warp] = acc;
     __syncthreads();
-    if (warp == 0) {
-        acc = warp_sum_f64(lane < (int)(blockDim.x / 32) ? red[lane] : 0.0);
-        if (lane == 0) partials[blockIdx.x] = acc;
+    acc = 0.0;
+    if (warp == 0) acc = warp_sum_f64(lane < (int)(blockDim.x / 32) ? red[lane] : 0.0);
+    return acc; /* valid in thread 0 */
+}
+
+__global__ void norm_squared_kernel(double *partials, const float *grad, size_t n, bool vec) {
+    __shared__ double red[32];
+    double acc = 0.0;
+    size_t tid = (size_t)blockIdx.x * blockDim.x + threadIdx.x,
+           stride = (size_t)gridDim.x * blockDim.x, head = 0;
+    if (vec) {
+        head = n / PW_PIECE * PW_PIECE;
+        for (size_t i = tid; i < n / PW_PIECE; i += stride) {
+            float x[PW_PIECE];
+            ld4(x, grad + i * PW_PIECE);
+            acc += (double)x[0] * x[0] + (double)x[1] * x[1] + (double)x[2] * x[2] +
+                   (double)x[3] * x[3];
+        }
     }
+    for (size_t i = head + tid; i < n; i += stride)
+        acc += (double)grad[i] * grad[i];
+    acc = block_sum_f64(acc, red);
+    if (threadIdx.x == 0) partials[blockIdx.x] = acc;
+}
+
+/* Second kernel, one block: partials[0] = the sum of partials (count), each thread's share in
+ * index order and then the block's fixed tree, so the host copies one double. Every read
+ * happens before block_sum_f64's barrier, so overwriting partials[0] after it is safe. */
+__global__ void norm_partials_kernel(double *partials, unsigned count) {
+    __shared__ double red[32];
+    double acc = 0.0;
+    for (unsigned i = threadIdx.x; i < count; i += blockDim.x)
+        acc += partials[i];
+    acc = block_sum_f64(acc, red);
+    if (threadIdx.x == 0) partials[0] = acc;
 }
 
 /* ---- grad_accumulate_list: every tensor of the list in one launch ----
@@ -134,17 +165,21 @@ static int cuda_unscale_check(float *grad, size_t n, float inv_scale) {
 
 static double cuda_norm_squared(const float *grad, size_t n) {
     if (!n) return 0.0;
-    unsigned blocks = cuda_blocks(n, OPT_THREADS);
+    bool vec = pw_vec_ok(0, grad);
+    unsigned blocks = cuda_blocks(vec ? (n + PW_PIECE - 1) / PW_PIECE : n, OPT_THREADS);
     if (blocks > CUDA_NORM_BLOCKS) blocks = CUDA_NORM_BLOCKS;
     XLMC_LAUNCH(norm_squared_kernel, blocks, OPT_THREADS, 0, g_cuda.stream)(g_cuda.partials, grad,
-                                                                            n);
+                                                                            n, vec);
     cudaLaunchCheck();
-    double partials[CUDA_NORM_BLOCKS], sum = 0.0;
-    cudaCheck(cudaMemcpyAsync(partials, g_cuda.partials, blocks * sizeof(double),
-                              cudaMemcpyDeviceToHost, g_cuda.stream));
+    if (blocks > 1) {
+        XLMC_LAUNCH(norm_partials_kernel, 1, OPT_THREADS, 0, g_cuda.stream)(g_cuda.partials,
+                                                                            blocks);
+        cudaLaunchCheck();
+    }
+    double sum;
+    cudaCheck(cudaMemcpyAsync(&sum, g_cuda.partials, sizeof sum, cudaMemcpyDeviceToHost,
+                              g_cuda.stream));
     cudaCheck(cudaStreamSynchronize(g_cuda.stream));
-    for (unsigned b = 0; b < blocks; b++)
-        sum += partials[b];
     return sum;
 }
 
