@@ -45,10 +45,10 @@ static void check_conversions(struct st_ctx *c, const struct op_case *row) {
  * empty one, gaps that no entry covers (they must stay as they were), and more entries than
  * a bucket of layer slices has. */
 static void check_accumulate_list(struct st_ctx *c, const struct op_case *row) {
-    static const size_t off[] = {0, 1001, 2016, 2016, 2100, 2111, 2200, 2300, 2400, 2500,
+    static const size_t off[] = {0,    1001, 2016, 2016, 2100, 2111, 2200, 2300, 2400, 2500,
                                  2600, 2700, 2800, 2900, 3000, 3100, 3200, 3300, 3311, 3400};
-    static const size_t len[] = {1000, 1015, 0, 77, 1, 32, 96, 7, 64, 3,
-                                 100, 55, 100, 8, 64, 99, 90, 11, 77, 600};
+    static const size_t len[] = {1000, 1015, 0,   77, 1,  32, 96, 7,  64, 3,
+                                 100,  55,   100, 8,  64, 99, 90, 11, 77, 600};
     size_t n = 4000, k = XLMC_ARRAY_LEN(off);
     const char *what[3] = {"first, weight 1", "first", "+="};
     for (int mode = 0; mode < 3; mode++) {
