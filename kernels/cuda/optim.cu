@@ -20,9 +20,9 @@ __global__ void unscale_check_kernel(float *grad, size_t n, float inv_scale, int
 /* ---- norm_squared: sum of grad^2 in fp64, deterministic ----
  * First kernel: partials (gridDim.x) = per-block sums, grid-stride over n. The grid is as wide
  * as the data allows up to CUDA_NORM_BLOCKS (one wave of resident threads on an H100), and a
- * 16-byte-aligned grad is read 4 floats per access (n / 4 pieces, then the n % 4 tail), so each thread's
- * chain of dependent loads is short. The grid depends only on n and the alignment, so the sum
- * does too. */
+ * 16-byte-aligned grad is read 4 floats per access (n / 4 pieces, then the n % 4 tail), so each
+ * thread's chain of dependent loads is short. The grid depends only on n and the alignment, so the
+ * sum does too. */
 __device__ __forceinline__ double block_sum_f64(double acc, double *red /* shared (32) */) {
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     acc = warp_sum_f64(acc);
@@ -177,8 +177,8 @@ static double cuda_norm_squared(const float *grad, size_t n) {
         cudaLaunchCheck();
     }
     double sum;
-    cudaCheck(cudaMemcpyAsync(&sum, g_cuda.partials, sizeof sum, cudaMemcpyDeviceToHost,
-                              g_cuda.stream));
+    cudaCheck(
+        cudaMemcpyAsync(&sum, g_cuda.partials, sizeof sum, cudaMemcpyDeviceToHost, g_cuda.stream));
     cudaCheck(cudaStreamSynchronize(g_cuda.stream));
     return sum;
 }
