@@ -53,6 +53,23 @@ struct dropout_key {
 #define DROPOUT_TENSOR_ATTN_OUT(l) (2u + 3u * (uint32_t)(l))
 #define DROPOUT_TENSOR_FFN_OUT(l) (3u + 3u * (uint32_t)(l))
 
+/* Many gradient tensors into the fp32 accumulator in one call (one launch on a GPU): entry i
+ * is acc (n) fp32 and grad (n) storage. first: acc = weight * grad (weight 1: grad converted
+ * exactly, as storage_to_f32), else acc += weight * grad (as grad_accumulate). Passed to a
+ * kernel by value, so it holds at most OPS_TENSOR_LIST_MAX entries (a caller with more
+ * splits them); entries must not overlap. */
+#define OPS_TENSOR_LIST_MAX 24
+struct ops_tensor_list {
+    int count;
+    int first;
+    float weight;
+    struct {
+        float *acc;
+        const void *grad;
+        size_t n;
+    } t[OPS_TENSOR_LIST_MAX];
+};
+
 /* The op list: every compute op of the table, once. X(name, (parameters), (arguments)) is an
  * op without a result, XR(type, name, (parameters), (arguments)) one with; the arguments
  * repeat the parameter names so that a backend can forward a call. The list generates the
@@ -70,6 +87,8 @@ struct dropout_key {
     /* acc (n) += scale * grad (n); grad in storage type */                                        \
     X(grad_accumulate, (float *acc, const void *grad, size_t n, float scale),                      \
       (acc, grad, n, scale))                                                                       \
+    /* every entry of l, see struct ops_tensor_list */                                             \
+    X(grad_accumulate_list, (const struct ops_tensor_list *l), (l))                                \
                                                                                                    \
     /* ---- embeddings ----                                                                        \
      * out (B,T,C) = wte[ids] + wpe[pos] + (wlang ? wlang[langs] : 0)                              \

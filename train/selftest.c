@@ -23,8 +23,10 @@ struct op_case {
     int variant;   /* embed: 1 with position ids (TLM's); attention: 1 bidirectional (MLM) */
 };
 
-static const struct out_tol CONVERSIONS_TOL[] = {
-    {"storage", {0, 0}, {0, 0}}, {"acc", {1e-6, 1e-6}, {1e-6, 1e-6}}, {NULL}};
+static const struct out_tol CONVERSIONS_TOL[] = {{"storage", {0, 0}, {0, 0}},
+                                                 {"converted", {0, 0}, {0, 0}},
+                                                 {"acc", {1e-6, 1e-6}, {1e-6, 1e-6}},
+                                                 {NULL}};
 
 static void check_conversions(struct st_ctx *c, const struct op_case *row) {
     size_t n = (size_t)row->d[0];
@@ -37,6 +39,39 @@ static void check_conversions(struct st_ctx *c, const struct op_case *row) {
     CHECK(acc, "acc");
     tp_free(c, &s);
     tp_free(c, &acc);
+}
+
+/* Tensors carved from one buffer: an odd offset and odd lengths (no 16-byte accesses), an
+ * empty one, gaps that no entry covers (they must stay as they were), and more entries than
+ * a bucket of layer slices has. */
+static void check_accumulate_list(struct st_ctx *c, const struct op_case *row) {
+    static const size_t off[] = {0,    1001, 2016, 2016, 2100, 2111, 2200, 2300, 2400, 2500,
+                                 2600, 2700, 2800, 2900, 3000, 3100, 3200, 3300, 3311, 3400};
+    static const size_t len[] = {1000, 1015, 0,   77, 1,  32, 96, 7,  64, 3,
+                                 100,  55,   100, 8,  64, 99, 90, 11, 77, 600};
+    size_t n = 4000, k = XLMC_ARRAY_LEN(off);
+    const char *what[3] = {"first, weight 1", "first", "+="};
+    for (int mode = 0; mode < 3; mode++) {
+        float w = mode == 0 ? 1.0f : 0.37f;
+        st_begin(c, "grad_accumulate_list", "%d tensors", (int)k, 0, 0, 0);
+        snprintf(c->shape, sizeof c->shape, "%d tensors, %s", (int)k, what[mode]);
+        struct tpair g = tp_random(c, T_STORAGE, n, -3, 3), acc = tp_random(c, T_F32, n, -1, 1);
+        struct ops_tensor_list lr = {.first = mode < 2, .weight = w}, ld = lr;
+        for (size_t i = 0; i < k; i++) {
+            lr.t[i].acc = (float *)acc.r + off[i];
+            ld.t[i].acc = (float *)acc.d + off[i];
+            lr.t[i].grad = ops_at(c->ref, g.r, off[i]);
+            ld.t[i].grad = ops_at(c->dev, g.d, off[i]);
+            lr.t[i].n = ld.t[i].n = len[i];
+        }
+        lr.count = ld.count = (int)k;
+        c->ref->grad_accumulate_list(&lr);
+        c->dev->grad_accumulate_list(&ld);
+        CHECK(acc, mode == 0 ? "converted" : "acc");
+        tp_free(c, &g);
+        tp_free(c, &acc);
+    }
+    (void)row;
 }
 
 /* both backends sum every gradient element in fp32 in the same order (by position) and round
@@ -343,6 +378,32 @@ static void check_gathered(struct st_ctx *c, const struct op_case *row) {
     free(lg);
 }
 
+/* The norm alone over n - offset elements from element offset: odd lengths, a pointer that is
+ * not 16-byte aligned (offset 1: element by element), and enough elements for every block of
+ * the device's grid to loop. With d[1], the device must give the same bits twice (it is
+ * reduced in a fixed order; not repeated on the largest row, slow in cudasim); against the
+ * CPU's order, a relative 1e-9. */
+static void check_norm(struct st_ctx *c, const struct op_case *row) {
+    size_t n = (size_t)row->d[0], off = (size_t)row->variant, k = n - off;
+    st_begin(c, "norm_squared", "n=%d offset %d", (int)k, (int)off, 0, 0);
+    struct tpair g = tp_random(c, T_F32, n, -2, 2);
+    const float *gr = (const float *)g.r + off, *gd = (const float *)g.d + off;
+    double nr = c->ref->norm_squared(gr, k), nd = c->dev->norm_squared(gd, k);
+    double again = row->d[1] ? c->dev->norm_squared(gd, k) : nd;
+    if (memcmp(&nd, &again, sizeof nd)) {
+        fprintf(c->log, "FAIL norm_squared n=%zu: %.17g, then %.17g on the same data\n", k, nd,
+                again);
+        c->failures++;
+    } else if (!(fabs(nr - nd) <= 1e-9 * nr)) {
+        fprintf(c->log, "FAIL norm_squared n=%zu: %.17g, reference %.17g\n", k, nd, nr);
+        c->failures++;
+    } else if (c->opts->verbose) {
+        fprintf(c->log, "ok   %-20s %-32s norm^2 %.10g (reference %.10g)\n", c->op, c->shape, nd,
+                nr);
+    }
+    tp_free(c, &g);
+}
+
 static const struct out_tol OPTIMIZER_TOL[] = {{"grad", {0, 0}, {0, 0}},
                                                {"master", {1e-6, 1e-5}, {1e-6, 1e-5}},
                                                {"m", {1e-7, 1e-5}, {1e-7, 1e-5}},
@@ -433,6 +494,7 @@ static void check_bias_gelu(struct st_ctx *c, const struct op_case *row) {
 
 static const struct op_case OP_CASES[] = {
     {check_conversions, CONVERSIONS_TOL, {1001}, 0, 0, 0},         /* n */
+    {check_accumulate_list, CONVERSIONS_TOL, {0}, 0, 0, 0},        /* carved tensors */
     {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0, 0},        /* B T C V NL */
     {check_embed, EMBED_TOL, {2, 5, 24, 7, 0}, 0, 0, 0},           /* no language embeddings */
     {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0, 1},        /* position ids */
@@ -474,6 +536,9 @@ static const struct op_case OP_CASES[] = {
     {check_classifier, CLASSIFIER_TOL, {3, 64699, 64768}, 0, 1, 0}, /* XLM's, padded */
     {check_gathered, GATHERED_TOL, {40, 24, 257, 384}, 0, 0, 0},    /* N C V Vp */
     {check_optimizer, OPTIMIZER_TOL, {3001}, 0, 0, 0},              /* n */
+    {check_norm, NULL, {7, 1}, 0, 0, 0},                            /* n, repeat */
+    {check_norm, NULL, {100003, 1}, 0, 0, 1},                       /* unaligned */
+    {check_norm, NULL, {1100003, 0}, 0, 0, 0},                      /* > 1024 x 256 x 4 */
 };
 
 int selftest_optable(const struct ops *ref, const struct ops *dev,

@@ -244,7 +244,7 @@ struct cuda_state {
     void *ones[2];    /* [0] fp32, [1] fp16: a vector of ones for column sums as GEMVs */
     size_t ones_n[2];
 };
-#define CUDA_NORM_BLOCKS 256
+#define CUDA_NORM_BLOCKS 1024 /* of 256 threads: one wave of resident threads on an H100 */
 extern struct cuda_state g_cuda;
 /* at least n floats of device scratch (contents do not survive the next op) */
 float *cuda_scratch(size_t n);
