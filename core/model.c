@@ -320,9 +320,10 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
     pl->rstd0 = CARVE(f, N, sizeof(float));
     for (int l = 0; l < pl->L; l++) {
         struct layer_acts *a = &pl->layers[l];
-        a->q = CARVE(s, N * C, es);
-        a->k = CARVE(s, N * C, es);
-        a->v = CARVE(s, N * C, es);
+        /* q, k, v one (3,N,C) block: the batched projections write them at one stride */
+        a->q = CARVE(s, 3 * N * C, es);
+        a->k = (char *)a->q + N * C * es;
+        a->v = (char *)a->q + 2 * N * C * es;
         a->y = CARVE(s, N * C, es);
         a->r1 = CARVE(s, N * C, es);
         a->h1 = CARVE(s, N * C, es);
@@ -340,9 +341,9 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
     pl->g_h = CARVE(s, N * C, es);
     pl->g_r = CARVE(s, N * C, es);
     pl->g_t = CARVE(s, N * C, es);
-    pl->g_q = CARVE(s, N * C, es);
-    pl->g_k = CARVE(s, N * C, es);
-    pl->g_v = CARVE(s, N * C, es);
+    pl->g_q = CARVE(s, 3 * N * C, es); /* (3,N,C) like q, k, v */
+    pl->g_k = (char *)pl->g_q + N * C * es;
+    pl->g_v = (char *)pl->g_q + 2 * N * C * es;
     pl->g_f = CARVE(s, N * F, es);
     pl->losses = CARVE(f, N, sizeof(float));
     pl->ids = CARVE(i, N, sizeof(int32_t));
@@ -395,6 +396,13 @@ static struct model_plan *model_reserve(struct model *m, int B, int T) {
 static void *param_at(const struct model *m, void *arena, int id, int l) {
     const struct param_tensor *t = &m->params[id];
     return ops_at(m->ops, arena, t->offset + (size_t)l * (t->numel / (size_t)t->layers));
+}
+
+/* Elements from a layer's QW to its KW, and from KW to VW: the tensors are laid out
+ * QW QB KW KB VW VB, each over all layers, so both strides are L*C*(C+1), and the biases'
+ * the same. The batched q/k/v ops rely on it. */
+static size_t qkv_stride(const struct model *m) {
+    return m->params[P_KW].offset - m->params[P_QW].offset;
 }
 
 static struct dropout_key dkey(uint64_t seed, uint64_t step, uint32_t row0, uint32_t tensor) {
@@ -464,9 +472,9 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
     void *x = pl->x0;
     for (int l = 0; l < pl->L; l++) {
         struct layer_acts *a = &pl->layers[l];
-        ops->matmul_forward(a->q, x, param_at(m, W, P_QW, l), param_at(m, W, P_QB, l), N, C, C);
-        ops->matmul_forward(a->k, x, param_at(m, W, P_KW, l), param_at(m, W, P_KB, l), N, C, C);
-        ops->matmul_forward(a->v, x, param_at(m, W, P_VW, l), param_at(m, W, P_VB, l), N, C, C);
+        /* q, k, v (3,N,C) in one batched product */
+        ops->matmul_forward_batched(a->q, x, param_at(m, W, P_QW, l), param_at(m, W, P_QB, l), N, C,
+                                    C, 3, qkv_stride(m), (size_t)N * C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
         ops->attention_forward(a->y, a->lse, a->q, a->k, a->v, att_len, B, T, C, NH, pl->p_attn,
                                &k);
@@ -666,12 +674,9 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
                                 pl->bidirectional ? pl->lengths : NULL, B, T, C, NH, pl->p_attn,
                                 &k);
         /* d x = d r1 + the three projections' input gradients, added onto g_h by the GEMMs */
-        ops->matmul_backward_add(pl->g_h, param_at(m, G, P_QW, l), param_at(m, G, P_QB, l), pl->g_q,
-                                 x, param_at(m, W, P_QW, l), N, C, C);
-        ops->matmul_backward_add(pl->g_h, param_at(m, G, P_KW, l), param_at(m, G, P_KB, l), pl->g_k,
-                                 x, param_at(m, W, P_KW, l), N, C, C);
-        ops->matmul_backward_add(pl->g_h, param_at(m, G, P_VW, l), param_at(m, G, P_VB, l), pl->g_v,
-                                 x, param_at(m, W, P_VW, l), N, C, C);
+        ops->matmul_backward_add_batched(pl->g_h, param_at(m, G, P_QW, l), param_at(m, G, P_QB, l),
+                                         pl->g_q, x, param_at(m, W, P_QW, l), N, C, C, 3,
+                                         qkv_stride(m), (size_t)N * C);
         if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, l);
     }
     /* embeddings: mask, dropout, LayerNorm, lookup */

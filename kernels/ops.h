@@ -115,6 +115,21 @@ struct dropout_key {
       (void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w, int N,    \
        int C, int OC),                                                                             \
       (dinp, dw, db, dout, inp, w, N, C, OC))                                                      \
+    /* A layer's q, k and v at once: for i < batch, out + i*out_stride (N,OC) = inp (N,C) @        \
+     * (w + i*w_stride) (OC,C)^T + (b + i*w_stride) (OC; b NULL: none), each member computed as    \
+     * matmul_forward computes it. Strides in elements; the biases share the weights' stride       \
+     * (QW QB KW KB VW VB lie at one stride in the arena). One strided-batched GEMM on cuda. */    \
+    X(matmul_forward_batched,                                                                      \
+      (void *out, const void *inp, const void *w, const void *b, int N, int C, int OC, int batch,  \
+       size_t w_stride, size_t out_stride),                                                        \
+      (out, inp, w, b, N, C, OC, batch, w_stride, out_stride))                                     \
+    /* its backward: for i = 0, 1, .. in order, what matmul_backward_add(dinp, dw + i*w_stride,    \
+     * db + i*w_stride (db NULL: none), dout + i*out_stride, inp, w + i*w_stride, N, C, OC) does:  \
+     * dinp (N,C) += each member's input gradient, rounded after each. */                          \
+    X(matmul_backward_add_batched,                                                                 \
+      (void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w, int N,    \
+       int C, int OC, int batch, size_t w_stride, size_t out_stride),                              \
+      (dinp, dw, db, dout, inp, w, N, C, OC, batch, w_stride, out_stride))                         \
                                                                                                    \
     /* ---- multi-head attention core, causal or bidirectional ----                                \
      * q, k, v (B,T,C) already projected (q NOT yet scaled); per head, P = softmax(q k^T /         \
