@@ -478,18 +478,19 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
         ops->attention_forward(a->y, a->lse, a->q, a->k, a->v, att_len, B, T, C, NH, pl->p_attn,
                                &k);
-        ops->matmul_forward(a->r1, a->y, param_at(m, W, P_OW, l), param_at(m, W, P_OB, l), N, C, C);
+        /* the out-projection's and lin2's biases ride in dropout_residual's pass */
+        ops->matmul_forward(a->r1, a->y, param_at(m, W, P_OW, l), NULL, N, C, C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_OUT(l));
-        ops->dropout_residual(a->r1, x, a->r1, B, T, C, pl->p_hidden, &k);
+        ops->dropout_residual(a->r1, x, a->r1, param_at(m, W, P_OB, l), B, T, C, pl->p_hidden, &k);
         ops->layernorm_forward(a->h1, a->mean1, a->rstd1, a->r1, param_at(m, W, P_LN1W, l),
                                param_at(m, W, P_LN1B, l), N, C, mc->layer_norm_eps);
         /* f1 holds lin1's output before its bias: the bias rides in the GELU's pass */
         ops->matmul_forward(a->f1, a->h1, param_at(m, W, P_F1W, l), NULL, N, C, F);
         ops->bias_gelu_forward(a->g, a->f1, param_at(m, W, P_F1B, l), N, F);
-        ops->matmul_forward(a->r2, a->g, param_at(m, W, P_F2W, l), param_at(m, W, P_F2B, l), N, F,
-                            C);
+        ops->matmul_forward(a->r2, a->g, param_at(m, W, P_F2W, l), NULL, N, F, C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_FFN_OUT(l));
-        ops->dropout_residual(a->r2, a->h1, a->r2, B, T, C, pl->p_hidden, &k);
+        ops->dropout_residual(a->r2, a->h1, a->r2, param_at(m, W, P_F2B, l), B, T, C, pl->p_hidden,
+                              &k);
         ops->layernorm_forward(a->h2, a->mean2, a->rstd2, a->r2, param_at(m, W, P_LN2W, l),
                                param_at(m, W, P_LN2B, l), N, C, mc->layer_norm_eps);
         ops->mask_padding(a->h2, pl->lengths, B, T, C);
@@ -598,7 +599,7 @@ static const void *branch_grad(struct model *m, struct model_plan *pl, const voi
     if (pl->p_hidden <= 0.0f) return d;
     const struct ops *ops = m->ops;
     int C = m->cfg.model.dim;
-    ops->dropout_residual(pl->g_t, NULL, d, pl->B, pl->T, C, pl->p_hidden, k);
+    ops->dropout_residual(pl->g_t, NULL, d, NULL, pl->B, pl->T, C, pl->p_hidden, k);
     return pl->g_t;
 }
 

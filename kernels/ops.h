@@ -178,13 +178,15 @@ struct dropout_key {
      * forward and, on the gradient, for backward (the same mask). */                              \
     X(dropout, (void *x, int B, int T, int C, float p, const struct dropout_key *key),             \
       (x, B, T, C, p, key))                                                                        \
-    /* out (B,T,C) = res + dropout(x), the dropout drawn and rounded to storage as `dropout`       \
-     * does it (p == 0: x itself); res NULL: out = dropout(x). out may be x or res. One pass       \
-     * over memory for what dropout then residual_forward do in two. */                            \
+    /* out (B,T,C) = res + dropout(x + bias), the dropout drawn and rounded to storage as          \
+     * `dropout` does it (p == 0: x + bias itself); res NULL: out = dropout(x + bias). bias (C)    \
+     * or NULL (none): a linear layer's bias, added in fp32 to its product without the bias (one   \
+     * rounding fewer, a pass over memory fewer). out may be x or res. One pass over memory for    \
+     * what dropout then residual_forward do in two. */                                            \
     X(dropout_residual,                                                                            \
-      (void *out, const void *res, const void *x, int B, int T, int C, float p,                    \
+      (void *out, const void *res, const void *x, const void *bias, int B, int T, int C, float p,  \
        const struct dropout_key *key),                                                             \
-      (out, res, x, B, T, C, p, key))                                                              \
+      (out, res, x, bias, B, T, C, p, key))                                                        \
     /* x (B,T,C): zero the padded positions t >= lengths[b]; forward and backward alike. */        \
     X(mask_padding, (void *x, const int32_t *lengths, int B, int T, int C), (x, lengths, B, T, C)) \
                                                                                                    \

@@ -258,14 +258,23 @@ static void check_pointwise(struct st_ctx *c, const struct op_case *row) {
     c->dev->dropout(x.d, B, T, C, 0.1f, &key);
     CHECK(x, "x");
     st_begin(c, "dropout_residual", "B=%d T=%d C=%d p=0.1", B, T, C, 0);
-    c->ref->dropout_residual(out.r, NULL, y.r, B, T, C, 0.1f, &key); /* out = dropout(y) */
-    c->dev->dropout_residual(out.d, NULL, y.d, B, T, C, 0.1f, &key);
+    c->ref->dropout_residual(out.r, NULL, y.r, NULL, B, T, C, 0.1f, &key); /* out = dropout(y) */
+    c->dev->dropout_residual(out.d, NULL, y.d, NULL, B, T, C, 0.1f, &key);
     CHECK(out, "copy");
-    c->ref->dropout_residual(x.r, x.r, y.r, B, T, C, 0.1f, &key); /* x += dropout(y) */
-    c->dev->dropout_residual(x.d, x.d, y.d, B, T, C, 0.1f, &key);
+    c->ref->dropout_residual(x.r, x.r, y.r, NULL, B, T, C, 0.1f, &key); /* x += dropout(y) */
+    c->dev->dropout_residual(x.d, x.d, y.d, NULL, B, T, C, 0.1f, &key);
     CHECK(x, "res+=");
-    c->ref->dropout_residual(y.r, x.r, y.r, B, T, C, 0.f, &key); /* y = x + y */
-    c->dev->dropout_residual(y.d, x.d, y.d, B, T, C, 0.f, &key);
+    /* a linear layer's bias (C) added in the same pass: x += dropout(y + b), out = y + b */
+    struct tpair b = tp_random(c, T_STORAGE, (size_t)C, -1, 1);
+    c->ref->dropout_residual(x.r, x.r, y.r, b.r, B, T, C, 0.1f, &key);
+    c->dev->dropout_residual(x.d, x.d, y.d, b.d, B, T, C, 0.1f, &key);
+    CHECK(x, "res+=");
+    c->ref->dropout_residual(out.r, NULL, y.r, b.r, B, T, C, 0.f, &key);
+    c->dev->dropout_residual(out.d, NULL, y.d, b.d, B, T, C, 0.f, &key);
+    CHECK(out, "p=0");
+    tp_free(c, &b);
+    c->ref->dropout_residual(y.r, x.r, y.r, NULL, B, T, C, 0.f, &key); /* y = x + y */
+    c->dev->dropout_residual(y.d, x.d, y.d, NULL, B, T, C, 0.f, &key);
     CHECK(y, "p=0");
     struct tpair *all[] = {&x, &y, &out, &d, &len};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)

@@ -125,7 +125,7 @@ static void check_op_budgets(const struct ops *o) {
     o->dropout(out, B, T, C, 0.1f, &key);
     count_check("dropout", 1);
     count_start();
-    o->dropout_residual(out, d, out, B, T, C, 0.1f, &key);
+    o->dropout_residual(out, d, out, wpe, B, T, C, 0.1f, &key);
     count_check("dropout_residual", 1);
     /* the linear layers (kernels/cuda/matmul.cu) make most of a micro-batch's launches: shown,
      * not held to a budget here */
