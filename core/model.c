@@ -320,9 +320,10 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
     pl->rstd0 = CARVE(f, N, sizeof(float));
     for (int l = 0; l < pl->L; l++) {
         struct layer_acts *a = &pl->layers[l];
-        a->q = CARVE(s, N * C, es);
-        a->k = CARVE(s, N * C, es);
-        a->v = CARVE(s, N * C, es);
+        /* q, k, v one (3,N,C) block: the batched projections write them at one stride */
+        a->q = CARVE(s, 3 * N * C, es);
+        a->k = (char *)a->q + N * C * es;
+        a->v = (char *)a->q + 2 * N * C * es;
         a->y = CARVE(s, N * C, es);
         a->r1 = CARVE(s, N * C, es);
         a->h1 = CARVE(s, N * C, es);
@@ -340,9 +341,9 @@ static void plan_layout(struct model *m, struct model_plan *pl, char *sbase, cha
     pl->g_h = CARVE(s, N * C, es);
     pl->g_r = CARVE(s, N * C, es);
     pl->g_t = CARVE(s, N * C, es);
-    pl->g_q = CARVE(s, N * C, es);
-    pl->g_k = CARVE(s, N * C, es);
-    pl->g_v = CARVE(s, N * C, es);
+    pl->g_q = CARVE(s, 3 * N * C, es); /* (3,N,C) like q, k, v */
+    pl->g_k = (char *)pl->g_q + N * C * es;
+    pl->g_v = (char *)pl->g_q + 2 * N * C * es;
     pl->g_f = CARVE(s, N * F, es);
     pl->losses = CARVE(f, N, sizeof(float));
     pl->ids = CARVE(i, N, sizeof(int32_t));
@@ -395,6 +396,13 @@ static struct model_plan *model_reserve(struct model *m, int B, int T) {
 static void *param_at(const struct model *m, void *arena, int id, int l) {
     const struct param_tensor *t = &m->params[id];
     return ops_at(m->ops, arena, t->offset + (size_t)l * (t->numel / (size_t)t->layers));
+}
+
+/* Elements from a layer's QW to its KW, and from KW to VW: the tensors are laid out
+ * QW QB KW KB VW VB, each over all layers, so both strides are L*C*(C+1), and the biases'
+ * the same. The batched q/k/v ops rely on it. */
+static size_t qkv_stride(const struct model *m) {
+    return m->params[P_KW].offset - m->params[P_QW].offset;
 }
 
 static struct dropout_key dkey(uint64_t seed, uint64_t step, uint32_t row0, uint32_t tensor) {
@@ -464,24 +472,25 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
     void *x = pl->x0;
     for (int l = 0; l < pl->L; l++) {
         struct layer_acts *a = &pl->layers[l];
-        ops->matmul_forward(a->q, x, param_at(m, W, P_QW, l), param_at(m, W, P_QB, l), N, C, C);
-        ops->matmul_forward(a->k, x, param_at(m, W, P_KW, l), param_at(m, W, P_KB, l), N, C, C);
-        ops->matmul_forward(a->v, x, param_at(m, W, P_VW, l), param_at(m, W, P_VB, l), N, C, C);
+        /* q, k, v (3,N,C) in one batched product */
+        ops->matmul_forward_batched(a->q, x, param_at(m, W, P_QW, l), param_at(m, W, P_QB, l), N, C,
+                                    C, 3, qkv_stride(m), (size_t)N * C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
         ops->attention_forward(a->y, a->lse, a->q, a->k, a->v, att_len, B, T, C, NH, pl->p_attn,
                                &k);
-        ops->matmul_forward(a->r1, a->y, param_at(m, W, P_OW, l), param_at(m, W, P_OB, l), N, C, C);
+        /* the out-projection's and lin2's biases ride in dropout_residual's pass */
+        ops->matmul_forward(a->r1, a->y, param_at(m, W, P_OW, l), NULL, N, C, C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_OUT(l));
-        ops->dropout_residual(a->r1, x, a->r1, B, T, C, pl->p_hidden, &k);
+        ops->dropout_residual(a->r1, x, a->r1, param_at(m, W, P_OB, l), B, T, C, pl->p_hidden, &k);
         ops->layernorm_forward(a->h1, a->mean1, a->rstd1, a->r1, param_at(m, W, P_LN1W, l),
                                param_at(m, W, P_LN1B, l), N, C, mc->layer_norm_eps);
         /* f1 holds lin1's output before its bias: the bias rides in the GELU's pass */
         ops->matmul_forward(a->f1, a->h1, param_at(m, W, P_F1W, l), NULL, N, C, F);
         ops->bias_gelu_forward(a->g, a->f1, param_at(m, W, P_F1B, l), N, F);
-        ops->matmul_forward(a->r2, a->g, param_at(m, W, P_F2W, l), param_at(m, W, P_F2B, l), N, F,
-                            C);
+        ops->matmul_forward(a->r2, a->g, param_at(m, W, P_F2W, l), NULL, N, F, C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_FFN_OUT(l));
-        ops->dropout_residual(a->r2, a->h1, a->r2, B, T, C, pl->p_hidden, &k);
+        ops->dropout_residual(a->r2, a->h1, a->r2, param_at(m, W, P_F2B, l), B, T, C, pl->p_hidden,
+                              &k);
         ops->layernorm_forward(a->h2, a->mean2, a->rstd2, a->r2, param_at(m, W, P_LN2W, l),
                                param_at(m, W, P_LN2B, l), N, C, mc->layer_norm_eps);
         ops->mask_padding(a->h2, pl->lengths, B, T, C);
@@ -590,7 +599,7 @@ static const void *branch_grad(struct model *m, struct model_plan *pl, const voi
     if (pl->p_hidden <= 0.0f) return d;
     const struct ops *ops = m->ops;
     int C = m->cfg.model.dim;
-    ops->dropout_residual(pl->g_t, NULL, d, pl->B, pl->T, C, pl->p_hidden, k);
+    ops->dropout_residual(pl->g_t, NULL, d, NULL, pl->B, pl->T, C, pl->p_hidden, k);
     return pl->g_t;
 }
 
@@ -666,12 +675,9 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
                                 pl->bidirectional ? pl->lengths : NULL, B, T, C, NH, pl->p_attn,
                                 &k);
         /* d x = d r1 + the three projections' input gradients, added onto g_h by the GEMMs */
-        ops->matmul_backward_add(pl->g_h, param_at(m, G, P_QW, l), param_at(m, G, P_QB, l), pl->g_q,
-                                 x, param_at(m, W, P_QW, l), N, C, C);
-        ops->matmul_backward_add(pl->g_h, param_at(m, G, P_KW, l), param_at(m, G, P_KB, l), pl->g_k,
-                                 x, param_at(m, W, P_KW, l), N, C, C);
-        ops->matmul_backward_add(pl->g_h, param_at(m, G, P_VW, l), param_at(m, G, P_VB, l), pl->g_v,
-                                 x, param_at(m, W, P_VW, l), N, C, C);
+        ops->matmul_backward_add_batched(pl->g_h, param_at(m, G, P_QW, l), param_at(m, G, P_QB, l),
+                                         pl->g_q, x, param_at(m, W, P_QW, l), N, C, C, 3,
+                                         qkv_stride(m), (size_t)N * C);
         if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, l);
     }
     /* embeddings: mask, dropout, LayerNorm, lookup */

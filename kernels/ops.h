@@ -134,6 +134,21 @@ struct ops_tensor_list {
       (void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w, int N,    \
        int C, int OC),                                                                             \
       (dinp, dw, db, dout, inp, w, N, C, OC))                                                      \
+    /* A layer's q, k and v at once: for i < batch, out + i*out_stride (N,OC) = inp (N,C) @        \
+     * (w + i*w_stride) (OC,C)^T + (b + i*w_stride) (OC; b NULL: none), each member computed as    \
+     * matmul_forward computes it. Strides in elements; the biases share the weights' stride       \
+     * (QW QB KW KB VW VB lie at one stride in the arena). One strided-batched GEMM on cuda. */    \
+    X(matmul_forward_batched,                                                                      \
+      (void *out, const void *inp, const void *w, const void *b, int N, int C, int OC, int batch,  \
+       size_t w_stride, size_t out_stride),                                                        \
+      (out, inp, w, b, N, C, OC, batch, w_stride, out_stride))                                     \
+    /* its backward: for i = 0, 1, .. in order, what matmul_backward_add(dinp, dw + i*w_stride,    \
+     * db + i*w_stride (db NULL: none), dout + i*out_stride, inp, w + i*w_stride, N, C, OC) does:  \
+     * dinp (N,C) += each member's input gradient, rounded after each. */                          \
+    X(matmul_backward_add_batched,                                                                 \
+      (void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w, int N,    \
+       int C, int OC, int batch, size_t w_stride, size_t out_stride),                              \
+      (dinp, dw, db, dout, inp, w, N, C, OC, batch, w_stride, out_stride))                         \
                                                                                                    \
     /* ---- multi-head attention core, causal or bidirectional ----                                \
      * q, k, v (B,T,C) already projected (q NOT yet scaled); per head, P = softmax(q k^T /         \
@@ -182,13 +197,15 @@ struct ops_tensor_list {
      * forward and, on the gradient, for backward (the same mask). */                              \
     X(dropout, (void *x, int B, int T, int C, float p, const struct dropout_key *key),             \
       (x, B, T, C, p, key))                                                                        \
-    /* out (B,T,C) = res + dropout(x), the dropout drawn and rounded to storage as `dropout`       \
-     * does it (p == 0: x itself); res NULL: out = dropout(x). out may be x or res. One pass       \
-     * over memory for what dropout then residual_forward do in two. */                            \
+    /* out (B,T,C) = res + dropout(x + bias), the dropout drawn and rounded to storage as          \
+     * `dropout` does it (p == 0: x + bias itself); res NULL: out = dropout(x + bias). bias (C)    \
+     * or NULL (none): a linear layer's bias, added in fp32 to its product without the bias (one   \
+     * rounding fewer, a pass over memory fewer). out may be x or res. One pass over memory for    \
+     * what dropout then residual_forward do in two. */                                            \
     X(dropout_residual,                                                                            \
-      (void *out, const void *res, const void *x, int B, int T, int C, float p,                    \
+      (void *out, const void *res, const void *x, const void *bias, int B, int T, int C, float p,  \
        const struct dropout_key *key),                                                             \
-      (out, res, x, B, T, C, p, key))                                                              \
+      (out, res, x, bias, B, T, C, p, key))                                                        \
     /* x (B,T,C): zero the padded positions t >= lengths[b]; forward and backward alike. */        \
     X(mask_padding, (void *x, const int32_t *lengths, int B, int T, int C), (x, lengths, B, T, C)) \
                                                                                                    \

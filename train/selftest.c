@@ -183,6 +183,35 @@ static void check_matmul(struct st_ctx *c, const struct op_case *row) {
         tp_free(c, all[i]);
 }
 
+/* matmul_*_batched (q, k, v at once): `batch` members whose weights and biases lie at one
+ * stride in an arena (bias right after its weight, then pad elements), outputs at another */
+static void check_qkv(struct st_ctx *c, const struct op_case *row) {
+    int N = row->d[0], C = row->d[1], OC = row->d[2], bias = row->d[3], batch = row->d[4];
+    size_t pad = (size_t)row->variant, ws = (size_t)OC * C + OC + pad, os = (size_t)N * OC + pad;
+    st_begin(c, "matmul (batched)", "N=%d C=%d OC=%d batch=%d", N, C, OC, batch);
+    struct tpair inp = tp_random(c, T_STORAGE, (size_t)N * C, -1, 1);
+    struct tpair w = tp_random(c, T_STORAGE, ws * batch, -1, 1);
+    struct tpair out = tp_random(c, T_STORAGE, os * batch, -1, 1); /* pads must stay */
+    const void *br = bias ? ops_at(c->ref, w.r, (size_t)OC * C) : NULL;
+    const void *bd = bias ? ops_at(c->dev, w.d, (size_t)OC * C) : NULL;
+    c->ref->matmul_forward_batched(out.r, inp.r, w.r, br, N, C, OC, batch, ws, os);
+    c->dev->matmul_forward_batched(out.d, inp.d, w.d, bd, N, C, OC, batch, ws, os);
+    CHECK(out, "out");
+    struct tpair dinp = tp_random(c, T_STORAGE, (size_t)N * C, -1, 1);
+    struct tpair dw = tp_random(c, T_STORAGE, ws * batch, -1, 1); /* the gradients' arena */
+    void *dbr = bias ? ops_at(c->ref, dw.r, (size_t)OC * C) : NULL;
+    void *dbd = bias ? ops_at(c->dev, dw.d, (size_t)OC * C) : NULL;
+    c->ref->matmul_backward_add_batched(dinp.r, dw.r, dbr, out.r, inp.r, w.r, N, C, OC, batch, ws,
+                                        os);
+    c->dev->matmul_backward_add_batched(dinp.d, dw.d, dbd, out.d, inp.d, w.d, N, C, OC, batch, ws,
+                                        os);
+    CHECK(dinp, "dinp");
+    CHECK(dw, "dw");
+    struct tpair *all[] = {&inp, &w, &out, &dinp, &dw};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tp_free(c, all[i]);
+}
+
 static const struct out_tol ATTENTION_TOL[] = {
     {"lse", {1e-5, 1e-5}, {1e-5, 1e-5}}, {"out", {1e-5, 1e-4}, {4e-3, 4e-3}},
     {"dq", {1e-5, 1e-4}, {2e-2, 1e-2}},  {"dk", {1e-5, 1e-4}, {2e-2, 1e-2}},
@@ -264,14 +293,23 @@ static void check_pointwise(struct st_ctx *c, const struct op_case *row) {
     c->dev->dropout(x.d, B, T, C, 0.1f, &key);
     CHECK(x, "x");
     st_begin(c, "dropout_residual", "B=%d T=%d C=%d p=0.1", B, T, C, 0);
-    c->ref->dropout_residual(out.r, NULL, y.r, B, T, C, 0.1f, &key); /* out = dropout(y) */
-    c->dev->dropout_residual(out.d, NULL, y.d, B, T, C, 0.1f, &key);
+    c->ref->dropout_residual(out.r, NULL, y.r, NULL, B, T, C, 0.1f, &key); /* out = dropout(y) */
+    c->dev->dropout_residual(out.d, NULL, y.d, NULL, B, T, C, 0.1f, &key);
     CHECK(out, "copy");
-    c->ref->dropout_residual(x.r, x.r, y.r, B, T, C, 0.1f, &key); /* x += dropout(y) */
-    c->dev->dropout_residual(x.d, x.d, y.d, B, T, C, 0.1f, &key);
+    c->ref->dropout_residual(x.r, x.r, y.r, NULL, B, T, C, 0.1f, &key); /* x += dropout(y) */
+    c->dev->dropout_residual(x.d, x.d, y.d, NULL, B, T, C, 0.1f, &key);
     CHECK(x, "res+=");
-    c->ref->dropout_residual(y.r, x.r, y.r, B, T, C, 0.f, &key); /* y = x + y */
-    c->dev->dropout_residual(y.d, x.d, y.d, B, T, C, 0.f, &key);
+    /* a linear layer's bias (C) added in the same pass: x += dropout(y + b), out = y + b */
+    struct tpair b = tp_random(c, T_STORAGE, (size_t)C, -1, 1);
+    c->ref->dropout_residual(x.r, x.r, y.r, b.r, B, T, C, 0.1f, &key);
+    c->dev->dropout_residual(x.d, x.d, y.d, b.d, B, T, C, 0.1f, &key);
+    CHECK(x, "res+=");
+    c->ref->dropout_residual(out.r, NULL, y.r, b.r, B, T, C, 0.f, &key);
+    c->dev->dropout_residual(out.d, NULL, y.d, b.d, B, T, C, 0.f, &key);
+    CHECK(out, "p=0");
+    tp_free(c, &b);
+    c->ref->dropout_residual(y.r, x.r, y.r, NULL, B, T, C, 0.f, &key); /* y = x + y */
+    c->dev->dropout_residual(y.d, x.d, y.d, NULL, B, T, C, 0.f, &key);
     CHECK(y, "p=0");
     struct tpair *all[] = {&x, &y, &out, &d, &len};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
@@ -509,6 +547,9 @@ static const struct op_case OP_CASES[] = {
                                                                     * element by element */
     {check_matmul, MATMUL_TOL, {37, 48, 40, 1, 1}, 0, 0, 0},       /* dinp += */
     {check_matmul, MATMUL_TOL, {5, 33, 17, 0, 1}, 0, 0, 0},        /* */
+    {check_qkv, MATMUL_TOL, {37, 48, 48, 1, 3}, 0, 0, 0},          /* N C OC bias batch: */
+    {check_qkv, MATMUL_TOL, {9, 16, 13, 1, 3}, 0, 0, 3},           /* pad (variant) between */
+    {check_qkv, MATMUL_TOL, {5, 24, 16, 0, 2}, 0, 0, 8},           /* members: odd strides */
     {check_attention, ATTENTION_TOL, {2, 37, 32, 4}, 0.f, 0, 0},   /* B T C NH, p */
     {check_attention, ATTENTION_TOL, {1, 33, 24, 2}, 0.1f, 0, 0},  /* */
     {check_attention, ATTENTION_TOL, {2, 70, 128, 2}, 0.1f, 0, 0}, /* HS 64, several tiles, a

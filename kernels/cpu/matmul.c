@@ -149,3 +149,25 @@ CPU_HOT void cpu_matmul_backward_add(const struct cpu_ctx *ctx, void *dinp, void
                                      int OC) {
     matmul_backward(ctx, dinp, dw, db, dout, inp, w, N, C, OC, 1.0f);
 }
+
+/* q, k and v: each member exactly as cpu_matmul_forward computes it alone (the results the
+ * three separate calls gave, bit for bit) */
+CPU_HOT void cpu_matmul_forward_batched(const struct cpu_ctx *ctx, void *out, const void *inp,
+                                        const void *w, const void *b, int N, int C, int OC,
+                                        int batch, size_t w_stride, size_t out_stride) {
+    for (int i = 0; i < batch; i++)
+        cpu_matmul_forward(ctx, (float *)out + i * out_stride, inp, (const float *)w + i * w_stride,
+                           b ? (const float *)b + i * w_stride : NULL, N, C, OC);
+}
+
+/* members in order onto dinp, each rounded as its own matmul_backward_add rounds it */
+CPU_HOT void cpu_matmul_backward_add_batched(const struct cpu_ctx *ctx, void *dinp, void *dw,
+                                             void *db, const void *dout, const void *inp,
+                                             const void *w, int N, int C, int OC, int batch,
+                                             size_t w_stride, size_t out_stride) {
+    for (int i = 0; i < batch; i++)
+        matmul_backward(ctx, dinp, (float *)dw + i * w_stride,
+                        db ? (float *)db + i * w_stride : NULL,
+                        (const float *)dout + i * out_stride, inp, (const float *)w + i * w_stride,
+                        N, C, OC, 1.0f);
+}

@@ -156,15 +156,16 @@ CPU_HOT void cpu_dropout(const struct cpu_ctx *ctx, void *x_, int B, int T, int 
     }
 }
 
-/* out (B,T,C) = res + dropout(x) (res NULL: dropout(x)), row by row through a per-thread copy of
- * the row, so that out may be x or res: the values of cpu_dropout then cpu_residual_forward,
- * with each row read and written once while it is in cache. */
+/* out (B,T,C) = res + dropout(x + bias) (res NULL: dropout(x + bias); bias NULL: none), row by
+ * row through a per-thread copy of the row, so that out may be x or res: the values of
+ * cpu_dropout then cpu_residual_forward, with each row read and written once while it is in
+ * cache. x + bias is an fp32 sum, rounded only where dropout or the residual add rounds. */
 CPU_HOT void cpu_dropout_residual(const struct cpu_ctx *ctx, void *out_, const void *res_,
-                                  const void *x_, int B, int T, int C, float p,
+                                  const void *x_, const void *bias_, int B, int T, int C, float p,
                                   const struct dropout_key *key) {
     const int h = ctx->round_half;
     float *out = out_;
-    const float *res = res_, *x = x_;
+    const float *res = res_, *x = x_, *bias = bias_;
     uint32_t thr = p > 0.0f ? dropout_threshold(p) : 0;
     float keep_scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
     long N = (long)B * T;
@@ -177,6 +178,9 @@ CPU_HOT void cpu_dropout_residual(const struct cpu_ctx *ctx, void *out_, const v
             int b = (int)(n / T);
             uint64_t e0 = (uint64_t)(n % T) * (uint64_t)C;
             memcpy(tmp, x + (size_t)n * C, (size_t)C * sizeof(float));
+            if (bias)
+                for (int c = 0; c < C; c++)
+                    tmp[c] += bias[c];
             if (p > 0.0f)
                 dropout_span(tmp, C, e0, key->row0 + (uint32_t)b, key, thr, keep_scale, h);
             float *o = out + (size_t)n * C;
@@ -184,6 +188,9 @@ CPU_HOT void cpu_dropout_residual(const struct cpu_ctx *ctx, void *out_, const v
                 const float *r = res + (size_t)n * C;
                 for (int c = 0; c < C; c++)
                     o[c] = stored(r[c] + tmp[c], h);
+            } else if (bias) {
+                for (int c = 0; c < C; c++)
+                    o[c] = stored(tmp[c], h);
             } else {
                 memcpy(o, tmp, (size_t)C * sizeof(float));
             }

@@ -44,15 +44,17 @@ __global__ void residual_kernel(S *out, const S *a, const S *b, size_t n, bool v
 #define PW_UNROLL
 #endif
 
-/* out (B, row_len) = res + dropout(x) (res NULL: dropout(x)); row r is global row row0 + r.
+/* out (B, row_len) = res + dropout(x + bias) (res NULL: dropout(x + bias); bias (C) NULL: none,
+ * else added in fp32 before anything is rounded); row r is global row row0 + r.
  * A thread takes 4 consecutive elements: when rows are a multiple of 4 long, its 4 dropout
  * words are the 4 outputs of one Philox call (dropout_keep draws a call per element and keeps
  * one word of it). A kept element is rounded to storage before the add, as the separate
  * dropout op stores it. out may be x or res (each element is read before it is written). */
 template <typename S>
-__global__ void dropout_residual_kernel(S *out, const S *res, const S *x, size_t row_len, size_t n,
-                                        int drop, float scale, uint32_t threshold, uint64_t seed,
-                                        uint64_t step, uint32_t row0, uint32_t tensor, bool vec) {
+__global__ void dropout_residual_kernel(S *out, const S *res, const S *x, const S *bias, int C,
+                                        size_t row_len, size_t n, int drop, float scale,
+                                        uint32_t threshold, uint64_t seed, uint64_t step,
+                                        uint32_t row0, uint32_t tensor, bool vec) {
     size_t i0 = 4 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
     if (i0 >= n) return;
     int whole = row_len % 4 == 0;
@@ -78,6 +80,7 @@ __global__ void dropout_residual_kernel(S *out, const S *res, const S *x, size_t
     for (int j = 0; j < 4; j++) {
         size_t i = i0 + j;
         float v = xv[j];
+        if (bias && i < n) v += ld(bias + i % (size_t)C);
         if (drop && i < n) {
             int keep = whole ? r.v[j] >= threshold
                              : dropout_keep(seed, step, row0 + (uint32_t)(i / row_len), tensor,
@@ -142,23 +145,23 @@ static void cuda_residual_forward(void *out, const void *a, const void *b, size_
     cudaLaunchCheck();
 }
 template <typename S>
-static void cuda_dropout_residual(void *out, const void *res, const void *x, int B, int T, int C,
-                                  float p, const struct dropout_key *key) {
+static void cuda_dropout_residual(void *out, const void *res, const void *x, const void *bias,
+                                  int B, int T, int C, float p, const struct dropout_key *key) {
     size_t n = (size_t)B * T * C;
     if (!n) return;
     int drop = p > 0.f;
     XLMC_LAUNCH(dropout_residual_kernel<S>, cuda_blocks((n + 3) / 4, PW_THREADS), PW_THREADS, 0,
-                g_cuda.stream)((S *)out, (const S *)res, (const S *)x, (size_t)T * C, n, drop,
-                               drop ? 1.f / (1.f - p) : 1.f, drop ? dropout_threshold(p) : 0u,
-                               drop ? key->seed : 0, drop ? key->step : 0, drop ? key->row0 : 0,
-                               drop ? key->tensor : 0,
+                g_cuda.stream)((S *)out, (const S *)res, (const S *)x, (const S *)bias, C,
+                               (size_t)T * C, n, drop, drop ? 1.f / (1.f - p) : 1.f,
+                               drop ? dropout_threshold(p) : 0u, drop ? key->seed : 0,
+                               drop ? key->step : 0, drop ? key->row0 : 0, drop ? key->tensor : 0,
                                ((size_t)T * C) % 4 == 0 && pw_vec_ok(0, out, res, x));
     cudaLaunchCheck();
 }
 template <typename S>
 static void cuda_dropout(void *x, int B, int T, int C, float p, const struct dropout_key *key) {
     if (p == 0.f) return;
-    cuda_dropout_residual<S>(x, NULL, x, B, T, C, p, key);
+    cuda_dropout_residual<S>(x, NULL, x, NULL, B, T, C, p, key);
 }
 template <typename S>
 static void cuda_mask_padding(void *x, const int32_t *lengths, int B, int T, int C) {

@@ -114,9 +114,9 @@ static void w_residual(void *out, const void *a, const void *b, size_t n) {
 static void w_dropout(void *x, int B, int T, int C, float p, const struct dropout_key *key) {
     TIMED(T_DROPOUT, g_inner.dropout(x, B, T, C, p, key));
 }
-static void w_dropout_res(void *out, const void *res, const void *x, int B, int T, int C, float p,
-                          const struct dropout_key *key) {
-    TIMED(T_DROPOUT_RES, g_inner.dropout_residual(out, res, x, B, T, C, p, key));
+static void w_dropout_res(void *out, const void *res, const void *x, const void *bias, int B, int T,
+                          int C, float p, const struct dropout_key *key) {
+    TIMED(T_DROPOUT_RES, g_inner.dropout_residual(out, res, x, bias, B, T, C, p, key));
 }
 static void w_mask(void *x, const int32_t *lengths, int B, int T, int C) {
     TIMED(T_MASK, g_inner.mask_padding(x, lengths, B, T, C));

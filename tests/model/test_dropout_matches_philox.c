@@ -65,7 +65,7 @@ static int check_dropout_residual(const struct ops *ops, int B, int T, int C, fl
         if (res) memcpy(res, r, n * sizeof(float));
         memcpy(in, x, n * sizeof(float));
         float *out = mode == 1 ? in : mode == 2 ? res : got;
-        ops->dropout_residual(out, res, in, B, T, C, p, &k);
+        ops->dropout_residual(out, res, in, NULL, B, T, C, p, &k);
         bad += memcmp(out, want, n * sizeof(float)) != 0;
         free(res);
         free(in);
