@@ -92,6 +92,11 @@ job_run() {
         if [ -n "$fired_at" ] && ((SECONDS - fired_at > 20)); then
             job_log "the job step has not ended 20 s after the watchdog: taking it as exit 76"
             status=$XLMC_EXIT_HUNG
+            # End the launcher now, with SIGKILL so that it sends nothing more. Left alive, srun
+            # answers the requeue's SIGTERM by killing its step KillWait+2 s later, and by then
+            # that step id belongs to the requeued job's new step.
+            kill -s KILL "$step_pid" 2>/dev/null
+            wait "$step_pid" 2>/dev/null
             break
         fi
     done
