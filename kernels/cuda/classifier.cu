@@ -7,100 +7,117 @@
 #include <math.h>
 
 #define CLS_THREADS 256
+/* The classifier's blocks: 1024 threads, each holding CLS_CACHE 16-byte pieces of its row in
+ * registers (32 of them), so a row of up to 65536 halves (XLM's 64768 padded columns) is read
+ * from memory once for both softmax statistics and the gradient; longer rows are read again. */
+#define CLS_ROW_THREADS 1024
+#define CLS_CACHE 8
 
-/* Columns [0, nw * W) of a row move in 16-byte accesses of W = wide<S>::n elements (nw = V / W
- * when the host found the rows and the pointers aligned, else 0), the rest element by element;
- * thread t takes accesses t, t + blockDim.x, ... in every pass, so each element it stores is
- * one it read itself (no barrier between the passes but the reductions'). */
+/* piece q (columns q VEC ..) of row x, with bias (V) added to its columns < V and rounded to
+ * storage, as the op stores x + bias; the columns >= V keep their bits */
+template <typename S, int VEC>
+__device__ __forceinline__ raw16 cls_piece(const S *x, const S *bias, int q, int V) {
+    raw16 r = ld_piece<VEC>(x + (size_t)q * VEC);
+    if (!bias) return r;
+    int c0 = q * VEC;
+    float f[VEC], b[VEC];
+    unpack<VEC, S>(f, r);
+    if (c0 + VEC <= V) {
+        unpack<VEC, S>(b, ld_piece<VEC>(bias + c0));
+    } else { /* the piece across V: bias has V elements */
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            b[j] = c0 + j < V ? ld(bias + c0 + j) : 0.f;
+    }
+    ROW_UNROLL
+    for (int j = 0; j < VEC; j++)
+        if (c0 + j < V) f[j] += b[j];
+    return pack<VEC, S>(f);
+}
 
 // losses (N) fp32, logits (N,Vp) storage, columns < V (+= bias (V) or NULL first) overwritten
 // by dscale * (softmax - onehot), the padding columns V..Vp-1 by 0 (with dscale != 0).
-// wide_rows: rows and logits in 16-byte accesses; wide_bias: the bias too
-template <typename S>
-__global__ void classifier_kernel(float *losses, S *logits, const S *bias, const int32_t *targets,
-                                  int V, int Vp, float dscale, int wide_rows, int wide_bias) {
-    constexpr int W = wide<S>::n;
+// One block per row, in pieces of VEC columns (VEC > 1: Vp a multiple of VEC, 16-byte
+// aligned rows and bias). The row is read once for max and sum (from registers) and written
+// once; with dscale 0 and a bias, the row gets x + bias (evaluation's argmax reads it).
+template <typename S, int VEC>
+__global__ void __launch_bounds__(CLS_ROW_THREADS)
+    classifier_kernel(float *losses, S *logits, const S *bias, const int32_t *targets, int V,
+                      int Vp, float dscale) {
     __shared__ float red[32];
     S *x = logits + (size_t)blockIdx.x * Vp;
     int target = targets[blockIdx.x];
-    int nw = wide_rows ? V / W : 0, tail = nw * W; // whole accesses, first scalar column
-    if (dscale != 0.f)
-        for (int i = V + threadIdx.x; i < Vp; i += blockDim.x)
-            st(x + i, 0.f);
-    /* the bias is added (and the sum stored, rounded to storage) in the pass for the maximum */
-    float m = -INFINITY;
-    for (int k = threadIdx.x; k < nw; k += blockDim.x) {
-        float f[W];
-        ldw(f, x + k * W);
-        if (bias) {
-            float b[W];
-            if (wide_bias) {
-                ldw(b, bias + k * W);
-            } else {
-                for (int j = 0; j < W; j++)
-                    b[j] = ld(bias + k * W + j);
-            }
-            for (int j = 0; j < W; j++)
-                f[j] = to_storage<S>(f[j] + b[j]);
-            stw(x + k * W, f);
-        }
-        for (int j = 0; j < W; j++)
-            m = fmaxf(m, f[j]);
-    }
-    for (int i = tail + threadIdx.x; i < V; i += blockDim.x) {
-        float v = ld(x + i);
-        if (bias) {
-            v = to_storage<S>(v + ld(bias + i));
-            st(x + i, v);
-        }
-        m = fmaxf(m, v);
-    }
+    int nq = (V + VEC - 1) / VEC; /* pieces holding a column < V */
+    auto load = [&](int q) { return cls_piece<S, VEC>(x, bias, q, V); };
+    if (dscale != 0.f) /* the pieces wholly past V (the piece across V is written below) */
+        for (int q = nq + (int)threadIdx.x; q < Vp / VEC; q += blockDim.x)
+            st_piece<VEC>(x + (size_t)q * VEC, raw16{});
     if (target < 0) { /* ignored row: the whole block agrees, so no barrier is split */
         if (threadIdx.x == 0) losses[blockIdx.x] = 0.f;
-        if (dscale != 0.f) {
-            float z[W] = {};
-            for (int k = threadIdx.x; k < nw; k += blockDim.x)
-                stw(x + k * W, z);
-            for (int i = tail + threadIdx.x; i < V; i += blockDim.x)
-                st(x + i, 0.f);
-        }
+        for (int q = threadIdx.x; q < nq; q += blockDim.x)
+            if (dscale != 0.f)
+                st_piece<VEC>(x + (size_t)q * VEC, raw16{});
+            else if (bias)
+                st_piece<VEC>(x + (size_t)q * VEC, load(q));
         return;
     }
+    /* the target's logit (with its bias, rounded as stored), read before any thread writes */
+    float xt = 0.f;
+    if (threadIdx.x == 0) {
+        S t;
+        st(&t, ld(x + target) + (bias ? ld(bias + target) : 0.f));
+        xt = ld(&t);
+    }
+    raw16 cache[CLS_CACHE] = {};
+    float m = -INFINITY;
+    row_pass<CLS_CACHE, true>(cache, nq, load, [&](int q, raw16 r) {
+        float f[VEC];
+        unpack<VEC, S>(f, r);
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            if (q * VEC + j < V) m = fmaxf(m, f[j]);
+    });
     m = block_max(m, red);
     float sum = 0.f;
-    for (int k = threadIdx.x; k < nw; k += blockDim.x) {
-        float f[W];
-        ldw(f, x + k * W);
-        for (int j = 0; j < W; j++)
-            sum += expf(f[j] - m);
-    }
-    for (int i = tail + threadIdx.x; i < V; i += blockDim.x)
-        sum += expf(ld(x + i) - m);
+    row_pass<CLS_CACHE, false>(cache, nq, load, [&](int q, raw16 r) {
+        float f[VEC];
+        unpack<VEC, S>(f, r);
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            if (q * VEC + j < V) sum += expf(f[j] - m);
+    });
     float lse = m + logf(block_sum(sum, red));
-    /* the target's logit, read before any thread overwrites the row (its bias was added
-     * before block_max's barrier) */
-    float xt = threadIdx.x == 0 ? ld(x + target) : 0.f;
-    __syncthreads();
     if (threadIdx.x == 0) losses[blockIdx.x] = lse - xt;
-    if (dscale == 0.f) return;
-    for (int k = threadIdx.x; k < nw; k += blockDim.x) {
-        float f[W];
-        ldw(f, x + k * W);
-        for (int j = 0; j < W; j++)
-            f[j] = dscale * (expf(f[j] - lse) - (k * W + j == target ? 1.f : 0.f));
-        stw(x + k * W, f);
+    if (dscale == 0.f) {
+        if (bias)
+            row_pass<CLS_CACHE, false>(cache, nq, load, [&](int q, raw16 r) {
+                st_piece<VEC>(x + (size_t)q * VEC, r);
+            });
+        return;
     }
-    for (int i = tail + threadIdx.x; i < V; i += blockDim.x)
-        st(x + i, dscale * (expf(ld(x + i) - lse) - (i == target ? 1.f : 0.f)));
+    row_pass<CLS_CACHE, false>(cache, nq, load, [&](int q, raw16 r) {
+        float f[VEC];
+        unpack<VEC, S>(f, r);
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++) {
+            int c = q * VEC + j;
+            f[j] = c < V ? dscale * (expf(f[j] - lse) - (c == target ? 1.f : 0.f)) : 0.f;
+        }
+        st_piece<VEC>(x + (size_t)q * VEC, pack<VEC, S>(f));
+    });
 }
 
 template <typename S>
 static void cuda_classifier(float *losses, void *logits, const void *bias, void *dbias,
                             const int32_t *targets, int N, int V, int Vp, float dscale) {
     if (!N) return;
-    int wide_rows = wide_ok<S>((size_t)Vp, logits), wide_bias = wide_rows && wide_ok<S>(0, bias);
-    XLMC_LAUNCH(classifier_kernel<S>, N, CLS_THREADS, 0, g_cuda.stream)(
-        losses, (S *)logits, (const S *)bias, targets, V, Vp, dscale, wide_rows, wide_bias);
+    constexpr int VEC = row_vec<S>::n;
+    if (row_pieces_ok<S>((size_t)Vp, logits, bias))
+        XLMC_LAUNCH((classifier_kernel<S, VEC>), N, CLS_ROW_THREADS, 0, g_cuda.stream)(
+            losses, (S *)logits, (const S *)bias, targets, V, Vp, dscale);
+    else
+        XLMC_LAUNCH((classifier_kernel<S, 1>), N, CLS_ROW_THREADS, 0, g_cuda.stream)(
+            losses, (S *)logits, (const S *)bias, targets, V, Vp, dscale);
     cudaLaunchCheck();
     if (dbias && dscale != 0.f) cuda_column_sum_add<S>((S *)dbias, (const S *)logits, N, V, Vp);
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/ops.h"
 #include "kernels/philox.h"
@@ -155,6 +156,88 @@ static inline bool pw_vec_ok(size_t row_len, const void *a, const void *b = NULL
                              const void *c = NULL, const void *d = NULL) {
     uintptr_t bits = (uintptr_t)a | (uintptr_t)b | (uintptr_t)c | (uintptr_t)d;
     return row_len % PW_VEC == 0 && (bits & 15) == 0;
+}
+
+/* ---- rows in 16-byte pieces: a thread's accesses VEC times fewer ----
+ * A piece is VEC elements (row_vec<S>: 8 __half or 4 float) moved in one 16-byte access when
+ * the row's length and pointer allow (the launcher checks with row_pieces_ok), else
+ * VEC = 1, one element per access. The bits travel as raw16 and are copied with memcpy: g++
+ * (cudasim) would split a struct of four floats into four accesses, nvcc issues one 128-bit
+ * access either way. */
+struct alignas(16) raw16 {
+    uint32_t w[4];
+};
+template <typename S>
+struct row_vec {
+    static constexpr int n = 16 / (int)sizeof(S);
+};
+#ifdef __CUDACC__
+#define ROW_UNROLL _Pragma("unroll")
+#else
+#define ROW_UNROLL
+#endif
+template <int VEC, typename S>
+__device__ __forceinline__ raw16 ld_piece(const S *p) {
+    static_assert(VEC == 1 || VEC * sizeof(S) == 16, "a piece is one element or 16 bytes");
+    if (VEC > 1) return *(const raw16 *)p;
+    raw16 r = {};
+    S v = *p;
+    memcpy(&r, &v, sizeof(S));
+    return r;
+}
+template <int VEC, typename S>
+__device__ __forceinline__ void st_piece(S *p, raw16 r) {
+    if (VEC > 1) {
+        *(raw16 *)p = r;
+    } else {
+        S v;
+        memcpy(&v, &r, sizeof(S));
+        *p = v;
+    }
+}
+/* f[0..VEC) = the piece's elements in fp32, and back (rounded to storage) */
+template <int VEC, typename S>
+__device__ __forceinline__ void unpack(float f[VEC], raw16 r) {
+    S t[VEC];
+    memcpy(t, &r, sizeof t);
+    ROW_UNROLL
+    for (int j = 0; j < VEC; j++)
+        f[j] = ld(&t[j]);
+}
+template <int VEC, typename S>
+__device__ __forceinline__ raw16 pack(const float f[VEC]) {
+    S t[VEC];
+    ROW_UNROLL
+    for (int j = 0; j < VEC; j++)
+        st(&t[j], f[j]);
+    raw16 r = {};
+    memcpy(&r, t, sizeof t);
+    return r;
+}
+/* rows of row_len elements split into 16-byte pieces: row_len a multiple of row_vec<S>::n
+ * and every pointer (NULLs pass) 16-byte aligned */
+template <typename S>
+static inline bool row_pieces_ok(size_t row_len, const void *a, const void *b = NULL,
+                                 const void *c = NULL, const void *d = NULL) {
+    uintptr_t bits = (uintptr_t)a | (uintptr_t)b | (uintptr_t)c | (uintptr_t)d;
+    return row_len % row_vec<S>::n == 0 && (bits & 15) == 0;
+}
+/* One pass of a block over the nq pieces of a row: thread t takes pieces t, t + blockDim.x, ...
+ * The first CACHE of them live in cache[] (FILL: loaded now with load(q), else kept from an
+ * earlier pass), the rest are loaded again; body(q, piece) sees each piece once. A row of up to
+ * CACHE x blockDim.x pieces is read from memory once however many passes follow. */
+template <int CACHE, bool FILL, typename Load, typename Body>
+__device__ __forceinline__ void row_pass(raw16 cache[CACHE], int nq, Load load, Body body) {
+    int q = threadIdx.x;
+    ROW_UNROLL
+    for (int k = 0; k < CACHE; k++, q += blockDim.x) {
+        if (q < nq) {
+            if (FILL) cache[k] = load(q);
+            body(q, cache[k]);
+        }
+    }
+    for (; q < nq; q += blockDim.x)
+        body(q, load(q));
 }
 
 template <typename S>
