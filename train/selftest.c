@@ -540,6 +540,8 @@ static const struct op_case OP_CASES[] = {
     {check_layernorm, LAYERNORM_TOL, {3, 1000}, 0, 0, 0},          /* */
     {check_layernorm, LAYERNORM_TOL, {260, 24}, 0, 0, 0},          /* more rows than one
                                                                     * column-sum chunk */
+    {check_layernorm, LAYERNORM_TOL, {9, 77}, 0, 0, 0},            /* C odd: scalar */
+    {check_layernorm, LAYERNORM_TOL, {5, 36}, 0, 0, 0},            /* 16-byte: fp32 only */
     {check_matmul, MATMUL_TOL, {37, 48, 40, 1}, 0, 0, 0},          /* N C OC bias */
     {check_matmul, MATMUL_TOL, {5, 33, 17, 0}, 0, 0, 0},           /* */
     {check_matmul, MATMUL_TOL, {260, 16, 24, 1}, 0, 0, 0},         /* */
