@@ -67,18 +67,33 @@ __global__ void embed_rows_kernel(S *dwte, const S *dout, const unsigned long lo
 /* ---- language-embedding backward: masked column sums ----
  * partial (chunks, NL, C) fp32: block (column tile, chunk) sums, per language, the rows of its
  * COLSUM_ROWS-row chunk that carry that language; finish adds the chunks in order and rounds
- * once into dwlang. The CPU backend sums in the same chunks. */
+ * once into dwlang. The CPU backend sums in the same chunks. The chunk's languages are staged
+ * in shared memory and each row of dout is read once, into the accumulator of its language
+ * (languages in groups of EMBED_LANG_GROUP, accumulators in shared memory): every language's
+ * sum still adds its rows in order, as the CPU backend does. */
+#define EMBED_LANG_GROUP 32
 template <typename S>
 __global__ void embed_lang_partial_kernel(float *partial, const S *dout, const int32_t *langs,
                                           int N, int C, int NL) {
+    __shared__ int lang_s[COLSUM_ROWS];
+    __shared__ float acc[EMBED_LANG_GROUP][COLSUM_THREADS];
     int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    int n0 = blockIdx.y * COLSUM_ROWS, n1 = min(N, n0 + COLSUM_ROWS);
-    for (int l = 0; l < NL; l++) {
-        float acc = 0.f;
-        for (int n = n0; n < n1; n++)
-            if (langs[n] == l) acc += ld(dout + (size_t)n * C + c);
-        partial[((size_t)blockIdx.y * NL + l) * C + c] = acc;
+    int n0 = blockIdx.y * COLSUM_ROWS, rows = min(N - n0, COLSUM_ROWS);
+    for (int r = threadIdx.x; r < rows; r += blockDim.x)
+        lang_s[r] = langs[n0 + r];
+    __syncthreads();
+    if (c >= C) return; /* no barrier below: each thread uses only its own accumulators */
+    float *a = &acc[0][threadIdx.x];
+    for (int l0 = 0; l0 < NL; l0 += EMBED_LANG_GROUP) {
+        int g = min(NL - l0, EMBED_LANG_GROUP);
+        for (int l = 0; l < g; l++)
+            a[l * COLSUM_THREADS] = 0.f;
+        for (int r = 0; r < rows; r++) {
+            int l = lang_s[r] - l0;
+            if (l >= 0 && l < g) a[l * COLSUM_THREADS] += ld(dout + (size_t)(n0 + r) * C + c);
+        }
+        for (int l = 0; l < g; l++)
+            partial[((size_t)blockIdx.y * NL + l0 + l) * C + c] = a[l * COLSUM_THREADS];
     }
 }
 
