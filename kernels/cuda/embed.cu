@@ -26,15 +26,52 @@ __global__ void embed_forward_kernel(S *out, const int32_t *ids, const int32_t *
 
 /* keys (n2) := the sorted keys of positions [0, N), padded with UINT64_MAX to n2, a power of
  * two. One block: a bitonic network over n2 keys, log2(n2) (log2(n2) + 1) / 2 passes with a
- * barrier each (91 at N = 8192); every pass is n2 / 2 independent compare-exchanges. */
+ * barrier each (91 at N = 8192); every pass is n2 / 2 independent compare-exchanges. Passes
+ * whose pairs lie within aligned tiles of EMBED_SORT_TILE keys (the first log2(tile) stages,
+ * then the last log2(tile) passes of every later stage) run on a tile in shared memory, loaded
+ * and stored once per run of them: a thread's chain of global accesses is then a few per tile
+ * per stage instead of four per pass. */
+#define EMBED_SORT_TILE 4096 /* 32 KiB of keys */
+
+/* pass (k, j) of the network on the tile s of `tile` keys starting at key `base` */
+__device__ __forceinline__ void embed_sort_tile_pass(unsigned long long *s, int base, int tile,
+                                                     int k, int j) {
+    for (int x = threadIdx.x; x < tile / 2; x += blockDim.x) {
+        // x-th pair of this pass: i has bit j clear, partner i + j
+        int i = (x / j) * 2 * j + x % j, l = i + j;
+        unsigned long long a = s[i], b = s[l];
+        int up = ((base + i) & k) == 0;
+        if ((a > b) == up) {
+            s[i] = b;
+            s[l] = a;
+        }
+    }
+}
+
 __global__ void embed_sort_kernel(unsigned long long *keys, const int32_t *ids, int N, int n2) {
-    for (int i = threadIdx.x; i < n2; i += blockDim.x)
-        keys[i] = i < N ? ((unsigned long long)(uint32_t)ids[i] << 32) | (unsigned)i : ~0ull;
-    __syncthreads();
-    for (int k = 2; k <= n2; k <<= 1) {
-        for (int j = k >> 1; j > 0; j >>= 1) {
+    __shared__ unsigned long long s[EMBED_SORT_TILE];
+    int tile = min(n2, EMBED_SORT_TILE);
+    /* stages 2 .. tile: each tile sorted in shared memory, the keys built on loading */
+    for (int base = 0; base < n2; base += tile) {
+        for (int i = threadIdx.x; i < tile; i += blockDim.x) {
+            int g = base + i;
+            s[i] = g < N ? ((unsigned long long)(uint32_t)ids[g] << 32) | (unsigned)g : ~0ull;
+        }
+        __syncthreads();
+        for (int k = 2; k <= tile; k <<= 1) {
+            for (int j = k >> 1; j > 0; j >>= 1) {
+                embed_sort_tile_pass(s, base, tile, k, j);
+                __syncthreads();
+            }
+        }
+        for (int i = threadIdx.x; i < tile; i += blockDim.x)
+            keys[base + i] = s[i];
+        __syncthreads();
+    }
+    /* later stages: the passes with pairs across tiles in global memory, the rest per tile */
+    for (int k = 2 * tile; k <= n2; k <<= 1) {
+        for (int j = k >> 1; j >= tile; j >>= 1) {
             for (int x = threadIdx.x; x < n2 / 2; x += blockDim.x) {
-                // x-th pair of this pass: i has bit j clear, partner i + j
                 int i = (x / j) * 2 * j + x % j, l = i + j;
                 unsigned long long a = keys[i], b = keys[l];
                 int up = (i & k) == 0;
@@ -43,6 +80,18 @@ __global__ void embed_sort_kernel(unsigned long long *keys, const int32_t *ids, 
                     keys[l] = a;
                 }
             }
+            __syncthreads();
+        }
+        for (int base = 0; base < n2; base += tile) {
+            for (int i = threadIdx.x; i < tile; i += blockDim.x)
+                s[i] = keys[base + i];
+            __syncthreads();
+            for (int j = tile >> 1; j > 0; j >>= 1) {
+                embed_sort_tile_pass(s, base, tile, k, j);
+                __syncthreads();
+            }
+            for (int i = threadIdx.x; i < tile; i += blockDim.x)
+                keys[base + i] = s[i];
             __syncthreads();
         }
     }
