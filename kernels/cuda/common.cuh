@@ -161,12 +161,14 @@ static inline bool pw_vec_ok(size_t row_len, const void *a, const void *b = NULL
 /* ---- rows in 16-byte pieces: a thread's accesses VEC times fewer ----
  * A piece is VEC elements (row_vec<S>: 8 __half or 4 float) moved in one 16-byte access when
  * the row's length and pointer allow (the launcher checks with row_pieces_ok), else
- * VEC = 1, one element per access. The bits travel as raw16 and are copied with memcpy: g++
- * (cudasim) would split a struct of four floats into four accesses, nvcc issues one 128-bit
- * access either way. */
-struct alignas(16) raw16 {
-    uint32_t w[4];
-};
+ * VEC = 1, one element per access. The bits travel as raw16 and are copied with memcpy. In
+ * g++ (cudasim) raw16 is a 16-byte scalar: g++ splits a struct into its members, and cudasim
+ * would count each member as an access of its own where nvcc issues one 128-bit access. */
+#ifdef __CUDACC__
+typedef uint4 raw16;
+#else
+__extension__ typedef unsigned __int128 raw16;
+#endif
 template <typename S>
 struct row_vec {
     static constexpr int n = 16 / (int)sizeof(S);
@@ -224,10 +226,11 @@ static inline bool row_pieces_ok(size_t row_len, const void *a, const void *b = 
 }
 /* One pass of a block over the nq pieces of a row: thread t takes pieces t, t + blockDim.x, ...
  * The first CACHE of them live in cache[] (FILL: loaded now with load(q), else kept from an
- * earlier pass), the rest are loaded again; body(q, piece) sees each piece once. A row of up to
+ * earlier pass), the rest are loaded again; body(q, piece) sees each piece once. T: raw16, or
+ * a struct of the pieces of several tensors at q. A row of up to
  * CACHE x blockDim.x pieces is read from memory once however many passes follow. */
-template <int CACHE, bool FILL, typename Load, typename Body>
-__device__ __forceinline__ void row_pass(raw16 cache[CACHE], int nq, Load load, Body body) {
+template <int CACHE, bool FILL, typename T, typename Load, typename Body>
+__device__ __forceinline__ void row_pass(T cache[CACHE], int nq, Load load, Body body) {
     int q = threadIdx.x;
     ROW_UNROLL
     for (int k = 0; k < CACHE; k++, q += blockDim.x) {
