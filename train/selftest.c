@@ -538,6 +538,7 @@ static const struct op_case OP_CASES[] = {
     {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0, 1},        /* position ids */
     {check_embed, EMBED_TOL, {3, 90, 72, 101, 37}, 0, 0, 0},       /* 37 languages, 2 chunks */
     {check_embed, EMBED_TOL, {2, 2100, 8, 50, 2}, 0, 0, 0},        /* sort past one tile */
+    {check_embed, EMBED_TOL, {2, 9, 13, 11, 2}, 0, 0, 1},          /* C odd: scalar */
     {check_layernorm, LAYERNORM_TOL, {75, 72}, 0, 0, 0},           /* N C */
     {check_layernorm, LAYERNORM_TOL, {3, 1000}, 0, 0, 0},          /* */
     {check_layernorm, LAYERNORM_TOL, {260, 24}, 0, 0, 0},          /* more rows than one

@@ -1,18 +1,39 @@
 /* embed.cu — word + position + language embeddings, forward and a deterministic backward. */
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/wide.cuh"
 
-// out (B,T,C), ids/langs/pos (B,T) (pos NULL: t), wte (V,C), wpe (P,C), wlang (NL,C) or NULL
+// out (B,T,C), ids/langs/pos (B,T) (pos NULL: t), wte (V,C), wpe (P,C), wlang (NL,C) or NULL.
+// With vec (C a multiple of W = wide<S>::n, every pointer 16-byte aligned) thread i takes
+// elements [i W, (i + 1) W) of out, a run within one row, in one 16-byte access per tensor;
+// else element i. The same sums in the same order either way.
 template <typename S>
 __global__ void embed_forward_kernel(S *out, const int32_t *ids, const int32_t *langs,
                                      const int32_t *pos, const S *wte, const S *wpe, const S *wlang,
-                                     int T, int C, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+                                     int T, int C, size_t n, int vec) {
+    constexpr int W = wide<S>::n;
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * (vec ? W : 1);
     if (i >= n) return;
     size_t bt = i / C;
     int c = (int)(i % C), t = pos ? pos[bt] : (int)(bt % T);
-    float v = ld(wte + (size_t)ids[bt] * C + c) + ld(wpe + (size_t)t * C + c);
-    if (wlang) v += ld(wlang + (size_t)langs[bt] * C + c);
-    st(out + i, v);
+    const S *e = wte + (size_t)ids[bt] * C + c, *p = wpe + (size_t)t * C + c;
+    const S *l = wlang ? wlang + (size_t)langs[bt] * C + c : NULL;
+    if (!vec) {
+        float v = ld(e) + ld(p);
+        if (l) v += ld(l);
+        st(out + i, v);
+        return;
+    }
+    float v[W], q[W];
+    ldw(v, e);
+    ldw(q, p);
+    for (int j = 0; j < W; j++)
+        v[j] += q[j];
+    if (l) {
+        ldw(q, l);
+        for (int j = 0; j < W; j++)
+            v[j] += q[j];
+    }
+    stw(out + i, v);
 }
 
 /* ---- word-embedding backward: sort the positions by token id, then one fp32 sum per row ----
@@ -152,8 +173,10 @@ static void cuda_embed_forward(void *out, const int32_t *ids, const int32_t *lan
                                const void *wlang, int B, int T, int C) {
     size_t n = (size_t)B * T * C;
     if (!n) return;
-    XLMC_LAUNCH(embed_forward_kernel<S>, cuda_blocks(n, 256), 256, 0, g_cuda.stream)(
-        (S *)out, ids, langs, pos, (const S *)wte, (const S *)wpe, (const S *)wlang, T, C, n);
+    int vec = wide_ok<S>((size_t)C, out, wte, wpe, wlang);
+    XLMC_LAUNCH(embed_forward_kernel<S>, cuda_blocks(vec ? n / wide<S>::n : n, 256), 256, 0,
+                g_cuda.stream)((S *)out, ids, langs, pos, (const S *)wte, (const S *)wpe,
+                               (const S *)wlang, T, C, n, vec);
     cudaLaunchCheck();
 }
 
