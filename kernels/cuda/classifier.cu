@@ -7,11 +7,14 @@
 #include <math.h>
 
 #define CLS_THREADS 256
-/* The classifier's blocks: 1024 threads, each holding CLS_CACHE 16-byte pieces of its row in
- * registers (32 of them), so a row of up to 65536 halves (XLM's 64768 padded columns) is read
- * from memory once for both softmax statistics and the gradient; longer rows are read again. */
-#define CLS_ROW_THREADS 1024
-#define CLS_CACHE 8
+/* The classifier's blocks: 512 threads, each holding CLS_CACHE 16-byte pieces of its row in
+ * registers (64 of them; about 122 in all, so no spill under the 128 a 512-thread block
+ * allows: 1024 threads with 8 pieces spilled), so a row of up to 65536 halves (XLM's 64768
+ * padded columns) is read from memory once for both softmax statistics and the gradient;
+ * longer rows are read again. The 16 independent loads per thread keep memory busy at one
+ * block per SM. */
+#define CLS_ROW_THREADS 512
+#define CLS_CACHE 16
 
 /* piece q (columns q VEC ..) of row x, with bias (V) added to its columns < V and rounded to
  * storage, as the op stores x + bias; the columns >= V keep their bits */
