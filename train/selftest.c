@@ -597,6 +597,8 @@ static const struct op_case OP_CASES[] = {
     {check_classifier, CLASSIFIER_TOL, {2, 33001, 33024}, 0, 0, 0}, /* the same, 16-byte
                                                                      * pieces (fp32) */
     {check_classifier, CLASSIFIER_TOL, {1, 66001, 66048}, 0, 1, 0}, /* the same in fp16 */
+    {check_classifier, CLASSIFIER_TOL, {300, 41, 48}, 0, 0, 0},     /* dbias: two column-sum
+                                                                     * chunks */
     {check_gathered, GATHERED_TOL, {40, 24, 257, 384}, 0, 0, 0},    /* N C V Vp */
     {check_optimizer, OPTIMIZER_TOL, {3001}, 0, 0, 0},              /* n */
     {check_norm, NULL, {7, 1}, 0, 0, 0},                            /* n, repeat */

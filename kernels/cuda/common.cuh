@@ -299,15 +299,27 @@ static inline unsigned cuda_blocks(size_t n, unsigned threads) {
  * bits on every run, with N/COLSUM_ROWS-way parallelism over rows. */
 #define COLSUM_ROWS 256
 #define COLSUM_THREADS 64
-template <typename S>
+/* A thread takes a piece of VEC columns (16 bytes when ldx and x allow; a piece across C reads
+ * the row's padding up to ldx and drops it), each column summed in row order as with VEC 1. */
+template <typename S, int VEC>
 __global__ void colsum_partial_kernel(float *partial, const S *x, int N, int C, int ldx) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+    int c0 = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;
+    if (c0 >= C) return;
     int n0 = blockIdx.y * COLSUM_ROWS, n1 = min(N, n0 + COLSUM_ROWS);
-    float acc = 0.f;
-    for (int n = n0; n < n1; n++)
-        acc += ld(x + (size_t)n * ldx + c);
-    partial[(size_t)blockIdx.y * C + c] = acc;
+    float acc[VEC];
+    ROW_UNROLL
+    for (int j = 0; j < VEC; j++)
+        acc[j] = 0.f;
+    for (int n = n0; n < n1; n++) {
+        float f[VEC];
+        unpack<VEC, S>(f, ld_piece<VEC>(x + (size_t)n * ldx + c0));
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            acc[j] += f[j];
+    }
+    ROW_UNROLL
+    for (int j = 0; j < VEC; j++)
+        if (c0 + j < C) partial[(size_t)blockIdx.y * C + c0 + j] = acc[j];
 }
 template <typename S>
 __global__ void colsum_finish_kernel(S *out, const float *partial, int chunks, int C) {
@@ -359,9 +371,17 @@ static inline void cuda_column_sum_add(S *out, const S *x, int N, int C, int ldx
     int chunks = (N + COLSUM_ROWS - 1) / COLSUM_ROWS;
     if (!chunks || !C) return;
     float *partial = cuda_scratch((size_t)chunks * C);
-    dim3 grid(cuda_blocks(C, COLSUM_THREADS), chunks);
-    XLMC_LAUNCH(colsum_partial_kernel<S>, grid, COLSUM_THREADS, 0, g_cuda.stream)(partial, x, N, C,
-                                                                                  ldx ? ldx : C);
+    constexpr int VEC = row_vec<S>::n;
+    if (!ldx) ldx = C;
+    if (row_pieces_ok<S>((size_t)ldx, x)) {
+        dim3 grid(cuda_blocks((size_t)(C + VEC - 1) / VEC, COLSUM_THREADS), chunks);
+        XLMC_LAUNCH((colsum_partial_kernel<S, VEC>), grid, COLSUM_THREADS, 0,
+                    g_cuda.stream)(partial, x, N, C, ldx);
+    } else {
+        dim3 grid(cuda_blocks(C, COLSUM_THREADS), chunks);
+        XLMC_LAUNCH((colsum_partial_kernel<S, 1>), grid, COLSUM_THREADS, 0,
+                    g_cuda.stream)(partial, x, N, C, ldx);
+    }
     cudaLaunchCheck();
     XLMC_LAUNCH(colsum_finish_kernel<S>, cuda_blocks(C, COLSUM_THREADS), COLSUM_THREADS, 0,
                 g_cuda.stream)(out, partial, chunks, C);
