@@ -2,7 +2,6 @@
  * gradient in place, one block per row, probabilities never stored; the bias gradient is the
  * deterministic column sum of matmul_backward. */
 #include "kernels/cuda/common.cuh"
-#include "kernels/cuda/wide.cuh"
 
 #include <math.h>
 

@@ -1,39 +1,31 @@
 /* embed.cu — word + position + language embeddings, forward and a deterministic backward. */
 #include "kernels/cuda/common.cuh"
-#include "kernels/cuda/wide.cuh"
 
 // out (B,T,C), ids/langs/pos (B,T) (pos NULL: t), wte (V,C), wpe (P,C), wlang (NL,C) or NULL.
-// With vec (C a multiple of W = wide<S>::n, every pointer 16-byte aligned) thread i takes
-// elements [i W, (i + 1) W) of out, a run within one row, in one 16-byte access per tensor;
-// else element i. The same sums in the same order either way.
-template <typename S>
+// Thread i takes elements [i VEC, (i + 1) VEC) of out, a piece of one row (VEC > 1: C a
+// multiple of VEC, every pointer 16-byte aligned), one access per tensor; the same sums in the
+// same order for every VEC.
+template <typename S, int VEC>
 __global__ void embed_forward_kernel(S *out, const int32_t *ids, const int32_t *langs,
                                      const int32_t *pos, const S *wte, const S *wpe, const S *wlang,
-                                     int T, int C, size_t n, int vec) {
-    constexpr int W = wide<S>::n;
-    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * (vec ? W : 1);
+                                     int T, int C, size_t n) {
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * VEC;
     if (i >= n) return;
     size_t bt = i / C;
     int c = (int)(i % C), t = pos ? pos[bt] : (int)(bt % T);
-    const S *e = wte + (size_t)ids[bt] * C + c, *p = wpe + (size_t)t * C + c;
-    const S *l = wlang ? wlang + (size_t)langs[bt] * C + c : NULL;
-    if (!vec) {
-        float v = ld(e) + ld(p);
-        if (l) v += ld(l);
-        st(out + i, v);
-        return;
-    }
-    float v[W], q[W];
-    ldw(v, e);
-    ldw(q, p);
-    for (int j = 0; j < W; j++)
+    float v[VEC], q[VEC];
+    unpack<VEC, S>(v, ld_piece<VEC>(wte + (size_t)ids[bt] * C + c));
+    unpack<VEC, S>(q, ld_piece<VEC>(wpe + (size_t)t * C + c));
+    ROW_UNROLL
+    for (int j = 0; j < VEC; j++)
         v[j] += q[j];
-    if (l) {
-        ldw(q, l);
-        for (int j = 0; j < W; j++)
+    if (wlang) {
+        unpack<VEC, S>(q, ld_piece<VEC>(wlang + (size_t)langs[bt] * C + c));
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
             v[j] += q[j];
     }
-    stw(out + i, v);
+    st_piece<VEC>(out + i, pack<VEC, S>(v));
 }
 
 /* ---- word-embedding backward: sort the positions by token id, then one fp32 sum per row ----
@@ -173,10 +165,13 @@ static void cuda_embed_forward(void *out, const int32_t *ids, const int32_t *lan
                                const void *wlang, int B, int T, int C) {
     size_t n = (size_t)B * T * C;
     if (!n) return;
-    int vec = wide_ok<S>((size_t)C, out, wte, wpe, wlang);
-    XLMC_LAUNCH(embed_forward_kernel<S>, cuda_blocks(vec ? n / wide<S>::n : n, 256), 256, 0,
-                g_cuda.stream)((S *)out, ids, langs, pos, (const S *)wte, (const S *)wpe,
-                               (const S *)wlang, T, C, n, vec);
+    constexpr int W = row_vec<S>::n;
+    if (row_pieces_ok<S>((size_t)C, out, wte, wpe, wlang))
+        XLMC_LAUNCH((embed_forward_kernel<S, W>), cuda_blocks(n / W, 256), 256, 0, g_cuda.stream)(
+            (S *)out, ids, langs, pos, (const S *)wte, (const S *)wpe, (const S *)wlang, T, C, n);
+    else
+        XLMC_LAUNCH((embed_forward_kernel<S, 1>), cuda_blocks(n, 256), 256, 0, g_cuda.stream)(
+            (S *)out, ids, langs, pos, (const S *)wte, (const S *)wpe, (const S *)wlang, T, C, n);
     cudaLaunchCheck();
 }
 

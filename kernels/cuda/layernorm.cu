@@ -1,6 +1,5 @@
 /* layernorm.cu — LayerNorm over the last dim with fp32 statistics, forward and backward. */
 #include "kernels/cuda/common.cuh"
-#include "kernels/cuda/wide.cuh"
 
 /* A row is split into pieces of VEC elements (16 bytes when C and the pointers allow, else
  * 1): threads are whole warps covering the pieces, at most 128 (no idle warps for small C);
