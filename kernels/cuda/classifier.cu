@@ -92,9 +92,8 @@ __global__ void __launch_bounds__(CLS_ROW_THREADS)
     if (threadIdx.x == 0) losses[blockIdx.x] = lse - xt;
     if (dscale == 0.f) {
         if (bias)
-            row_pass<CLS_CACHE, false>(cache, nq, load, [&](int q, raw16 r) {
-                st_piece<VEC>(x + (size_t)q * VEC, r);
-            });
+            row_pass<CLS_CACHE, false>(
+                cache, nq, load, [&](int q, raw16 r) { st_piece<VEC>(x + (size_t)q * VEC, r); });
         return;
     }
     row_pass<CLS_CACHE, false>(cache, nq, load, [&](int q, raw16 r) {
@@ -114,12 +113,18 @@ static void cuda_classifier(float *losses, void *logits, const void *bias, void 
                             const int32_t *targets, int N, int V, int Vp, float dscale) {
     if (!N) return;
     constexpr int VEC = row_vec<S>::n;
-    if (row_pieces_ok<S>((size_t)Vp, logits, bias))
-        XLMC_LAUNCH((classifier_kernel<S, VEC>), N, CLS_ROW_THREADS, 0, g_cuda.stream)(
-            losses, (S *)logits, (const S *)bias, targets, V, Vp, dscale);
+    bool wide = row_pieces_ok<S>((size_t)Vp, logits, bias);
+    /* whole warps covering the row's pieces, at most CLS_ROW_THREADS (short rows: no idle
+     * warps) */
+    int pieces = wide ? Vp / VEC : Vp, warps = (pieces + 31) / 32;
+    warps = warps < 1 ? 1 : warps < CLS_ROW_THREADS / 32 ? warps : CLS_ROW_THREADS / 32;
+    unsigned threads = 32u * (unsigned)warps;
+    if (wide)
+        XLMC_LAUNCH((classifier_kernel<S, VEC>), N, threads, 0,
+                    g_cuda.stream)(losses, (S *)logits, (const S *)bias, targets, V, Vp, dscale);
     else
-        XLMC_LAUNCH((classifier_kernel<S, 1>), N, CLS_ROW_THREADS, 0, g_cuda.stream)(
-            losses, (S *)logits, (const S *)bias, targets, V, Vp, dscale);
+        XLMC_LAUNCH((classifier_kernel<S, 1>), N, threads, 0,
+                    g_cuda.stream)(losses, (S *)logits, (const S *)bias, targets, V, Vp, dscale);
     cudaLaunchCheck();
     if (dbias && dscale != 0.f) cuda_column_sum_add<S>((S *)dbias, (const S *)logits, N, V, Vp);
 }

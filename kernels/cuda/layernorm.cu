@@ -230,8 +230,7 @@ static void cuda_layernorm_backward(void *dinp, void *dw, void *db, const void *
     if (!N) return;
     if (row_pieces_ok<S>((size_t)C, dinp, dout, inp, w))
         layernorm_backward_launch<S, row_vec<S>::n>((S *)dinp, (S *)dw, (S *)db, (const S *)dout,
-                                                    (const S *)inp, (const S *)w, mean, rstd, N,
-                                                    C);
+                                                    (const S *)inp, (const S *)w, mean, rstd, N, C);
     else
         layernorm_backward_launch<S, 1>((S *)dinp, (S *)dw, (S *)db, (const S *)dout,
                                         (const S *)inp, (const S *)w, mean, rstd, N, C);
