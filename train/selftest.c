@@ -322,6 +322,8 @@ static const struct out_tol CLASSIFIER_TOL[] = {{"loss", {1e-5, 1e-5}, {1e-4, 1e
                                                 {"loss (bias)", {1e-5, 1e-5}, {1e-4, 1e-4}},
                                                 {"dlogits (bias)", {1e-7, 1e-4}, {1e-6, 4e-3}},
                                                 {"dbias", {1e-6, 1e-4}, {1e-3, 4e-3}},
+                                                /* evaluation: logits + bias, each rounded once */
+                                                {"logits (bias)", {0, 0}, {0, 0}},
                                                 {NULL}};
 
 static void check_classifier(struct st_ctx *c, const struct op_case *row) {
@@ -353,6 +355,13 @@ static void check_classifier(struct st_ctx *c, const struct op_case *row) {
     CHECK(loss, "loss (bias)");
     CHECK(logits2, "dlogits (bias)");
     CHECK(dbias, "dbias");
+    /* evaluation's form (dscale 0): the bias is added into the logits, nothing else written */
+    struct tpair logits3 = tp_random(c, T_STORAGE, (size_t)N * Vp, -4, 4);
+    c->ref->classifier(loss.r, logits3.r, bias.r, NULL, tg.r, N, V, Vp, 0.f);
+    c->dev->classifier(loss.d, logits3.d, bias.d, NULL, tg.d, N, V, Vp, 0.f);
+    CHECK(loss, "loss (bias)");
+    CHECK(logits3, "logits (bias)");
+    tp_free(c, &logits3);
     tp_free(c, &tg);
     tp_free(c, &logits);
     tp_free(c, &logits2);
@@ -536,10 +545,18 @@ static const struct op_case OP_CASES[] = {
     {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0, 0},        /* B T C V NL */
     {check_embed, EMBED_TOL, {2, 5, 24, 7, 0}, 0, 0, 0},           /* no language embeddings */
     {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0, 1},        /* position ids */
+    {check_embed, EMBED_TOL, {3, 90, 72, 101, 37}, 0, 0, 0},       /* 37 languages, 2 chunks */
+    {check_embed, EMBED_TOL, {2, 2100, 8, 50, 2}, 0, 0, 0},        /* sort past one tile */
+    {check_embed, EMBED_TOL, {2, 9, 13, 11, 2}, 0, 0, 1},          /* C odd: scalar */
     {check_layernorm, LAYERNORM_TOL, {75, 72}, 0, 0, 0},           /* N C */
     {check_layernorm, LAYERNORM_TOL, {3, 1000}, 0, 0, 0},          /* */
     {check_layernorm, LAYERNORM_TOL, {260, 24}, 0, 0, 0},          /* more rows than one
                                                                     * column-sum chunk */
+    {check_layernorm, LAYERNORM_TOL, {9, 77}, 0, 0, 0},            /* C odd: scalar */
+    {check_layernorm, LAYERNORM_TOL, {5, 36}, 0, 0, 0},            /* 16-byte: fp32 only */
+    {check_layernorm, LAYERNORM_TOL, {2, 4104}, 0, 0, 0},          /* rows longer than the
+                                                                    * CUDA registers hold */
+    {check_layernorm, LAYERNORM_TOL, {2, 601}, 0, 0, 0},           /* the same, scalar */
     {check_matmul, MATMUL_TOL, {37, 48, 40, 1}, 0, 0, 0},          /* N C OC bias */
     {check_matmul, MATMUL_TOL, {5, 33, 17, 0}, 0, 0, 0},           /* */
     {check_matmul, MATMUL_TOL, {260, 16, 24, 1}, 0, 0, 0},         /* */
@@ -575,6 +592,13 @@ static const struct op_case OP_CASES[] = {
     {check_classifier, CLASSIFIER_TOL, {13, 257, 257}, 0, 0, 0},    /* N V Vp */
     {check_classifier, CLASSIFIER_TOL, {13, 257, 384}, 0, 0, 0},    /* padded vocabulary */
     {check_classifier, CLASSIFIER_TOL, {3, 64699, 64768}, 0, 1, 0}, /* XLM's, padded */
+    {check_classifier, CLASSIFIER_TOL, {2, 9001, 9001}, 0, 0, 0},   /* odd rows longer than
+                                                                     * the CUDA registers hold */
+    {check_classifier, CLASSIFIER_TOL, {2, 33001, 33024}, 0, 0, 0}, /* the same, 16-byte
+                                                                     * pieces (fp32) */
+    {check_classifier, CLASSIFIER_TOL, {1, 66001, 66048}, 0, 1, 0}, /* the same in fp16 */
+    {check_classifier, CLASSIFIER_TOL, {300, 41, 48}, 0, 0, 0},     /* dbias: two column-sum
+                                                                     * chunks */
     {check_gathered, GATHERED_TOL, {40, 24, 257, 384}, 0, 0, 0},    /* N C V Vp */
     {check_optimizer, OPTIMIZER_TOL, {3001}, 0, 0, 0},              /* n */
     {check_norm, NULL, {7, 1}, 0, 0, 0},                            /* n, repeat */

@@ -6,53 +6,125 @@
 #include <math.h>
 
 #define CLS_THREADS 256
+/* The classifier's blocks: 512 threads, each holding CLS_CACHE 16-byte pieces of its row in
+ * registers (64 of them; about 122 in all, so no spill under the 128 a 512-thread block
+ * allows: 1024 threads with 8 pieces spilled), so a row of up to 65536 halves (XLM's 64768
+ * padded columns) is read from memory once for both softmax statistics and the gradient;
+ * longer rows are read again. The 16 independent loads per thread keep memory busy at one
+ * block per SM. */
+#define CLS_ROW_THREADS 512
+#define CLS_CACHE 16
+
+/* piece q (columns q VEC ..) of row x, with bias (V) added to its columns < V and rounded to
+ * storage, as the op stores x + bias; the columns >= V keep their bits */
+template <typename S, int VEC>
+__device__ __forceinline__ raw16 cls_piece(const S *x, const S *bias, int q, int V) {
+    raw16 r = ld_piece<VEC>(x + (size_t)q * VEC);
+    if (!bias) return r;
+    int c0 = q * VEC;
+    float f[VEC], b[VEC];
+    unpack<VEC, S>(f, r);
+    if (c0 + VEC <= V) {
+        unpack<VEC, S>(b, ld_piece<VEC>(bias + c0));
+    } else { /* the piece across V: bias has V elements */
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            b[j] = c0 + j < V ? ld(bias + c0 + j) : 0.f;
+    }
+    ROW_UNROLL
+    for (int j = 0; j < VEC; j++)
+        if (c0 + j < V) f[j] += b[j];
+    return pack<VEC, S>(f);
+}
 
 // losses (N) fp32, logits (N,Vp) storage, columns < V (+= bias (V) or NULL first) overwritten
-// by dscale * (softmax - onehot), the padding columns V..Vp-1 by 0 (with dscale != 0)
-template <typename S>
-__global__ void classifier_kernel(float *losses, S *logits, const S *bias, const int32_t *targets,
-                                  int V, int Vp, float dscale) {
+// by dscale * (softmax - onehot), the padding columns V..Vp-1 by 0 (with dscale != 0).
+// One block per row, in pieces of VEC columns (VEC > 1: Vp a multiple of VEC, 16-byte
+// aligned rows and bias). The row is read once for max and sum (from registers) and written
+// once; with dscale 0 and a bias, the row gets x + bias (evaluation's argmax reads it).
+template <typename S, int VEC>
+__global__ void __launch_bounds__(CLS_ROW_THREADS)
+    classifier_kernel(float *losses, S *logits, const S *bias, const int32_t *targets, int V,
+                      int Vp, float dscale) {
     __shared__ float red[32];
     S *x = logits + (size_t)blockIdx.x * Vp;
     int target = targets[blockIdx.x];
-    if (dscale != 0.f)
-        for (int i = V + threadIdx.x; i < Vp; i += blockDim.x)
-            st(x + i, 0.f);
-    if (bias) { /* each thread adds the elements it reads below: no barrier needed */
-        for (int i = threadIdx.x; i < V; i += blockDim.x)
-            st(x + i, ld(x + i) + ld(bias + i));
-    }
+    int nq = (V + VEC - 1) / VEC; /* pieces holding a column < V */
+    auto load = [&](int q) { return cls_piece<S, VEC>(x, bias, q, V); };
+    if (dscale != 0.f) /* the pieces wholly past V (the piece across V is written below) */
+        for (int q = nq + (int)threadIdx.x; q < Vp / VEC; q += blockDim.x)
+            st_piece<VEC>(x + (size_t)q * VEC, raw16{});
     if (target < 0) { /* ignored row: the whole block agrees, so no barrier is split */
         if (threadIdx.x == 0) losses[blockIdx.x] = 0.f;
-        if (dscale != 0.f)
-            for (int i = threadIdx.x; i < V; i += blockDim.x)
-                st(x + i, 0.f);
+        for (int q = threadIdx.x; q < nq; q += blockDim.x)
+            if (dscale != 0.f)
+                st_piece<VEC>(x + (size_t)q * VEC, raw16{});
+            else if (bias)
+                st_piece<VEC>(x + (size_t)q * VEC, load(q));
         return;
     }
+    /* the target's logit (with its bias, rounded as stored), read before any thread writes */
+    float xt = 0.f;
+    if (threadIdx.x == 0) {
+        S t;
+        st(&t, ld(x + target) + (bias ? ld(bias + target) : 0.f));
+        xt = ld(&t);
+    }
+    raw16 cache[CLS_CACHE] = {};
     float m = -INFINITY;
-    for (int i = threadIdx.x; i < V; i += blockDim.x)
-        m = fmaxf(m, ld(x + i));
+    row_pass<CLS_CACHE, true>(cache, nq, load, [&](int q, raw16 r) {
+        float f[VEC];
+        unpack<VEC, S>(f, r);
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            if (q * VEC + j < V) m = fmaxf(m, f[j]);
+    });
     m = block_max(m, red);
     float sum = 0.f;
-    for (int i = threadIdx.x; i < V; i += blockDim.x)
-        sum += expf(ld(x + i) - m);
+    row_pass<CLS_CACHE, false>(cache, nq, load, [&](int q, raw16 r) {
+        float f[VEC];
+        unpack<VEC, S>(f, r);
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            if (q * VEC + j < V) sum += expf(f[j] - m);
+    });
     float lse = m + logf(block_sum(sum, red));
-    /* read the target's logit before any thread overwrites the row (its bias was added
-     * before block_max's barrier) */
-    float xt = ld(x + target);
-    __syncthreads();
     if (threadIdx.x == 0) losses[blockIdx.x] = lse - xt;
-    if (dscale == 0.f) return;
-    for (int i = threadIdx.x; i < V; i += blockDim.x)
-        st(x + i, dscale * (expf(ld(x + i) - lse) - (i == target ? 1.f : 0.f)));
+    if (dscale == 0.f) {
+        if (bias)
+            row_pass<CLS_CACHE, false>(
+                cache, nq, load, [&](int q, raw16 r) { st_piece<VEC>(x + (size_t)q * VEC, r); });
+        return;
+    }
+    row_pass<CLS_CACHE, false>(cache, nq, load, [&](int q, raw16 r) {
+        float f[VEC];
+        unpack<VEC, S>(f, r);
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++) {
+            int c = q * VEC + j;
+            f[j] = c < V ? dscale * (expf(f[j] - lse) - (c == target ? 1.f : 0.f)) : 0.f;
+        }
+        st_piece<VEC>(x + (size_t)q * VEC, pack<VEC, S>(f));
+    });
 }
 
 template <typename S>
 static void cuda_classifier(float *losses, void *logits, const void *bias, void *dbias,
                             const int32_t *targets, int N, int V, int Vp, float dscale) {
     if (!N) return;
-    XLMC_LAUNCH(classifier_kernel<S>, N, CLS_THREADS, 0,
-                g_cuda.stream)(losses, (S *)logits, (const S *)bias, targets, V, Vp, dscale);
+    constexpr int VEC = row_vec<S>::n;
+    bool wide = row_pieces_ok<S>((size_t)Vp, logits, bias);
+    /* whole warps covering the row's pieces, at most CLS_ROW_THREADS (short rows: no idle
+     * warps) */
+    int pieces = wide ? Vp / VEC : Vp, warps = (pieces + 31) / 32;
+    warps = warps < 1 ? 1 : warps < CLS_ROW_THREADS / 32 ? warps : CLS_ROW_THREADS / 32;
+    unsigned threads = 32u * (unsigned)warps;
+    if (wide)
+        XLMC_LAUNCH((classifier_kernel<S, VEC>), N, threads, 0,
+                    g_cuda.stream)(losses, (S *)logits, (const S *)bias, targets, V, Vp, dscale);
+    else
+        XLMC_LAUNCH((classifier_kernel<S, 1>), N, threads, 0,
+                    g_cuda.stream)(losses, (S *)logits, (const S *)bias, targets, V, Vp, dscale);
     cudaLaunchCheck();
     if (dbias && dscale != 0.f) cuda_column_sum_add<S>((S *)dbias, (const S *)logits, N, V, Vp);
 }

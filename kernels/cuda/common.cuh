@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/ops.h"
 #include "kernels/philox.h"
@@ -157,6 +158,91 @@ static inline bool pw_vec_ok(size_t row_len, const void *a, const void *b = NULL
     return row_len % PW_VEC == 0 && (bits & 15) == 0;
 }
 
+/* ---- rows in 16-byte pieces: a thread's accesses VEC times fewer ----
+ * A piece is VEC elements (row_vec<S>: 8 __half or 4 float) moved in one 16-byte access when
+ * the row's length and pointer allow (the launcher checks with row_pieces_ok), else
+ * VEC = 1, one element per access. The bits travel as raw16 and are copied with memcpy. In
+ * g++ (cudasim) raw16 is a 16-byte scalar: g++ splits a struct into its members, and cudasim
+ * would count each member as an access of its own where nvcc issues one 128-bit access. */
+#ifdef __CUDACC__
+typedef uint4 raw16;
+#else
+__extension__ typedef unsigned __int128 raw16;
+#endif
+template <typename S>
+struct row_vec {
+    static constexpr int n = 16 / (int)sizeof(S);
+};
+#ifdef __CUDACC__
+#define ROW_UNROLL _Pragma("unroll")
+#else
+#define ROW_UNROLL
+#endif
+template <int VEC, typename S>
+__device__ __forceinline__ raw16 ld_piece(const S *p) {
+    static_assert(VEC == 1 || VEC * sizeof(S) == 16, "a piece is one element or 16 bytes");
+    if (VEC > 1) return *(const raw16 *)p;
+    raw16 r = {};
+    S v = *p;
+    memcpy(&r, &v, sizeof(S));
+    return r;
+}
+template <int VEC, typename S>
+__device__ __forceinline__ void st_piece(S *p, raw16 r) {
+    if (VEC > 1) {
+        *(raw16 *)p = r;
+    } else {
+        S v;
+        memcpy(&v, &r, sizeof(S));
+        *p = v;
+    }
+}
+/* f[0..VEC) = the piece's elements in fp32, and back (rounded to storage) */
+template <int VEC, typename S>
+__device__ __forceinline__ void unpack(float f[VEC], raw16 r) {
+    S t[VEC];
+    memcpy(t, &r, sizeof t);
+    ROW_UNROLL
+    for (int j = 0; j < VEC; j++)
+        f[j] = ld(&t[j]);
+}
+template <int VEC, typename S>
+__device__ __forceinline__ raw16 pack(const float f[VEC]) {
+    S t[VEC];
+    ROW_UNROLL
+    for (int j = 0; j < VEC; j++)
+        st(&t[j], f[j]);
+    raw16 r = {};
+    memcpy(&r, t, sizeof t);
+    return r;
+}
+/* rows of row_len elements split into 16-byte pieces: row_len a multiple of row_vec<S>::n
+ * and every pointer (NULLs pass) 16-byte aligned */
+template <typename S>
+static inline bool row_pieces_ok(size_t row_len, const void *a, const void *b = NULL,
+                                 const void *c = NULL, const void *d = NULL) {
+    uintptr_t bits = (uintptr_t)a | (uintptr_t)b | (uintptr_t)c | (uintptr_t)d;
+    return row_len % row_vec<S>::n == 0 && (bits & 15) == 0;
+}
+/* One pass of a block over the nq pieces of a row: thread t takes pieces t, t + blockDim.x, ...
+ * The first CACHE of them live in cache[] (FILL: loaded now with load(q), else kept from an
+ * earlier pass), the rest are loaded again; body(q, piece) sees each piece once. T: raw16, or
+ * a struct of the pieces of several tensors at q. A row of up to
+ * CACHE x blockDim.x pieces is read from memory once however many passes follow. */
+template <int CACHE, bool FILL, typename T, typename Load, typename Body>
+__device__ __forceinline__ void row_pass(T cache[CACHE], int nq, Load load, Body body) {
+    int q = threadIdx.x;
+    ROW_UNROLL
+    for (int k = 0; k < CACHE; k++, q += blockDim.x) {
+        if (q < nq) {
+            if (FILL) cache[k] = load(q);
+            body(q, cache[k]);
+        }
+    }
+    for (; q < nq; q += blockDim.x)
+        body(q, load(q));
+}
+
 template <typename S>
 struct storage_type;
 template <>
@@ -213,15 +299,27 @@ static inline unsigned cuda_blocks(size_t n, unsigned threads) {
  * bits on every run, with N/COLSUM_ROWS-way parallelism over rows. */
 #define COLSUM_ROWS 256
 #define COLSUM_THREADS 64
-template <typename S>
+/* A thread takes a piece of VEC columns (16 bytes when ldx and x allow; a piece across C reads
+ * the row's padding up to ldx and drops it), each column summed in row order as with VEC 1. */
+template <typename S, int VEC>
 __global__ void colsum_partial_kernel(float *partial, const S *x, int N, int C, int ldx) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+    int c0 = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;
+    if (c0 >= C) return;
     int n0 = blockIdx.y * COLSUM_ROWS, n1 = min(N, n0 + COLSUM_ROWS);
-    float acc = 0.f;
-    for (int n = n0; n < n1; n++)
-        acc += ld(x + (size_t)n * ldx + c);
-    partial[(size_t)blockIdx.y * C + c] = acc;
+    float acc[VEC];
+    ROW_UNROLL
+    for (int j = 0; j < VEC; j++)
+        acc[j] = 0.f;
+    for (int n = n0; n < n1; n++) {
+        float f[VEC];
+        unpack<VEC, S>(f, ld_piece<VEC>(x + (size_t)n * ldx + c0));
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            acc[j] += f[j];
+    }
+    ROW_UNROLL
+    for (int j = 0; j < VEC; j++)
+        if (c0 + j < C) partial[(size_t)blockIdx.y * C + c0 + j] = acc[j];
 }
 template <typename S>
 __global__ void colsum_finish_kernel(S *out, const float *partial, int chunks, int C) {
@@ -273,9 +371,17 @@ static inline void cuda_column_sum_add(S *out, const S *x, int N, int C, int ldx
     int chunks = (N + COLSUM_ROWS - 1) / COLSUM_ROWS;
     if (!chunks || !C) return;
     float *partial = cuda_scratch((size_t)chunks * C);
-    dim3 grid(cuda_blocks(C, COLSUM_THREADS), chunks);
-    XLMC_LAUNCH(colsum_partial_kernel<S>, grid, COLSUM_THREADS, 0, g_cuda.stream)(partial, x, N, C,
-                                                                                  ldx ? ldx : C);
+    constexpr int VEC = row_vec<S>::n;
+    if (!ldx) ldx = C;
+    if (row_pieces_ok<S>((size_t)ldx, x)) {
+        dim3 grid(cuda_blocks((size_t)(C + VEC - 1) / VEC, COLSUM_THREADS), chunks);
+        XLMC_LAUNCH((colsum_partial_kernel<S, VEC>), grid, COLSUM_THREADS, 0,
+                    g_cuda.stream)(partial, x, N, C, ldx);
+    } else {
+        dim3 grid(cuda_blocks(C, COLSUM_THREADS), chunks);
+        XLMC_LAUNCH((colsum_partial_kernel<S, 1>), grid, COLSUM_THREADS, 0,
+                    g_cuda.stream)(partial, x, N, C, ldx);
+    }
     cudaLaunchCheck();
     XLMC_LAUNCH(colsum_finish_kernel<S>, cuda_blocks(C, COLSUM_THREADS), COLSUM_THREADS, 0,
                 g_cuda.stream)(out, partial, chunks, C);

@@ -1,18 +1,31 @@
 /* embed.cu — word + position + language embeddings, forward and a deterministic backward. */
 #include "kernels/cuda/common.cuh"
 
-// out (B,T,C), ids/langs/pos (B,T) (pos NULL: t), wte (V,C), wpe (P,C), wlang (NL,C) or NULL
-template <typename S>
+// out (B,T,C), ids/langs/pos (B,T) (pos NULL: t), wte (V,C), wpe (P,C), wlang (NL,C) or NULL.
+// Thread i takes elements [i VEC, (i + 1) VEC) of out, a piece of one row (VEC > 1: C a
+// multiple of VEC, every pointer 16-byte aligned), one access per tensor; the same sums in the
+// same order for every VEC.
+template <typename S, int VEC>
 __global__ void embed_forward_kernel(S *out, const int32_t *ids, const int32_t *langs,
                                      const int32_t *pos, const S *wte, const S *wpe, const S *wlang,
                                      int T, int C, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * VEC;
     if (i >= n) return;
     size_t bt = i / C;
     int c = (int)(i % C), t = pos ? pos[bt] : (int)(bt % T);
-    float v = ld(wte + (size_t)ids[bt] * C + c) + ld(wpe + (size_t)t * C + c);
-    if (wlang) v += ld(wlang + (size_t)langs[bt] * C + c);
-    st(out + i, v);
+    float v[VEC], q[VEC];
+    unpack<VEC, S>(v, ld_piece<VEC>(wte + (size_t)ids[bt] * C + c));
+    unpack<VEC, S>(q, ld_piece<VEC>(wpe + (size_t)t * C + c));
+    ROW_UNROLL
+    for (int j = 0; j < VEC; j++)
+        v[j] += q[j];
+    if (wlang) {
+        unpack<VEC, S>(q, ld_piece<VEC>(wlang + (size_t)langs[bt] * C + c));
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            v[j] += q[j];
+    }
+    st_piece<VEC>(out + i, pack<VEC, S>(v));
 }
 
 /* ---- word-embedding backward: sort the positions by token id, then one fp32 sum per row ----
@@ -26,15 +39,52 @@ __global__ void embed_forward_kernel(S *out, const int32_t *ids, const int32_t *
 
 /* keys (n2) := the sorted keys of positions [0, N), padded with UINT64_MAX to n2, a power of
  * two. One block: a bitonic network over n2 keys, log2(n2) (log2(n2) + 1) / 2 passes with a
- * barrier each (91 at N = 8192); every pass is n2 / 2 independent compare-exchanges. */
+ * barrier each (91 at N = 8192); every pass is n2 / 2 independent compare-exchanges. Passes
+ * whose pairs lie within aligned tiles of EMBED_SORT_TILE keys (the first log2(tile) stages,
+ * then the last log2(tile) passes of every later stage) run on a tile in shared memory, loaded
+ * and stored once per run of them: a thread's chain of global accesses is then a few per tile
+ * per stage instead of four per pass. */
+#define EMBED_SORT_TILE 4096 /* 32 KiB of keys */
+
+/* pass (k, j) of the network on the tile s of `tile` keys starting at key `base` */
+__device__ __forceinline__ void embed_sort_tile_pass(unsigned long long *s, int base, int tile,
+                                                     int k, int j) {
+    for (int x = threadIdx.x; x < tile / 2; x += blockDim.x) {
+        // x-th pair of this pass: i has bit j clear, partner i + j
+        int i = (x / j) * 2 * j + x % j, l = i + j;
+        unsigned long long a = s[i], b = s[l];
+        int up = ((base + i) & k) == 0;
+        if ((a > b) == up) {
+            s[i] = b;
+            s[l] = a;
+        }
+    }
+}
+
 __global__ void embed_sort_kernel(unsigned long long *keys, const int32_t *ids, int N, int n2) {
-    for (int i = threadIdx.x; i < n2; i += blockDim.x)
-        keys[i] = i < N ? ((unsigned long long)(uint32_t)ids[i] << 32) | (unsigned)i : ~0ull;
-    __syncthreads();
-    for (int k = 2; k <= n2; k <<= 1) {
-        for (int j = k >> 1; j > 0; j >>= 1) {
+    __shared__ unsigned long long s[EMBED_SORT_TILE];
+    int tile = min(n2, EMBED_SORT_TILE);
+    /* stages 2 .. tile: each tile sorted in shared memory, the keys built on loading */
+    for (int base = 0; base < n2; base += tile) {
+        for (int i = threadIdx.x; i < tile; i += blockDim.x) {
+            int g = base + i;
+            s[i] = g < N ? ((unsigned long long)(uint32_t)ids[g] << 32) | (unsigned)g : ~0ull;
+        }
+        __syncthreads();
+        for (int k = 2; k <= tile; k <<= 1) {
+            for (int j = k >> 1; j > 0; j >>= 1) {
+                embed_sort_tile_pass(s, base, tile, k, j);
+                __syncthreads();
+            }
+        }
+        for (int i = threadIdx.x; i < tile; i += blockDim.x)
+            keys[base + i] = s[i];
+        __syncthreads();
+    }
+    /* later stages: the passes with pairs across tiles in global memory, the rest per tile */
+    for (int k = 2 * tile; k <= n2; k <<= 1) {
+        for (int j = k >> 1; j >= tile; j >>= 1) {
             for (int x = threadIdx.x; x < n2 / 2; x += blockDim.x) {
-                // x-th pair of this pass: i has bit j clear, partner i + j
                 int i = (x / j) * 2 * j + x % j, l = i + j;
                 unsigned long long a = keys[i], b = keys[l];
                 int up = (i & k) == 0;
@@ -43,6 +93,18 @@ __global__ void embed_sort_kernel(unsigned long long *keys, const int32_t *ids, 
                     keys[l] = a;
                 }
             }
+            __syncthreads();
+        }
+        for (int base = 0; base < n2; base += tile) {
+            for (int i = threadIdx.x; i < tile; i += blockDim.x)
+                s[i] = keys[base + i];
+            __syncthreads();
+            for (int j = tile >> 1; j > 0; j >>= 1) {
+                embed_sort_tile_pass(s, base, tile, k, j);
+                __syncthreads();
+            }
+            for (int i = threadIdx.x; i < tile; i += blockDim.x)
+                keys[base + i] = s[i];
             __syncthreads();
         }
     }
@@ -67,18 +129,33 @@ __global__ void embed_rows_kernel(S *dwte, const S *dout, const unsigned long lo
 /* ---- language-embedding backward: masked column sums ----
  * partial (chunks, NL, C) fp32: block (column tile, chunk) sums, per language, the rows of its
  * COLSUM_ROWS-row chunk that carry that language; finish adds the chunks in order and rounds
- * once into dwlang. The CPU backend sums in the same chunks. */
+ * once into dwlang. The CPU backend sums in the same chunks. The chunk's languages are staged
+ * in shared memory and each row of dout is read once, into the accumulator of its language
+ * (languages in groups of EMBED_LANG_GROUP, accumulators in shared memory): every language's
+ * sum still adds its rows in order, as the CPU backend does. */
+#define EMBED_LANG_GROUP 32
 template <typename S>
 __global__ void embed_lang_partial_kernel(float *partial, const S *dout, const int32_t *langs,
                                           int N, int C, int NL) {
+    __shared__ int lang_s[COLSUM_ROWS];
+    __shared__ float acc[EMBED_LANG_GROUP][COLSUM_THREADS];
     int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    int n0 = blockIdx.y * COLSUM_ROWS, n1 = min(N, n0 + COLSUM_ROWS);
-    for (int l = 0; l < NL; l++) {
-        float acc = 0.f;
-        for (int n = n0; n < n1; n++)
-            if (langs[n] == l) acc += ld(dout + (size_t)n * C + c);
-        partial[((size_t)blockIdx.y * NL + l) * C + c] = acc;
+    int n0 = blockIdx.y * COLSUM_ROWS, rows = min(N - n0, COLSUM_ROWS);
+    for (int r = threadIdx.x; r < rows; r += blockDim.x)
+        lang_s[r] = langs[n0 + r];
+    __syncthreads();
+    if (c >= C) return; /* no barrier below: each thread uses only its own accumulators */
+    float *a = &acc[0][threadIdx.x];
+    for (int l0 = 0; l0 < NL; l0 += EMBED_LANG_GROUP) {
+        int g = min(NL - l0, EMBED_LANG_GROUP);
+        for (int l = 0; l < g; l++)
+            a[l * COLSUM_THREADS] = 0.f;
+        for (int r = 0; r < rows; r++) {
+            int l = lang_s[r] - l0;
+            if (l >= 0 && l < g) a[l * COLSUM_THREADS] += ld(dout + (size_t)(n0 + r) * C + c);
+        }
+        for (int l = 0; l < g; l++)
+            partial[((size_t)blockIdx.y * NL + l0 + l) * C + c] = a[l * COLSUM_THREADS];
     }
 }
 
@@ -88,8 +165,13 @@ static void cuda_embed_forward(void *out, const int32_t *ids, const int32_t *lan
                                const void *wlang, int B, int T, int C) {
     size_t n = (size_t)B * T * C;
     if (!n) return;
-    XLMC_LAUNCH(embed_forward_kernel<S>, cuda_blocks(n, 256), 256, 0, g_cuda.stream)(
-        (S *)out, ids, langs, pos, (const S *)wte, (const S *)wpe, (const S *)wlang, T, C, n);
+    constexpr int W = row_vec<S>::n;
+    if (row_pieces_ok<S>((size_t)C, out, wte, wpe, wlang))
+        XLMC_LAUNCH((embed_forward_kernel<S, W>), cuda_blocks(n / W, 256), 256, 0, g_cuda.stream)(
+            (S *)out, ids, langs, pos, (const S *)wte, (const S *)wpe, (const S *)wlang, T, C, n);
+    else
+        XLMC_LAUNCH((embed_forward_kernel<S, 1>), cuda_blocks(n, 256), 256, 0, g_cuda.stream)(
+            (S *)out, ids, langs, pos, (const S *)wte, (const S *)wpe, (const S *)wlang, T, C, n);
     cudaLaunchCheck();
 }
 

@@ -1,90 +1,169 @@
 /* layernorm.cu — LayerNorm over the last dim with fp32 statistics, forward and backward. */
 #include "kernels/cuda/common.cuh"
 
-/* threads per row: whole warps covering C, at most 128 (no idle warps for small C) */
-static unsigned ln_threads(int C) {
-    unsigned warps = (unsigned)(C + 31) / 32;
+/* A row is split into pieces of VEC elements (16 bytes when C and the pointers allow, else
+ * 1): threads are whole warps covering the pieces, at most 128 (no idle warps for small C);
+ * each keeps up to LN_CACHE of its pieces in registers, so rows of up to 4096 halves are read
+ * from memory once for the statistics and the output. */
+#define LN_CACHE 4
+static unsigned ln_threads(int pieces) {
+    unsigned warps = (unsigned)(pieces + 31) / 32;
     return 32 * (warps < 4 ? (warps ? warps : 1) : 4);
 }
 
 // one block per row: out (N,C), mean/rstd (N), inp (N,C), w/b (C)
-template <typename S>
+template <typename S, int VEC>
 __global__ void layernorm_forward_kernel(S *out, float *mean, float *rstd, const S *inp, const S *w,
                                          const S *b, int C, float eps) {
     __shared__ float red[32];
     const S *x = inp + (size_t)blockIdx.x * C;
     S *y = out + (size_t)blockIdx.x * C;
+    auto load = [&](int q) { return ld_piece<VEC>(x + (size_t)q * VEC); };
+    raw16 cache[LN_CACHE] = {};
     float s = 0.f;
-    for (int c = threadIdx.x; c < C; c += blockDim.x)
-        s += ld(x + c);
+    row_pass<LN_CACHE, true>(cache, C / VEC, load, [&](int, raw16 r) {
+        float f[VEC];
+        unpack<VEC, S>(f, r);
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            s += f[j];
+    });
     float mu = block_sum(s, red) / C;
     /* two passes: the centred sum of squares does not cancel like E[x^2] - E[x]^2 */
     float ss = 0.f;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        float d = ld(x + c) - mu;
-        ss += d * d;
-    }
+    row_pass<LN_CACHE, false>(cache, C / VEC, load, [&](int, raw16 r) {
+        float f[VEC];
+        unpack<VEC, S>(f, r);
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++) {
+            float d = f[j] - mu;
+            ss += d * d;
+        }
+    });
     float rs = rsqrtf(block_sum(ss, red) / C + eps);
-    for (int c = threadIdx.x; c < C; c += blockDim.x)
-        st(y + c, (ld(x + c) - mu) * rs * ld(w + c) + ld(b + c));
+    row_pass<LN_CACHE, false>(cache, C / VEC, load, [&](int q, raw16 r) {
+        float f[VEC], wf[VEC], bf[VEC];
+        unpack<VEC, S>(f, r);
+        unpack<VEC, S>(wf, ld_piece<VEC>(w + (size_t)q * VEC));
+        unpack<VEC, S>(bf, ld_piece<VEC>(b + (size_t)q * VEC));
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            f[j] = (f[j] - mu) * rs * wf[j] + bf[j];
+        st_piece<VEC>(y + (size_t)q * VEC, pack<VEC, S>(f));
+    });
     if (threadIdx.x == 0) {
         mean[blockIdx.x] = mu;
         rstd[blockIdx.x] = rs;
     }
 }
 
+/* the pieces the input gradient reads at one position of a row */
+struct ln_back_pieces {
+    raw16 x, dy, w;
+};
+
 // one block per row: dinp (N,C) = d LayerNorm / d inp
-template <typename S>
+template <typename S, int VEC>
 __global__ void layernorm_backward_dinp_kernel(S *dinp, const S *dout, const S *inp, const S *w,
                                                const float *mean, const float *rstd, int C) {
     __shared__ float red[32];
     size_t row = blockIdx.x;
     const S *x = inp + row * C, *dy = dout + row * C;
     float mu = mean[row], rs = rstd[row];
+    auto load = [&](int q) {
+        size_t at = (size_t)q * VEC;
+        return ln_back_pieces{ld_piece<VEC>(x + at), ld_piece<VEC>(dy + at), ld_piece<VEC>(w + at)};
+    };
+    ln_back_pieces cache[LN_CACHE] = {};
     float sum_g = 0.f, sum_gx = 0.f;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        float g = ld(dy + c) * ld(w + c);
-        sum_g += g;
-        sum_gx += g * (ld(x + c) - mu) * rs;
-    }
+    row_pass<LN_CACHE, true>(cache, C / VEC, load, [&](int, const ln_back_pieces &p) {
+        float xf[VEC], gf[VEC], wf[VEC];
+        unpack<VEC, S>(xf, p.x);
+        unpack<VEC, S>(gf, p.dy);
+        unpack<VEC, S>(wf, p.w);
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++) {
+            float g = gf[j] * wf[j];
+            sum_g += g;
+            sum_gx += g * (xf[j] - mu) * rs;
+        }
+    });
     float mean_g = block_sum(sum_g, red) / C;
     float mean_gx = block_sum(sum_gx, red) / C;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        float xhat = (ld(x + c) - mu) * rs;
-        float g = ld(dy + c) * ld(w + c);
-        st(dinp + row * C + c, (g - mean_g - xhat * mean_gx) * rs);
-    }
+    row_pass<LN_CACHE, false>(cache, C / VEC, load, [&](int q, const ln_back_pieces &p) {
+        float xf[VEC], gf[VEC], wf[VEC];
+        unpack<VEC, S>(xf, p.x);
+        unpack<VEC, S>(gf, p.dy);
+        unpack<VEC, S>(wf, p.w);
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++) {
+            float xhat = (xf[j] - mu) * rs;
+            float g = gf[j] * wf[j];
+            xf[j] = (g - mean_g - xhat * mean_gx) * rs;
+        }
+        st_piece<VEC>(dinp + row * C + (size_t)q * VEC, pack<VEC, S>(xf));
+    });
 }
 
 /* dw, db (C) +=, in two deterministic stages like cuda_column_sum_add: partial (chunks, 2C)
- * fp32 holds per-chunk sums of dout * xhat (first C) and dout (next C). Short chunks of
- * LN_DWB_ROWS rows (their mean and rstd staged in shared memory) keep each thread's chain of
- * dependent loads short; the finishing kernel spreads the chunks over LN_DWB_SPLIT warps per
- * column tile and adds their sums in a fixed order, so the result is the same on every run. */
+ * fp32 holds per-chunk sums of dout * xhat (first C) and dout (next C). A block takes 32
+ * pieces of columns of a chunk of LN_DWB_ROWS rows (their mean and rstd staged in shared
+ * memory); its LN_DWB_GROUPS warps each sum every LN_DWB_GROUPS-th row, and the warps' sums
+ * are added in a fixed order, so each thread's chain of loads is short (8 pieces) and the
+ * result the same on every run. The finishing kernel spreads the chunks over LN_DWB_SPLIT
+ * warps per column tile and adds their sums in a fixed order too. */
 #define LN_DWB_ROWS 32
+#define LN_DWB_GROUPS 8
 #define LN_DWB_SPLIT 32
-static_assert(COLSUM_THREADS >= 2 * LN_DWB_ROWS, "one mean/rstd load per thread");
-template <typename S>
-__global__ void layernorm_dwb_partial_kernel(float *partial, const S *dout, const S *inp,
-                                             const float *mean, const float *rstd, int N, int C) {
+static_assert(32 * LN_DWB_GROUPS >= 2 * LN_DWB_ROWS, "one mean/rstd load per thread");
+template <typename S, int VEC>
+__global__ void __launch_bounds__(32 * LN_DWB_GROUPS)
+    layernorm_dwb_partial_kernel(float *partial, const S *dout, const S *inp, const float *mean,
+                                 const float *rstd, int N, int C) {
     __shared__ float mu_s[LN_DWB_ROWS], rs_s[LN_DWB_ROWS];
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    /* (groups, the block's 32 VEC columns): 16 KiB at VEC 8 */
+    __shared__ float sw[LN_DWB_GROUPS][32 * VEC], sb[LN_DWB_GROUPS][32 * VEC];
+    int lane = threadIdx.x % 32, grp = threadIdx.x / 32;
+    int q = blockIdx.x * 32 + lane; /* this thread's piece of columns */
     int n0 = blockIdx.y * LN_DWB_ROWS, rows = min(N - n0, LN_DWB_ROWS);
-    /* blockDim.x (COLSUM_THREADS) >= 2 * LN_DWB_ROWS: one load per thread */
     if ((int)threadIdx.x < rows) mu_s[threadIdx.x] = mean[n0 + threadIdx.x];
     if ((int)threadIdx.x >= LN_DWB_ROWS && (int)threadIdx.x - LN_DWB_ROWS < rows)
         rs_s[threadIdx.x - LN_DWB_ROWS] = rstd[n0 + threadIdx.x - LN_DWB_ROWS];
     __syncthreads();
-    if (c >= C) return;
-    float aw = 0.f, ab = 0.f;
-    for (int r = 0; r < rows; r++) {
-        size_t at = (size_t)(n0 + r) * C + c;
-        float dy = ld(dout + at);
-        aw += dy * (ld(inp + at) - mu_s[r]) * rs_s[r];
-        ab += dy;
+    float aw[VEC], ab[VEC];
+    ROW_UNROLL
+    for (int j = 0; j < VEC; j++)
+        aw[j] = ab[j] = 0.f;
+    if (q < C / VEC) {
+        for (int r = grp; r < rows; r += LN_DWB_GROUPS) {
+            size_t at = (size_t)(n0 + r) * C + (size_t)q * VEC;
+            float dy[VEC], xv[VEC];
+            unpack<VEC, S>(dy, ld_piece<VEC>(dout + at));
+            unpack<VEC, S>(xv, ld_piece<VEC>(inp + at));
+            ROW_UNROLL
+            for (int j = 0; j < VEC; j++) {
+                aw[j] += dy[j] * (xv[j] - mu_s[r]) * rs_s[r];
+                ab[j] += dy[j];
+            }
+        }
     }
-    partial[(size_t)blockIdx.y * 2 * C + c] = aw;
-    partial[(size_t)blockIdx.y * 2 * C + C + c] = ab;
+    ROW_UNROLL
+    for (int j = 0; j < VEC; j++) {
+        sw[grp][lane * VEC + j] = aw[j];
+        sb[grp][lane * VEC + j] = ab[j];
+    }
+    __syncthreads();
+    for (int t = threadIdx.x; t < 32 * VEC; t += blockDim.x) {
+        int c = blockIdx.x * 32 * VEC + t;
+        if (c >= C) break;
+        float w = 0.f, b = 0.f;
+        for (int k = 0; k < LN_DWB_GROUPS; k++) {
+            w += sw[k][t];
+            b += sb[k][t];
+        }
+        partial[(size_t)blockIdx.y * 2 * C + c] = w;
+        partial[(size_t)blockIdx.y * 2 * C + C + c] = b;
+    }
 }
 
 /* block: 32 columns x LN_DWB_SPLIT warps; warp y sums chunks y, y + SPLIT, ... */
@@ -116,8 +195,31 @@ template <typename S>
 static void cuda_layernorm_forward(void *out, float *mean, float *rstd, const void *inp,
                                    const void *w, const void *b, int N, int C, float eps) {
     if (!N) return;
-    XLMC_LAUNCH(layernorm_forward_kernel<S>, N, ln_threads(C), 0, g_cuda.stream)(
-        (S *)out, mean, rstd, (const S *)inp, (const S *)w, (const S *)b, C, eps);
+    constexpr int VEC = row_vec<S>::n;
+    if (row_pieces_ok<S>((size_t)C, out, inp, w, b))
+        XLMC_LAUNCH((layernorm_forward_kernel<S, VEC>), N, ln_threads(C / VEC), 0, g_cuda.stream)(
+            (S *)out, mean, rstd, (const S *)inp, (const S *)w, (const S *)b, C, eps);
+    else
+        XLMC_LAUNCH((layernorm_forward_kernel<S, 1>), N, ln_threads(C), 0, g_cuda.stream)(
+            (S *)out, mean, rstd, (const S *)inp, (const S *)w, (const S *)b, C, eps);
+    cudaLaunchCheck();
+}
+
+template <typename S, int VEC>
+static void layernorm_backward_launch(S *dinp, S *dw, S *db, const S *dout, const S *inp,
+                                      const S *w, const float *mean, const float *rstd, int N,
+                                      int C) {
+    XLMC_LAUNCH((layernorm_backward_dinp_kernel<S, VEC>), N, ln_threads(C / VEC), 0,
+                g_cuda.stream)(dinp, dout, inp, w, mean, rstd, C);
+    cudaLaunchCheck();
+    int chunks = (N + LN_DWB_ROWS - 1) / LN_DWB_ROWS;
+    float *partial = cuda_scratch((size_t)chunks * 2 * C);
+    dim3 grid(cuda_blocks((size_t)(C / VEC), 32), chunks);
+    XLMC_LAUNCH((layernorm_dwb_partial_kernel<S, VEC>), grid, 32 * LN_DWB_GROUPS, 0,
+                g_cuda.stream)(partial, dout, inp, mean, rstd, N, C);
+    cudaLaunchCheck();
+    XLMC_LAUNCH(layernorm_dwb_finish_kernel<S>, cuda_blocks(C, 32), 32 * LN_DWB_SPLIT, 0,
+                g_cuda.stream)(dw, db, partial, chunks, C);
     cudaLaunchCheck();
 }
 
@@ -126,18 +228,12 @@ static void cuda_layernorm_backward(void *dinp, void *dw, void *db, const void *
                                     const void *inp, const void *w, const float *mean,
                                     const float *rstd, int N, int C) {
     if (!N) return;
-    XLMC_LAUNCH(layernorm_backward_dinp_kernel<S>, N, ln_threads(C), 0, g_cuda.stream)(
-        (S *)dinp, (const S *)dout, (const S *)inp, (const S *)w, mean, rstd, C);
-    cudaLaunchCheck();
-    int chunks = (N + LN_DWB_ROWS - 1) / LN_DWB_ROWS;
-    float *partial = cuda_scratch((size_t)chunks * 2 * C);
-    dim3 grid(cuda_blocks(C, COLSUM_THREADS), chunks);
-    XLMC_LAUNCH(layernorm_dwb_partial_kernel<S>, grid, COLSUM_THREADS, 0,
-                g_cuda.stream)(partial, (const S *)dout, (const S *)inp, mean, rstd, N, C);
-    cudaLaunchCheck();
-    XLMC_LAUNCH(layernorm_dwb_finish_kernel<S>, cuda_blocks(C, 32), 32 * LN_DWB_SPLIT, 0,
-                g_cuda.stream)((S *)dw, (S *)db, partial, chunks, C);
-    cudaLaunchCheck();
+    if (row_pieces_ok<S>((size_t)C, dinp, dout, inp, w))
+        layernorm_backward_launch<S, row_vec<S>::n>((S *)dinp, (S *)dw, (S *)db, (const S *)dout,
+                                                    (const S *)inp, (const S *)w, mean, rstd, N, C);
+    else
+        layernorm_backward_launch<S, 1>((S *)dinp, (S *)dw, (S *)db, (const S *)dout,
+                                        (const S *)inp, (const S *)w, mean, rstd, N, C);
 }
 
 CUDA_EXPORT_OP(layernorm_forward)
