@@ -57,6 +57,14 @@ __device__ __forceinline__ void st(__half *p, float v) {
  * tensor converted into each other stay coalesced on both sides); without, lane l takes
  * base + l + 32j, element by element and still coalesced. pw_idx gives element j's index;
  * ld8/st8 skip elements at or past n. */
+/* raw16: 16 bytes moved as one scalar (nvcc: one 128-bit access). In g++ (cudasim) it is a
+ * 16-byte integer: g++ splits a struct into its members, and cudasim would count each member
+ * as an access of its own where nvcc issues one 128-bit access. */
+#ifdef __CUDACC__
+typedef uint4 raw16;
+#else
+__extension__ typedef unsigned __int128 raw16;
+#endif
 #define PW_VEC 8
 #define PW_PIECE 4
 template <typename S>
@@ -73,19 +81,38 @@ __device__ __forceinline__ size_t pw_base(int *lane) {
     *lane = (int)(t % 32);
     return t / 32 * (32 * PW_VEC);
 }
+/* A piece's bits as one scalar of its size: 8 bytes (4 __half) or 16 (4 float, raw16). The
+ * copy goes through the scalar so that g++ (cudasim) does not split it into the struct's
+ * members, which cudasim would count as four accesses where nvcc issues one. */
+template <size_t BYTES>
+struct piece_bits;
+template <>
+struct piece_bits<8> {
+    typedef uint64_t type;
+};
+template <>
+struct piece_bits<16> {
+    typedef raw16 type;
+};
 /* f[0..3] = p[0..3] in one access (p aligned to the piece) */
 template <typename S>
 __device__ __forceinline__ void ld4(float *f, const S *p) {
-    vec4<S> t = *(const vec4<S> *)p;
+    typedef typename piece_bits<sizeof(vec4<S>)>::type bits;
+    bits b = *(const bits *)p;
+    vec4<S> t;
+    memcpy(&t, &b, sizeof t);
     for (int j = 0; j < PW_PIECE; j++)
         f[j] = ld(&t.v[j]);
 }
 template <typename S>
 __device__ __forceinline__ void st4(S *p, const float *f) {
+    typedef typename piece_bits<sizeof(vec4<S>)>::type bits;
     vec4<S> t;
     for (int j = 0; j < PW_PIECE; j++)
         st(&t.v[j], f[j]);
-    *(vec4<S> *)p = t;
+    bits b;
+    memcpy(&b, &t, sizeof b);
+    *(bits *)p = b;
 }
 /* Every loop below has a constant trip count, so nvcc unrolls it and the arrays stay in
  * registers (a step that depends on `vec` put them in local memory). */
@@ -161,14 +188,8 @@ static inline bool pw_vec_ok(size_t row_len, const void *a, const void *b = NULL
 /* ---- rows in 16-byte pieces: a thread's accesses VEC times fewer ----
  * A piece is VEC elements (row_vec<S>: 8 __half or 4 float) moved in one 16-byte access when
  * the row's length and pointer allow (the launcher checks with row_pieces_ok), else
- * VEC = 1, one element per access. The bits travel as raw16 and are copied with memcpy. In
- * g++ (cudasim) raw16 is a 16-byte scalar: g++ splits a struct into its members, and cudasim
- * would count each member as an access of its own where nvcc issues one 128-bit access. */
-#ifdef __CUDACC__
-typedef uint4 raw16;
-#else
-__extension__ typedef unsigned __int128 raw16;
-#endif
+ * VEC = 1, one element per access. The bits travel as raw16 (see above) and are copied
+ * with memcpy. */
 template <typename S>
 struct row_vec {
     static constexpr int n = 16 / (int)sizeof(S);

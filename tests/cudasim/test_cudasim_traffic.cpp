@@ -13,11 +13,18 @@
  *      last block row 7, so 2 rows x scale 8 = 16 rows of unique loads (blocks spread over
  *      the grid would read 8 distinct rows: 64 after scaling, 8 times the truth);
  *   5. host memory and shared memory are not device traffic: a kernel that only uses
- *      __shared__ and its arguments has no loads or stores.
+ *      __shared__ and its arguments has no loads or stores;
+ *   6. the backend's 4-element pieces (ld4/st4 of kernels/cuda/common.cuh) are one access per
+ *      lane, as nvcc issues them: for float a warp request covers 32 x 16 bytes = 16 sectors,
+ *      for __half 32 x 8 bytes = 8, and each thread makes 2 accesses; and the gradient norm's
+ *      kernel (optim.cu) makes one request per warp and piece: n / 4 / 32. (When the pieces
+ *      were copied as structs, g++ split them inside that kernel's loop into 4 accesses of 4
+ *      bytes, and this count was 4 times too high.)
  * Compiled with the traffic flags itself, so that its kernels call the hooks. */
 #include <cuda_runtime.h>
 
 #include "cudasim_count.h"
+#include "kernels/cuda/common.cuh"
 
 static int g_fail;
 #define EXPECT_EQ(got, want)                                                                       \
@@ -54,6 +61,20 @@ __global__ void shared_only_kernel(int n) {
     buf[threadIdx.x] = (float)n;
     __syncthreads();
     buf[threadIdx.x] += buf[63 - threadIdx.x];
+}
+
+/* kernels/cuda/optim.cu: the gradient norm's first pass */
+__global__ void norm_squared_kernel(double *partials, const float *grad, size_t n, bool vec);
+
+template <typename S>
+__global__ void piece_copy_kernel(S *out, const S *in) {
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * PW_PIECE;
+    float f[PW_PIECE];
+    ld4(f, in + i);
+    double acc =
+        (double)f[0] * f[0] + (double)f[1] * f[1] + (double)f[2] * f[2] + (double)f[3] * f[3];
+    f[0] = f[1] = f[2] = f[3] = (float)acc;
+    st4(out + i, f);
 }
 
 static const cudasim_record *only_kernel(const char *what) {
@@ -139,6 +160,32 @@ int main(void) {
     e = only_kernel("shared only");
     EXPECT_EQ(e->load_bytes + e->store_bytes, 0);
     EXPECT_EQ(e->load_requests + e->store_requests, 0);
+
+    cudasim_count_start(0, 0);
+    XLMC_LAUNCH(piece_copy_kernel<float>, blocks, threads, 0, 0)(out2, in2);
+    cudasim_count_stop();
+    e = only_kernel("fp32 pieces");
+    EXPECT_EQ(e->load_requests, n / 32);
+    EXPECT_EQ(e->load_sectors / e->load_requests, 16);
+    EXPECT_EQ(e->store_sectors / e->store_requests, 16);
+    EXPECT_EQ(e->load_bytes, n * 4.0 * PW_PIECE);
+    EXPECT_EQ(e->max_thread_accesses, 2);
+    cudasim_count_start(0, 0);
+    XLMC_LAUNCH(piece_copy_kernel<__half>, blocks, threads, 0, 0)((__half *)out2,
+                                                                  (const __half *)in2);
+    cudasim_count_stop();
+    e = only_kernel("fp16 pieces");
+    EXPECT_EQ(e->load_requests, n / 32);
+    EXPECT_EQ(e->load_sectors / e->load_requests, 8);
+    EXPECT_EQ(e->store_sectors / e->store_requests, 8);
+    EXPECT_EQ(e->max_thread_accesses, 2);
+
+    cudasim_count_start(0, 0);
+    XLMC_LAUNCH(norm_squared_kernel, 4, threads, 0, 0)((double *)out, in2, (size_t)big, true);
+    cudasim_count_stop();
+    e = only_kernel("norm pieces");
+    EXPECT_EQ(e->load_requests, big / PW_PIECE / 32);
+    EXPECT_EQ(e->load_sectors / e->load_requests, 16);
 
     cudaFree(in);
     cudaFree(out);
