@@ -263,7 +263,7 @@ __device__ void att_bwd_probs(att_bwd_tiles &sh, int b, int h, int q0, int k0, c
         int r = i / ATT_BWD_B, j = i % ATT_BWD_B, t = q0 + r, s = k0 + j;
         float pd = 0.f, ds = 0.f;
         if (att_visible(t, s, kl) && t < a.T) {
-            XLMC_COUNT_FLOPS(6); // besides the two dots: scale, subtract, exp (1), keep, dp - D, x p
+            XLMC_COUNT_FLOPS(6); // and the dots: scale, subtract, exp (1), keep, dp - D, x p
             float p =
                 expf(att_dot(sh.q + r * ATT_LD, sh.k + j * ATT_LD, a.HS) * a.scale - sh.lse[r]);
             float dp = att_dot(sh.dout + r * ATT_LD, sh.v + j * ATT_LD, a.HS);

@@ -157,11 +157,11 @@ static int extrapolate_run(struct sim_run *x, const struct sim_run *a, const str
         double *fa[] = {&e->load_bytes,          &e->store_bytes,    &e->unique_load_bytes,
                         &e->unique_store_bytes,  &e->dram_bytes,     &e->load_requests,
                         &e->load_sectors,        &e->store_requests, &e->store_sectors,
-                        &e->max_thread_accesses, &e->threads,      &e->flops};
+                        &e->max_thread_accesses, &e->threads,        &e->flops};
         const double *fb[] = {&q->load_bytes,          &q->store_bytes,    &q->unique_load_bytes,
                               &q->unique_store_bytes,  &q->dram_bytes,     &q->load_requests,
                               &q->load_sectors,        &q->store_requests, &q->store_sectors,
-                              &q->max_thread_accesses, &q->threads,      &q->flops};
+                              &q->max_thread_accesses, &q->threads,        &q->flops};
         for (size_t f = 0; f < sizeof fa / sizeof fa[0]; f++)
             *fa[f] = fmax(0.0, lerp(*fa[f], *fb[f], w));
         e->m = lerp_int(p->m, q->m, w);

@@ -162,10 +162,11 @@ void launch_end() {
     g_sectors.clear();
     double sc = g_picked ? (double)g_total_blocks / (double)g_picked : 1.0;
     g_cur.scale = sc;
-    double *scaled[] = {&g_cur.load_bytes,         &g_cur.store_bytes,    &g_cur.unique_load_bytes,
-                        &g_cur.unique_store_bytes, &g_cur.dram_bytes,     &g_cur.load_requests,
-                        &g_cur.load_sectors,       &g_cur.store_requests, &g_cur.store_sectors,
-                        &g_cur.flops};
+    double *scaled[] = {&g_cur.load_bytes,        &g_cur.store_bytes,
+                        &g_cur.unique_load_bytes, &g_cur.unique_store_bytes,
+                        &g_cur.dram_bytes,        &g_cur.load_requests,
+                        &g_cur.load_sectors,      &g_cur.store_requests,
+                        &g_cur.store_sectors,     &g_cur.flops};
     for (double *x : scaled)
         *x *= sc;
     g_cur.host_seconds =

@@ -42,10 +42,10 @@ struct cudasim_record {
     double dram_bytes; /* 32 x (sectors loaded + sectors stored): DRAM lower bound */
     double load_requests, load_sectors, store_requests, store_sectors;
     double max_thread_accesses; /* the longest chain of accesses of one thread */
-    double flops; /* floating-point operations the kernel reported (XLMC_COUNT_FLOPS in
-                     kernels/cuda/common.cuh; an FMA is 2), traffic build only, scaled */
-    double threads;             /* grid x block */
-    double host_seconds;        /* what simulating the launch cost this machine */
+    double flops;        /* floating-point operations the kernel reported (XLMC_COUNT_FLOPS in
+                            kernels/cuda/common.cuh; an FMA is 2), traffic build only, scaled */
+    double threads;      /* grid x block */
+    double host_seconds; /* what simulating the launch cost this machine */
     /* gemm: column-major C (m,n) = op(A) op(B), batch times */
     int transa, transb, m, n, k, batch, lda, ldb, ldc;
     int atype, btype, ctype; /* cudaDataType values: 0 fp32, 2 fp16 */
