@@ -118,6 +118,7 @@ __device__ void att_store_tile(S *x, const float *tile, int b, int h, int t0, in
 }
 
 __device__ __forceinline__ float att_dot(const float *x, const float *y, int n) {
+    XLMC_COUNT_FLOPS(2 * n); // n FMAs
     float acc = 0.f;
     for (int c = 0; c < n; c++)
         acc += x[c] * y[c];
@@ -173,6 +174,7 @@ __global__ void __launch_bounds__(ATT_FWD_THREADS)
             rs += p;
             sp[r][sub + 4 * j] = p != 0.f && att_keep(a, b, h, t, s) ? p * a.keep_scale : 0.f;
         }
+        XLMC_COUNT_FLOPS(4 * (ATT_FWD_BK / 4)); // per score: max, subtract, exp (1: a floor), sum
         rs += __shfl_xor_sync(0xffffffffu, rs, 1);
         rs += __shfl_xor_sync(0xffffffffu, rs, 2);
         l = l * alpha + rs;
@@ -191,6 +193,7 @@ __global__ void __launch_bounds__(ATT_FWD_THREADS)
             for (int j = 0; j < HSM / 4; j++)
                 acc[j] += p * skv[s * ATT_LD + sub + 4 * j];
         }
+        XLMC_COUNT_FLOPS(ATT_FWD_BK * 2 * (HSM / 4) + HSM / 4); // masked p too; and the rescale
     }
     // the output rows go out through the q tile, every q read done
     __syncthreads();
@@ -260,6 +263,7 @@ __device__ void att_bwd_probs(att_bwd_tiles &sh, int b, int h, int q0, int k0, c
         int r = i / ATT_BWD_B, j = i % ATT_BWD_B, t = q0 + r, s = k0 + j;
         float pd = 0.f, ds = 0.f;
         if (att_visible(t, s, kl) && t < a.T) {
+            XLMC_COUNT_FLOPS(6); // and the dots: scale, subtract, exp (1), keep, dp - D, x p
             float p =
                 expf(att_dot(sh.q + r * ATT_LD, sh.k + j * ATT_LD, a.HS) * a.scale - sh.lse[r]);
             float dp = att_dot(sh.dout + r * ATT_LD, sh.v + j * ATT_LD, a.HS);
@@ -307,6 +311,7 @@ __global__ void __launch_bounds__(ATT_BWD_THREADS)
                 gk[m] += ds * sh.q[r * ATT_LD + sub + 8 * m];
             }
         }
+        XLMC_COUNT_FLOPS(ATT_BWD_B * 4 * (HSM / 8)); // two FMAs per row and column
     }
     // dk, dv go out through the k, v tiles, every k, v read done
     __syncthreads();
@@ -351,6 +356,7 @@ __global__ void __launch_bounds__(ATT_BWD_THREADS)
             for (int m = 0; m < HSM / 8; m++)
                 g[m] += ds * sh.k[j * ATT_LD + sub + 8 * m];
         }
+        XLMC_COUNT_FLOPS(ATT_BWD_B * 2 * (HSM / 8));
     }
     // dq goes out through the q tile, every q read done
     __syncthreads();

@@ -23,6 +23,9 @@
 #define XLMC_DYNAMIC_SHARED(type, name)                                                            \
     extern __shared__ __align__(16) unsigned char xlmc_dynamic_smem[];                             \
     type *name = (type *)xlmc_dynamic_smem
+/* n floating-point operations (an FMA is 2) the calling thread just did: nothing here; cudasim's
+ * traffic build counts them for the cost model (tests/bench/gpu_model.c) */
+#define XLMC_COUNT_FLOPS(n) ((void)0)
 #endif
 
 /* Every CUDA and cuBLAS call is checked; a failure is a bug or a dead device, so it ends the

@@ -12,7 +12,12 @@
  *
  * Cost rules (the constants and their sources are in GPUS below):
  *   kernel: max(DRAM bytes / DRAM bandwidth, L2 sector bytes / L2 bandwidth,
- *               waves x longest per-thread access chain x memory latency) + launch overhead
+ *               waves x longest per-thread access chain x memory latency,
+ *               FLOPs / (SIMT_EFF x fp32 peak)) + launch overhead;
+ *           the FLOPs are those the kernel reports (XLMC_COUNT_FLOPS, kernels/cuda/common.cuh:
+ *           an FMA is 2, an exp/erf/log 1, a floor: they take several instructions or the
+ *           SFU), so far the attention kernels' only, which compute in fp32 without tensor
+ *           cores; a kernel without annotations prices no arithmetic
  *   GEMM:   max(2mnk·batch / (efficiency x peak), operand bytes / DRAM bandwidth) + overhead;
  *           peak is the tensor-core peak when every leading dimension and pointer is 16-byte
  *           aligned, else the non-tensor-core fp16 peak (cuBLAS before 11.0 needed multiples
@@ -78,6 +83,10 @@ static const struct gpu GPUS[2] = {
      400e9, 20e-6},
 };
 
+/* Achieved fraction of the fp32 peak for the FLOPs of our own kernels. 1.0: their arithmetic
+ * time is a lower bound (scalar FMAs from shared memory reach less; no measurement here). */
+#define SIMT_EFF 1.0
+
 /* ---- one priced row: a kernel name or a GEMM class, in one phase ---- */
 enum { PH_PRE, PH_MICRO, PH_APPLY, PH_COUNT };
 struct row {
@@ -117,6 +126,7 @@ static double kernel_time(const struct gpu *g, const struct cudasim_record *e) {
     double waves = ceil(e->threads / (g->sms * 2048.0));
     double sectors = e->load_sectors + e->store_sectors;
     double t = fmax(e->dram_bytes / g->dram_bw, 32.0 * sectors / g->l2_bw);
+    t = fmax(t, e->flops / (SIMT_EFF * g->fp32_peak));
     return fmax(t, waves * e->max_thread_accesses * g->latency_s) + g->launch_s;
 }
 
@@ -147,11 +157,11 @@ static int extrapolate_run(struct sim_run *x, const struct sim_run *a, const str
         double *fa[] = {&e->load_bytes,          &e->store_bytes,    &e->unique_load_bytes,
                         &e->unique_store_bytes,  &e->dram_bytes,     &e->load_requests,
                         &e->load_sectors,        &e->store_requests, &e->store_sectors,
-                        &e->max_thread_accesses, &e->threads};
+                        &e->max_thread_accesses, &e->threads,        &e->flops};
         const double *fb[] = {&q->load_bytes,          &q->store_bytes,    &q->unique_load_bytes,
                               &q->unique_store_bytes,  &q->dram_bytes,     &q->load_requests,
                               &q->load_sectors,        &q->store_requests, &q->store_sectors,
-                              &q->max_thread_accesses, &q->threads};
+                              &q->max_thread_accesses, &q->threads,        &q->flops};
         for (size_t f = 0; f < sizeof fa / sizeof fa[0]; f++)
             *fa[f] = fmax(0.0, lerp(*fa[f], *fb[f], w));
         e->m = lerp_int(p->m, q->m, w);
@@ -192,6 +202,7 @@ static void price_run(const struct gpu *g, const struct sim_run *run, struct tab
         int gemm = 0;
         if (e->kind == CUDASIM_EV_KERNEL) {
             t = kernel_time(g, e);
+            flops = e->flops;
             snprintf(label, sizeof label, "%s", e->name);
         } else if (e->kind == CUDASIM_EV_GEMM) {
             t = gemm_time(g, e, &flops);
@@ -272,7 +283,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s CONFIG [SAMPLE_BLOCKS]\n", argv[0]);
         return 2;
     }
-    int sample = argc > 2 ? atoi(argv[2]) : 4;
+    /* 16: a whole row of the attention kernels' query (key) tiles at T 256, whose causal work
+     * grows along the row; fewer blocks bias their counts (see tests/bench/CMakeLists.txt) */
+    int sample = argc > 2 ? atoi(argv[2]) : 16;
     struct xlmc_config cfg;
     if (config_load(argv[1], &cfg)) return 1;
     const int BA = 1, BB = 2, Bt = cfg.train.micro_batch, T = cfg.train.seq_len;
@@ -294,12 +307,13 @@ int main(int argc, char **argv) {
 
     printf("MODEL, NOT A MEASUREMENT: GPU time of one xlmc training step priced from cudasim "
            "counts with a roofline model (tests/bench/gpu_model.c)\n");
+    char sampled[32] = "all";
+    if (sample > 1) snprintf(sampled, sizeof sampled, "at most %d", sample);
     printf(
         "config %s: V %d, C %d, L %d, T %d, micro_batch %d, fp16. Simulated at micro_batch "
         "%d and %d (%s blocks per launch sampled); each call's counts extrapolated linearly to %d "
         "rows and priced there.\n",
-        argv[1], mc->vocab_size, mc->dim, mc->n_layers, T, Bt, BA, BB,
-        sample > 1 ? "at most a few" : "all", Bt);
+        argv[1], mc->vocab_size, mc->dim, mc->n_layers, T, Bt, BA, BB, sampled, Bt);
     for (int gi = 0; gi < 2; gi++) {
         const struct gpu *g = &GPUS[gi];
         struct table tx[PH_COUNT] = {{0}};
@@ -313,6 +327,7 @@ int main(int argc, char **argv) {
         for (int p = 0; p < PH_COUNT; p++)
             table_add(&step, &tx[p]);
         double micro_t = 0, apply_t = 0, gemm_t = 0, kern_t = 0, launch_t = 0, copy_t = 0;
+        double kern_flops = 0, kern_flop_t = 0; /* our kernels' arithmetic and its time */
         double launches_micro = 0;
         for (int i = 0; i < tx[PH_MICRO].n; i++) {
             micro_t += tx[PH_MICRO].r[i].t;
@@ -329,8 +344,11 @@ int main(int argc, char **argv) {
             else if (!strncmp(r->label, "memcpy", 6))
                 copy_t += r->t;
             else
-                kern_t += r->t;
+                kern_t += r->t, kern_flops += r->flops;
         }
+        for (size_t i = 0; i < rx.n; i++)
+            if (rx.rec[i].kind == CUDASIM_EV_KERNEL)
+                kern_flop_t += rx.rec[i].flops / (SIMT_EFF * g->fp32_peak);
         qsort(step.r, (size_t)step.n, sizeof *step.r, by_time);
         double step_t = micro_t + apply_t;
         printf("\n== %s (MODEL) ==\n", g->name);
@@ -374,6 +392,9 @@ int main(int argc, char **argv) {
         printf("totals at 64 GPUs: GEMM %.2f ms, non-GEMM kernels+memsets %.2f ms "
                "(non-GEMM/GEMM %.2f), of which launch overhead %.2f ms, host<->device %.2f ms\n",
                gemm_t * 1e3, kern_t * 1e3, kern_t / gemm_t, launch_t * 1e3, copy_t * 1e3);
+        printf("our kernels' arithmetic: %.1f GFLOP per step in fp32 without tensor cores, "
+               "%.2f ms at %.0f%% of the %.1f TFLOP/s fp32 peak (MODEL: a lower bound)\n",
+               kern_flops / 1e9, kern_flop_t * 1e3, 100 * SIMT_EFF, g->fp32_peak / 1e12);
         printf("launches per micro-batch (kernels + cuBLAS calls + copies + memsets): %.0f; "
                "host<->device bytes per optimizer step: %.0f MB H2D + %.0f MB D2H\n",
                launches_micro, h2d / 1e6, d2h / 1e6);

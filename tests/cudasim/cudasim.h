@@ -72,8 +72,18 @@ int current_tid();
 #define gridDim (cudasim::t_gridDim)
 #define warpSize 32
 
-/* The two shims kernel sources may use (kernels/cuda/common.cuh defines the nvcc side). */
+/* The shims kernel sources may use (kernels/cuda/common.cuh defines the nvcc side). */
 #define XLMC_DYNAMIC_SHARED(type, name) type *name = (type *)cudasim::t_dynamic_shared
+/* n floating-point operations the calling kernel thread just did: counted (cudasim_count.h,
+ * field flops) in the traffic build only, whose objects are compiled with XLMC_CUDASIM_TRAFFIC */
+namespace cudasim {
+void count_flops(double n);
+}
+#ifdef XLMC_CUDASIM_TRAFFIC
+#define XLMC_COUNT_FLOPS(n) cudasim::count_flops((double)(n))
+#else
+#define XLMC_COUNT_FLOPS(n) ((void)0)
+#endif
 #define XLMC_LAUNCH(kernel, grid, block, shmem, stream)                                            \
     cudasim::Launch<decltype(&kernel)> {                                                           \
         &kernel, #kernel, dim3(grid), dim3(block), (size_t)(shmem), (const void *)(stream)         \

@@ -162,9 +162,11 @@ void launch_end() {
     g_sectors.clear();
     double sc = g_picked ? (double)g_total_blocks / (double)g_picked : 1.0;
     g_cur.scale = sc;
-    double *scaled[] = {&g_cur.load_bytes,         &g_cur.store_bytes,    &g_cur.unique_load_bytes,
-                        &g_cur.unique_store_bytes, &g_cur.dram_bytes,     &g_cur.load_requests,
-                        &g_cur.load_sectors,       &g_cur.store_requests, &g_cur.store_sectors};
+    double *scaled[] = {&g_cur.load_bytes,        &g_cur.store_bytes,
+                        &g_cur.unique_load_bytes, &g_cur.unique_store_bytes,
+                        &g_cur.dram_bytes,        &g_cur.load_requests,
+                        &g_cur.load_sectors,      &g_cur.store_requests,
+                        &g_cur.store_sectors,     &g_cur.flops};
     for (double *x : scaled)
         *x *= sc;
     g_cur.host_seconds =
@@ -179,6 +181,12 @@ void access(uintptr_t addr, size_t size, bool store) {
     if (tid < 0 || (size_t)tid >= g_threads.size()) return;
     ThreadLog &t = g_threads[tid];
     (store ? t.stores : t.loads).push_back(Access{addr, (uint32_t)size});
+}
+
+/* Summed over the simulated blocks like the accesses; the thread check keeps host code that
+ * calls a __device__ helper out of the count. */
+void flops(double n) {
+    if (current_tid() >= 0) g_cur.flops += n;
 }
 
 static int align_of(uintptr_t v) {
@@ -319,6 +327,10 @@ extern "C" void cudasim_count_mark(const char *label) {
     e.name = label;
     e.scale = 1;
     push(e);
+}
+
+void cudasim::count_flops(double n) {
+    if (g_on) cudasim::count::flops(n);
 }
 
 extern "C" size_t cudasim_mem_in_use(void) {

@@ -1,7 +1,8 @@
 /* cudasim_count.h — what a profiler on a real GPU would see, counted by cudasim from the
  * unmodified kernels/cuda sources: kernel launches, cuBLAS calls, NCCL calls, host<->device
  * copies, memsets, the device-memory high-water mark, and (in the traffic build, see
- * tests/cudasim/CMakeLists.txt) every global-memory load and store of every kernel.
+ * tests/cudasim/CMakeLists.txt) every global-memory load and store of every kernel and the
+ * floating-point operations its annotations report.
  *
  * Plain C so that C benchmarks and tests can read it. Counting is off until
  * cudasim_count_start; events then go to one log, in issue order, until cudasim_count_stop.
@@ -41,8 +42,10 @@ struct cudasim_record {
     double dram_bytes; /* 32 x (sectors loaded + sectors stored): DRAM lower bound */
     double load_requests, load_sectors, store_requests, store_sectors;
     double max_thread_accesses; /* the longest chain of accesses of one thread */
-    double threads;             /* grid x block */
-    double host_seconds;        /* what simulating the launch cost this machine */
+    double flops;        /* floating-point operations the kernel reported (XLMC_COUNT_FLOPS in
+                            kernels/cuda/common.cuh; an FMA is 2), traffic build only, scaled */
+    double threads;      /* grid x block */
+    double host_seconds; /* what simulating the launch cost this machine */
     /* gemm: column-major C (m,n) = op(A) op(B), batch times */
     int transa, transb, m, n, k, batch, lda, ldb, ldc;
     int atype, btype, ctype; /* cudaDataType values: 0 fp32, 2 fp16 */

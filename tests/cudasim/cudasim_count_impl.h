@@ -20,6 +20,8 @@ void block_end(int nthreads); /* the block's accesses are complete */
 void launch_end();
 /* One load or store of `size` bytes at addr by the current kernel thread (traffic build). */
 void access(uintptr_t addr, size_t size, bool store);
+/* n floating-point operations by the current kernel thread (XLMC_COUNT_FLOPS) */
+void flops(double n);
 void gemm(int ta, int tb, int m, int n, int k, int batch, const void *A, int at, int lda,
           const void *B, int bt, int ldb, const void *C, int ct, int ldc, const void *stream);
 void copy(void *dst, const void *src, size_t bytes, int kind, const void *stream);
