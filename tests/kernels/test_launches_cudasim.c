@@ -110,10 +110,10 @@ static void check_op_budgets(const struct ops *o) {
     o->embed_backward(wte, wpe, wl, d, ids, ids, NULL, B, T, C, V, NL);
     count_check("embed_backward", 6);
     count_start();
-    o->layernorm_forward(out, mean, rstd, d, wpe, wpe, B * T, C, 1e-5f);
+    o->layernorm_forward(out, mean, rstd, d, wpe, wpe, B * T, C, 1e-5f, ids, T);
     count_check("layernorm_forward", 1);
     count_start();
-    o->layernorm_backward(q, wpe, wpe, d, out, wpe, mean, rstd, B * T, C);
+    o->layernorm_backward(q, wpe, wpe, d, out, wpe, mean, rstd, B * T, C, ids, T);
     count_check("layernorm_backward", 3);
     count_start();
     o->gelu_forward(out, d, n);
@@ -152,8 +152,9 @@ static const char CONFIG[] =
 /* Launches + GEMM calls of one micro-batch reached by issue 14's "fewer, wider kernels"
  * (bias gradients as GEMVs, lin1's bias in the GELU pass, residual adds inside the input-
  * gradient GEMMs): 340 -> 310 with one rank; q, k, v as strided-batched GEMMs and the
- * out-projection and lin2 biases inside dropout_residual: 250. More fails. */
-#define MICRO_BATCH_BUDGET 250
+ * out-projection and lin2 biases inside dropout_residual: 250; the padding mask inside the
+ * LayerNorms' passes: 236. More fails. */
+#define MICRO_BATCH_BUDGET 236
 
 /* the launches and GEMM calls counted when the step's gradient is summed */
 static unsigned long long g_summed_k, g_summed_g;
