@@ -185,6 +185,90 @@ __global__ void __launch_bounds__(32 * LN_DWB_GROUPS)
     }
 }
 
+/* dinp and the dw, db partial sums in one pass, for rows whose pieces all fit in the
+ * registers (C / VEC <= LN_CACHE x blockDim.x): block y takes rows [32y, 32y + 32) one after
+ * the other (the dinp kernel's arithmetic per row), and each thread keeps, for the columns of
+ * its cached pieces, the running sums of dout * xhat and dout over the block's rows in
+ * registers; it writes them to partial (chunks, 2C) as the partial kernel does, so one finish
+ * follows. A launch and a second read of dout and inp fewer than dinp + partial. */
+template <typename S, int VEC>
+__global__ void __launch_bounds__(128)
+    layernorm_backward_fused_kernel(S *dinp, float *partial, const S *dout, const S *inp,
+                                    const S *w, const float *mean, const float *rstd, int N,
+                                    int C, const int32_t *lengths, int T) {
+    __shared__ float red[32];
+    int nq = C / VEC, n0 = blockIdx.x * LN_DWB_ROWS, n1 = min(N, n0 + LN_DWB_ROWS);
+    float aw[LN_CACHE][VEC], ab[LN_CACHE][VEC];
+    raw16 wc[LN_CACHE] = {};
+    ROW_UNROLL
+    for (int k = 0; k < LN_CACHE; k++) {
+        int q = threadIdx.x + k * blockDim.x;
+        if (q < nq) wc[k] = ld_piece<VEC>(w + (size_t)q * VEC);
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            aw[k][j] = ab[k][j] = 0.f;
+    }
+    for (int n = n0; n < n1; n++) {
+        S *di = dinp + (size_t)n * C;
+        const S *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+        if (ln_padded(lengths, T, n)) { /* block-uniform: dout 0, dinp 0, no dw, db share */
+            const float zero[VEC] = {};
+            for (int q = threadIdx.x; q < nq; q += blockDim.x)
+                st_piece<VEC>(di + (size_t)q * VEC, pack<VEC, S>(zero));
+            continue;
+        }
+        float mu = mean[n], rs = rstd[n], sum_g = 0.f, sum_gx = 0.f;
+        raw16 xc[LN_CACHE] = {}, gc[LN_CACHE] = {};
+        ROW_UNROLL
+        for (int k = 0; k < LN_CACHE; k++) {
+            int q = threadIdx.x + k * blockDim.x;
+            if (q >= nq) continue;
+            xc[k] = ld_piece<VEC>(x + (size_t)q * VEC);
+            gc[k] = ld_piece<VEC>(dy + (size_t)q * VEC);
+            float xf[VEC], gf[VEC], wf[VEC];
+            unpack<VEC, S>(xf, xc[k]);
+            unpack<VEC, S>(gf, gc[k]);
+            unpack<VEC, S>(wf, wc[k]);
+            ROW_UNROLL
+            for (int j = 0; j < VEC; j++) {
+                float xhat = (xf[j] - mu) * rs, g = gf[j] * wf[j];
+                sum_g += g;
+                sum_gx += g * xhat;
+                aw[k][j] += gf[j] * xhat;
+                ab[k][j] += gf[j];
+            }
+        }
+        float mean_g = block_sum(sum_g, red) / C;
+        float mean_gx = block_sum(sum_gx, red) / C;
+        ROW_UNROLL
+        for (int k = 0; k < LN_CACHE; k++) {
+            int q = threadIdx.x + k * blockDim.x;
+            if (q >= nq) continue;
+            float xf[VEC], gf[VEC], wf[VEC];
+            unpack<VEC, S>(xf, xc[k]);
+            unpack<VEC, S>(gf, gc[k]);
+            unpack<VEC, S>(wf, wc[k]);
+            ROW_UNROLL
+            for (int j = 0; j < VEC; j++) {
+                float xhat = (xf[j] - mu) * rs;
+                xf[j] = (gf[j] * wf[j] - mean_g - xhat * mean_gx) * rs;
+            }
+            st_piece<VEC>(di + (size_t)q * VEC, pack<VEC, S>(xf));
+        }
+    }
+    float *pw = partial + (size_t)blockIdx.x * 2 * C, *pb = pw + C;
+    ROW_UNROLL
+    for (int k = 0; k < LN_CACHE; k++) {
+        int q = threadIdx.x + k * blockDim.x;
+        if (q >= nq) continue;
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++) {
+            pw[q * VEC + j] = aw[k][j];
+            pb[q * VEC + j] = ab[k][j];
+        }
+    }
+}
+
 /* block: 32 columns x LN_DWB_SPLIT warps; warp y sums chunks y, y + SPLIT, ... */
 template <typename S>
 __global__ void layernorm_dwb_finish_kernel(S *dw, S *db, const float *partial, int chunks, int C) {
@@ -229,15 +313,22 @@ template <typename S, int VEC>
 static void layernorm_backward_launch(S *dinp, S *dw, S *db, const S *dout, const S *inp,
                                       const S *w, const float *mean, const float *rstd, int N,
                                       int C, const int32_t *lengths, int T) {
-    XLMC_LAUNCH((layernorm_backward_dinp_kernel<S, VEC>), N, ln_threads(C / VEC), 0,
-                g_cuda.stream)(dinp, dout, inp, w, mean, rstd, C, lengths, T);
-    cudaLaunchCheck();
     int chunks = (N + LN_DWB_ROWS - 1) / LN_DWB_ROWS;
     float *partial = cuda_scratch((size_t)chunks * 2 * C);
-    dim3 grid(cuda_blocks((size_t)(C / VEC), 32), chunks);
-    XLMC_LAUNCH((layernorm_dwb_partial_kernel<S, VEC>), grid, 32 * LN_DWB_GROUPS, 0,
-                g_cuda.stream)(partial, dout, inp, mean, rstd, N, C, lengths, T);
-    cudaLaunchCheck();
+    unsigned threads = ln_threads(C / VEC);
+    if (C / VEC <= LN_CACHE * (int)threads) { /* the row in registers: one pass, two launches */
+        XLMC_LAUNCH((layernorm_backward_fused_kernel<S, VEC>), chunks, threads, 0,
+                    g_cuda.stream)(dinp, partial, dout, inp, w, mean, rstd, N, C, lengths, T);
+        cudaLaunchCheck();
+    } else {
+        XLMC_LAUNCH((layernorm_backward_dinp_kernel<S, VEC>), N, threads, 0, g_cuda.stream)(
+            dinp, dout, inp, w, mean, rstd, C, lengths, T);
+        cudaLaunchCheck();
+        dim3 grid(cuda_blocks((size_t)(C / VEC), 32), chunks);
+        XLMC_LAUNCH((layernorm_dwb_partial_kernel<S, VEC>), grid, 32 * LN_DWB_GROUPS, 0,
+                    g_cuda.stream)(partial, dout, inp, mean, rstd, N, C, lengths, T);
+        cudaLaunchCheck();
+    }
     XLMC_LAUNCH(layernorm_dwb_finish_kernel<S>, cuda_blocks(C, 32), 32 * LN_DWB_SPLIT, 0,
                 g_cuda.stream)(dw, db, partial, chunks, C);
     cudaLaunchCheck();

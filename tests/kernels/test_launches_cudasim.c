@@ -5,7 +5,7 @@
  * Checked (each can fail): the launch budget of the ops this test names, one call each on
  * small shapes: the fused attention forward 1 kernel and no GEMM, its backward 2 kernels,
  * the embedding backward 6 (sort, row sums, two column-sum stages for positions and two for
- * languages), LayerNorm forward 1 and backward 3, GELU 1, residual 1, dropout 1, dropout with
+ * languages), LayerNorm forward 1 and backward 2, GELU 1, residual 1, dropout 1, dropout with
  * the residual add 1.
  * And the launches and GEMM calls of one training micro-batch (forward, backward, gradient
  * accumulation: a training step up to its grad_summed callback) of a 6-layer model, the
@@ -114,7 +114,7 @@ static void check_op_budgets(const struct ops *o) {
     count_check("layernorm_forward", 1);
     count_start();
     o->layernorm_backward(q, wpe, wpe, d, out, wpe, mean, rstd, B * T, C, ids, T);
-    count_check("layernorm_backward", 3);
+    count_check("layernorm_backward", 2);
     count_start();
     o->gelu_forward(out, d, n);
     count_check("gelu_forward", 1);
@@ -153,8 +153,9 @@ static const char CONFIG[] =
  * (bias gradients as GEMVs, lin1's bias in the GELU pass, residual adds inside the input-
  * gradient GEMMs): 340 -> 310 with one rank; q, k, v as strided-batched GEMMs and the
  * out-projection and lin2 biases inside dropout_residual: 250; the padding mask inside the
- * LayerNorms' passes: 236. More fails. */
-#define MICRO_BATCH_BUDGET 236
+ * LayerNorms' passes: 236; LayerNorm backward's input gradient and dw, db partial sums in one
+ * pass: 223. More fails. */
+#define MICRO_BATCH_BUDGET 223
 
 /* the launches and GEMM calls counted when the step's gradient is summed */
 static unsigned long long g_summed_k, g_summed_g;
