@@ -186,18 +186,20 @@ __global__ void __launch_bounds__(32 * LN_DWB_GROUPS)
 }
 
 /* dinp and the dw, db partial sums in one pass, for rows whose pieces all fit in the
- * registers (C / VEC <= LN_CACHE x blockDim.x): block y takes rows [32y, 32y + 32) one after
- * the other (the dinp kernel's arithmetic per row), and each thread keeps, for the columns of
+ * registers (C / VEC <= LN_CACHE x blockDim.x): block y takes rows [R y, R y + R), R =
+ * LN_FUSED_ROWS, one after the other (the dinp kernel's arithmetic per row), and each thread keeps, for the columns of
  * its cached pieces, the running sums of dout * xhat and dout over the block's rows in
  * registers; it writes them to partial (chunks, 2C) as the partial kernel does, so one finish
  * follows. A launch and a second read of dout and inp fewer than dinp + partial. */
+#define LN_FUSED_ROWS 16 /* short: the rows of a block are sequential, and more blocks hide it */
 template <typename S, int VEC>
 __global__ void __launch_bounds__(128)
     layernorm_backward_fused_kernel(S *dinp, float *partial, const S *dout, const S *inp,
                                     const S *w, const float *mean, const float *rstd, int N,
                                     int C, const int32_t *lengths, int T) {
     __shared__ float red[32];
-    int nq = C / VEC, n0 = blockIdx.x * LN_DWB_ROWS, n1 = min(N, n0 + LN_DWB_ROWS);
+    int nq = C / VEC, n0 = blockIdx.x * LN_FUSED_ROWS,
+        n1 = min(N, n0 + LN_FUSED_ROWS);
     float aw[LN_CACHE][VEC], ab[LN_CACHE][VEC];
     raw16 wc[LN_CACHE] = {};
     ROW_UNROLL
@@ -313,10 +315,11 @@ template <typename S, int VEC>
 static void layernorm_backward_launch(S *dinp, S *dw, S *db, const S *dout, const S *inp,
                                       const S *w, const float *mean, const float *rstd, int N,
                                       int C, const int32_t *lengths, int T) {
-    int chunks = (N + LN_DWB_ROWS - 1) / LN_DWB_ROWS;
-    float *partial = cuda_scratch((size_t)chunks * 2 * C);
     unsigned threads = ln_threads(C / VEC);
-    if (C / VEC <= LN_CACHE * (int)threads) { /* the row in registers: one pass, two launches */
+    bool fused = C / VEC <= LN_CACHE * (int)threads; /* the row in registers: one pass */
+    int rows = fused ? LN_FUSED_ROWS : LN_DWB_ROWS, chunks = (N + rows - 1) / rows;
+    float *partial = cuda_scratch((size_t)chunks * 2 * C);
+    if (fused) {
         XLMC_LAUNCH((layernorm_backward_fused_kernel<S, VEC>), chunks, threads, 0,
                     g_cuda.stream)(dinp, partial, dout, inp, w, mean, rstd, N, C, lengths, T);
         cudaLaunchCheck();
