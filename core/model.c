@@ -465,10 +465,10 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
     ops->embed_forward(pl->emb, pl->ids, pl->langs, pos, param_at(m, W, P_WTE, 0),
                        param_at(m, W, P_WPE, 0),
                        m->params[P_WLANG].numel ? param_at(m, W, P_WLANG, 0) : NULL, B, T, C);
+    /* padding zeroed in the LayerNorm's pass: dropout keeps the zeros */
     ops->layernorm_forward(pl->x0, pl->mean0, pl->rstd0, pl->emb, param_at(m, W, P_LNE_W, 0),
-                           param_at(m, W, P_LNE_B, 0), N, C, mc->layer_norm_eps);
+                           param_at(m, W, P_LNE_B, 0), N, C, mc->layer_norm_eps, pl->lengths, T);
     ops->dropout(pl->x0, B, T, C, pl->p_hidden, &k);
-    ops->mask_padding(pl->x0, pl->lengths, B, T, C);
     void *x = pl->x0;
     for (int l = 0; l < pl->L; l++) {
         struct layer_acts *a = &pl->layers[l];
@@ -483,7 +483,7 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_OUT(l));
         ops->dropout_residual(a->r1, x, a->r1, param_at(m, W, P_OB, l), B, T, C, pl->p_hidden, &k);
         ops->layernorm_forward(a->h1, a->mean1, a->rstd1, a->r1, param_at(m, W, P_LN1W, l),
-                               param_at(m, W, P_LN1B, l), N, C, mc->layer_norm_eps);
+                               param_at(m, W, P_LN1B, l), N, C, mc->layer_norm_eps, NULL, T);
         /* f1 holds lin1's output before its bias: the bias rides in the GELU's pass */
         ops->matmul_forward(a->f1, a->h1, param_at(m, W, P_F1W, l), NULL, N, C, F);
         ops->bias_gelu_forward(a->g, a->f1, param_at(m, W, P_F1B, l), N, F);
@@ -491,9 +491,10 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_FFN_OUT(l));
         ops->dropout_residual(a->r2, a->h1, a->r2, param_at(m, W, P_F2B, l), B, T, C, pl->p_hidden,
                               &k);
+        /* the layer's output with its padding zeroed */
         ops->layernorm_forward(a->h2, a->mean2, a->rstd2, a->r2, param_at(m, W, P_LN2W, l),
-                               param_at(m, W, P_LN2B, l), N, C, mc->layer_norm_eps);
-        ops->mask_padding(a->h2, pl->lengths, B, T, C);
+                               param_at(m, W, P_LN2B, l), N, C, mc->layer_norm_eps, pl->lengths,
+                               T);
         x = a->h2;
     }
     /* A training forward leaves the output bias to the loss op, which also sums its gradient
@@ -647,11 +648,10 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
     for (int l = pl->L - 1; l >= 0; l--) {
         struct layer_acts *a = &pl->layers[l];
         const void *x = l ? pl->layers[l - 1].h2 : pl->x0;
-        /* g_h = d h2 -> g_r = d r2 */
-        ops->mask_padding(pl->g_h, pl->lengths, B, T, C);
+        /* g_h = d h2 -> g_r = d r2; the forward's mask of h2 as a zero dout on the padding */
         ops->layernorm_backward(pl->g_r, param_at(m, G, P_LN2W, l), param_at(m, G, P_LN2B, l),
                                 pl->g_h, a->r2, param_at(m, W, P_LN2W, l), a->mean2, a->rstd2, N,
-                                C);
+                                C, pl->lengths, T);
         /* FFN branch: d lin2 out -> d g -> d f1 -> d h1 (branch part) */
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_FFN_OUT(l));
         const void *d = branch_grad(m, pl, pl->g_r, &k);
@@ -664,7 +664,7 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
                                  param_at(m, W, P_F1W, l), N, C, F);
         ops->layernorm_backward(pl->g_h, param_at(m, G, P_LN1W, l), param_at(m, G, P_LN1B, l),
                                 pl->g_r, a->r1, param_at(m, W, P_LN1W, l), a->mean1, a->rstd1, N,
-                                C); /* d r1 */
+                                C, NULL, T); /* d r1 */
         /* attention branch */
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_OUT(l));
         d = branch_grad(m, pl, pl->g_h, &k);
@@ -680,13 +680,13 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
                                          qkv_stride(m), (size_t)N * C);
         if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, l);
     }
-    /* embeddings: mask, dropout, LayerNorm, lookup */
-    ops->mask_padding(pl->g_h, pl->lengths, B, T, C);
+    /* embeddings: dropout, mask (in the LayerNorm's backward: it commutes with dropout),
+     * LayerNorm, lookup */
     k = dkey(seed, step, b->row0, DROPOUT_TENSOR_EMB);
     ops->dropout(pl->g_h, B, T, C, pl->p_hidden, &k);
     ops->layernorm_backward(pl->g_r, param_at(m, G, P_LNE_W, 0), param_at(m, G, P_LNE_B, 0),
                             pl->g_h, pl->emb, param_at(m, W, P_LNE_W, 0), pl->mean0, pl->rstd0, N,
-                            C);
+                            C, pl->lengths, T);
     ops->embed_backward(param_at(m, G, P_WTE, 0), param_at(m, G, P_WPE, 0),
                         m->params[P_WLANG].numel ? param_at(m, G, P_WLANG, 0) : NULL, pl->g_r,
                         pl->ids, pl->langs, pl->has_positions ? pl->positions : NULL, B, T, C, V,

@@ -107,16 +107,19 @@ struct ops_tensor_list {
       (dwte, dwpe, dwlang, dout, ids, langs, pos, B, T, C, V, NL))                                 \
                                                                                                    \
     /* ---- LayerNorm over the last dim, fp32 statistics ----                                      \
-     * out (N,C), mean (N), rstd (N) fp32 saved for backward, inp (N,C), w (C), b (C). */          \
+     * out (N,C), mean (N), rstd (N) fp32 saved for backward, inp (N,C), w (C), b (C).            \
+     * lengths (N/T) int32 or NULL: rows n with n % T >= lengths[n / T] are padding, what         \
+     * mask_padding zeroes: the forward writes 0 there (statistics still saved), the backward     \
+     * takes their dout as 0 (dinp 0, nothing added to dw, db); the mask rides in the pass. */    \
     X(layernorm_forward,                                                                           \
       (void *out, float *mean, float *rstd, const void *inp, const void *w, const void *b, int N,  \
-       int C, float eps),                                                                          \
-      (out, mean, rstd, inp, w, b, N, C, eps))                                                     \
+       int C, float eps, const int32_t *lengths, int T),                                           \
+      (out, mean, rstd, inp, w, b, N, C, eps, lengths, T))                                         \
     /* dinp (N,C) overwritten, dw (C) +=, db (C) += */                                             \
     X(layernorm_backward,                                                                          \
       (void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w,           \
-       const float *mean, const float *rstd, int N, int C),                                        \
-      (dinp, dw, db, dout, inp, w, mean, rstd, N, C))                                              \
+       const float *mean, const float *rstd, int N, int C, const int32_t *lengths, int T),         \
+      (dinp, dw, db, dout, inp, w, mean, rstd, N, C, lengths, T))                                  \
                                                                                                    \
     /* ---- linear layers (matrix products: cblas on cpu, cuBLAS on cuda) ----                     \
      * out (N,OC) = inp (N,C) @ w(OC,C)^T + b (OC, or NULL). w is PyTorch's (out,in) layout. */    \

@@ -120,26 +120,31 @@ static const struct out_tol LAYERNORM_TOL[] = {{"out", {1e-5, 1e-5}, {4e-3, 4e-3
                                                {NULL}};
 
 static void check_layernorm(struct st_ctx *c, const struct op_case *row) {
-    int N = row->d[0], C = row->d[1];
-    st_begin(c, "layernorm", "N=%d C=%d", N, C, 0, 0);
+    /* variant 1: (N/T, T) rows with lengths: the padding masked in the pass */
+    int N = row->d[0], C = row->d[1], T = row->variant ? row->d[2] : 1;
+    st_begin(c, "layernorm", row->variant ? "N=%d C=%d T=%d padded" : "N=%d C=%d", N, C, T, 0);
+    struct tpair len = tp_ints(c, row->variant ? (size_t)(N / T) : 1, 0, T);
+    const int32_t *lr = row->variant ? len.r : NULL, *ld = row->variant ? len.d : NULL;
     struct tpair inp = tp_random(c, T_STORAGE, (size_t)N * C, -2, 3);
     struct tpair w = tp_random(c, T_STORAGE, C, 0.5f, 1.5f), b = tp_random(c, T_STORAGE, C, -1, 1);
     struct tpair out = tp_new(c, T_STORAGE, (size_t)N * C, NULL);
     struct tpair mean = tp_new(c, T_F32, N, NULL), rstd = tp_new(c, T_F32, N, NULL);
-    c->ref->layernorm_forward(out.r, mean.r, rstd.r, inp.r, w.r, b.r, N, C, 1e-5f);
-    c->dev->layernorm_forward(out.d, mean.d, rstd.d, inp.d, w.d, b.d, N, C, 1e-5f);
+    c->ref->layernorm_forward(out.r, mean.r, rstd.r, inp.r, w.r, b.r, N, C, 1e-5f, lr, T);
+    c->dev->layernorm_forward(out.d, mean.d, rstd.d, inp.d, w.d, b.d, N, C, 1e-5f, ld, T);
     CHECK(out, "out");
     CHECK(mean, "mean");
     CHECK(rstd, "rstd");
     struct tpair dout = tp_random(c, T_STORAGE, (size_t)N * C, -1, 1);
     struct tpair dinp = tp_new(c, T_STORAGE, (size_t)N * C, NULL);
     struct tpair dw = tp_random(c, T_STORAGE, C, -1, 1), db = tp_random(c, T_STORAGE, C, -1, 1);
-    c->ref->layernorm_backward(dinp.r, dw.r, db.r, dout.r, inp.r, w.r, mean.r, rstd.r, N, C);
-    c->dev->layernorm_backward(dinp.d, dw.d, db.d, dout.d, inp.d, w.d, mean.d, rstd.d, N, C);
+    c->ref->layernorm_backward(dinp.r, dw.r, db.r, dout.r, inp.r, w.r, mean.r, rstd.r, N, C, lr,
+                               T);
+    c->dev->layernorm_backward(dinp.d, dw.d, db.d, dout.d, inp.d, w.d, mean.d, rstd.d, N, C, ld,
+                               T);
     CHECK(dinp, "dinp");
     CHECK(dw, "dw");
     CHECK(db, "db");
-    struct tpair *all[] = {&inp, &w, &b, &out, &mean, &rstd, &dout, &dinp, &dw, &db};
+    struct tpair *all[] = {&len, &inp, &w, &b, &out, &mean, &rstd, &dout, &dinp, &dw, &db};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         tp_free(c, all[i]);
 }
@@ -557,6 +562,8 @@ static const struct op_case OP_CASES[] = {
     {check_layernorm, LAYERNORM_TOL, {2, 4104}, 0, 0, 0},          /* rows longer than the
                                                                     * CUDA registers hold */
     {check_layernorm, LAYERNORM_TOL, {2, 601}, 0, 0, 0},           /* the same, scalar */
+    {check_layernorm, LAYERNORM_TOL, {260, 24, 13}, 0, 0, 1},      /* N C T, padded rows */
+    {check_layernorm, LAYERNORM_TOL, {6, 77, 3}, 0, 0, 1},         /* the same, scalar */
     {check_matmul, MATMUL_TOL, {37, 48, 40, 1}, 0, 0, 0},          /* N C OC bias */
     {check_matmul, MATMUL_TOL, {5, 33, 17, 0}, 0, 0, 0},           /* */
     {check_matmul, MATMUL_TOL, {260, 16, 24, 1}, 0, 0, 0},         /* */

@@ -31,11 +31,16 @@ CPU_INLINE float lane_sum(const float *x, const float *y, float m, int n) {
     return s;
 }
 
-/* out (N,C), mean (N), rstd (N), inp (N,C), w (C), b (C). Two passes over the row for the
- * variance: no cancellation when |mean| >> std. */
+/* row n of (B,T,...) is padding (lengths NULL: none) */
+CPU_INLINE int ln_padded(const int32_t *lengths, int T, int n) {
+    return lengths && n % T >= lengths[n / T];
+}
+
+/* out (N,C), mean (N), rstd (N), inp (N,C), w (C), b (C); padded rows of out 0. Two passes
+ * over the row for the variance: no cancellation when |mean| >> std. */
 CPU_HOT void cpu_layernorm_forward(const struct cpu_ctx *ctx, void *out_, float *mean, float *rstd,
                                    const void *inp_, const void *w_, const void *b_, int N, int C,
-                                   float eps) {
+                                   float eps, const int32_t *lengths, int T) {
     const int h = ctx->round_half;
     float *out = out_;
     const float *inp = inp_, *w = w_, *b = b_;
@@ -46,8 +51,11 @@ CPU_HOT void cpu_layernorm_forward(const struct cpu_ctx *ctx, void *out_, float 
         float m = lane_sum(x, NULL, 0.0f, C) / (float)C;
         float v = lane_sum(x, x, m, C);
         float r = 1.0f / sqrtf(v / (float)C + eps);
-        for (int c = 0; c < C; c++)
-            o[c] = stored((x[c] - m) * r * w[c] + b[c], h);
+        if (ln_padded(lengths, T, n))
+            memset(o, 0, (size_t)C * sizeof(float));
+        else
+            for (int c = 0; c < C; c++)
+                o[c] = stored((x[c] - m) * r * w[c] + b[c], h);
         mean[n] = m;
         rstd[n] = r;
     }
@@ -57,12 +65,13 @@ CPU_HOT void cpu_layernorm_forward(const struct cpu_ctx *ctx, void *out_, float 
  * parameter gradients do not depend on the thread count. */
 #define LN_BLOCK 32
 
-/* dinp (N,C) overwritten, dw (C) +=, db (C) +=. One pass over the rows: each block of LN_BLOCK
+/* dinp (N,C) overwritten, dw (C) +=, db (C) +=; padded rows: dout taken as 0. One pass over the rows: each block of LN_BLOCK
  * rows writes its dinp rows and its partial dw, db while the rows are in cache; the partials
  * are then summed in block order (deterministic, no race). */
 CPU_HOT void cpu_layernorm_backward(const struct cpu_ctx *ctx, void *dinp_, void *dw_, void *db_,
                                     const void *dout_, const void *inp_, const void *w_,
-                                    const float *mean, const float *rstd, int N, int C) {
+                                    const float *mean, const float *rstd, int N, int C,
+                                    const int32_t *lengths, int T) {
     const int h = ctx->round_half;
     float *dinp = dinp_, *dw = dw_, *db = db_;
     const float *dout = dout_, *inp = inp_, *w = w_;
@@ -80,6 +89,10 @@ CPU_HOT void cpu_layernorm_backward(const struct cpu_ctx *ctx, void *dinp_, void
             for (int n = blk * LN_BLOCK; n < n1; n++) {
                 const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
                 float m = mean[n], r = rstd[n];
+                if (ln_padded(lengths, T, n)) { /* dout 0: dinp 0, no dw, db share */
+                    memset(dinp + (size_t)n * C, 0, (size_t)C * sizeof(float));
+                    continue;
+                }
                 /* sums of dnorm and dnorm * norm, in LANES interleaved partial sums */
                 float sdl[LANES] = {0}, sxl[LANES] = {0};
                 int c = 0;

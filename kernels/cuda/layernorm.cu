@@ -11,10 +11,16 @@ static unsigned ln_threads(int pieces) {
     return 32 * (warps < 4 ? (warps ? warps : 1) : 4);
 }
 
-// one block per row: out (N,C), mean/rstd (N), inp (N,C), w/b (C)
+/* row n of (B,T,...) is padding (lengths NULL: none) */
+__device__ __forceinline__ bool ln_padded(const int32_t *lengths, int T, size_t n) {
+    return lengths && (int)(n % T) >= lengths[n / T];
+}
+
+// one block per row: out (N,C), mean/rstd (N), inp (N,C), w/b (C); padded rows of out 0
 template <typename S, int VEC>
 __global__ void layernorm_forward_kernel(S *out, float *mean, float *rstd, const S *inp, const S *w,
-                                         const S *b, int C, float eps) {
+                                         const S *b, int C, float eps, const int32_t *lengths,
+                                         int T) {
     __shared__ float red[32];
     const S *x = inp + (size_t)blockIdx.x * C;
     S *y = out + (size_t)blockIdx.x * C;
@@ -41,6 +47,7 @@ __global__ void layernorm_forward_kernel(S *out, float *mean, float *rstd, const
         }
     });
     float rs = rsqrtf(block_sum(ss, red) / C + eps);
+    bool pad = ln_padded(lengths, T, blockIdx.x);
     row_pass<LN_CACHE, false>(cache, C / VEC, load, [&](int q, raw16 r) {
         float f[VEC], wf[VEC], bf[VEC];
         unpack<VEC, S>(f, r);
@@ -48,7 +55,7 @@ __global__ void layernorm_forward_kernel(S *out, float *mean, float *rstd, const
         unpack<VEC, S>(bf, ld_piece<VEC>(b + (size_t)q * VEC));
         ROW_UNROLL
         for (int j = 0; j < VEC; j++)
-            f[j] = (f[j] - mu) * rs * wf[j] + bf[j];
+            f[j] = pad ? 0.f : (f[j] - mu) * rs * wf[j] + bf[j];
         st_piece<VEC>(y + (size_t)q * VEC, pack<VEC, S>(f));
     });
     if (threadIdx.x == 0) {
@@ -62,12 +69,19 @@ struct ln_back_pieces {
     raw16 x, dy, w;
 };
 
-// one block per row: dinp (N,C) = d LayerNorm / d inp
+// one block per row: dinp (N,C) = d LayerNorm / d inp; a padded row's dout counts as 0
 template <typename S, int VEC>
 __global__ void layernorm_backward_dinp_kernel(S *dinp, const S *dout, const S *inp, const S *w,
-                                               const float *mean, const float *rstd, int C) {
+                                               const float *mean, const float *rstd, int C,
+                                               const int32_t *lengths, int T) {
     __shared__ float red[32];
     size_t row = blockIdx.x;
+    if (ln_padded(lengths, T, row)) { /* the whole block leaves: no block_sum waits for it */
+        const float zero[VEC] = {};
+        for (int q = threadIdx.x; q < C / VEC; q += blockDim.x)
+            st_piece<VEC>(dinp + row * C + (size_t)q * VEC, pack<VEC, S>(zero));
+        return;
+    }
     const S *x = inp + row * C, *dy = dout + row * C;
     float mu = mean[row], rs = rstd[row];
     auto load = [&](int q) {
@@ -119,14 +133,18 @@ static_assert(32 * LN_DWB_GROUPS >= 2 * LN_DWB_ROWS, "one mean/rstd load per thr
 template <typename S, int VEC>
 __global__ void __launch_bounds__(32 * LN_DWB_GROUPS)
     layernorm_dwb_partial_kernel(float *partial, const S *dout, const S *inp, const float *mean,
-                                 const float *rstd, int N, int C) {
+                                 const float *rstd, int N, int C, const int32_t *lengths, int T) {
     __shared__ float mu_s[LN_DWB_ROWS], rs_s[LN_DWB_ROWS];
+    __shared__ bool pad_s[LN_DWB_ROWS];
     /* (groups, the block's 32 VEC columns): 16 KiB at VEC 8 */
     __shared__ float sw[LN_DWB_GROUPS][32 * VEC], sb[LN_DWB_GROUPS][32 * VEC];
     int lane = threadIdx.x % 32, grp = threadIdx.x / 32;
     int q = blockIdx.x * 32 + lane; /* this thread's piece of columns */
     int n0 = blockIdx.y * LN_DWB_ROWS, rows = min(N - n0, LN_DWB_ROWS);
-    if ((int)threadIdx.x < rows) mu_s[threadIdx.x] = mean[n0 + threadIdx.x];
+    if ((int)threadIdx.x < rows) {
+        mu_s[threadIdx.x] = mean[n0 + threadIdx.x];
+        pad_s[threadIdx.x] = ln_padded(lengths, T, (size_t)n0 + threadIdx.x);
+    }
     if ((int)threadIdx.x >= LN_DWB_ROWS && (int)threadIdx.x - LN_DWB_ROWS < rows)
         rs_s[threadIdx.x - LN_DWB_ROWS] = rstd[n0 + threadIdx.x - LN_DWB_ROWS];
     __syncthreads();
@@ -136,6 +154,7 @@ __global__ void __launch_bounds__(32 * LN_DWB_GROUPS)
         aw[j] = ab[j] = 0.f;
     if (q < C / VEC) {
         for (int r = grp; r < rows; r += LN_DWB_GROUPS) {
+            if (pad_s[r]) continue;
             size_t at = (size_t)(n0 + r) * C + (size_t)q * VEC;
             float dy[VEC], xv[VEC];
             unpack<VEC, S>(dy, ld_piece<VEC>(dout + at));
@@ -166,6 +185,92 @@ __global__ void __launch_bounds__(32 * LN_DWB_GROUPS)
     }
 }
 
+/* dinp and the dw, db partial sums in one pass, for rows whose pieces all fit in the
+ * registers (C / VEC <= LN_CACHE x blockDim.x): block y takes rows [R y, R y + R), R =
+ * LN_FUSED_ROWS, one after the other (the dinp kernel's arithmetic per row), and each thread keeps, for the columns of
+ * its cached pieces, the running sums of dout * xhat and dout over the block's rows in
+ * registers; it writes them to partial (chunks, 2C) as the partial kernel does, so one finish
+ * follows. A launch and a second read of dout and inp fewer than dinp + partial. */
+#define LN_FUSED_ROWS 16 /* short: the rows of a block are sequential, and more blocks hide it */
+template <typename S, int VEC>
+__global__ void __launch_bounds__(128)
+    layernorm_backward_fused_kernel(S *dinp, float *partial, const S *dout, const S *inp,
+                                    const S *w, const float *mean, const float *rstd, int N,
+                                    int C, const int32_t *lengths, int T) {
+    __shared__ float red[32];
+    int nq = C / VEC, n0 = blockIdx.x * LN_FUSED_ROWS,
+        n1 = min(N, n0 + LN_FUSED_ROWS);
+    float aw[LN_CACHE][VEC], ab[LN_CACHE][VEC];
+    raw16 wc[LN_CACHE] = {};
+    ROW_UNROLL
+    for (int k = 0; k < LN_CACHE; k++) {
+        int q = threadIdx.x + k * blockDim.x;
+        if (q < nq) wc[k] = ld_piece<VEC>(w + (size_t)q * VEC);
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            aw[k][j] = ab[k][j] = 0.f;
+    }
+    for (int n = n0; n < n1; n++) {
+        S *di = dinp + (size_t)n * C;
+        const S *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+        if (ln_padded(lengths, T, n)) { /* block-uniform: dout 0, dinp 0, no dw, db share */
+            const float zero[VEC] = {};
+            for (int q = threadIdx.x; q < nq; q += blockDim.x)
+                st_piece<VEC>(di + (size_t)q * VEC, pack<VEC, S>(zero));
+            continue;
+        }
+        float mu = mean[n], rs = rstd[n], sum_g = 0.f, sum_gx = 0.f;
+        raw16 xc[LN_CACHE] = {}, gc[LN_CACHE] = {};
+        ROW_UNROLL
+        for (int k = 0; k < LN_CACHE; k++) {
+            int q = threadIdx.x + k * blockDim.x;
+            if (q >= nq) continue;
+            xc[k] = ld_piece<VEC>(x + (size_t)q * VEC);
+            gc[k] = ld_piece<VEC>(dy + (size_t)q * VEC);
+            float xf[VEC], gf[VEC], wf[VEC];
+            unpack<VEC, S>(xf, xc[k]);
+            unpack<VEC, S>(gf, gc[k]);
+            unpack<VEC, S>(wf, wc[k]);
+            ROW_UNROLL
+            for (int j = 0; j < VEC; j++) {
+                float xhat = (xf[j] - mu) * rs, g = gf[j] * wf[j];
+                sum_g += g;
+                sum_gx += g * xhat;
+                aw[k][j] += gf[j] * xhat;
+                ab[k][j] += gf[j];
+            }
+        }
+        float mean_g = block_sum(sum_g, red) / C;
+        float mean_gx = block_sum(sum_gx, red) / C;
+        ROW_UNROLL
+        for (int k = 0; k < LN_CACHE; k++) {
+            int q = threadIdx.x + k * blockDim.x;
+            if (q >= nq) continue;
+            float xf[VEC], gf[VEC], wf[VEC];
+            unpack<VEC, S>(xf, xc[k]);
+            unpack<VEC, S>(gf, gc[k]);
+            unpack<VEC, S>(wf, wc[k]);
+            ROW_UNROLL
+            for (int j = 0; j < VEC; j++) {
+                float xhat = (xf[j] - mu) * rs;
+                xf[j] = (gf[j] * wf[j] - mean_g - xhat * mean_gx) * rs;
+            }
+            st_piece<VEC>(di + (size_t)q * VEC, pack<VEC, S>(xf));
+        }
+    }
+    float *pw = partial + (size_t)blockIdx.x * 2 * C, *pb = pw + C;
+    ROW_UNROLL
+    for (int k = 0; k < LN_CACHE; k++) {
+        int q = threadIdx.x + k * blockDim.x;
+        if (q >= nq) continue;
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++) {
+            pw[q * VEC + j] = aw[k][j];
+            pb[q * VEC + j] = ab[k][j];
+        }
+    }
+}
+
 /* block: 32 columns x LN_DWB_SPLIT warps; warp y sums chunks y, y + SPLIT, ... */
 template <typename S>
 __global__ void layernorm_dwb_finish_kernel(S *dw, S *db, const float *partial, int chunks, int C) {
@@ -193,31 +298,40 @@ __global__ void layernorm_dwb_finish_kernel(S *dw, S *db, const float *partial, 
 
 template <typename S>
 static void cuda_layernorm_forward(void *out, float *mean, float *rstd, const void *inp,
-                                   const void *w, const void *b, int N, int C, float eps) {
+                                   const void *w, const void *b, int N, int C, float eps,
+                                   const int32_t *lengths, int T) {
     if (!N) return;
     constexpr int VEC = row_vec<S>::n;
     if (row_pieces_ok<S>((size_t)C, out, inp, w, b))
         XLMC_LAUNCH((layernorm_forward_kernel<S, VEC>), N, ln_threads(C / VEC), 0, g_cuda.stream)(
-            (S *)out, mean, rstd, (const S *)inp, (const S *)w, (const S *)b, C, eps);
+            (S *)out, mean, rstd, (const S *)inp, (const S *)w, (const S *)b, C, eps, lengths, T);
     else
         XLMC_LAUNCH((layernorm_forward_kernel<S, 1>), N, ln_threads(C), 0, g_cuda.stream)(
-            (S *)out, mean, rstd, (const S *)inp, (const S *)w, (const S *)b, C, eps);
+            (S *)out, mean, rstd, (const S *)inp, (const S *)w, (const S *)b, C, eps, lengths, T);
     cudaLaunchCheck();
 }
 
 template <typename S, int VEC>
 static void layernorm_backward_launch(S *dinp, S *dw, S *db, const S *dout, const S *inp,
                                       const S *w, const float *mean, const float *rstd, int N,
-                                      int C) {
-    XLMC_LAUNCH((layernorm_backward_dinp_kernel<S, VEC>), N, ln_threads(C / VEC), 0,
-                g_cuda.stream)(dinp, dout, inp, w, mean, rstd, C);
-    cudaLaunchCheck();
-    int chunks = (N + LN_DWB_ROWS - 1) / LN_DWB_ROWS;
+                                      int C, const int32_t *lengths, int T) {
+    unsigned threads = ln_threads(C / VEC);
+    bool fused = C / VEC <= LN_CACHE * (int)threads; /* the row in registers: one pass */
+    int rows = fused ? LN_FUSED_ROWS : LN_DWB_ROWS, chunks = (N + rows - 1) / rows;
     float *partial = cuda_scratch((size_t)chunks * 2 * C);
-    dim3 grid(cuda_blocks((size_t)(C / VEC), 32), chunks);
-    XLMC_LAUNCH((layernorm_dwb_partial_kernel<S, VEC>), grid, 32 * LN_DWB_GROUPS, 0,
-                g_cuda.stream)(partial, dout, inp, mean, rstd, N, C);
-    cudaLaunchCheck();
+    if (fused) {
+        XLMC_LAUNCH((layernorm_backward_fused_kernel<S, VEC>), chunks, threads, 0,
+                    g_cuda.stream)(dinp, partial, dout, inp, w, mean, rstd, N, C, lengths, T);
+        cudaLaunchCheck();
+    } else {
+        XLMC_LAUNCH((layernorm_backward_dinp_kernel<S, VEC>), N, threads, 0, g_cuda.stream)(
+            dinp, dout, inp, w, mean, rstd, C, lengths, T);
+        cudaLaunchCheck();
+        dim3 grid(cuda_blocks((size_t)(C / VEC), 32), chunks);
+        XLMC_LAUNCH((layernorm_dwb_partial_kernel<S, VEC>), grid, 32 * LN_DWB_GROUPS, 0,
+                    g_cuda.stream)(partial, dout, inp, mean, rstd, N, C, lengths, T);
+        cudaLaunchCheck();
+    }
     XLMC_LAUNCH(layernorm_dwb_finish_kernel<S>, cuda_blocks(C, 32), 32 * LN_DWB_SPLIT, 0,
                 g_cuda.stream)(dw, db, partial, chunks, C);
     cudaLaunchCheck();
@@ -226,14 +340,16 @@ static void layernorm_backward_launch(S *dinp, S *dw, S *db, const S *dout, cons
 template <typename S>
 static void cuda_layernorm_backward(void *dinp, void *dw, void *db, const void *dout,
                                     const void *inp, const void *w, const float *mean,
-                                    const float *rstd, int N, int C) {
+                                    const float *rstd, int N, int C, const int32_t *lengths,
+                                    int T) {
     if (!N) return;
     if (row_pieces_ok<S>((size_t)C, dinp, dout, inp, w))
         layernorm_backward_launch<S, row_vec<S>::n>((S *)dinp, (S *)dw, (S *)db, (const S *)dout,
-                                                    (const S *)inp, (const S *)w, mean, rstd, N, C);
+                                                    (const S *)inp, (const S *)w, mean, rstd, N, C, lengths, T);
     else
         layernorm_backward_launch<S, 1>((S *)dinp, (S *)dw, (S *)db, (const S *)dout,
-                                        (const S *)inp, (const S *)w, mean, rstd, N, C);
+                                        (const S *)inp, (const S *)w, mean, rstd, N, C,
+                                        lengths, T);
 }
 
 CUDA_EXPORT_OP(layernorm_forward)

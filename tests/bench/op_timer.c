@@ -76,12 +76,14 @@ static void w_embed_b(void *dwte, void *dwpe, void *dwlang, const void *dout, co
           g_inner.embed_backward(dwte, dwpe, dwlang, dout, ids, langs, pos, B, T, C, V, NL));
 }
 static void w_ln_f(void *out, float *mean, float *rstd, const void *inp, const void *w,
-                   const void *b, int N, int C, float eps) {
-    TIMED(T_LN_F, g_inner.layernorm_forward(out, mean, rstd, inp, w, b, N, C, eps));
+                   const void *b, int N, int C, float eps, const int32_t *lengths, int T) {
+    TIMED(T_LN_F, g_inner.layernorm_forward(out, mean, rstd, inp, w, b, N, C, eps, lengths, T));
 }
 static void w_ln_b(void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w,
-                   const float *mean, const float *rstd, int N, int C) {
-    TIMED(T_LN_B, g_inner.layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C));
+                   const float *mean, const float *rstd, int N, int C, const int32_t *lengths,
+                   int T) {
+    TIMED(T_LN_B,
+          g_inner.layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C, lengths, T));
 }
 static void w_mm_f(void *out, const void *inp, const void *w, const void *b, int N, int C, int OC) {
     TIMED(T_MM_F, g_inner.matmul_forward(out, inp, w, b, N, C, OC));

@@ -5,7 +5,7 @@
  * Checked (each can fail): the launch budget of the ops this test names, one call each on
  * small shapes: the fused attention forward 1 kernel and no GEMM, its backward 2 kernels,
  * the embedding backward 6 (sort, row sums, two column-sum stages for positions and two for
- * languages), LayerNorm forward 1 and backward 3, GELU 1, residual 1, dropout 1, dropout with
+ * languages), LayerNorm forward 1 and backward 2, GELU 1, residual 1, dropout 1, dropout with
  * the residual add 1.
  * And the launches and GEMM calls of one training micro-batch (forward, backward, gradient
  * accumulation: a training step up to its grad_summed callback) of a 6-layer model, the
@@ -110,11 +110,11 @@ static void check_op_budgets(const struct ops *o) {
     o->embed_backward(wte, wpe, wl, d, ids, ids, NULL, B, T, C, V, NL);
     count_check("embed_backward", 6);
     count_start();
-    o->layernorm_forward(out, mean, rstd, d, wpe, wpe, B * T, C, 1e-5f);
+    o->layernorm_forward(out, mean, rstd, d, wpe, wpe, B * T, C, 1e-5f, ids, T);
     count_check("layernorm_forward", 1);
     count_start();
-    o->layernorm_backward(q, wpe, wpe, d, out, wpe, mean, rstd, B * T, C);
-    count_check("layernorm_backward", 3);
+    o->layernorm_backward(q, wpe, wpe, d, out, wpe, mean, rstd, B * T, C, ids, T);
+    count_check("layernorm_backward", 2);
     count_start();
     o->gelu_forward(out, d, n);
     count_check("gelu_forward", 1);
@@ -152,8 +152,10 @@ static const char CONFIG[] =
 /* Launches + GEMM calls of one micro-batch reached by issue 14's "fewer, wider kernels"
  * (bias gradients as GEMVs, lin1's bias in the GELU pass, residual adds inside the input-
  * gradient GEMMs): 340 -> 310 with one rank; q, k, v as strided-batched GEMMs and the
- * out-projection and lin2 biases inside dropout_residual: 250. More fails. */
-#define MICRO_BATCH_BUDGET 250
+ * out-projection and lin2 biases inside dropout_residual: 250; the padding mask inside the
+ * LayerNorms' passes: 236; LayerNorm backward's input gradient and dw, db partial sums in one
+ * pass: 223. More fails. */
+#define MICRO_BATCH_BUDGET 223
 
 /* the launches and GEMM calls counted when the step's gradient is summed */
 static unsigned long long g_summed_k, g_summed_g;
