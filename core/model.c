@@ -493,8 +493,7 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
                               &k);
         /* the layer's output with its padding zeroed */
         ops->layernorm_forward(a->h2, a->mean2, a->rstd2, a->r2, param_at(m, W, P_LN2W, l),
-                               param_at(m, W, P_LN2B, l), N, C, mc->layer_norm_eps, pl->lengths,
-                               T);
+                               param_at(m, W, P_LN2B, l), N, C, mc->layer_norm_eps, pl->lengths, T);
         x = a->h2;
     }
     /* A training forward leaves the output bias to the loss op, which also sums its gradient
@@ -650,8 +649,8 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
         const void *x = l ? pl->layers[l - 1].h2 : pl->x0;
         /* g_h = d h2 -> g_r = d r2; the forward's mask of h2 as a zero dout on the padding */
         ops->layernorm_backward(pl->g_r, param_at(m, G, P_LN2W, l), param_at(m, G, P_LN2B, l),
-                                pl->g_h, a->r2, param_at(m, W, P_LN2W, l), a->mean2, a->rstd2, N,
-                                C, pl->lengths, T);
+                                pl->g_h, a->r2, param_at(m, W, P_LN2W, l), a->mean2, a->rstd2, N, C,
+                                pl->lengths, T);
         /* FFN branch: d lin2 out -> d g -> d f1 -> d h1 (branch part) */
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_FFN_OUT(l));
         const void *d = branch_grad(m, pl, pl->g_r, &k);
@@ -663,8 +662,8 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
         ops->matmul_backward_add(pl->g_r, param_at(m, G, P_F1W, l), NULL, pl->g_f, a->h1,
                                  param_at(m, W, P_F1W, l), N, C, F);
         ops->layernorm_backward(pl->g_h, param_at(m, G, P_LN1W, l), param_at(m, G, P_LN1B, l),
-                                pl->g_r, a->r1, param_at(m, W, P_LN1W, l), a->mean1, a->rstd1, N,
-                                C, NULL, T); /* d r1 */
+                                pl->g_r, a->r1, param_at(m, W, P_LN1W, l), a->mean1, a->rstd1, N, C,
+                                NULL, T); /* d r1 */
         /* attention branch */
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_OUT(l));
         d = branch_grad(m, pl, pl->g_h, &k);

@@ -107,10 +107,10 @@ struct ops_tensor_list {
       (dwte, dwpe, dwlang, dout, ids, langs, pos, B, T, C, V, NL))                                 \
                                                                                                    \
     /* ---- LayerNorm over the last dim, fp32 statistics ----                                      \
-     * out (N,C), mean (N), rstd (N) fp32 saved for backward, inp (N,C), w (C), b (C).            \
-     * lengths (N/T) int32 or NULL: rows n with n % T >= lengths[n / T] are padding, what         \
-     * mask_padding zeroes: the forward writes 0 there (statistics still saved), the backward     \
-     * takes their dout as 0 (dinp 0, nothing added to dw, db); the mask rides in the pass. */    \
+     * out (N,C), mean (N), rstd (N) fp32 saved for backward, inp (N,C), w (C), b (C).             \
+     * lengths (N/T) int32 or NULL: rows n with n % T >= lengths[n / T] are padding, what          \
+     * mask_padding zeroes: the forward writes 0 there (statistics still saved), the backward      \
+     * takes their dout as 0 (dinp 0, nothing added to dw, db); the mask rides in the pass. */     \
     X(layernorm_forward,                                                                           \
       (void *out, float *mean, float *rstd, const void *inp, const void *w, const void *b, int N,  \
        int C, float eps, const int32_t *lengths, int T),                                           \

@@ -137,10 +137,8 @@ static void check_layernorm(struct st_ctx *c, const struct op_case *row) {
     struct tpair dout = tp_random(c, T_STORAGE, (size_t)N * C, -1, 1);
     struct tpair dinp = tp_new(c, T_STORAGE, (size_t)N * C, NULL);
     struct tpair dw = tp_random(c, T_STORAGE, C, -1, 1), db = tp_random(c, T_STORAGE, C, -1, 1);
-    c->ref->layernorm_backward(dinp.r, dw.r, db.r, dout.r, inp.r, w.r, mean.r, rstd.r, N, C, lr,
-                               T);
-    c->dev->layernorm_backward(dinp.d, dw.d, db.d, dout.d, inp.d, w.d, mean.d, rstd.d, N, C, ld,
-                               T);
+    c->ref->layernorm_backward(dinp.r, dw.r, db.r, dout.r, inp.r, w.r, mean.r, rstd.r, N, C, lr, T);
+    c->dev->layernorm_backward(dinp.d, dw.d, db.d, dout.d, inp.d, w.d, mean.d, rstd.d, N, C, ld, T);
     CHECK(dinp, "dinp");
     CHECK(dw, "dw");
     CHECK(db, "db");

@@ -65,9 +65,9 @@ CPU_HOT void cpu_layernorm_forward(const struct cpu_ctx *ctx, void *out_, float 
  * parameter gradients do not depend on the thread count. */
 #define LN_BLOCK 32
 
-/* dinp (N,C) overwritten, dw (C) +=, db (C) +=; padded rows: dout taken as 0. One pass over the rows: each block of LN_BLOCK
- * rows writes its dinp rows and its partial dw, db while the rows are in cache; the partials
- * are then summed in block order (deterministic, no race). */
+/* dinp (N,C) overwritten, dw (C) +=, db (C) +=; padded rows: dout taken as 0. One pass over the
+ * rows: each block of LN_BLOCK rows writes its dinp rows and its partial dw, db while the rows are
+ * in cache; the partials are then summed in block order (deterministic, no race). */
 CPU_HOT void cpu_layernorm_backward(const struct cpu_ctx *ctx, void *dinp_, void *dw_, void *db_,
                                     const void *dout_, const void *inp_, const void *w_,
                                     const float *mean, const float *rstd, int N, int C,

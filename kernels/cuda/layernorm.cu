@@ -187,19 +187,18 @@ __global__ void __launch_bounds__(32 * LN_DWB_GROUPS)
 
 /* dinp and the dw, db partial sums in one pass, for rows whose pieces all fit in the
  * registers (C / VEC <= LN_CACHE x blockDim.x): block y takes rows [R y, R y + R), R =
- * LN_FUSED_ROWS, one after the other (the dinp kernel's arithmetic per row), and each thread keeps, for the columns of
- * its cached pieces, the running sums of dout * xhat and dout over the block's rows in
- * registers; it writes them to partial (chunks, 2C) as the partial kernel does, so one finish
- * follows. A launch and a second read of dout and inp fewer than dinp + partial. */
+ * LN_FUSED_ROWS, one after the other (the dinp kernel's arithmetic per row), and each thread keeps,
+ * for the columns of its cached pieces, the running sums of dout * xhat and dout over the block's
+ * rows in registers; it writes them to partial (chunks, 2C) as the partial kernel does, so one
+ * finish follows. A launch and a second read of dout and inp fewer than dinp + partial. */
 #define LN_FUSED_ROWS 16 /* short: the rows of a block are sequential, and more blocks hide it */
 template <typename S, int VEC>
 __global__ void __launch_bounds__(128)
     layernorm_backward_fused_kernel(S *dinp, float *partial, const S *dout, const S *inp,
-                                    const S *w, const float *mean, const float *rstd, int N,
-                                    int C, const int32_t *lengths, int T) {
+                                    const S *w, const float *mean, const float *rstd, int N, int C,
+                                    const int32_t *lengths, int T) {
     __shared__ float red[32];
-    int nq = C / VEC, n0 = blockIdx.x * LN_FUSED_ROWS,
-        n1 = min(N, n0 + LN_FUSED_ROWS);
+    int nq = C / VEC, n0 = blockIdx.x * LN_FUSED_ROWS, n1 = min(N, n0 + LN_FUSED_ROWS);
     float aw[LN_CACHE][VEC], ab[LN_CACHE][VEC];
     raw16 wc[LN_CACHE] = {};
     ROW_UNROLL
@@ -324,8 +323,8 @@ static void layernorm_backward_launch(S *dinp, S *dw, S *db, const S *dout, cons
                     g_cuda.stream)(dinp, partial, dout, inp, w, mean, rstd, N, C, lengths, T);
         cudaLaunchCheck();
     } else {
-        XLMC_LAUNCH((layernorm_backward_dinp_kernel<S, VEC>), N, threads, 0, g_cuda.stream)(
-            dinp, dout, inp, w, mean, rstd, C, lengths, T);
+        XLMC_LAUNCH((layernorm_backward_dinp_kernel<S, VEC>), N, threads, 0,
+                    g_cuda.stream)(dinp, dout, inp, w, mean, rstd, C, lengths, T);
         cudaLaunchCheck();
         dim3 grid(cuda_blocks((size_t)(C / VEC), 32), chunks);
         XLMC_LAUNCH((layernorm_dwb_partial_kernel<S, VEC>), grid, 32 * LN_DWB_GROUPS, 0,
@@ -345,11 +344,11 @@ static void cuda_layernorm_backward(void *dinp, void *dw, void *db, const void *
     if (!N) return;
     if (row_pieces_ok<S>((size_t)C, dinp, dout, inp, w))
         layernorm_backward_launch<S, row_vec<S>::n>((S *)dinp, (S *)dw, (S *)db, (const S *)dout,
-                                                    (const S *)inp, (const S *)w, mean, rstd, N, C, lengths, T);
+                                                    (const S *)inp, (const S *)w, mean, rstd, N, C,
+                                                    lengths, T);
     else
         layernorm_backward_launch<S, 1>((S *)dinp, (S *)dw, (S *)db, (const S *)dout,
-                                        (const S *)inp, (const S *)w, mean, rstd, N, C,
-                                        lengths, T);
+                                        (const S *)inp, (const S *)w, mean, rstd, N, C, lengths, T);
 }
 
 CUDA_EXPORT_OP(layernorm_forward)
