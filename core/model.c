@@ -478,22 +478,23 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
         ops->attention_forward(a->y, a->lse, a->q, a->k, a->v, att_len, B, T, C, NH, pl->p_attn,
                                &k);
-        /* the out-projection's and lin2's biases ride in dropout_residual's pass */
+        /* the out-projection's and lin2's biases ride in the residual + LayerNorm pass */
         ops->matmul_forward(a->r1, a->y, param_at(m, W, P_OW, l), NULL, N, C, C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_OUT(l));
-        ops->dropout_residual(a->r1, x, a->r1, param_at(m, W, P_OB, l), B, T, C, pl->p_hidden, &k);
-        ops->layernorm_forward(a->h1, a->mean1, a->rstd1, a->r1, param_at(m, W, P_LN1W, l),
-                               param_at(m, W, P_LN1B, l), N, C, mc->layer_norm_eps, NULL, T);
+        ops->residual_layernorm_forward(a->h1, a->mean1, a->rstd1, a->r1, x, a->r1,
+                                        param_at(m, W, P_OB, l), param_at(m, W, P_LN1W, l),
+                                        param_at(m, W, P_LN1B, l), B, T, C, mc->layer_norm_eps,
+                                        NULL, pl->p_hidden, &k);
         /* f1 holds lin1's output before its bias: the bias rides in the GELU's pass */
         ops->matmul_forward(a->f1, a->h1, param_at(m, W, P_F1W, l), NULL, N, C, F);
         ops->bias_gelu_forward(a->g, a->f1, param_at(m, W, P_F1B, l), N, F);
         ops->matmul_forward(a->r2, a->g, param_at(m, W, P_F2W, l), NULL, N, F, C);
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_FFN_OUT(l));
-        ops->dropout_residual(a->r2, a->h1, a->r2, param_at(m, W, P_F2B, l), B, T, C, pl->p_hidden,
-                              &k);
         /* the layer's output with its padding zeroed */
-        ops->layernorm_forward(a->h2, a->mean2, a->rstd2, a->r2, param_at(m, W, P_LN2W, l),
-                               param_at(m, W, P_LN2B, l), N, C, mc->layer_norm_eps, pl->lengths, T);
+        ops->residual_layernorm_forward(a->h2, a->mean2, a->rstd2, a->r2, a->h1, a->r2,
+                                        param_at(m, W, P_F2B, l), param_at(m, W, P_LN2W, l),
+                                        param_at(m, W, P_LN2B, l), B, T, C, mc->layer_norm_eps,
+                                        pl->lengths, pl->p_hidden, &k);
         x = a->h2;
     }
     /* A training forward leaves the output bias to the loss op, which also sums its gradient

@@ -115,6 +115,14 @@ struct ops_tensor_list {
       (void *out, float *mean, float *rstd, const void *inp, const void *w, const void *b, int N,  \
        int C, float eps, const int32_t *lengths, int T),                                           \
       (out, mean, rstd, inp, w, b, N, C, eps, lengths, T))                                         \
+    /* r (B,T,C) = res + dropout(x + bias) exactly as dropout_residual stores it (r may be x),     \
+     * then out, mean, rstd = layernorm_forward(r, w, b, B T, C, eps, lengths, T): the two ops     \
+     * in one pass over the rows where the backend can (the residual branches of a layer). */      \
+    X(residual_layernorm_forward,                                                                  \
+      (void *out, float *mean, float *rstd, void *r, const void *res, const void *x,               \
+       const void *bias, const void *w, const void *b, int B, int T, int C, float eps,             \
+       const int32_t *lengths, float p, const struct dropout_key *key),                            \
+      (out, mean, rstd, r, res, x, bias, w, b, B, T, C, eps, lengths, p, key))                     \
     /* dinp (N,C) overwritten, dw (C) +=, db (C) += */                                             \
     X(layernorm_backward,                                                                          \
       (void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w,           \

@@ -147,6 +147,47 @@ static void check_layernorm(struct st_ctx *c, const struct op_case *row) {
         tp_free(c, all[i]);
 }
 
+static const struct out_tol RESLN_TOL[] = {{"r", {1e-6, 1e-6}, {1e-3, 1e-3}},
+                                           {"out", {1e-5, 1e-5}, {4e-3, 4e-3}},
+                                           {"mean", {1e-6, 1e-5}, {1e-6, 1e-5}},
+                                           {"rstd", {1e-6, 1e-5}, {1e-6, 1e-5}},
+                                           {NULL}};
+
+/* residual_layernorm_forward: r = res + dropout(x + bias) then LayerNorm, in turn with dropout
+ * and a bias, in place (r is x), and without either; variant 1 with padded rows (T = d[2]) */
+static void check_residual_layernorm(struct st_ctx *c, const struct op_case *row) {
+    int N = row->d[0], C = row->d[1], T = row->variant ? row->d[2] : 1, B = N / T;
+    st_begin(c, "residual + layernorm", row->variant ? "N=%d C=%d T=%d padded" : "N=%d C=%d", N, C,
+             T, 0);
+    struct tpair len = tp_ints(c, row->variant ? (size_t)B : 1, 0, T);
+    const int32_t *lr = row->variant ? len.r : NULL, *ld = row->variant ? len.d : NULL;
+    struct tpair x = tp_random(c, T_STORAGE, (size_t)N * C, -2, 2);
+    struct tpair res = tp_random(c, T_STORAGE, (size_t)N * C, -2, 2);
+    struct tpair bias = tp_random(c, T_STORAGE, C, -1, 1);
+    struct tpair w = tp_random(c, T_STORAGE, C, 0.5f, 1.5f), b = tp_random(c, T_STORAGE, C, -1, 1);
+    struct tpair r = tp_new(c, T_STORAGE, (size_t)N * C, NULL);
+    struct tpair out = tp_new(c, T_STORAGE, (size_t)N * C, NULL);
+    struct tpair mean = tp_new(c, T_F32, N, NULL), rstd = tp_new(c, T_F32, N, NULL);
+    struct dropout_key key = {123456789ull, 5, 3, DROPOUT_TENSOR_ATTN_OUT(1)};
+    for (int k = 0; k < 3; k++) {
+        float p = k == 2 ? 0.f : 0.1f;
+        const void *br = k == 2 ? NULL : bias.r, *bd = k == 2 ? NULL : bias.d;
+        /* k 1: in place, as the model calls it (r is the GEMM's output x) */
+        struct tpair *dst = k == 1 ? &x : &r;
+        c->ref->residual_layernorm_forward(out.r, mean.r, rstd.r, dst->r, res.r, x.r, br, w.r, b.r,
+                                           B, T, C, 1e-5f, lr, p, &key);
+        c->dev->residual_layernorm_forward(out.d, mean.d, rstd.d, dst->d, res.d, x.d, bd, w.d, b.d,
+                                           B, T, C, 1e-5f, ld, p, &key);
+        CHECK(*dst, "r");
+        CHECK(out, "out");
+        CHECK(mean, "mean");
+        CHECK(rstd, "rstd");
+    }
+    struct tpair *all[] = {&len, &x, &res, &bias, &w, &b, &r, &out, &mean, &rstd};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tp_free(c, all[i]);
+}
+
 static const struct out_tol MATMUL_TOL[] = {{"out", {1e-4, 1e-4}, {2e-2, 4e-3}},
                                             {"dinp", {1e-4, 1e-4}, {2e-2, 4e-3}},
                                             {"dw", {1e-4, 1e-4}, {2e-2, 4e-3}},
@@ -562,6 +603,11 @@ static const struct op_case OP_CASES[] = {
     {check_layernorm, LAYERNORM_TOL, {2, 601}, 0, 0, 0},           /* the same, scalar */
     {check_layernorm, LAYERNORM_TOL, {260, 24, 13}, 0, 0, 1},      /* N C T, padded rows */
     {check_layernorm, LAYERNORM_TOL, {6, 77, 3}, 0, 0, 1},         /* the same, scalar */
+    {check_residual_layernorm, RESLN_TOL, {64, 1024}, 0, 0, 0},    /* N C: the model's rows */
+    {check_residual_layernorm, RESLN_TOL, {9, 77}, 0, 0, 0},       /* C odd: scalar, no 4-groups */
+    {check_residual_layernorm, RESLN_TOL, {2, 4104}, 0, 0, 0},     /* rows past the registers */
+    {check_residual_layernorm, RESLN_TOL, {2, 601}, 0, 0, 0},      /* the same, scalar */
+    {check_residual_layernorm, RESLN_TOL, {260, 24, 13}, 0, 0, 1}, /* N C T, padded rows */
     {check_matmul, MATMUL_TOL, {37, 48, 40, 1}, 0, 0, 0},          /* N C OC bias */
     {check_matmul, MATMUL_TOL, {5, 33, 17, 0}, 0, 0, 0},           /* */
     {check_matmul, MATMUL_TOL, {260, 16, 24, 1}, 0, 0, 0},         /* */

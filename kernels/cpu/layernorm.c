@@ -137,3 +137,13 @@ CPU_HOT void cpu_layernorm_backward(const struct cpu_ctx *ctx, void *dinp_, void
     }
     free(partial);
 }
+
+/* dropout_residual then layernorm_forward: the reference the fused backends match */
+void cpu_residual_layernorm_forward(const struct cpu_ctx *ctx, void *out, float *mean, float *rstd,
+                                    void *r, const void *res, const void *x, const void *bias,
+                                    const void *w, const void *b, int B, int T, int C, float eps,
+                                    const int32_t *lengths, float p,
+                                    const struct dropout_key *key) {
+    cpu_dropout_residual(ctx, r, res, x, bias, B, T, C, p, key);
+    cpu_layernorm_forward(ctx, out, mean, rstd, r, w, b, B * T, C, eps, lengths, T);
+}

@@ -16,15 +16,71 @@ __device__ __forceinline__ bool ln_padded(const int32_t *lengths, int T, size_t 
     return lengths && (int)(n % T) >= lengths[n / T];
 }
 
-// one block per row: out (N,C), mean/rstd (N), inp (N,C), w/b (C); padded rows of out 0
+/* What the residual + LayerNorm forward computes in front of the LayerNorm, in the same pass:
+ * r = res + dropout(x + bias), as dropout_residual_kernel (pointwise.cu) computes and rounds
+ * it, element by element the same Philox bits; r may be x. */
+template <typename S>
+struct ln_residual {
+    S *r;
+    const S *res, *bias; /* (N,C); (C) or NULL */
+    float scale;         /* 1/(1-p) */
+    uint32_t threshold;  /* 0: no dropout */
+    uint64_t seed, step;
+    uint32_t row0, tensor;
+};
+
+/* piece q of row `row` of r, computed from x, res and bias, stored to r and returned */
 template <typename S, int VEC>
+__device__ __forceinline__ raw16 ln_residual_piece(const ln_residual<S> &a, const S *x, size_t row,
+                                                   int T, int C, int q) {
+    size_t at = row * C + (size_t)q * VEC;
+    float f[VEC], rv[VEC], bv[VEC] = {};
+    unpack<VEC, S>(f, ld_piece<VEC>(x + at));
+    unpack<VEC, S>(rv, ld_piece<VEC>(a.res + at));
+    if (a.bias) unpack<VEC, S>(bv, ld_piece<VEC>(a.bias + (size_t)q * VEC));
+    uint64_t e0 = (uint64_t)(row % T) * (uint64_t)C + (uint64_t)q * VEC;
+    uint32_t seq = a.row0 + (uint32_t)(row / T);
+    ROW_UNROLL
+    for (int j0 = 0; j0 < VEC; j0 += 4) {
+        /* one Philox call per 4 elements when they are one call's words, as in dropout_keep */
+        bool group = VEC >= 4 && a.threshold && (e0 + j0) % 4 == 0;
+        struct philox4 p = {{0u, 0u, 0u, 0u}};
+        if (group)
+            p = philox4x32_10((uint32_t)((e0 + j0) >> 2), seq, a.tensor, (uint32_t)a.step,
+                              (uint32_t)a.seed, (uint32_t)(a.seed >> 32));
+        ROW_UNROLL
+        for (int j = j0; j < j0 + 4 && j < VEC; j++) {
+            float v = f[j] + bv[j];
+            if (a.threshold) {
+                int keep = group ? p.v[j - j0] >= a.threshold
+                                 : dropout_keep(a.seed, a.step, seq, a.tensor, e0 + j, a.threshold);
+                S t;
+                st(&t, keep ? v * a.scale : 0.f);
+                v = ld(&t);
+            }
+            f[j] = rv[j] + v;
+        }
+    }
+    raw16 r = pack<VEC, S>(f);
+    st_piece<VEC>(a.r + at, r);
+    return r;
+}
+
+// one block per row: out (N,C), mean/rstd (N), inp (N,C), w/b (C); padded rows of out 0.
+// RES: the row is first r = res + dropout(inp + bias) (ra), stored to ra.r, then normalized.
+template <typename S, int VEC, bool RES>
 __global__ void layernorm_forward_kernel(S *out, float *mean, float *rstd, const S *inp, const S *w,
                                          const S *b, int C, float eps, const int32_t *lengths,
-                                         int T) {
+                                         int T, ln_residual<S> ra) {
     __shared__ float red[32];
-    const S *x = inp + (size_t)blockIdx.x * C;
-    S *y = out + (size_t)blockIdx.x * C;
-    auto load = [&](int q) { return ld_piece<VEC>(x + (size_t)q * VEC); };
+    size_t row = blockIdx.x;
+    const S *x = RES ? ra.r + row * C : inp + row * C;
+    S *y = out + row * C;
+    bool first = true; /* RES: the first pass computes r, later ones read it back */
+    auto load = [&](int q) {
+        if (RES && first) return ln_residual_piece<S, VEC>(ra, inp, row, T, C, q);
+        return ld_piece<VEC>(x + (size_t)q * VEC);
+    };
     raw16 cache[LN_CACHE] = {};
     float s = 0.f;
     row_pass<LN_CACHE, true>(cache, C / VEC, load, [&](int, raw16 r) {
@@ -34,6 +90,7 @@ __global__ void layernorm_forward_kernel(S *out, float *mean, float *rstd, const
         for (int j = 0; j < VEC; j++)
             s += f[j];
     });
+    first = false;
     float mu = block_sum(s, red) / C;
     /* two passes: the centred sum of squares does not cancel like E[x^2] - E[x]^2 */
     float ss = 0.f;
@@ -47,7 +104,7 @@ __global__ void layernorm_forward_kernel(S *out, float *mean, float *rstd, const
         }
     });
     float rs = rsqrtf(block_sum(ss, red) / C + eps);
-    bool pad = ln_padded(lengths, T, blockIdx.x);
+    bool pad = ln_padded(lengths, T, row);
     row_pass<LN_CACHE, false>(cache, C / VEC, load, [&](int q, raw16 r) {
         float f[VEC], wf[VEC], bf[VEC];
         unpack<VEC, S>(f, r);
@@ -59,8 +116,8 @@ __global__ void layernorm_forward_kernel(S *out, float *mean, float *rstd, const
         st_piece<VEC>(y + (size_t)q * VEC, pack<VEC, S>(f));
     });
     if (threadIdx.x == 0) {
-        mean[blockIdx.x] = mu;
-        rstd[blockIdx.x] = rs;
+        mean[row] = mu;
+        rstd[row] = rs;
     }
 }
 
@@ -295,19 +352,53 @@ __global__ void layernorm_dwb_finish_kernel(S *dw, S *db, const float *partial, 
     st(db + c, ld(db + c) + ab);
 }
 
+template <typename S, bool RES>
+static void layernorm_forward_launch(S *out, float *mean, float *rstd, const S *inp, const S *w,
+                                     const S *b, int N, int C, float eps, const int32_t *lengths,
+                                     int T, const ln_residual<S> &ra) {
+    constexpr int VEC = row_vec<S>::n;
+    if (row_pieces_ok<S>((size_t)C, out, inp, w, b) &&
+        row_pieces_ok<S>((size_t)C, ra.r, ra.res, ra.bias))
+        XLMC_LAUNCH((layernorm_forward_kernel<S, VEC, RES>), N, ln_threads(C / VEC), 0,
+                    g_cuda.stream)(out, mean, rstd, inp, w, b, C, eps, lengths, T, ra);
+    else
+        XLMC_LAUNCH((layernorm_forward_kernel<S, 1, RES>), N, ln_threads(C), 0,
+                    g_cuda.stream)(out, mean, rstd, inp, w, b, C, eps, lengths, T, ra);
+    cudaLaunchCheck();
+}
+
 template <typename S>
 static void cuda_layernorm_forward(void *out, float *mean, float *rstd, const void *inp,
                                    const void *w, const void *b, int N, int C, float eps,
                                    const int32_t *lengths, int T) {
     if (!N) return;
-    constexpr int VEC = row_vec<S>::n;
-    if (row_pieces_ok<S>((size_t)C, out, inp, w, b))
-        XLMC_LAUNCH((layernorm_forward_kernel<S, VEC>), N, ln_threads(C / VEC), 0, g_cuda.stream)(
-            (S *)out, mean, rstd, (const S *)inp, (const S *)w, (const S *)b, C, eps, lengths, T);
-    else
-        XLMC_LAUNCH((layernorm_forward_kernel<S, 1>), N, ln_threads(C), 0, g_cuda.stream)(
-            (S *)out, mean, rstd, (const S *)inp, (const S *)w, (const S *)b, C, eps, lengths, T);
-    cudaLaunchCheck();
+    ln_residual<S> none = {};
+    layernorm_forward_launch<S, false>((S *)out, mean, rstd, (const S *)inp, (const S *)w,
+                                       (const S *)b, N, C, eps, lengths, T, none);
+}
+
+/* dropout_residual then layernorm_forward in one pass over the rows: r is read once, for the
+ * statistics, from registers (rows up to LN_CACHE pieces per thread) */
+template <typename S>
+static void cuda_residual_layernorm_forward(void *out, float *mean, float *rstd, void *r,
+                                            const void *res, const void *x, const void *bias,
+                                            const void *w, const void *b, int B, int T, int C,
+                                            float eps, const int32_t *lengths, float p,
+                                            const struct dropout_key *key) {
+    int N = B * T;
+    if (!N) return;
+    int drop = p > 0.f;
+    ln_residual<S> ra = {(S *)r,
+                         (const S *)res,
+                         (const S *)bias,
+                         drop ? 1.f / (1.f - p) : 1.f,
+                         drop ? dropout_threshold(p) : 0u,
+                         drop ? key->seed : 0,
+                         drop ? key->step : 0,
+                         drop ? key->row0 : 0,
+                         drop ? key->tensor : 0};
+    layernorm_forward_launch<S, true>((S *)out, mean, rstd, (const S *)x, (const S *)w,
+                                      (const S *)b, N, C, eps, lengths, T, ra);
 }
 
 template <typename S, int VEC>
@@ -352,4 +443,5 @@ static void cuda_layernorm_backward(void *dinp, void *dw, void *db, const void *
 }
 
 CUDA_EXPORT_OP(layernorm_forward)
+CUDA_EXPORT_OP(residual_layernorm_forward)
 CUDA_EXPORT_OP(layernorm_backward)
