@@ -289,18 +289,21 @@ __global__ void __launch_bounds__(128)
                                     int N, int C, const int32_t *lengths, int T, ln_drop dd,
                                     ln_drop di) {
     __shared__ float red[32];
+    /* the next bias's sums in shared memory, each thread's own columns (element j of its k-th
+     * piece at (k VEC + j) 128 + thread: no bank conflicts): in registers they would cost a
+     * block per SM (200 registers a thread instead of 163 at VEC 8) */
+    __shared__ float bsum[SETS > 2 ? LN_CACHE * VEC * 128 : 1];
     int nq = C / VEC, n0 = blockIdx.x * LN_FUSED_ROWS, n1 = min(N, n0 + LN_FUSED_ROWS);
-    float acc[SETS][LN_CACHE][VEC];
+    float acc[2][LN_CACHE][VEC];
     raw16 wc[LN_CACHE] = {};
     ROW_UNROLL
     for (int k = 0; k < LN_CACHE; k++) {
         int q = threadIdx.x + k * blockDim.x;
         if (q < nq) wc[k] = ld_piece<VEC>(w + (size_t)q * VEC);
         ROW_UNROLL
-        for (int s = 0; s < SETS; s++) {
-            ROW_UNROLL
-            for (int j = 0; j < VEC; j++)
-                acc[s][k][j] = 0.f;
+        for (int j = 0; j < VEC; j++) {
+            acc[0][k][j] = acc[1][k][j] = 0.f;
+            if (SETS > 2) bsum[(k * VEC + j) * 128 + threadIdx.x] = 0.f;
         }
     }
     for (int n = n0; n < n1; n++) {
@@ -354,7 +357,7 @@ __global__ void __launch_bounds__(128)
             if (SETS > 2) {
                 ROW_UNROLL
                 for (int j = 0; j < VEC; j++)
-                    acc[SETS - 1][k][j] += gf[j];
+                    bsum[(k * VEC + j) * 128 + threadIdx.x] += gf[j];
             }
         }
     }
@@ -363,10 +366,12 @@ __global__ void __launch_bounds__(128)
         int q = threadIdx.x + k * blockDim.x;
         if (q >= nq) continue;
         ROW_UNROLL
-        for (int s = 0; s < SETS; s++) {
-            ROW_UNROLL
-            for (int j = 0; j < VEC; j++)
-                partial[((size_t)blockIdx.x * SETS + s) * C + q * VEC + j] = acc[s][k][j];
+        for (int j = 0; j < VEC; j++) {
+            partial[(size_t)blockIdx.x * SETS * C + q * VEC + j] = acc[0][k][j];
+            partial[((size_t)blockIdx.x * SETS + 1) * C + q * VEC + j] = acc[1][k][j];
+            if (SETS > 2)
+                partial[((size_t)blockIdx.x * SETS + 2) * C + q * VEC + j] =
+                    bsum[(k * VEC + j) * 128 + threadIdx.x];
         }
     }
 }
