@@ -56,7 +56,8 @@ struct dropout_key {
 /* What a LayerNorm backward may also do in its own pass over the rows (layernorm_backward's
  * `extra`; NULL: none of it). A pre-LN block's LayerNorm backward reads and writes the rows
  * that the residual branch's dropout backward and the next linear layer's bias gradient would
- * otherwise each read again in a launch of their own. */
+ * otherwise each read again in a launch of their own. The masks are those of `dropout` on the
+ * (N/T, T, C) tensor: row n is position n % T of global row key->row0 + n / T. */
 struct ln_backward_extra {
     float p; /* dropout probability of the masks below (0: none) */
     /* non-NULL (and p > 0): dout is taken as dropout(dout) under this key, rounded to storage
