@@ -593,15 +593,16 @@ float model_forward_train(struct model *m, const struct batch *b, uint64_t seed,
 
 /* ---------------------------------------------------------------- backward */
 
-/* d_branch = dropout(d) for a residual branch, into the temp buffer; the residual path keeps d
- * itself. */
-static const void *branch_grad(struct model *m, struct model_plan *pl, const void *d,
-                               const struct dropout_key *k) {
-    if (pl->p_hidden <= 0.0f) return d;
-    const struct ops *ops = m->ops;
-    int C = m->cfg.model.dim;
-    ops->dropout_residual(pl->g_t, NULL, d, NULL, pl->B, pl->T, C, pl->p_hidden, k);
-    return pl->g_t;
+/* The LayerNorm backward at the top of a residual branch also gives the branch's gradient,
+ * dropout(d) into the temp buffer (the residual path keeps d itself; no dropout: d), and the
+ * bias gradient of the branch's last linear layer dbias, in its own pass (see struct
+ * ln_backward_extra). *branch: where the branch's gradient is. */
+static struct ln_backward_extra branch_extra(struct model_plan *pl, const struct dropout_key *k,
+                                             void *dbias, void *d, const void **branch) {
+    int drop = pl->p_hidden > 0.0f;
+    struct ln_backward_extra x = {pl->p_hidden, NULL, drop ? pl->g_t : NULL, k, dbias};
+    *branch = drop ? pl->g_t : d;
+    return x;
 }
 
 int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64_t step,
@@ -648,27 +649,30 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
     for (int l = pl->L - 1; l >= 0; l--) {
         struct layer_acts *a = &pl->layers[l];
         const void *x = l ? pl->layers[l - 1].h2 : pl->x0;
-        /* g_h = d h2 -> g_r = d r2; the forward's mask of h2 as a zero dout on the padding */
+        /* g_h = d h2 -> g_r = d r2; the forward's mask of h2 as a zero dout on the padding; in
+         * the same pass the FFN branch's gradient d (dropout of g_r) and lin2's bias gradient */
+        const void *d;
+        k = dkey(seed, step, b->row0, DROPOUT_TENSOR_FFN_OUT(l));
+        struct ln_backward_extra ex = branch_extra(pl, &k, param_at(m, G, P_F2B, l), pl->g_r, &d);
         ops->layernorm_backward(pl->g_r, param_at(m, G, P_LN2W, l), param_at(m, G, P_LN2B, l),
                                 pl->g_h, a->r2, param_at(m, W, P_LN2W, l), a->mean2, a->rstd2, N, C,
-                                pl->lengths, T);
+                                pl->lengths, T, &ex);
         /* FFN branch: d lin2 out -> d g -> d f1 -> d h1 (branch part) */
-        k = dkey(seed, step, b->row0, DROPOUT_TENSOR_FFN_OUT(l));
-        const void *d = branch_grad(m, pl, pl->g_r, &k);
-        ops->matmul_backward(pl->g_f, param_at(m, G, P_F2W, l), param_at(m, G, P_F2B, l), d, a->g,
+        ops->matmul_backward(pl->g_f, param_at(m, G, P_F2W, l), NULL, d, a->g,
                              param_at(m, W, P_F2W, l), N, F, C);
         ops->bias_gelu_backward(pl->g_f, param_at(m, G, P_F1B, l), pl->g_f, a->f1,
                                 param_at(m, W, P_F1B, l), N, F);
         /* g_r += lin1's input gradient: d h1 (the residual path's share already there) */
         ops->matmul_backward_add(pl->g_r, param_at(m, G, P_F1W, l), NULL, pl->g_f, a->h1,
                                  param_at(m, W, P_F1W, l), N, C, F);
+        /* d r1, with the attention branch's gradient and the out-projection's bias gradient */
+        k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_OUT(l));
+        ex = branch_extra(pl, &k, param_at(m, G, P_OB, l), pl->g_h, &d);
         ops->layernorm_backward(pl->g_h, param_at(m, G, P_LN1W, l), param_at(m, G, P_LN1B, l),
                                 pl->g_r, a->r1, param_at(m, W, P_LN1W, l), a->mean1, a->rstd1, N, C,
-                                NULL, T); /* d r1 */
+                                NULL, T, &ex);
         /* attention branch */
-        k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_OUT(l));
-        d = branch_grad(m, pl, pl->g_h, &k);
-        ops->matmul_backward(pl->g_r, param_at(m, G, P_OW, l), param_at(m, G, P_OB, l), d, a->y,
+        ops->matmul_backward(pl->g_r, param_at(m, G, P_OW, l), NULL, d, a->y,
                              param_at(m, W, P_OW, l), N, C, C); /* d y */
         k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
         ops->attention_backward(pl->g_q, pl->g_k, pl->g_v, pl->g_r, a->y, a->lse, a->q, a->k, a->v,
@@ -680,13 +684,13 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
                                          qkv_stride(m), (size_t)N * C);
         if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, l);
     }
-    /* embeddings: dropout, mask (in the LayerNorm's backward: it commutes with dropout),
-     * LayerNorm, lookup */
+    /* embeddings: dropout and mask (both in the LayerNorm's backward pass: the mask commutes
+     * with dropout), LayerNorm, lookup */
     k = dkey(seed, step, b->row0, DROPOUT_TENSOR_EMB);
-    ops->dropout(pl->g_h, B, T, C, pl->p_hidden, &k);
+    struct ln_backward_extra ex = {pl->p_hidden, &k, NULL, NULL, NULL};
     ops->layernorm_backward(pl->g_r, param_at(m, G, P_LNE_W, 0), param_at(m, G, P_LNE_B, 0),
                             pl->g_h, pl->emb, param_at(m, W, P_LNE_W, 0), pl->mean0, pl->rstd0, N,
-                            C, pl->lengths, T);
+                            C, pl->lengths, T, &ex);
     ops->embed_backward(param_at(m, G, P_WTE, 0), param_at(m, G, P_WPE, 0),
                         m->params[P_WLANG].numel ? param_at(m, G, P_WLANG, 0) : NULL, pl->g_r,
                         pl->ids, pl->langs, pl->has_positions ? pl->positions : NULL, B, T, C, V,

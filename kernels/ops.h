@@ -53,6 +53,28 @@ struct dropout_key {
 #define DROPOUT_TENSOR_ATTN_OUT(l) (2u + 3u * (uint32_t)(l))
 #define DROPOUT_TENSOR_FFN_OUT(l) (3u + 3u * (uint32_t)(l))
 
+/* What a LayerNorm backward may also do in its own pass over the rows (layernorm_backward's
+ * `extra`; NULL: none of it). A pre-LN block's LayerNorm backward reads and writes the rows
+ * that the residual branch's dropout backward and the next linear layer's bias gradient would
+ * otherwise each read again in a launch of their own. The masks are those of `dropout` on the
+ * (N/T, T, C) tensor: row n is position n % T of global row key->row0 + n / T. */
+struct ln_backward_extra {
+    float p; /* dropout probability of the masks below (0: none) */
+    /* non-NULL (and p > 0): dout is taken as dropout(dout) under this key, rounded to storage
+     * as `dropout` stores it, without dout being written (the embeddings' dropout, which the
+     * forward applies after their LayerNorm) */
+    const struct dropout_key *dout_key;
+    /* (N,C) or NULL: dropout(dinp) under dinp_key (p == 0: a copy of dinp), exactly what
+     * dropout_residual(dinp_dropped, NULL, dinp, NULL, ...) stores: the gradient of the
+     * residual branch whose output was dropped in the forward. Not dinp itself. */
+    void *dinp_dropped;
+    const struct dropout_key *dinp_key;
+    /* (C) or NULL: += the column sums of dinp_dropped (of dinp when dinp_dropped is NULL):
+     * the branch's last linear layer's bias gradient, one fp32 sum of the stored values per
+     * column rounded once (what matmul_backward's db gives, in an order of the backend's) */
+    void *dbias_next;
+};
+
 /* Many gradient tensors into the fp32 accumulator in one call (one launch on a GPU): entry i
  * is acc (n) fp32 and grad (n) storage. first: acc = weight * grad (weight 1: grad converted
  * exactly, as storage_to_f32), else acc += weight * grad (as grad_accumulate). Passed to a
@@ -123,11 +145,13 @@ struct ops_tensor_list {
        const void *bias, const void *w, const void *b, int B, int T, int C, float eps,             \
        const int32_t *lengths, float p, const struct dropout_key *key),                            \
       (out, mean, rstd, r, res, x, bias, w, b, B, T, C, eps, lengths, p, key))                     \
-    /* dinp (N,C) overwritten, dw (C) +=, db (C) += */                                             \
+    /* dinp (N,C) overwritten, dw (C) +=, db (C) +=; extra (NULL: none): the dropouts and the      \
+     * next layer's bias gradient done in the same pass, see struct ln_backward_extra */           \
     X(layernorm_backward,                                                                          \
       (void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w,           \
-       const float *mean, const float *rstd, int N, int C, const int32_t *lengths, int T),         \
-      (dinp, dw, db, dout, inp, w, mean, rstd, N, C, lengths, T))                                  \
+       const float *mean, const float *rstd, int N, int C, const int32_t *lengths, int T,          \
+       const struct ln_backward_extra *extra),                                                     \
+      (dinp, dw, db, dout, inp, w, mean, rstd, N, C, lengths, T, extra))                           \
                                                                                                    \
     /* ---- linear layers (matrix products: cblas on cpu, cuBLAS on cuda) ----                     \
      * out (N,OC) = inp (N,C) @ w(OC,C)^T + b (OC, or NULL). w is PyTorch's (out,in) layout. */    \

@@ -117,7 +117,47 @@ static const struct out_tol LAYERNORM_TOL[] = {{"out", {1e-5, 1e-5}, {4e-3, 4e-3
                                                {"dinp", {1e-5, 1e-4}, {1e-2, 1e-2}},
                                                {"dw", {1e-4, 1e-5}, {5e-2, 1e-2}},
                                                {"db", {1e-4, 1e-5}, {5e-2, 1e-2}},
+                                               /* struct ln_backward_extra's outputs */
+                                               {"dropped", {1e-5, 1e-4}, {1e-2, 1e-2}},
+                                               {"dbias", {1e-4, 1e-5}, {5e-2, 1e-2}},
                                                {NULL}};
+
+/* The extras of layernorm_backward, four ways: a branch's dropped gradient with the next
+ * bias's sums (LN2 and LN1 of a layer in training), the sums alone (no dropout), the dropped
+ * gradient alone, dout dropped on the way in (the embeddings). Every output against the CPU. */
+static void check_layernorm_extra(struct st_ctx *c, int N, int C, int T, const int32_t *lr,
+                                  const int32_t *ld, const struct tpair *inp, const struct tpair *w,
+                                  const struct tpair *mean, const struct tpair *rstd) {
+    static const char *what[4] = {"dropout + next bias", "next bias, p=0", "dropout only",
+                                  "dout dropout"};
+    for (int mode = 0; mode < 4; mode++) {
+        st_begin(c, "layernorm+", "N=%d C=%d T=%d", N, C, T, 0);
+        snprintf(c->shape, sizeof c->shape, "N=%d C=%d T=%d, %s", N, C, T, what[mode]);
+        struct dropout_key key = {0x5eed5eed1234ull, 9, 3, DROPOUT_TENSOR_FFN_OUT(2)};
+        struct tpair dout = tp_random(c, T_STORAGE, (size_t)N * C, -1, 1);
+        struct tpair dinp = tp_new(c, T_STORAGE, (size_t)N * C, NULL);
+        struct tpair dropped = tp_new(c, T_STORAGE, (size_t)N * C, NULL);
+        struct tpair dw = tp_random(c, T_STORAGE, C, -1, 1), db = tp_random(c, T_STORAGE, C, -1, 1);
+        struct tpair dbias = tp_random(c, T_STORAGE, C, -1, 1);
+        int drop_out = mode == 0 || mode == 2, sums = mode < 2;
+        struct ln_backward_extra xr = {mode == 1 ? 0.0f : 0.1f, mode == 3 ? &key : NULL,
+                                       drop_out ? dropped.r : NULL, &key, sums ? dbias.r : NULL};
+        struct ln_backward_extra xd = {xr.p, xr.dout_key, drop_out ? dropped.d : NULL, &key,
+                                       sums ? dbias.d : NULL};
+        c->ref->layernorm_backward(dinp.r, dw.r, db.r, dout.r, inp->r, w->r, mean->r, rstd->r, N, C,
+                                   lr, T, &xr);
+        c->dev->layernorm_backward(dinp.d, dw.d, db.d, dout.d, inp->d, w->d, mean->d, rstd->d, N, C,
+                                   ld, T, &xd);
+        CHECK(dinp, "dinp");
+        CHECK(dw, "dw");
+        CHECK(db, "db");
+        if (drop_out) CHECK(dropped, "dropped");
+        if (sums) CHECK(dbias, "dbias");
+        struct tpair *all[] = {&dout, &dinp, &dropped, &dw, &db, &dbias};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            tp_free(c, all[i]);
+    }
+}
 
 static void check_layernorm(struct st_ctx *c, const struct op_case *row) {
     /* variant 1: (N/T, T) rows with lengths: the padding masked in the pass */
@@ -137,11 +177,14 @@ static void check_layernorm(struct st_ctx *c, const struct op_case *row) {
     struct tpair dout = tp_random(c, T_STORAGE, (size_t)N * C, -1, 1);
     struct tpair dinp = tp_new(c, T_STORAGE, (size_t)N * C, NULL);
     struct tpair dw = tp_random(c, T_STORAGE, C, -1, 1), db = tp_random(c, T_STORAGE, C, -1, 1);
-    c->ref->layernorm_backward(dinp.r, dw.r, db.r, dout.r, inp.r, w.r, mean.r, rstd.r, N, C, lr, T);
-    c->dev->layernorm_backward(dinp.d, dw.d, db.d, dout.d, inp.d, w.d, mean.d, rstd.d, N, C, ld, T);
+    c->ref->layernorm_backward(dinp.r, dw.r, db.r, dout.r, inp.r, w.r, mean.r, rstd.r, N, C, lr, T,
+                               NULL);
+    c->dev->layernorm_backward(dinp.d, dw.d, db.d, dout.d, inp.d, w.d, mean.d, rstd.d, N, C, ld, T,
+                               NULL);
     CHECK(dinp, "dinp");
     CHECK(dw, "dw");
     CHECK(db, "db");
+    check_layernorm_extra(c, N, C, T, lr, ld, &inp, &w, &mean, &rstd);
     struct tpair *all[] = {&len, &inp, &w, &b, &out, &mean, &rstd, &dout, &dinp, &dw, &db};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         tp_free(c, all[i]);

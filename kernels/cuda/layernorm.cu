@@ -121,29 +121,111 @@ __global__ void layernorm_forward_kernel(S *out, float *mean, float *rstd, const
     }
 }
 
+/* A dropout inside the backward's pass (struct ln_backward_extra): a row's mask is keyed as
+ * `dropout` keys it, a kept element is scaled and rounded to storage as it stores it. on 0:
+ * none. Passed to the kernels by value. */
+struct ln_drop {
+    int on;
+    float scale;
+    uint32_t threshold, row0, tensor;
+    uint64_t seed, step;
+};
+static ln_drop ln_drop_of(float p, const struct dropout_key *key) {
+    if (!key || p <= 0.f) return ln_drop{0, 1.f, 0u, 0u, 0u, 0u, 0u};
+    return ln_drop{1,         1.f / (1.f - p), dropout_threshold(p), key->row0, key->tensor,
+                   key->seed, key->step};
+}
+
+/* x rounded to storage, as a store then a load */
+template <typename S>
+__device__ __forceinline__ float ln_round(float x) {
+    S t;
+    st(&t, x);
+    return ld(&t);
+}
+
+/* Dropout of f[0..VEC), storage values, elements e0.. of row `row` (n / T) of the call. With
+ * VEC > 1 the piece starts at a multiple of VEC (the rows are whole pieces), so each 4 of its
+ * elements are the words of one Philox call; alone, one call per element. */
+template <typename S, int VEC>
+__device__ __forceinline__ void ln_drop_piece(float f[VEC], const ln_drop &d, uint64_t e0,
+                                              uint32_t row) {
+    row += d.row0;
+    if (VEC % 4 == 0) {
+        ROW_UNROLL
+        for (int g = 0; g < VEC / 4; g++) {
+            struct philox4 r =
+                philox4x32_10((uint32_t)(e0 >> 2) + (uint32_t)g, row, d.tensor, (uint32_t)d.step,
+                              (uint32_t)d.seed, (uint32_t)(d.seed >> 32));
+            ROW_UNROLL
+            for (int j = 0; j < 4; j++)
+                f[4 * g + j] = r.v[j] >= d.threshold ? ln_round<S>(f[4 * g + j] * d.scale) : 0.f;
+        }
+    } else {
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            f[j] = dropout_keep(d.seed, d.step, row, d.tensor, e0 + (uint64_t)j, d.threshold)
+                       ? ln_round<S>(f[j] * d.scale)
+                       : 0.f;
+    }
+}
+
+/* piece q of row n of dout, dropped when the extra asks for it */
+template <typename S, int VEC>
+__device__ __forceinline__ raw16 ln_dout_piece(const S *dout, const ln_drop &dd, size_t n, int q,
+                                               int C, int T) {
+    raw16 r = ld_piece<VEC>(dout + n * C + (size_t)q * VEC);
+    if (!dd.on) return r;
+    float f[VEC];
+    unpack<VEC, S>(f, r);
+    ln_drop_piece<S, VEC>(f, dd, (uint64_t)(n % T) * C + (uint64_t)q * VEC, (uint32_t)(n / T));
+    return pack<VEC, S>(f);
+}
+
+/* Piece q of row n's input gradient, r (already rounded), stored to dinp and, when asked, its
+ * dropout to dropped; f = the branch's values (dropped's, else dinp's) for the bias sums. */
+template <typename S, int VEC>
+__device__ __forceinline__ void ln_store_dinp(S *dinp, S *dropped, const ln_drop &di, raw16 r,
+                                              float f[VEC], size_t n, int q, int C, int T) {
+    size_t at = n * C + (size_t)q * VEC;
+    st_piece<VEC>(dinp + at, r);
+    unpack<VEC, S>(f, r);
+    if (!dropped) return;
+    if (di.on) {
+        ln_drop_piece<S, VEC>(f, di, (uint64_t)(n % T) * C + (uint64_t)q * VEC, (uint32_t)(n / T));
+        r = pack<VEC, S>(f);
+    }
+    st_piece<VEC>(dropped + at, r);
+}
+
 /* the pieces the input gradient reads at one position of a row */
 struct ln_back_pieces {
     raw16 x, dy, w;
 };
 
-// one block per row: dinp (N,C) = d LayerNorm / d inp; a padded row's dout counts as 0
+// one block per row: dinp (N,C) = d LayerNorm / d inp; a padded row's dout counts as 0; dout
+// dropped when dd.on, dinp's dropout into dropped (NULL: none)
 template <typename S, int VEC>
-__global__ void layernorm_backward_dinp_kernel(S *dinp, const S *dout, const S *inp, const S *w,
-                                               const float *mean, const float *rstd, int C,
-                                               const int32_t *lengths, int T) {
+__global__ void layernorm_backward_dinp_kernel(S *dinp, S *dropped, const S *dout, const S *inp,
+                                               const S *w, const float *mean, const float *rstd,
+                                               int C, const int32_t *lengths, int T, ln_drop dd,
+                                               ln_drop di) {
     __shared__ float red[32];
     size_t row = blockIdx.x;
     if (ln_padded(lengths, T, row)) { /* the whole block leaves: no block_sum waits for it */
         const float zero[VEC] = {};
-        for (int q = threadIdx.x; q < C / VEC; q += blockDim.x)
+        for (int q = threadIdx.x; q < C / VEC; q += blockDim.x) {
             st_piece<VEC>(dinp + row * C + (size_t)q * VEC, pack<VEC, S>(zero));
+            if (dropped) st_piece<VEC>(dropped + row * C + (size_t)q * VEC, pack<VEC, S>(zero));
+        }
         return;
     }
-    const S *x = inp + row * C, *dy = dout + row * C;
+    const S *x = inp + row * C;
     float mu = mean[row], rs = rstd[row];
     auto load = [&](int q) {
         size_t at = (size_t)q * VEC;
-        return ln_back_pieces{ld_piece<VEC>(x + at), ld_piece<VEC>(dy + at), ld_piece<VEC>(w + at)};
+        return ln_back_pieces{ld_piece<VEC>(x + at), ln_dout_piece<S, VEC>(dout, dd, row, q, C, T),
+                              ld_piece<VEC>(w + at)};
     };
     ln_back_pieces cache[LN_CACHE] = {};
     float sum_g = 0.f, sum_gx = 0.f;
@@ -172,29 +254,31 @@ __global__ void layernorm_backward_dinp_kernel(S *dinp, const S *dout, const S *
             float g = gf[j] * wf[j];
             xf[j] = (g - mean_g - xhat * mean_gx) * rs;
         }
-        st_piece<VEC>(dinp + row * C + (size_t)q * VEC, pack<VEC, S>(xf));
+        ln_store_dinp<S, VEC>(dinp, dropped, di, pack<VEC, S>(xf), gf, row, q, C, T);
     });
 }
 
-/* dw, db (C) +=, in two deterministic stages like cuda_column_sum_add: partial (chunks, 2C)
- * fp32 holds per-chunk sums of dout * xhat (first C) and dout (next C). A block takes 32
- * pieces of columns of a chunk of LN_DWB_ROWS rows (their mean and rstd staged in shared
- * memory); its LN_DWB_GROUPS warps each sum every LN_DWB_GROUPS-th row, and the warps' sums
- * are added in a fixed order, so each thread's chain of loads is short (8 pieces) and the
- * result the same on every run. The finishing kernel spreads the chunks over LN_DWB_SPLIT
- * warps per column tile and adds their sums in a fixed order too. */
+/* dw, db (C) +=, in two deterministic stages like cuda_column_sum_add: partial (chunks, SETS C)
+ * fp32 holds per-chunk sums of dout * xhat (first C), dout (next C) and, with SETS 3, the
+ * branch's gradient for the next bias (src: dropped or dinp, written by the dinp kernel). A
+ * block takes 32 pieces of columns of a chunk of LN_DWB_ROWS rows (their mean and rstd staged
+ * in shared memory); its LN_DWB_GROUPS warps each sum every LN_DWB_GROUPS-th row, and the
+ * warps' sums are added in a fixed order, so each thread's chain of loads is short (8 pieces)
+ * and the result the same on every run. The finishing kernel spreads the chunks over
+ * LN_DWB_SPLIT warps per column tile and adds their sums in a fixed order too. */
 #define LN_DWB_ROWS 32
 #define LN_DWB_GROUPS 8
 #define LN_DWB_SPLIT 32
 static_assert(32 * LN_DWB_GROUPS >= 2 * LN_DWB_ROWS, "one mean/rstd load per thread");
-template <typename S, int VEC>
+template <typename S, int VEC, int SETS>
 __global__ void __launch_bounds__(32 * LN_DWB_GROUPS)
-    layernorm_dwb_partial_kernel(float *partial, const S *dout, const S *inp, const float *mean,
-                                 const float *rstd, int N, int C, const int32_t *lengths, int T) {
+    layernorm_dwb_partial_kernel(float *partial, const S *dout, const S *inp, const S *src,
+                                 const float *mean, const float *rstd, int N, int C,
+                                 const int32_t *lengths, int T, ln_drop dd) {
     __shared__ float mu_s[LN_DWB_ROWS], rs_s[LN_DWB_ROWS];
     __shared__ bool pad_s[LN_DWB_ROWS];
-    /* (groups, the block's 32 VEC columns): 16 KiB at VEC 8 */
-    __shared__ float sw[LN_DWB_GROUPS][32 * VEC], sb[LN_DWB_GROUPS][32 * VEC];
+    /* (set, groups, the block's 32 VEC columns): 16 KiB a set at VEC 8 */
+    __shared__ float sums[SETS][LN_DWB_GROUPS][32 * VEC];
     int lane = threadIdx.x % 32, grp = threadIdx.x / 32;
     int q = blockIdx.x * 32 + lane; /* this thread's piece of columns */
     int n0 = blockIdx.y * LN_DWB_ROWS, rows = min(N - n0, LN_DWB_ROWS);
@@ -205,74 +289,89 @@ __global__ void __launch_bounds__(32 * LN_DWB_GROUPS)
     if ((int)threadIdx.x >= LN_DWB_ROWS && (int)threadIdx.x - LN_DWB_ROWS < rows)
         rs_s[threadIdx.x - LN_DWB_ROWS] = rstd[n0 + threadIdx.x - LN_DWB_ROWS];
     __syncthreads();
-    float aw[VEC], ab[VEC];
+    float acc[SETS][VEC];
     ROW_UNROLL
-    for (int j = 0; j < VEC; j++)
-        aw[j] = ab[j] = 0.f;
+    for (int k = 0; k < SETS; k++) {
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            acc[k][j] = 0.f;
+    }
     if (q < C / VEC) {
         for (int r = grp; r < rows; r += LN_DWB_GROUPS) {
             if (pad_s[r]) continue;
             size_t at = (size_t)(n0 + r) * C + (size_t)q * VEC;
-            float dy[VEC], xv[VEC];
-            unpack<VEC, S>(dy, ld_piece<VEC>(dout + at));
+            float dy[VEC], xv[VEC], sv[VEC] = {};
+            unpack<VEC, S>(dy, ln_dout_piece<S, VEC>(dout, dd, (size_t)n0 + r, q, C, T));
             unpack<VEC, S>(xv, ld_piece<VEC>(inp + at));
+            if (SETS > 2) unpack<VEC, S>(sv, ld_piece<VEC>(src + at));
             ROW_UNROLL
             for (int j = 0; j < VEC; j++) {
-                aw[j] += dy[j] * (xv[j] - mu_s[r]) * rs_s[r];
-                ab[j] += dy[j];
+                acc[0][j] += dy[j] * (xv[j] - mu_s[r]) * rs_s[r];
+                acc[1][j] += dy[j];
+                if (SETS > 2) acc[SETS - 1][j] += sv[j];
             }
         }
     }
     ROW_UNROLL
-    for (int j = 0; j < VEC; j++) {
-        sw[grp][lane * VEC + j] = aw[j];
-        sb[grp][lane * VEC + j] = ab[j];
+    for (int k = 0; k < SETS; k++) {
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            sums[k][grp][lane * VEC + j] = acc[k][j];
     }
     __syncthreads();
     for (int t = threadIdx.x; t < 32 * VEC; t += blockDim.x) {
         int c = blockIdx.x * 32 * VEC + t;
         if (c >= C) break;
-        float w = 0.f, b = 0.f;
-        for (int k = 0; k < LN_DWB_GROUPS; k++) {
-            w += sw[k][t];
-            b += sb[k][t];
+        for (int k = 0; k < SETS; k++) {
+            float a = 0.f;
+            for (int g = 0; g < LN_DWB_GROUPS; g++)
+                a += sums[k][g][t];
+            partial[((size_t)blockIdx.y * SETS + k) * C + c] = a;
         }
-        partial[(size_t)blockIdx.y * 2 * C + c] = w;
-        partial[(size_t)blockIdx.y * 2 * C + C + c] = b;
     }
 }
 
-/* dinp and the dw, db partial sums in one pass, for rows whose pieces all fit in the
- * registers (C / VEC <= LN_CACHE x blockDim.x): block y takes rows [R y, R y + R), R =
- * LN_FUSED_ROWS, one after the other (the dinp kernel's arithmetic per row), and each thread keeps,
- * for the columns of its cached pieces, the running sums of dout * xhat and dout over the block's
- * rows in registers; it writes them to partial (chunks, 2C) as the partial kernel does, so one
- * finish follows. A launch and a second read of dout and inp fewer than dinp + partial. */
+/* dinp and the partial sums in one pass, for rows whose pieces all fit in the registers
+ * (C / VEC <= LN_CACHE x blockDim.x): block y takes rows [R y, R y + R), R = LN_FUSED_ROWS, one
+ * after the other (the dinp kernel's arithmetic per row), and each thread keeps, for the
+ * columns of its cached pieces, the running sums of dout * xhat, dout and (SETS 3) the branch's
+ * gradient over the block's rows in registers; it writes them to partial (chunks, SETS C) as
+ * the partial kernel does, so one finish follows. A launch and a second read of dout and inp
+ * fewer than dinp + partial, and the extra's dropouts and bias sums ride in the same pass. */
 #define LN_FUSED_ROWS 16 /* short: the rows of a block are sequential, and more blocks hide it */
-template <typename S, int VEC>
+template <typename S, int VEC, int SETS>
 __global__ void __launch_bounds__(128)
-    layernorm_backward_fused_kernel(S *dinp, float *partial, const S *dout, const S *inp,
-                                    const S *w, const float *mean, const float *rstd, int N, int C,
-                                    const int32_t *lengths, int T) {
+    layernorm_backward_fused_kernel(S *dinp, S *dropped, float *partial, const S *dout,
+                                    const S *inp, const S *w, const float *mean, const float *rstd,
+                                    int N, int C, const int32_t *lengths, int T, ln_drop dd,
+                                    ln_drop di) {
     __shared__ float red[32];
+    /* the next bias's sums in shared memory, each thread's own columns (element j of its k-th
+     * piece at (k VEC + j) 128 + thread: no bank conflicts): in registers they would cost a
+     * block per SM (200 registers a thread instead of 163 at VEC 8) */
+    __shared__ float bsum[SETS > 2 ? LN_CACHE * VEC * 128 : 1];
     int nq = C / VEC, n0 = blockIdx.x * LN_FUSED_ROWS, n1 = min(N, n0 + LN_FUSED_ROWS);
-    float aw[LN_CACHE][VEC], ab[LN_CACHE][VEC];
+    float acc[2][LN_CACHE][VEC];
     raw16 wc[LN_CACHE] = {};
     ROW_UNROLL
     for (int k = 0; k < LN_CACHE; k++) {
         int q = threadIdx.x + k * blockDim.x;
         if (q < nq) wc[k] = ld_piece<VEC>(w + (size_t)q * VEC);
         ROW_UNROLL
-        for (int j = 0; j < VEC; j++)
-            aw[k][j] = ab[k][j] = 0.f;
+        for (int j = 0; j < VEC; j++) {
+            acc[0][k][j] = acc[1][k][j] = 0.f;
+            if (SETS > 2) bsum[(k * VEC + j) * 128 + threadIdx.x] = 0.f;
+        }
     }
     for (int n = n0; n < n1; n++) {
-        S *di = dinp + (size_t)n * C;
-        const S *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+        S *di_row = dinp + (size_t)n * C;
+        const S *x = inp + (size_t)n * C;
         if (ln_padded(lengths, T, n)) { /* block-uniform: dout 0, dinp 0, no dw, db share */
             const float zero[VEC] = {};
-            for (int q = threadIdx.x; q < nq; q += blockDim.x)
-                st_piece<VEC>(di + (size_t)q * VEC, pack<VEC, S>(zero));
+            for (int q = threadIdx.x; q < nq; q += blockDim.x) {
+                st_piece<VEC>(di_row + (size_t)q * VEC, pack<VEC, S>(zero));
+                if (dropped) st_piece<VEC>(dropped + (size_t)n * C + q * VEC, pack<VEC, S>(zero));
+            }
             continue;
         }
         float mu = mean[n], rs = rstd[n], sum_g = 0.f, sum_gx = 0.f;
@@ -282,7 +381,7 @@ __global__ void __launch_bounds__(128)
             int q = threadIdx.x + k * blockDim.x;
             if (q >= nq) continue;
             xc[k] = ld_piece<VEC>(x + (size_t)q * VEC);
-            gc[k] = ld_piece<VEC>(dy + (size_t)q * VEC);
+            gc[k] = ln_dout_piece<S, VEC>(dout, dd, (size_t)n, q, C, T);
             float xf[VEC], gf[VEC], wf[VEC];
             unpack<VEC, S>(xf, xc[k]);
             unpack<VEC, S>(gf, gc[k]);
@@ -292,8 +391,8 @@ __global__ void __launch_bounds__(128)
                 float xhat = (xf[j] - mu) * rs, g = gf[j] * wf[j];
                 sum_g += g;
                 sum_gx += g * xhat;
-                aw[k][j] += gf[j] * xhat;
-                ab[k][j] += gf[j];
+                acc[0][k][j] += gf[j] * xhat;
+                acc[1][k][j] += gf[j];
             }
         }
         float mean_g = block_sum(sum_g, red) / C;
@@ -311,45 +410,54 @@ __global__ void __launch_bounds__(128)
                 float xhat = (xf[j] - mu) * rs;
                 xf[j] = (gf[j] * wf[j] - mean_g - xhat * mean_gx) * rs;
             }
-            st_piece<VEC>(di + (size_t)q * VEC, pack<VEC, S>(xf));
+            ln_store_dinp<S, VEC>(dinp, dropped, di, pack<VEC, S>(xf), gf, (size_t)n, q, C, T);
+            if (SETS > 2) {
+                ROW_UNROLL
+                for (int j = 0; j < VEC; j++)
+                    bsum[(k * VEC + j) * 128 + threadIdx.x] += gf[j];
+            }
         }
     }
-    float *pw = partial + (size_t)blockIdx.x * 2 * C, *pb = pw + C;
     ROW_UNROLL
     for (int k = 0; k < LN_CACHE; k++) {
         int q = threadIdx.x + k * blockDim.x;
         if (q >= nq) continue;
         ROW_UNROLL
         for (int j = 0; j < VEC; j++) {
-            pw[q * VEC + j] = aw[k][j];
-            pb[q * VEC + j] = ab[k][j];
+            partial[(size_t)blockIdx.x * SETS * C + q * VEC + j] = acc[0][k][j];
+            partial[((size_t)blockIdx.x * SETS + 1) * C + q * VEC + j] = acc[1][k][j];
+            if (SETS > 2)
+                partial[((size_t)blockIdx.x * SETS + 2) * C + q * VEC + j] =
+                    bsum[(k * VEC + j) * 128 + threadIdx.x];
         }
     }
 }
 
-/* block: 32 columns x LN_DWB_SPLIT warps; warp y sums chunks y, y + SPLIT, ... */
+/* block: 32 columns x LN_DWB_SPLIT warps; warp y sums chunks y, y + SPLIT, ...; dbias NULL:
+ * the partials hold 2 sets, else 3 */
 template <typename S>
-__global__ void layernorm_dwb_finish_kernel(S *dw, S *db, const float *partial, int chunks, int C) {
-    __shared__ float sw[LN_DWB_SPLIT][32], sb[LN_DWB_SPLIT][32];
+__global__ void layernorm_dwb_finish_kernel(S *dw, S *db, S *dbias, const float *partial,
+                                            int chunks, int C) {
+    __shared__ float sums[3][LN_DWB_SPLIT][32];
+    int sets = dbias ? 3 : 2;
     int x = threadIdx.x % 32, y = threadIdx.x / 32;
     int c = blockIdx.x * 32 + x;
-    float aw = 0.f, ab = 0.f;
+    float a[3] = {0.f, 0.f, 0.f};
     if (c < C) {
-        for (int k = y; k < chunks; k += LN_DWB_SPLIT) {
-            aw += partial[(size_t)k * 2 * C + c];
-            ab += partial[(size_t)k * 2 * C + C + c];
-        }
+        for (int k = y; k < chunks; k += LN_DWB_SPLIT)
+            for (int s = 0; s < sets; s++)
+                a[s] += partial[((size_t)k * sets + s) * C + c];
     }
-    sw[y][x] = aw;
-    sb[y][x] = ab;
+    for (int s = 0; s < 3; s++)
+        sums[s][y][x] = a[s];
     __syncthreads();
     if (y || c >= C) return;
-    for (int j = 1; j < LN_DWB_SPLIT; j++) {
-        aw += sw[j][x];
-        ab += sb[j][x];
-    }
-    st(dw + c, ld(dw + c) + aw);
-    st(db + c, ld(db + c) + ab);
+    for (int j = 1; j < LN_DWB_SPLIT; j++)
+        for (int s = 0; s < 3; s++)
+            a[s] += sums[s][j][x];
+    st(dw + c, ld(dw + c) + a[0]);
+    st(db + c, ld(db + c) + a[1]);
+    if (dbias) st(dbias + c, ld(dbias + c) + a[2]);
 }
 
 template <typename S, bool RES>
@@ -401,45 +509,66 @@ static void cuda_residual_layernorm_forward(void *out, float *mean, float *rstd,
                                       (const S *)b, N, C, eps, lengths, T, ra);
 }
 
-template <typename S, int VEC>
+/* the kernels of one backward; SETS 3: the next bias's column sums too */
+template <typename S, int VEC, int SETS>
 static void layernorm_backward_launch(S *dinp, S *dw, S *db, const S *dout, const S *inp,
                                       const S *w, const float *mean, const float *rstd, int N,
-                                      int C, const int32_t *lengths, int T) {
+                                      int C, const int32_t *lengths, int T, S *dropped, S *dbias,
+                                      ln_drop dd, ln_drop di) {
     unsigned threads = ln_threads(C / VEC);
     bool fused = C / VEC <= LN_CACHE * (int)threads; /* the row in registers: one pass */
     int rows = fused ? LN_FUSED_ROWS : LN_DWB_ROWS, chunks = (N + rows - 1) / rows;
-    float *partial = cuda_scratch((size_t)chunks * 2 * C);
+    float *partial = cuda_scratch((size_t)chunks * SETS * C);
     if (fused) {
-        XLMC_LAUNCH((layernorm_backward_fused_kernel<S, VEC>), chunks, threads, 0,
-                    g_cuda.stream)(dinp, partial, dout, inp, w, mean, rstd, N, C, lengths, T);
+        XLMC_LAUNCH((layernorm_backward_fused_kernel<S, VEC, SETS>), chunks, threads, 0,
+                    g_cuda.stream)(dinp, dropped, partial, dout, inp, w, mean, rstd, N, C, lengths,
+                                   T, dd, di);
         cudaLaunchCheck();
     } else {
         XLMC_LAUNCH((layernorm_backward_dinp_kernel<S, VEC>), N, threads, 0,
-                    g_cuda.stream)(dinp, dout, inp, w, mean, rstd, C, lengths, T);
+                    g_cuda.stream)(dinp, dropped, dout, inp, w, mean, rstd, C, lengths, T, dd, di);
         cudaLaunchCheck();
         dim3 grid(cuda_blocks((size_t)(C / VEC), 32), chunks);
-        XLMC_LAUNCH((layernorm_dwb_partial_kernel<S, VEC>), grid, 32 * LN_DWB_GROUPS, 0,
-                    g_cuda.stream)(partial, dout, inp, mean, rstd, N, C, lengths, T);
+        XLMC_LAUNCH((layernorm_dwb_partial_kernel<S, VEC, SETS>), grid, 32 * LN_DWB_GROUPS, 0,
+                    g_cuda.stream)(partial, dout, inp, dropped ? dropped : dinp, mean, rstd, N, C,
+                                   lengths, T, dd);
         cudaLaunchCheck();
     }
     XLMC_LAUNCH(layernorm_dwb_finish_kernel<S>, cuda_blocks(C, 32), 32 * LN_DWB_SPLIT, 0,
-                g_cuda.stream)(dw, db, partial, chunks, C);
+                g_cuda.stream)(dw, db, SETS > 2 ? dbias : NULL, partial, chunks, C);
     cudaLaunchCheck();
+}
+
+template <typename S, int VEC>
+static void layernorm_backward_sets(S *dinp, S *dw, S *db, const S *dout, const S *inp, const S *w,
+                                    const float *mean, const float *rstd, int N, int C,
+                                    const int32_t *lengths, int T,
+                                    const struct ln_backward_extra *x) {
+    float p = x ? x->p : 0.f;
+    ln_drop dd = ln_drop_of(p, x ? x->dout_key : NULL), di = ln_drop_of(p, x ? x->dinp_key : NULL);
+    S *dropped = x ? (S *)x->dinp_dropped : NULL, *dbias = x ? (S *)x->dbias_next : NULL;
+    if (dbias)
+        layernorm_backward_launch<S, VEC, 3>(dinp, dw, db, dout, inp, w, mean, rstd, N, C, lengths,
+                                             T, dropped, dbias, dd, di);
+    else
+        layernorm_backward_launch<S, VEC, 2>(dinp, dw, db, dout, inp, w, mean, rstd, N, C, lengths,
+                                             T, dropped, NULL, dd, di);
 }
 
 template <typename S>
 static void cuda_layernorm_backward(void *dinp, void *dw, void *db, const void *dout,
                                     const void *inp, const void *w, const float *mean,
-                                    const float *rstd, int N, int C, const int32_t *lengths,
-                                    int T) {
+                                    const float *rstd, int N, int C, const int32_t *lengths, int T,
+                                    const struct ln_backward_extra *extra) {
     if (!N) return;
-    if (row_pieces_ok<S>((size_t)C, dinp, dout, inp, w))
-        layernorm_backward_launch<S, row_vec<S>::n>((S *)dinp, (S *)dw, (S *)db, (const S *)dout,
-                                                    (const S *)inp, (const S *)w, mean, rstd, N, C,
-                                                    lengths, T);
+    const void *dropped = extra ? extra->dinp_dropped : NULL;
+    if (row_pieces_ok<S>((size_t)C, dinp, dout, inp, w) && row_pieces_ok<S>((size_t)C, dropped))
+        layernorm_backward_sets<S, row_vec<S>::n>((S *)dinp, (S *)dw, (S *)db, (const S *)dout,
+                                                  (const S *)inp, (const S *)w, mean, rstd, N, C,
+                                                  lengths, T, extra);
     else
-        layernorm_backward_launch<S, 1>((S *)dinp, (S *)dw, (S *)db, (const S *)dout,
-                                        (const S *)inp, (const S *)w, mean, rstd, N, C, lengths, T);
+        layernorm_backward_sets<S, 1>((S *)dinp, (S *)dw, (S *)db, (const S *)dout, (const S *)inp,
+                                      (const S *)w, mean, rstd, N, C, lengths, T, extra);
 }
 
 CUDA_EXPORT_OP(layernorm_forward)

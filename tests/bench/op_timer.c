@@ -81,9 +81,9 @@ static void w_ln_f(void *out, float *mean, float *rstd, const void *inp, const v
 }
 static void w_ln_b(void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w,
                    const float *mean, const float *rstd, int N, int C, const int32_t *lengths,
-                   int T) {
-    TIMED(T_LN_B,
-          g_inner.layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C, lengths, T));
+                   int T, const struct ln_backward_extra *extra) {
+    TIMED(T_LN_B, g_inner.layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C, lengths,
+                                             T, extra));
 }
 static void w_mm_f(void *out, const void *inp, const void *w, const void *b, int N, int C, int OC) {
     TIMED(T_MM_F, g_inner.matmul_forward(out, inp, w, b, N, C, OC));
