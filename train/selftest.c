@@ -12,16 +12,6 @@
 #include <string.h>
 
 /* ---- the checks: one function per op, run by the rows of OP_CASES below ---- */
-/* A row of the table: one op and shape. d holds the shape in the order the row's comment
- * names; the tolerances of each output, per precision, are the op's *_TOL table. */
-struct op_case {
-    void (*check)(struct st_ctx *c, const struct op_case *row);
-    const struct out_tol *tols;
-    int d[5];
-    float p;       /* dropout probability, where the op has one */
-    int big_vocab; /* only with opts->big_vocab (slow in cudasim) */
-    int variant;   /* embed: 1 with position ids (TLM's); attention: 1 bidirectional (MLM) */
-};
 
 static const struct out_tol CONVERSIONS_TOL[] = {{"storage", {0, 0}, {0, 0}},
                                                  {"converted", {0, 0}, {0, 0}},
@@ -107,126 +97,6 @@ static void check_embed(struct st_ctx *c, const struct op_case *row) {
     CHECK(wpe, "dwpe");
     if (NL) CHECK(wl, "dwlang");
     struct tpair *all[] = {&ids, &langs, &pos, &wte, &wpe, &wl, &out, &dout};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        tp_free(c, all[i]);
-}
-
-static const struct out_tol LAYERNORM_TOL[] = {{"out", {1e-5, 1e-5}, {4e-3, 4e-3}},
-                                               {"mean", {1e-6, 1e-5}, {1e-6, 1e-5}},
-                                               {"rstd", {1e-6, 1e-5}, {1e-6, 1e-5}},
-                                               {"dinp", {1e-5, 1e-4}, {1e-2, 1e-2}},
-                                               {"dw", {1e-4, 1e-5}, {5e-2, 1e-2}},
-                                               {"db", {1e-4, 1e-5}, {5e-2, 1e-2}},
-                                               /* struct ln_backward_extra's outputs */
-                                               {"dropped", {1e-5, 1e-4}, {1e-2, 1e-2}},
-                                               {"dbias", {1e-4, 1e-5}, {5e-2, 1e-2}},
-                                               {NULL}};
-
-/* The extras of layernorm_backward, four ways: a branch's dropped gradient with the next
- * bias's sums (LN2 and LN1 of a layer in training), the sums alone (no dropout), the dropped
- * gradient alone, dout dropped on the way in (the embeddings). Every output against the CPU. */
-static void check_layernorm_extra(struct st_ctx *c, int N, int C, int T, const int32_t *lr,
-                                  const int32_t *ld, const struct tpair *inp, const struct tpair *w,
-                                  const struct tpair *mean, const struct tpair *rstd) {
-    static const char *what[4] = {"dropout + next bias", "next bias, p=0", "dropout only",
-                                  "dout dropout"};
-    for (int mode = 0; mode < 4; mode++) {
-        st_begin(c, "layernorm+", "N=%d C=%d T=%d", N, C, T, 0);
-        snprintf(c->shape, sizeof c->shape, "N=%d C=%d T=%d, %s", N, C, T, what[mode]);
-        struct dropout_key key = {0x5eed5eed1234ull, 9, 3, DROPOUT_TENSOR_FFN_OUT(2)};
-        struct tpair dout = tp_random(c, T_STORAGE, (size_t)N * C, -1, 1);
-        struct tpair dinp = tp_new(c, T_STORAGE, (size_t)N * C, NULL);
-        struct tpair dropped = tp_new(c, T_STORAGE, (size_t)N * C, NULL);
-        struct tpair dw = tp_random(c, T_STORAGE, C, -1, 1), db = tp_random(c, T_STORAGE, C, -1, 1);
-        struct tpair dbias = tp_random(c, T_STORAGE, C, -1, 1);
-        int drop_out = mode == 0 || mode == 2, sums = mode < 2;
-        struct ln_backward_extra xr = {mode == 1 ? 0.0f : 0.1f, mode == 3 ? &key : NULL,
-                                       drop_out ? dropped.r : NULL, &key, sums ? dbias.r : NULL};
-        struct ln_backward_extra xd = {xr.p, xr.dout_key, drop_out ? dropped.d : NULL, &key,
-                                       sums ? dbias.d : NULL};
-        c->ref->layernorm_backward(dinp.r, dw.r, db.r, dout.r, inp->r, w->r, mean->r, rstd->r, N, C,
-                                   lr, T, &xr);
-        c->dev->layernorm_backward(dinp.d, dw.d, db.d, dout.d, inp->d, w->d, mean->d, rstd->d, N, C,
-                                   ld, T, &xd);
-        CHECK(dinp, "dinp");
-        CHECK(dw, "dw");
-        CHECK(db, "db");
-        if (drop_out) CHECK(dropped, "dropped");
-        if (sums) CHECK(dbias, "dbias");
-        struct tpair *all[] = {&dout, &dinp, &dropped, &dw, &db, &dbias};
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-            tp_free(c, all[i]);
-    }
-}
-
-static void check_layernorm(struct st_ctx *c, const struct op_case *row) {
-    /* variant 1: (N/T, T) rows with lengths: the padding masked in the pass */
-    int N = row->d[0], C = row->d[1], T = row->variant ? row->d[2] : 1;
-    st_begin(c, "layernorm", row->variant ? "N=%d C=%d T=%d padded" : "N=%d C=%d", N, C, T, 0);
-    struct tpair len = tp_ints(c, row->variant ? (size_t)(N / T) : 1, 0, T);
-    const int32_t *lr = row->variant ? len.r : NULL, *ld = row->variant ? len.d : NULL;
-    struct tpair inp = tp_random(c, T_STORAGE, (size_t)N * C, -2, 3);
-    struct tpair w = tp_random(c, T_STORAGE, C, 0.5f, 1.5f), b = tp_random(c, T_STORAGE, C, -1, 1);
-    struct tpair out = tp_new(c, T_STORAGE, (size_t)N * C, NULL);
-    struct tpair mean = tp_new(c, T_F32, N, NULL), rstd = tp_new(c, T_F32, N, NULL);
-    c->ref->layernorm_forward(out.r, mean.r, rstd.r, inp.r, w.r, b.r, N, C, 1e-5f, lr, T);
-    c->dev->layernorm_forward(out.d, mean.d, rstd.d, inp.d, w.d, b.d, N, C, 1e-5f, ld, T);
-    CHECK(out, "out");
-    CHECK(mean, "mean");
-    CHECK(rstd, "rstd");
-    struct tpair dout = tp_random(c, T_STORAGE, (size_t)N * C, -1, 1);
-    struct tpair dinp = tp_new(c, T_STORAGE, (size_t)N * C, NULL);
-    struct tpair dw = tp_random(c, T_STORAGE, C, -1, 1), db = tp_random(c, T_STORAGE, C, -1, 1);
-    c->ref->layernorm_backward(dinp.r, dw.r, db.r, dout.r, inp.r, w.r, mean.r, rstd.r, N, C, lr, T,
-                               NULL);
-    c->dev->layernorm_backward(dinp.d, dw.d, db.d, dout.d, inp.d, w.d, mean.d, rstd.d, N, C, ld, T,
-                               NULL);
-    CHECK(dinp, "dinp");
-    CHECK(dw, "dw");
-    CHECK(db, "db");
-    check_layernorm_extra(c, N, C, T, lr, ld, &inp, &w, &mean, &rstd);
-    struct tpair *all[] = {&len, &inp, &w, &b, &out, &mean, &rstd, &dout, &dinp, &dw, &db};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        tp_free(c, all[i]);
-}
-
-static const struct out_tol RESLN_TOL[] = {{"r", {1e-6, 1e-6}, {1e-3, 1e-3}},
-                                           {"out", {1e-5, 1e-5}, {4e-3, 4e-3}},
-                                           {"mean", {1e-6, 1e-5}, {1e-6, 1e-5}},
-                                           {"rstd", {1e-6, 1e-5}, {1e-6, 1e-5}},
-                                           {NULL}};
-
-/* residual_layernorm_forward: r = res + dropout(x + bias) then LayerNorm, in turn with dropout
- * and a bias, in place (r is x), and without either; variant 1 with padded rows (T = d[2]) */
-static void check_residual_layernorm(struct st_ctx *c, const struct op_case *row) {
-    int N = row->d[0], C = row->d[1], T = row->variant ? row->d[2] : 1, B = N / T;
-    st_begin(c, "residual + layernorm", row->variant ? "N=%d C=%d T=%d padded" : "N=%d C=%d", N, C,
-             T, 0);
-    struct tpair len = tp_ints(c, row->variant ? (size_t)B : 1, 0, T);
-    const int32_t *lr = row->variant ? len.r : NULL, *ld = row->variant ? len.d : NULL;
-    struct tpair x = tp_random(c, T_STORAGE, (size_t)N * C, -2, 2);
-    struct tpair res = tp_random(c, T_STORAGE, (size_t)N * C, -2, 2);
-    struct tpair bias = tp_random(c, T_STORAGE, C, -1, 1);
-    struct tpair w = tp_random(c, T_STORAGE, C, 0.5f, 1.5f), b = tp_random(c, T_STORAGE, C, -1, 1);
-    struct tpair r = tp_new(c, T_STORAGE, (size_t)N * C, NULL);
-    struct tpair out = tp_new(c, T_STORAGE, (size_t)N * C, NULL);
-    struct tpair mean = tp_new(c, T_F32, N, NULL), rstd = tp_new(c, T_F32, N, NULL);
-    struct dropout_key key = {123456789ull, 5, 3, DROPOUT_TENSOR_ATTN_OUT(1)};
-    for (int k = 0; k < 3; k++) {
-        float p = k == 2 ? 0.f : 0.1f;
-        const void *br = k == 2 ? NULL : bias.r, *bd = k == 2 ? NULL : bias.d;
-        /* k 1: in place, as the model calls it (r is the GEMM's output x) */
-        struct tpair *dst = k == 1 ? &x : &r;
-        c->ref->residual_layernorm_forward(out.r, mean.r, rstd.r, dst->r, res.r, x.r, br, w.r, b.r,
-                                           B, T, C, 1e-5f, lr, p, &key);
-        c->dev->residual_layernorm_forward(out.d, mean.d, rstd.d, dst->d, res.d, x.d, bd, w.d, b.d,
-                                           B, T, C, 1e-5f, ld, p, &key);
-        CHECK(*dst, "r");
-        CHECK(out, "out");
-        CHECK(mean, "mean");
-        CHECK(rstd, "rstd");
-    }
-    struct tpair *all[] = {&len, &x, &res, &bias, &w, &b, &r, &out, &mean, &rstd};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         tp_free(c, all[i]);
 }
@@ -627,48 +497,48 @@ static void check_bias_gelu(struct st_ctx *c, const struct op_case *row) {
 }
 
 static const struct op_case OP_CASES[] = {
-    {check_conversions, CONVERSIONS_TOL, {1001}, 0, 0, 0},         /* n */
-    {check_accumulate_list, CONVERSIONS_TOL, {0}, 0, 0, 0},        /* carved tensors */
-    {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0, 0},        /* B T C V NL */
-    {check_embed, EMBED_TOL, {2, 5, 24, 7, 0}, 0, 0, 0},           /* no language embeddings */
-    {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0, 1},        /* position ids */
-    {check_embed, EMBED_TOL, {3, 90, 72, 101, 37}, 0, 0, 0},       /* 37 languages, 2 chunks */
-    {check_embed, EMBED_TOL, {2, 2100, 8, 50, 2}, 0, 0, 0},        /* sort past one tile */
-    {check_embed, EMBED_TOL, {2, 9, 13, 11, 2}, 0, 0, 1},          /* C odd: scalar */
-    {check_layernorm, LAYERNORM_TOL, {75, 72}, 0, 0, 0},           /* N C */
-    {check_layernorm, LAYERNORM_TOL, {3, 1000}, 0, 0, 0},          /* */
-    {check_layernorm, LAYERNORM_TOL, {260, 24}, 0, 0, 0},          /* more rows than one
-                                                                    * column-sum chunk */
-    {check_layernorm, LAYERNORM_TOL, {9, 77}, 0, 0, 0},            /* C odd: scalar */
-    {check_layernorm, LAYERNORM_TOL, {5, 36}, 0, 0, 0},            /* 16-byte: fp32 only */
-    {check_layernorm, LAYERNORM_TOL, {2, 4104}, 0, 0, 0},          /* rows longer than the
-                                                                    * CUDA registers hold */
-    {check_layernorm, LAYERNORM_TOL, {2, 601}, 0, 0, 0},           /* the same, scalar */
-    {check_layernorm, LAYERNORM_TOL, {260, 24, 13}, 0, 0, 1},      /* N C T, padded rows */
-    {check_layernorm, LAYERNORM_TOL, {6, 77, 3}, 0, 0, 1},         /* the same, scalar */
-    {check_residual_layernorm, RESLN_TOL, {64, 1024}, 0, 0, 0},    /* N C: the model's rows */
-    {check_residual_layernorm, RESLN_TOL, {9, 77}, 0, 0, 0},       /* C odd: scalar, no 4-groups */
-    {check_residual_layernorm, RESLN_TOL, {2, 4104}, 0, 0, 0},     /* rows past the registers */
-    {check_residual_layernorm, RESLN_TOL, {2, 601}, 0, 0, 0},      /* the same, scalar */
-    {check_residual_layernorm, RESLN_TOL, {260, 24, 13}, 0, 0, 1}, /* N C T, padded rows */
-    {check_matmul, MATMUL_TOL, {37, 48, 40, 1}, 0, 0, 0},          /* N C OC bias */
-    {check_matmul, MATMUL_TOL, {5, 33, 17, 0}, 0, 0, 0},           /* */
-    {check_matmul, MATMUL_TOL, {260, 16, 24, 1}, 0, 0, 0},         /* */
-    {check_matmul, MATMUL_TOL, {7, 16, 13, 1}, 0, 0, 0},           /* rows of 13: the bias
-                                                                    * element by element */
-    {check_matmul, MATMUL_TOL, {37, 48, 40, 1, 1}, 0, 0, 0},       /* dinp += */
-    {check_matmul, MATMUL_TOL, {5, 33, 17, 0, 1}, 0, 0, 0},        /* */
-    {check_qkv, MATMUL_TOL, {37, 48, 48, 1, 3}, 0, 0, 0},          /* N C OC bias batch: */
-    {check_qkv, MATMUL_TOL, {9, 16, 13, 1, 3}, 0, 0, 3},           /* pad (variant) between */
-    {check_qkv, MATMUL_TOL, {5, 24, 16, 0, 2}, 0, 0, 8},           /* members: odd strides */
-    {check_attention, ATTENTION_TOL, {2, 37, 32, 4}, 0.f, 0, 0},   /* B T C NH, p */
-    {check_attention, ATTENTION_TOL, {1, 33, 24, 2}, 0.1f, 0, 0},  /* */
-    {check_attention, ATTENTION_TOL, {2, 70, 128, 2}, 0.1f, 0, 0}, /* HS 64, several tiles, a
-                                                                    * partial last one */
-    {check_attention, ATTENTION_TOL, {1, 40, 256, 2}, 0.f, 0, 0},  /* HS 128, the CUDA tiles'
-                                                                    * limit */
-    {check_attention, ATTENTION_TOL, {1, 35, 12, 2}, 0.f, 0, 0},   /* HS 6: CUDA tiles element
-                                                                    * by element in fp32 too */
+    {check_conversions, CONVERSIONS_TOL, {1001}, 0, 0, 0},            /* n */
+    {check_accumulate_list, CONVERSIONS_TOL, {0}, 0, 0, 0},           /* carved tensors */
+    {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0, 0},           /* B T C V NL */
+    {check_embed, EMBED_TOL, {2, 5, 24, 7, 0}, 0, 0, 0},              /* no language embeddings */
+    {check_embed, EMBED_TOL, {3, 37, 40, 101, 2}, 0, 0, 1},           /* position ids */
+    {check_embed, EMBED_TOL, {3, 90, 72, 101, 37}, 0, 0, 0},          /* 37 languages, 2 chunks */
+    {check_embed, EMBED_TOL, {2, 2100, 8, 50, 2}, 0, 0, 0},           /* sort past one tile */
+    {check_embed, EMBED_TOL, {2, 9, 13, 11, 2}, 0, 0, 1},             /* C odd: scalar */
+    {st_check_layernorm, ST_LAYERNORM_TOL, {75, 72}, 0, 0, 0},        /* N C */
+    {st_check_layernorm, ST_LAYERNORM_TOL, {3, 1000}, 0, 0, 0},       /* */
+    {st_check_layernorm, ST_LAYERNORM_TOL, {260, 24}, 0, 0, 0},       /* more rows than one
+                                                                       * column-sum chunk */
+    {st_check_layernorm, ST_LAYERNORM_TOL, {9, 77}, 0, 0, 0},         /* C odd: scalar */
+    {st_check_layernorm, ST_LAYERNORM_TOL, {5, 36}, 0, 0, 0},         /* 16-byte: fp32 only */
+    {st_check_layernorm, ST_LAYERNORM_TOL, {2, 4104}, 0, 0, 0},       /* rows longer than the
+                                                                       * CUDA registers hold */
+    {st_check_layernorm, ST_LAYERNORM_TOL, {2, 601}, 0, 0, 0},        /* the same, scalar */
+    {st_check_layernorm, ST_LAYERNORM_TOL, {260, 24, 13}, 0, 0, 1},   /* N C T, padded rows */
+    {st_check_layernorm, ST_LAYERNORM_TOL, {6, 77, 3}, 0, 0, 1},      /* the same, scalar */
+    {st_check_residual_layernorm, ST_RESLN_TOL, {64, 1024}, 0, 0, 0}, /* N C: the model's rows */
+    {st_check_residual_layernorm, ST_RESLN_TOL, {9, 77}, 0, 0, 0}, /* C odd: scalar, no 4-groups */
+    {st_check_residual_layernorm, ST_RESLN_TOL, {2, 4104}, 0, 0, 0}, /* rows past the registers */
+    {st_check_residual_layernorm, ST_RESLN_TOL, {2, 601}, 0, 0, 0},  /* the same, scalar */
+    {st_check_residual_layernorm, ST_RESLN_TOL, {260, 24, 13}, 0, 0, 1}, /* N C T, padded rows */
+    {check_matmul, MATMUL_TOL, {37, 48, 40, 1}, 0, 0, 0},                /* N C OC bias */
+    {check_matmul, MATMUL_TOL, {5, 33, 17, 0}, 0, 0, 0},                 /* */
+    {check_matmul, MATMUL_TOL, {260, 16, 24, 1}, 0, 0, 0},               /* */
+    {check_matmul, MATMUL_TOL, {7, 16, 13, 1}, 0, 0, 0},                 /* rows of 13: the bias
+                                                                          * element by element */
+    {check_matmul, MATMUL_TOL, {37, 48, 40, 1, 1}, 0, 0, 0},             /* dinp += */
+    {check_matmul, MATMUL_TOL, {5, 33, 17, 0, 1}, 0, 0, 0},              /* */
+    {check_qkv, MATMUL_TOL, {37, 48, 48, 1, 3}, 0, 0, 0},                /* N C OC bias batch: */
+    {check_qkv, MATMUL_TOL, {9, 16, 13, 1, 3}, 0, 0, 3},                 /* pad (variant) between */
+    {check_qkv, MATMUL_TOL, {5, 24, 16, 0, 2}, 0, 0, 8},                 /* members: odd strides */
+    {check_attention, ATTENTION_TOL, {2, 37, 32, 4}, 0.f, 0, 0},         /* B T C NH, p */
+    {check_attention, ATTENTION_TOL, {1, 33, 24, 2}, 0.1f, 0, 0},        /* */
+    {check_attention, ATTENTION_TOL, {2, 70, 128, 2}, 0.1f, 0, 0},       /* HS 64, several tiles, a
+                                                                          * partial last one */
+    {check_attention, ATTENTION_TOL, {1, 40, 256, 2}, 0.f, 0, 0},        /* HS 128, the CUDA tiles'
+                                                                          * limit */
+    {check_attention, ATTENTION_TOL, {1, 35, 12, 2}, 0.f, 0, 0},         /* HS 6: CUDA tiles element
+                                                                          * by element in fp32 too */
     /* bidirectional (MLM, TLM): B T C NH, d[4] 1: row 1 of length T-3, else of length 0 */
     {check_attention, ATTENTION_TOL, {3, 37, 32, 4, 0}, 0.f, 0, 1},
     {check_attention, ATTENTION_TOL, {2, 70, 128, 2, 1}, 0.1f, 0, 1},

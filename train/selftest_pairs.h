@@ -57,4 +57,20 @@ void st_begin(struct st_ctx *c, const char *op, const char *fmt, int a, int b, i
 /* Compare output t of the op being checked, by its name in the op's tolerance table. */
 #define CHECK(t, what) tp_check_named(c, &(t), what)
 
+/* A row of selftest.c's table: one op and shape. d holds the shape in the order the row's comment
+ * names; the tolerances of each output, per precision, are the op's *_TOL table. */
+struct op_case {
+    void (*check)(struct st_ctx *c, const struct op_case *row);
+    const struct out_tol *tols;
+    int d[5];
+    float p;       /* dropout probability, where the op has one */
+    int big_vocab; /* only with opts->big_vocab (slow in cudasim) */
+    int variant;   /* embed: 1 with position ids (TLM's); attention: 1 bidirectional (MLM) */
+};
+
+/* the LayerNorm rows' checks and tolerances (selftest_norm.c) */
+extern const struct out_tol ST_LAYERNORM_TOL[], ST_RESLN_TOL[];
+void st_check_layernorm(struct st_ctx *c, const struct op_case *row);
+void st_check_residual_layernorm(struct st_ctx *c, const struct op_case *row);
+
 #endif
