@@ -157,47 +157,58 @@ inline void store_matrix_sync(T *p, const fragment<accumulator, 16, 16, 16, T> &
     cudasim::warp_sync(0xffffffffu);
 }
 
-/* d = a b + c over the warp: every lane reads the whole tiles through the other lanes'
- * fragments (cudasim::warp_share), computes its own elements of d, and writes them only after
- * the warp's last read (d may be c). It touches fragments only, never device memory, so the
- * traffic build leaves its 800 reads per lane uninstrumented (each would cost a lookup in the
- * table of device allocations: the cost model's run took 18 times longer). */
+/* d = a b + c over the warp: lane 0 reads the whole tiles through the lanes' fragments
+ * (cudasim::warp_share) and computes the product into its own buffer, which every lane then
+ * reads its elements of d from; d is written only after the warp's last read (d may be c). It
+ * touches fragments only, never device memory, so the traffic build leaves it uninstrumented
+ * (each read would cost the counter a lookup). */
 template <class La, class Lb, class Tc>
-__attribute__((no_sanitize("kernel-address"))) inline void mma_sync(fragment<accumulator, 16, 16, 16, Tc> &d,
-                     const fragment<matrix_a, 16, 16, 16, __half, La> &a,
-                     const fragment<matrix_b, 16, 16, 16, __half, Lb> &b,
-                     const fragment<accumulator, 16, 16, 16, Tc> &c) {
+__attribute__((no_sanitize("kernel-address"))) inline void
+mma_sync(fragment<accumulator, 16, 16, 16, Tc> &d,
+         const fragment<matrix_a, 16, 16, 16, __half, La> &a,
+         const fragment<matrix_b, 16, 16, 16, __half, Lb> &b,
+         const fragment<accumulator, 16, 16, 16, Tc> &c) {
     struct operands {
         const void *a, *b, *c;
-    } mine = {&a, &b, &c};
+        const float *full;
+    };
+    float full[256]; /* lane 0's: the product, row-major */
+    operands mine = {&a, &b, &c, full};
     const void *all[32];
     cudasim::warp_share(0xffffffffu, &mine, all);
-    float A[16][16], B[16][16], Cm[16][16];
-    for (int l = 0; l < 32; l++) {
-        const operands *o = (const operands *)all[l];
-        if (!o) cudasim::fail("mma_sync needs all 32 lanes of the warp");
-        const auto *fa = (const fragment<matrix_a, 16, 16, 16, __half, La> *)o->a;
-        const auto *fb = (const fragment<matrix_b, 16, 16, 16, __half, Lb> *)o->b;
-        const auto *fc = (const fragment<accumulator, 16, 16, 16, Tc> *)o->c;
-        for (int e = 0; e < detail::ELEMS; e++) {
-            int ia = detail::tile_index<matrix_a>(l, e), ib = detail::tile_index<matrix_b>(l, e);
-            int ic = detail::tile_index<accumulator>(l, e);
-            A[ia / 16][ia % 16] = detail::to_float(fa->x[e]);
-            B[ib / 16][ib % 16] = detail::to_float(fb->x[e]);
-            Cm[ic / 16][ic % 16] = detail::to_float(fc->x[e]);
-        }
-    }
+    for (int l = 0; l < 32; l++)
+        if (!all[l]) cudasim::fail("mma_sync needs all 32 lanes of the warp");
     int lane = cudasim::lane_id();
-    float out[detail::ELEMS];
-    for (int e = 0; e < detail::ELEMS; e++) {
-        int i = detail::tile_index<accumulator>(lane, e), r = i / 16, col = i % 16;
-        float s = 0.f;
-        for (int k = 0; k < 16; k++)
-            s = fmaf(A[r][k], B[k][col], s);
-        out[e] = s + Cm[r][col];
+    if (lane == 0) {
+        float A[16][16], B[16][16];
+        for (int l = 0; l < 32; l++) {
+            const operands *o = (const operands *)all[l];
+            const auto *fa = (const fragment<matrix_a, 16, 16, 16, __half, La> *)o->a;
+            const auto *fb = (const fragment<matrix_b, 16, 16, 16, __half, Lb> *)o->b;
+            const auto *fc = (const fragment<accumulator, 16, 16, 16, Tc> *)o->c;
+            for (int e = 0; e < detail::ELEMS; e++) {
+                int ia = detail::tile_index<matrix_a>(l, e),
+                    ib = detail::tile_index<matrix_b>(l, e);
+                A[ia / 16][ia % 16] = detail::to_float(fa->x[e]);
+                B[ib / 16][ib % 16] = detail::to_float(fb->x[e]);
+                full[detail::tile_index<accumulator>(l, e)] = detail::to_float(fc->x[e]);
+            }
+        }
+        for (int r = 0; r < 16; r++)
+            for (int col = 0; col < 16; col++) {
+                float s = 0.f;
+                for (int k = 0; k < 16; k++)
+                    s = fmaf(A[r][k], B[k][col], s);
+                full[16 * r + col] += s;
+            }
+        XLMC_COUNT_TC_FLOPS(2.0 * 16 * 16 * 16);
     }
-    if (lane == 0) XLMC_COUNT_TC_FLOPS(2.0 * 16 * 16 * 16);
-    cudasim::warp_sync(0xffffffffu); /* every lane has read a, b and c */
+    cudasim::warp_sync(0xffffffffu); /* lane 0's product is there */
+    const float *F = ((const operands *)all[0])->full;
+    float out[detail::ELEMS];
+    for (int e = 0; e < detail::ELEMS; e++)
+        out[e] = F[detail::tile_index<accumulator>(lane, e)];
+    cudasim::warp_sync(0xffffffffu); /* every lane has read a, b, c and the product */
     for (int e = 0; e < detail::ELEMS; e++)
         detail::from_float(&d.x[e], out[e]);
 }
