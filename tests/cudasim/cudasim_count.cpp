@@ -45,6 +45,9 @@ std::vector<ThreadLog> g_threads;
 /* sector address -> (bit i of the low word: byte i loaded; high word: byte i stored) */
 std::unordered_map<uint64_t, uint64_t> g_sectors;
 uintptr_t g_hit_lo = 1, g_hit_hi = 0; /* the device allocation of the last access */
+/* the gap between device allocations that held the last address outside them (fragments,
+ * shared memory, stacks): most accesses of a kernel that works in shared memory land there */
+uintptr_t g_miss_lo = 1, g_miss_hi = 0;
 
 bool range_find(const std::map<uintptr_t, size_t> &m, uintptr_t a, uintptr_t *lo, uintptr_t *hi) {
     auto it = m.upper_bound(a);
@@ -176,8 +179,18 @@ void launch_end() {
 }
 
 void access(uintptr_t addr, size_t size, bool store) {
-    if (!(addr >= g_hit_lo && addr < g_hit_hi) && !range_find(g_device, addr, &g_hit_lo, &g_hit_hi))
+    if (addr >= g_miss_lo && addr < g_miss_hi) return;
+    if (!(addr >= g_hit_lo && addr < g_hit_hi) &&
+        !range_find(g_device, addr, &g_hit_lo, &g_hit_hi)) {
+        auto next = g_device.upper_bound(addr);
+        g_miss_hi = next == g_device.end() ? UINTPTR_MAX : next->first;
+        g_miss_lo = 0;
+        if (next != g_device.begin()) {
+            --next;
+            g_miss_lo = next->first + next->second;
+        }
         return;
+    }
     int tid = current_tid();
     if (tid < 0 || (size_t)tid >= g_threads.size()) return;
     ThreadLog &t = g_threads[tid];
@@ -266,7 +279,7 @@ void device_alloc(void *p, size_t bytes) {
     g_device[(uintptr_t)p] = bytes;
     g_in_use += bytes;
     g_high = std::max(g_high, g_in_use);
-    g_hit_lo = 1, g_hit_hi = 0;
+    g_hit_lo = 1, g_hit_hi = 0, g_miss_lo = 1, g_miss_hi = 0;
 }
 
 void device_free(void *p) {
@@ -275,7 +288,7 @@ void device_free(void *p) {
     if (it == g_device.end()) return;
     g_in_use -= it->second;
     g_device.erase(it);
-    g_hit_lo = 1, g_hit_hi = 0;
+    g_hit_lo = 1, g_hit_hi = 0, g_miss_lo = 1, g_miss_hi = 0;
 }
 
 bool is_device(const void *p) {

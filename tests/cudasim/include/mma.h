@@ -69,8 +69,11 @@ struct call_args {
     int layout;
 };
 /* Checks the warp-wide call: all 32 lanes present, the same arguments, CUDA's alignment
- * rules. The caller must cudasim::warp_sync after it is done with its own args. */
+ * rules; the caller then calls end_call. The traffic build (the cost model's, whose kernels
+ * the plain build has already checked) checks the alignment rules only: the two barriers of
+ * the full check cost more there than the loads themselves. */
 inline void check_call(const char *fn, const call_args *mine, unsigned ldm_multiple) {
+#ifndef XLMC_CUDASIM_TRAFFIC
     const void *all[32];
     cudasim::warp_share(0xffffffffu, mine, all);
     for (int i = 0; i < 32; i++) {
@@ -79,6 +82,7 @@ inline void check_call(const char *fn, const call_args *mine, unsigned ldm_multi
         if (o->ptr != mine->ptr || o->ldm != mine->ldm || o->layout != mine->layout)
             cudasim::fail("the lanes of a warp passed different arguments to one wmma call");
     }
+#endif
     if ((uintptr_t)mine->ptr % 32 != 0) {
         fprintf(stderr, "cudasim: %s: pointer %p is not 256-bit aligned\n", fn, mine->ptr);
         cudasim::fail("wmma pointer not 256-bit aligned");
@@ -88,6 +92,13 @@ inline void check_call(const char *fn, const call_args *mine, unsigned ldm_multi
                 ldm_multiple);
         cudasim::fail("wmma ldm not a multiple of 16 bytes");
     }
+}
+/* the end of a checked call: no lane leaves (and reuses its arguments' stack) before every
+ * lane has compared them */
+inline void end_call() {
+#ifndef XLMC_CUDASIM_TRAFFIC
+    cudasim::warp_sync(0xffffffffu);
+#endif
 }
 /* element (r, c) of a tile at p with leading dimension ldm */
 template <class T>
@@ -128,7 +139,7 @@ inline void load_matrix_sync(fragment<Use, 16, 16, 16, __half, Layout> &f, const
         int i = detail::tile_index<Use>(lane, e);
         f.x[e] = *detail::at(p, ldm, rows, i / 16, i % 16);
     }
-    cudasim::warp_sync(0xffffffffu);
+    detail::end_call();
 }
 
 template <class T>
@@ -141,7 +152,7 @@ inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, T> &f, const T *p
         int i = detail::tile_index<accumulator>(lane, e);
         f.x[e] = *detail::at(p, ldm, layout == mem_row_major, i / 16, i % 16);
     }
-    cudasim::warp_sync(0xffffffffu);
+    detail::end_call();
 }
 
 template <class T>
@@ -154,50 +165,60 @@ inline void store_matrix_sync(T *p, const fragment<accumulator, 16, 16, 16, T> &
         int i = detail::tile_index<accumulator>(lane, e);
         *detail::at(p, ldm, layout == mem_row_major, i / 16, i % 16) = f.x[e];
     }
-    cudasim::warp_sync(0xffffffffu);
+    detail::end_call();
 }
 
-/* d = a b + c over the warp: every lane reads the whole tiles through the other lanes'
- * fragments (cudasim::warp_share), computes its own elements of d, and writes them only after
- * the warp's last read (d may be c). */
+/* d = a b + c over the warp: lane 0 reads the whole tiles through the lanes' fragments
+ * (cudasim::warp_share) and computes the product into the warp's buffer, which every lane
+ * then reads its elements of d from (d may be c: lane 0 has read every c by then). The next
+ * call's product waits for all lanes at its first barrier, so one buffer per warp serves. It
+ * touches fragments only, never device memory, so the traffic build leaves it uninstrumented
+ * (each read would cost the counter a lookup). */
 template <class La, class Lb, class Tc>
-inline void mma_sync(fragment<accumulator, 16, 16, 16, Tc> &d,
-                     const fragment<matrix_a, 16, 16, 16, __half, La> &a,
-                     const fragment<matrix_b, 16, 16, 16, __half, Lb> &b,
-                     const fragment<accumulator, 16, 16, 16, Tc> &c) {
+__attribute__((no_sanitize("kernel-address"))) inline void
+mma_sync(fragment<accumulator, 16, 16, 16, Tc> &d,
+         const fragment<matrix_a, 16, 16, 16, __half, La> &a,
+         const fragment<matrix_b, 16, 16, 16, __half, Lb> &b,
+         const fragment<accumulator, 16, 16, 16, Tc> &c) {
     struct operands {
         const void *a, *b, *c;
-    } mine = {&a, &b, &c};
+    };
+    static thread_local float full[32][256]; /* per warp of the block: the product, row-major */
+    operands mine = {&a, &b, &c};
     const void *all[32];
     cudasim::warp_share(0xffffffffu, &mine, all);
-    float A[16][16], B[16][16], Cm[16][16];
-    for (int l = 0; l < 32; l++) {
-        const operands *o = (const operands *)all[l];
-        if (!o) cudasim::fail("mma_sync needs all 32 lanes of the warp");
-        const auto *fa = (const fragment<matrix_a, 16, 16, 16, __half, La> *)o->a;
-        const auto *fb = (const fragment<matrix_b, 16, 16, 16, __half, Lb> *)o->b;
-        const auto *fc = (const fragment<accumulator, 16, 16, 16, Tc> *)o->c;
-        for (int e = 0; e < detail::ELEMS; e++) {
-            int ia = detail::tile_index<matrix_a>(l, e), ib = detail::tile_index<matrix_b>(l, e);
-            int ic = detail::tile_index<accumulator>(l, e);
-            A[ia / 16][ia % 16] = detail::to_float(fa->x[e]);
-            B[ib / 16][ib % 16] = detail::to_float(fb->x[e]);
-            Cm[ic / 16][ic % 16] = detail::to_float(fc->x[e]);
-        }
-    }
+    for (int l = 0; l < 32; l++)
+        if (!all[l]) cudasim::fail("mma_sync needs all 32 lanes of the warp");
     int lane = cudasim::lane_id();
-    float out[detail::ELEMS];
-    for (int e = 0; e < detail::ELEMS; e++) {
-        int i = detail::tile_index<accumulator>(lane, e), r = i / 16, col = i % 16;
-        float s = 0.f;
-        for (int k = 0; k < 16; k++)
-            s = fmaf(A[r][k], B[k][col], s);
-        out[e] = s + Cm[r][col];
+    unsigned tid = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+    float *F = full[tid / 32];
+    if (lane == 0) {
+        float A[16][16], B[16][16];
+        for (int l = 0; l < 32; l++) {
+            const operands *o = (const operands *)all[l];
+            const auto *fa = (const fragment<matrix_a, 16, 16, 16, __half, La> *)o->a;
+            const auto *fb = (const fragment<matrix_b, 16, 16, 16, __half, Lb> *)o->b;
+            const auto *fc = (const fragment<accumulator, 16, 16, 16, Tc> *)o->c;
+            for (int e = 0; e < detail::ELEMS; e++) {
+                int ia = detail::tile_index<matrix_a>(l, e),
+                    ib = detail::tile_index<matrix_b>(l, e);
+                A[ia / 16][ia % 16] = detail::to_float(fa->x[e]);
+                B[ib / 16][ib % 16] = detail::to_float(fb->x[e]);
+                F[detail::tile_index<accumulator>(l, e)] = detail::to_float(fc->x[e]);
+            }
+        }
+        for (int r = 0; r < 16; r++)
+            for (int col = 0; col < 16; col++) {
+                float s = 0.f;
+                for (int k = 0; k < 16; k++)
+                    s = fmaf(A[r][k], B[k][col], s);
+                F[16 * r + col] += s;
+            }
+        XLMC_COUNT_TC_FLOPS(2.0 * 16 * 16 * 16);
     }
-    if (lane == 0) XLMC_COUNT_TC_FLOPS(2.0 * 16 * 16 * 16);
-    cudasim::warp_sync(0xffffffffu); /* every lane has read a, b and c */
+    cudasim::warp_sync(0xffffffffu); /* the product is there; every a, b, c has been read */
     for (int e = 0; e < detail::ELEMS; e++)
-        detail::from_float(&d.x[e], out[e]);
+        detail::from_float(&d.x[e], F[detail::tile_index<accumulator>(lane, e)]);
 }
 
 } // namespace wmma
