@@ -13,11 +13,14 @@
  * Cost rules (the constants and their sources are in GPUS below):
  *   kernel: max(DRAM bytes / DRAM bandwidth, L2 sector bytes / L2 bandwidth,
  *               waves x longest per-thread access chain x memory latency,
- *               FLOPs / (SIMT_EFF x fp32 peak)) + launch overhead;
+ *               FLOPs / (SIMT_EFF x fp32 peak) + tensor FLOPs / (TC_KERNEL_EFF x tensor
+ *               peak)) + launch overhead;
  *           the FLOPs are those the kernel reports (XLMC_COUNT_FLOPS, kernels/cuda/common.cuh:
  *           an FMA is 2, an exp/erf/log 1, a floor: they take several instructions or the
- *           SFU), so far the attention kernels' only, which compute in fp32 without tensor
- *           cores; a kernel without annotations prices no arithmetic
+ *           SFU), so far the attention kernels' only; the tensor FLOPs are those of its
+ *           wmma::mma_sync calls (cudasim counts 2 x 16^3 per warp-wide call); the two are
+ *           added (no overlap of the SIMT and the tensor-core work assumed); a kernel without
+ *           annotations prices no arithmetic
  *   GEMM:   max(2mnk·batch / (efficiency x peak), operand bytes / DRAM bandwidth) + overhead;
  *           peak is the tensor-core peak when every leading dimension and pointer is 16-byte
  *           aligned, else the non-tensor-core fp16 peak (cuBLAS before 11.0 needed multiples
@@ -86,6 +89,12 @@ static const struct gpu GPUS[2] = {
 /* Achieved fraction of the fp32 peak for the FLOPs of our own kernels. 1.0: their arithmetic
  * time is a lower bound (scalar FMAs from shared memory reach less; no measurement here). */
 #define SIMT_EFF 1.0
+/* Achieved fraction of the dense fp16 tensor-core peak for our own kernels' mma_sync work (the
+ * fused attention): an assumption, below what FlashAttention-2 reaches: 50-73 % of the A100
+ * peak (Dao, "FlashAttention-2", arXiv:2307.08691, abstract) and 35 % of the H100 peak (Shah et
+ * al., "FlashAttention-3", arXiv:2407.08608, abstract), because ours stage every tile product
+ * through shared memory with no asynchronous copies. */
+#define TC_KERNEL_EFF 0.25
 
 /* ---- one priced row: a kernel name or a GEMM class, in one phase ---- */
 enum { PH_PRE, PH_MICRO, PH_APPLY, PH_COUNT };
@@ -126,7 +135,7 @@ static double kernel_time(const struct gpu *g, const struct cudasim_record *e) {
     double waves = ceil(e->threads / (g->sms * 2048.0));
     double sectors = e->load_sectors + e->store_sectors;
     double t = fmax(e->dram_bytes / g->dram_bw, 32.0 * sectors / g->l2_bw);
-    t = fmax(t, e->flops / (SIMT_EFF * g->fp32_peak));
+    t = fmax(t, e->flops / (SIMT_EFF * g->fp32_peak) + e->tc_flops / (TC_KERNEL_EFF * g->tc_peak));
     return fmax(t, waves * e->max_thread_accesses * g->latency_s) + g->launch_s;
 }
 
@@ -154,14 +163,20 @@ static int extrapolate_run(struct sim_run *x, const struct sim_run *a, const str
         }
         struct cudasim_record *e = &x->rec[i];
         *e = *p;
-        double *fa[] = {&e->load_bytes,          &e->store_bytes,    &e->unique_load_bytes,
-                        &e->unique_store_bytes,  &e->dram_bytes,     &e->load_requests,
-                        &e->load_sectors,        &e->store_requests, &e->store_sectors,
-                        &e->max_thread_accesses, &e->threads,        &e->flops};
-        const double *fb[] = {&q->load_bytes,          &q->store_bytes,    &q->unique_load_bytes,
-                              &q->unique_store_bytes,  &q->dram_bytes,     &q->load_requests,
-                              &q->load_sectors,        &q->store_requests, &q->store_sectors,
-                              &q->max_thread_accesses, &q->threads,        &q->flops};
+        double *fa[] = {&e->load_bytes,        &e->store_bytes,
+                        &e->unique_load_bytes, &e->unique_store_bytes,
+                        &e->dram_bytes,        &e->load_requests,
+                        &e->load_sectors,      &e->store_requests,
+                        &e->store_sectors,     &e->max_thread_accesses,
+                        &e->threads,           &e->flops,
+                        &e->tc_flops};
+        const double *fb[] = {&q->load_bytes,        &q->store_bytes,
+                              &q->unique_load_bytes, &q->unique_store_bytes,
+                              &q->dram_bytes,        &q->load_requests,
+                              &q->load_sectors,      &q->store_requests,
+                              &q->store_sectors,     &q->max_thread_accesses,
+                              &q->threads,           &q->flops,
+                              &q->tc_flops};
         for (size_t f = 0; f < sizeof fa / sizeof fa[0]; f++)
             *fa[f] = fmax(0.0, lerp(*fa[f], *fb[f], w));
         e->m = lerp_int(p->m, q->m, w);
@@ -202,7 +217,7 @@ static void price_run(const struct gpu *g, const struct sim_run *run, struct tab
         int gemm = 0;
         if (e->kind == CUDASIM_EV_KERNEL) {
             t = kernel_time(g, e);
-            flops = e->flops;
+            flops = e->flops + e->tc_flops;
             snprintf(label, sizeof label, "%s", e->name);
         } else if (e->kind == CUDASIM_EV_GEMM) {
             t = gemm_time(g, e, &flops);
@@ -327,7 +342,8 @@ int main(int argc, char **argv) {
         for (int p = 0; p < PH_COUNT; p++)
             table_add(&step, &tx[p]);
         double micro_t = 0, apply_t = 0, gemm_t = 0, kern_t = 0, launch_t = 0, copy_t = 0;
-        double kern_flops = 0, kern_flop_t = 0; /* our kernels' arithmetic and its time */
+        /* our kernels' arithmetic and its time: SIMT, tensor cores */
+        double kern_flops = 0, kern_flop_t = 0, kern_tc = 0, kern_tc_t = 0;
         double launches_micro = 0;
         for (int i = 0; i < tx[PH_MICRO].n; i++) {
             micro_t += tx[PH_MICRO].r[i].t;
@@ -344,11 +360,15 @@ int main(int argc, char **argv) {
             else if (!strncmp(r->label, "memcpy", 6))
                 copy_t += r->t;
             else
-                kern_t += r->t, kern_flops += r->flops;
+                kern_t += r->t;
         }
         for (size_t i = 0; i < rx.n; i++)
-            if (rx.rec[i].kind == CUDASIM_EV_KERNEL)
+            if (rx.rec[i].kind == CUDASIM_EV_KERNEL) {
+                kern_flops += rx.rec[i].flops;
                 kern_flop_t += rx.rec[i].flops / (SIMT_EFF * g->fp32_peak);
+                kern_tc += rx.rec[i].tc_flops;
+                kern_tc_t += rx.rec[i].tc_flops / (TC_KERNEL_EFF * g->tc_peak);
+            }
         qsort(step.r, (size_t)step.n, sizeof *step.r, by_time);
         double step_t = micro_t + apply_t;
         printf("\n== %s (MODEL) ==\n", g->name);
@@ -393,8 +413,11 @@ int main(int argc, char **argv) {
                "(non-GEMM/GEMM %.2f), of which launch overhead %.2f ms, host<->device %.2f ms\n",
                gemm_t * 1e3, kern_t * 1e3, kern_t / gemm_t, launch_t * 1e3, copy_t * 1e3);
         printf("our kernels' arithmetic: %.1f GFLOP per step in fp32 without tensor cores, "
-               "%.2f ms at %.0f%% of the %.1f TFLOP/s fp32 peak (MODEL: a lower bound)\n",
-               kern_flops / 1e9, kern_flop_t * 1e3, 100 * SIMT_EFF, g->fp32_peak / 1e12);
+               "%.2f ms at %.0f%% of the %.1f TFLOP/s fp32 peak (MODEL: a lower bound); "
+               "%.1f GFLOP on tensor cores (wmma), %.2f ms at %.0f%% of the %.0f TFLOP/s fp16 "
+               "tensor peak (MODEL: an assumed efficiency)\n",
+               kern_flops / 1e9, kern_flop_t * 1e3, 100 * SIMT_EFF, g->fp32_peak / 1e12,
+               kern_tc / 1e9, kern_tc_t * 1e3, 100 * TC_KERNEL_EFF, g->tc_peak / 1e12);
         printf("launches per micro-batch (kernels + cuBLAS calls + copies + memsets): %.0f; "
                "host<->device bytes per optimizer step: %.0f MB H2D + %.0f MB D2H\n",
                launches_micro, h2d / 1e6, d2h / 1e6);

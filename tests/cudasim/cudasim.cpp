@@ -266,6 +266,22 @@ void warp_exchange(unsigned mask, const void *val, void *out, size_t bytes, int 
     warp_barrier(mask);
 }
 
+void warp_share(unsigned mask, const void *mine, const void **all) {
+    int lane = lane_id();
+    Warp &W = S->warps[linear_tid() / 32];
+    memcpy(W.slot[lane], &mine, sizeof mine);
+    warp_barrier(mask);
+    int lanes = std::min(32, S->nthreads - 32 * (linear_tid() / 32));
+    for (int i = 0; i < 32; i++) {
+        all[i] = nullptr;
+        if (i < lanes && ((mask >> i) & 1u)) memcpy(&all[i], W.slot[i], sizeof all[i]);
+    }
+}
+
+void fail(const char *what) {
+    kernel_fail(what);
+}
+
 unsigned warp_ballot(unsigned mask, int pred) {
     int lane = lane_id();
     Warp &W = S->warps[linear_tid() / 32];

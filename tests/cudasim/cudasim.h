@@ -58,7 +58,15 @@ void warp_exchange(unsigned mask, const void *val, void *out, size_t bytes, int 
 /* Vote: returns the ballot of `pred` over the lanes in mask. */
 unsigned warp_ballot(unsigned mask, int pred);
 void warp_sync(unsigned mask);
+/* Every lane in mask deposits the pointer `mine`; after a barrier, all[i] is lane i's deposit
+ * (nullptr for a lane outside the warp or the mask). Fibers share one address space, so a lane
+ * may then read what the others' pointers show (the warp-wide operands of an mma_sync); it must
+ * warp_sync(mask) before it changes or leaves what its own pointer shows. */
+void warp_share(unsigned mask, const void *mine, const void **all);
 int lane_id();
+/* Ends the run with the kernel, block and `what`: a use of a device API that a GPU would
+ * reject or leave undefined. */
+[[noreturn]] void fail(const char *what);
 /* Run body in every thread of grid x block; checks the launch against the device limits. */
 void launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t shmem,
             const std::function<void()> &body, const void *stream = nullptr);
@@ -78,11 +86,15 @@ int current_tid();
  * field flops) in the traffic build only, whose objects are compiled with XLMC_CUDASIM_TRAFFIC */
 namespace cudasim {
 void count_flops(double n);
-}
+/* n tensor-core FLOPs (mma_sync of tests/cudasim/include/mma.h, one call per warp) */
+void count_tc_flops(double n);
+} // namespace cudasim
 #ifdef XLMC_CUDASIM_TRAFFIC
 #define XLMC_COUNT_FLOPS(n) cudasim::count_flops((double)(n))
+#define XLMC_COUNT_TC_FLOPS(n) cudasim::count_tc_flops((double)(n))
 #else
 #define XLMC_COUNT_FLOPS(n) ((void)0)
+#define XLMC_COUNT_TC_FLOPS(n) ((void)0)
 #endif
 #define XLMC_LAUNCH(kernel, grid, block, shmem, stream)                                            \
     cudasim::Launch<decltype(&kernel)> {                                                           \

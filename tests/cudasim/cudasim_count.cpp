@@ -166,7 +166,8 @@ void launch_end() {
                         &g_cur.unique_load_bytes, &g_cur.unique_store_bytes,
                         &g_cur.dram_bytes,        &g_cur.load_requests,
                         &g_cur.load_sectors,      &g_cur.store_requests,
-                        &g_cur.store_sectors,     &g_cur.flops};
+                        &g_cur.store_sectors,     &g_cur.flops,
+                        &g_cur.tc_flops};
     for (double *x : scaled)
         *x *= sc;
     g_cur.host_seconds =
@@ -187,6 +188,9 @@ void access(uintptr_t addr, size_t size, bool store) {
  * calls a __device__ helper out of the count. */
 void flops(double n) {
     if (current_tid() >= 0) g_cur.flops += n;
+}
+void tc_flops(double n) {
+    if (current_tid() >= 0) g_cur.tc_flops += n;
 }
 
 static int align_of(uintptr_t v) {
@@ -331,6 +335,9 @@ extern "C" void cudasim_count_mark(const char *label) {
 
 void cudasim::count_flops(double n) {
     if (g_on) cudasim::count::flops(n);
+}
+void cudasim::count_tc_flops(double n) {
+    if (g_on) cudasim::count::tc_flops(n);
 }
 
 extern "C" size_t cudasim_mem_in_use(void) {

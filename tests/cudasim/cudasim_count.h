@@ -44,6 +44,8 @@ struct cudasim_record {
     double max_thread_accesses; /* the longest chain of accesses of one thread */
     double flops;        /* floating-point operations the kernel reported (XLMC_COUNT_FLOPS in
                             kernels/cuda/common.cuh; an FMA is 2), traffic build only, scaled */
+    double tc_flops;     /* tensor-core FLOPs: 2 x 16 x 16 x 16 per warp-wide wmma::mma_sync
+                            (tests/cudasim/include/mma.h), traffic build only, scaled */
     double threads;      /* grid x block */
     double host_seconds; /* what simulating the launch cost this machine */
     /* gemm: column-major C (m,n) = op(A) op(B), batch times */

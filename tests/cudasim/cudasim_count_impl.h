@@ -22,6 +22,7 @@ void launch_end();
 void access(uintptr_t addr, size_t size, bool store);
 /* n floating-point operations by the current kernel thread (XLMC_COUNT_FLOPS) */
 void flops(double n);
+void tc_flops(double n);
 void gemm(int ta, int tb, int m, int n, int k, int batch, const void *A, int at, int lda,
           const void *B, int bt, int ldb, const void *C, int ct, int ldc, const void *stream);
 void copy(void *dst, const void *src, size_t bytes, int kind, const void *stream);

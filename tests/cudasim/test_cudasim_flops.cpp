@@ -11,9 +11,13 @@
  *      FLOPs each: 4 HS T (T+1) / 2, a lower bound. Query tile i computes key tiles 0..i (the
  *      tiles past the diagonal are skipped), 1 + 2 + 3 = 6 tiles, each at most 4 x 32 x 32 x HS
  *      for its two products, plus at most 10 % for the softmax and the rescale: the upper
- *      bound. A kernel that computed the skipped tiles (9 per head) would exceed it.
+ *      bound. A kernel that computed the skipped tiles (9 per head) would exceed it;
+ *   4. tensor-core FLOPs (field tc_flops): a toy kernel whose every warp makes R mma_sync calls
+ *      (tests/cudasim/include/mma.h), 48 blocks of 4 warps sampled at 8 blocks: exactly
+ *      2 x 16^3 x R x 4 x 48, and no SIMT FLOPs.
  * Compiled with the traffic flags, so that its own kernels count too. */
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include "cudasim_count.h"
 #include "kernels/ops.h"
@@ -50,6 +54,20 @@ __global__ void ragged_kernel(float *out, int n) {
         XLMC_COUNT_FLOPS(2);
     }
     out[i] = acc;
+}
+
+__global__ void mma_kernel(float *out, const __half *a, int r) {
+    using namespace nvcuda;
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> fb;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::fill_fragment(acc, 0.f);
+    wmma::load_matrix_sync(fa, a, 16);
+    wmma::load_matrix_sync(fb, a, 16);
+    for (int i = 0; i < r; i++)
+        wmma::mma_sync(acc, fa, fb, acc);
+    int w = (int)(blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    wmma::store_matrix_sync(out + 256 * w, acc, 16, wmma::mem_row_major);
 }
 
 /* the FLOPs of the one kernel launch counted since the last start */
@@ -93,6 +111,27 @@ int main(void) {
         want += 2.0 * (i % 7);
     EXPECT(got == want, "ragged kernel: %.17g FLOPs, expected %.17g", got, want);
     cudaFree(out);
+
+    const int mblocks = 48, mwarps = 4, R = 5;
+    __half *ma;
+    if (cudaMalloc(&out, (size_t)mblocks * mwarps * 256 * sizeof(float)) ||
+        cudaMalloc(&ma, 256 * sizeof(__half)) || cudaMemset(ma, 0, 256 * sizeof(__half)))
+        return 1;
+    cudasim_count_start(0, 8);
+    XLMC_LAUNCH(mma_kernel, mblocks, 32 * mwarps, 0, 0)(out, ma, R);
+    cudasim_count_stop();
+    got = kernel_flops("toy mma_sync");
+    const cudasim_record *ev;
+    size_t nev = cudasim_count_events(&ev);
+    double tc = 0;
+    for (size_t i = 0; i < nev; i++)
+        tc += ev[i].kind == CUDASIM_EV_KERNEL ? ev[i].tc_flops : 0;
+    want = 2.0 * 16 * 16 * 16 * R * mwarps * mblocks;
+    EXPECT(tc == want, "toy mma_sync kernel: %.17g tensor FLOPs, expected %.17g", tc, want);
+    EXPECT(got == 0, "toy mma_sync kernel: %.17g SIMT FLOPs, expected none", got);
+    printf("toy mma_sync kernel: %.0f tensor FLOPs counted, %.0f expected\n", tc, want);
+    cudaFree(out);
+    cudaFree(ma);
 
     char why[256] = "";
     const struct ops *o = cudasim_ops_cuda(OPS_FP32, 0, why, sizeof why);
