@@ -1,5 +1,5 @@
 /* attention.cu — multi-head attention, causal (CLM) or bidirectional (MLM, TLM: every real
- * key of the row), fused (FlashAttention-style) in plain CUDA C:
+ * key of the row), fused (FlashAttention-style):
  * tiles of q, k, v in static shared memory (under 48 KiB, sm_70 and newer), scores and
  * probabilities in fp32 registers and shared memory only, an online softmax in the forward,
  * key tiles no query of the tile sees skipped (past the diagonal, or past the row's length). The
@@ -7,9 +7,11 @@
  * kernels (dq per query tile, which also saves D = dout . out per row; then dk, dv per key tile,
  * which reads D instead of out), so every output element is summed by one thread in a fixed order:
  * no atomics, the same bits on every run. Attention dropout draws the CPU backend's Philox bits per
- * element. Tiles move between global and shared memory in 16-byte accesses (8 halves, 4 floats)
- * when the head rows allow (att_args.vec): a thread's chain of global accesses, which bounds these
- * latency-bound kernels, is then 8 (4) times shorter. */
+ * element. fp16 storage runs the tile products on tensor cores (attention_tc.cuh); fp32 storage
+ * keeps the scalar kernels below (wmma takes no fp32 inputs on sm_70). Their tiles move between
+ * global and shared memory in 16-byte accesses (8 halves, 4 floats) when the head rows allow
+ * (att_args.vec): a thread's chain of global accesses, which bounds these latency-bound kernels,
+ * is then 8 (4) times shorter. */
 #include "kernels/cuda/common.cuh"
 
 #include <math.h>
@@ -130,6 +132,8 @@ __device__ __forceinline__ int att_keep(const att_args &a, int b, int h, int t, 
     uint64_t e = ((uint64_t)h * a.T + (uint64_t)t) * (uint64_t)a.T + (uint64_t)s;
     return dropout_keep(a.seed, a.step, a.row0 + (uint32_t)b, a.tensor, e, a.threshold);
 }
+
+#include "kernels/cuda/attention_tc.cuh"
 
 /* out (B,T,C) = dropout(softmax) @ v, lse (B,NH,T). grid (query tiles, NH, B). Thread i owns
  * query row r = i/4 of the tile and the head columns c = i%4 + 4j; its 4 row threads are
@@ -429,6 +433,53 @@ static void attention_backward_launch(S *dq, S *dk, S *dv, const S *dout, const 
     cudaLaunchCheck();
 }
 
+template <typename S, int HSM>
+static void attention_tc_forward_launch(S *out, float *lse, const S *q, const S *k, const S *v,
+                                        int B, const att_args &a) {
+    dim3 grid(cuda_blocks(a.T, ATT_TC_BQ), a.NH, B);
+    XLMC_LAUNCH((attention_tc_forward_kernel<S, HSM>), grid, ATT_TC_THREADS, 0,
+                g_cuda.stream)(out, lse, q, k, v, a);
+    cudaLaunchCheck();
+}
+template <typename S, int HSM>
+static void attention_tc_backward_launch(S *dq, S *dk, S *dv, const S *dout, const S *out,
+                                         const float *lse, const S *q, const S *k, const S *v,
+                                         int B, const att_args &a) {
+    float *D = cuda_scratch((size_t)B * a.NH * a.T); // as in attention_backward_launch
+    dim3 grid_q(cuda_blocks(a.T, ATT_TC_BQ), a.NH, B),
+        grid_kv(cuda_blocks(a.T, ATT_TC_BKV), a.NH, B);
+    XLMC_LAUNCH((attention_tc_backward_q_kernel<S, HSM>), grid_q, ATT_TC_THREADS, 0,
+                g_cuda.stream)(dq, D, dout, out, lse, q, k, v, a);
+    cudaLaunchCheck();
+    XLMC_LAUNCH((attention_tc_backward_kv_kernel<S, HSM>), grid_kv, ATT_TC_THREADS, 0,
+                g_cuda.stream)(dk, dv, dout, D, lse, q, k, v, a);
+    cudaLaunchCheck();
+}
+
+/* fp16 storage: tensor cores; fp32: the scalar kernels */
+template <int HSM>
+static void att_forward_path(__half *out, float *lse, const __half *q, const __half *k,
+                             const __half *v, int B, const att_args &a) {
+    attention_tc_forward_launch<__half, HSM>(out, lse, q, k, v, B, a);
+}
+template <int HSM>
+static void att_forward_path(float *out, float *lse, const float *q, const float *k, const float *v,
+                             int B, const att_args &a) {
+    attention_forward_launch<float, HSM>(out, lse, q, k, v, B, a);
+}
+template <int HSM>
+static void att_backward_path(__half *dq, __half *dk, __half *dv, const __half *dout,
+                              const __half *out, const float *lse, const __half *q, const __half *k,
+                              const __half *v, int B, const att_args &a) {
+    attention_tc_backward_launch<__half, HSM>(dq, dk, dv, dout, out, lse, q, k, v, B, a);
+}
+template <int HSM>
+static void att_backward_path(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                              const float *lse, const float *q, const float *k, const float *v,
+                              int B, const att_args &a) {
+    attention_backward_launch<float, HSM>(dq, dk, dv, dout, out, lse, q, k, v, B, a);
+}
+
 template <typename S>
 static void cuda_attention_forward(void *out, float *lse, const void *q, const void *k,
                                    const void *v, const int32_t *lengths, int B, int T, int C,
@@ -437,11 +488,9 @@ static void cuda_attention_forward(void *out, float *lse, const void *q, const v
     att_args a = att_make_args(lengths, T, C, NH, p, key);
     a.vec = att_vec_ok<S>(a, out, q, k, v);
     if (a.HS <= 64)
-        attention_forward_launch<S, 64>((S *)out, lse, (const S *)q, (const S *)k, (const S *)v, B,
-                                        a);
+        att_forward_path<64>((S *)out, lse, (const S *)q, (const S *)k, (const S *)v, B, a);
     else
-        attention_forward_launch<S, ATT_HS_MAX>((S *)out, lse, (const S *)q, (const S *)k,
-                                                (const S *)v, B, a);
+        att_forward_path<ATT_HS_MAX>((S *)out, lse, (const S *)q, (const S *)k, (const S *)v, B, a);
 }
 
 template <typename S>
@@ -453,12 +502,11 @@ static void cuda_attention_backward(void *dq, void *dk, void *dv, const void *do
     att_args a = att_make_args(lengths, T, C, NH, p, key);
     a.vec = att_vec_ok<S>(a, dq, dk, dv, dout, out, q, k, v);
     if (a.HS <= 64)
-        attention_backward_launch<S, 64>((S *)dq, (S *)dk, (S *)dv, (const S *)dout, (const S *)out,
-                                         lse, (const S *)q, (const S *)k, (const S *)v, B, a);
+        att_backward_path<64>((S *)dq, (S *)dk, (S *)dv, (const S *)dout, (const S *)out, lse,
+                              (const S *)q, (const S *)k, (const S *)v, B, a);
     else
-        attention_backward_launch<S, ATT_HS_MAX>((S *)dq, (S *)dk, (S *)dv, (const S *)dout,
-                                                 (const S *)out, lse, (const S *)q, (const S *)k,
-                                                 (const S *)v, B, a);
+        att_backward_path<ATT_HS_MAX>((S *)dq, (S *)dk, (S *)dv, (const S *)dout, (const S *)out,
+                                      lse, (const S *)q, (const S *)k, (const S *)v, B, a);
 }
 
 CUDA_EXPORT_OP(attention_forward)
