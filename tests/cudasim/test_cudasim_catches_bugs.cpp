@@ -9,6 +9,8 @@
  *      memory without opting in) is refused. */
 #include <cuda_runtime.h>
 
+#include "cudasim_test.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -80,24 +82,6 @@ static int divergent_barrier_child(void) {
     XLMC_LAUNCH(divergent_barrier_kernel, 1, 32, 0, 0)(buf);
     CHECK(cudaFree(buf));
     return 0;
-}
-
-/* Runs child in a forked process; 1 if it did not end cleanly (the bug was reported). */
-static int reported_in_child(int (*child)(void)) {
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        exit(1);
-    }
-    if (pid == 0) _exit(child());
-    int status = 0;
-    if (waitpid(pid, &status, 0) != pid) {
-        perror("waitpid");
-        exit(1);
-    }
-    return !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 /* Child: the off-by-one store; returns 0 only if nothing noticed it. */

@@ -17,6 +17,8 @@
  *      2 x 16^3 x R x 4 x 48, and no SIMT FLOPs.
  * Compiled with the traffic flags, so that its own kernels count too. */
 #include <cuda_runtime.h>
+
+#include "cudasim_test.h"
 #include <mma.h>
 
 #include "cudasim_count.h"
@@ -24,17 +26,6 @@
 
 extern "C" const struct ops *cudasim_ops_cuda(enum ops_precision precision, int device, char *why,
                                               size_t why_len);
-
-static int g_fail;
-#define EXPECT(cond, ...)                                                                          \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: %s: ", __FILE__, __LINE__, #cond);                             \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-            g_fail++;                                                                              \
-        }                                                                                          \
-    } while (0)
 
 __global__ void fma_kernel(float *out, int k) {
     float acc = (float)threadIdx.x;

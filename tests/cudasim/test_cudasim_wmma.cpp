@@ -11,6 +11,8 @@
  *      16 bytes, a pointer that is not 256-bit aligned, lanes passing different pointers, half
  *      a warp calling mma_sync. */
 #include <cuda_runtime.h>
+
+#include "cudasim_test.h"
 #include <mma.h>
 
 #include <cmath>
@@ -20,16 +22,6 @@
 
 using namespace nvcuda;
 
-static int g_fail;
-#define EXPECT(cond, ...)                                                                          \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: %s: ", __FILE__, __LINE__, #cond);                             \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-            g_fail++;                                                                              \
-        }                                                                                          \
-    } while (0)
 #define CHECK(x)                                                                                   \
     do {                                                                                           \
         if ((x) != cudaSuccess) {                                                                  \
@@ -212,22 +204,6 @@ static int misuse_child(void) {
     XLMC_LAUNCH(misuse_kernel, 1, 32, 0, 0)(a, g_what);
     CHECK(cudaFree(a));
     return 0;
-}
-static int reported_in_child(int (*child)(void)) {
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        exit(1);
-    }
-    if (pid == 0) _exit(child());
-    int status = 0;
-    if (waitpid(pid, &status, 0) != pid) {
-        perror("waitpid");
-        exit(1);
-    }
-    return !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 int main(void) {
