@@ -66,6 +66,9 @@ struct train_config {
     int overlap_allreduce;  /* with several ranks, sum each layer's gradient while backward
                              * computes the layers below (default); false sums it in one call
                              * after backward: bit-identical updates, slower (for debugging) */
+    int cuda_graphs;        /* on a GPU, replay each micro-batch's kernels as recorded CUDA
+                             * Graphs (default); false launches them one by one: bit-identical
+                             * results, slower (for debugging) */
     float watchdog_seconds; /* a rank without progress this long (or 20 median steps, if
                              * longer) ends the job with exit 76; 0 = no watchdog */
     /* objectives = clm:de, clm:en, mlm:de, tlm:de-en, ...: one per optimizer step, taken in

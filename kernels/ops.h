@@ -73,6 +73,7 @@ struct ln_backward_extra {
      * the branch's last linear layer's bias gradient, one fp32 sum of the stored values per
      * column rounded once (what matmul_backward's db gives, in an order of the backend's) */
     void *dbias_next;
+    /* dout_key and dinp_key, when both are given, differ only in their tensor */
 };
 
 /* Many gradient tensors into the fp32 accumulator in one call (one launch on a GPU): entry i
@@ -312,6 +313,22 @@ struct ops {
      * on failure (the caller may fall back to malloc) */
     void *(*host_alloc)(size_t bytes);
     void (*host_free)(void *p);
+
+    /* ---- graphs: NULL where the backend has none (the CPU) ----
+     * The op calls between graph_begin(g, ...) and graph_end(g) form a segment: recorded once
+     * (a CUDA Graph) and then replayed with one launch, as long as the calls are the recorded
+     * ones (the same ops, shapes and buffers; a changed call is detected, never replayed).
+     * key (seed, step, row0; NULL: unchanged) and dscale (0: unchanged) are the values every
+     * dropout key and the loss op's dscale inside the segment must have: they may change
+     * from one replay to the next. No to_host, to_device, synchronize, alloc or free inside.
+     * graph_end returns 1 when the recording no longer matched: nothing ran, and the caller
+     * must run the segment again (which records it anew); 0 when it ran. */
+    void *(*graph_create)(void); /* NULL: out of host memory */
+    void (*graph_destroy)(void *g);
+    void (*graph_begin)(void *g, const struct dropout_key *key, float dscale);
+    int (*graph_end)(void *g);
+    /* segments run eagerly (first use), recorded, replayed, and replays refused since start */
+    void (*graph_counts)(long counts[4]);
 
     /* ---- compute: one slot per entry of OPS_LIST ---- */
     OPS_LIST(OPS_SLOT, OPS_SLOT_R)

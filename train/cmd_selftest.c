@@ -93,6 +93,10 @@ int cmd_selftest(int argc, char **argv) {
             f = selftest_train_step(ops_cpu(prec), dev, stdout);
             printf("xlmc selftest: %s fp16 training step: %s\n", device, f ? "FAILED" : "passed");
             failures += f;
+            f = selftest_graphs(dev, stdout);
+            printf("xlmc selftest: %s fp16 steps from CUDA graphs: %s\n", device,
+                   f ? "FAILED" : "passed");
+            failures += f;
         }
     }
     return failures ? 1 : 0;

@@ -28,4 +28,9 @@ int selftest_optable(const struct ops *ref, const struct ops *dev,
  * failed checks. */
 int selftest_train_step(const struct ops *ref, const struct ops *dev, FILE *log);
 
+/* Training steps replayed from recorded graphs against the same steps launched one by one on
+ * dev (train/selftest_graphs.c): bit-identical, and a moved buffer refuses a replay. 0 checks
+ * on a backend without graphs. Returns the number of failed checks. */
+int selftest_graphs(const struct ops *dev, FILE *log);
+
 #endif

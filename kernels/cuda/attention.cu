@@ -40,11 +40,14 @@ struct att_args {
     int T, C, NH, HS;
     float scale, keep_scale; /* 1/sqrt(HS); 1/(1-p) */
     uint32_t threshold;      /* dropout threshold, 0: no dropout */
-    uint64_t seed, step;
+    uint32_t unused;         /* no padding: launches are fingerprinted (graph.cu) */
+    uint64_t seed, step;     /* seed, step, row0: from vars at the kernel's start */
     uint32_t row0, tensor;
-    const int32_t *lengths; /* (B) device: bidirectional; NULL: causal */
-    int vec;                /* tiles in att_vec accesses: HS and C multiples of its elements,
-                               every tensor 16-byte aligned (att_vec_ok) */
+    const int32_t *lengths;       /* (B) device: bidirectional; NULL: causal */
+    const struct cuda_vars *vars; /* NULL: no dropout */
+    int vec;                      /* tiles in att_vec accesses: HS and C multiples of its
+                                     elements, every tensor 16-byte aligned (att_vec_ok) */
+    int unused2;
 };
 
 /* 16 bytes of storage in one access: 8 halves or 4 floats */
@@ -141,6 +144,7 @@ __device__ __forceinline__ int att_keep(const att_args &a, int b, int h, int t, 
 template <typename S, int HSM>
 __global__ void __launch_bounds__(ATT_FWD_THREADS)
     attention_forward_kernel(S *out, float *lse, const S *q, const S *k, const S *v, att_args a) {
+    cuda_key_load(a);
     __shared__ float sq[ATT_FWD_BQ * ATT_LD];
     __shared__ float skv[ATT_FWD_BK * ATT_LD];
     __shared__ float sp[ATT_FWD_BQ][ATT_FWD_BK + 1];
@@ -291,6 +295,7 @@ template <typename S, int HSM>
 __global__ void __launch_bounds__(ATT_BWD_THREADS)
     attention_backward_kv_kernel(S *dk, S *dv, const S *dout, const float *D, const float *lse,
                                  const S *q, const S *k, const S *v, att_args a) {
+    cuda_key_load(a);
     __shared__ att_bwd_tiles sh;
     int b = blockIdx.z, h = blockIdx.y, k0 = blockIdx.x * ATT_BWD_B;
     int j = threadIdx.x / 8, sub = threadIdx.x % 8;
@@ -338,6 +343,7 @@ template <typename S, int HSM>
 __global__ void __launch_bounds__(ATT_BWD_THREADS)
     attention_backward_q_kernel(S *dq, float *D, const S *dout, const S *out, const float *lse,
                                 const S *q, const S *k, const S *v, att_args a) {
+    cuda_key_load(a);
     __shared__ att_bwd_tiles sh;
     int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * ATT_BWD_B;
     int r = threadIdx.x / 8, sub = threadIdx.x % 8;
@@ -376,6 +382,7 @@ __global__ void __launch_bounds__(ATT_BWD_THREADS)
 static att_args att_make_args(const int32_t *lengths, int T, int C, int NH, float p,
                               const struct dropout_key *key) {
     att_args a;
+    memset(&a, 0, sizeof a);
     a.lengths = lengths;
     a.T = T;
     a.C = C;
@@ -389,11 +396,8 @@ static att_args att_make_args(const int32_t *lengths, int T, int C, int NH, floa
     a.scale = 1.f / sqrtf((float)a.HS);
     a.threshold = p > 0.f ? dropout_threshold(p) : 0u;
     a.keep_scale = p > 0.f ? 1.f / (1.f - p) : 1.f;
-    a.seed = key ? key->seed : 0;
-    a.step = key ? key->step : 0;
-    a.row0 = key ? key->row0 : 0;
     a.tensor = key ? key->tensor : 0;
-    a.vec = 0;
+    a.vars = key && p > 0.f ? cuda_vars_for(key, 0, 0.f) : NULL;
     return a;
 }
 

@@ -192,6 +192,7 @@ template <typename S, int HSM>
 __global__ void __launch_bounds__(ATT_TC_THREADS)
     attention_tc_forward_kernel(S *out, float *lse, const S *q, const S *k, const S *v,
                                 att_args a) {
+    cuda_key_load(a);
     constexpr int LDH = HSM + 8, NF = HSM / 16, NJ = ATT_TC_BN / 2;
     __shared__ att_tc_fwd_smem<HSM> sh;
     int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * ATT_TC_BQ;
@@ -276,6 +277,7 @@ template <typename S, int HSM>
 __global__ void __launch_bounds__(ATT_TC_THREADS)
     attention_tc_backward_q_kernel(S *dq, float *D, const S *dout, const S *out, const float *lse,
                                    const S *q, const S *k, const S *v, att_args a) {
+    cuda_key_load(a);
     constexpr int LDH = HSM + 8, NF = HSM / 16, NJ = ATT_TC_BN / 2;
     __shared__ att_tc_dq_smem<HSM> sh;
     int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * ATT_TC_BQ;
@@ -389,6 +391,7 @@ template <typename S, int HSM>
 __global__ void __launch_bounds__(ATT_TC_THREADS)
     attention_tc_backward_kv_kernel(S *dk, S *dv, const S *dout, const float *D, const float *lse,
                                     const S *q, const S *k, const S *v, att_args a) {
+    cuda_key_load(a);
     constexpr int LDH = HSM + 8, NF = HSM / 16;
     __shared__ att_tc_dkv_smem<HSM> sh;
     int b = blockIdx.z, h = blockIdx.y, k0 = blockIdx.x * ATT_TC_BKV;

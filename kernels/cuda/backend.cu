@@ -101,6 +101,7 @@ static void cuda_host_free(void *p) {
     if (p) cudaCheck(cudaFreeHost(p));
 }
 static void cuda_memset0(void *p, size_t bytes) {
+    if (!cuda_call_admit("memset", p, bytes)) return;
     cudaCheck(cudaMemsetAsync(p, 0, bytes, g_cuda.stream));
 }
 static void cuda_synchronize(void) {
@@ -184,6 +185,7 @@ static void cuda_fill_table(struct ops *o, enum ops_precision precision) {
     o->synchronize = cuda_synchronize;
     o->host_alloc = cuda_host_alloc;
     o->host_free = cuda_host_free;
+    cuda_graph_fill(o);
     OPS_LIST(CUDA_SLOT, CUDA_SLOT_R)
 }
 
@@ -228,6 +230,11 @@ const struct ops *ops_cuda(enum ops_precision precision, int device, char *why, 
         cublasCheck(cublasSetStream(g_cuda.blas, g_cuda.stream));
         cudaCheck(cudaMalloc((void **)&g_cuda.partials, CUDA_NORM_BLOCKS * sizeof(double)));
         cudaCheck(cudaMalloc((void **)&g_cuda.flag, sizeof(int)));
+        cudaCheck(cudaMalloc((void **)&g_cuda.vars, sizeof *g_cuda.vars));
+        /* A workspace of our own: cuBLAS then never allocates inside a graph capture. 32 MiB
+         * is cuBLAS's recommendation for Hopper (4 MiB for earlier GPUs). */
+        cudaCheck(cudaMalloc(&g_cuda.blas_workspace, CUDA_BLAS_WORKSPACE));
+        cublasCheck(cublasSetWorkspace(g_cuda.blas, g_cuda.blas_workspace, CUDA_BLAS_WORKSPACE));
         cuda_fill_table(&g_tables[OPS_FP32], OPS_FP32);
         cuda_fill_table(&g_tables[OPS_FP16], OPS_FP16);
         g_device = device;

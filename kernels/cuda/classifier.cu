@@ -38,15 +38,18 @@ __device__ __forceinline__ raw16 cls_piece(const S *x, const S *bias, int q, int
 }
 
 // losses (N) fp32, logits (N,Vp) storage, columns < V (+= bias (V) or NULL first) overwritten
-// by dscale * (softmax - onehot), the padding columns V..Vp-1 by 0 (with dscale != 0).
+// by dscale * (softmax - onehot), the padding columns V..Vp-1 by 0 (with grad; dscale is
+// vars->dscale, which the host set non-zero).
 // One block per row, in pieces of VEC columns (VEC > 1: Vp a multiple of VEC, 16-byte
 // aligned rows and bias). The row is read once for max and sum (from registers) and written
 // once; with dscale 0 and a bias, the row gets x + bias (evaluation's argmax reads it).
 template <typename S, int VEC>
 __global__ void __launch_bounds__(CLS_ROW_THREADS)
     classifier_kernel(float *losses, S *logits, const S *bias, const int32_t *targets, int V,
-                      int Vp, float dscale) {
+                      int Vp, int grad, const struct cuda_vars *vars) {
     __shared__ float red[32];
+    /* grad: dscale from the device vars (cuda_vars_for), so a graph replays any scale */
+    float dscale = grad ? vars->dscale : 0.f;
     S *x = logits + (size_t)blockIdx.x * Vp;
     int target = targets[blockIdx.x];
     int nq = (V + VEC - 1) / VEC; /* pieces holding a column < V */
@@ -114,6 +117,8 @@ static void cuda_classifier(float *losses, void *logits, const void *bias, void 
     if (!N) return;
     constexpr int VEC = row_vec<S>::n;
     bool wide = row_pieces_ok<S>((size_t)Vp, logits, bias);
+    int grad = dscale != 0.f;
+    const struct cuda_vars *vars = grad ? cuda_vars_for(NULL, 1, dscale) : g_cuda.vars;
     /* whole warps covering the row's pieces, at most CLS_ROW_THREADS (short rows: no idle
      * warps) */
     int pieces = wide ? Vp / VEC : Vp, warps = (pieces + 31) / 32;
@@ -121,10 +126,10 @@ static void cuda_classifier(float *losses, void *logits, const void *bias, void 
     unsigned threads = 32u * (unsigned)warps;
     if (wide)
         XLMC_LAUNCH((classifier_kernel<S, VEC>), N, threads, 0,
-                    g_cuda.stream)(losses, (S *)logits, (const S *)bias, targets, V, Vp, dscale);
+                    g_cuda.stream)(losses, (S *)logits, (const S *)bias, targets, V, Vp, grad, vars);
     else
         XLMC_LAUNCH((classifier_kernel<S, 1>), N, threads, 0,
-                    g_cuda.stream)(losses, (S *)logits, (const S *)bias, targets, V, Vp, dscale);
+                    g_cuda.stream)(losses, (S *)logits, (const S *)bias, targets, V, Vp, grad, vars);
     cudaLaunchCheck();
     if (dbias && dscale != 0.f) cuda_column_sum_add<S>((S *)dbias, (const S *)logits, N, V, Vp);
 }
@@ -199,7 +204,8 @@ static void cuda_gather_rows(void *out, const void *inp, const int32_t *index, i
 template <typename S>
 static void cuda_scatter_rows(void *out, const void *inp, const int32_t *index, int N, int M,
                               int C) {
-    cudaCheck(cudaMemsetAsync(out, 0, (size_t)N * C * sizeof(S), g_cuda.stream));
+    if (cuda_call_admit("scatter_memset", out, (size_t)N * C * sizeof(S)))
+        cudaCheck(cudaMemsetAsync(out, 0, (size_t)N * C * sizeof(S), g_cuda.stream));
     size_t n = (size_t)M * C;
     if (!n) return;
     XLMC_LAUNCH(scatter_rows_kernel<S>, cuda_blocks(n, 256), 256, 0,

@@ -18,8 +18,6 @@
 #include "kernels/philox.h"
 
 #ifndef XLMC_CUDASIM
-#define XLMC_LAUNCH(kernel, grid, block, shmem, stream)                                            \
-    kernel<<<(grid), (block), (shmem), (stream)>>>
 #define XLMC_DYNAMIC_SHARED(type, name)                                                            \
     extern __shared__ __align__(16) unsigned char xlmc_dynamic_smem[];                             \
     type *name = (type *)xlmc_dynamic_smem
@@ -27,6 +25,95 @@
  * traffic build counts them for the cost model (tests/bench/gpu_model.c) */
 #define XLMC_COUNT_FLOPS(n) ((void)0)
 #endif
+
+/* ---- graph segments (graph.cu) ----
+ * The training micro-batch's device work is recorded once as CUDA Graphs and replayed. Each
+ * launch, GEMM and memset issued inside a segment is fingerprinted (a hash of the kernel, its
+ * configuration and its argument bytes): a replay is valid only if the host issues exactly the
+ * recorded sequence again. While a recorded graph is replayed, the calls are checked, not issued.
+ * What changes from micro-batch to micro-batch without changing the work (the dropout keys'
+ * seed, step and row 0, the loss op's gradient scale) lives in device memory (struct
+ * cuda_vars), so the graphs stay valid. */
+struct cuda_vars {
+    uint64_t seed, step; /* of the dropout keys (struct dropout_key) */
+    uint32_t row0;
+    float dscale; /* the loss op's logits-gradient scale */
+};
+extern int g_cuda_seg_active; /* 1 while a segment captures or checks a replay */
+/* 1: issue the call (no segment, or a capture); 0: a replay checks it (a mismatch marks the
+ * replay as diverged) */
+int cuda_seg_admit(uint64_t fingerprint);
+/* The device copy of the vars, made to hold key's seed, step and row0 (key non-NULL) and dscale
+ * (with_dscale): set by one small launch when they differ from what the stream last set. Inside
+ * a segment they must already hold (cuda_graph_begin sets them). */
+const struct cuda_vars *cuda_vars_for(const struct dropout_key *key, int with_dscale,
+                                      float dscale);
+
+#define CUDA_FNV0 0xcbf29ce484222325ull
+static inline uint64_t cuda_fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = (const unsigned char *)p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* XLMC_LAUNCH(kernel, grid, block, shmem, stream)(args...): every kernel launch of the backend
+ * goes through here, so a segment can fingerprint it. Structs passed by value must have no
+ * padding bytes (their bytes are hashed). */
+template <class K>
+struct cuda_launch;
+template <class... P>
+struct cuda_launch<void (*)(P...)> {
+    void (*fn)(P...);
+    const char *name;
+    dim3 grid, block;
+    size_t shmem;
+    cudaStream_t stream;
+    void operator()(P... args) const {
+        if (g_cuda_seg_active) {
+            uint64_t h = cuda_fnv(CUDA_FNV0, &fn, sizeof fn);
+            h = cuda_fnv(h, &grid, sizeof grid);
+            h = cuda_fnv(h, &block, sizeof block);
+            h = cuda_fnv(h, &shmem, sizeof shmem);
+            int each[] = {0, (h = cuda_fnv(h, &args, sizeof args), 0)...};
+            (void)each;
+            if (!cuda_seg_admit(h)) return;
+        }
+#ifdef XLMC_CUDASIM
+        cudasim::Launch<void (*)(P...)>{fn, name, grid, block, shmem, (const void *)stream}(
+            args...);
+#else
+        (void)name;
+        fn<<<grid, block, shmem, stream>>>(args...);
+#endif
+    }
+};
+#undef XLMC_LAUNCH
+#define XLMC_LAUNCH(kernel, grid, block, shmem, stream)                                            \
+    cuda_launch<decltype(&kernel)> {                                                               \
+        &kernel, #kernel, dim3(grid), dim3(block), (size_t)(shmem), (stream)                       \
+    }
+
+/* cuda_seg_admit for a call that is not a kernel launch (a GEMM, a memset): its arguments
+ * fingerprinted (scalars and pointers only; what the call is: a distinct string as the first) */
+template <class... T>
+static inline int cuda_call_admit(T... v) {
+    if (!g_cuda_seg_active) return 1;
+    uint64_t h = CUDA_FNV0;
+    int each[] = {0, (h = cuda_fnv(h, &v, sizeof v), 0)...};
+    (void)each;
+    return cuda_seg_admit(h);
+}
+
+/* A by-value struct that carries a dropout key's seed, step and row0 (fields of those names)
+ * takes them from vars at the kernel's start when vars is set. */
+template <class A>
+__device__ __forceinline__ void cuda_key_load(A &a) {
+    if (!a.vars) return;
+    a.seed = a.vars->seed;
+    a.step = a.vars->step;
+    a.row0 = a.vars->row0;
+}
 
 /* Every CUDA and cuBLAS call is checked; a failure is a bug or a dead device, so it ends the
  * process with the place and the cause. */
@@ -365,7 +452,15 @@ struct cuda_state {
     int *flag;        /* unscale_check's inf/NaN flag */
     void *ones[2];    /* [0] fp32, [1] fp16: a vector of ones for column sums as GEMVs */
     size_t ones_n[2];
+    struct cuda_vars *vars;      /* device: see cuda_vars_for */
+    struct cuda_vars vars_host;  /* what the stream's last set of vars wrote */
+    int vars_set;                /* vars_host is valid */
+    void *blas_workspace;        /* cuBLAS's, set once: a graph capture must not allocate */
+    long graph_counts[4];        /* segments run eagerly, captured, replayed, diverged */
 };
+#define CUDA_BLAS_WORKSPACE ((size_t)32 << 20)
+/* the graph entries of the ops table (graph.cu) */
+void cuda_graph_fill(struct ops *o);
 #define CUDA_NORM_BLOCKS 1024 /* of 256 threads: one wave of resident threads on an H100 */
 extern struct cuda_state g_cuda;
 /* at least n floats of device scratch (contents do not survive the next op) */
@@ -383,6 +478,7 @@ static inline void cuda_bias_grad_add(S *db, const S *dout, int N, int OC) {
     const float alpha = 1.f, beta = 1.f;
     cudaDataType_t t = storage_type<S>::blas;
     const void *ones = cuda_ones((size_t)N, sizeof(S) == 2);
+    if (!cuda_call_admit("bias_grad", (const void *)db, (const void *)dout, N, OC, ones)) return;
     /* col-major: dout is (OC,N), ones (N,1), db (OC,1) */
     cublasCheck(cublasGemmEx(g_cuda.blas, CUBLAS_OP_N, CUBLAS_OP_N, OC, 1, N, &alpha, dout, t, OC,
                              ones, t, N, &beta, db, t, OC, CUBLAS_COMPUTE_32F,

@@ -25,8 +25,9 @@ struct ln_residual {
     const S *res, *bias; /* (N,C); (C) or NULL */
     float scale;         /* 1/(1-p) */
     uint32_t threshold;  /* 0: no dropout */
-    uint64_t seed, step;
+    uint64_t seed, step; /* from vars at the kernel's start (cuda_key_load) */
     uint32_t row0, tensor;
+    const struct cuda_vars *vars; /* NULL: no dropout */
 };
 
 /* piece q of row `row` of r, computed from x, res and bias, stored to r and returned */
@@ -72,6 +73,7 @@ template <typename S, int VEC, bool RES>
 __global__ void layernorm_forward_kernel(S *out, float *mean, float *rstd, const S *inp, const S *w,
                                          const S *b, int C, float eps, const int32_t *lengths,
                                          int T, ln_residual<S> ra) {
+    cuda_key_load(ra);
     __shared__ float red[32];
     size_t row = blockIdx.x;
     const S *x = RES ? ra.r + row * C : inp + row * C;
@@ -127,13 +129,14 @@ __global__ void layernorm_forward_kernel(S *out, float *mean, float *rstd, const
 struct ln_drop {
     int on;
     float scale;
-    uint32_t threshold, row0, tensor;
-    uint64_t seed, step;
+    uint32_t threshold, row0, tensor, unused; /* no padding: launches are fingerprinted */
+    uint64_t seed, step;          /* row0, seed, step: from vars (cuda_key_load) */
+    const struct cuda_vars *vars; /* NULL: off */
 };
 static ln_drop ln_drop_of(float p, const struct dropout_key *key) {
-    if (!key || p <= 0.f) return ln_drop{0, 1.f, 0u, 0u, 0u, 0u, 0u};
-    return ln_drop{1,         1.f / (1.f - p), dropout_threshold(p), key->row0, key->tensor,
-                   key->seed, key->step};
+    if (!key || p <= 0.f) return ln_drop{0, 1.f, 0u, 0u, 0u, 0u, 0u, 0u, NULL};
+    return ln_drop{1,  1.f / (1.f - p), dropout_threshold(p), 0u, key->tensor, 0u, 0u,
+                   0u, cuda_vars_for(key, 0, 0.f)};
 }
 
 /* x rounded to storage, as a store then a load */
@@ -210,6 +213,8 @@ __global__ void layernorm_backward_dinp_kernel(S *dinp, S *dropped, const S *dou
                                                const S *w, const float *mean, const float *rstd,
                                                int C, const int32_t *lengths, int T, ln_drop dd,
                                                ln_drop di) {
+    cuda_key_load(dd);
+    cuda_key_load(di);
     __shared__ float red[32];
     size_t row = blockIdx.x;
     if (ln_padded(lengths, T, row)) { /* the whole block leaves: no block_sum waits for it */
@@ -275,6 +280,7 @@ __global__ void __launch_bounds__(32 * LN_DWB_GROUPS)
     layernorm_dwb_partial_kernel(float *partial, const S *dout, const S *inp, const S *src,
                                  const float *mean, const float *rstd, int N, int C,
                                  const int32_t *lengths, int T, ln_drop dd) {
+    cuda_key_load(dd);
     __shared__ float mu_s[LN_DWB_ROWS], rs_s[LN_DWB_ROWS];
     __shared__ bool pad_s[LN_DWB_ROWS];
     /* (set, groups, the block's 32 VEC columns): 16 KiB a set at VEC 8 */
@@ -345,6 +351,8 @@ __global__ void __launch_bounds__(128)
                                     const S *inp, const S *w, const float *mean, const float *rstd,
                                     int N, int C, const int32_t *lengths, int T, ln_drop dd,
                                     ln_drop di) {
+    cuda_key_load(dd);
+    cuda_key_load(di);
     __shared__ float red[32];
     /* the next bias's sums in shared memory, each thread's own columns (element j of its k-th
      * piece at (k VEC + j) 128 + thread: no bank conflicts): in registers they would cost a
@@ -501,10 +509,11 @@ static void cuda_residual_layernorm_forward(void *out, float *mean, float *rstd,
                          (const S *)bias,
                          drop ? 1.f / (1.f - p) : 1.f,
                          drop ? dropout_threshold(p) : 0u,
-                         drop ? key->seed : 0,
-                         drop ? key->step : 0,
-                         drop ? key->row0 : 0,
-                         drop ? key->tensor : 0};
+                         0,
+                         0,
+                         0,
+                         drop ? key->tensor : 0,
+                         drop ? cuda_vars_for(key, 0, 0.f) : NULL};
     layernorm_forward_launch<S, true>((S *)out, mean, rstd, (const S *)x, (const S *)w,
                                       (const S *)b, N, C, eps, lengths, T, ra);
 }
@@ -545,7 +554,14 @@ static void layernorm_backward_sets(S *dinp, S *dw, S *db, const S *dout, const 
                                     const int32_t *lengths, int T,
                                     const struct ln_backward_extra *x) {
     float p = x ? x->p : 0.f;
-    ln_drop dd = ln_drop_of(p, x ? x->dout_key : NULL), di = ln_drop_of(p, x ? x->dinp_key : NULL);
+    const struct dropout_key *kd = x ? x->dout_key : NULL, *ki = x ? x->dinp_key : NULL;
+    if (p > 0.f && kd && ki &&
+        (kd->seed != ki->seed || kd->step != ki->step || kd->row0 != ki->row0)) {
+        fprintf(stderr, "xlmc: layernorm_backward: dout_key and dinp_key differ in more than "
+                        "their tensor\n");
+        exit(1);
+    }
+    ln_drop dd = ln_drop_of(p, kd), di = ln_drop_of(p, ki);
     S *dropped = x ? (S *)x->dinp_dropped : NULL, *dbias = x ? (S *)x->dbias_next : NULL;
     if (dbias)
         layernorm_backward_launch<S, VEC, 3>(dinp, dw, db, dout, inp, w, mean, rstd, N, C, lengths,

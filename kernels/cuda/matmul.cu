@@ -37,6 +37,8 @@ static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k
                  int lda, const void *B, int ldb, void *C, int ldc, float beta) {
     const float alpha = 1.f;
     cudaDataType_t t = storage_type<S>::blas;
+    if (!cuda_call_admit("gemm", ta, tb, m, n, k, A, lda, B, ldb, (const void *)C, ldc, beta, t))
+        return;
     cublasCheck(cublasGemmEx(g_cuda.blas, ta, tb, m, n, k, &alpha, A, t, lda, B, t, ldb, &beta, C,
                              t, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
@@ -48,6 +50,9 @@ static void gemm_batched(cublasOperation_t ta, cublasOperation_t tb, int m, int 
                          void *C, int ldc, size_t sc, float beta, int batch) {
     const float alpha = 1.f;
     cudaDataType_t t = storage_type<S>::blas;
+    if (!cuda_call_admit("gemm_batched", ta, tb, m, n, k, A, lda, sa, B, ldb, sb, (const void *)C,
+                         ldc, sc, beta, batch, t))
+        return;
     cublasCheck(cublasGemmStridedBatchedEx(
         g_cuda.blas, ta, tb, m, n, k, &alpha, A, t, lda, (long long)sa, B, t, ldb, (long long)sb,
         &beta, C, t, ldc, (long long)sc, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));

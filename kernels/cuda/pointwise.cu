@@ -53,10 +53,13 @@ __global__ void residual_kernel(S *out, const S *a, const S *b, size_t n, bool v
 template <typename S>
 __global__ void dropout_residual_kernel(S *out, const S *res, const S *x, const S *bias, int C,
                                         size_t row_len, size_t n, int drop, float scale,
-                                        uint32_t threshold, uint64_t seed, uint64_t step,
-                                        uint32_t row0, uint32_t tensor, bool vec) {
+                                        uint32_t threshold, const struct cuda_vars *vars,
+                                        uint32_t tensor, bool vec) {
     size_t i0 = 4 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
     if (i0 >= n) return;
+    /* the key's seed, step and row0 (cuda_vars_for): read only when there is a dropout */
+    uint64_t seed = drop ? vars->seed : 0, step = drop ? vars->step : 0;
+    uint32_t row0 = drop ? vars->row0 : 0;
     int whole = row_len % 4 == 0;
     struct philox4 r = {{0u, 0u, 0u, 0u}};
     if (drop && whole)
@@ -150,11 +153,11 @@ static void cuda_dropout_residual(void *out, const void *res, const void *x, con
     size_t n = (size_t)B * T * C;
     if (!n) return;
     int drop = p > 0.f;
+    const struct cuda_vars *vars = drop ? cuda_vars_for(key, 0, 0.f) : g_cuda.vars;
     XLMC_LAUNCH(dropout_residual_kernel<S>, cuda_blocks((n + 3) / 4, PW_THREADS), PW_THREADS, 0,
                 g_cuda.stream)((S *)out, (const S *)res, (const S *)x, (const S *)bias, C,
                                (size_t)T * C, n, drop, drop ? 1.f / (1.f - p) : 1.f,
-                               drop ? dropout_threshold(p) : 0u, drop ? key->seed : 0,
-                               drop ? key->step : 0, drop ? key->row0 : 0, drop ? key->tensor : 0,
+                               drop ? dropout_threshold(p) : 0u, vars, drop ? key->tensor : 0,
                                ((size_t)T * C) % 4 == 0 && pw_vec_ok(0, out, res, x));
     cudaLaunchCheck();
 }
