@@ -125,11 +125,11 @@ static void cuda_classifier(float *losses, void *logits, const void *bias, void 
     warps = warps < 1 ? 1 : warps < CLS_ROW_THREADS / 32 ? warps : CLS_ROW_THREADS / 32;
     unsigned threads = 32u * (unsigned)warps;
     if (wide)
-        XLMC_LAUNCH((classifier_kernel<S, VEC>), N, threads, 0,
-                    g_cuda.stream)(losses, (S *)logits, (const S *)bias, targets, V, Vp, grad, vars);
+        XLMC_LAUNCH((classifier_kernel<S, VEC>), N, threads, 0, g_cuda.stream)(
+            losses, (S *)logits, (const S *)bias, targets, V, Vp, grad, vars);
     else
-        XLMC_LAUNCH((classifier_kernel<S, 1>), N, threads, 0,
-                    g_cuda.stream)(losses, (S *)logits, (const S *)bias, targets, V, Vp, grad, vars);
+        XLMC_LAUNCH((classifier_kernel<S, 1>), N, threads, 0, g_cuda.stream)(
+            losses, (S *)logits, (const S *)bias, targets, V, Vp, grad, vars);
     cudaLaunchCheck();
     if (dbias && dscale != 0.f) cuda_column_sum_add<S>((S *)dbias, (const S *)logits, N, V, Vp);
 }

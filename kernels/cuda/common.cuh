@@ -46,8 +46,7 @@ int cuda_seg_admit(uint64_t fingerprint);
 /* The device copy of the vars, made to hold key's seed, step and row0 (key non-NULL) and dscale
  * (with_dscale): set by one small launch when they differ from what the stream last set. Inside
  * a segment they must already hold (cuda_graph_begin sets them). */
-const struct cuda_vars *cuda_vars_for(const struct dropout_key *key, int with_dscale,
-                                      float dscale);
+const struct cuda_vars *cuda_vars_for(const struct dropout_key *key, int with_dscale, float dscale);
 
 #define CUDA_FNV0 0xcbf29ce484222325ull
 static inline uint64_t cuda_fnv(uint64_t h, const void *p, size_t n) {
@@ -452,11 +451,11 @@ struct cuda_state {
     int *flag;        /* unscale_check's inf/NaN flag */
     void *ones[2];    /* [0] fp32, [1] fp16: a vector of ones for column sums as GEMVs */
     size_t ones_n[2];
-    struct cuda_vars *vars;      /* device: see cuda_vars_for */
-    struct cuda_vars vars_host;  /* what the stream's last set of vars wrote */
-    int vars_set;                /* vars_host is valid */
-    void *blas_workspace;        /* cuBLAS's, set once: a graph capture must not allocate */
-    long graph_counts[4];        /* segments run eagerly, captured, replayed, diverged */
+    struct cuda_vars *vars;     /* device: see cuda_vars_for */
+    struct cuda_vars vars_host; /* what the stream's last set of vars wrote */
+    int vars_set;               /* vars_host is valid */
+    void *blas_workspace;       /* cuBLAS's, set once: a graph capture must not allocate */
+    long graph_counts[4];       /* segments run eagerly, captured, replayed, diverged */
 };
 #define CUDA_BLAS_WORKSPACE ((size_t)32 << 20)
 /* the graph entries of the ops table (graph.cu) */

@@ -130,12 +130,12 @@ struct ln_drop {
     int on;
     float scale;
     uint32_t threshold, row0, tensor, unused; /* no padding: launches are fingerprinted */
-    uint64_t seed, step;          /* row0, seed, step: from vars (cuda_key_load) */
-    const struct cuda_vars *vars; /* NULL: off */
+    uint64_t seed, step;                      /* row0, seed, step: from vars (cuda_key_load) */
+    const struct cuda_vars *vars;             /* NULL: off */
 };
 static ln_drop ln_drop_of(float p, const struct dropout_key *key) {
     if (!key || p <= 0.f) return ln_drop{0, 1.f, 0u, 0u, 0u, 0u, 0u, 0u, NULL};
-    return ln_drop{1,  1.f / (1.f - p), dropout_threshold(p), 0u, key->tensor, 0u, 0u,
+    return ln_drop{1,  1.f / (1.f - p),           dropout_threshold(p), 0u, key->tensor, 0u, 0u,
                    0u, cuda_vars_for(key, 0, 0.f)};
 }
 
