@@ -26,6 +26,9 @@
  *           aligned, else the non-tensor-core fp16 peak (cuBLAS before 11.0 needed multiples
  *           of 8 halves to use tensor cores; newer versions degrade less: pessimistic here)
  *   copy:   bytes / PCIe rate (pinned or pageable)
+ *   every call above pays the launch overhead, or, when it runs as a node of a CUDA Graph
+ *           (cudasim_count.h: in_graph), the smaller per-node overhead; a graph launch pays the
+ *           launch overhead once
  *   all-reduce: ring, 2(n-1)/n · bytes / bus bandwidth + latency, on the communication stream
  *           from the point the trainer starts it (overlap with the rest of the backward); one
  *           latency per bucket, a bucket being one layer's tensors in one NCCL group. */
@@ -47,7 +50,8 @@ struct gpu {
     double dram_bw, l2_bw; /* bytes/s */
     int sms;
     double latency_s;                  /* global memory load latency */
-    double launch_s;                   /* per kernel or cuBLAS call */
+    double launch_s;                   /* per kernel or cuBLAS call, or graph launch */
+    double node_s;                     /* per call replayed as a node of a CUDA Graph */
     double gemm_eff;                   /* achieved fraction of peak for large GEMMs */
     double pcie_pinned, pcie_pageable; /* bytes/s, host<->device */
     double busbw8, busbw64;            /* all-reduce bus bandwidth, bytes/s */
@@ -65,6 +69,11 @@ struct gpu {
  *       (approximate: read off their figures).
  *  [LA] NVIDIA developer blog, "Getting Started with CUDA Graphs" (2019): a few microseconds
  *       per kernel launch; 3 us used.
+ *  [LG] The same blog (A. Gray, 2019; V100, CUDA 10.1): kernels of about 2.9 us each took
+ *       3.8 us apiece issued back to back on a stream and 3.4 us apiece replayed as the nodes of
+ *       a CUDA Graph, i.e. about 0.5 us per node beyond the kernel's own run time; 0.5 us per
+ *       node used for both GPUs (an assumption: newer drivers and H100 are not slower), and
+ *       the graph launch itself at the launch overhead above.
  *  [GE] NVIDIA Deep Learning Performance Guide, "Matrix Multiplication Background" and GTC 2019
  *       S9926 "Tensor Core Performance: The Ultimate Guide": tensor cores need dimensions
  *       that are multiples of 8 fp16 elements (16 bytes); 0.7 of peak for large aligned GEMMs
@@ -80,10 +89,10 @@ struct gpu {
  *       NVLink + NDR IB multi-node 400 GB/s (saturncloud.io "Validating Multi-Node GPU
  *       Clusters with NCCL Tests"); small-message latency ~20/40 us (nccl-tests tables). */
 static const struct gpu GPUS[2] = {
-    {"V100-SXM2", 125e12, 31.4e12, 15.7e12, 900e9, 2.1e12, 80, 0.28e-6, 3e-6, 0.7, 12.6e9, 6.3e9,
-     130e9, 40e9, 40e-6},
-    {"H100-SXM", 989e12, 134e12, 67e12, 3.35e12, 5.5e12, 132, 0.28e-6, 3e-6, 0.7, 50e9, 25e9, 460e9,
-     400e9, 20e-6},
+    {"V100-SXM2", 125e12, 31.4e12, 15.7e12, 900e9, 2.1e12, 80, 0.28e-6, 3e-6, 0.5e-6, 0.7, 12.6e9,
+     6.3e9, 130e9, 40e9, 40e-6},
+    {"H100-SXM", 989e12, 134e12, 67e12, 3.35e12, 5.5e12, 132, 0.28e-6, 3e-6, 0.5e-6, 0.7, 50e9, 25e9,
+     460e9, 400e9, 20e-6},
 };
 
 /* Achieved fraction of the fp32 peak for the FLOPs of our own kernels. 1.0: their arithmetic
@@ -102,6 +111,9 @@ struct row {
     char label[80];
     int gemm;
     double launches, flops, dram, sectors, requests, t;
+    double graphs;   /* graph launches (a launch is one of launches) */
+    double in_graph; /* of launches: calls replayed as graph nodes */
+    double overhead; /* launch and node overheads in t */
 };
 struct table {
     struct row *r;
@@ -122,21 +134,23 @@ static struct row *table_row(struct table *tb, const char *label, int gemm) {
     return r;
 }
 
-static double gemm_time(const struct gpu *g, const struct cudasim_record *e, double *flops) {
+/* ovh: the launch or graph-node overhead of the call */
+static double gemm_time(const struct gpu *g, const struct cudasim_record *e, double ovh,
+                        double *flops) {
     double f = 2.0 * e->m * e->n * (double)e->k * e->batch;
     double peak = e->atype == 0 ? g->fp32_peak : e->align_bytes >= 16 ? g->tc_peak : g->fp16_peak;
     double bytes =
         ((double)e->m * e->k + (double)e->k * e->n + 2.0 * e->m * e->n) * e->elem_bytes * e->batch;
     *flops = f;
-    return fmax(f / (g->gemm_eff * peak), bytes / g->dram_bw) + g->launch_s;
+    return fmax(f / (g->gemm_eff * peak), bytes / g->dram_bw) + ovh;
 }
 
-static double kernel_time(const struct gpu *g, const struct cudasim_record *e) {
+static double kernel_time(const struct gpu *g, const struct cudasim_record *e, double ovh) {
     double waves = ceil(e->threads / (g->sms * 2048.0));
     double sectors = e->load_sectors + e->store_sectors;
     double t = fmax(e->dram_bytes / g->dram_bw, 32.0 * sectors / g->l2_bw);
     t = fmax(t, e->flops / (SIMT_EFF * g->fp32_peak) + e->tc_flops / (TC_KERNEL_EFF * g->tc_peak));
-    return fmax(t, waves * e->max_thread_accesses * g->latency_s) + g->launch_s;
+    return fmax(t, waves * e->max_thread_accesses * g->latency_s) + ovh;
 }
 
 /* x = a + w (b - a), rounded for the integer shapes */
@@ -157,7 +171,8 @@ static int extrapolate_run(struct sim_run *x, const struct sim_run *a, const str
     x->rec = xmalloc((a->n + 1) * sizeof *x->rec);
     for (size_t i = 0; i < a->n; i++) {
         const struct cudasim_record *p = &a->rec[i], *q = &b->rec[i];
-        if (p->kind != q->kind || strcmp(p->name, q->name)) {
+        if (p->kind != q->kind || strcmp(p->name, q->name) || p->in_graph != q->in_graph ||
+            p->nodes != q->nodes) {
             free(x->rec);
             return -1;
         }
@@ -214,13 +229,14 @@ static void price_run(const struct gpu *g, const struct sim_run *run, struct tab
         }
         char label[80];
         double t = 0, flops = 0;
+        double ovh = e->in_graph ? g->node_s : g->launch_s;
         int gemm = 0;
         if (e->kind == CUDASIM_EV_KERNEL) {
-            t = kernel_time(g, e);
+            t = kernel_time(g, e, ovh);
             flops = e->flops + e->tc_flops;
             snprintf(label, sizeof label, "%s", e->name);
         } else if (e->kind == CUDASIM_EV_GEMM) {
-            t = gemm_time(g, e, &flops);
+            t = gemm_time(g, e, ovh, &flops);
             gemm = 1;
             snprintf(label, sizeof label, "cuBLAS %s, ld %dB-aligned%s", e->name, e->align_bytes,
                      e->align_bytes >= 16 ? "" : " (no tensor-core kernel)");
@@ -230,7 +246,7 @@ static void price_run(const struct gpu *g, const struct sim_run *run, struct tab
                 t = (double)e->bytes / rate;
             else
                 t = 2.0 * (double)e->bytes / g->dram_bw;
-            t += g->launch_s;
+            t += ovh;
             if (e->dir == CUDASIM_H2D) *h2d += (double)e->bytes;
             if (e->dir == CUDASIM_D2H) *d2h += (double)e->bytes;
             snprintf(label, sizeof label, "memcpy %s %s",
@@ -241,13 +257,19 @@ static void price_run(const struct gpu *g, const struct sim_run *run, struct tab
                      : e->dir == CUDASIM_D2D ? ""
                                              : "pageable");
         } else if (e->kind == CUDASIM_EV_MEMSET) {
-            t = (double)e->bytes / g->dram_bw + g->launch_s;
+            t = (double)e->bytes / g->dram_bw + ovh;
             snprintf(label, sizeof label, "memset");
+        } else if (e->kind == CUDASIM_EV_GRAPH) {
+            t = ovh; /* its nodes are priced as they come */
+            snprintf(label, sizeof label, "CUDA Graph launch (nodes in their own rows)");
         } else {
             continue; /* NCCL calls: priced by the all-reduce model */
         }
         struct row *r = table_row(&tb[ph], label, gemm);
         r->launches += 1;
+        r->graphs += e->kind == CUDASIM_EV_GRAPH;
+        r->in_graph += e->in_graph;
+        r->overhead += ovh;
         r->flops += flops;
         r->dram += e->kind == CUDASIM_EV_KERNEL ? e->dram_bytes : 0;
         r->sectors += e->load_sectors + e->store_sectors;
@@ -263,6 +285,9 @@ static void table_add(struct table *out, const struct table *src) {
         const struct row *s = &src->r[i];
         struct row *o = table_row(out, s->label, s->gemm);
         o->launches += s->launches;
+        o->graphs += s->graphs;
+        o->in_graph += s->in_graph;
+        o->overhead += s->overhead;
         o->flops += s->flops;
         o->dram += s->dram;
         o->sectors += s->sectors;
@@ -344,17 +369,20 @@ int main(int argc, char **argv) {
         double micro_t = 0, apply_t = 0, gemm_t = 0, kern_t = 0, launch_t = 0, copy_t = 0;
         /* our kernels' arithmetic and its time: SIMT, tensor cores */
         double kern_flops = 0, kern_flop_t = 0, kern_tc = 0, kern_tc_t = 0;
-        double launches_micro = 0;
+        /* host launches (eager calls and graph launches), graphs, calls replayed in them */
+        double launches_micro = 0, graphs_micro = 0, nodes_micro = 0;
         for (int i = 0; i < tx[PH_MICRO].n; i++) {
             micro_t += tx[PH_MICRO].r[i].t;
-            launches_micro += tx[PH_MICRO].r[i].launches;
+            launches_micro += tx[PH_MICRO].r[i].launches - tx[PH_MICRO].r[i].in_graph;
+            graphs_micro += tx[PH_MICRO].r[i].graphs;
+            nodes_micro += tx[PH_MICRO].r[i].in_graph;
         }
         for (int p = PH_PRE; p < PH_COUNT; p += 2)
             for (int i = 0; i < tx[p].n; i++)
                 apply_t += tx[p].r[i].t;
         for (int i = 0; i < step.n; i++) {
             struct row *r = &step.r[i];
-            launch_t += r->launches * g->launch_s;
+            launch_t += r->overhead;
             if (r->gemm)
                 gemm_t += r->t;
             else if (!strncmp(r->label, "memcpy", 6))
@@ -418,9 +446,17 @@ int main(int argc, char **argv) {
                "tensor peak (MODEL: an assumed efficiency)\n",
                kern_flops / 1e9, kern_flop_t * 1e3, 100 * SIMT_EFF, g->fp32_peak / 1e12,
                kern_tc / 1e9, kern_tc_t * 1e3, 100 * TC_KERNEL_EFF, g->tc_peak / 1e12);
-        printf("launches per micro-batch (kernels + cuBLAS calls + copies + memsets): %.0f; "
-               "host<->device bytes per optimizer step: %.0f MB H2D + %.0f MB D2H\n",
-               launches_micro, h2d / 1e6, d2h / 1e6);
+        if (graphs_micro > 0)
+            printf("launches per micro-batch (kernels + cuBLAS calls + copies + memsets + CUDA "
+                   "Graph launches): %.0f (%.0f graph%s replaying %.0f nodes at %.1f us each, + "
+                   "%.0f outside graphs); ",
+                   launches_micro, graphs_micro, graphs_micro > 1 ? "s" : "", nodes_micro,
+                   g->node_s * 1e6, launches_micro - graphs_micro);
+        else
+            printf("launches per micro-batch (kernels + cuBLAS calls + copies + memsets): %.0f; ",
+                   launches_micro);
+        printf("host<->device bytes per optimizer step: %.0f MB H2D + %.0f MB D2H\n", h2d / 1e6,
+               d2h / 1e6);
         for (int p = 0; p < PH_COUNT; p++)
             free(tx[p].r);
         free(step.r);

@@ -2,6 +2,7 @@
  * NCCL stand-ins behind cudasim.h. */
 #include "cudasim.h"
 #include "cudasim_count_impl.h"
+#include "cudasim_graph_impl.h"
 
 #include <algorithm>
 #include <chrono>
@@ -303,16 +304,15 @@ int current_tid() {
     return S && S->cur >= 0 ? S->cur : -1;
 }
 
-void launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t shmem,
-            const std::function<void()> &body, const void *stream) {
-    read_env_schedule();
+/* Checks the launch against the device limits; false (and the error set) if refused. */
+static bool launch_allowed(const char *name, const void *fn, dim3 grid, dim3 block,
+                           size_t shmem) {
     unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
     size_t shared_limit = STATIC_SHARED_LIMIT;
     {
         std::lock_guard<std::mutex> lock(g_mutex);
         auto it = g_shared_optin.find(fn);
         if (it != g_shared_optin.end()) shared_limit = (size_t)it->second;
-        g_launches++;
     }
     const char *bad = nullptr;
     if (nthreads == 0 || grid.x == 0 || grid.y == 0 || grid.z == 0)
@@ -327,8 +327,20 @@ void launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t shme
         fprintf(stderr, "cudasim: launch of %s <<<(%u,%u,%u),(%u,%u,%u),%zu>>> refused: %s\n", name,
                 grid.x, grid.y, grid.z, block.x, block.y, block.z, shmem, bad);
         last_error = cudaErrorInvalidConfiguration;
-        return;
+        return false;
     }
+    return true;
+}
+
+/* The launch, now (eager, or a node of a graph replay). */
+static void launch_run(const char *name, const void *fn, dim3 grid, dim3 block, size_t shmem,
+                       const std::function<void()> &body, const void *stream) {
+    {
+        std::lock_guard<std::mutex> lock(g_mutex);
+        g_launches++;
+    }
+    if (!launch_allowed(name, fn, grid, block, shmem)) return;
+    unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
     Sched sched;
     Sched *outer = S;
     S = &sched;
@@ -370,6 +382,23 @@ void launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t shme
     count::launch_end();
     t_dynamic_shared = nullptr;
     S = outer;
+}
+
+void launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t shmem,
+            const std::function<void()> &body, const void *stream) {
+    read_env_schedule();
+    cudaStream_t s = (cudaStream_t)stream;
+    if (graph::capturing(s)) {
+        /* a configuration CUDA refuses is refused at capture, as it is there */
+        if (!launch_allowed(name, fn, grid, block, shmem)) return;
+        std::function<void()> kept = body;
+        graph::record(s, name, [=](cudaStream_t replay) {
+            launch_run(name, fn, grid, block, shmem, kept, replay);
+        });
+        return;
+    }
+    graph::check_legacy(s, name);
+    launch_run(name, fn, grid, block, shmem, body, stream);
 }
 } // namespace cudasim
 
@@ -423,9 +452,6 @@ uint16_t cudasim_float_to_half(float f) {
 }
 
 /* ---- runtime ---- */
-struct cudasim_stream {
-    int unused;
-};
 struct cudasim_event {
     std::chrono::steady_clock::time_point t;
 };
@@ -479,6 +505,7 @@ cudaError_t cudaPeekAtLastError(void) {
     return cudasim::last_error;
 }
 cudaError_t cudaMalloc(void **p, size_t bytes) {
+    cudasim::graph::check_unsafe("cudaMalloc");
     /* Device memory starts as garbage: NaN bytes make a read of unwritten memory show
      * (zeros when a cost count skips blocks: a skipped block must leave finite values). */
     if ((cudasim::count::g_flags & CUDASIM_COUNT_ZERO_ALLOC) && bytes >= ((size_t)1 << 20)) {
@@ -500,6 +527,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
     return cudaSuccess;
 }
 cudaError_t cudaFree(void *p) {
+    cudasim::graph::check_unsafe("cudaFree");
     if (!p) return cudaSuccess;
     cudasim::count::device_free(p);
     {
@@ -537,29 +565,57 @@ cudaError_t cudaHostUnregister(void *p) {
     cudasim::count::host_unregister(p);
     return cudaSuccess;
 }
-static cudaError_t memcpy_on(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
-                             cudaStream_t s) {
+static void memcpy_run(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
+                       cudaStream_t s) {
     cudasim::count::copy(dst, src, bytes, (int)kind, s);
     cudasim_touch_all();
     if (bytes) memmove(dst, src, bytes);
+}
+static cudaError_t memcpy_on(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
+                             cudaStream_t s) {
+    if (cudasim::graph::capturing(s)) {
+        /* a graph copies from and to page-locked host memory only: the driver cannot stage a
+         * pageable copy at replay */
+        for (const void *p : {(const void *)dst, src})
+            if (!cudasim::count::is_device(p) && !cudasim::count::is_pinned(p, bytes))
+                cudasim::graph::fail("cudaMemcpyAsync",
+                                     "a copy from or to pageable host memory (only page-locked "
+                                     "memory: cudaMallocHost, cudaHostAlloc, cudaHostRegister)");
+        cudasim::graph::record(s, "memcpy", [=](cudaStream_t replay) {
+            memcpy_run(dst, src, bytes, kind, replay);
+        });
+        return cudaSuccess;
+    }
+    cudasim::graph::check_legacy(s, "cudaMemcpy");
+    memcpy_run(dst, src, bytes, kind, s);
     return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+    cudasim::graph::check_unsafe("cudaMemcpy (synchronous)");
     return memcpy_on(dst, src, bytes, kind, nullptr);
 }
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind k,
                             cudaStream_t s) {
     return memcpy_on(dst, src, bytes, k, s);
 }
-static cudaError_t memset_on(void *p, int value, size_t bytes, cudaStream_t s) {
+static void memset_run(void *p, int value, size_t bytes, cudaStream_t s) {
     cudasim::count::memset(p, bytes, s);
     {
         std::lock_guard<std::mutex> lock(cudasim::g_mutex);
         auto it = cudasim::g_pristine.find(p);
-        if (value == 0 && it != cudasim::g_pristine.end() && bytes <= it->second)
-            return cudaSuccess;
+        if (value == 0 && it != cudasim::g_pristine.end() && bytes <= it->second) return;
     }
     if (bytes) memset(p, value, bytes);
+}
+static cudaError_t memset_on(void *p, int value, size_t bytes, cudaStream_t s) {
+    if (cudasim::graph::capturing(s)) {
+        cudasim::graph::record(s, "memset", [=](cudaStream_t replay) {
+            memset_run(p, value, bytes, replay);
+        });
+        return cudaSuccess;
+    }
+    cudasim::graph::check_legacy(s, "cudaMemset");
+    memset_run(p, value, bytes, s);
     return cudaSuccess;
 }
 cudaError_t cudaMemset(void *p, int value, size_t bytes) {
@@ -569,23 +625,28 @@ cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t s) {
     return memset_on(p, value, bytes, s);
 }
 cudaError_t cudaDeviceSynchronize(void) {
+    cudasim::graph::check_unsafe("cudaDeviceSynchronize");
     return cudasim::last_error;
 }
 cudaError_t cudaStreamCreate(cudaStream_t *s) {
-    *s = new cudasim_stream();
+    return cudaStreamCreateWithFlags(s, 0);
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
+    *s = new cudasim_stream{flags};
     return cudaSuccess;
 }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) {
-    return cudaStreamCreate(s);
-}
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    cudasim::graph::check_wait(s, "cudaStreamDestroy");
     delete s;
     return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) {
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    cudasim::graph::check_wait(s, "cudaStreamSynchronize");
+    cudasim::graph::check_unsafe("cudaStreamSynchronize");
     return cudaSuccess;
 }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) {
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned) {
+    cudasim::graph::check_event_wait(s, e);
     return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t *e) {
@@ -596,14 +657,18 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) {
     return cudaEventCreate(e);
 }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
+    cudasim::graph::event_forget(e);
     delete e;
     return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
-    e->t = std::chrono::steady_clock::now();
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+    /* in a capture the record marks a point of the graph (no node, no time) */
+    cudasim::graph::event_recorded(e, s);
+    if (!cudasim::graph::capturing(s)) e->t = std::chrono::steady_clock::now();
     return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t) {
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+    cudasim::graph::check_event_sync(e, "cudaEventSynchronize");
     return cudaSuccess;
 }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {

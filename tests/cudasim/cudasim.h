@@ -7,7 +7,8 @@
  * seeded shuffle (CUDASIM_SCHEDULE=ascending|shuffle, CUDASIM_SEED=n, or cudasim_set_schedule)
  * so a missing barrier shows under at least one of them. Blocks run one after another.
  * Device memory, copies, streams and events are synchronous host stand-ins; cuBLAS GEMMs are
- * naive loops with fp32 accumulation; NCCL ranks are host threads of one process.
+ * naive loops with fp32 accumulation; NCCL ranks are host threads of one process. A stream
+ * capture records the calls issued to its stream, and a graph launch runs them (see below).
  * The headers cuda_runtime.h, cuda_fp16.h, cublas_v2.h and nccl.h in tests/cudasim/include
  * all lead here. */
 #ifndef XLMC_CUDASIM_H
@@ -67,7 +68,9 @@ int lane_id();
 /* Ends the run with the kernel, block and `what`: a use of a device API that a GPU would
  * reject or leave undefined. */
 [[noreturn]] void fail(const char *what);
-/* Run body in every thread of grid x block; checks the launch against the device limits. */
+/* Run body in every thread of grid x block; checks the launch against the device limits.
+ * On a capturing stream (cudaStreamBeginCapture) body is kept, not run: each replay of the
+ * graph runs it. */
 void launch(const char *name, const void *fn, dim3 grid, dim3 block, size_t shmem,
             const std::function<void()> &body, const void *stream = nullptr);
 /* The linear thread index within its block of the kernel thread running now; -1 on the host. */
@@ -109,11 +112,13 @@ struct Launch {
     dim3 grid, block;
     size_t shmem;
     const void *stream;
+    /* The body holds the function and its arguments by value: a launch recorded by a stream
+     * capture runs at each graph replay, long after the caller's arguments are gone. */
     template <class... A>
     void operator()(A... args) const {
         K f = fn;
         launch(
-            name, (const void *)fn, grid, block, shmem, [&]() { f(args...); }, stream);
+            name, (const void *)fn, grid, block, shmem, [f, args...]() { f(args...); }, stream);
     }
 };
 } // namespace cudasim
@@ -358,6 +363,45 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b);
 cudaError_t cudasim_func_set_attribute(const void *fn, cudaFuncAttribute attr, int value);
+
+/* ---- stream capture and graphs (CUDA 12 signatures; cudasim_graph.cpp) ----
+ * Work issued to a capturing stream (kernel launches, cudaMemsetAsync, cudaMemcpyAsync between
+ * device memory and device or page-locked host memory, cuBLAS GEMMs) is recorded, not run;
+ * cudaGraphLaunch runs the recorded calls in order as eager calls would run, reading memory
+ * anew each time. What CUDA refuses during a capture ends the run with a message naming the
+ * call: a potentially unsafe call (cudaMalloc, cudaFree, synchronous cudaMemcpy,
+ * cudaStreamSynchronize, cudaDeviceSynchronize) under the capture interaction mode's rules, a
+ * wait on a capturing stream, a copy from or to pageable host memory, work on the legacy
+ * stream while a blocking stream captures, ending a capture that was not begun, and (cudasim
+ * only: xlmc keeps NCCL outside graphs) an NCCL call on a capturing stream. Only single-stream
+ * captures are simulated: a wait that would join another stream to a capture is refused. */
+typedef struct cudasim_graph *cudaGraph_t;
+typedef struct cudasim_graph_exec *cudaGraphExec_t;
+typedef struct cudasim_graph_node *cudaGraphNode_t;
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2
+};
+enum cudaStreamCaptureStatus {
+    cudaStreamCaptureStatusNone = 0,
+    cudaStreamCaptureStatusActive = 1,
+    cudaStreamCaptureStatusInvalidated = 2
+};
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status);
+cudaError_t cudaThreadExchangeStreamCaptureMode(cudaStreamCaptureMode *mode);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph,
+                                 unsigned long long flags = 0);
+/* CUDA 11.4 and newer: the same as the 3-argument cudaGraphInstantiate of CUDA 12 */
+cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t *exec, cudaGraph_t graph,
+                                          unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+/* nodes NULL: *n gets the number of nodes; else the first *n of them */
+cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t *nodes, size_t *n);
 template <class F>
 inline cudaError_t cudaFuncSetAttribute(F *fn, cudaFuncAttribute attr, int value) {
     return cudasim_func_set_attribute((const void *)fn, attr, value);
@@ -381,6 +425,9 @@ cublasStatus_t cublasCreate(cublasHandle_t *h);
 cublasStatus_t cublasDestroy(cublasHandle_t h);
 cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s);
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m);
+/* A no-op here; real cuBLAS needs a user workspace to run inside a graph capture without
+ * allocating. */
+cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *workspace, size_t bytes);
 const char *cublasGetStatusString(cublasStatus_t s);
 /* Column-major C (m,n) = alpha op(A) (m,k) op(B) (k,n) + beta C, per batch. */
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,

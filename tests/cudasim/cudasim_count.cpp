@@ -19,6 +19,7 @@ namespace cudasim {
 namespace count {
 bool g_on;
 int g_flags;
+thread_local int t_in_graph;
 
 namespace {
 struct Access {
@@ -105,6 +106,7 @@ void launch_begin(const char *name, dim3 grid, dim3 block, size_t shmem, const v
     g_cur.grid[0] = grid.x, g_cur.grid[1] = grid.y, g_cur.grid[2] = grid.z;
     g_cur.block[0] = block.x, g_cur.block[1] = block.y, g_cur.block[2] = block.z;
     g_cur.shmem = shmem;
+    g_cur.in_graph = t_in_graph;
     g_total_blocks = (unsigned long long)grid.x * grid.y * grid.z;
     g_cur.threads = (double)g_total_blocks * block.x * block.y * block.z;
     g_next = 0;
@@ -218,6 +220,7 @@ void gemm(int ta, int tb, int m, int n, int k, int batch, const void *A, int at,
     if (!g_on) return;
     cudasim_record e = cudasim_record();
     e.kind = CUDASIM_EV_GEMM;
+    e.in_graph = t_in_graph;
     e.name = batch > 1 ? "gemm_strided_batched" : "gemm";
     e.stream = stream_id(stream);
     e.scale = 1;
@@ -238,16 +241,14 @@ void copy(void *dst, const void *src, size_t bytes, int kind, const void *stream
     (void)kind; /* the direction follows the pointers, as with cudaMemcpyDefault */
     cudasim_record e = cudasim_record();
     e.kind = CUDASIM_EV_COPY;
+    e.in_graph = t_in_graph;
     e.name = "memcpy";
     e.stream = stream_id(stream);
     e.scale = 1;
     e.bytes = bytes;
     e.dir = sd && dd ? CUDASIM_D2D : dd ? CUDASIM_H2D : sd ? CUDASIM_D2H : CUDASIM_H2H;
     const void *host = e.dir == CUDASIM_H2D ? src : e.dir == CUDASIM_D2H ? dst : nullptr;
-    uintptr_t lo, hi;
-    std::lock_guard<std::mutex> lock(g_mem_mu);
-    e.pinned =
-        host && range_find(g_pinned, (uintptr_t)host, &lo, &hi) && (uintptr_t)host + bytes <= hi;
+    e.pinned = host && is_pinned(host, bytes);
     push(e);
 }
 
@@ -255,6 +256,7 @@ void memset(void *p, size_t bytes, const void *stream) {
     if (!g_on) return;
     cudasim_record e = cudasim_record();
     e.kind = CUDASIM_EV_MEMSET;
+    e.in_graph = t_in_graph;
     e.name = "memset";
     e.stream = stream_id(stream);
     e.scale = 1;
@@ -271,6 +273,17 @@ void nccl(const char *op, size_t bytes, const void *stream) {
     e.stream = stream_id(stream);
     e.scale = 1;
     e.bytes = bytes;
+    push(e);
+}
+
+void graph_launch(size_t nodes, const void *stream) {
+    if (!g_on) return;
+    cudasim_record e = cudasim_record();
+    e.kind = CUDASIM_EV_GRAPH;
+    e.name = "graph";
+    e.stream = stream_id(stream);
+    e.scale = 1;
+    e.nodes = (int)nodes;
     push(e);
 }
 
@@ -305,6 +318,12 @@ void host_register(void *p, size_t bytes) {
 void host_unregister(void *p) {
     std::lock_guard<std::mutex> lock(g_mem_mu);
     g_pinned.erase((uintptr_t)p);
+}
+
+bool is_pinned(const void *p, size_t bytes) {
+    uintptr_t lo, hi;
+    std::lock_guard<std::mutex> lock(g_mem_mu);
+    return range_find(g_pinned, (uintptr_t)p, &lo, &hi) && (uintptr_t)p + bytes <= hi;
 }
 
 int stream_id(const void *stream) {

@@ -22,7 +22,9 @@ enum cudasim_event_kind {
     CUDASIM_EV_COPY,   /* cudaMemcpy / cudaMemcpyAsync */
     CUDASIM_EV_MEMSET, /* cudaMemset / cudaMemsetAsync */
     CUDASIM_EV_NCCL,   /* ncclAllReduce / ncclBroadcast */
-    CUDASIM_EV_MARK    /* cudasim_count_mark: a label the caller put into the log */
+    CUDASIM_EV_MARK,   /* cudasim_count_mark: a label the caller put into the log */
+    CUDASIM_EV_GRAPH   /* cudaGraphLaunch: name "graph"; its nodes follow it in the log, each
+                          with in_graph = 1 (a capture itself logs nothing) */
 };
 enum cudasim_copy_dir { CUDASIM_H2D = 1, CUDASIM_D2H = 2, CUDASIM_D2D = 3, CUDASIM_H2H = 0 };
 
@@ -58,6 +60,9 @@ struct cudasim_record {
     size_t bytes;
     int dir;    /* enum cudasim_copy_dir */
     int pinned; /* the host side was page-locked (cudaMallocHost & co.) */
+    /* graphs */
+    int in_graph; /* kernel, gemm, copy, memset: run as a node of the last graph launch */
+    int nodes;    /* graph: the calls the launch replays */
 };
 
 enum {

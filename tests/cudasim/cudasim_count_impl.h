@@ -12,6 +12,8 @@ namespace cudasim {
 namespace count {
 extern bool g_on;   /* counting is on */
 extern int g_flags; /* CUDASIM_COUNT_* */
+/* 1 while a graph launch replays its nodes on this thread: their events get in_graph */
+extern thread_local int t_in_graph;
 /* A launch that passed the limit checks: returns the indices (linear, x fastest) of the
  * blocks to simulate, in order, through next_block. */
 void launch_begin(const char *name, dim3 grid, dim3 block, size_t shmem, const void *stream);
@@ -28,11 +30,14 @@ void gemm(int ta, int tb, int m, int n, int k, int batch, const void *A, int at,
 void copy(void *dst, const void *src, size_t bytes, int kind, const void *stream);
 void memset(void *p, size_t bytes, const void *stream);
 void nccl(const char *op, size_t bytes, const void *stream);
+void graph_launch(size_t nodes, const void *stream);
 void device_alloc(void *p, size_t bytes);
 void device_free(void *p);
 bool is_device(const void *p);
 void host_register(void *p, size_t bytes);
 void host_unregister(void *p);
+/* [p, p + bytes) lies in one page-locked host range */
+bool is_pinned(const void *p, size_t bytes);
 int stream_id(const void *stream);
 } // namespace count
 } // namespace cudasim

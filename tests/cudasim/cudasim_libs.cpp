@@ -2,6 +2,7 @@
  * NCCL collectives between host threads of one process (each thread one rank). */
 #include "cudasim.h"
 #include "cudasim_count_impl.h"
+#include "cudasim_graph_impl.h"
 #include "include/nccl.h"
 
 #include <atomic>
@@ -32,6 +33,9 @@ cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
 cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) {
     return CUBLAS_STATUS_SUCCESS;
 }
+cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *, size_t) {
+    return h ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+}
 const char *cublasGetStatusString(cublasStatus_t s) {
     switch (s) {
     case CUBLAS_STATUS_SUCCESS:
@@ -48,6 +52,10 @@ const char *cublasGetStatusString(cublasStatus_t s) {
 static float gemm_load(const void *p, cudaDataType t, long long i) {
     return t == CUDA_R_16F ? __half2float(((const __half *)p)[i]) : ((const float *)p)[i];
 }
+static void gemm_run(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float al,
+                     const void *A, cudaDataType at, int lda, long long sa, const void *B,
+                     cudaDataType bt, int ldb, long long sb, float be, void *C, cudaDataType ct,
+                     int ldc, long long sc, int batch, cudaStream_t stream);
 
 cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta,
                                           cublasOperation_t tb, int m, int n, int k,
@@ -62,11 +70,29 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
         lda < ((ta == CUBLAS_OP_N ? m : k) > 1 ? (ta == CUBLAS_OP_N ? m : k) : 1) ||
         ldb < ((tb == CUBLAS_OP_N ? k : n) > 1 ? (tb == CUBLAS_OP_N ? k : n) : 1))
         return CUBLAS_STATUS_INVALID_VALUE;
-    cudasim::count::gemm(ta, tb, m, n, k, batch, A, at, lda, B, bt, ldb, C, ct, ldc, h->stream);
-    cudasim_touch_all();
-    if (cudasim::count::g_on && (cudasim::count::g_flags & CUDASIM_COUNT_SKIP_MATH))
-        return CUBLAS_STATUS_SUCCESS;
+    /* host pointer mode: alpha and beta are read now (a capture keeps their values) */
     float al = *(const float *)alpha, be = *(const float *)beta;
+    cudaStream_t s = h->stream;
+    if (cudasim::graph::capturing(s)) {
+        cudasim::graph::record(s, "gemm", [=](cudaStream_t replay) {
+            gemm_run(ta, tb, m, n, k, al, A, at, lda, sa, B, bt, ldb, sb, be, C, ct, ldc, sc,
+                     batch, replay);
+        });
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    cudasim::graph::check_legacy(s, "cuBLAS GEMM");
+    gemm_run(ta, tb, m, n, k, al, A, at, lda, sa, B, bt, ldb, sb, be, C, ct, ldc, sc, batch, s);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* The GEMM, now (eager, or a node of a graph replay). */
+static void gemm_run(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float al,
+                     const void *A, cudaDataType at, int lda, long long sa, const void *B,
+                     cudaDataType bt, int ldb, long long sb, float be, void *C, cudaDataType ct,
+                     int ldc, long long sc, int batch, cudaStream_t stream) {
+    cudasim::count::gemm(ta, tb, m, n, k, batch, A, at, lda, B, bt, ldb, C, ct, ldc, stream);
+    cudasim_touch_all();
+    if (cudasim::count::g_on && (cudasim::count::g_flags & CUDASIM_COUNT_SKIP_MATH)) return;
     for (int b = 0; b < batch; b++)
         for (int j = 0; j < n; j++)
             for (int i = 0; i < m; i++) {
@@ -86,7 +112,6 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
                 else
                     ((float *)C)[ic] = r;
             }
-    return CUBLAS_STATUS_SUCCESS;
 }
 
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
@@ -99,6 +124,11 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
 }
 
 /* ---- NCCL ---- */
+/* NCCL can be captured (2.9 and newer); xlmc keeps its collectives outside graphs, and a
+ * rank-threads collective cannot be replayed by one thread here. */
+#define NCCL_IN_CAPTURE                                                                            \
+    "an NCCL collective on a capturing stream (xlmc keeps NCCL outside graphs; cudasim does "      \
+    "not record collectives)"
 namespace {
 struct Group {
     int nranks, joined = 0, refs = 0;
@@ -239,6 +269,7 @@ extern "C" int cudasim_nccl_groups(void) {
 }
 
 cudaError_t cudaStreamQuery(cudaStream_t s) {
+    cudasim::graph::check_wait(s, "cudaStreamQuery");
     std::lock_guard<std::mutex> lock(g_pending_mu);
     for (size_t i = 0; i < g_pending.size();) {
         PendingOp *p = g_pending[i];
@@ -340,6 +371,7 @@ ncclResult_t ncclCommDestroy(ncclComm_t c) {
 ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataType_t type,
                            ncclRedOp_t op, ncclComm_t c, cudaStream_t s) {
     if (!c || (op != ncclSum && op != ncclMax)) return ncclInvalidArgument;
+    if (cudasim::graph::capturing(s)) cudasim::graph::fail("ncclAllReduce", NCCL_IN_CAPTURE);
     cudasim::count::nccl("allreduce", count * type_bytes(type), s);
     if (!c->blocking) return nb_allreduce(send, recv, count, type, op, c, s);
     Group *g = c->group;
@@ -379,6 +411,7 @@ ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataT
 ncclResult_t ncclBroadcast(const void *send, void *recv, size_t count, ncclDataType_t type,
                            int root, ncclComm_t c, cudaStream_t s) {
     if (!c || root < 0 || root >= c->group->nranks) return ncclInvalidArgument;
+    if (cudasim::graph::capturing(s)) cudasim::graph::fail("ncclBroadcast", NCCL_IN_CAPTURE);
     cudasim::count::nccl("broadcast", count * type_bytes(type), s);
     Group *g = c->group;
     g->send[c->rank] = send;
