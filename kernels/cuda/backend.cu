@@ -65,8 +65,18 @@ const void *cuda_ones(size_t n, int is_half) {
     return g_cuda.ones[h];
 }
 
+/* A call the graph contract (kernels/ops.h) keeps out of a segment: inside a replay the work
+ * before it has not run yet, so it would see stale memory. A bug in the caller: stop. */
+static void outside_segment(const char *what) {
+    if (!g_cuda_seg_active) return;
+    fprintf(stderr, "xlmc: %s inside a CUDA graph segment (between graph_begin and graph_end)\n",
+            what);
+    exit(1);
+}
+
 /* ---- memory ---- */
 static void *cuda_alloc(size_t bytes) {
+    outside_segment("alloc");
     void *p = NULL;
     if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
         cudaGetLastError(); /* an allocation failure is reported by returning NULL */
@@ -77,14 +87,17 @@ static void *cuda_alloc(size_t bytes) {
 }
 static void cuda_free(void *p) {
     if (!p) return;
+    outside_segment("free");
     cudaCheck(cudaStreamSynchronize(g_cuda.stream));
     cudaCheck(cudaFree(p));
 }
 static void cuda_to_device(void *dst, const void *src, size_t bytes) {
+    outside_segment("to_device");
     cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_cuda.stream));
     cudaCheck(cudaStreamSynchronize(g_cuda.stream));
 }
 static void cuda_to_host(void *dst, const void *src, size_t bytes) {
+    outside_segment("to_host");
     cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_cuda.stream));
     cudaCheck(cudaStreamSynchronize(g_cuda.stream));
 }
@@ -105,6 +118,7 @@ static void cuda_memset0(void *p, size_t bytes) {
     cudaCheck(cudaMemsetAsync(p, 0, bytes, g_cuda.stream));
 }
 static void cuda_synchronize(void) {
+    outside_segment("synchronize");
     cudaCheck(cudaStreamSynchronize(g_cuda.stream));
 }
 
