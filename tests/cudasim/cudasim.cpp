@@ -305,8 +305,7 @@ int current_tid() {
 }
 
 /* Checks the launch against the device limits; false (and the error set) if refused. */
-static bool launch_allowed(const char *name, const void *fn, dim3 grid, dim3 block,
-                           size_t shmem) {
+static bool launch_allowed(const char *name, const void *fn, dim3 grid, dim3 block, size_t shmem) {
     unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
     size_t shared_limit = STATIC_SHARED_LIMIT;
     {
@@ -581,9 +580,8 @@ static cudaError_t memcpy_on(void *dst, const void *src, size_t bytes, cudaMemcp
                 cudasim::graph::fail("cudaMemcpyAsync",
                                      "a copy from or to pageable host memory (only page-locked "
                                      "memory: cudaMallocHost, cudaHostAlloc, cudaHostRegister)");
-        cudasim::graph::record(s, "memcpy", [=](cudaStream_t replay) {
-            memcpy_run(dst, src, bytes, kind, replay);
-        });
+        cudasim::graph::record(
+            s, "memcpy", [=](cudaStream_t replay) { memcpy_run(dst, src, bytes, kind, replay); });
         return cudaSuccess;
     }
     cudasim::graph::check_legacy(s, "cudaMemcpy");
@@ -609,9 +607,8 @@ static void memset_run(void *p, int value, size_t bytes, cudaStream_t s) {
 }
 static cudaError_t memset_on(void *p, int value, size_t bytes, cudaStream_t s) {
     if (cudasim::graph::capturing(s)) {
-        cudasim::graph::record(s, "memset", [=](cudaStream_t replay) {
-            memset_run(p, value, bytes, replay);
-        });
+        cudasim::graph::record(s, "memset",
+                               [=](cudaStream_t replay) { memset_run(p, value, bytes, replay); });
         return cudaSuccess;
     }
     cudasim::graph::check_legacy(s, "cudaMemset");
