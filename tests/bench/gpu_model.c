@@ -91,8 +91,8 @@ struct gpu {
 static const struct gpu GPUS[2] = {
     {"V100-SXM2", 125e12, 31.4e12, 15.7e12, 900e9, 2.1e12, 80, 0.28e-6, 3e-6, 0.5e-6, 0.7, 12.6e9,
      6.3e9, 130e9, 40e9, 40e-6},
-    {"H100-SXM", 989e12, 134e12, 67e12, 3.35e12, 5.5e12, 132, 0.28e-6, 3e-6, 0.5e-6, 0.7, 50e9, 25e9,
-     460e9, 400e9, 20e-6},
+    {"H100-SXM", 989e12, 134e12, 67e12, 3.35e12, 5.5e12, 132, 0.28e-6, 3e-6, 0.5e-6, 0.7, 50e9,
+     25e9, 460e9, 400e9, 20e-6},
 };
 
 /* Achieved fraction of the fp32 peak for the FLOPs of our own kernels. 1.0: their arithmetic

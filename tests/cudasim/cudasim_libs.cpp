@@ -75,8 +75,8 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
     cudaStream_t s = h->stream;
     if (cudasim::graph::capturing(s)) {
         cudasim::graph::record(s, "gemm", [=](cudaStream_t replay) {
-            gemm_run(ta, tb, m, n, k, al, A, at, lda, sa, B, bt, ldb, sb, be, C, ct, ldc, sc,
-                     batch, replay);
+            gemm_run(ta, tb, m, n, k, al, A, at, lda, sa, B, bt, ldb, sb, be, C, ct, ldc, sc, batch,
+                     replay);
         });
         return CUBLAS_STATUS_SUCCESS;
     }

@@ -61,7 +61,7 @@ __global__ void block_sum_kernel(float *out, const float *in) {
 }
 
 struct bufs {
-    float *h_in, *h_out; /* pinned: h_in (N), h_out (BLOCKS) */
+    float *h_in, *h_out;            /* pinned: h_in (N), h_out (BLOCKS) */
     float *x, *y, *z, *sum, *B, *C; /* device: N, N, N, BLOCKS, GK x GN, GM x GN */
 };
 
@@ -157,9 +157,9 @@ static void check_replay_log(int stream_id) {
     EXPECT(e[0].kind == CUDASIM_EV_GRAPH && !strcmp(e[0].name, "graph"), "event 0 not the graph");
     EXPECT(e[0].nodes == NODES && e[0].in_graph == 0, "graph event: %d nodes, in_graph %d",
            e[0].nodes, e[0].in_graph);
-    const int kinds[NODES] = {CUDASIM_EV_COPY,   CUDASIM_EV_MEMSET, CUDASIM_EV_KERNEL,
-                              CUDASIM_EV_COPY,   CUDASIM_EV_KERNEL, CUDASIM_EV_KERNEL,
-                              CUDASIM_EV_GEMM,   CUDASIM_EV_COPY};
+    const int kinds[NODES] = {CUDASIM_EV_COPY, CUDASIM_EV_MEMSET, CUDASIM_EV_KERNEL,
+                              CUDASIM_EV_COPY, CUDASIM_EV_KERNEL, CUDASIM_EV_KERNEL,
+                              CUDASIM_EV_GEMM, CUDASIM_EV_COPY};
     for (int i = 0; i < NODES; i++) {
         const cudasim_record &r = e[1 + i];
         EXPECT(r.kind == kinds[i] && r.in_graph == 1 && r.stream == stream_id,
@@ -304,12 +304,16 @@ static void check_refusals(void) {
         {child_nccl, "ncclAllReduce on the capturing stream", 1},
         {child_legacy_launch, "a legacy-stream launch beside a blocking capture", 1},
         {child_event_join, "a wait joining another stream to the capture", 1},
-        {child_allowed_other_thread_local, "cudaMalloc beside another thread's thread-local "
-                                           "capture", 0},
+        {child_allowed_other_thread_local,
+         "cudaMalloc beside another thread's thread-local "
+         "capture",
+         0},
         {child_allowed_relaxed, "cudaMalloc and cudaFree in relaxed mode", 0},
         {child_allowed_exchange_mode, "cudaMalloc after switching this thread to relaxed", 0},
-        {child_allowed_legacy_beside_nonblocking, "a legacy-stream launch beside a non-blocking "
-                                                  "capture", 0},
+        {child_allowed_legacy_beside_nonblocking,
+         "a legacy-stream launch beside a non-blocking "
+         "capture",
+         0},
     };
     for (const auto &c : cases) {
         int reported = reported_in_child(c.fn);
