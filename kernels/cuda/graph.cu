@@ -141,7 +141,7 @@ static int cuda_graph_end(void *p) {
     } else if (mode == SEG_CAPTURE) {
         cudaGraph_t graph;
         cudaCheck(cudaStreamEndCapture(g_cuda.stream, &graph));
-        cudaCheck(cudaGraphInstantiate(&g->exec, graph, 0));
+        cudaCheck(cudaGraphInstantiateWithFlags(&g->exec, graph, 0)); /* CUDA 11.4 and 12 alike */
         cudaCheck(cudaGraphDestroy(graph));
         cudaCheck(cudaGraphLaunch(g->exec, g_cuda.stream));
         g->state = G_READY;
