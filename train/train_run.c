@@ -294,6 +294,12 @@ int train_run_setup(struct train_run *r) {
         else if (a->init_from)
             printf("fine-tuning from the weights of %s\n", a->init_from);
         printf("MFU against %.3g TFLOP/s per rank (%s)\n", r->peak_flops / 1e12, src);
+        if (r->ops->graph_begin)
+            printf("CUDA graphs: %s\n",
+                   r->cfg.train.cuda_graphs
+                       ? "on: each CLM micro-batch replays its recorded kernels in one graph per "
+                         "layer (train.cuda_graphs = false launches them one by one)"
+                       : "off (train.cuda_graphs = false)");
         fflush(stdout);
         json_t *o = json_pack("{s:s, s:i, s:s, s:I, s:s, s:f, s:I}", "type", "start", "world",
                               r->comm->world, "device", r->ops->name, "num_params",

@@ -437,9 +437,33 @@ int main(int argc, char **argv) {
                 "to reduce when the backward ends (MODEL)\n",
                 G, ra.n_ar, ar_total / 1e6, late / 1e6, 100 * late / fmax(ar_total, 1));
         }
+        /* the same split per micro-batch and for the update, for the 8-GPU step; the fused
+         * attention kernels (tensor-core products with their softmax) shown apart */
+        double mg = 0, mk = 0, ma = 0, ak = 0, sa = 0;
+        for (int i = 0; i < tx[PH_MICRO].n; i++) {
+            const struct row *r = &tx[PH_MICRO].r[i];
+            if (r->gemm)
+                mg += r->t;
+            else if (strncmp(r->label, "memcpy", 6))
+                mk += r->t;
+            if (!r->gemm && strstr(r->label, "attention")) ma += r->t;
+        }
+        for (int p = PH_PRE; p < PH_COUNT; p += 2)
+            for (int i = 0; i < tx[p].n; i++)
+                if (!tx[p].r[i].gemm && strncmp(tx[p].r[i].label, "memcpy", 6))
+                    ak += tx[p].r[i].t;
+        for (int i = 0; i < step.n; i++)
+            if (!step.r[i].gemm && strstr(step.r[i].label, "attention")) sa += step.r[i].t;
+        int m8 = global_rows / (8 * Bt) < 1 ? 1 : global_rows / (8 * Bt);
         printf("totals at 64 GPUs: GEMM %.2f ms, non-GEMM kernels+memsets %.2f ms "
-               "(non-GEMM/GEMM %.2f), of which launch overhead %.2f ms, host<->device %.2f ms\n",
-               gemm_t * 1e3, kern_t * 1e3, kern_t / gemm_t, launch_t * 1e3, copy_t * 1e3);
+               "(non-GEMM/GEMM %.2f; the fused attention kernels %.2f ms of it), of which launch "
+               "overhead %.2f ms, host<->device %.2f ms\n",
+               gemm_t * 1e3, kern_t * 1e3, kern_t / gemm_t, sa * 1e3, launch_t * 1e3,
+               copy_t * 1e3);
+        printf("totals at 8 GPUs (%d micro-batches + the update): GEMM %.2f ms, non-GEMM "
+               "kernels+memsets %.2f ms (non-GEMM/GEMM %.2f; the fused attention kernels %.2f ms "
+               "of it)\n",
+               m8, m8 * mg * 1e3, (m8 * mk + ak) * 1e3, (m8 * mk + ak) / (m8 * mg), m8 * ma * 1e3);
         printf("our kernels' arithmetic: %.1f GFLOP per step in fp32 without tensor cores, "
                "%.2f ms at %.0f%% of the %.1f TFLOP/s fp32 peak (MODEL: a lower bound); "
                "%.1f GFLOP on tensor cores (wmma), %.2f ms at %.0f%% of the %.0f TFLOP/s fp16 "

@@ -31,7 +31,7 @@ static int usage(const char *argv0) {
     fprintf(stderr,
             "usage: %s --config INI [--device cpu|cuda] [--precision fp32|fp16]\n"
             "       [--vocab V] [--micro-batch B] [--seq-len T] [--warmup N] [--steps N]\n"
-            "       [--check-against-cpu]\n",
+            "       [--check-against-cpu] [--no-graphs]\n",
             argv0);
     return 2;
 }
@@ -96,11 +96,15 @@ static long positive(const char *s) {
 int main(int argc, char **argv) {
     const char *config = NULL, *device = "cpu", *precision = NULL;
     long vocab = 0, B = 0, T = 0, warm = 3, timed = 10;
-    int check = 0;
+    int check = 0, graphs = 1;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(o, "--check-against-cpu")) {
             check = 1;
+            continue;
+        }
+        if (!strcmp(o, "--no-graphs")) { /* train.cuda_graphs = false: kernels one by one */
+            graphs = 0;
             continue;
         }
         long *num = !strcmp(o, "--vocab")         ? &vocab
@@ -153,6 +157,7 @@ int main(int argc, char **argv) {
     B = cfg.train.micro_batch;
     T = cfg.train.seq_len;
     cfg.train.batch_tokens = B * T; /* one micro-batch per step, one rank */
+    cfg.train.cuda_graphs = graphs;
 
     const struct ops *ops = ops_cpu(prec);
     if (!strcmp(device, "cuda")) {
@@ -219,6 +224,7 @@ int main(int argc, char **argv) {
                device, prec == OPS_FP16 ? "fp16" : "fp32", cfg.model.dim, cfg.model.n_layers,
                cfg.model.n_heads, cfg.model.vocab_size, B, T, timed, seconds, st.loss,
                (double)st.loss_scale, t->skipped);
+        printf("xlmc CUDA graphs %s\n", ops->graph_begin && graphs ? "on" : "off");
         printf("xlmc tokens/s %.1f\n", tok_s);
         printf("xlmc flops/token %.6g (6 x %zu parameters + 12 L C T)\n", fpt, m->num_weights);
         printf("xlmc peak TFLOP/s %.3f (%s)\n", peak / 1e12, source);

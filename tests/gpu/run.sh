@@ -341,7 +341,17 @@ for ((i = 1; i <= rounds; i++)); do
         pbest[$mode]=$(awk -v a="${pbest[$mode]:-0}" -v b="${p:-0}" 'BEGIN { print (b > a ? b : a) }')
     done
 done
+# the same steps with every kernel launched one by one (train.cuda_graphs = false): what the
+# graphs save, measured
+xoff=0
+if have_xlmc && ((!dry)); then
+    xo=$(pack_exec timeout "$(lim)" "$step_bin" "${rargs[@]}" --device $device --no-graphs 2>&1)
+    echo "$xo" | tee -a "$out/race.log"
+    xoff=$(awk '/^xlmc tokens\/s/ {print $3}' <<<"$xo")
+fi
 line="xlmc $xbest tok/s"
+line+=$(awk -v x="$xbest" -v o="${xoff:-0}" 'BEGIN {
+    if (o > 0) printf " (%.1f tok/s without CUDA graphs: graphs x%.3f)", o, x / o }')
 race_ok=1
 awk -v x="$xbest" 'BEGIN { exit !(x > 0) }' || race_ok=0
 for mode in "${modes[@]}"; do
