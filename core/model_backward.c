@@ -34,8 +34,8 @@ static void backward_layer(struct model *m, struct model_plan *pl, const struct 
     struct dropout_key k = dkey(seed, step, b->row0, DROPOUT_TENSOR_FFN_OUT(l));
     struct ln_backward_extra ex = branch_extra(pl, &k, param_at(m, G, P_F2B, l), pl->g_r, &d);
     ops->layernorm_backward(pl->g_r, param_at(m, G, P_LN2W, l), param_at(m, G, P_LN2B, l), pl->g_h,
-                            a->r2, param_at(m, W, P_LN2W, l), a->mean2, a->rstd2, N, C,
-                            pl->lengths, T, &ex);
+                            a->r2, param_at(m, W, P_LN2W, l), a->mean2, a->rstd2, N, C, pl->lengths,
+                            T, &ex);
     /* FFN branch: d lin2 out -> d g -> d f1 -> d h1 (branch part) */
     ops->matmul_backward(pl->g_f, param_at(m, G, P_F2W, l), NULL, d, a->g, param_at(m, W, P_F2W, l),
                          N, F, C);
@@ -55,12 +55,11 @@ static void backward_layer(struct model *m, struct model_plan *pl, const struct 
                          N, C, C); /* d y */
     k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
     ops->attention_backward(pl->g_q, pl->g_k, pl->g_v, pl->g_r, a->y, a->lse, a->q, a->k, a->v,
-                            pl->bidirectional ? pl->lengths : NULL, b->B, T, C, NH, pl->p_attn,
-                            &k);
+                            pl->bidirectional ? pl->lengths : NULL, b->B, T, C, NH, pl->p_attn, &k);
     /* d x = d r1 + the three projections' input gradients, added onto g_h by the GEMMs */
     ops->matmul_backward_add_batched(pl->g_h, param_at(m, G, P_QW, l), param_at(m, G, P_QB, l),
-                                     pl->g_q, x, param_at(m, W, P_QW, l), N, C, C, 3,
-                                     qkv_stride(m), (size_t)N * C);
+                                     pl->g_q, x, param_at(m, W, P_QW, l), N, C, C, 3, qkv_stride(m),
+                                     (size_t)N * C);
 }
 
 /* dlogits (R,Vp) -> g_h = dx (N,C), dwte (Vp rows) += dlogits^T x, dpb += (the forward's loss

@@ -70,7 +70,8 @@ static inline size_t qkv_stride(const struct model *m) {
     return m->params[P_KW].offset - m->params[P_QW].offset;
 }
 
-static inline struct dropout_key dkey(uint64_t seed, uint64_t step, uint32_t row0, uint32_t tensor) {
+static inline struct dropout_key dkey(uint64_t seed, uint64_t step, uint32_t row0,
+                                      uint32_t tensor) {
     struct dropout_key k = {seed, step, row0, tensor};
     return k;
 }

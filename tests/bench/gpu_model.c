@@ -450,16 +450,14 @@ int main(int argc, char **argv) {
         }
         for (int p = PH_PRE; p < PH_COUNT; p += 2)
             for (int i = 0; i < tx[p].n; i++)
-                if (!tx[p].r[i].gemm && strncmp(tx[p].r[i].label, "memcpy", 6))
-                    ak += tx[p].r[i].t;
+                if (!tx[p].r[i].gemm && strncmp(tx[p].r[i].label, "memcpy", 6)) ak += tx[p].r[i].t;
         for (int i = 0; i < step.n; i++)
             if (!step.r[i].gemm && strstr(step.r[i].label, "attention")) sa += step.r[i].t;
         int m8 = global_rows / (8 * Bt) < 1 ? 1 : global_rows / (8 * Bt);
         printf("totals at 64 GPUs: GEMM %.2f ms, non-GEMM kernels+memsets %.2f ms "
                "(non-GEMM/GEMM %.2f; the fused attention kernels %.2f ms of it), of which launch "
                "overhead %.2f ms, host<->device %.2f ms\n",
-               gemm_t * 1e3, kern_t * 1e3, kern_t / gemm_t, sa * 1e3, launch_t * 1e3,
-               copy_t * 1e3);
+               gemm_t * 1e3, kern_t * 1e3, kern_t / gemm_t, sa * 1e3, launch_t * 1e3, copy_t * 1e3);
         printf("totals at 8 GPUs (%d micro-batches + the update): GEMM %.2f ms, non-GEMM "
                "kernels+memsets %.2f ms (non-GEMM/GEMM %.2f; the fused attention kernels %.2f ms "
                "of it)\n",
