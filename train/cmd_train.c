@@ -173,11 +173,11 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
 
 /* One progress line and one metrics.jsonl object (rank 0). */
 static void log_step(struct train_run *r, const struct step_stats *st, int obj, double dt,
-                     long tokens_since) {
+                     long tokens_since, double flops_since) {
     const struct train_config *tc = &r->cfg.train;
     double tok_s = dt > 0 ? (double)tokens_since / dt : 0;
     double mfu =
-        r->peak_flops > 0 ? r->flops_per_token * tok_s / (r->peak_flops * r->comm->world) : 0;
+        r->peak_flops > 0 && dt > 0 ? flops_since / dt / (r->peak_flops * r->comm->world) : 0;
     long tokens = train_run_tokens(r);
     long last = r->args.max_steps >= 0 ? r->args.max_steps : tc->max_steps;
     printf("step %6ld/%ld | loss %.4f | ppl %9.2f | lr %.3e | scale %g | gnorm %.3f | "
@@ -286,6 +286,7 @@ static int train_loop(struct train_run *r) {
     char ckpt[4600] = "";
     double t_log = now_seconds();
     long tokens_since = 0;
+    double flops_since = 0;
     int rc = 0, stop = 0;
     long last_ckpt = r->resumed ? r->t.step : -1; /* a fresh run always ends with one */
     long max_steps = r->args.max_steps >= 0 ? r->args.max_steps : tc->max_steps;
@@ -307,6 +308,10 @@ static int train_loop(struct train_run *r) {
             break;
         }
         tokens_since += tc->batch_tokens; /* positions computed (MLM predicts fewer) */
+        /* MLM and TLM run the output layer on their predicted rows only (st.tokens of them) */
+        int gathered = r->cfg.train.objectives[obj].kind != OBJ_CLM;
+        flops_since += metrics_step_flops(&r->m, (double)tc->batch_tokens,
+                                          gathered ? (double)st.tokens : (double)tc->batch_tokens);
         if (!st.skipped) {
             r->obj_loss[obj] += st.loss * (double)st.tokens;
             r->obj_tokens[obj] += (double)st.tokens;
@@ -320,9 +325,10 @@ static int train_loop(struct train_run *r) {
         int boundary = !st.skipped;
         if (boundary && r->comm->rank == 0 && tc->log_every > 0 && r->t.step % tc->log_every == 0) {
             double now = now_seconds();
-            log_step(r, &st, obj, now - t_log, tokens_since);
+            log_step(r, &st, obj, now - t_log, tokens_since, flops_since);
             t_log = now;
             tokens_since = 0;
+            flops_since = 0;
         }
         watchdog_mark(r->wd, "evaluation", r->t.step);
         if (boundary && r->valid && tc->eval_every > 0 && r->t.step % tc->eval_every == 0 &&

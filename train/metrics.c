@@ -9,10 +9,16 @@
 #include <cuda_runtime.h>
 #endif
 
-double metrics_flops_per_token(const struct model *m) {
+double metrics_step_flops(const struct model *m, double positions, double classified) {
     const struct model_config *mc = &m->cfg.model;
-    return 6.0 * (double)m->num_weights +
-           12.0 * mc->n_layers * (double)mc->dim * (double)m->cfg.train.seq_len;
+    double out = (double)mc->vocab_size * (mc->dim + 1.0); /* (V,C) weights + (V) bias */
+    double body = (double)m->num_weights - out;
+    double attn = 12.0 * mc->n_layers * (double)mc->dim * (double)m->cfg.train.seq_len;
+    return positions * (6.0 * body + attn) + classified * 6.0 * out;
+}
+
+double metrics_flops_per_token(const struct model *m) {
+    return metrics_step_flops(m, 1.0, 1.0);
 }
 
 static double cpu_gemm_peak(const struct ops *ops) {

@@ -8,8 +8,15 @@
 #include <stdio.h>
 
 /* Model FLOPs per trained token: 6 * parameters (forward 2, backward 4 per weight) plus
- * attention scores and values, 12 * L * C * T (PaLM's appendix B accounting). */
+ * attention scores and values, 12 * L * C * T (PaLM's appendix B accounting), every position
+ * predicted (CLM). */
 double metrics_flops_per_token(const struct model *m);
+
+/* The model FLOPs of one step of `positions` positions (all ranks) of which `classified` went
+ * through the output layer: every position for CLM; only the predicted ones for MLM and TLM,
+ * whose output layer runs on the gathered rows. The output layer (the tied (V,C) embedding
+ * and its bias) is counted per classified row, everything else per position. */
+double metrics_step_flops(const struct model *m, double positions, double classified);
 
 /* Peak FLOP/s of one rank's device, what MFU is measured against:
  *   XLMC_PEAK_TFLOPS in the environment, when set, wins;

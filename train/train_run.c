@@ -279,7 +279,6 @@ int train_run_setup(struct train_run *r) {
     if (r->comm->barrier(r->comm)) return -1; /* R exists before the ranks open R/logs */
     if (setup_logs(r, r->resumed ? resume : NULL)) return -1;
 
-    r->flops_per_token = metrics_flops_per_token(&r->m);
     if (r->comm->rank == 0) {
         const char *src = "";
         r->peak_flops = metrics_peak_flops(r->ops, r->comm->local_rank, &src);
@@ -293,7 +292,13 @@ int train_run_setup(struct train_run *r) {
                    a->init_from ? " (the run directory has checkpoints: --init-from ignored)" : "");
         else if (a->init_from)
             printf("fine-tuning from the weights of %s\n", a->init_from);
-        printf("MFU against %.3g TFLOP/s per rank (%s)\n", r->peak_flops / 1e12, src);
+        int masked = 0;
+        for (int i = 0; i < r->cfg.train.n_objectives; i++)
+            masked |= r->cfg.train.objectives[i].kind != OBJ_CLM;
+        printf("MFU against %.3g TFLOP/s per rank (%s)%s\n", r->peak_flops / 1e12, src,
+               masked ? "; MLM and TLM steps count the output layer on their predicted "
+                        "positions only"
+                      : "");
         if (r->ops->graph_begin)
             printf("CUDA graphs: %s\n",
                    r->cfg.train.cuda_graphs

@@ -43,7 +43,7 @@ struct train_run {
     int accum;           /* micro-batches per rank per step */
     FILE *metrics;       /* rank 0: R/metrics.jsonl */
     FILE *ranklog;       /* --log-ranks: R/logs/rank-K.log */
-    double peak_flops, flops_per_token, t_start;
+    double peak_flops, t_start;
     int lock_fd, created_run_dir, setup_done; /* rank 0: R/lock (run_guard.h), -1 elsewhere */
     struct json_t *changes;                   /* settings changed on resume (for metrics.jsonl) */
     struct watchdog *wd;                      /* train/watchdog.h */
