@@ -537,14 +537,54 @@ int cmd_prep(int argc, char **argv) {
 
 /* ---- data-info ---- */
 
+/* The sentence-pair shards of a directory, per split and (lang, lang2) as written. */
+struct pair_counts {
+    int64_t pairs[N_SPLITS][XLMC_MAX_LANGS][XLMC_MAX_LANGS];
+    int64_t tokens[N_SPLITS][XLMC_MAX_LANGS][XLMC_MAX_LANGS];
+    int shards[N_SPLITS][XLMC_MAX_LANGS][XLMC_MAX_LANGS];
+    int64_t total;
+};
+
+/* Reads and checks every pairs-<split>-*.h5 of dir (against *hash when set; the first shard
+ * sets *hash, *codes and *vsize when no monolingual one did). 0, or -1 naming the shard. */
+static int count_pairs(const char *dir, uint64_t *hash, uint64_t *codes, int64_t *vsize,
+                       struct pair_counts *pc) {
+    for (int s = 0; s < N_SPLITS; s++) {
+        char split[32], **paths;
+        int n;
+        snprintf(split, sizeof split, "pairs-%s", SPLIT_NAMES[s]);
+        if (shard_list(dir, split, &paths, &n)) return -1;
+        int rc = 0;
+        for (int i = 0; i < n && !rc; i++) {
+            struct shard sh;
+            if ((rc = shard_read_kind(paths[i], *hash, 1, 1, &sh))) break;
+            if (!*vsize) {
+                *hash = sh.meta.vocab_hash;
+                *codes = sh.meta.codes_hash;
+                *vsize = sh.meta.vocab_size;
+            }
+            int a = sh.meta.lang_id, b = sh.meta.lang2_id;
+            pc->pairs[s][a][b] += sh.meta.n_sentences / 2;
+            pc->tokens[s][a][b] += sh.meta.n_tokens;
+            pc->shards[s][a][b]++;
+            pc->total++;
+            shard_free(&sh);
+        }
+        shard_list_free(paths, n);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
 int cmd_data_info(int argc, char **argv) {
     if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         int help = argc == 2;
         fprintf(help ? stdout : stderr,
                 "usage: xlmc data-info DIR\n\nReads and checks every shard of DIR (written by "
                 "`xlmc prep`) and prints sentences, tokens and shards per split and language,\n"
-                "and the vocabulary hash. Exits 1 naming the first shard that is unreadable,\n"
-                "corrupt or of another vocabulary.\n");
+                "the sentence pairs of `xlmc prep --pair` (pairs-<split>-*.h5) per split and\n"
+                "language pair, and the vocabulary hash. Exits 1 naming the first shard that is\n"
+                "unreadable, corrupt or of another vocabulary.\n");
         return help ? 0 : 2;
     }
     const char *dir = argv[1];
@@ -588,15 +628,34 @@ int cmd_data_info(int argc, char **argv) {
         shard_list_free(paths, n);
         if (rc) return 1;
     }
-    if (!total)
-        return xlmc_error("%s: no shards (<split>-*.h5): prepare it with `xlmc prep`", dir), 1;
+    struct pair_counts pc;
+    memset(&pc, 0, sizeof pc);
+    if (count_pairs(dir, &hash, &codes, &vsize, &pc)) return 1;
+    if (!total && !pc.total)
+        return xlmc_error("%s: no shards (<split>-*.h5 or pairs-<split>-*.h5): prepare it with "
+                          "`xlmc prep`",
+                          dir),
+               1;
     printf("%s: %lld shards, vocabulary %lld words, vocab_hash %016llx, codes_hash %016llx\n", dir,
-           (long long)total, (long long)vsize, (unsigned long long)hash, (unsigned long long)codes);
-    printf("%-6s %-5s %7s %12s %14s\n", "split", "lang", "shards", "sentences", "tokens");
-    for (int s = 0; s < N_SPLITS; s++)
-        for (int k = 0; k < XLMC_MAX_LANGS; k++)
-            if (n_shards[s][k])
-                printf("%-6s %-5s %7d %12lld %14lld\n", SPLIT_NAMES[s], shard_lang_code(k),
-                       n_shards[s][k], (long long)n_sent[s][k], (long long)n_tok[s][k]);
+           (long long)(total + pc.total), (long long)vsize, (unsigned long long)hash,
+           (unsigned long long)codes);
+    if (total) {
+        printf("%-6s %-5s %7s %12s %14s\n", "split", "lang", "shards", "sentences", "tokens");
+        for (int s = 0; s < N_SPLITS; s++)
+            for (int k = 0; k < XLMC_MAX_LANGS; k++)
+                if (n_shards[s][k])
+                    printf("%-6s %-5s %7d %12lld %14lld\n", SPLIT_NAMES[s], shard_lang_code(k),
+                           n_shards[s][k], (long long)n_sent[s][k], (long long)n_tok[s][k]);
+    }
+    if (pc.total) {
+        printf("%-6s %-5s %7s %12s %14s\n", "split", "pair", "shards", "pairs", "tokens");
+        for (int s = 0; s < N_SPLITS; s++)
+            for (int a = 0; a < XLMC_MAX_LANGS; a++)
+                for (int b = 0; b < XLMC_MAX_LANGS; b++)
+                    if (pc.shards[s][a][b])
+                        printf("%-6s %s-%s %7d %12lld %14lld\n", SPLIT_NAMES[s], shard_lang_code(a),
+                               shard_lang_code(b), pc.shards[s][a][b], (long long)pc.pairs[s][a][b],
+                               (long long)pc.tokens[s][a][b]);
+    }
     return 0;
 }

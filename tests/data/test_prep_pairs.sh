@@ -12,7 +12,7 @@ set -u
 xlmc=$1 shared=$2 src=$3 mpiexec=${4:-}
 codes=$shared/xlm-ende/codes vocab=$shared/xlm-ende/vocab
 t=$(mktemp -d)
-trap 'rm -rf "$t"' EXIT
+trap '[ -n "${KEEP:-}" ] || rm -rf "$t"' EXIT
 fail=0
 # shellcheck source=tests/data/expect_error.sh
 . "$(dirname "$0")/expect_error.sh"
@@ -89,12 +89,24 @@ for split in want:
 print(f"kept {sum(len(v) for v in want.values())}, empty side {empty}, identical {identical}")
 with open(f"{t}/want_counts", "w") as f:
     f.write(f"{empty} {identical} {len(want['train'])}\n")
+with open(f"{t}/want_info", "w") as f:  # what data-info must print per split (pairs, tokens)
+    for split in ("train", "valid", "test"):
+        if want[split]:
+            f.write(f"{split} en-de {len(want[split])} "
+                    f"{sum(len(a) + len(b) for a, b in want[split])}\n")  # </s> not counted
 sys.exit(fail)
 PY
 check python_checks $? "see above"
 read -r empty identical _ <"$t/want_counts"
 grep -q "left out: $empty pairs with an empty side, $identical with identical sides" "$t/prep.log"
 check summary_counts $? "prep's summary does not say $empty empty / $identical identical: $(grep 'prep: en-de:' "$t/prep.log")"
+
+# data-info lists the pair shards: pairs and tokens per split as counted above
+"$xlmc" data-info "$t/shards" >"$t/info" 2>&1
+check data_info_status $? "$(cat "$t/info")"
+awk '$2 == "en-de" {print $1, $2, $4, $5}' "$t/info" >"$t/got_info"
+cmp -s "$t/got_info" "$t/want_info"
+check data_info_pairs $? "data-info printed $(cat "$t/got_info"), want $(cat "$t/want_info")"
 
 # --keep-identical keeps them
 "$xlmc" prep --pair en-de --keep-identical --codes "$codes" --vocab "$vocab" --out "$t/keep" \
