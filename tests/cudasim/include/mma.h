@@ -175,7 +175,7 @@ inline void store_matrix_sync(T *p, const fragment<accumulator, 16, 16, 16, T> &
  * touches fragments only, never device memory, so the traffic build leaves it uninstrumented
  * (each read would cost the counter a lookup). */
 template <class La, class Lb, class Tc>
-__attribute__((no_sanitize("kernel-address"))) inline void
+__attribute__((no_sanitize("thread"))) inline void
 mma_sync(fragment<accumulator, 16, 16, 16, Tc> &d,
          const fragment<matrix_a, 16, 16, 16, __half, La> &a,
          const fragment<matrix_b, 16, 16, 16, __half, Lb> &b,
