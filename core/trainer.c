@@ -67,7 +67,8 @@ static long count_targets(const struct batch *b) {
     return n;
 }
 
-/* acc (n) = (first) or += weight * grad (n, storage): one micro-batch into the accumulator */
+/* acc (n) = (first) or += weight * grad (n, storage): one micro-batch into the accumulator,
+ * one pass over it (a first micro-batch does not zero it before adding) */
 static void acc_add(const struct trainer *t, float *acc, const void *grad, size_t n, int first,
                     float weight) {
     const struct ops *ops = t->m->ops;
@@ -75,8 +76,15 @@ static void acc_add(const struct trainer *t, float *acc, const void *grad, size_
         ops->storage_to_f32(acc, grad, n);
         return;
     }
-    if (first) ops->memset0(acc, n * sizeof(float));
-    ops->grad_accumulate(acc, grad, n, weight);
+    if (!first) {
+        ops->grad_accumulate(acc, grad, n, weight);
+        return;
+    }
+    struct ops_tensor_list l = {.count = 1, .first = 1, .weight = weight};
+    l.t[0].acc = acc;
+    l.t[0].grad = grad;
+    l.t[0].n = n;
+    ops->grad_accumulate_list(&l);
 }
 
 /* Adds the list into the accumulator (one launch on a GPU) and empties it. */
