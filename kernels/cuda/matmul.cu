@@ -102,7 +102,8 @@ static inline int wide_cols(int C) {
  * write of the GEMM's beta = 1 move to the last kernel). With s = 2: N OC > 2 N Cp + 4 OC Cp, i.e.
  * 2 Cp / OC + 4 Cp / N < 1: OC and N both well above C (the CLM's vocabulary: N 8192, C 1024, OC
  * 64768 gives 0.53, about half the GEMV's bytes saved). fp32 storage (s = 4) gains more on the same
- * shapes. */
+ * shapes. Few rows keep the GEMV: MLM's predicted positions, and the 256 and 512 rows at which
+ * tests/bench/gpu_model simulates a step before extrapolating it (it prices the GEMV). */
 static inline bool wide_db(int N, int C, int OC) {
     unsigned long long cp = (unsigned long long)wide_cols(C);
     return C > 0 && (unsigned long long)N * OC > 2ull * N * cp + 4ull * OC * cp;
