@@ -63,8 +63,9 @@ static void backward_layer(struct model *m, struct model_plan *pl, const struct 
 }
 
 /* dlogits (R,Vp) -> g_h = dx (N,C), dwte (Vp rows) += dlogits^T x, dpb += (the forward's loss
- * op summed dpb already when fused); the padding columns of dlogits are 0. R = N, or the
- * gathered predicted rows, whose dx goes back to their positions (zero elsewhere). */
+ * op summed dpb already when fused, unless ops->db_in_gemm: then the GEMM does); the padding
+ * columns of dlogits are 0. R = N, or the gathered predicted rows, whose dx goes back to their
+ * positions (zero elsewhere). */
 static void backward_output(struct model *m, struct model_plan *pl, int fused) {
     const struct ops *ops = m->ops;
     int N = pl->B * pl->T, C = m->cfg.model.dim;
@@ -72,7 +73,7 @@ static void backward_output(struct model *m, struct model_plan *pl, int fused) {
     const void *x_last = pl->L ? pl->layers[pl->L - 1].h2 : pl->x0;
     if (pl->cls_rows)
         ops->matmul_backward(pl->gathered ? pl->g_t : pl->g_h, param_at(m, G, P_WTE, 0),
-                             fused ? NULL : param_at(m, G, P_PB, 0), pl->logits,
+                             fused && !ops->db_in_gemm ? NULL : param_at(m, G, P_PB, 0), pl->logits,
                              pl->gathered ? pl->x_sel : x_last, param_at(m, W, P_WTE, 0),
                              pl->cls_rows, C, m->vocab_rows);
     if (pl->gathered) /* the predicted rows' gradient back in place, zero elsewhere */

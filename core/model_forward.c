@@ -91,8 +91,9 @@ static int forward_device(struct model *m, struct model_plan *pl, const struct b
     }
     if (b->targets) {
         if (fused) ops->memset0(m->grads, m->num_params * ops->storage_bytes);
+        /* the bias's gradient here, or (ops->db_in_gemm) in backward_output's GEMM */
         ops->classifier(pl->losses, pl->logits, fused ? param_at(m, W, P_PB, 0) : NULL,
-                        fused ? param_at(m, m->grads, P_PB, 0) : NULL,
+                        fused && !ops->db_in_gemm ? param_at(m, m->grads, P_PB, 0) : NULL,
                         pl->gathered ? pl->sel_targets : pl->targets, R, V, Vp,
                         fused ? dscale : 0.0f);
         pl->logits_grad_scale = fused ? dscale : 0.0f;
@@ -142,7 +143,8 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
     pl->bidirectional = b->bidirectional;
     if (b->positions) ops->to_device(pl->positions, b->positions, (size_t)N * sizeof(int32_t));
     /* A training forward leaves the output bias to the loss op, which also sums its gradient
-     * while each row of the logits' gradient is at hand: two passes over (N,V) fewer. */
+     * while each row of the logits' gradient is at hand (unless the backward's GEMM does:
+     * ops->db_in_gemm): two passes over (N,V) fewer. */
     int fused = dscale != 0.0f && b->targets && !logits_out;
     /* MLM/TLM predict a few positions per row: their rows only (not when all logits are
      * asked for) */

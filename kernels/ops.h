@@ -300,6 +300,12 @@ struct ops {
     enum ops_precision precision;
     size_t storage_bytes; /* bytes per element of a storage tensor: 4, or 2 (cuda fp16) */
     int host_memory;      /* 1: the backend's buffers are host memory (CPU) */
+    /* 1: matmul_backward's db for a wide output (many more output columns and rows than input
+     * columns: the vocabulary) comes out of its weight-gradient GEMM, without a pass over dout
+     * of its own (cuda); a training forward then leaves the output bias's gradient to it
+     * rather than to the classifier. 0: the classifier's sums, in the pass that writes the
+     * logits' gradient, cost less (cpu). */
+    int db_in_gemm;
 
     /* ---- memory ---- */
     void *(*alloc)(size_t bytes); /* zeroed; NULL on failure */

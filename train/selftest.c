@@ -528,6 +528,14 @@ static const struct op_case OP_CASES[] = {
                                                                           * element by element */
     {check_matmul, MATMUL_TOL, {37, 48, 40, 1, 1}, 0, 0, 0},             /* dinp += */
     {check_matmul, MATMUL_TOL, {5, 33, 17, 0, 1}, 0, 0, 0},              /* */
+    {check_matmul, MATMUL_TOL, {301, 24, 112, 1}, 0, 0, 0},              /* a wide output: CUDA's
+                                                                          * db in the dw GEMM
+                                                                          * (matmul.cu wide_db),
+                                                                          * its first OC here */
+    {check_matmul, MATMUL_TOL, {301, 24, 112, 1, 1}, 0, 0, 0},           /* the same, dinp += */
+    {check_matmul, MATMUL_TOL, {301, 24, 111, 1}, 0, 0, 0},              /* one OC below: GEMV */
+    {check_matmul, MATMUL_TOL, {173, 20, 167, 1, 1}, 0, 0, 0},           /* wide, rows of 20 (fp16
+                                                                          * element by element) */
     {check_qkv, MATMUL_TOL, {37, 48, 48, 1, 3}, 0, 0, 0},                /* N C OC bias batch: */
     {check_qkv, MATMUL_TOL, {9, 16, 13, 1, 3}, 0, 0, 3},                 /* pad (variant) between */
     {check_qkv, MATMUL_TOL, {5, 24, 16, 0, 2}, 0, 0, 8},                 /* members: odd strides */

@@ -191,6 +191,7 @@ static void cuda_fill_table(struct ops *o, enum ops_precision precision) {
     o->precision = precision;
     o->storage_bytes = half ? sizeof(__half) : sizeof(float);
     o->host_memory = 0;
+    o->db_in_gemm = 1; /* matmul.cu: weight_bias_grad_wide */
     o->alloc = cuda_alloc;
     o->free = cuda_free;
     o->to_device = cuda_to_device;

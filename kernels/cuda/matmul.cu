@@ -32,15 +32,18 @@ static void bias_broadcast(void *out, const void *b, int N, int OC, int batch, s
     cudaLaunchCheck();
 }
 
+// C = op(A) op(B) + beta C; A and B in storage, C in storage or (ct CUDA_R_32F) fp32
 template <typename S>
 static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *A,
-                 int lda, const void *B, int ldb, void *C, int ldc, float beta) {
+                 int lda, const void *B, int ldb, void *C, int ldc, float beta,
+                 cudaDataType_t ct = storage_type<S>::blas) {
     const float alpha = 1.f;
     cudaDataType_t t = storage_type<S>::blas;
-    if (!cuda_call_admit("gemm", ta, tb, m, n, k, A, lda, B, ldb, (const void *)C, ldc, beta, t))
+    if (!cuda_call_admit("gemm", ta, tb, m, n, k, A, lda, B, ldb, (const void *)C, ldc, beta, t,
+                         ct))
         return;
     cublasCheck(cublasGemmEx(g_cuda.blas, ta, tb, m, n, k, &alpha, A, t, lda, B, t, ldb, &beta, C,
-                             t, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                             ct, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 // batch members at strides (elements; 0: shared): C_i = op(A_i) op(B_i) + beta C_i
@@ -80,12 +83,131 @@ static void cuda_matmul_forward(void *out, const void *inp, const void *w, const
     cuda_matmul_forward_batched<S>(out, inp, w, b, N, C, OC, 1, 0, 0);
 }
 
+/* ---- a wide output's bias gradient inside its weight-gradient GEMM (the vocabulary) ----
+ * db (OC) is dout^T 1, so with X' = [inp | 1 | 0 ...] (N,Cp) one GEMM dW' (OC,Cp) = dout^T X'
+ * reads dout once for both: dw is dW'[:, :C], db is dW'[:, C], for Cp / C more FLOPs (+0.8 % at
+ * C = 1024). dW' is fp32 (written with beta 0) and a last kernel adds it to dw and db, rounding
+ * each element once, as the GEMM's beta = 1 and the GEMV give otherwise. cuBLAS GEMMs without
+ * split-K atomics (ours: CUBLAS_GEMM_DEFAULT, no atomics mode set) give the same bits on every
+ * run, so db stays deterministic; its summation order is cuBLAS's, not the column sums'. */
+
+// X' row length: C + 1 rounded up to 8 elements (16-byte leading dimensions for fp16)
+static inline int wide_cols(int C) {
+    return (C + 1 + 7) / 8 * 8;
+}
+
+/* Whether the wide GEMM costs less memory traffic than the bias GEMV. The GEMV reads dout,
+ * N OC s bytes (s: storage bytes). The wide GEMM adds the copy to X' (N C s read, N Cp s
+ * written: about 2 N Cp s) and the fp32 dW' written and read back (8 OC Cp; the dw read and
+ * write of the GEMM's beta = 1 move to the last kernel). With s = 2: N OC > 2 N Cp + 4 OC Cp, i.e.
+ * 2 Cp / OC + 4 Cp / N < 1: OC and N both well above C (the CLM's vocabulary: N 8192, C 1024, OC
+ * 64768 gives 0.53, about half the GEMV's bytes saved). fp32 storage (s = 4) gains more on the same
+ * shapes. Few rows keep the GEMV: MLM's predicted positions, and the 256 and 512 rows at which
+ * tests/bench/gpu_model simulates a step before extrapolating it (it prices the GEMV). */
+static inline bool wide_db(int N, int C, int OC) {
+    unsigned long long cp = (unsigned long long)wide_cols(C);
+    return C > 0 && (unsigned long long)N * OC > 2ull * N * cp + 4ull * OC * cp;
+}
+
+// xp (N,Cp) = [x (N,C) | 1 | 0 ...], a piece of VEC elements per thread (VEC > 1: C a multiple
+// of VEC and x 16-byte aligned; Cp always is)
+template <typename S, int VEC>
+__global__ void widen_rows_kernel(S *xp, const S *x, int C, int Cp, size_t pieces) {
+    size_t q = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (q >= pieces) return;
+    int per = Cp / VEC;
+    size_t n = q / per;
+    int c0 = (int)(q % per) * VEC;
+    raw16 r;
+    if (c0 + VEC <= C) {
+        r = ld_piece<VEC>(x + n * C + c0);
+    } else {
+        float f[VEC];
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++) {
+            int c = c0 + j;
+            f[j] = c < C ? ld(x + n * C + c) : c == C ? 1.f : 0.f;
+        }
+        r = pack<VEC, S>(f);
+    }
+    st_piece<VEC>(xp + n * Cp + c0, r);
+}
+
+// dw (OC,C) += dwp[:, :C], db (OC) += dwp[:, C], each rounded once to storage; dwp (OC,Cp)
+// fp32. A piece of VEC elements of dw per thread (VEC > 1: C a multiple of VEC, dw 16-byte
+// aligned); the thread of a row's first piece also does its db.
+template <typename S, int VEC>
+__global__ void wide_finish_kernel(S *dw, S *db, const float *dwp, int C, int Cp, size_t pieces) {
+    size_t q = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (q >= pieces) return;
+    int per = C / VEC;
+    size_t o = q / per;
+    int c0 = (int)(q % per) * VEC;
+    const float *src = dwp + o * Cp + c0;
+    float f[VEC], g[VEC];
+    unpack<VEC, S>(f, ld_piece<VEC>(dw + o * C + c0));
+    if (VEC % 4 == 0) { /* fp32 in 16-byte pieces: rows of Cp, a multiple of 8 */
+        ROW_UNROLL
+        for (int k = 0; k < VEC / 4; k++)
+            unpack<4, float>(g + 4 * k, ld_piece<4>(src + 4 * k));
+    } else {
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            g[j] = src[j];
+    }
+    ROW_UNROLL
+    for (int j = 0; j < VEC; j++)
+        f[j] += g[j];
+    st_piece<VEC>(dw + o * C + c0, pack<VEC, S>(f));
+    if (c0 == 0) st(db + o, ld(db + o) + dwp[o * Cp + C]);
+}
+
+// dw (OC,C) += dout^T @ inp, db (OC) += colsum(dout) from one GEMM (wide_db(N, C, OC) holds)
+template <typename S>
+static void weight_bias_grad_wide(S *dw, S *db, const S *dout, const S *inp, int N, int C, int OC) {
+    constexpr int VEC = row_vec<S>::n;
+    int Cp = wide_cols(C);
+    /* one scratch: dW' (OC,Cp) fp32, then X' (N,Cp) storage at a 256-byte boundary. Grown in
+     * the first (eager) run of a graph segment; a later growth moves it, which the segment's
+     * fingerprint (the pointers below) catches */
+    size_t wf = (size_t)OC * Cp, xoff = (wf + 63) / 64 * 64;
+    size_t xf = ((size_t)N * Cp * sizeof(S) + sizeof(float) - 1) / sizeof(float);
+    float *dwp = cuda_scratch(xoff + xf);
+    S *xp = (S *)(dwp + xoff);
+    if (row_pieces_ok<S>((size_t)C, inp)) {
+        size_t pieces = (size_t)N * (Cp / VEC);
+        XLMC_LAUNCH((widen_rows_kernel<S, VEC>), cuda_blocks(pieces, 256), 256, 0,
+                    g_cuda.stream)(xp, inp, C, Cp, pieces);
+    } else {
+        size_t pieces = (size_t)N * Cp;
+        XLMC_LAUNCH((widen_rows_kernel<S, 1>), cuda_blocks(pieces, 256), 256, 0,
+                    g_cuda.stream)(xp, inp, C, Cp, pieces);
+    }
+    cudaLaunchCheck();
+    // col-major: X' is (Cp,N), dout (OC,N) taken transposed, dW' (Cp,OC)
+    gemm<S>(CUBLAS_OP_N, CUBLAS_OP_T, Cp, OC, N, xp, Cp, dout, OC, dwp, Cp, 0.f, CUDA_R_32F);
+    if (row_pieces_ok<S>((size_t)C, dw)) {
+        size_t pieces = (size_t)OC * (C / VEC);
+        XLMC_LAUNCH((wide_finish_kernel<S, VEC>), cuda_blocks(pieces, 256), 256, 0,
+                    g_cuda.stream)(dw, db, dwp, C, Cp, pieces);
+    } else {
+        size_t pieces = (size_t)OC * C;
+        XLMC_LAUNCH((wide_finish_kernel<S, 1>), cuda_blocks(pieces, 256), 256, 0,
+                    g_cuda.stream)(dw, db, dwp, C, Cp, pieces);
+    }
+    cudaLaunchCheck();
+}
+
 // dinp (N,C) = (dinp_beta x dinp) + dout @ w; dw (OC,C) += dout^T @ inp; db (OC) += colsum(dout)
 template <typename S>
 static void matmul_backward(void *dinp, void *dw, void *db, const void *dout, const void *inp,
                             const void *w, int N, int C, int OC, float dinp_beta) {
     if (!N) return;
     if (dinp) gemm<S>(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, w, C, dout, OC, dinp, C, dinp_beta);
+    if (db && wide_db(N, C, OC)) {
+        weight_bias_grad_wide<S>((S *)dw, (S *)db, (const S *)dout, (const S *)inp, N, C, OC);
+        return;
+    }
     gemm<S>(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, dout, OC, dw, C, 1.f);
     if (db) cuda_bias_grad_add<S>((S *)db, (const S *)dout, N, OC);
 }

@@ -70,6 +70,10 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
         lda < ((ta == CUBLAS_OP_N ? m : k) > 1 ? (ta == CUBLAS_OP_N ? m : k) : 1) ||
         ldb < ((tb == CUBLAS_OP_N ? k : n) > 1 ? (tb == CUBLAS_OP_N ? k : n) : 1))
         return CUBLAS_STATUS_INVALID_VALUE;
+    /* cuBLAS's type table for CUBLAS_COMPUTE_32F, the rows xlmc may use: A and B of one type,
+     * C of theirs, or fp32 C with fp16 A and B (a weight gradient kept in fp32) */
+    if (at != bt || (ct != at && !(at == CUDA_R_16F && ct == CUDA_R_32F)))
+        return CUBLAS_STATUS_NOT_SUPPORTED;
     /* host pointer mode: alpha and beta are read now (a capture keeps their values) */
     float al = *(const float *)alpha, be = *(const float *)beta;
     cudaStream_t s = h->stream;
