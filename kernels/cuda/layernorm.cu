@@ -479,7 +479,7 @@ __global__ void __launch_bounds__(LN_FUSED_GROUPS *LN_GROUP_MAX)
         }
         __syncthreads();
         if (g > 0 || q >= nq) continue;
-        float tot[SETS][VEC];
+        float tot[SETS][VEC < 4 ? 4 : VEC]; /* whole 16-byte pieces for pack<4> */
         ROW_UNROLL
         for (int j = 0; j < VEC; j++) {
             tot[0][j] = acc[0][k][j];
@@ -494,14 +494,13 @@ __global__ void __launch_bounds__(LN_FUSED_GROUPS *LN_GROUP_MAX)
         ROW_UNROLL
         for (int s = 0; s < SETS; s++) {
             float *p = partial + ((size_t)blockIdx.x * SETS + s) * C + (size_t)q * VEC;
-            if constexpr (VEC % 4 == 0) { /* 16-byte stores: p 16-byte aligned, C VEC's multiple */
-                ROW_UNROLL
-                for (int j = 0; j < VEC; j += 4)
+            /* 16-byte stores where VEC allows (p 16-byte aligned: C a multiple of VEC) */
+            ROW_UNROLL
+            for (int j = 0; j < VEC; j += 4) {
+                if (VEC % 4 == 0)
                     st_piece<4>(p + j, pack<4, float>(&tot[s][j]));
-            } else {
-                ROW_UNROLL
-                for (int j = 0; j < VEC; j++)
-                    p[j] = tot[s][j];
+                else
+                    p[j] = tot[s][j]; /* VEC 1: j 0 only */
             }
         }
     }
