@@ -505,6 +505,7 @@ static const struct op_case OP_CASES[] = {
     {check_embed, EMBED_TOL, {3, 90, 72, 101, 37}, 0, 0, 0},          /* 37 languages, 2 chunks */
     {check_embed, EMBED_TOL, {2, 2100, 8, 50, 2}, 0, 0, 0},           /* sort past one tile */
     {check_embed, EMBED_TOL, {2, 9, 13, 11, 2}, 0, 0, 1},             /* C odd: scalar */
+    {check_embed, EMBED_TOL, {2, 8200, 8, 50, 3}, 0, 0, 0},           /* 65 column-sum chunks */
     {st_check_layernorm, ST_LAYERNORM_TOL, {75, 72}, 0, 0, 0},        /* N C */
     {st_check_layernorm, ST_LAYERNORM_TOL, {3, 1000}, 0, 0, 0},       /* */
     {st_check_layernorm, ST_LAYERNORM_TOL, {260, 24}, 0, 0, 0},       /* more rows than one
@@ -516,6 +517,8 @@ static const struct op_case OP_CASES[] = {
     {st_check_layernorm, ST_LAYERNORM_TOL, {2, 601}, 0, 0, 0},        /* the same, scalar */
     {st_check_layernorm, ST_LAYERNORM_TOL, {260, 24, 13}, 0, 0, 1},   /* N C T, padded rows */
     {st_check_layernorm, ST_LAYERNORM_TOL, {6, 77, 3}, 0, 0, 1},      /* the same, scalar */
+    {st_check_layernorm, ST_LAYERNORM_TOL, {45, 1600, 9}, 0, 0, 1},   /* CUDA: 4 cached pieces */
+    {st_check_layernorm, ST_LAYERNORM_TOL, {29, 301}, 0, 0, 0},       /* the same, scalar */
     {st_check_residual_layernorm, ST_RESLN_TOL, {64, 1024}, 0, 0, 0}, /* N C: the model's rows */
     {st_check_residual_layernorm, ST_RESLN_TOL, {9, 77}, 0, 0, 0}, /* C odd: scalar, no 4-groups */
     {st_check_residual_layernorm, ST_RESLN_TOL, {2, 4104}, 0, 0, 0}, /* rows past the registers */

@@ -129,34 +129,75 @@ __global__ void embed_rows_kernel(S *dwte, const S *dout, const unsigned long lo
 /* ---- language-embedding backward: masked column sums ----
  * partial (chunks, NL, C) fp32: block (column tile, chunk) sums, per language, the rows of its
  * COLSUM_ROWS-row chunk that carry that language; finish adds the chunks in order and rounds
- * once into dwlang. The CPU backend sums in the same chunks. The chunk's languages are staged
- * in shared memory and each row of dout is read once, into the accumulator of its language
- * (languages in groups of EMBED_LANG_GROUP, accumulators in shared memory): every language's
- * sum still adds its rows in order, as the CPU backend does. */
-#define EMBED_LANG_GROUP 32
-template <typename S>
-__global__ void embed_lang_partial_kernel(float *partial, const S *dout, const int32_t *langs,
-                                          int N, int C, int NL) {
+ * once into dwlang. The CPU backend sums in the same chunks and the same order (each
+ * language's rows in row order from 0, then the chunks in order), so both give the same bits.
+ * Those sums are serial; the loads need not be: the block's EMBED_LANG_THREADS threads first
+ * copy the chunk's EMBED_LANG_COLS columns into shared memory, a few 16-byte pieces each, and
+ * the serial sums then read shared memory only. A thread's chain of global accesses is a few
+ * loads instead of one per row of the chunk (256), which on a GPU costs a memory latency
+ * each: 74 us for the ende-1024 micro-batch on an H100 (MODEL, tests/bench/gpu_model.c),
+ * over its 5 us of DRAM traffic. The finish stages the chunks in the same way. */
+#define EMBED_LANG_THREADS 256
+#define EMBED_LANG_COLS 32 /* 256 rows x 32 columns: 16 KiB of fp16, 32 KiB of fp32 */
+/* thread (column c, slot l0) sums languages l0, l0 + EMBED_LANG_SLOTS, ... of column c */
+#define EMBED_LANG_SLOTS (EMBED_LANG_THREADS / EMBED_LANG_COLS)
+static_assert(EMBED_LANG_COLS % 8 == 0, "whole 16-byte pieces of fp16 and fp32 per tile row");
+template <typename S, int VEC>
+__global__ void __launch_bounds__(EMBED_LANG_THREADS)
+    embed_lang_partial_kernel(float *partial, const S *dout, const int32_t *langs, int N, int C,
+                              int NL) {
+    constexpr int PER = EMBED_LANG_COLS / VEC; /* pieces of a tile row */
     __shared__ int lang_s[COLSUM_ROWS];
-    __shared__ float acc[EMBED_LANG_GROUP][COLSUM_THREADS];
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    __shared__ S tile[COLSUM_ROWS][EMBED_LANG_COLS];
+    int c0 = blockIdx.x * EMBED_LANG_COLS, cols = min(C - c0, EMBED_LANG_COLS);
     int n0 = blockIdx.y * COLSUM_ROWS, rows = min(N - n0, COLSUM_ROWS);
     for (int r = threadIdx.x; r < rows; r += blockDim.x)
         lang_s[r] = langs[n0 + r];
-    __syncthreads();
-    if (c >= C) return; /* no barrier below: each thread uses only its own accumulators */
-    float *a = &acc[0][threadIdx.x];
-    for (int l0 = 0; l0 < NL; l0 += EMBED_LANG_GROUP) {
-        int g = min(NL - l0, EMBED_LANG_GROUP);
-        for (int l = 0; l < g; l++)
-            a[l * COLSUM_THREADS] = 0.f;
-        for (int r = 0; r < rows; r++) {
-            int l = lang_s[r] - l0;
-            if (l >= 0 && l < g) a[l * COLSUM_THREADS] += ld(dout + (size_t)(n0 + r) * C + c);
-        }
-        for (int l = 0; l < g; l++)
-            partial[((size_t)blockIdx.y * NL + l0 + l) * C + c] = a[l * COLSUM_THREADS];
+    /* piece p: row p / PER, columns (p % PER) VEC.. (VEC > 1: C a multiple of VEC, whole) */
+    for (int p = threadIdx.x; p < rows * PER; p += blockDim.x) {
+        int r = p / PER, j = p % PER * VEC;
+        if (j >= cols) continue;
+        float f[VEC];
+        unpack<VEC, S>(f, ld_piece<VEC>(dout + (size_t)(n0 + r) * C + c0 + j));
+        ROW_UNROLL
+        for (int i = 0; i < VEC; i++)
+            st(&tile[r][j + i], f[i]); /* exact: f came from storage */
     }
+    __syncthreads();
+    int c = threadIdx.x % EMBED_LANG_COLS;
+    if (c >= cols) return;
+    for (int l = threadIdx.x / EMBED_LANG_COLS; l < NL; l += EMBED_LANG_SLOTS) {
+        float a = 0.f;
+        for (int r = 0; r < rows; r++)
+            if (lang_s[r] == l) a += ld(&tile[r][c]);
+        partial[((size_t)blockIdx.y * NL + l) * C + c0 + c] = a;
+    }
+}
+
+/* out (n) += the sum over k of partial (chunks, n), k in order from 0 (colsum_finish_kernel's
+ * sums): block of EMBED_LANG_THREADS threads takes EMBED_LANG_COLS columns; its warps copy up
+ * to EMBED_LANG_STAGE chunks of them at a time into shared memory, one chunk per warp, and
+ * the first warp adds them up. */
+#define EMBED_LANG_STAGE 64 /* chunks staged at a time (8 KiB), 16384 rows */
+template <typename S>
+__global__ void __launch_bounds__(EMBED_LANG_THREADS)
+    embed_lang_finish_kernel(S *out, const float *partial, int chunks, size_t n) {
+    __shared__ float stage[EMBED_LANG_STAGE][EMBED_LANG_COLS];
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+    size_t c = (size_t)blockIdx.x * EMBED_LANG_COLS + lane;
+    float acc = 0.f;
+    for (int k0 = 0; k0 < chunks; k0 += EMBED_LANG_STAGE) {
+        int m = min(chunks - k0, EMBED_LANG_STAGE);
+        __syncthreads(); /* the previous stage is summed */
+        if (c < n)
+            for (int k = warp; k < m; k += warps)
+                stage[k][lane] = partial[(size_t)(k0 + k) * n + c];
+        __syncthreads();
+        if (warp == 0 && c < n)
+            for (int k = 0; k < m; k++)
+                acc += stage[k][lane];
+    }
+    if (warp == 0 && c < n) st(out + c, ld(out + c) + acc);
 }
 
 template <typename S>
@@ -205,13 +246,19 @@ static void cuda_embed_backward(void *dwte, void *dwpe, void *dwlang, const void
     if (dwlang && NL > 0) {
         int chunks = (N + COLSUM_ROWS - 1) / COLSUM_ROWS;
         float *partial = cuda_scratch((size_t)chunks * NL * C);
-        dim3 grid(cuda_blocks(C, COLSUM_THREADS), chunks);
-        XLMC_LAUNCH(embed_lang_partial_kernel<S>, grid, COLSUM_THREADS, 0,
-                    g_cuda.stream)(partial, (const S *)dout, langs, N, C, NL);
+        dim3 grid(cuda_blocks(C, EMBED_LANG_COLS), chunks);
+        constexpr int W = row_vec<S>::n;
+        if (row_pieces_ok<S>((size_t)C, dout))
+            XLMC_LAUNCH((embed_lang_partial_kernel<S, W>), grid, EMBED_LANG_THREADS, 0,
+                        g_cuda.stream)(partial, (const S *)dout, langs, N, C, NL);
+        else
+            XLMC_LAUNCH((embed_lang_partial_kernel<S, 1>), grid, EMBED_LANG_THREADS, 0,
+                        g_cuda.stream)(partial, (const S *)dout, langs, N, C, NL);
         cudaLaunchCheck();
         // the partials viewed as (chunks, NL*C): their column sums, added into dwlang (NL,C)
-        XLMC_LAUNCH(colsum_finish_kernel<S>, cuda_blocks((size_t)NL * C, COLSUM_THREADS),
-                    COLSUM_THREADS, 0, g_cuda.stream)((S *)dwlang, partial, chunks, NL * C);
+        size_t n = (size_t)NL * C;
+        XLMC_LAUNCH(embed_lang_finish_kernel<S>, cuda_blocks(n, EMBED_LANG_COLS),
+                    EMBED_LANG_THREADS, 0, g_cuda.stream)((S *)dwlang, partial, chunks, n);
         cudaLaunchCheck();
     }
 }

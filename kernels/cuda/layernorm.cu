@@ -338,76 +338,115 @@ __global__ void __launch_bounds__(32 * LN_DWB_GROUPS)
 }
 
 /* dinp and the partial sums in one pass, for rows whose pieces all fit in the registers
- * (C / VEC <= LN_CACHE x blockDim.x): block y takes rows [R y, R y + R), R = LN_FUSED_ROWS, one
- * after the other (the dinp kernel's arithmetic per row), and each thread keeps, for the
- * columns of its cached pieces, the running sums of dout * xhat, dout and (SETS 3) the branch's
- * gradient over the block's rows in registers; it writes them to partial (chunks, SETS C) as
- * the partial kernel does, so one finish follows. A launch and a second read of dout and inp
- * fewer than dinp + partial, and the extra's dropouts and bias sums ride in the same pass. */
-#define LN_FUSED_ROWS 16 /* short: the rows of a block are sequential, and more blocks hide it */
-template <typename S, int VEC, int SETS>
-__global__ void __launch_bounds__(128)
+ * (C / VEC <= LN_CACHE x ln_threads): block x takes rows [R x, R x + R), R = LN_FUSED_ROWS, in
+ * LN_FUSED_GROUPS groups of ln_threads threads, group g rows [g R / G, (g + 1) R / G) of them
+ * one after the other (the dinp kernel's arithmetic per row, a row's sums over the threads of
+ * its group in block_sum's order: dinp is what a block of the group's size gives). Each thread
+ * keeps, for the columns of its K cached pieces (K: 1 or LN_CACHE, what the row needs), the
+ * running sums of dout * xhat, dout and (SETS 3) the branch's gradient over its group's rows;
+ * the groups' sums are added in group order and written to partial (chunks, SETS C) as the
+ * partial kernel does, so one finish follows. A launch and a second read of dout and inp fewer
+ * than dinp + partial, and the extra's dropouts and bias sums ride in the same pass. The rows
+ * of a group are sequential: its threads' chains of global accesses (about 4 per row, the
+ * rows' mean, rstd and padding staged once in shared memory) are what a GPU waits on, so the
+ * groups split the rows (a chain of about 40 on the model's rows instead of 140, under the
+ * kernel's DRAM time: tests/bench/gpu_model.c) while the chunks, and so the finish, stay. */
+#define LN_FUSED_ROWS 16 /* short: the rows of a group are sequential, and more blocks hide it */
+#define LN_FUSED_GROUPS 2
+#define LN_GROUP_MAX 128 /* ln_threads */
+static_assert(LN_FUSED_ROWS % LN_FUSED_GROUPS == 0, "whole rows per group");
+static_assert(3 * LN_FUSED_ROWS <= 32 * LN_FUSED_GROUPS, "one staging load per thread");
+
+/* The sum of v over the threads of this thread's group (the block's warps split evenly into
+ * LN_FUSED_GROUPS groups), every group at once: all threads of the block call it. block_sum's
+ * arithmetic on the group's warps, in the same order. red: 32 floats. */
+__device__ __forceinline__ float ln_group_sum(float v, float *red) {
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    int per = (int)blockDim.x / 32 / LN_FUSED_GROUPS, first = warp / per * per;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    return warp_sum(lane < per ? red[first + lane] : 0.f);
+}
+
+template <typename S, int VEC, int SETS, int K>
+__global__ void __launch_bounds__(LN_FUSED_GROUPS *LN_GROUP_MAX)
     layernorm_backward_fused_kernel(S *dinp, S *dropped, float *partial, const S *dout,
                                     const S *inp, const S *w, const float *mean, const float *rstd,
                                     int N, int C, const int32_t *lengths, int T, ln_drop dd,
                                     ln_drop di) {
+    constexpr int G = LN_FUSED_GROUPS, GR = LN_FUSED_ROWS / G, BS = G * LN_GROUP_MAX;
     cuda_key_load(dd);
     cuda_key_load(di);
     __shared__ float red[32];
+    __shared__ float mu_s[LN_FUSED_ROWS], rs_s[LN_FUSED_ROWS];
+    __shared__ bool pad_s[LN_FUSED_ROWS];
     /* the next bias's sums in shared memory, each thread's own columns (element j of its k-th
-     * piece at (k VEC + j) 128 + thread: no bank conflicts): in registers they would cost a
-     * block per SM (200 registers a thread instead of 163 at VEC 8) */
-    __shared__ float bsum[SETS > 2 ? LN_CACHE * VEC * 128 : 1];
-    int nq = C / VEC, n0 = blockIdx.x * LN_FUSED_ROWS, n1 = min(N, n0 + LN_FUSED_ROWS);
-    float acc[2][LN_CACHE][VEC];
-    raw16 wc[LN_CACHE] = {};
+     * piece at (k VEC + j) BS + threadIdx.x: no bank conflicts; BS a constant, so that the
+     * offsets are too): in registers they would cost K VEC more a thread */
+    __shared__ float bsum[SETS > 2 ? K * VEC * BS : 1];
+    /* the first two sums of groups 1.. for one cached piece, handed to group 0 */
+    __shared__ float comb[(G - 1) * 2 * VEC * LN_GROUP_MAX];
+    int gt = (int)blockDim.x / G, g = (int)threadIdx.x / gt, t = (int)threadIdx.x % gt;
+    int nq = C / VEC, n0 = blockIdx.x * LN_FUSED_ROWS, rows = min(N - n0, LN_FUSED_ROWS);
+    if ((int)threadIdx.x < rows) mu_s[threadIdx.x] = mean[n0 + threadIdx.x];
+    int i = (int)threadIdx.x - LN_FUSED_ROWS;
+    if (i >= 0 && i < rows) rs_s[i] = rstd[n0 + i];
+    i -= LN_FUSED_ROWS;
+    if (i >= 0 && i < rows) pad_s[i] = ln_padded(lengths, T, (size_t)n0 + i);
+    float acc[2][K][VEC];
+    raw16 wc[K] = {};
     ROW_UNROLL
-    for (int k = 0; k < LN_CACHE; k++) {
-        int q = threadIdx.x + k * blockDim.x;
+    for (int k = 0; k < K; k++) {
+        int q = t + k * gt;
         if (q < nq) wc[k] = ld_piece<VEC>(w + (size_t)q * VEC);
         ROW_UNROLL
         for (int j = 0; j < VEC; j++) {
             acc[0][k][j] = acc[1][k][j] = 0.f;
-            if (SETS > 2) bsum[(k * VEC + j) * 128 + threadIdx.x] = 0.f;
+            if (SETS > 2) bsum[(k * VEC + j) * BS + threadIdx.x] = 0.f;
         }
     }
-    for (int n = n0; n < n1; n++) {
-        S *di_row = dinp + (size_t)n * C;
-        const S *x = inp + (size_t)n * C;
-        if (ln_padded(lengths, T, n)) { /* block-uniform: dout 0, dinp 0, no dw, db share */
-            const float zero[VEC] = {};
-            for (int q = threadIdx.x; q < nq; q += blockDim.x) {
-                st_piece<VEC>(di_row + (size_t)q * VEC, pack<VEC, S>(zero));
-                if (dropped) st_piece<VEC>(dropped + (size_t)n * C + q * VEC, pack<VEC, S>(zero));
-            }
-            continue;
-        }
-        float mu = mean[n], rs = rstd[n], sum_g = 0.f, sum_gx = 0.f;
-        raw16 xc[LN_CACHE] = {}, gc[LN_CACHE] = {};
+    __syncthreads();
+    /* every group runs GR rows, real or not: the group sums' barriers are the block's */
+    for (int r = g * GR; r < (g + 1) * GR; r++) {
+        size_t n = (size_t)n0 + r;
+        bool live = r < rows && !pad_s[r];
+        float mu = live ? mu_s[r] : 0.f, rs = live ? rs_s[r] : 0.f, sum_g = 0.f, sum_gx = 0.f;
+        raw16 xc[K] = {}, gc[K] = {};
         ROW_UNROLL
-        for (int k = 0; k < LN_CACHE; k++) {
-            int q = threadIdx.x + k * blockDim.x;
-            if (q >= nq) continue;
-            xc[k] = ld_piece<VEC>(x + (size_t)q * VEC);
-            gc[k] = ln_dout_piece<S, VEC>(dout, dd, (size_t)n, q, C, T);
+        for (int k = 0; k < K; k++) {
+            int q = t + k * gt;
+            if (!live || q >= nq) continue;
+            xc[k] = ld_piece<VEC>(inp + n * C + (size_t)q * VEC);
+            gc[k] = ln_dout_piece<S, VEC>(dout, dd, n, q, C, T);
             float xf[VEC], gf[VEC], wf[VEC];
             unpack<VEC, S>(xf, xc[k]);
             unpack<VEC, S>(gf, gc[k]);
             unpack<VEC, S>(wf, wc[k]);
             ROW_UNROLL
             for (int j = 0; j < VEC; j++) {
-                float xhat = (xf[j] - mu) * rs, g = gf[j] * wf[j];
-                sum_g += g;
-                sum_gx += g * xhat;
+                float xhat = (xf[j] - mu) * rs, gw = gf[j] * wf[j];
+                sum_g += gw;
+                sum_gx += gw * xhat;
                 acc[0][k][j] += gf[j] * xhat;
                 acc[1][k][j] += gf[j];
             }
         }
-        float mean_g = block_sum(sum_g, red) / C;
-        float mean_gx = block_sum(sum_gx, red) / C;
+        float mean_g = ln_group_sum(sum_g, red) / C;
+        float mean_gx = ln_group_sum(sum_gx, red) / C;
+        if (r >= rows) continue;
+        if (!live) { /* a padded row: dout 0, dinp 0, no dw, db share */
+            const float zero[VEC] = {};
+            for (int q = t; q < nq; q += gt) {
+                st_piece<VEC>(dinp + n * C + (size_t)q * VEC, pack<VEC, S>(zero));
+                if (dropped) st_piece<VEC>(dropped + n * C + (size_t)q * VEC, pack<VEC, S>(zero));
+            }
+            continue;
+        }
         ROW_UNROLL
-        for (int k = 0; k < LN_CACHE; k++) {
-            int q = threadIdx.x + k * blockDim.x;
+        for (int k = 0; k < K; k++) {
+            int q = t + k * gt;
             if (q >= nq) continue;
             float xf[VEC], gf[VEC], wf[VEC];
             unpack<VEC, S>(xf, xc[k]);
@@ -418,25 +457,51 @@ __global__ void __launch_bounds__(128)
                 float xhat = (xf[j] - mu) * rs;
                 xf[j] = (gf[j] * wf[j] - mean_g - xhat * mean_gx) * rs;
             }
-            ln_store_dinp<S, VEC>(dinp, dropped, di, pack<VEC, S>(xf), gf, (size_t)n, q, C, T);
+            ln_store_dinp<S, VEC>(dinp, dropped, di, pack<VEC, S>(xf), gf, n, q, C, T);
             if (SETS > 2) {
                 ROW_UNROLL
                 for (int j = 0; j < VEC; j++)
-                    bsum[(k * VEC + j) * 128 + threadIdx.x] += gf[j];
+                    bsum[(k * VEC + j) * BS + threadIdx.x] += gf[j];
             }
         }
     }
+    /* the groups' sums, added in group order by group 0, which writes the chunk's partials */
     ROW_UNROLL
-    for (int k = 0; k < LN_CACHE; k++) {
-        int q = threadIdx.x + k * blockDim.x;
-        if (q >= nq) continue;
+    for (int k = 0; k < K; k++) {
+        int q = t + k * gt;
+        __syncthreads(); /* comb of the previous piece read, bsum written */
+        if (g > 0 && q < nq) {
+            ROW_UNROLL
+            for (int j = 0; j < VEC; j++) {
+                comb[(((g - 1) * 2 + 0) * VEC + j) * LN_GROUP_MAX + t] = acc[0][k][j];
+                comb[(((g - 1) * 2 + 1) * VEC + j) * LN_GROUP_MAX + t] = acc[1][k][j];
+            }
+        }
+        __syncthreads();
+        if (g > 0 || q >= nq) continue;
+        float tot[SETS][VEC < 4 ? 4 : VEC]; /* whole 16-byte pieces for pack<4> */
         ROW_UNROLL
         for (int j = 0; j < VEC; j++) {
-            partial[(size_t)blockIdx.x * SETS * C + q * VEC + j] = acc[0][k][j];
-            partial[((size_t)blockIdx.x * SETS + 1) * C + q * VEC + j] = acc[1][k][j];
-            if (SETS > 2)
-                partial[((size_t)blockIdx.x * SETS + 2) * C + q * VEC + j] =
-                    bsum[(k * VEC + j) * 128 + threadIdx.x];
+            tot[0][j] = acc[0][k][j];
+            tot[1][j] = acc[1][k][j];
+            if (SETS > 2) tot[SETS - 1][j] = bsum[(k * VEC + j) * BS + t];
+            for (int h = 1; h < G; h++) {
+                tot[0][j] += comb[(((h - 1) * 2 + 0) * VEC + j) * LN_GROUP_MAX + t];
+                tot[1][j] += comb[(((h - 1) * 2 + 1) * VEC + j) * LN_GROUP_MAX + t];
+                if (SETS > 2) tot[SETS - 1][j] += bsum[(k * VEC + j) * BS + h * gt + t];
+            }
+        }
+        ROW_UNROLL
+        for (int s = 0; s < SETS; s++) {
+            float *p = partial + ((size_t)blockIdx.x * SETS + s) * C + (size_t)q * VEC;
+            /* 16-byte stores where VEC allows (p 16-byte aligned: C a multiple of VEC) */
+            ROW_UNROLL
+            for (int j = 0; j < VEC; j += 4) {
+                if (VEC % 4 == 0)
+                    st_piece<4>(p + j, pack<4, float>(&tot[s][j]));
+                else
+                    p[j] = tot[s][j]; /* VEC 1: j 0 only */
+            }
         }
     }
 }
@@ -528,10 +593,16 @@ static void layernorm_backward_launch(S *dinp, S *dw, S *db, const S *dout, cons
     bool fused = C / VEC <= LN_CACHE * (int)threads; /* the row in registers: one pass */
     int rows = fused ? LN_FUSED_ROWS : LN_DWB_ROWS, chunks = (N + rows - 1) / rows;
     float *partial = cuda_scratch((size_t)chunks * SETS * C);
-    if (fused) {
-        XLMC_LAUNCH((layernorm_backward_fused_kernel<S, VEC, SETS>), chunks, threads, 0,
-                    g_cuda.stream)(dinp, dropped, partial, dout, inp, w, mean, rstd, N, C, lengths,
-                                   T, dd, di);
+    if (fused) { /* one piece a thread in registers where the row allows: fewer registers */
+        unsigned block = LN_FUSED_GROUPS * threads;
+        if (C / VEC <= (int)threads)
+            XLMC_LAUNCH((layernorm_backward_fused_kernel<S, VEC, SETS, 1>), chunks, block, 0,
+                        g_cuda.stream)(dinp, dropped, partial, dout, inp, w, mean, rstd, N, C,
+                                       lengths, T, dd, di);
+        else
+            XLMC_LAUNCH((layernorm_backward_fused_kernel<S, VEC, SETS, LN_CACHE>), chunks, block, 0,
+                        g_cuda.stream)(dinp, dropped, partial, dout, inp, w, mean, rstd, N, C,
+                                       lengths, T, dd, di);
         cudaLaunchCheck();
     } else {
         XLMC_LAUNCH((layernorm_backward_dinp_kernel<S, VEC>), N, threads, 0,
