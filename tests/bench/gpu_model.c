@@ -436,14 +436,18 @@ int main(int argc, char **argv) {
             double acc_t = (n_micro - 1) * acc_read_t;
             double total = n_micro * micro_t + acc_t + apply_t + exposed + host;
             double tok = (double)n_micro * Bt * T / total;
+            char acc_s[96] = "";
+            if (n_micro > 1)
+                snprintf(acc_s, sizeof acc_s,
+                         " + %.2f ms reading the accumulator in micro-batches 2..%d", acc_t * 1e3,
+                         n_micro);
             printf("%2d GPUs (%d micro-batch%s per GPU): step %.2f ms = %d x %.2f ms "
-                   "micro-batch + %.2f ms reading the accumulator in micro-batches 2..%d + "
-                   "%.2f ms update (incl. host<->device %.2f ms) + %.2f ms "
+                   "micro-batch%s + %.2f ms update (incl. host<->device %.2f ms) + %.2f ms "
                    "exposed all-reduce + %.2f ms host collectives; %.0f tokens/s per GPU, "
                    "MFU %.1f%% (MODEL)\n",
-                   G, n_micro, n_micro > 1 ? "es" : "", total * 1e3, n_micro, micro_t * 1e3,
-                   acc_t * 1e3, n_micro, apply_t * 1e3, copy_t * 1e3, exposed * 1e3, host * 1e3,
-                   tok, 100 * tok * flops_tok / g->tc_peak);
+                   G, n_micro, n_micro > 1 ? "es" : "", total * 1e3, n_micro, micro_t * 1e3, acc_s,
+                   apply_t * 1e3, copy_t * 1e3, exposed * 1e3, host * 1e3, tok,
+                   100 * tok * flops_tok / g->tc_peak);
             printf(
                 "   all-reduce at %d GPUs: %zu buckets, %.0f MB per step, %.0f MB (%.1f%%) still "
                 "to reduce when the backward ends (MODEL)\n",
