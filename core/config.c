@@ -79,6 +79,7 @@ static const struct key_spec KEYS[] = {
     {"train", "eval_batches", K_INT, T(eval_batches), 0, 0, 1 << 30, "0"},
     {"train", "overlap_allreduce", K_BOOL, T(overlap_allreduce), 0, 0, 1, "true"},
     {"train", "cuda_graphs", K_BOOL, T(cuda_graphs), 0, 0, 1, "true"},
+    {"train", "grad_buffers", K_INT, T(grad_buffers), 0, 0, 8, "0"},
     {"train", "watchdog_seconds", K_FLOAT, T(watchdog_seconds), 0, 0, 1e9, "300"},
     {"train", "objectives", K_TEXT, T(objectives_text), 0, 0, 0, "clm"},
     {"train", "word_pred", K_FLOAT, T(word_pred), 0, 1e-6, 1, "0.15"},

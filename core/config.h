@@ -69,6 +69,10 @@ struct train_config {
     int cuda_graphs;        /* on a GPU, replay each micro-batch's kernels as recorded CUDA
                              * Graphs (default); false launches them one by one: bit-identical
                              * results, slower (for debugging) */
+    int grad_buffers;       /* micro-batch gradients kept apart (one storage copy of the
+                             * parameters each) and added into the fp32 accumulator by one pass
+                             * (1 .. 8); 0 (default) = 8 on a GPU, 1 on the CPU backend; never
+                             * more than a step's micro-batches. Bit-identical either way */
     float watchdog_seconds; /* a rank without progress this long (or 20 median steps, if
                              * longer) ends the job with exit 76; 0 = no watchdog */
     /* objectives = clm:de, clm:en, mlm:de, tlm:de-en, ...: one per optimizer step, taken in

@@ -109,7 +109,9 @@ int model_create(struct model *m, const struct xlmc_config *cfg, const struct op
         m->master = calloc(off, sizeof(float));
         m->weights = ops->alloc(off * ops->storage_bytes);
     }
-    m->grads = ops->alloc(off * ops->storage_bytes);
+    m->grads = m->grad_arena = ops->alloc(off * ops->storage_bytes);
+    m->grad_stride = off * ops->storage_bytes;
+    m->grad_buffers = 1;
     if (!m->master || !m->weights || !m->grads) {
         model_destroy(m);
         return xlmc_error("%s backend: cannot allocate %zu parameters (3 copies)", ops->name, off);
@@ -226,13 +228,22 @@ int model_sync_weights(struct model *m) {
 
 /* ---------------------------------------------------------------- activations */
 
+/* The recorded segments (they hold the buffers' addresses). */
+static void plan_drop_graphs(struct model *m) {
+    struct model_plan *pl = m->backend_state;
+    if (!pl) return;
+    for (size_t i = 0; pl->graphs && i < pl->n_graphs; i++)
+        if (pl->graphs[i]) m->ops->graph_destroy(pl->graphs[i]);
+    free(pl->graphs);
+    pl->graphs = NULL;
+    pl->n_graphs = 0;
+}
+
 static void plan_free(struct model *m) {
     struct model_plan *pl = m->backend_state;
     if (!pl) return;
     const struct ops *ops = m->ops;
-    for (int i = 0; pl->graphs && i < pl->L + 2; i++)
-        if (pl->graphs[i]) ops->graph_destroy(pl->graphs[i]);
-    free(pl->graphs);
+    plan_drop_graphs(m);
     if (m->acts) ops->free(m->acts);
     if (pl->f32_block) ops->free(pl->f32_block);
     if (pl->int_block) ops->free(pl->int_block);
@@ -247,6 +258,33 @@ static void plan_free(struct model *m) {
     m->acts_B = m->acts_T = 0;
 }
 
+int model_grad_buffers(struct model *m, int k) {
+    const struct ops *ops = m->ops;
+    if (k <= m->grad_buffers) return 0;
+    if (k > OPS_GRAD_SOURCES_MAX)
+        return xlmc_error("model_grad_buffers: %d gradient buffers, at most %d", k,
+                          OPS_GRAD_SOURCES_MAX);
+    /* 256-byte strides keep every buffer's tensors aligned as the first's */
+    size_t stride = (m->num_params * ops->storage_bytes + 255) / 256 * 256;
+    void *arena = ops->alloc(stride * (size_t)k);
+    if (!arena)
+        return xlmc_error("%s backend: cannot allocate %d gradient buffers of %zu bytes "
+                          "(train.grad_buffers: fewer take less memory)",
+                          ops->name, k, stride);
+    plan_drop_graphs(m);
+    ops->free(m->grad_arena);
+    m->grad_arena = m->grads = arena;
+    m->grad_stride = stride;
+    m->grad_buffers = k;
+    m->grad_buffer = 0;
+    return 0;
+}
+
+void model_use_grad_buffer(struct model *m, int j) {
+    m->grad_buffer = j;
+    m->grads = (char *)m->grad_arena + (size_t)j * m->grad_stride;
+}
+
 void model_destroy(struct model *m) {
     plan_free(m);
     if (m->weights_are_master) {
@@ -255,8 +293,8 @@ void model_destroy(struct model *m) {
         if (m->weights) m->ops->free(m->weights);
         free(m->master);
     }
-    if (m->grads) m->ops->free(m->grads);
-    m->weights = m->grads = NULL;
+    if (m->grad_arena) m->ops->free(m->grad_arena);
+    m->weights = m->grads = m->grad_arena = NULL;
     m->master = NULL;
 }
 

@@ -81,7 +81,12 @@ struct model {
                     * backend in fp32 the master weights themselves (the copy would
                     * be identical: Adam's pass then writes one array, not two) */
     int weights_are_master;
-    void *grads; /* (num_params) storage, one micro-batch's gradient */
+    void *grads; /* (num_params) storage, one micro-batch's gradient: gradient buffer
+                  * grad_buffer of grad_buffers, each grad_stride bytes from the next in
+                  * grad_arena (model_grad_buffers; one unless a trainer asks for more) */
+    void *grad_arena;
+    size_t grad_stride;
+    int grad_buffers, grad_buffer;
     /* activations: owned by model.c, sized by model_reserve() for (B, T) */
     void *acts;
     size_t acts_bytes;
@@ -116,6 +121,13 @@ struct batch {
 /* Fill m->params from the config and allocate master/weights/grads (zeroed). 0 or -1. */
 int model_create(struct model *m, const struct xlmc_config *cfg, const struct ops *ops);
 void model_destroy(struct model *m);
+
+/* At least k gradient buffers (k <= OPS_GRAD_SOURCES_MAX), so that k micro-batches' gradients
+ * can be added into the accumulator by one pass; the first is then in use. Recorded graphs
+ * are dropped when the buffers move. 0, or -1 after printing an error (out of memory). */
+int model_grad_buffers(struct model *m, int k);
+/* Backward writes buffer j (< m->grad_buffers) from now on: m->grads points at it. */
+void model_use_grad_buffer(struct model *m, int j);
 
 /* XLM's initialization: embeddings N(0, dim^-0.5) with the pad row zero, LayerNorm 1/0,
  * linear layers as documented in model.c, biases 0. Deterministic from seed. */

@@ -50,7 +50,8 @@ struct model_plan {
     float logits_grad_scale; /* != 0: logits already hold their gradient at this dscale, and
                               * m->grads is zeroed but for the output bias's gradient */
     float p_hidden, p_attn;
-    void **graphs; /* (L + 2) or NULL: the training micro-batch's segments, see segment() */
+    void **graphs;   /* (n_graphs) or NULL: the training micro-batch's segments, see segment() */
+    size_t n_graphs; /* (L + 2) per gradient buffer */
 };
 
 /* The plan for (B, T): the existing one, or a new one (the old one's buffers freed); NULL
@@ -80,13 +81,18 @@ static inline struct dropout_key dkey(uint64_t seed, uint64_t step, uint32_t row
  * and replayed: 0 the forward with the loss, 1 + i the backward of layer L-1-i (the first with
  * the output layer's), L + 1 the embeddings'. A segment ends where the trainer's grad_ready
  * hook starts an all-reduce. NULL: eager (a backend without graphs, train.cuda_graphs off, or
- * MLM/TLM, whose gathered rows change the calls from batch to batch). */
+ * MLM/TLM, whose gathered rows change the calls from batch to batch). Each gradient buffer
+ * (model_grad_buffers) has its own segments, as they write to its addresses. */
 static inline void *segment(struct model *m, struct model_plan *pl, int i) {
     const struct ops *ops = m->ops;
     if (!ops->graph_begin || !m->cfg.train.cuda_graphs || pl->gathered) return NULL;
-    if (!pl->graphs) pl->graphs = xcalloc((size_t)pl->L + 2, sizeof *pl->graphs);
-    if (!pl->graphs[i]) pl->graphs[i] = ops->graph_create(); /* NULL: eager */
-    return pl->graphs[i];
+    if (!pl->graphs) {
+        pl->n_graphs = (size_t)(pl->L + 2) * (size_t)m->grad_buffers;
+        pl->graphs = xcalloc(pl->n_graphs, sizeof *pl->graphs);
+    }
+    size_t k = (size_t)(pl->L + 2) * (size_t)m->grad_buffer + (size_t)i; /* its own per buffer */
+    if (!pl->graphs[k]) pl->graphs[k] = ops->graph_create();             /* NULL: eager */
+    return pl->graphs[k];
 }
 
 /* The gradient scale of the logits: loss_scale / denom, 0 when nothing is counted. */

@@ -67,24 +67,14 @@ static long count_targets(const struct batch *b) {
     return n;
 }
 
-/* acc (n) = (first) or += weight * grad (n, storage): one micro-batch into the accumulator,
- * one pass over it (a first micro-batch does not zero it before adding) */
-static void acc_add(const struct trainer *t, float *acc, const void *grad, size_t n, int first,
-                    float weight) {
-    const struct ops *ops = t->m->ops;
-    if (first && weight == 1.0f) {
-        ops->storage_to_f32(acc, grad, n);
-        return;
-    }
-    if (!first) {
-        ops->grad_accumulate(acc, grad, n, weight);
-        return;
-    }
-    struct ops_tensor_list l = {.count = 1, .first = 1, .weight = weight};
-    l.t[0].acc = acc;
-    l.t[0].grad = grad;
-    l.t[0].n = n;
-    ops->grad_accumulate_list(&l);
+int trainer_grad_buffers(const struct train_config *tc, const struct ops *ops, int n_micro) {
+    int k = tc->grad_buffers ? tc->grad_buffers : ops->host_memory ? 1 : OPS_GRAD_SOURCES_MAX;
+    if (k > n_micro) k = n_micro;
+    return k < 1 ? 1 : k;
+}
+
+int trainer_reserve(struct trainer *t, int n_micro) {
+    return model_grad_buffers(t->m, trainer_grad_buffers(&t->m->cfg.train, t->m->ops, n_micro));
 }
 
 /* Adds the list into the accumulator (one launch on a GPU) and empties it. */
@@ -110,16 +100,16 @@ static void trainer_grad_ready(void *ctx, int layer) {
     size_t len[P_COUNT];
     int k = 0;
     /* the bucket's slices, added with one launch (they were one launch each: ~100 per
-     * micro-batch at 6 layers) */
-    struct ops_tensor_list add = {.first = t->ovl_first, .weight = t->ovl_weight};
+     * micro-batch at 6 layers), from every gradient buffer written since the last pass */
+    struct ops_tensor_list add = t->ovl_add;
     for (int id = 0; id < P_COUNT; id++) {
         const struct param_tensor *p = &m->params[id];
         if (!p->numel || is_layer_tensor(id) != (layer >= 0)) continue;
         size_t slice = p->numel / (size_t)p->layers;
         size_t off = p->offset + (layer >= 0 ? (size_t)layer * slice : 0);
         if (layer < 0) slice = p->numel;
-        const void *g = (const char *)m->grads + off * ops->storage_bytes;
-        if (t->ovl_add) {
+        const void *g = (const char *)m->grad_arena + off * ops->storage_bytes;
+        if (add.sources) {
             if (add.count == OPS_TENSOR_LIST_MAX) acc_flush(t, &add);
             add.t[add.count].acc = t->grad_acc + off;
             add.t[add.count].grad = g;
@@ -165,6 +155,9 @@ static int trainer_accumulate(struct trainer *t, const struct batch *micro, int 
                   t->comm->allreduce_sum_f32_start && t->comm->allreduce_wait;
     t->ovl_failed = 0;
     t->grad_acc = t->acc_buf;
+    int k = trainer_grad_buffers(&m->cfg.train, ops, n_micro);
+    if (model_grad_buffers(m, k))
+        return xlmc_error("step %ld: no memory for %d gradient buffers", t->step, k);
     float scale = t->scaler.scale;
     /* fp16: each micro-batch's backward divides by its own token count, so its
      * gradient has the size of a mean-loss gradient (what PyTorch AMP scales) rather than
@@ -173,18 +166,21 @@ static int trainer_accumulate(struct trainer *t, const struct batch *micro, int 
      * by count / tokens. fp32 keeps the step's denominator (weight 1). */
     int per_micro = ops->precision == OPS_FP16;
     double loss_sum = 0;
+    /* the gradient buffers written since the accumulator's last pass, with their weights */
+    struct ops_tensor_list add = {0};
     for (int i = 0; i < n_micro; i++) {
         long count = 0, own = per_micro ? count_targets(&micro[i]) : 0;
         double denom = own > 0 ? (double)own : tokens;
         float weight = (float)(denom / tokens);
+        model_use_grad_buffer(m, i % k);
+        if (i % k == 0) add = (struct ops_tensor_list){.first = i == 0, .stride = m->grad_stride};
+        add.weight[add.sources++] = weight;
         float loss = model_forward_train(m, &micro[i], seed, step, scale, denom, &count);
         if (loss < 0) return xlmc_error("step %ld: micro-batch %d failed", t->step, i);
         loss_sum += (double)loss * (double)count;
-        int hook = overlap && i == n_micro - 1;
+        int last = i == n_micro - 1, hook = overlap && last;
         if (hook) {
-            t->ovl_first = i == 0;
-            t->ovl_add = 1;
-            t->ovl_weight = weight;
+            t->ovl_add = add;
             m->grad_ready = trainer_grad_ready;
             m->grad_ready_ctx = t;
         }
@@ -192,18 +188,25 @@ static int trainer_accumulate(struct trainer *t, const struct batch *micro, int 
         m->grad_ready = NULL;
         m->grad_ready_ctx = NULL;
         if (failed) return xlmc_error("step %ld: micro-batch %d failed", t->step, i);
-        if (hook) continue;
-        /* The first micro-batch initializes the accumulator: no separate zeroing pass. A
-         * lone fp32 micro-batch gradient is the sum already: it is used where it lies. */
-        if (i == 0 && n_micro == 1 && weight == 1.0f && ops->storage_bytes == sizeof(float))
+        if (hook || (i % k != k - 1 && !last)) continue;
+        /* A lone fp32 micro-batch gradient is the sum already: it is used where it lies.
+         * Else one pass adds the buffers; the first initializes the accumulator (no
+         * separate zeroing pass). */
+        if (n_micro == 1 && weight == 1.0f && ops->storage_bytes == sizeof(float)) {
             t->grad_acc = m->grads;
-        else
-            acc_add(t, t->grad_acc, m->grads, n, i == 0, weight);
+            continue;
+        }
+        add.count = 1;
+        add.t[0].acc = t->grad_acc;
+        add.t[0].grad = m->grad_arena;
+        add.t[0].n = n;
+        ops->grad_accumulate_list(&add);
     }
+    model_use_grad_buffer(m, 0);
     if (n_micro == 0) ops->memset0(t->grad_acc, n * sizeof(float));
     if (overlap && n_micro == 0) {
         /* Nothing to add, but the other ranks wait for this rank's zeros in each bucket. */
-        t->ovl_add = 0;
+        t->ovl_add = (struct ops_tensor_list){0};
         for (int l = m->cfg.model.n_layers - 1; l >= 0; l--)
             trainer_grad_ready(t, l);
         trainer_grad_ready(t, -1);

@@ -41,7 +41,15 @@
  * the step waits for all of them before the update. Every element sees the same additions
  * in the same order as in the one-call path, and every rank starts the same buckets in the
  * same order (backward's order is fixed), so both paths give bit-identical updates.
- * train.overlap_allreduce = false in the config forces the one-call path. */
+ * train.overlap_allreduce = false in the config forces the one-call path.
+ *
+ * Gradient buffers. Each micro-batch's backward writes a storage gradient; adding it into the
+ * fp32 accumulator at once costs a pass over the accumulator per micro-batch. With k buffers
+ * (train.grad_buffers) micro-batches 1..k write buffers 0..k-1 and one pass then adds all k in
+ * their order (ops->grad_accumulate_list with k sources), and so on: the accumulator is read
+ * and written once per k micro-batches instead of once per micro-batch, for k - 1 more storage
+ * copies of the parameters. Each element sees the same additions in the same order: the bits
+ * do not depend on k. */
 #ifndef XLMC_TRAINER_H
 #define XLMC_TRAINER_H
 
@@ -81,17 +89,26 @@ struct trainer {
      * the backends' gradients here; tests inject an overflow. */
     int (*grad_summed)(void *ctx, struct trainer *t);
     void *grad_summed_ctx;
-    /* the grad_ready hook's state during the last micro-batch */
-    int ovl_first;    /* the last micro-batch is also the first: copy, do not add */
-    int ovl_add;      /* 0: a rank without micro-batches only starts the sums */
-    float ovl_weight; /* the last micro-batch's weight in the accumulator */
-    int ovl_failed;   /* a start failed: the step fails after the wait */
+    /* the grad_ready hook's state during the last micro-batch: the adds it leaves to the
+     * hook, an ops_tensor_list without entries (first: the accumulator is not yet set;
+     * sources: the gradient buffers still to add, from the first) */
+    struct ops_tensor_list ovl_add;
+    int ovl_failed; /* a start failed: the step fails after the wait */
 };
 
 /* Allocate the accumulator, zeroed Adam moments and the decay mask; scaler from the config;
  * step = skipped = 0. Returns 0, or -1 after printing an error. */
 int trainer_init(struct trainer *t, struct model *m, struct comm *c);
 void trainer_free(struct trainer *t);
+
+/* The gradient buffers a step of n_micro micro-batches uses: train.grad_buffers, or for its
+ * 0 (auto) OPS_GRAD_SOURCES_MAX on a device backend (where the accumulator's passes cost DRAM
+ * time) and 1 on a host one (where memory is the scarcer); at most n_micro, at least 1. */
+int trainer_grad_buffers(const struct train_config *tc, const struct ops *ops, int n_micro);
+/* Allocate the gradient buffers for steps of n_micro micro-batches now (trainer_step does it
+ * at the first step that needs them), so that a run learns at its start if they fit.
+ * Returns 0, or -1 after printing an error. */
+int trainer_reserve(struct trainer *t, int n_micro);
 
 /* One optimizer step over n_micro micro-batches of this rank (n_micro may be 0 on a rank
  * with nothing to do; every rank must call it). Fills *out. Returns 0, or -1 after printing

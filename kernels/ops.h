@@ -77,15 +77,21 @@ struct ln_backward_extra {
 };
 
 /* Many gradient tensors into the fp32 accumulator in one call (one launch on a GPU): entry i
- * is acc (n) fp32 and grad (n) storage. first: acc = weight * grad (weight 1: grad converted
- * exactly, as storage_to_f32), else acc += weight * grad (as grad_accumulate). Passed to a
- * kernel by value, so it holds at most OPS_TENSOR_LIST_MAX entries (a caller with more
- * splits them); entries must not overlap. */
+ * is acc (n) fp32 and grad (n) storage, and with sources > 1 further gradients of the same
+ * shape at grad + j * stride bytes (j = 1 .. sources - 1: the trainer's gradient buffers,
+ * one micro-batch each). first: acc = weight[0] * grad (weight 1: grad converted exactly, as
+ * storage_to_f32), else acc += weight[0] * grad (as grad_accumulate); then acc += weight[j] *
+ * source j in the order of j. The bits are those of one call per source, in that order; a GPU
+ * reads and writes acc once. Passed to a kernel by value, so it holds at most
+ * OPS_TENSOR_LIST_MAX entries (a caller with more splits them); entries must not overlap. */
 #define OPS_TENSOR_LIST_MAX 24
+#define OPS_GRAD_SOURCES_MAX 8
 struct ops_tensor_list {
     int count;
     int first;
-    float weight;
+    int sources;   /* 0 or 1: grad alone */
+    size_t stride; /* bytes from a source to the next */
+    float weight[OPS_GRAD_SOURCES_MAX];
     struct {
         float *acc;
         const void *grad;

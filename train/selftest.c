@@ -33,20 +33,30 @@ static void check_conversions(struct st_ctx *c, const struct op_case *row) {
 
 /* Tensors carved from one buffer: an odd offset and odd lengths (no 16-byte accesses), an
  * empty one, gaps that no entry covers (they must stay as they were), and more entries than
- * a bucket of layer slices has. */
+ * a bucket of layer slices has. Modes 3 and 4 add three gradient buffers in one call (the
+ * trainer's micro-batches of a step), at a stride of 16-byte multiples and at one that is not. */
 static void check_accumulate_list(struct st_ctx *c, const struct op_case *row) {
     static const size_t off[] = {0,    1001, 2016, 2016, 2100, 2111, 2200, 2300, 2400, 2500,
                                  2600, 2700, 2800, 2900, 3000, 3100, 3200, 3300, 3311, 3400};
     static const size_t len[] = {1000, 1015, 0,   77, 1,  32, 96, 7,  64, 3,
                                  100,  55,   100, 8,  64, 99, 90, 11, 77, 600};
     size_t n = 4000, k = XLMC_ARRAY_LEN(off);
-    const char *what[3] = {"first, weight 1", "first", "+="};
-    for (int mode = 0; mode < 3; mode++) {
-        float w = mode == 0 ? 1.0f : 0.37f;
+    const char *what[5] = {"first, weight 1", "first", "+=", "first, 3 buffers",
+                           "+=, 3 buffers at an odd stride"};
+    for (int mode = 0; mode < 5; mode++) {
+        int sources = mode < 3 ? 1 : 3;
+        size_t stride = mode == 4 ? n + 1 : n; /* elements */
         st_begin(c, "grad_accumulate_list", "%d tensors", (int)k, 0, 0, 0);
         snprintf(c->shape, sizeof c->shape, "%d tensors, %s", (int)k, what[mode]);
-        struct tpair g = tp_random(c, T_STORAGE, n, -3, 3), acc = tp_random(c, T_F32, n, -1, 1);
-        struct ops_tensor_list lr = {.first = mode < 2, .weight = w}, ld = lr;
+        struct tpair g = tp_random(c, T_STORAGE, stride * (size_t)sources, -3, 3),
+                     acc = tp_random(c, T_F32, n, -1, 1);
+        struct ops_tensor_list lr = {.first = mode < 2 || mode == 3, .sources = sources}, ld;
+        lr.weight[0] = mode == 0 ? 1.0f : 0.37f;
+        lr.weight[1] = 1.0f;
+        lr.weight[2] = -0.61f;
+        ld = lr;
+        lr.stride = stride * c->ref->storage_bytes;
+        ld.stride = stride * c->dev->storage_bytes;
         for (size_t i = 0; i < k; i++) {
             lr.t[i].acc = (float *)acc.r + off[i];
             ld.t[i].acc = (float *)acc.d + off[i];

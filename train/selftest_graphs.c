@@ -4,7 +4,9 @@
  * each, dropout on, rows of changing lengths (so the gradient scale, the dropout keys' step and
  * row 0 change from one replay to the next). Before the third step a large op grows the
  * backend's scratch buffer, which moves it: the recorded graphs that use it must be refused
- * (never replayed with a stale pointer) and recorded anew. */
+ * (never replayed with a stale pointer) and recorded anew. The two micro-batches of a step
+ * write two gradient buffers (train.grad_buffers' default on a GPU), each with its own
+ * segments; a third run with one buffer must give the same bits. */
 #include "train/selftest.h"
 
 #include "core/comm.h"
@@ -63,11 +65,13 @@ static void gr_grow_scratch(const struct ops *ops, int N) {
 }
 
 /* GR_STEPS steps on dev with graphs on or off: the losses and the final master weights */
-static int gr_run(const struct ops *dev, int graphs, double *losses, float **master, size_t *n) {
+static int gr_run(const struct ops *dev, int graphs, int grad_buffers, double *losses,
+                  float **master, size_t *n) {
     struct xlmc_config cfg;
     memset(&cfg, 0, sizeof cfg);
     if (config_parse_string(GR_CONFIG, "selftest graphs config", &cfg) != 0) return -1;
     cfg.train.cuda_graphs = graphs;
+    cfg.train.grad_buffers = grad_buffers;
     struct model m;
     struct trainer t;
     memset(&m, 0, sizeof m);
@@ -103,15 +107,16 @@ int selftest_graphs(const struct ops *dev, FILE *log) {
         fprintf(log, "ok   graphs: the %s backend records none (nothing to compare)\n", dev->name);
         return 0;
     }
-    double loss[2][GR_STEPS];
-    float *master[2] = {NULL, NULL};
-    size_t n[2] = {0, 0};
+    double loss[3][GR_STEPS];
+    float *master[3] = {NULL, NULL, NULL};
+    size_t n[3] = {0, 0, 0};
     long before[4], mid[4], after[4];
     dev->graph_counts(before);
-    int failures = gr_run(dev, 0, loss[0], &master[0], &n[0]) != 0;
+    int failures = gr_run(dev, 0, 0, loss[0], &master[0], &n[0]) != 0;
     dev->graph_counts(mid);
-    failures += gr_run(dev, 1, loss[1], &master[1], &n[1]) != 0;
+    failures += gr_run(dev, 1, 0, loss[1], &master[1], &n[1]) != 0;
     dev->graph_counts(after);
+    failures += gr_run(dev, 1, 1, loss[2], &master[2], &n[2]) != 0;
     if (failures) {
         fprintf(log, "FAIL graphs: a training step failed\n");
         goto done;
@@ -126,24 +131,34 @@ int selftest_graphs(const struct ops *dev, FILE *log) {
     fprintf(log, "%s graphs master weights after %d steps: %s\n", same ? "ok  " : "FAIL", GR_STEPS,
             same ? "bit-identical" : "differ");
     failures += !same;
-    /* segments per micro-batch: the forward, one per layer, the embeddings */
+    same = n[2] == n[1] && !memcmp(master[2], master[1], n[1] * sizeof(float));
+    fprintf(log, "%s graphs master weights with one gradient buffer, not two: %s\n",
+            same ? "ok  " : "FAIL", same ? "bit-identical" : "differ");
+    failures += !same;
+    /* segments per micro-batch: the forward, one per layer, the embeddings; recorded and
+     * replayed per gradient buffer */
+    struct xlmc_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    config_parse_string(GR_CONFIG, "selftest graphs config", &cfg);
+    long bufs = trainer_grad_buffers(&cfg.train, dev, GR_MICRO);
     long segs = GR_LAYERS + 2, d[4];
     for (int i = 0; i < 4; i++)
         d[i] = after[i] - mid[i];
     int eager_untouched = !memcmp(before, mid, sizeof before);
-    /* every micro-batch but the first runs recorded graphs; the scratch's move refuses the
-     * segments whose partial sums live there, and each refused one is recorded anew */
+    /* each buffer's first micro-batch runs eager and every later one recorded graphs; the
+     * scratch's move refuses the segments whose partial sums live there, and each refused one
+     * is recorded anew */
     long total = GR_STEPS * GR_MICRO * segs;
-    int counts_ok = eager_untouched && d[0] == segs && d[3] >= 1 && d[3] <= segs &&
-                    d[1] == segs + d[3] && d[0] + d[1] + d[2] == total;
+    int counts_ok = eager_untouched && d[0] == bufs * segs && d[3] >= 1 && d[3] <= bufs * segs &&
+                    d[1] == bufs * segs + d[3] && d[0] + d[1] + d[2] == total;
     fprintf(log,
-            "%s graphs segments: %ld eager, %ld recorded, %ld replayed, %ld refused (a moved "
-            "buffer) of %ld; graphs off: %s\n",
-            counts_ok ? "ok  " : "FAIL", d[0], d[1], d[2], d[3], total,
+            "%s graphs segments (%ld gradient buffers): %ld eager, %ld recorded, %ld replayed, "
+            "%ld refused (a moved buffer) of %ld; graphs off: %s\n",
+            counts_ok ? "ok  " : "FAIL", bufs, d[0], d[1], d[2], d[3], total,
             eager_untouched ? "none used" : "some used");
     failures += !counts_ok;
 done:
-    free(master[0]);
-    free(master[1]);
+    for (int i = 0; i < 3; i++)
+        free(master[i]);
     return failures;
 }

@@ -266,6 +266,7 @@ int train_run_setup(struct train_run *r) {
     if (model_init_weights(&r->m, r->cfg.train.seed)) return -1;
     if (trainer_init(&r->t, &r->m, r->dev_comm)) return -1;
     r->have_trainer = 1;
+    if (trainer_reserve(&r->t, r->accum)) return -1;
     struct loader_state ls[XLMC_MAX_OBJECTIVES];
     int n_obj = r->cfg.train.n_objectives, n_found = 0;
     if (r->resumed && ckpt_load_states(resume, &r->m, &r->t, ls, n_obj, &n_found)) return -1;
@@ -299,6 +300,11 @@ int train_run_setup(struct train_run *r) {
                masked ? "; MLM and TLM steps count the output layer on their predicted "
                         "positions only"
                       : "");
+        if (r->accum > 1)
+            printf("gradient buffers: %d (%.0f MB each), the accumulator read and written once "
+                   "per %d micro-batch%s (train.grad_buffers)\n",
+                   r->m.grad_buffers, (double)r->m.grad_stride / 1e6, r->m.grad_buffers,
+                   r->m.grad_buffers > 1 ? "es" : "");
         if (r->ops->graph_begin)
             printf("CUDA graphs: %s\n",
                    r->cfg.train.cuda_graphs

@@ -83,19 +83,23 @@ CPU_HOT void cpu_grad_accumulate(const struct cpu_ctx *ctx, float *acc, const vo
         acc[i] += scale * g[i];
 }
 
-/* Entry by entry through the two ops above, so a list gives the bits that per-tensor calls
- * gave (the trainer's results are compared bit for bit across versions). */
+/* Entry by entry and source by source through the two ops above, so a list gives the bits that
+ * per-tensor calls gave (the trainer's results are compared bit for bit across versions). */
 void cpu_grad_accumulate_list(const struct cpu_ctx *ctx, const struct ops_tensor_list *l) {
+    int sources = l->sources > 1 ? l->sources : 1;
     for (int i = 0; i < l->count; i++) {
         float *acc = l->t[i].acc;
         size_t n = l->t[i].n;
         if (!n) continue;
-        if (l->first && l->weight == 1.0f) {
-            cpu_storage_to_f32(ctx, acc, l->t[i].grad, n);
-            continue;
+        const char *grad = l->t[i].grad;
+        for (int j = 0; j < sources; j++, grad += l->stride) {
+            if (j == 0 && l->first && l->weight[0] == 1.0f) {
+                cpu_storage_to_f32(ctx, acc, grad, n);
+                continue;
+            }
+            if (j == 0 && l->first) memset(acc, 0, n * sizeof(float));
+            cpu_grad_accumulate(ctx, acc, grad, n, l->weight[j]);
         }
-        if (l->first) memset(acc, 0, n * sizeof(float));
-        cpu_grad_accumulate(ctx, acc, l->t[i].grad, n, l->weight);
     }
 }
 

@@ -72,8 +72,9 @@ __global__ void norm_partials_kernel(double *partials, unsigned count) {
  * tensor's two pointers allow, coalesced either way). */
 #define LIST_THREADS 256
 struct acc_list_arg {
-    int count, first;
-    float weight;
+    int count, first, sources;
+    size_t stride;
+    float weight[OPS_GRAD_SOURCES_MAX];
     unsigned start[OPS_TENSOR_LIST_MAX + 1];
     bool vec[OPS_TENSOR_LIST_MAX];
     float *acc[OPS_TENSOR_LIST_MAX];
@@ -92,16 +93,24 @@ __global__ void grad_accumulate_list_kernel(acc_list_arg a) {
     size_t base = t / 32 * (32 * PW_VEC);
     if (base >= n) return;
     bool vec = a.vec[i];
+    const char *grad = (const char *)a.grad[i];
     float g[PW_VEC], v[PW_VEC];
-    ld8(g, (const S *)a.grad[i], vec, base, lane, n);
+    ld8(g, (const S *)grad, vec, base, lane, n);
     if (a.first) {
         /* 0 + w g: what zeroing and then adding gave (a -0 product becomes +0) */
         for (int j = 0; j < PW_VEC; j++)
-            v[j] = a.weight == 1.f ? g[j] : 0.f + a.weight * g[j];
+            v[j] = a.weight[0] == 1.f ? g[j] : 0.f + a.weight[0] * g[j];
     } else {
         ld8(v, a.acc[i], vec, base, lane, n);
         for (int j = 0; j < PW_VEC; j++)
-            v[j] += a.weight * g[j];
+            v[j] += a.weight[0] * g[j];
+    }
+    /* the further buffers in their order: the adds of one call each, in registers */
+    for (int s = 1; s < a.sources; s++) {
+        grad += a.stride;
+        ld8(g, (const S *)grad, vec, base, lane, n);
+        for (int j = 0; j < PW_VEC; j++)
+            v[j] += a.weight[s] * g[j];
     }
     st8(a.acc[i], v, vec, base, lane, n);
 }
@@ -111,7 +120,10 @@ static void cuda_grad_accumulate_list(const struct ops_tensor_list *l) {
     acc_list_arg a;
     memset(&a, 0, sizeof a);
     a.first = l->first;
-    a.weight = l->weight;
+    a.sources = l->sources > 1 ? l->sources : 1;
+    a.stride = l->stride;
+    for (int s = 0; s < a.sources; s++)
+        a.weight[s] = l->weight[s];
     unsigned blocks = 0;
     for (int i = 0; i < l->count; i++) {
         size_t n = l->t[i].n;
@@ -120,7 +132,9 @@ static void cuda_grad_accumulate_list(const struct ops_tensor_list *l) {
         a.acc[k] = l->t[i].acc;
         a.grad[k] = l->t[i].grad;
         a.n[k] = n;
-        a.vec[k] = pw_vec_ok(0, l->t[i].acc, l->t[i].grad);
+        /* the stride keeps every source's alignment when it is a multiple of 16 bytes */
+        a.vec[k] =
+            pw_vec_ok(0, l->t[i].acc, l->t[i].grad) && (a.sources == 1 || l->stride % 16 == 0);
         a.start[k] = blocks;
         blocks += cuda_blocks((n + PW_VEC - 1) / PW_VEC, LIST_THREADS);
     }

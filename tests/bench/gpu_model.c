@@ -35,6 +35,7 @@
 #include "tests/bench/gpu_model.h"
 
 #include "core/config.h"
+#include "core/trainer.h"
 #include "core/util.h"
 
 #include <math.h>
@@ -318,6 +319,17 @@ static double exposed_comm(const double *ar_t, const size_t *bytes, size_t n, do
     return fmax(0.0, c - t_end);
 }
 
+/* The accumulator's passes of a step of n micro-batches with k gradient buffers: f passes
+ * (each priced as the simulated one, pass_t, which initializes the accumulator from one
+ * buffer), the accumulator read by all but the first, and n - f further buffers read. */
+static double acc_step_t(int n, int k, double pass_t, double acc_read_t, double src_read_t) {
+    int f = (n + k - 1) / k;
+    return f * pass_t + (f - 1) * acc_read_t + (n - f) * src_read_t;
+}
+
+/* the GPU backend as trainer_grad_buffers sees it: device memory */
+static const struct ops gpu_ops = {.host_memory = 0};
+
 int main(int argc, char **argv) {
     if (argc < 2 || argc > 3) {
         fprintf(stderr, "usage: %s CONFIG [SAMPLE_BLOCKS]\n", argv[0]);
@@ -398,15 +410,25 @@ int main(int argc, char **argv) {
                 kern_tc_t += rx.rec[i].tc_flops / (TC_KERNEL_EFF * g->tc_peak);
             }
         /* The simulated step has one micro-batch, whose gradient initializes the fp32
-         * accumulator (grad_accumulate_list with first set: fp16 read, fp32 written). Each
-         * further micro-batch of a step adds into it, reading it too: priced apart, as the
-         * accumulator's bytes once more at the DRAM rate, per extra micro-batch. */
-        double acc_bytes = 0;
+         * accumulator (grad_accumulate_list with first set: fp16 read, fp32 written): the
+         * pass's time acc_pass_t. A step of n micro-batches with k gradient buffers
+         * (trainer_grad_buffers) makes f = ceil(n / k) such passes; each but the first also
+         * reads the accumulator, and each adds up to k buffers, reading them all: those reads
+         * are priced apart, at the DRAM rate (acc_step_t below). The last pass runs in the
+         * last micro-batch's grad_ready hooks, bucket by bucket: its extra reads delay every
+         * bucket's all-reduce as much as the end of backward, so the exposed time is taken as
+         * the one-buffer step's. */
+        double acc_bytes = 0, src_bytes = 0, acc_pass_t = 0;
         for (size_t i = 0; i < rx.n; i++)
             if (rx.rec[i].kind == CUDASIM_EV_KERNEL &&
-                !strncmp(rx.rec[i].name, "grad_accumulate_list_kernel", 27))
+                !strncmp(rx.rec[i].name, "grad_accumulate_list_kernel", 27)) {
                 acc_bytes += rx.rec[i].unique_store_bytes;
-        double acc_read_t = acc_bytes / g->dram_bw;
+                src_bytes += rx.rec[i].unique_load_bytes;
+            }
+        for (int i = 0; i < tx[PH_MICRO].n; i++)
+            if (!strncmp(tx[PH_MICRO].r[i].label, "grad_accumulate_list_kernel", 27))
+                acc_pass_t += tx[PH_MICRO].r[i].t;
+        double acc_read_t = acc_bytes / g->dram_bw, src_read_t = src_bytes / g->dram_bw;
         qsort(step.r, (size_t)step.n, sizeof *step.r, by_time);
         double step_t = micro_t + apply_t;
         printf("\n== %s (MODEL) ==\n", g->name);
@@ -433,20 +455,19 @@ int main(int argc, char **argv) {
             for (size_t i = 0; i < ra.n_ar; i++)
                 ar_total += (double)ra.ar_bytes[i];
             double host = hosts * g->coll_latency_s;
-            double acc_t = (n_micro - 1) * acc_read_t;
-            double total = n_micro * micro_t + acc_t + apply_t + exposed + host;
+            int k = trainer_grad_buffers(&cfg.train, &gpu_ops, n_micro);
+            double acc_t = acc_step_t(n_micro, k, acc_pass_t, acc_read_t, src_read_t);
+            double total = n_micro * (micro_t - acc_pass_t) + acc_t + apply_t + exposed + host;
             double tok = (double)n_micro * Bt * T / total;
-            char acc_s[96] = "";
-            if (n_micro > 1)
-                snprintf(acc_s, sizeof acc_s,
-                         " + %.2f ms reading the accumulator in micro-batches 2..%d", acc_t * 1e3,
-                         n_micro);
             printf("%2d GPUs (%d micro-batch%s per GPU): step %.2f ms = %d x %.2f ms "
-                   "micro-batch%s + %.2f ms update (incl. host<->device %.2f ms) + %.2f ms "
+                   "micro-batch + %.2f ms adding %d gradient buffer%s into the accumulator "
+                   "(%d pass%s) + %.2f ms update (incl. host<->device %.2f ms) + %.2f ms "
                    "exposed all-reduce + %.2f ms host collectives; %.0f tokens/s per GPU, "
                    "MFU %.1f%% (MODEL)\n",
-                   G, n_micro, n_micro > 1 ? "es" : "", total * 1e3, n_micro, micro_t * 1e3, acc_s,
-                   apply_t * 1e3, copy_t * 1e3, exposed * 1e3, host * 1e3, tok,
+                   G, n_micro, n_micro > 1 ? "es" : "", total * 1e3, n_micro,
+                   (micro_t - acc_pass_t) * 1e3, acc_t * 1e3, n_micro, n_micro > 1 ? "s" : "",
+                   (n_micro + k - 1) / k, (n_micro + k - 1) / k > 1 ? "es" : "", apply_t * 1e3,
+                   copy_t * 1e3, exposed * 1e3, host * 1e3, tok,
                    100 * tok * flops_tok / g->tc_peak);
             printf(
                 "   all-reduce at %d GPUs: %zu buckets, %.0f MB per step, %.0f MB (%.1f%%) still "
@@ -470,6 +491,9 @@ int main(int argc, char **argv) {
         for (int i = 0; i < step.n; i++)
             if (!step.r[i].gemm && strstr(step.r[i].label, "attention")) sa += step.r[i].t;
         int m8 = global_rows / (8 * Bt) < 1 ? 1 : global_rows / (8 * Bt);
+        double acc8 = acc_step_t(m8, trainer_grad_buffers(&cfg.train, &gpu_ops, m8), acc_pass_t,
+                                 acc_read_t, src_read_t);
+        double kern8 = m8 * (mk - acc_pass_t) + ak + acc8;
         printf("totals at 64 GPUs: GEMM %.2f ms, non-GEMM kernels+memsets %.2f ms "
                "(non-GEMM/GEMM %.2f; the fused attention kernels %.2f ms of it), of which launch "
                "overhead %.2f ms, host<->device %.2f ms\n",
@@ -477,8 +501,7 @@ int main(int argc, char **argv) {
         printf("totals at 8 GPUs (%d micro-batches + the update): GEMM %.2f ms, non-GEMM "
                "kernels+memsets %.2f ms (non-GEMM/GEMM %.2f; the fused attention kernels %.2f ms "
                "of it)\n",
-               m8, m8 * mg * 1e3, (m8 * mk + ak + (m8 - 1) * acc_read_t) * 1e3,
-               (m8 * mk + ak + (m8 - 1) * acc_read_t) / (m8 * mg), m8 * ma * 1e3);
+               m8, m8 * mg * 1e3, kern8 * 1e3, kern8 / (m8 * mg), m8 * ma * 1e3);
         printf("our kernels' arithmetic: %.1f GFLOP per step in fp32 without tensor cores, "
                "%.2f ms at %.0f%% of the %.1f TFLOP/s fp32 peak (MODEL: a lower bound); "
                "%.1f GFLOP on tensor cores (wmma), %.2f ms at %.0f%% of the %.0f TFLOP/s fp16 "

@@ -1,9 +1,12 @@
 /* test_overlap_matches_sync — run under mpiexec -np 2. The same small model trains with the
  * gradient all-reduce overlapped with backward (the trainer's grad_ready hook) and with the
- * one-call all-reduce after backward (train.overlap_allreduce = false): 3 steps of 2 micro-batches
+ * one-call all-reduce after backward (train.overlap_allreduce = false): 3 steps of 3 micro-batches
  * per rank, then a step where rank 0 has one micro-batch (the hooked backward is also the first)
  * and rank 1 none (it only joins the sums). The master weights must be bit-identical between the
  * two paths (the reference is the one-call path, which never uses the hook) and between the ranks.
+ * Both paths run again with 2 and 3 gradient buffers (train.grad_buffers: the hook then adds the
+ * buffers of several micro-batches in one pass, one of them from an earlier pass or not): the
+ * same bits again.
  *
  * The MPI communicator and the CPU ops are wrapped to watch the overlapped path: every started
  * sum is logged with its offset in the accumulator and the number of embed_backward calls so
@@ -14,6 +17,7 @@
 #include "core/config.h"
 #include "core/model.h"
 #include "core/trainer.h"
+#include "core/util.h"
 #include "kernels/ops.h"
 
 #include <mpi.h>
@@ -22,7 +26,7 @@
 #include <string.h>
 
 #define STEPS 4 /* the last one: rank 0 has one micro-batch, rank 1 none */
-#define MICRO 2
+#define MICRO 3
 #define MAX_STARTS 4096
 
 static const char *CONFIG =
@@ -125,11 +129,13 @@ static int g_failures;
     } while (0)
 
 /* Trains STEPS steps from the same initial weights; returns the master weights (malloc'd). */
-static float *train(const struct xlmc_config *base, struct comm *c, int no_overlap) {
+static float *train(const struct xlmc_config *base, struct comm *c, int no_overlap,
+                    int grad_buffers) {
     struct model m;
     struct trainer t;
     struct xlmc_config cfg = *base;
     cfg.train.overlap_allreduce = !no_overlap;
+    cfg.train.grad_buffers = grad_buffers;
     if (model_create(&m, &cfg, &g_ops)) exit(1);
     model_init_weights(&m, 11);
     if (trainer_init(&t, &m, c)) exit(1);
@@ -203,22 +209,34 @@ int main(int argc, char **argv) {
     memcpy(init, probe.master, n * sizeof(float));
     model_destroy(&probe);
 
-    float *sync = train(&cfg, &wrapped, 1);
-    float *ovl = train(&cfg, &wrapped, 0);
-
-    size_t moved = 0, differ = 0, first = n;
-    for (size_t i = 0; i < n; i++) {
+    float *sync = train(&cfg, &wrapped, 1, 1);
+    size_t moved = 0;
+    for (size_t i = 0; i < n; i++)
         moved += memcmp(&sync[i], &init[i], sizeof(float)) != 0;
-        if (memcmp(&sync[i], &ovl[i], sizeof(float))) {
-            if (!differ) first = i;
-            differ++;
-        }
-    }
     CHECK(moved > n / 2, "training moved only %zu of %zu weights", moved, n);
-    CHECK(differ == 0,
-          "%zu of %zu master weights differ between overlapped and one-call "
-          "(first at %zu: %.9g vs %.9g)",
-          differ, n, first, first < n ? ovl[first] : 0.0, first < n ? sync[first] : 0.0);
+    /* overlapped with one buffer (the reference's twin), then both paths with 2 and 3 */
+    static const int runs[][2] = {{0, 1}, {1, 2}, {0, 2}, {1, 3}, {0, 3}};
+    float *ovl = NULL;
+    size_t differ = 0;
+    for (size_t r = 0; r < XLMC_ARRAY_LEN(runs); r++) {
+        float *w = train(&cfg, &wrapped, runs[r][0], runs[r][1]);
+        size_t d = 0, first = n;
+        for (size_t i = 0; i < n; i++)
+            if (memcmp(&sync[i], &w[i], sizeof(float))) {
+                if (!d) first = i;
+                d++;
+            }
+        CHECK(d == 0,
+              "%zu of %zu master weights differ between %s with %d gradient buffer(s) and "
+              "one-call with 1 (first at %zu: %.9g vs %.9g)",
+              d, n, runs[r][0] ? "one-call" : "overlapped", runs[r][1], first,
+              first < n ? w[first] : 0.0, first < n ? sync[first] : 0.0);
+        differ += d;
+        if (r == 0)
+            ovl = w;
+        else
+            free(w);
+    }
     /* the ranks must hold the same weights: compare with rank 0's */
     float *r0 = malloc(n * sizeof(float));
     memcpy(r0, ovl, n * sizeof(float));
