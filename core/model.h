@@ -87,6 +87,8 @@ struct model {
     void *grad_arena;
     size_t grad_stride;
     int grad_buffers, grad_buffer;
+    long classified; /* rows the last forward ran the output layer on: every position, or
+                      * the predicted ones when it gathers them (MLM, TLM) */
     /* activations: owned by model.c, sized by model_reserve() for (B, T) */
     void *acts;
     size_t acts_bytes;

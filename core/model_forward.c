@@ -71,6 +71,7 @@ static int forward_device(struct model *m, struct model_plan *pl, const struct b
         ops->gather_rows(pl->x_sel, x, pl->sel_index, R, C);
     }
     pl->cls_rows = R;
+    m->classified = R;
     if (R)
         ops->matmul_forward(pl->logits, pl->gathered ? pl->x_sel : x, param_at(m, W, P_WTE, 0),
                             fused ? NULL : param_at(m, W, P_PB, 0), R, C, Vp);

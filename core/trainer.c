@@ -165,7 +165,7 @@ static int trainer_accumulate(struct trainer *t, const struct batch *micro, int 
      * sank the logits' gradient into fp16 subnormals. The fp32 accumulation then weighs it
      * by count / tokens. fp32 keeps the step's denominator (weight 1). */
     int per_micro = ops->precision == OPS_FP16;
-    double loss_sum = 0;
+    double sums[2] = {0, 0}; /* the loss over the counted targets, the classified rows */
     /* the gradient buffers written since the accumulator's last pass, with their weights */
     struct ops_tensor_list add = {0};
     for (int i = 0; i < n_micro; i++) {
@@ -177,7 +177,8 @@ static int trainer_accumulate(struct trainer *t, const struct batch *micro, int 
         add.weight[add.sources++] = weight;
         float loss = model_forward_train(m, &micro[i], seed, step, scale, denom, &count);
         if (loss < 0) return xlmc_error("step %ld: micro-batch %d failed", t->step, i);
-        loss_sum += (double)loss * (double)count;
+        sums[0] += (double)loss * (double)count;
+        sums[1] += (double)m->classified;
         int last = i == n_micro - 1, hook = overlap && last;
         if (hook) {
             t->ovl_add = add;
@@ -217,13 +218,14 @@ static int trainer_accumulate(struct trainer *t, const struct batch *micro, int 
     if (failed)
         return xlmc_error("step %ld: summing the gradient (%zu values) over %d ranks failed",
                           t->step, n, t->comm->world);
-    if (t->comm->allreduce_sum_f64(t->comm, &loss_sum, 1))
+    if (t->comm->allreduce_sum_f64(t->comm, sums, 2))
         return xlmc_error("step %ld: summing the loss over %d ranks failed", t->step,
                           t->comm->world);
 
     memset(&t->pending, 0, sizeof t->pending);
-    t->pending.loss = loss_sum / tokens;
+    t->pending.loss = sums[0] / tokens;
     t->pending.tokens = (long)tokens;
+    t->pending.classified = (long)sums[1];
     t->pending.loss_scale = scale;
     return 0;
 }

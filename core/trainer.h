@@ -62,6 +62,7 @@
 struct step_stats {
     double loss;      /* mean token loss of the global batch (all ranks) */
     long tokens;      /* target tokens of the global batch */
+    long classified;  /* rows the output layer ran on, all ranks (MFU's count) */
     float grad_norm;  /* global L2 norm of the mean-loss gradient, before clipping */
     float lr;         /* learning rate used (0 when skipped) */
     float loss_scale; /* loss scale the backward pass used */

@@ -308,10 +308,8 @@ static int train_loop(struct train_run *r) {
             break;
         }
         tokens_since += tc->batch_tokens; /* positions computed (MLM predicts fewer) */
-        /* MLM and TLM run the output layer on their predicted rows only (st.tokens of them) */
-        int gathered = r->cfg.train.objectives[obj].kind != OBJ_CLM;
-        flops_since += metrics_step_flops(&r->m, (double)tc->batch_tokens,
-                                          gathered ? (double)st.tokens : (double)tc->batch_tokens);
+        /* MLM and TLM run the output layer on their predicted rows only */
+        flops_since += metrics_step_flops(&r->m, (double)tc->batch_tokens, (double)st.classified);
         if (!st.skipped) {
             r->obj_loss[obj] += st.loss * (double)st.tokens;
             r->obj_tokens[obj] += (double)st.tokens;

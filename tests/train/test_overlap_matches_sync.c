@@ -157,6 +157,10 @@ static float *train(const struct xlmc_config *base, struct comm *c, int no_overl
         struct step_stats st;
         if (trainer_step(&t, b, n_micro, &st)) exit(1);
         CHECK(!st.skipped && st.lr > 0, "step %d was not applied", s);
+        /* CLM runs the output layer on every position: both ranks' micro-batches, 3 x 8 each */
+        long rows = s == STEPS - 1 ? 1 : 2 * MICRO;
+        CHECK(st.classified == rows * 3 * 8, "step %d: %ld rows classified, expected %ld", s,
+              st.classified, rows * 3 * 8);
         int got = g_starts - starts_before;
         if (no_overlap) {
             CHECK(got == 0, "step %d: %d sums started on the one-call path", s, got);
