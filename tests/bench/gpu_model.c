@@ -319,6 +319,38 @@ static double exposed_comm(const double *ar_t, const size_t *bytes, size_t n, do
     return fmax(0.0, c - t_end);
 }
 
+/* The output bias's gradient as the CUDA backend computes it at the target rows N. Past
+ * N x Vp > 2 N Cp + 4 Vp Cp (wide_db in kernels/cuda/matmul.cu, Cp = C + 1 rounded up to 8;
+ * at the ende size past 4264 rows) it rides in the vocabulary's weight-gradient GEMM as one
+ * more input column of ones; the 256 and 512 rows simulated take the cuBLAS GEMV instead. That
+ * path is priced here from its shapes and bytes, per micro-batch: the GEMM grows by Cp / C, the
+ * GEMV goes (*d_gemm), and two passes come (*d_kern): X' = [x | 1 | 0 ...] (x read, X' written)
+ * and the finish (dW' fp32 read, dw and db read and written). 0 when the rule does not hold or
+ * the calls are not found. */
+static int wide_bias_shift(const struct gpu *g, const struct sim_run *x, int N, int C, int Vp,
+                           double *d_gemm, double *d_kern) {
+    *d_gemm = *d_kern = 0;
+    double cp = (C + 1 + 7) / 8 * 8;
+    if ((double)N * Vp <= 2.0 * N * cp + 4.0 * Vp * cp) return 0;
+    double gemv_t = -1, dw_t = -1, es = 0, ovh = g->node_s, f;
+    for (size_t i = 0; i < x->n; i++) {
+        const struct cudasim_record *e = &x->rec[i];
+        if (e->kind != CUDASIM_EV_GEMM || e->batch != 1 || e->k != N) continue;
+        double o = e->in_graph ? g->node_s : g->launch_s;
+        if ((e->m == Vp && e->n == 1) || (e->m == 1 && e->n == Vp)) gemv_t = gemm_time(g, e, o, &f);
+        if ((e->m == C && e->n == Vp) || (e->m == Vp && e->n == C)) {
+            dw_t = gemm_time(g, e, o, &f) - o;
+            es = e->elem_bytes;
+        }
+    }
+    if (gemv_t < 0 || dw_t < 0) return 0;
+    *d_gemm = dw_t * (cp / C - 1.0) - gemv_t;
+    double widen = (double)N * C * es + (double)N * cp * es;
+    double finish = (double)Vp * cp * 4 + 2.0 * Vp * C * es + 2.0 * Vp * es;
+    *d_kern = (widen + finish) / g->dram_bw + 2 * ovh;
+    return 1;
+}
+
 /* The accumulator's passes of a step of n micro-batches with k gradient buffers: f passes
  * (each priced as the simulated one, pass_t, which initializes the accumulator from one
  * buffer), the accumulator read by all but the first, and n - f further buffers read. */
@@ -445,6 +477,7 @@ int main(int argc, char **argv) {
                    r->t * 1e6, 100 * r->t / step_t);
         }
         printf("(rows under 0.1%% of the step after the first 15 are not shown)\n");
+        double step_at[2] = {0, 0}, micro_at[2] = {0, 0}; /* 8 and 64 GPUs */
         for (int G = 8; G <= 64; G *= 8) {
             int n_micro = global_rows / (G * Bt);
             if (n_micro < 1) n_micro = 1;
@@ -459,6 +492,8 @@ int main(int argc, char **argv) {
             double acc_t = acc_step_t(n_micro, k, acc_pass_t, acc_read_t, src_read_t);
             double total = n_micro * (micro_t - acc_pass_t) + acc_t + apply_t + exposed + host;
             double tok = (double)n_micro * Bt * T / total;
+            step_at[G == 8 ? 0 : 1] = total;
+            micro_at[G == 8 ? 0 : 1] = n_micro;
             printf("%2d GPUs (%d micro-batch%s per GPU): step %.2f ms = %d x %.2f ms "
                    "micro-batch + %.2f ms adding %d gradient buffer%s into the accumulator "
                    "(%d pass%s) + %.2f ms update (incl. host<->device %.2f ms) + %.2f ms "
@@ -502,6 +537,19 @@ int main(int argc, char **argv) {
                "kernels+memsets %.2f ms (non-GEMM/GEMM %.2f; the fused attention kernels %.2f ms "
                "of it)\n",
                m8, m8 * mg * 1e3, kern8 * 1e3, kern8 / (m8 * mg), m8 * ma * 1e3);
+        double dg, dk;
+        if (wide_bias_shift(g, &rx, Bt * T, (int)C, (mc->vocab_size + 127) / 128 * 128, &dg, &dk)) {
+            double r64 = (kern_t + dk) / (gemm_t + dg);
+            double r8 = (kern8 + m8 * dk) / (m8 * (mg + dg));
+            printf("with the output bias's gradient as a GPU computes it at %d rows (in the "
+                   "weight-gradient GEMM; the rows simulated take a GEMV): per micro-batch GEMM "
+                   "%+.2f ms, non-GEMM %+.2f ms; non-GEMM/GEMM %.2f at 64 GPUs, %.2f at 8; MFU "
+                   "%.1f%% at 64 GPUs, %.1f%% at 8 (MODEL)\n",
+                   Bt * T, dg * 1e3, dk * 1e3, r64, r8,
+                   100 * Bt * T / (step_at[1] + micro_at[1] * (dg + dk)) * flops_tok / g->tc_peak,
+                   100 * micro_at[0] * Bt * T / (step_at[0] + micro_at[0] * (dg + dk)) * flops_tok /
+                       g->tc_peak);
+        }
         printf("our kernels' arithmetic: %.1f GFLOP per step in fp32 without tensor cores, "
                "%.2f ms at %.0f%% of the %.1f TFLOP/s fp32 peak (MODEL: a lower bound); "
                "%.1f GFLOP on tensor cores (wmma), %.2f ms at %.0f%% of the %.0f TFLOP/s fp16 "
