@@ -110,20 +110,79 @@ __global__ void embed_sort_kernel(unsigned long long *keys, const int32_t *ids, 
     }
 }
 
-/* dwte (V,C) += the fp32 sum of dout over the positions of each token. Block x looks at sorted
- * key x; only the first key of each run of equal ids does work, walking its run in position
- * order. grid (N, column tiles). */
+/* dwte (V,C) += the fp32 sum of dout over the positions of each token, from the sorted keys.
+ * Block x takes the EMBED_ROWS_KEYS (K) sorted keys from x K and every run of equal ids that
+ * starts among them; a run may go on past the group, and its thread reads on until the id
+ * changes. A thread takes one piece of VEC columns (16 bytes when row_pieces_ok, else one
+ * element), sums the run's rows into it in key order in fp32 and adds into dwte once: the
+ * same sums in the same order as one block per key. grid (N / K, column tiles).
+ * Why groups: with one block per key (grid (N, C/128)) most blocks found that their key did
+ * not start a run and returned at once; the ende-1024 micro-batch's 65536 blocks ran in 31
+ * waves for 50 MB of traffic, 63 us on an H100 (MODEL, tests/bench/gpu_model.c) over its 15 us
+ * of DRAM traffic. N / K blocks of whole rows run in one or two waves, priced at their DRAM
+ * traffic: 15.5 us on an H100, 56.5 us on a V100 (MODEL). The block stages its keys, with
+ * the one before (does the first start a run?) and the one after (does the last run go on?),
+ * in shared memory once, so a thread's chain of global accesses is the rows of its runs and
+ * one load and one store per run. */
+#define EMBED_ROWS_KEYS 4
+template <typename S, int VEC>
+__global__ void __launch_bounds__(EMBED_SUM_THREADS)
+    embed_rows_kernel(S *dwte, const S *dout, const unsigned long long *keys, int N, int C) {
+    /* keys x0 - 1 .. x0 + K, ~0 outside [0, N): an id no token has (ids are int32, >= 0) */
+    __shared__ unsigned long long key_s[EMBED_ROWS_KEYS + 2];
+    int x0 = blockIdx.x * EMBED_ROWS_KEYS;
+    if (threadIdx.x < EMBED_ROWS_KEYS + 2) {
+        int y = x0 - 1 + (int)threadIdx.x;
+        key_s[threadIdx.x] = y >= 0 && y < N ? keys[y] : ~0ull;
+    }
+    __syncthreads();
+    int c = (blockIdx.y * blockDim.x + threadIdx.x) * VEC;
+    if (c >= C) return;
+    for (int k = 1; k <= EMBED_ROWS_KEYS && x0 + k - 1 < N; k++) {
+        uint32_t id = (uint32_t)(key_s[k] >> 32);
+        if ((uint32_t)(key_s[k - 1] >> 32) == id) continue; /* not the first key of its run */
+        float acc[VEC];
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            acc[j] = 0.f;
+        for (int y = x0 + k - 1;; y++) {
+            int i = y - x0 + 1;
+            unsigned long long key = i < EMBED_ROWS_KEYS + 2 ? key_s[i] : y < N ? keys[y] : ~0ull;
+            if ((uint32_t)(key >> 32) != id) break;
+            float f[VEC];
+            unpack<VEC, S>(f, ld_piece<VEC>(dout + (size_t)(uint32_t)key * C + c));
+            ROW_UNROLL
+            for (int j = 0; j < VEC; j++)
+                acc[j] += f[j];
+        }
+        S *d = dwte + (size_t)id * C + c;
+        float f[VEC];
+        unpack<VEC, S>(f, ld_piece<VEC>(d));
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            f[j] += acc[j];
+        st_piece<VEC>(d, pack<VEC, S>(f));
+    }
+}
+
+/* the launch of embed_rows_kernel for dtable (rows,C) from the N sorted keys */
 template <typename S>
-__global__ void embed_rows_kernel(S *dwte, const S *dout, const unsigned long long *keys, int N,
-                                  int C) {
-    int x = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
-    uint32_t id = (uint32_t)(keys[x] >> 32);
-    if (c >= C || (x > 0 && (uint32_t)(keys[x - 1] >> 32) == id)) return;
-    float acc = 0.f;
-    for (int y = x; y < N && (uint32_t)(keys[y] >> 32) == id; y++)
-        acc += ld(dout + (size_t)(uint32_t)keys[y] * C + c);
-    S *d = dwte + (size_t)id * C + c;
-    st(d, ld(d) + acc);
+static void cuda_embed_rows(S *dtable, const S *dout, const unsigned long long *keys, int N,
+                            int C) {
+    constexpr int W = row_vec<S>::n;
+    bool vec = row_pieces_ok<S>((size_t)C, dtable, dout);
+    int pieces = vec ? C / W : C;
+    /* threads: the pieces of a row in whole warps, at most EMBED_SUM_THREADS */
+    int warps = (pieces + 31) / 32;
+    unsigned threads = warps * 32 < EMBED_SUM_THREADS ? (unsigned)warps * 32 : EMBED_SUM_THREADS;
+    dim3 grid(cuda_blocks((size_t)N, EMBED_ROWS_KEYS), cuda_blocks((size_t)pieces, threads));
+    if (vec)
+        XLMC_LAUNCH((embed_rows_kernel<S, W>), grid, threads, 0, g_cuda.stream)(dtable, dout, keys,
+                                                                                N, C);
+    else
+        XLMC_LAUNCH((embed_rows_kernel<S, 1>), grid, threads, 0, g_cuda.stream)(dtable, dout, keys,
+                                                                                N, C);
+    cudaLaunchCheck();
 }
 
 /* ---- language-embedding backward: masked column sums ----
@@ -230,16 +289,11 @@ static void cuda_embed_backward(void *dwte, void *dwpe, void *dwlang, const void
     unsigned long long *keys = (unsigned long long *)cuda_scratch(2 * (size_t)n2);
     XLMC_LAUNCH(embed_sort_kernel, 1, EMBED_SORT_THREADS, 0, g_cuda.stream)(keys, ids, N, n2);
     cudaLaunchCheck();
-    dim3 rows_grid(N, cuda_blocks(C, EMBED_SUM_THREADS));
-    XLMC_LAUNCH(embed_rows_kernel<S>, rows_grid, EMBED_SUM_THREADS, 0,
-                g_cuda.stream)((S *)dwte, (const S *)dout, keys, N, C);
-    cudaLaunchCheck();
+    cuda_embed_rows<S>((S *)dwte, (const S *)dout, keys, N, C);
     if (pos) { // dwpe by position id, sorted and summed as the tokens (the sort reuses keys)
         XLMC_LAUNCH(embed_sort_kernel, 1, EMBED_SORT_THREADS, 0, g_cuda.stream)(keys, pos, N, n2);
         cudaLaunchCheck();
-        XLMC_LAUNCH(embed_rows_kernel<S>, rows_grid, EMBED_SUM_THREADS, 0,
-                    g_cuda.stream)((S *)dwpe, (const S *)dout, keys, N, C);
-        cudaLaunchCheck();
+        cuda_embed_rows<S>((S *)dwpe, (const S *)dout, keys, N, C);
     } else { // dwpe (T rows of P,C) += sum over the batch: dout viewed as (B, T*C) column sums
         cuda_column_sum_add<S>((S *)dwpe, (const S *)dout, B, T * C);
     }
