@@ -38,6 +38,8 @@ check dim_heads 's/^n_heads = 4$/n_heads = 5/' "$f" "dim" "n_heads"
 check not_a_number 's/^dropout = 0.1$/dropout = 0.1x/' "$f:13" "dropout" "0\\.1x"
 # an unsigned key in exponent form: digits only (1e3 was once read as 1)
 check seed_exponent 's/^seed = 1$/seed = 1e3/' "$f:[0-9]+" "seed" "1e3" "digits"
+# train.grad_buffers: at most 8 (the gradient buffers one accumulator pass adds)
+check grad_buffers_range 's/^seed = 1$/seed = 1\ngrad_buffers = 9/' "$f:[0-9]+" "grad_buffers" "9"
 # a config file that does not exist
 "$xlmc" forward --config "$work/absent.ini" --weights x --batch y --out "$work/out.h5" 2> "$work/absent.err"
 if [ $? -eq 0 ] || ! grep -q "absent.ini" "$work/absent.err"; then
