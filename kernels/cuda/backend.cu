@@ -243,6 +243,7 @@ const struct ops *ops_cuda(enum ops_precision precision, int device, char *why, 
             return NULL;
         }
         cublasCheck(cublasSetStream(g_cuda.blas, g_cuda.stream));
+        cublasCheck(cublasLtCreate(&g_cuda.lt)); /* its calls take the stream */
         cudaCheck(cudaMalloc((void **)&g_cuda.partials, CUDA_NORM_BLOCKS * sizeof(double)));
         cudaCheck(cudaMalloc((void **)&g_cuda.flag, sizeof(int)));
         cudaCheck(cudaMalloc((void **)&g_cuda.vars, sizeof *g_cuda.vars));

@@ -5,6 +5,7 @@
 #ifndef XLMC_CUDA_COMMON_CUH
 #define XLMC_CUDA_COMMON_CUH
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -444,6 +445,7 @@ __global__ void colsum_finish_kernel(S *out, const float *partial, int chunks, i
 /* ---- backend state: one per process (one device per process) ---- */
 struct cuda_state {
     cublasHandle_t blas;
+    cublasLtHandle_t lt; /* cuBLASLt's: GEMMs with a bias epilogue (matmul.cu) */
     cudaStream_t stream; /* everything runs on this stream, in order */
     float *scratch;      /* fp32 device scratch (attention scores), grown on demand */
     size_t scratch_floats;
@@ -454,8 +456,9 @@ struct cuda_state {
     struct cuda_vars *vars;     /* device: see cuda_vars_for */
     struct cuda_vars vars_host; /* what the stream's last set of vars wrote */
     int vars_set;               /* vars_host is valid */
-    void *blas_workspace;       /* cuBLAS's, set once: a graph capture must not allocate */
-    long graph_counts[4];       /* segments run eagerly, captured, replayed, diverged */
+    void *blas_workspace; /* cuBLAS's and cuBLASLt's (one stream: never used at once), set once:
+                             a graph capture must not allocate */
+    long graph_counts[4]; /* segments run eagerly, captured, replayed, diverged */
 };
 #define CUDA_BLAS_WORKSPACE ((size_t)32 << 20)
 /* the graph entries of the ops table (graph.cu) */

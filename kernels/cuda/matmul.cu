@@ -61,12 +61,149 @@ static void gemm_batched(cublasOperation_t ta, cublasOperation_t tb, int m, int 
         &beta, C, t, ldc, (long long)sc, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
+/* ---- the bias inside the GEMM's epilogue (cuBLASLt, CUBLASLT_EPILOGUE_BIAS) ----
+ * D (m,n) = op(A) op(B) + bias (m) broadcast over D's columns, the sum in fp32 rounded once (as
+ * the broadcast + beta = 1 GEMM gave and the CPU backend gives), without the pass that wrote the
+ * bias into every row first. Only API of CUDA 11.0's cublasLt.h. The algorithm is chosen by
+ * cuBLASLt's heuristic among those without split-K reductions (the same bits every run), for
+ * the pointers' alignments, and kept per problem: the heuristic costs host time only. */
+
+// largest power of two <= 256 dividing p: what the algorithm may assume of a pointer
+static inline uint32_t lt_align(const void *p) {
+    uint32_t a = 256;
+    while (a > 1 && (uintptr_t)p % a)
+        a /= 2;
+    return a;
+}
+
+struct lt_key {
+    int m, n, k;
+    cudaDataType_t t;
+    uint32_t align[3]; /* A, B, D (C is D) */
+};
+struct lt_plan {
+    lt_key key;
+    int found;
+    cublasLtMatmulAlgo_t algo;
+};
+
+// descriptors of D (m,n) = op_T(A) (m,k) op_N(B) (k,n) + bias, column-major, lda = ldb = k
+struct lt_descs {
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, d;
+    lt_descs(const lt_key &q, const void *bias) {
+        int32_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+        uint32_t epi = CUBLASLT_EPILOGUE_BIAS;
+        cublasCheck(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+        cublasCheck(
+            cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+        cublasCheck(
+            cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+        cublasCheck(
+            cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+        cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                   sizeof bias));
+        cublasCheck(cublasLtMatrixLayoutCreate(&a, q.t, (uint64_t)q.k, (uint64_t)q.m, q.k));
+        cublasCheck(cublasLtMatrixLayoutCreate(&b, q.t, (uint64_t)q.k, (uint64_t)q.n, q.k));
+        cublasCheck(cublasLtMatrixLayoutCreate(&d, q.t, (uint64_t)q.m, (uint64_t)q.n, q.m));
+    }
+    ~lt_descs() {
+        cublasLtMatrixLayoutDestroy(d);
+        cublasLtMatrixLayoutDestroy(b);
+        cublasLtMatrixLayoutDestroy(a);
+        cublasLtMatmulDescDestroy(op);
+    }
+};
+
+// the plan of a problem, the heuristic asked the first time (a small table: a model has few
+// shapes; when full, the oldest entry goes)
+static const lt_plan *lt_plan_for(const lt_key &q, const void *bias) {
+    enum { SLOTS = 32 };
+    static lt_plan plans[SLOTS];
+    static int used, next;
+    for (int i = 0; i < used; i++)
+        if (!memcmp(&plans[i].key, &q, sizeof q)) return &plans[i];
+    lt_plan *p = &plans[next];
+    next = (next + 1) % SLOTS;
+    if (used < SLOTS) used++;
+    memset(p, 0, sizeof *p);
+    p->key = q;
+    lt_descs ds(q, bias);
+    cublasLtMatmulPreference_t pref;
+    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+    uint64_t ws = CUDA_BLAS_WORKSPACE;
+    uint32_t none = CUBLASLT_REDUCTION_SCHEME_NONE;
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                     &ws, sizeof ws));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &none, sizeof none));
+    const cublasLtMatmulPreferenceAttributes_t al[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    const uint32_t *qa = q.align;
+    const uint32_t av[4] = {qa[0], qa[1], qa[2], qa[2]};
+    for (int i = 0; i < 4; i++)
+        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, al[i], &av[i], sizeof av[i]));
+    cublasLtMatmulHeuristicResult_t r;
+    int n = 0;
+    /* no algorithm (an error status or none returned): the broadcast + GEMM path instead */
+    if (cublasLtMatmulAlgoGetHeuristic(g_cuda.lt, ds.op, ds.a, ds.b, ds.d, ds.d, pref, 1, &r, &n) ==
+            CUBLAS_STATUS_SUCCESS &&
+        n > 0 && r.state == CUBLAS_STATUS_SUCCESS && r.workspaceSize <= CUDA_BLAS_WORKSPACE) {
+        p->found = 1;
+        p->algo = r.algo;
+    }
+    cublasLtMatmulPreferenceDestroy(pref);
+    return p;
+}
+
+template <typename S>
+static lt_key lt_key_of(int m, int n, int k, const void *A, const void *B, const void *D) {
+    lt_key q;
+    memset(&q, 0, sizeof q); /* compared with memcmp: no stray padding bytes */
+    q.m = m, q.n = n, q.k = k, q.t = storage_type<S>::blas;
+    q.align[0] = lt_align(A), q.align[1] = lt_align(B), q.align[2] = lt_align(D);
+    return q;
+}
+
+// D (m,n) = op_T(A) op_N(B) + bias with plan p (found)
+static void gemm_bias_lt(const lt_plan *p, const void *A, const void *B, const void *bias,
+                         void *D) {
+    const lt_key &q = p->key;
+    const float alpha = 1.f, beta = 0.f;
+    if (!cuda_call_admit("gemm_bias", q.m, q.n, q.k, A, B, bias, (const void *)D, q.t)) return;
+    lt_descs ds(q, bias);
+    cublasCheck(cublasLtMatmul(g_cuda.lt, ds.op, &alpha, A, ds.a, B, ds.b, &beta, D, ds.d, D, ds.d,
+                               &p->algo, g_cuda.blas_workspace, CUDA_BLAS_WORKSPACE,
+                               g_cuda.stream));
+}
+
+// every member through cuBLASLt's bias epilogue, one call each (no batch-stride bias attribute:
+// CUDA 11.0 lacks it); 0 (nothing issued) where some member has no algorithm
+template <typename S>
+static int matmul_forward_lt(void *out, const void *inp, const void *w, const void *b, int N, int C,
+                             int OC, int batch, size_t w_stride, size_t out_stride) {
+    if (!C) return 0;                    /* k = 0: the broadcast alone */
+    for (int pass = 0; pass < 2; pass++) /* all planned before any is issued */
+        for (int i = 0; i < batch; i++) {
+            const S *wi = (const S *)w + i * w_stride, *bi = (const S *)b + i * w_stride;
+            S *oi = (S *)out + i * out_stride;
+            /* a copy: a later lookup may reuse the table's slot */
+            lt_plan p = *lt_plan_for(lt_key_of<S>(OC, N, C, wi, inp, oi), bi);
+            /* an unaligned bias: one the epilogue's vector loads may not read */
+            if (!p.found || (uintptr_t)bi % 16) return 0;
+            if (pass) gemm_bias_lt(&p, wi, inp, bi, oi);
+        }
+    return 1;
+}
+
 // out + i out_stride (N,OC) = inp (N,C) @ (w + i w_stride) (OC,C)^T + (b + i w_stride) (OC)
 template <typename S>
 static void cuda_matmul_forward_batched(void *out, const void *inp, const void *w, const void *b,
                                         int N, int C, int OC, int batch, size_t w_stride,
                                         size_t out_stride) {
     if (!N || !OC || batch <= 0) return;
+    if (b && matmul_forward_lt<S>(out, inp, w, b, N, C, OC, batch, w_stride, out_stride)) return;
     if (b) bias_broadcast<S>(out, b, N, OC, batch, w_stride, out_stride);
     // out^T (OC,N) = w^T' ... : col-major w is (C,OC), so op T gives (OC,C); inp is (C,N)
     if (batch == 1)

@@ -216,12 +216,13 @@ static int align_of(uintptr_t v) {
 }
 
 void gemm(int ta, int tb, int m, int n, int k, int batch, const void *A, int at, int lda,
-          const void *B, int bt, int ldb, const void *C, int ct, int ldc, const void *stream) {
+          const void *B, int bt, int ldb, const void *C, int ct, int ldc, const void *stream,
+          const char *name) {
     if (!g_on) return;
     cudasim_record e = cudasim_record();
     e.kind = CUDASIM_EV_GEMM;
     e.in_graph = t_in_graph;
-    e.name = batch > 1 ? "gemm_strided_batched" : "gemm";
+    e.name = name ? name : batch > 1 ? "gemm_strided_batched" : "gemm";
     e.stream = stream_id(stream);
     e.scale = 1;
     e.transa = ta, e.transb = tb, e.m = m, e.n = n, e.k = k, e.batch = batch;

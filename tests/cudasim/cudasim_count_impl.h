@@ -26,7 +26,8 @@ void access(uintptr_t addr, size_t size, bool store);
 void flops(double n);
 void tc_flops(double n);
 void gemm(int ta, int tb, int m, int n, int k, int batch, const void *A, int at, int lda,
-          const void *B, int bt, int ldb, const void *C, int ct, int ldc, const void *stream);
+          const void *B, int bt, int ldb, const void *C, int ct, int ldc, const void *stream,
+          const char *name = nullptr);
 void copy(void *dst, const void *src, size_t bytes, int kind, const void *stream);
 void memset(void *p, size_t bytes, const void *stream);
 void nccl(const char *op, size_t bytes, const void *stream);
@@ -41,6 +42,14 @@ bool is_pinned(const void *p, size_t bytes);
 int stream_id(const void *stream);
 } // namespace count
 } // namespace cudasim
+/* A GEMM now (cudasim_libs.cpp): cuBLAS's, or cuBLASLt's (cudasim_lt.cpp) with bias (m) added
+ * in fp32 before rounding (null: none); name: its call record's (null: "gemm" or
+ * "gemm_strided_batched") */
+void cudasim_gemm_run(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float al,
+                      const void *A, cudaDataType at, int lda, long long sa, const void *B,
+                      cudaDataType bt, int ldb, long long sb, float be, void *C, cudaDataType ct,
+                      int ldc, long long sc, int batch, const void *bias, const char *name,
+                      cudaStream_t stream);
 /* Something may write device memory (a launch, a copy, a GEMM): no block is pristine. */
 void cudasim_touch_all();
 

@@ -52,10 +52,6 @@ const char *cublasGetStatusString(cublasStatus_t s) {
 static float gemm_load(const void *p, cudaDataType t, long long i) {
     return t == CUDA_R_16F ? __half2float(((const __half *)p)[i]) : ((const float *)p)[i];
 }
-static void gemm_run(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float al,
-                     const void *A, cudaDataType at, int lda, long long sa, const void *B,
-                     cudaDataType bt, int ldb, long long sb, float be, void *C, cudaDataType ct,
-                     int ldc, long long sc, int batch, cudaStream_t stream);
 
 cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta,
                                           cublasOperation_t tb, int m, int n, int k,
@@ -79,22 +75,24 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
     cudaStream_t s = h->stream;
     if (cudasim::graph::capturing(s)) {
         cudasim::graph::record(s, "gemm", [=](cudaStream_t replay) {
-            gemm_run(ta, tb, m, n, k, al, A, at, lda, sa, B, bt, ldb, sb, be, C, ct, ldc, sc, batch,
-                     replay);
+            cudasim_gemm_run(ta, tb, m, n, k, al, A, at, lda, sa, B, bt, ldb, sb, be, C, ct, ldc,
+                             sc, batch, nullptr, nullptr, replay);
         });
         return CUBLAS_STATUS_SUCCESS;
     }
     cudasim::graph::check_legacy(s, "cuBLAS GEMM");
-    gemm_run(ta, tb, m, n, k, al, A, at, lda, sa, B, bt, ldb, sb, be, C, ct, ldc, sc, batch, s);
+    cudasim_gemm_run(ta, tb, m, n, k, al, A, at, lda, sa, B, bt, ldb, sb, be, C, ct, ldc, sc, batch,
+                     nullptr, nullptr, s);
     return CUBLAS_STATUS_SUCCESS;
 }
 
 /* The GEMM, now (eager, or a node of a graph replay). */
-static void gemm_run(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float al,
-                     const void *A, cudaDataType at, int lda, long long sa, const void *B,
-                     cudaDataType bt, int ldb, long long sb, float be, void *C, cudaDataType ct,
-                     int ldc, long long sc, int batch, cudaStream_t stream) {
-    cudasim::count::gemm(ta, tb, m, n, k, batch, A, at, lda, B, bt, ldb, C, ct, ldc, stream);
+void cudasim_gemm_run(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float al,
+                      const void *A, cudaDataType at, int lda, long long sa, const void *B,
+                      cudaDataType bt, int ldb, long long sb, float be, void *C, cudaDataType ct,
+                      int ldc, long long sc, int batch, const void *bias, const char *name,
+                      cudaStream_t stream) {
+    cudasim::count::gemm(ta, tb, m, n, k, batch, A, at, lda, B, bt, ldb, C, ct, ldc, stream, name);
     cudasim_touch_all();
     if (cudasim::count::g_on && (cudasim::count::g_flags & CUDASIM_COUNT_SKIP_MATH)) return;
     for (int b = 0; b < batch; b++)
@@ -111,6 +109,8 @@ static void gemm_run(cublasOperation_t ta, cublasOperation_t tb, int m, int n, i
                 long long ic = b * sc + i + (long long)j * ldc;
                 /* beta == 0 must not read C: it may hold garbage or NaN */
                 float r = al * acc + (be != 0.f ? be * gemm_load(C, ct, ic) : 0.f);
+                /* cuBLASLt's bias epilogue: bias (m) of C's type, added in fp32 before rounding */
+                if (bias) r += gemm_load(bias, ct, i);
                 if (ct == CUDA_R_16F)
                     ((__half *)C)[ic] = __float2half(r);
                 else
