@@ -38,12 +38,12 @@ static void backward_layer(struct model *m, struct model_plan *pl, const struct 
                             T, &ex);
     /* FFN branch: d lin2 out -> d g -> d f1 -> d h1 (branch part) */
     ops->matmul_backward(pl->g_f, param_at(m, G, P_F2W, l), NULL, d, a->g, param_at(m, W, P_F2W, l),
-                         N, F, C);
+                         N, F, C, 1);
     ops->bias_gelu_backward(pl->g_f, param_at(m, G, P_F1B, l), pl->g_f, a->f1,
                             param_at(m, W, P_F1B, l), N, F);
     /* g_r += lin1's input gradient: d h1 (the residual path's share already there) */
     ops->matmul_backward_add(pl->g_r, param_at(m, G, P_F1W, l), NULL, pl->g_f, a->h1,
-                             param_at(m, W, P_F1W, l), N, C, F);
+                             param_at(m, W, P_F1W, l), N, C, F, 1);
     /* d r1, with the attention branch's gradient and the out-projection's bias gradient */
     k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_OUT(l));
     ex = branch_extra(pl, &k, param_at(m, G, P_OB, l), pl->g_h, &d);
@@ -52,20 +52,42 @@ static void backward_layer(struct model *m, struct model_plan *pl, const struct 
                             &ex);
     /* attention branch */
     ops->matmul_backward(pl->g_r, param_at(m, G, P_OW, l), NULL, d, a->y, param_at(m, W, P_OW, l),
-                         N, C, C); /* d y */
+                         N, C, C, 1); /* d y */
     k = dkey(seed, step, b->row0, DROPOUT_TENSOR_ATTN_PROBS(l));
     ops->attention_backward(pl->g_q, pl->g_k, pl->g_v, pl->g_r, a->y, a->lse, a->q, a->k, a->v,
                             pl->bidirectional ? pl->lengths : NULL, b->B, T, C, NH, pl->p_attn, &k);
     /* d x = d r1 + the three projections' input gradients, added onto g_h by the GEMMs */
     ops->matmul_backward_add_batched(pl->g_h, param_at(m, G, P_QW, l), param_at(m, G, P_QB, l),
                                      pl->g_q, x, param_at(m, W, P_QW, l), N, C, C, 3, qkv_stride(m),
-                                     (size_t)N * C);
+                                     (size_t)N * C, 1);
 }
 
-/* dlogits (R,Vp) -> g_h = dx (N,C), dwte (Vp rows) += dlogits^T x, dpb += (the forward's loss
- * op summed dpb already when fused, unless ops->db_in_gemm: then the GEMM does); the padding
- * columns of dlogits are 0. R = N, or the gathered predicted rows, whose dx goes back to their
- * positions (zero elsewhere). */
+/* Whether the backward overwrites tensor id's gradient in a GEMM (dw_set) rather than adding */
+static int grad_set_by_gemm(int id) {
+    return id == P_WTE || id == P_QW || id == P_KW || id == P_VW || id == P_OW || id == P_F1W ||
+           id == P_F2W;
+}
+
+void grads_zero_unset(struct model *m) {
+    size_t es = m->ops->storage_bytes;
+    for (int i = 0; i < P_COUNT;) {
+        if (grad_set_by_gemm(i)) {
+            i++;
+            continue;
+        }
+        int j = i; /* [i, j): a run of adjacent tensors to zero, their padding included */
+        while (j < P_COUNT && !grad_set_by_gemm(j))
+            j++;
+        size_t end = j < P_COUNT ? m->params[j].offset : m->num_params;
+        m->ops->memset0(param_at(m, m->grads, i, 0), (end - m->params[i].offset) * es);
+        i = j;
+    }
+}
+
+/* dlogits (R,Vp) -> g_h = dx (N,C), dwte (Vp rows) = dlogits^T x (R = 0: zeroed), dpb += (the
+ * forward's loss op summed dpb already when fused, unless ops->db_in_gemm: then the GEMM does);
+ * the padding columns of dlogits are 0, so the GEMM writes dwte's padding rows 0. R = N, or the
+ * gathered predicted rows, whose dx goes back to their positions (zero elsewhere). */
 static void backward_output(struct model *m, struct model_plan *pl, int fused) {
     const struct ops *ops = m->ops;
     int N = pl->B * pl->T, C = m->cfg.model.dim;
@@ -75,7 +97,9 @@ static void backward_output(struct model *m, struct model_plan *pl, int fused) {
         ops->matmul_backward(pl->gathered ? pl->g_t : pl->g_h, param_at(m, G, P_WTE, 0),
                              fused && !ops->db_in_gemm ? NULL : param_at(m, G, P_PB, 0), pl->logits,
                              pl->gathered ? pl->x_sel : x_last, param_at(m, W, P_WTE, 0),
-                             pl->cls_rows, C, m->vocab_rows);
+                             pl->cls_rows, C, m->vocab_rows, 1);
+    else /* no GEMM overwrites dwte: embed_backward adds into it */
+        ops->memset0(param_at(m, G, P_WTE, 0), (size_t)m->vocab_rows * C * ops->storage_bytes);
     if (pl->gathered) /* the predicted rows' gradient back in place, zero elsewhere */
         ops->scatter_rows(pl->g_h, pl->g_t, pl->sel_index, N, pl->cls_rows, C);
     else if (!pl->cls_rows)
@@ -120,7 +144,7 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
     }
     pl->logits_grad_scale = 0.0f; /* the logits hold a gradient: no second backward */
     if (!fused) {
-        ops->memset0(m->grads, m->num_params * ops->storage_bytes);
+        grads_zero_unset(m);
         if (!pl->have_targets) ops->to_device(pl->targets, b->targets, (size_t)N * sizeof(int32_t));
         ops->classifier(pl->losses, pl->logits, NULL, NULL,
                         pl->gathered ? pl->sel_targets : pl->targets, pl->cls_rows,

@@ -91,7 +91,7 @@ static int forward_device(struct model *m, struct model_plan *pl, const struct b
         }
     }
     if (b->targets) {
-        if (fused) ops->memset0(m->grads, m->num_params * ops->storage_bytes);
+        if (fused) grads_zero_unset(m); /* PB's included: the classifier adds into it */
         /* the bias's gradient here, or (ops->db_in_gemm) in backward_output's GEMM */
         ops->classifier(pl->losses, pl->logits, fused ? param_at(m, W, P_PB, 0) : NULL,
                         fused && !ops->db_in_gemm ? param_at(m, m->grads, P_PB, 0) : NULL,

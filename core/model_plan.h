@@ -48,7 +48,8 @@ struct model_plan {
     int training, have_targets;
     int has_positions, bidirectional;
     float logits_grad_scale; /* != 0: logits already hold their gradient at this dscale, and
-                              * m->grads is zeroed but for the output bias's gradient */
+                              * m->grads is zeroed (grads_zero_unset) but for the output bias's
+                              * gradient */
     float p_hidden, p_attn;
     void **graphs;   /* (n_graphs) or NULL: the training micro-batch's segments, see segment() */
     size_t n_graphs; /* (L + 2) per gradient buffer */
@@ -57,6 +58,11 @@ struct model_plan {
 /* The plan for (B, T): the existing one, or a new one (the old one's buffers freed); NULL
  * after an error was reported. */
 struct model_plan *model_reserve(struct model *m, int B, int T);
+
+/* Zero the tensors of m->grads that the backward only adds into (biases, LayerNorms, WPE,
+ * WLANG, PB): a few contiguous ranges. The weight matrices' gradients are overwritten by their
+ * one GEMM each (dw_set), WTE's by the vocabulary GEMM (or zeroed when it has no rows). */
+void grads_zero_unset(struct model *m);
 
 /* storage pointer of tensor id, layer l, in the weights (or grads) arena */
 static inline void *param_at(const struct model *m, void *arena, int id, int l) {

@@ -17,8 +17,11 @@
  * Integer inputs (token ids, languages, targets, lengths) are int32 device buffers.
  *
  * Accumulation convention: ops that produce a parameter gradient ADD into it (`+=`), so one
- * zeroing per micro-batch serves every layer; ops that produce an activation gradient
- * OVERWRITE it unless the comment says `+=`.
+ * zeroing per micro-batch serves the tensors that several ops (or none) write; ops that produce
+ * an activation gradient OVERWRITE it unless the comment says `+=`. The one exception: the
+ * matmul backwards' weight gradient dw, which dw_set != 0 OVERWRITES (what `+=` onto a zeroed dw
+ * gives, bit for bit: the GEMM's beta 0), so that the weight matrices, each written by exactly
+ * one GEMM per micro-batch, need no zeroing pass; dw_set == 0 adds. Their db always adds.
  *
  * Shapes use B (batch rows), T (sequence length), C (model dim), NH (heads), HS = C/NH,
  * F (FFN dim), V (vocabulary), P (max positions), NL (languages), N = B*T.
@@ -165,17 +168,18 @@ struct ops_tensor_list {
     X(matmul_forward,                                                                              \
       (void *out, const void *inp, const void *w, const void *b, int N, int C, int OC),            \
       (out, inp, w, b, N, C, OC))                                                                  \
-    /* dinp (N,C) overwritten (skipped if NULL), dw (OC,C) +=, db (OC) += (skipped if NULL) */     \
+    /* dinp (N,C) overwritten (skipped if NULL), dw (OC,C) += (dw_set: overwritten, N == 0         \
+     * included: zeroed), db (OC) += (skipped if NULL) */                                          \
     X(matmul_backward,                                                                             \
       (void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w, int N,    \
-       int C, int OC),                                                                             \
-      (dinp, dw, db, dout, inp, w, N, C, OC))                                                      \
+       int C, int OC, int dw_set),                                                                 \
+      (dinp, dw, db, dout, inp, w, N, C, OC, dw_set))                                              \
     /* as matmul_backward, but dinp (N,C) += dout @ w, rounded once: the residual path's           \
      * gradient already in dinp takes the branch's without a separate add */                       \
     X(matmul_backward_add,                                                                         \
       (void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w, int N,    \
-       int C, int OC),                                                                             \
-      (dinp, dw, db, dout, inp, w, N, C, OC))                                                      \
+       int C, int OC, int dw_set),                                                                 \
+      (dinp, dw, db, dout, inp, w, N, C, OC, dw_set))                                              \
     /* A layer's q, k and v at once: for i < batch, out + i*out_stride (N,OC) = inp (N,C) @        \
      * (w + i*w_stride) (OC,C)^T + (b + i*w_stride) (OC; b NULL: none), each member computed as    \
      * matmul_forward computes it. Strides in elements; the biases share the weights' stride       \
@@ -185,12 +189,12 @@ struct ops_tensor_list {
        size_t w_stride, size_t out_stride),                                                        \
       (out, inp, w, b, N, C, OC, batch, w_stride, out_stride))                                     \
     /* its backward: for i = 0, 1, .. in order, what matmul_backward_add(dinp, dw + i*w_stride,    \
-     * db + i*w_stride (db NULL: none), dout + i*out_stride, inp, w + i*w_stride, N, C, OC) does:  \
-     * dinp (N,C) += each member's input gradient, rounded after each. */                          \
+     * db + i*w_stride (db NULL: none), dout + i*out_stride, inp, w + i*w_stride, N, C, OC,        \
+     * dw_set) does: dinp (N,C) += each member's input gradient, rounded after each. */            \
     X(matmul_backward_add_batched,                                                                 \
       (void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w, int N,    \
-       int C, int OC, int batch, size_t w_stride, size_t out_stride),                              \
-      (dinp, dw, db, dout, inp, w, N, C, OC, batch, w_stride, out_stride))                         \
+       int C, int OC, int batch, size_t w_stride, size_t out_stride, int dw_set),                  \
+      (dinp, dw, db, dout, inp, w, N, C, OC, batch, w_stride, out_stride, dw_set))                 \
                                                                                                    \
     /* ---- multi-head attention core, causal or bidirectional ----                                \
      * q, k, v (B,T,C) already projected (q NOT yet scaled); per head, P = softmax(q k^T /         \

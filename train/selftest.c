@@ -117,10 +117,41 @@ static const struct out_tol MATMUL_TOL[] = {{"out", {1e-4, 1e-4}, {2e-2, 4e-3}},
                                             {"db", {1e-4, 1e-4}, {2e-2, 4e-3}},
                                             {NULL}};
 
+/* dw_set's meaning, on the reference: the members' weight gradients (OC*C elements each, at
+ * stride ws) in `set` (the pair's reference side, written with dw_set) equal, bit for bit, those
+ * in `zero` (written by the add mode onto zeroes). */
+static void check_set_is_add_onto_zero(struct st_ctx *c, const struct tpair *set, const void *zero,
+                                       size_t wn, int batch, size_t ws) {
+    size_t n = set->n;
+    float *a = st_xmalloc(n * sizeof(float)), *e = st_xmalloc(n * sizeof(float));
+    st_download(c->ref, a, set->r, T_STORAGE, n);
+    st_download(c->ref, e, zero, T_STORAGE, n);
+    for (size_t k = 0; k < (size_t)batch * wn; k++) {
+        size_t i = k / wn * ws + k % wn;
+        if (a[i] != e[i]) {
+            st_fail(c, "element %zu is %g, += onto zero gives %g", "dw (set, reference)", a[i],
+                    e[i], i);
+            break;
+        }
+    }
+    free(a);
+    free(e);
+}
+
+/* a zeroed buffer of n storage elements on the reference */
+static void *ref_zeros(struct st_ctx *c, size_t n) {
+    void *p = c->ref->alloc(n * c->ref->storage_bytes);
+    c->ref->memset0(p, n * c->ref->storage_bytes);
+    return p;
+}
+
+/* variant 1: dw_set, dw holding random data before the call (set must not read it) */
 static void check_matmul(struct st_ctx *c, const struct op_case *row) {
     int N = row->d[0], C = row->d[1], OC = row->d[2], bias = row->d[3], add = row->d[4];
+    int set = row->variant;
     st_begin(c,
-             add    ? "matmul (dinp +=)"
+             set    ? (add ? "matmul (dinp +=, dw =)" : "matmul (dw =)")
+             : add  ? "matmul (dinp +=)"
              : bias ? "matmul"
                     : "matmul (no bias)",
              "N=%d C=%d OC=%d", N, C, OC, 0);
@@ -136,15 +167,25 @@ static void check_matmul(struct st_ctx *c, const struct op_case *row) {
                             : tp_new(c, T_STORAGE, (size_t)N * C, NULL);
     struct tpair dw = tp_random(c, T_STORAGE, (size_t)OC * C, -1, 1);
     if (add) {
-        c->ref->matmul_backward_add(dinp.r, dw.r, bias ? b.r : NULL, dout.r, inp.r, w.r, N, C, OC);
-        c->dev->matmul_backward_add(dinp.d, dw.d, bias ? b.d : NULL, dout.d, inp.d, w.d, N, C, OC);
+        c->ref->matmul_backward_add(dinp.r, dw.r, bias ? b.r : NULL, dout.r, inp.r, w.r, N, C, OC,
+                                    set);
+        c->dev->matmul_backward_add(dinp.d, dw.d, bias ? b.d : NULL, dout.d, inp.d, w.d, N, C, OC,
+                                    set);
     } else {
-        c->ref->matmul_backward(dinp.r, dw.r, bias ? b.r : NULL, dout.r, inp.r, w.r, N, C, OC);
-        c->dev->matmul_backward(dinp.d, dw.d, bias ? b.d : NULL, dout.d, inp.d, w.d, N, C, OC);
+        c->ref->matmul_backward(dinp.r, dw.r, bias ? b.r : NULL, dout.r, inp.r, w.r, N, C, OC, set);
+        c->dev->matmul_backward(dinp.d, dw.d, bias ? b.d : NULL, dout.d, inp.d, w.d, N, C, OC, set);
     }
     CHECK(dinp, "dinp");
     CHECK(dw, "dw");
     CHECK(b, "db");
+    if (set) { /* the same call in the add mode onto zeroes (dinp and db: scratch) */
+        void *dw0 = ref_zeros(c, dw.n), *di = ref_zeros(c, dinp.n), *db = ref_zeros(c, b.n);
+        c->ref->matmul_backward(di, dw0, bias ? db : NULL, dout.r, inp.r, w.r, N, C, OC, 0);
+        check_set_is_add_onto_zero(c, &dw, dw0, dw.n, 1, dw.n);
+        c->ref->free(dw0);
+        c->ref->free(di);
+        c->ref->free(db);
+    }
     struct tpair *all[] = {&inp, &w, &b, &out, &dout, &dinp, &dw};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         tp_free(c, all[i]);
@@ -153,9 +194,11 @@ static void check_matmul(struct st_ctx *c, const struct op_case *row) {
 /* matmul_*_batched (q, k, v at once): `batch` members whose weights and biases lie at one
  * stride in an arena (bias right after its weight, then pad elements), outputs at another */
 static void check_qkv(struct st_ctx *c, const struct op_case *row) {
-    int N = row->d[0], C = row->d[1], OC = row->d[2], bias = row->d[3], batch = row->d[4];
+    int N = row->d[0], C = row->d[1], OC = row->d[2], bias = row->d[3] & 1, batch = row->d[4];
+    int set = (row->d[3] & 2) != 0; /* dw_set: the weights' gradients overwritten */
     size_t pad = (size_t)row->variant, ws = (size_t)OC * C + OC + pad, os = (size_t)N * OC + pad;
-    st_begin(c, "matmul (batched)", "N=%d C=%d OC=%d batch=%d", N, C, OC, batch);
+    st_begin(c, set ? "matmul (batched, dw =)" : "matmul (batched)", "N=%d C=%d OC=%d batch=%d", N,
+             C, OC, batch);
     struct tpair inp = tp_random(c, T_STORAGE, (size_t)N * C, -1, 1);
     struct tpair w = tp_random(c, T_STORAGE, ws * batch, -1, 1);
     struct tpair out = tp_random(c, T_STORAGE, os * batch, -1, 1); /* pads must stay */
@@ -169,11 +212,19 @@ static void check_qkv(struct st_ctx *c, const struct op_case *row) {
     void *dbr = bias ? ops_at(c->ref, dw.r, (size_t)OC * C) : NULL;
     void *dbd = bias ? ops_at(c->dev, dw.d, (size_t)OC * C) : NULL;
     c->ref->matmul_backward_add_batched(dinp.r, dw.r, dbr, out.r, inp.r, w.r, N, C, OC, batch, ws,
-                                        os);
+                                        os, set);
     c->dev->matmul_backward_add_batched(dinp.d, dw.d, dbd, out.d, inp.d, w.d, N, C, OC, batch, ws,
-                                        os);
+                                        os, set);
     CHECK(dinp, "dinp");
     CHECK(dw, "dw");
+    if (set) { /* the members' weights only: the biases add, the pads stay */
+        void *dw0 = ref_zeros(c, dw.n), *di = ref_zeros(c, dinp.n);
+        c->ref->matmul_backward_add_batched(di, dw0, NULL, out.r, inp.r, w.r, N, C, OC, batch, ws,
+                                            os, 0);
+        check_set_is_add_onto_zero(c, &dw, dw0, (size_t)OC * C, batch, ws);
+        c->ref->free(dw0);
+        c->ref->free(di);
+    }
     struct tpair *all[] = {&inp, &w, &out, &dinp, &dw};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         tp_free(c, all[i]);
@@ -549,7 +600,13 @@ static const struct op_case OP_CASES[] = {
     {check_matmul, MATMUL_TOL, {301, 24, 111, 1}, 0, 0, 0},              /* one OC below: GEMV */
     {check_matmul, MATMUL_TOL, {173, 20, 167, 1, 1}, 0, 0, 0},           /* wide, rows of 20 (fp16
                                                                           * element by element) */
+    {check_matmul, MATMUL_TOL, {37, 48, 40, 1}, 0, 0, 1},                /* variant 1: dw_set */
+    {check_matmul, MATMUL_TOL, {5, 33, 17, 0, 1}, 0, 0, 1},              /* */
+    {check_matmul, MATMUL_TOL, {301, 24, 112, 1, 1}, 0, 0, 1},           /* wide: wide_finish's = */
+    {check_matmul, MATMUL_TOL, {173, 20, 167, 1}, 0, 0, 1},              /* the same, fp16 scalar */
     {check_qkv, MATMUL_TOL, {37, 48, 48, 1, 3}, 0, 0, 0},                /* N C OC bias batch: */
+    {check_qkv, MATMUL_TOL, {37, 48, 48, 3, 3}, 0, 0, 0},                /* bias 3: dw_set too */
+    {check_qkv, MATMUL_TOL, {9, 16, 13, 3, 3}, 0, 0, 3},                 /* */
     {check_qkv, MATMUL_TOL, {9, 16, 13, 1, 3}, 0, 0, 3},                 /* pad (variant) between */
     {check_qkv, MATMUL_TOL, {5, 24, 16, 0, 2}, 0, 0, 8},                 /* members: odd strides */
     {check_attention, ATTENTION_TOL, {2, 37, 32, 4}, 0.f, 0, 0},         /* B T C NH, p */

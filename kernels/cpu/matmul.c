@@ -103,20 +103,24 @@ CPU_HOT void cpu_matmul_forward(const struct cpu_ctx *ctx, void *out_, const voi
 }
 
 /* dinp (N,C) = dout (N,OC) @ w (OC,C), overwritten (skipped if NULL);
- * dw (OC,C) += dout^T @ inp; db (OC) += column sums of dout (skipped if NULL). */
+ * dw (OC,C) += dout^T @ inp (dw_set: = , the sgemm's beta 0, which never reads dw: the stored
+ * sum, as adding onto a zeroed dw gives it); db (OC) += column sums of dout (skipped if NULL). */
 static void matmul_backward(const struct cpu_ctx *ctx, void *dinp, void *dw, void *db_,
                             const void *dout_, const void *inp, const void *w, int N, int C, int OC,
-                            float dinp_beta) {
+                            float dinp_beta, int dw_set) {
     const int h = ctx->round_half;
     const float *dout = dout_;
     float *db = db_;
-    struct sgemm_call gw = {1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C};
+    float dw_beta = dw_set ? 0.0f : 1.0f;
+    if (dw_set && N <= 0) /* no product to write dw: its value is the empty sum */
+        memset(dw, 0, (size_t)OC * C * sizeof(float));
+    struct sgemm_call gw = {1, 0, OC, C, N, 1.0f, dout, OC, inp, C, dw_beta, dw, C};
     if (dinp) {
         struct sgemm_call gi = {0, 0, N, C, OC, 1.0f, dout, OC, w, C, dinp_beta, dinp, C};
         cpu_sgemm_pair(&gi, &gw);
         cpu_round_storage(dinp, (size_t)N * C, h);
     } else {
-        cpu_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+        cpu_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, dw_beta, dw, C);
     }
     cpu_round_storage(dw, (size_t)OC * C, h);
     if (db) {
@@ -139,15 +143,15 @@ static void matmul_backward(const struct cpu_ctx *ctx, void *dinp, void *dw, voi
 
 CPU_HOT void cpu_matmul_backward(const struct cpu_ctx *ctx, void *dinp, void *dw, void *db,
                                  const void *dout, const void *inp, const void *w, int N, int C,
-                                 int OC) {
-    matmul_backward(ctx, dinp, dw, db, dout, inp, w, N, C, OC, 0.0f);
+                                 int OC, int dw_set) {
+    matmul_backward(ctx, dinp, dw, db, dout, inp, w, N, C, OC, 0.0f, dw_set);
 }
 
 /* the same with dinp += dout @ w (beta = 1 onto the stored dinp, one rounding) */
 CPU_HOT void cpu_matmul_backward_add(const struct cpu_ctx *ctx, void *dinp, void *dw, void *db,
                                      const void *dout, const void *inp, const void *w, int N, int C,
-                                     int OC) {
-    matmul_backward(ctx, dinp, dw, db, dout, inp, w, N, C, OC, 1.0f);
+                                     int OC, int dw_set) {
+    matmul_backward(ctx, dinp, dw, db, dout, inp, w, N, C, OC, 1.0f, dw_set);
 }
 
 /* q, k and v: each member exactly as cpu_matmul_forward computes it alone (the results the
@@ -164,10 +168,10 @@ CPU_HOT void cpu_matmul_forward_batched(const struct cpu_ctx *ctx, void *out, co
 CPU_HOT void cpu_matmul_backward_add_batched(const struct cpu_ctx *ctx, void *dinp, void *dw,
                                              void *db, const void *dout, const void *inp,
                                              const void *w, int N, int C, int OC, int batch,
-                                             size_t w_stride, size_t out_stride) {
+                                             size_t w_stride, size_t out_stride, int dw_set) {
     for (int i = 0; i < batch; i++)
         matmul_backward(ctx, dinp, (float *)dw + i * w_stride,
                         db ? (float *)db + i * w_stride : NULL,
                         (const float *)dout + i * out_stride, inp, (const float *)w + i * w_stride,
-                        N, C, OC, 1.0f);
+                        N, C, OC, 1.0f, dw_set);
 }

@@ -223,10 +223,11 @@ static void cuda_matmul_forward(void *out, const void *inp, const void *w, const
 /* ---- a wide output's bias gradient inside its weight-gradient GEMM (the vocabulary) ----
  * db (OC) is dout^T 1, so with X' = [inp | 1 | 0 ...] (N,Cp) one GEMM dW' (OC,Cp) = dout^T X'
  * reads dout once for both: dw is dW'[:, :C], db is dW'[:, C], for Cp / C more FLOPs (+0.8 % at
- * C = 1024). dW' is fp32 (written with beta 0) and a last kernel adds it to dw and db, rounding
- * each element once, as the GEMM's beta = 1 and the GEMV give otherwise. cuBLAS GEMMs without
- * split-K atomics (ours: CUBLAS_GEMM_DEFAULT, no atomics mode set) give the same bits on every
- * run, so db stays deterministic; its summation order is cuBLAS's, not the column sums'. */
+ * C = 1024). dW' is fp32 (written with beta 0) and a last kernel adds it to dw (dw_set: writes
+ * it, dw unread) and db, rounding each element once, as the GEMM's beta (1, or 0 for dw_set) and
+ * the GEMV give otherwise. cuBLAS GEMMs without split-K atomics (ours: CUBLAS_GEMM_DEFAULT, no
+ * atomics mode set) give the same bits on every run, so db stays deterministic; its summation
+ * order is cuBLAS's, not the column sums'. */
 
 // X' row length: C + 1 rounded up to 8 elements (16-byte leading dimensions for fp16)
 static inline int wide_cols(int C) {
@@ -270,11 +271,12 @@ __global__ void widen_rows_kernel(S *xp, const S *x, int C, int Cp, size_t piece
     st_piece<VEC>(xp + n * Cp + c0, r);
 }
 
-// dw (OC,C) += dwp[:, :C], db (OC) += dwp[:, C], each rounded once to storage; dwp (OC,Cp)
-// fp32. A piece of VEC elements of dw per thread (VEC > 1: C a multiple of VEC, dw 16-byte
-// aligned); the thread of a row's first piece also does its db.
+// dw (OC,C) += dwp[:, :C] (dw_set: =, dw not read), db (OC) += dwp[:, C], each rounded once to
+// storage; dwp (OC,Cp) fp32. A piece of VEC elements of dw per thread (VEC > 1: C a multiple of
+// VEC, dw 16-byte aligned); the thread of a row's first piece also does its db.
 template <typename S, int VEC>
-__global__ void wide_finish_kernel(S *dw, S *db, const float *dwp, int C, int Cp, size_t pieces) {
+__global__ void wide_finish_kernel(S *dw, S *db, const float *dwp, int C, int Cp, size_t pieces,
+                                   bool dw_set) {
     size_t q = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (q >= pieces) return;
     int per = C / VEC;
@@ -282,7 +284,13 @@ __global__ void wide_finish_kernel(S *dw, S *db, const float *dwp, int C, int Cp
     int c0 = (int)(q % per) * VEC;
     const float *src = dwp + o * Cp + c0;
     float f[VEC], g[VEC];
-    unpack<VEC, S>(f, ld_piece<VEC>(dw + o * C + c0));
+    if (dw_set) {
+        ROW_UNROLL
+        for (int j = 0; j < VEC; j++)
+            f[j] = 0.f;
+    } else {
+        unpack<VEC, S>(f, ld_piece<VEC>(dw + o * C + c0));
+    }
     if (VEC % 4 == 0) { /* fp32 in 16-byte pieces: rows of Cp, a multiple of 8 */
         ROW_UNROLL
         for (int k = 0; k < VEC / 4; k++)
@@ -299,9 +307,11 @@ __global__ void wide_finish_kernel(S *dw, S *db, const float *dwp, int C, int Cp
     if (c0 == 0) st(db + o, ld(db + o) + dwp[o * Cp + C]);
 }
 
-// dw (OC,C) += dout^T @ inp, db (OC) += colsum(dout) from one GEMM (wide_db(N, C, OC) holds)
+// dw (OC,C) += dout^T @ inp (dw_set: =), db (OC) += colsum(dout) from one GEMM (wide_db(N, C,
+// OC) holds)
 template <typename S>
-static void weight_bias_grad_wide(S *dw, S *db, const S *dout, const S *inp, int N, int C, int OC) {
+static void weight_bias_grad_wide(S *dw, S *db, const S *dout, const S *inp, int N, int C, int OC,
+                                  bool dw_set) {
     constexpr int VEC = row_vec<S>::n;
     int Cp = wide_cols(C);
     /* one scratch: dW' (OC,Cp) fp32, then X' (N,Cp) storage at a 256-byte boundary. Grown in
@@ -326,38 +336,52 @@ static void weight_bias_grad_wide(S *dw, S *db, const S *dout, const S *inp, int
     if (row_pieces_ok<S>((size_t)C, dw)) {
         size_t pieces = (size_t)OC * (C / VEC);
         XLMC_LAUNCH((wide_finish_kernel<S, VEC>), cuda_blocks(pieces, 256), 256, 0,
-                    g_cuda.stream)(dw, db, dwp, C, Cp, pieces);
+                    g_cuda.stream)(dw, db, dwp, C, Cp, pieces, dw_set);
     } else {
         size_t pieces = (size_t)OC * C;
         XLMC_LAUNCH((wide_finish_kernel<S, 1>), cuda_blocks(pieces, 256), 256, 0,
-                    g_cuda.stream)(dw, db, dwp, C, Cp, pieces);
+                    g_cuda.stream)(dw, db, dwp, C, Cp, pieces, dw_set);
     }
     cudaLaunchCheck();
 }
 
-// dinp (N,C) = (dinp_beta x dinp) + dout @ w; dw (OC,C) += dout^T @ inp; db (OC) += colsum(dout)
+// an empty product's dw_set: dw (OC,C) = 0 (the GEMMs are skipped when N is 0)
+template <typename S>
+static void zero_dw(void *dw, int C, int OC, int batch, size_t w_stride) {
+    for (int i = 0; i < batch; i++)
+        cudaCheck(
+            cudaMemsetAsync((S *)dw + i * w_stride, 0, (size_t)OC * C * sizeof(S), g_cuda.stream));
+}
+
+// dinp (N,C) = (dinp_beta x dinp) + dout @ w; dw (OC,C) += dout^T @ inp (dw_set: =, the GEMM's
+// beta 0); db (OC) += colsum(dout)
 template <typename S>
 static void matmul_backward(void *dinp, void *dw, void *db, const void *dout, const void *inp,
-                            const void *w, int N, int C, int OC, float dinp_beta) {
-    if (!N) return;
-    if (dinp) gemm<S>(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, w, C, dout, OC, dinp, C, dinp_beta);
-    if (db && wide_db(N, C, OC)) {
-        weight_bias_grad_wide<S>((S *)dw, (S *)db, (const S *)dout, (const S *)inp, N, C, OC);
+                            const void *w, int N, int C, int OC, float dinp_beta, int dw_set) {
+    if (!N) {
+        if (dw_set) zero_dw<S>(dw, C, OC, 1, 0);
         return;
     }
-    gemm<S>(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, dout, OC, dw, C, 1.f);
+    if (dinp) gemm<S>(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, w, C, dout, OC, dinp, C, dinp_beta);
+    if (db && wide_db(N, C, OC)) {
+        weight_bias_grad_wide<S>((S *)dw, (S *)db, (const S *)dout, (const S *)inp, N, C, OC,
+                                 dw_set != 0);
+        return;
+    }
+    gemm<S>(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, dout, OC, dw, C, dw_set ? 0.f : 1.f);
     if (db) cuda_bias_grad_add<S>((S *)db, (const S *)dout, N, OC);
 }
 
 template <typename S>
 static void cuda_matmul_backward(void *dinp, void *dw, void *db, const void *dout, const void *inp,
-                                 const void *w, int N, int C, int OC) {
-    matmul_backward<S>(dinp, dw, db, dout, inp, w, N, C, OC, 0.f);
+                                 const void *w, int N, int C, int OC, int dw_set) {
+    matmul_backward<S>(dinp, dw, db, dout, inp, w, N, C, OC, 0.f, dw_set);
 }
 template <typename S>
 static void cuda_matmul_backward_add(void *dinp, void *dw, void *db, const void *dout,
-                                     const void *inp, const void *w, int N, int C, int OC) {
-    matmul_backward<S>(dinp, dw, db, dout, inp, w, N, C, OC, 1.f);
+                                     const void *inp, const void *w, int N, int C, int OC,
+                                     int dw_set) {
+    matmul_backward<S>(dinp, dw, db, dout, inp, w, N, C, OC, 1.f, dw_set);
 }
 
 // members in order: dinp += dout_i @ w_i (one GEMM each, rounded after each as the separate
@@ -366,13 +390,18 @@ static void cuda_matmul_backward_add(void *dinp, void *dw, void *db, const void 
 template <typename S>
 static void cuda_matmul_backward_add_batched(void *dinp, void *dw, void *db, const void *dout,
                                              const void *inp, const void *w, int N, int C, int OC,
-                                             int batch, size_t w_stride, size_t out_stride) {
-    if (!N || batch <= 0) return;
+                                             int batch, size_t w_stride, size_t out_stride,
+                                             int dw_set) {
+    if (batch <= 0) return;
+    if (!N) {
+        if (dw_set) zero_dw<S>(dw, C, OC, batch, w_stride);
+        return;
+    }
     for (int i = 0; i < batch; i++)
         gemm<S>(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, (const S *)w + i * w_stride, C,
                 (const S *)dout + i * out_stride, OC, dinp, C, 1.f);
     gemm_batched<S>(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, 0, dout, OC, out_stride, dw, C,
-                    w_stride, 1.f, batch);
+                    w_stride, dw_set ? 0.f : 1.f, batch);
     if (db && OC) {
         const void *ones = cuda_ones((size_t)N, sizeof(S) == 2);
         // col-major: dout_i is (OC,N), ones (N,1), db_i (OC,1)

@@ -89,8 +89,8 @@ static void w_mm_f(void *out, const void *inp, const void *w, const void *b, int
     TIMED(T_MM_F, g_inner.matmul_forward(out, inp, w, b, N, C, OC));
 }
 static void w_mm_b(void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w,
-                   int N, int C, int OC) {
-    TIMED(T_MM_B, g_inner.matmul_backward(dinp, dw, db, dout, inp, w, N, C, OC));
+                   int N, int C, int OC, int dw_set) {
+    TIMED(T_MM_B, g_inner.matmul_backward(dinp, dw, db, dout, inp, w, N, C, OC, dw_set));
 }
 static void w_att_f(void *out, float *lse, const void *q, const void *k, const void *v,
                     const int32_t *lengths, int B, int T, int C, int NH, float p,

@@ -168,7 +168,7 @@ static void check_op_budgets(const struct ops *o) {
     o->matmul_forward(out, d, q, wpe, B * T, C, C);
     unsigned long long fk = cudasim_launch_count() - g_k0, fg = g_gemms - g_g0;
     count_start();
-    o->matmul_backward(out, q, wpe, d, v, k, B * T, C, C);
+    o->matmul_backward(out, q, wpe, d, v, k, B * T, C, C, 0);
     printf("info matmul_forward (bias) %llu kernels + %llu GEMMs, matmul_backward (bias) %llu "
            "kernels + %llu GEMMs\n",
            fk, fg, cudasim_launch_count() - g_k0, g_gemms - g_g0);

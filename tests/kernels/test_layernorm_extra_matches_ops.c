@@ -79,7 +79,7 @@ static void check(const struct ops *o, int B, int T, int C, int padded, float p)
         o->dropout_residual(drop0, NULL, dinp0, NULL, B, T, C, p, &key);
         branch = drop0;
     }
-    o->matmul_backward(NULL, dwx, bias0, branch, x1, dwx, N, 1, C);
+    o->matmul_backward(NULL, dwx, bias0, branch, x1, dwx, N, 1, C, 0);
     struct ln_backward_extra ex = {p, NULL, p > 0.0f ? drop1 : NULL, &key, bias1};
     o->layernorm_backward(dinp1, dw1, db1, dout, inp, w, mean, rstd, N, C, len, T, &ex);
     same(o, dinp0, dinp1, nc, "branch: dinp", shape);
