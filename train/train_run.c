@@ -300,7 +300,7 @@ int train_run_setup(struct train_run *r) {
                masked ? "; MLM and TLM steps count the output layer on their predicted "
                         "positions only"
                       : "");
-        if (r->accum > 1)
+        if (r->m.grad_buffers > 1)
             printf("gradient buffers: %d (%.0f MB each), the accumulator read and written once "
                    "per %d micro-batch%s (train.grad_buffers)\n",
                    r->m.grad_buffers, (double)r->m.grad_stride / 1e6, r->m.grad_buffers,
