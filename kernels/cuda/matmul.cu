@@ -81,17 +81,12 @@ struct lt_key {
     cudaDataType_t t;
     uint32_t align[3]; /* A, B, D (C is D) */
 };
-struct lt_plan {
-    lt_key key;
-    int found;
-    cublasLtMatmulAlgo_t algo;
-};
-
-// descriptors of D (m,n) = op_T(A) (m,k) op_N(B) (k,n) + bias, column-major, lda = ldb = k
+// descriptors of D (m,n) = op_T(A) (m,k) op_N(B) (k,n) + bias, column-major, lda = ldb = k; the
+// bias pointer is set before each call
 struct lt_descs {
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, d;
-    lt_descs(const lt_key &q, const void *bias) {
+    explicit lt_descs(const lt_key &q) {
         int32_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
         uint32_t epi = CUBLASLT_EPILOGUE_BIAS;
         cublasCheck(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -101,34 +96,40 @@ struct lt_descs {
             cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
         cublasCheck(
             cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-        cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
-                                                   sizeof bias));
         cublasCheck(cublasLtMatrixLayoutCreate(&a, q.t, (uint64_t)q.k, (uint64_t)q.m, q.k));
         cublasCheck(cublasLtMatrixLayoutCreate(&b, q.t, (uint64_t)q.k, (uint64_t)q.n, q.k));
         cublasCheck(cublasLtMatrixLayoutCreate(&d, q.t, (uint64_t)q.m, (uint64_t)q.n, q.m));
     }
-    ~lt_descs() {
-        cublasLtMatrixLayoutDestroy(d);
-        cublasLtMatrixLayoutDestroy(b);
-        cublasLtMatrixLayoutDestroy(a);
-        cublasLtMatmulDescDestroy(op);
+    void set_bias(const void *bias) {
+        cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                   sizeof bias));
     }
 };
 
-// the plan of a problem, the heuristic asked the first time (a small table: a model has few
-// shapes; when full, the oldest entry goes)
+// a problem's descriptors and the algorithm cuBLASLt's heuristic chose for it (found)
+struct lt_plan {
+    lt_key key;
+    lt_descs *ds;
+    int found;
+    cublasLtMatmulAlgo_t algo;
+};
+
+// the plan of a problem, made the first time it is asked for and kept for the process's life
+// (like the backend, which is never torn down: g_cuda.lt is the handle they were made with).
+// A model has few shapes; past the table's size a problem gets no plan (NULL) and takes the
+// broadcast + GEMM path.
 static const lt_plan *lt_plan_for(const lt_key &q, const void *bias) {
-    enum { SLOTS = 32 };
+    enum { SLOTS = 64 };
     static lt_plan plans[SLOTS];
-    static int used, next;
+    static int used;
     for (int i = 0; i < used; i++)
         if (!memcmp(&plans[i].key, &q, sizeof q)) return &plans[i];
-    lt_plan *p = &plans[next];
-    next = (next + 1) % SLOTS;
-    if (used < SLOTS) used++;
+    if (used == SLOTS) return NULL;
+    lt_plan *p = &plans[used++];
     memset(p, 0, sizeof *p);
     p->key = q;
-    lt_descs ds(q, bias);
+    p->ds = new lt_descs(q);
+    p->ds->set_bias(bias); /* the heuristic is asked about a complete problem */
     cublasLtMatmulPreference_t pref;
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
     uint64_t ws = CUDA_BLAS_WORKSPACE;
@@ -146,6 +147,7 @@ static const lt_plan *lt_plan_for(const lt_key &q, const void *bias) {
         cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, al[i], &av[i], sizeof av[i]));
     cublasLtMatmulHeuristicResult_t r;
     int n = 0;
+    const lt_descs &ds = *p->ds;
     /* no algorithm (an error status or none returned): the broadcast + GEMM path instead */
     if (cublasLtMatmulAlgoGetHeuristic(g_cuda.lt, ds.op, ds.a, ds.b, ds.d, ds.d, pref, 1, &r, &n) ==
             CUBLAS_STATUS_SUCCESS &&
@@ -172,7 +174,8 @@ static void gemm_bias_lt(const lt_plan *p, const void *A, const void *B, const v
     const lt_key &q = p->key;
     const float alpha = 1.f, beta = 0.f;
     if (!cuda_call_admit("gemm_bias", q.m, q.n, q.k, A, B, bias, (const void *)D, q.t)) return;
-    lt_descs ds(q, bias);
+    lt_descs &ds = *p->ds;
+    ds.set_bias(bias);
     cublasCheck(cublasLtMatmul(g_cuda.lt, ds.op, &alpha, A, ds.a, B, ds.b, &beta, D, ds.d, D, ds.d,
                                &p->algo, g_cuda.blas_workspace, CUDA_BLAS_WORKSPACE,
                                g_cuda.stream));
@@ -188,11 +191,10 @@ static int matmul_forward_lt(void *out, const void *inp, const void *w, const vo
         for (int i = 0; i < batch; i++) {
             const S *wi = (const S *)w + i * w_stride, *bi = (const S *)b + i * w_stride;
             S *oi = (S *)out + i * out_stride;
-            /* a copy: a later lookup may reuse the table's slot */
-            lt_plan p = *lt_plan_for(lt_key_of<S>(OC, N, C, wi, inp, oi), bi);
+            const lt_plan *p = lt_plan_for(lt_key_of<S>(OC, N, C, wi, inp, oi), bi);
             /* an unaligned bias: one the epilogue's vector loads may not read */
-            if (!p.found || (uintptr_t)bi % 16) return 0;
-            if (pass) gemm_bias_lt(&p, wi, inp, bi, oi);
+            if (!p || !p->found || (uintptr_t)bi % 16) return 0;
+            if (pass) gemm_bias_lt(p, wi, inp, bi, oi);
         }
     return 1;
 }

@@ -10,7 +10,11 @@
 #      watchdog (watchdog_seconds = 10) ends the job with exit 76; job-lib.sh requeues it, it
 #      resumes from its last checkpoint and completes with the uninterrupted run's losses;
 #   3. a hung rank: the xlmc of n2 gets SIGSTOP mid-run: the watchdog (watchdog_seconds = 5)
-#      ends the job with exit 76, job-lib.sh requeues it, it resumes and completes.
+#      ends the job with exit 76, job-lib.sh requeues it, it resumes and completes;
+#   4. a crash at start-up: in the job's first step rank 0 dies of SIGSEGV before MPI_Init
+#      (seen in CI inside Open MPI's MPI_Init) and leaves rank 1 waiting in MPI_Init: job-lib.sh
+#      ends the step at once (status 78), launches it again in the allocation, and the job
+#      completes.
 # Needs root (daemons, namespaces, apt-get); exits 77 (skipped) without it. Cancels its jobs,
 # stops the daemons it started and deletes its namespaces on every exit.
 set -uo pipefail
@@ -148,7 +152,7 @@ requeued=$(XLMC_CONFIG=$work/long.ini XLMC_RUN_DIR=$work/run-requeued sbatch --p
     "${shape[@]}" --time=1 --signal=B:USR1@50 --output="$work/requeued.out" \
     "$src/slurm/pretrain.sbatch") || fail "sbatch"
 reference=$(XLMC_CONFIG=$work/long.ini XLMC_RUN_DIR=$work/run-reference sbatch --parsable \
-    "${shape[@]}" --time=30 --no-requeue --output="$work/reference.out" \
+    "${shape[@]}" --time=30 --output="$work/reference.out" \
     "$src/slurm/pretrain.sbatch") || fail "sbatch (reference)"
 wait_jobs 500 "$requeued" "$reference"
 read -r state restarts < <(job_state "$requeued")
@@ -207,4 +211,28 @@ if [ "$state" != COMPLETED ] || [ "$restarts" -lt 1 ]; then
 fi
 same_losses "$work/run-hang/metrics.jsonl" "$work/run-reference/metrics.jsonl" subset ||
     fail "the losses after the hang differ from the uninterrupted run's"
+# ---- 4. a task crashes at start-up: the step is ended at once and launched again ----
+say "4. crash at start-up"
+cat >"$work/crash-at-start" <<EOF
+#!/bin/bash
+# the first step's rank 0 dies of SIGSEGV before it reaches MPI_Init; then the real xlmc
+if [ "\${SLURM_PROCID:-0}" = 0 ] && mkdir "$work/crashed-once" 2>/dev/null; then kill -SEGV \$\$; fi
+exec "$xlmc" "\$@"
+EOF
+chmod +x "$work/crash-at-start"
+config "$work/crash.ini" 300
+crash=$(XLMC_BIN=$work/crash-at-start XLMC_CONFIG=$work/crash.ini XLMC_RUN_DIR=$work/run-crash \
+    sbatch --parsable "${shape[@]}" --time=30 --output="$work/crash.out" \
+    "$src/slurm/pretrain.sbatch") || fail "sbatch"
+wait_jobs 200 "$crash"
+read -r state restarts < <(job_state "$crash")
+echo "crash-at-start job: $state after $restarts restart(s)"
+grep -q "task 0: Segmentation fault.*: ending the job step" "$work/crash.out" ||
+    fail "job-lib.sh did not end the step after the crash"
+grep -q "a rank crashed (1 of 3): launching the step again" "$work/crash.out" ||
+    fail "job-lib.sh did not launch the step again after the crash"
+[ "$state" = COMPLETED ] || fail "the job did not complete"
+grep -q "xlmc exited with status 0" "$work/crash.out" || fail "the second step did not end well"
+same_losses "$work/run-crash/metrics.jsonl" "$work/run-reference/metrics.jsonl" subset ||
+    fail "the losses after the crash differ from the uninterrupted run's"
 say "all two-node checks passed"
