@@ -75,8 +75,11 @@ wait_jobs() {
         local running=0
         for id in "$@"; do
             st=$(job_state "$id")
+            # only a final state ends the wait: an empty one (scontrol failed, slurmctld busy)
+            # once ended it while a job was between its requeue and its next start
             case ${st%% *} in
-            PENDING | RUNNING | CONFIGURING | COMPLETING | REQUEUED | REQUEUE_HOLD | RESIZING | SUSPENDED) running=1 ;;
+            COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | PREEMPTED | BOOT_FAIL | DEADLINE | OUT_OF_MEMORY) ;;
+            *) running=1 ;;
             esac
         done
         [ $running = 0 ] && return 0
