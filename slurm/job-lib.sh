@@ -161,7 +161,10 @@ job_run() {
             # a step that ended by itself after a crash (one task, or the last line came late)
             case $status in
             0 | "$XLMC_EXIT_REQUEUE" | "$XLMC_EXIT_HUNG") ;;
-            *) grep -q -E "$XLMC_CRASH_RE" "$srun_errors" && status=$XLMC_EXIT_CRASHED ;;
+            *)
+                sleep 1 # srun's last lines may still be on their way through tee and grep
+                grep -q -E "$XLMC_CRASH_RE" "$srun_errors" && status=$XLMC_EXIT_CRASHED
+                ;;
             esac
         fi
         step_pid=""
