@@ -78,15 +78,15 @@ job_steps() { # the job's steps now, batch and extern steps left out
     squeue -h --steps --jobs="$SLURM_JOB_ID" -o %i 2>/dev/null | grep -E "^$SLURM_JOB_ID\.[0-9]+$"
 }
 
-# Ends the job step now, before a requeue. Its tasks get SIGKILL (a rank still in MPI_Init holds
-# SIGTERM back, so Slurm's own cancel would wait KillWait for it); srun then ends by itself once
-# their slurmstepds have reported to it, which lets those finish cleanly (with srun gone first,
-# a slurmstepd whose task sat in MPI_Init lingered, and the requeued job's step, which gets the
-# same id, failed to launch beside it: "pmixp_usock_create_srv: Cannot bind() UNIX socket ...:
-# Address already in use"). srun waiting for a task nobody reports (a lost node) gets SIGKILL
-# after 10 s, so that it sends nothing more: left alive, it would answer the requeue's SIGTERM by
-# killing its step KillWait+2 s later, when that step id belongs to the requeued job's new step.
-# Then waits, at most 60 s, until Slurm lists no step of the job.
+# Ends the job step now, before a requeue or a relaunch. Its tasks get SIGKILL (a rank still in
+# MPI_Init holds SIGTERM back, so Slurm's own cancel would wait KillWait for it); srun then ends
+# by itself once their slurmstepds have reported to it, which lets those finish cleanly (with
+# srun gone first, a slurmstepd whose task sat in MPI_Init lingered, and the requeued job's
+# step, which gets the same id, failed to launch beside it: "pmixp_usock_create_srv: Cannot
+# bind() UNIX socket ...: Address already in use"). srun waiting for a task nobody reports (a
+# lost node) gets SIGKILL after 10 s, so that it sends nothing more: left alive, it would answer
+# the requeue's SIGTERM by killing its step KillWait+2 s later, when that step id belongs to the
+# requeued job's new step. Then waits, at most 60 s, until Slurm lists no step of the job.
 job_end_step() {
     local t
     for t in $(job_steps); do
