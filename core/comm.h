@@ -21,6 +21,15 @@ struct comm {
      * after the bucket's values are final), same contract as allreduce_sum_f32_start. NULL:
      * the caller starts the k sums one by one (MPI: the same k requests either way). */
     int (*allreduce_bucket_start)(struct comm *c, float *const *x, const size_t *n, int k);
+    /* x[i] (n[i]) fp32, i < k: k sums started as one bucket, sum i landing in x[i] on rank
+     * root[i] only (the sharded optimizer: each slice goes to the rank that updates it);
+     * on the other ranks x[i] is left undefined. Same contract as allreduce_bucket_start
+     * otherwise, completed by allreduce_wait. NULL: not offered (the caller all-reduces). */
+    int (*reduce_bucket_start)(struct comm *c, float *const *x, const size_t *n, const int *root,
+                               int k);
+    /* x: lo[world] elements of elem bytes in the backend's memory; rank r's elements
+     * [lo[r], lo[r+1]) reach every rank (in place; lo nondecreasing, lo[0] = 0). Blocking. */
+    int (*allgather_shards)(struct comm *c, void *x, const size_t *lo, size_t elem);
     /* waits for every sum started since the last wait; x then holds the result */
     int (*allreduce_wait)(struct comm *c);
     /* x (n) fp64 host: in-place sum over ranks (losses, counts, norms) */

@@ -67,15 +67,20 @@ struct mpi_pending {
     int n, cap;
 };
 
+/* room for one more request at p->req[p->n] */
+static void pending_slot(struct mpi_pending *p) {
+    if (p->n == p->cap) {
+        p->cap = p->cap ? 2 * p->cap : 64;
+        p->req = xrealloc(p->req, (size_t)p->cap * sizeof *p->req);
+    }
+}
+
 static int mpi_sum_f32_start(struct comm *c, float *x, size_t n) {
     struct mpi_pending *p = c->impl;
     if (c->world == 1) return 0; /* as mpi_sum_f32: nothing to start, nothing to wait for */
     for (size_t off = 0; off < n; off += COMM_CHUNK) {
         size_t k = n - off < COMM_CHUNK ? n - off : COMM_CHUNK;
-        if (p->n == p->cap) {
-            p->cap = p->cap ? 2 * p->cap : 64;
-            p->req = xrealloc(p->req, (size_t)p->cap * sizeof *p->req);
-        }
+        pending_slot(p);
         if (mpi_check(MPI_Iallreduce(MPI_IN_PLACE, x + off, (int)k, MPI_FLOAT, MPI_SUM,
                                      MPI_COMM_WORLD, &p->req[p->n]),
                       "MPI_Iallreduce"))
@@ -88,6 +93,61 @@ static int mpi_sum_f32_start(struct comm *c, float *x, size_t n) {
     if (mpi_check(MPI_Testall(p->n, p->req, &done, MPI_STATUSES_IGNORE), "MPI_Testall")) return -1;
     if (done) p->n = 0;
     return 0;
+}
+
+/* Each slice's sum to its owner (MPI_Ireduce, in place there), chunked like the sums. */
+static int mpi_reduce_bucket_start(struct comm *c, float *const *x, const size_t *n,
+                                   const int *root, int k) {
+    struct mpi_pending *p = c->impl;
+    if (c->world == 1) return 0;
+    for (int i = 0; i < k; i++)
+        for (size_t off = 0; off < n[i]; off += COMM_CHUNK) {
+            size_t cnt = n[i] - off < COMM_CHUNK ? n[i] - off : COMM_CHUNK;
+            float *buf = x[i] + off;
+            pending_slot(p);
+            int rc = c->rank == root[i]
+                         ? MPI_Ireduce(MPI_IN_PLACE, buf, (int)cnt, MPI_FLOAT, MPI_SUM, root[i],
+                                       MPI_COMM_WORLD, &p->req[p->n])
+                         : MPI_Ireduce(buf, NULL, (int)cnt, MPI_FLOAT, MPI_SUM, root[i],
+                                       MPI_COMM_WORLD, &p->req[p->n]);
+            if (mpi_check(rc, "MPI_Ireduce")) return -1;
+            p->n++;
+        }
+    int done = 0; /* as in mpi_sum_f32_start: let the started sums move */
+    if (mpi_check(MPI_Testall(p->n, p->req, &done, MPI_STATUSES_IGNORE), "MPI_Testall")) return -1;
+    if (done) p->n = 0;
+    return 0;
+}
+
+/* MPI_Allgatherv in place, counted in elements of elem bytes (an MPI type of that size). */
+static int mpi_allgather_shards(struct comm *c, void *x, const size_t *lo, size_t elem) {
+    if (c->world == 1) return 0;
+    int *counts = xcalloc((size_t)c->world, sizeof *counts);
+    int *displs = xcalloc((size_t)c->world, sizeof *displs);
+    int rc = 0;
+    for (int r = 0; r < c->world && !rc; r++) {
+        if (lo[r + 1] > (size_t)INT_MAX || elem > (size_t)INT_MAX)
+            rc = xlmc_error("gathering the optimizer's shards: %zu elements of %zu bytes do not "
+                            "fit MPI's int counts",
+                            lo[c->world], elem);
+        counts[r] = (int)(lo[r + 1] - lo[r]);
+        displs[r] = (int)lo[r];
+    }
+    MPI_Datatype t;
+    if (!rc) rc = mpi_check(MPI_Type_contiguous((int)elem, MPI_BYTE, &t), "MPI_Type_contiguous");
+    if (!rc) {
+        rc = mpi_check(MPI_Type_commit(&t), "MPI_Type_commit");
+        if (!rc) {
+            mark_enter("MPI_Allgatherv (optimizer shards)");
+            rc = mark_leave(mpi_check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x, counts,
+                                                     displs, t, MPI_COMM_WORLD),
+                                      "MPI_Allgatherv"));
+        }
+        MPI_Type_free(&t);
+    }
+    free(counts);
+    free(displs);
+    return rc ? -1 : 0;
 }
 
 static int mpi_wait(struct comm *c) {
@@ -160,6 +220,8 @@ struct comm *comm_mpi_create(void) {
     c->allreduce_sum_f32 = mpi_sum_f32;
     c->allreduce_sum_f32_start = mpi_sum_f32_start;
     c->allreduce_wait = mpi_wait;
+    c->reduce_bucket_start = mpi_reduce_bucket_start;
+    c->allgather_shards = mpi_allgather_shards;
     c->allreduce_sum_f64 = mpi_sum_f64;
     c->allreduce_max_int = mpi_max_int;
     c->broadcast = mpi_broadcast;

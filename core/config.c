@@ -78,6 +78,7 @@ static const struct key_spec KEYS[] = {
     {"train", "keep_last", K_INT, T(keep_last), 0, 1, 1 << 20, "3"},
     {"train", "eval_batches", K_INT, T(eval_batches), 0, 0, 1 << 30, "0"},
     {"train", "overlap_allreduce", K_BOOL, T(overlap_allreduce), 0, 0, 1, "true"},
+    {"train", "shard_optimizer", K_BOOL, T(shard_optimizer), 0, 0, 1, "false"},
     {"train", "cuda_graphs", K_BOOL, T(cuda_graphs), 0, 0, 1, "true"},
     {"train", "grad_buffers", K_INT, T(grad_buffers), 0, 0, 8, "0"},
     {"train", "watchdog_seconds", K_FLOAT, T(watchdog_seconds), 0, 0, 1e9, "300"},

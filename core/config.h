@@ -66,6 +66,11 @@ struct train_config {
     int overlap_allreduce;  /* with several ranks, sum each layer's gradient while backward
                              * computes the layers below (default); false sums it in one call
                              * after backward: bit-identical updates, slower (for debugging) */
+    int shard_optimizer;    /* with several ranks, each keeps and updates 1/world of the
+                             * optimizer's work: its gradient shard is summed on it alone,
+                             * it alone runs Adam there, then the updated weights are gathered
+                             * (ZeRO stage 1 / Megatron's distributed optimizer); false
+                             * (default): every rank updates everything */
     int cuda_graphs;        /* on a GPU, replay each micro-batch's kernels as recorded CUDA
                              * Graphs (default); false launches them one by one: bit-identical
                              * results, slower (for debugging) */

@@ -29,13 +29,14 @@ float optim_clip_coef(double norm, float clip_norm);
  * tensors with param_tensor.decay, else 0. The caller frees it. */
 uint8_t *optim_decay_mask(const struct model *m);
 
-/* One Adam update of the whole arena, through ops->adam_update:
- * master (num_params fp32 in the backend's memory: m->master on the CPU) and the storage
- * copy m->weights move along
- * grad (num_params, fp32 accumulated gradient) * grad_scale; mom_m, mom_v (num_params) are
- * the moments; decay_mask (num_params) limits decoupled weight decay; step is 0-based. */
-void optim_adam_update(struct model *m, float *master, const float *grad, float *mom_m,
-                       float *mom_v, const uint8_t *decay_mask, float lr, float grad_scale,
-                       long step);
+/* One Adam update of the arena's elements [lo, hi) (0 and num_params: the whole arena; the
+ * sharded optimizer: its own shard), through ops->adam_update. The pointers are the whole
+ * arenas': master (num_params fp32 in the backend's memory: m->master on the CPU) and the
+ * storage copy m->weights move along grad (num_params, fp32 accumulated gradient) *
+ * grad_scale; mom_m, mom_v (num_params) are the moments; decay_mask (num_params) limits
+ * decoupled weight decay; step is 0-based. */
+void optim_adam_update(struct model *m, size_t lo, size_t hi, float *master, const float *grad,
+                       float *mom_m, float *mom_v, const uint8_t *decay_mask, float lr,
+                       float grad_scale, long step);
 
 #endif

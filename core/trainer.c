@@ -34,6 +34,31 @@ int trainer_init(struct trainer *t, struct model *m, struct comm *c) {
     free(mask);
     scaler_init(&t->scaler, &m->cfg.train);
     trainer_master_changed(t);
+    if (m->cfg.train.shard_optimizer && c && c->world > 1 && c->allgather_shards) {
+        /* 64-element bounds keep every shard's vectors aligned for the update's loads */
+        size_t q = (n + (size_t)c->world - 1) / (size_t)c->world;
+        q = (q + 63) / 64 * 64;
+        t->shard_lo = xcalloc((size_t)c->world + 1, sizeof *t->shard_lo);
+        for (int r = 0; r <= c->world; r++)
+            t->shard_lo[r] = (size_t)r * q < n ? (size_t)r * q : n;
+    }
+    return 0;
+}
+
+int trainer_gather_state(struct trainer *t) {
+    if (!t->shard_lo || !t->state_partial) return 0;
+    struct model *m = t->m;
+    struct comm *c = t->comm;
+    float *master = t->master_dev ? t->master_dev : m->master;
+    /* where the weights are the master, allgather_shards already brought it whole */
+    int rc = (master != (float *)m->weights &&
+              c->allgather_shards(c, master, t->shard_lo, sizeof(float))) ||
+             c->allgather_shards(c, t->adam_m, t->shard_lo, sizeof(float)) ||
+             c->allgather_shards(c, t->adam_v, t->shard_lo, sizeof(float));
+    if (rc)
+        return xlmc_error("step %ld: gathering the optimizer's shards over %d ranks failed",
+                          t->step, c->world);
+    t->state_partial = 0;
     return 0;
 }
 
@@ -56,6 +81,7 @@ void trainer_free(struct trainer *t) {
     if (t->adam_v) ops->free(t->adam_v);
     if (t->decay_mask) ops->free(t->decay_mask);
     if (t->master_dev) ops->free(t->master_dev);
+    free(t->shard_lo);
     memset(t, 0, sizeof *t);
 }
 
@@ -86,6 +112,37 @@ static void acc_flush(const struct trainer *t, struct ops_tensor_list *l) {
 /* The stacked tensors (one slice per layer) are qw ... ln2b in the arena's order. */
 static int is_layer_tensor(int id) {
     return id >= P_QW && id <= P_LN2B;
+}
+
+/* The bucket's slices x[i] (len[i]) of the accumulator, cut at the shard bounds, each piece
+ * summed on the rank that owns it. */
+static int reduce_to_owners(const struct trainer *t, float *const *x, const size_t *len, int k) {
+    struct comm *c = t->comm;
+    const size_t *lo = t->shard_lo;
+    size_t cap = (size_t)k * ((size_t)c->world + 1), np = 0;
+    float **px = xmalloc(cap * sizeof *px);
+    size_t *pn = xmalloc(cap * sizeof *pn);
+    int *root = xmalloc(cap * sizeof *root);
+    for (int i = 0; i < k; i++) {
+        size_t a = (size_t)(x[i] - t->grad_acc), end = a + len[i];
+        int r = 0;
+        while (r + 1 < c->world && lo[r + 1] <= a)
+            r++;
+        for (; a < end; r++) {
+            size_t b = r + 1 < c->world && lo[r + 1] < end ? lo[r + 1] : end;
+            if (b > a) {
+                px[np] = t->grad_acc + a;
+                pn[np] = b - a;
+                root[np++] = r;
+            }
+            a = b;
+        }
+    }
+    int rc = c->reduce_bucket_start(c, px, pn, root, (int)np);
+    free(px);
+    free(pn);
+    free(root);
+    return rc;
 }
 
 /* model_backward's grad_ready hook on the last micro-batch: layer >= 0 gives the layer-l
@@ -121,6 +178,10 @@ static void trainer_grad_ready(void *ctx, int layer) {
     acc_flush(t, &add);
     if (t->ovl_failed || !k) return;
     struct comm *c = t->comm;
+    if (t->shard_lo && c->reduce_bucket_start) {
+        t->ovl_failed = reduce_to_owners(t, x, len, k) != 0;
+        return;
+    }
     if (c->allreduce_bucket_start) {
         t->ovl_failed = c->allreduce_bucket_start(c, x, len, k) != 0;
         return;
@@ -241,12 +302,21 @@ static int trainer_apply(struct trainer *t, struct step_stats *out) {
     /* The accumulator still carries the loss scale. Its squared norm in fp64 is finite
      * exactly when every element is, so one pass gives both the overflow flag and the norm;
      * the unscaling then rides along in Adam's grad_scale instead of a pass of its own. */
-    double norm2 = ops->norm_squared(t->grad_acc, m->num_params);
+    size_t lo = 0, hi = m->num_params;
+    if (t->shard_lo) lo = t->shard_lo[t->comm->rank], hi = t->shard_lo[t->comm->rank + 1];
+    double norm2 = hi > lo ? ops->norm_squared(t->grad_acc + lo, hi - lo) : 0.0;
     int overflow = !isfinite(norm2);
-    /* Identical accumulators give identical flags, but a rank must never update alone. */
-    if (t->comm->allreduce_max_int(t->comm, &overflow, 1))
+    if (t->shard_lo) {
+        /* the shards' sum: an inf or NaN in any shard leaves it non-finite on every rank */
+        if (t->comm->allreduce_sum_f64(t->comm, &norm2, 1))
+            return xlmc_error("step %ld: summing the gradient norm over %d ranks failed",
+                              t->step, t->comm->world);
+        overflow = !isfinite(norm2);
+    } else if (t->comm->allreduce_max_int(t->comm, &overflow, 1)) {
+        /* identical accumulators give identical flags, but a rank must never update alone */
         return xlmc_error("step %ld: agreeing on the overflow flag over %d ranks failed", t->step,
                           t->comm->world);
+    }
     out->grad_norm = (float)(sqrt(norm2) / scale);
 
     if (overflow) {
@@ -265,9 +335,15 @@ static int trainer_apply(struct trainer *t, struct step_stats *out) {
     size_t bytes = m->num_params * sizeof(float);
     if (t->master_dev && t->master_dev_stale) ops->to_device(t->master_dev, m->master, bytes);
     t->master_dev_stale = 0;
-    optim_adam_update(m, t->master_dev ? t->master_dev : m->master, t->grad_acc, t->adam_m,
-                      t->adam_v, t->decay_mask, out->lr, coef / scale, t->step);
+    optim_adam_update(m, lo, hi, t->master_dev ? t->master_dev : m->master, t->grad_acc,
+                      t->adam_m, t->adam_v, t->decay_mask, out->lr, coef / scale, t->step);
     t->master_host_stale = t->master_dev != NULL;
+    if (t->shard_lo) {
+        t->state_partial = 1;
+        if (t->comm->allgather_shards(t->comm, m->weights, t->shard_lo, ops->storage_bytes))
+            return xlmc_error("step %ld: gathering the updated weights over %d ranks failed",
+                              t->step, t->comm->world);
+    }
     t->step++;
     return scaler_update(&t->scaler, 0);
 }

@@ -95,6 +95,15 @@ struct trainer {
      * sources: the gradient buffers still to add, from the first) */
     struct ops_tensor_list ovl_add;
     int ovl_failed; /* a start failed: the step fails after the wait */
+    /* The sharded optimizer (train.shard_optimizer with several ranks; NULL: every rank
+     * updates the whole arena). Rank r owns [shard_lo[r], shard_lo[r + 1]) of the arena, a
+     * contiguous 1/world of it: its gradient is summed on r alone (comm->reduce_bucket_start;
+     * an all-reduce where the communicator has none), r alone runs Adam on it, and
+     * comm->allgather_shards then brings its storage weights to every rank. The master
+     * weights and the moments outside a rank's shard lag (state_partial) until
+     * trainer_gather_state. The norm is the sum of the shards' squared norms over ranks. */
+    size_t *shard_lo;  /* world + 1 bounds, multiples of 64 elements but the last */
+    int state_partial; /* master weights and moments whole only in the own shard */
 };
 
 /* Allocate the accumulator, zeroed Adam moments and the decay mask; scaler from the config;
@@ -117,6 +126,9 @@ int trainer_reserve(struct trainer *t, int n_micro);
  * scale fell below its floor, or the fp32 gradient is not finite (diverged). */
 int trainer_step(struct trainer *t, const struct batch *micro, int n_micro, struct step_stats *out);
 
+/* Sharded optimizer: every rank gathers the whole master weights and moments (before a
+ * checkpoint: every rank must call it). 0, or -1 after printing an error. No-op otherwise. */
+int trainer_gather_state(struct trainer *t);
 /* Bring m->master up to date with the device's master weights (no-op when it is). */
 void trainer_master_to_host(struct trainer *t);
 /* m->master was written (restored, imported): the device copy follows it at the next update. */

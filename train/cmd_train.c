@@ -263,6 +263,8 @@ static int run_eval(struct train_run *r) {
 /* Rank 0 writes, everyone waits for it: a rank must not exit before the checkpoint exists. */
 static int run_checkpoint(struct train_run *r, char *path, size_t len) {
     int rc = 0;
+    /* the sharded optimizer's state is whole on every rank only after this */
+    if (trainer_gather_state(&r->t)) return -1;
     if (r->comm->rank == 0) {
         struct loader_state ls[XLMC_MAX_OBJECTIVES];
         objectives_get_state(&r->obj, ls);

@@ -305,6 +305,10 @@ int train_run_setup(struct train_run *r) {
                    "per %d micro-batch%s (train.grad_buffers)\n",
                    r->m.grad_buffers, (double)r->m.grad_stride / 1e6, r->m.grad_buffers,
                    r->m.grad_buffers > 1 ? "es" : "");
+        if (r->t.shard_lo)
+            printf("optimizer sharded over %d ranks (train.shard_optimizer): this rank updates "
+                   "%zu of %zu parameters\n",
+                   r->comm->world, r->t.shard_lo[1] - r->t.shard_lo[0], r->m.num_params);
         if (r->ops->graph_begin)
             printf("CUDA graphs: %s\n",
                    r->cfg.train.cuda_graphs

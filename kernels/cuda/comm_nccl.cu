@@ -151,6 +151,44 @@ static int nccl_allreduce_bucket_start(struct comm *c, float *const *x, const si
     return failed ? -1 : 0;
 }
 
+// x[i] (n[i]) device fp32, i < k: one bucket as above, each slice summed into x[i] of rank
+// root[i] only (ncclReduce, in place there): half an all-reduce's traffic
+static int nccl_reduce_bucket_start(struct comm *c, float *const *x, const size_t *n,
+                                    const int *root, int k) {
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    if (nccl_gone(c, "gradient reduce (bucket)")) return -1;
+    cudaCheck(cudaEventRecord(im->ready, g_cuda.stream));
+    cudaCheck(cudaStreamWaitEvent(im->comm_stream, im->ready, 0));
+    if (nccl_ok(ncclGroupStart(), "group start")) return -1;
+    int failed = 0;
+    for (int i = 0; i < k; i++)
+        failed |= nccl_enqueued(im,
+                                ncclReduce(x[i], x[i], n[i], ncclFloat32, ncclSum, root[i],
+                                           im->nccl, im->comm_stream),
+                                "reduce (bucket)");
+    failed |= nccl_enqueued(im, ncclGroupEnd(), "group end (reduce bucket)");
+    return failed ? -1 : 0;
+}
+
+// x device, lo[world] elements of elem bytes: rank r's [lo[r], lo[r+1]) broadcast from r, all
+// in one group on the backend's stream (after the update that wrote them), then waited for
+static int nccl_allgather_shards(struct comm *c, void *x, const size_t *lo, size_t elem) {
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    if (nccl_gone(c, "gathering the optimizer's shards")) return -1;
+    if (nccl_ok(ncclGroupStart(), "group start")) return -1;
+    int failed = 0;
+    for (int r = 0; r < c->world; r++) {
+        if (lo[r + 1] == lo[r]) continue;
+        char *p = (char *)x + lo[r] * elem;
+        failed |= nccl_enqueued(
+            im, ncclBroadcast(p, p, (lo[r + 1] - lo[r]) * elem, ncclInt8, r, im->nccl, g_cuda.stream),
+            "broadcast (optimizer shard)");
+    }
+    failed |= nccl_enqueued(im, ncclGroupEnd(), "group end (optimizer shards)");
+    if (failed) return -1;
+    return nccl_wait(c, g_cuda.stream, "gathering the optimizer's shards");
+}
+
 static int nccl_allreduce_wait(struct comm *c) {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
     return nccl_wait(c, im->comm_stream, "gradient all-reduce (overlapped)");
@@ -271,6 +309,8 @@ static struct comm *nccl_create(const unsigned char *id, int rank, int world, in
     c->allreduce_sum_f32_start = nccl_allreduce_sum_f32_start;
     c->allreduce_bucket_start = nccl_allreduce_bucket_start;
     c->allreduce_wait = nccl_allreduce_wait;
+    c->reduce_bucket_start = nccl_reduce_bucket_start;
+    c->allgather_shards = nccl_allgather_shards;
     c->allreduce_sum_f64 = nccl_allreduce_sum_f64;
     c->allreduce_max_int = nccl_allreduce_max_int;
     c->broadcast = nccl_broadcast;

@@ -159,7 +159,7 @@ void group_barrier(Group *g) {
 }
 
 size_t type_bytes(ncclDataType_t t) {
-    return t == ncclFloat64 ? 8 : 4;
+    return t == ncclFloat64 ? 8 : t == ncclInt8 ? 1 : t == ncclFloat16 ? 2 : 4;
 }
 } // namespace
 
@@ -187,9 +187,10 @@ std::map<Group *, std::map<unsigned long long, std::vector<std::pair<const void 
 std::map<std::pair<Group *, int>, unsigned long long> g_nb_rank_next;
 int g_aborts;
 
-/* The rank-order sum (or max) of a complete collective into every rank's recv. */
+/* The rank-order sum (or max) of a complete collective into every rank's recv (root < 0)
+ * or into root's alone. */
 void nb_reduce(Group *g, std::vector<std::pair<const void *, void *>> &io, size_t count,
-               ncclDataType_t type, ncclRedOp_t op) {
+               ncclDataType_t type, ncclRedOp_t op, int root) {
     size_t eb = type_bytes(type);
     std::vector<unsigned char> out(count * eb);
     for (size_t i = 0; i < count; i++)
@@ -221,11 +222,12 @@ void nb_reduce(Group *g, std::vector<std::pair<const void *, void *>> &io, size_
             }
         }
     for (int r = 0; r < g->nranks; r++)
-        if (!out.empty()) memcpy(io[r].second, out.data(), out.size());
+        if (!out.empty() && (root < 0 || r == root)) memcpy(io[r].second, out.data(), out.size());
 }
 
+/* root < 0: an all-reduce, else a reduce to root */
 ncclResult_t nb_allreduce(const void *send, void *recv, size_t count, ncclDataType_t type,
-                          ncclRedOp_t op, ncclComm_t c, cudaStream_t s) {
+                          ncclRedOp_t op, int root, ncclComm_t c, cudaStream_t s) {
     std::lock_guard<std::mutex> lock(g_pending_mu);
     Group *g = c->group;
     unsigned long long gen = g_nb_rank_next[{g, c->rank}]++;
@@ -238,7 +240,7 @@ ncclResult_t nb_allreduce(const void *send, void *recv, size_t count, ncclDataTy
     for (auto &x : io)
         arrived += x.second != nullptr;
     if (arrived == g->nranks) {
-        nb_reduce(g, io, count, type, op);
+        nb_reduce(g, io, count, type, op, root);
         g_nb_buffers[g].erase(gen);
         for (PendingOp *q : g_pending)
             if (q->group == g && q->generation == gen) q->done = true;
@@ -377,7 +379,7 @@ ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataT
     if (!c || (op != ncclSum && op != ncclMax)) return ncclInvalidArgument;
     if (cudasim::graph::capturing(s)) cudasim::graph::fail("ncclAllReduce", NCCL_IN_CAPTURE);
     cudasim::count::nccl("allreduce", count * type_bytes(type), s);
-    if (!c->blocking) return nb_allreduce(send, recv, count, type, op, c, s);
+    if (!c->blocking) return nb_allreduce(send, recv, count, type, op, -1, c, s);
     Group *g = c->group;
     g->send[c->rank] = send;
     group_barrier(g);
@@ -410,6 +412,18 @@ ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataT
     group_barrier(g); /* nobody overwrites its send buffer before all have read it */
     if (!out.empty()) memcpy(recv, out.data(), out.size());
     return ncclSuccess;
+}
+
+/* Non-blocking communicators only (xlmc's): the reduce completes when the last rank arrives,
+ * like their all-reduce. */
+ncclResult_t ncclReduce(const void *send, void *recv, size_t count, ncclDataType_t type,
+                        ncclRedOp_t op, int root, ncclComm_t c, cudaStream_t s) {
+    if (!c || (op != ncclSum && op != ncclMax) || root < 0 || root >= c->group->nranks ||
+        c->blocking)
+        return ncclInvalidArgument;
+    if (cudasim::graph::capturing(s)) cudasim::graph::fail("ncclReduce", NCCL_IN_CAPTURE);
+    cudasim::count::nccl("reduce", count * type_bytes(type), s);
+    return nb_allreduce(send, recv, count, type, op, root, c, s);
 }
 
 ncclResult_t ncclBroadcast(const void *send, void *recv, size_t count, ncclDataType_t type,
