@@ -49,14 +49,13 @@ uint8_t *optim_decay_mask(const struct model *m) {
     return mask;
 }
 
-void optim_adam_update(struct model *m, size_t lo, size_t hi, float *master,
-                             const float *grad, float *mom_m, float *mom_v,
-                             const uint8_t *decay_mask, float lr, float grad_scale, long step) {
+void optim_adam_update(struct model *m, size_t lo, size_t hi, float *master, const float *grad,
+                       float *mom_m, float *mom_v, const uint8_t *decay_mask, float lr,
+                       float grad_scale, long step) {
     const struct train_config *tc = &m->cfg.train;
     if (hi <= lo) return;
     /* where the weights are the master there is nothing to copy to */
-    void *copy =
-        m->weights_are_master ? NULL : (char *)m->weights + lo * m->ops->storage_bytes;
+    void *copy = m->weights_are_master ? NULL : (char *)m->weights + lo * m->ops->storage_bytes;
     m->ops->adam_update(master + lo, copy, grad + lo, mom_m + lo, mom_v + lo, hi - lo, lr,
                         tc->beta1, tc->beta2, tc->adam_eps, tc->weight_decay, grad_scale,
                         (int)(step + 1), decay_mask + lo);

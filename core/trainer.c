@@ -309,8 +309,8 @@ static int trainer_apply(struct trainer *t, struct step_stats *out) {
     if (t->shard_lo) {
         /* the shards' sum: an inf or NaN in any shard leaves it non-finite on every rank */
         if (t->comm->allreduce_sum_f64(t->comm, &norm2, 1))
-            return xlmc_error("step %ld: summing the gradient norm over %d ranks failed",
-                              t->step, t->comm->world);
+            return xlmc_error("step %ld: summing the gradient norm over %d ranks failed", t->step,
+                              t->comm->world);
         overflow = !isfinite(norm2);
     } else if (t->comm->allreduce_max_int(t->comm, &overflow, 1)) {
         /* identical accumulators give identical flags, but a rank must never update alone */
@@ -335,8 +335,8 @@ static int trainer_apply(struct trainer *t, struct step_stats *out) {
     size_t bytes = m->num_params * sizeof(float);
     if (t->master_dev && t->master_dev_stale) ops->to_device(t->master_dev, m->master, bytes);
     t->master_dev_stale = 0;
-    optim_adam_update(m, lo, hi, t->master_dev ? t->master_dev : m->master, t->grad_acc,
-                      t->adam_m, t->adam_v, t->decay_mask, out->lr, coef / scale, t->step);
+    optim_adam_update(m, lo, hi, t->master_dev ? t->master_dev : m->master, t->grad_acc, t->adam_m,
+                      t->adam_v, t->decay_mask, out->lr, coef / scale, t->step);
     t->master_host_stale = t->master_dev != NULL;
     if (t->shard_lo) {
         t->state_partial = 1;

@@ -162,10 +162,10 @@ static int nccl_reduce_bucket_start(struct comm *c, float *const *x, const size_
     if (nccl_ok(ncclGroupStart(), "group start")) return -1;
     int failed = 0;
     for (int i = 0; i < k; i++)
-        failed |= nccl_enqueued(im,
-                                ncclReduce(x[i], x[i], n[i], ncclFloat32, ncclSum, root[i],
-                                           im->nccl, im->comm_stream),
-                                "reduce (bucket)");
+        failed |= nccl_enqueued(
+            im,
+            ncclReduce(x[i], x[i], n[i], ncclFloat32, ncclSum, root[i], im->nccl, im->comm_stream),
+            "reduce (bucket)");
     failed |= nccl_enqueued(im, ncclGroupEnd(), "group end (reduce bucket)");
     return failed ? -1 : 0;
 }
@@ -181,7 +181,8 @@ static int nccl_allgather_shards(struct comm *c, void *x, const size_t *lo, size
         if (lo[r + 1] == lo[r]) continue;
         char *p = (char *)x + lo[r] * elem;
         failed |= nccl_enqueued(
-            im, ncclBroadcast(p, p, (lo[r + 1] - lo[r]) * elem, ncclInt8, r, im->nccl, g_cuda.stream),
+            im,
+            ncclBroadcast(p, p, (lo[r + 1] - lo[r]) * elem, ncclInt8, r, im->nccl, g_cuda.stream),
             "broadcast (optimizer shard)");
     }
     failed |= nccl_enqueued(im, ncclGroupEnd(), "group end (optimizer shards)");

@@ -5,7 +5,10 @@
  * equal both the one-call all-reduce and g0 + g1 bit for bit (a sum of two is exact in
  * either order), and a wait with nothing started must succeed. The same three slices started
  * as one bucket (allreduce_bucket_start: one NCCL group, issue 14 item 6) must give the same
- * bits, and close exactly one group per rank. */
+ * bits, and close exactly one group per rank. The sharded optimizer's two calls: a bucket of
+ * two slices reduced to different ranks (reduce_bucket_start) must leave g0 + g1 on each
+ * slice's root, and allgather_shards of 2-byte elements must bring each rank's shard to
+ * both; each is one more group per rank. */
 #include "core/comm.h"
 #include "kernels/cuda/comm_nccl.h"
 #include "kernels/ops.h"
@@ -37,7 +40,8 @@ struct rank_job {
     const struct ops *ops;
     unsigned char id[COMM_NCCL_ID_BYTES];
     int rank;
-    float once[N], started[N], bucket[N];
+    float once[N], started[N], bucket[N], reduced[N];
+    unsigned short gathered[N];
     int failed;
 };
 
@@ -57,11 +61,6 @@ static void *nccl_rank(void *arg) {
     j->ops->to_device(b, host, sizeof host);
     j->failed |= c->allreduce_wait(c) != 0; /* nothing started yet */
     j->failed |= c->allreduce_sum_f32(c, a, N) != 0;
-    // b (N): slices [0,500) [500,501) [501,N), in the same order on both ranks
-    j->failed |= c->allreduce_sum_f32_start(c, b, 500) != 0;
-    j->failed |= c->allreduce_sum_f32_start(c, b + 500, 1) != 0;
-    j->failed |= c->allreduce_sum_f32_start(c, b + 501, N - 501) != 0;
-    j->failed |= c->allreduce_wait(c) != 0;
     // a (N) again, the same slices as one bucket
     j->ops->to_device(a, host, sizeof host);
     float *x[3] = {a, a + 500, a + 501};
@@ -69,6 +68,30 @@ static void *nccl_rank(void *arg) {
     j->failed |= !c->allreduce_bucket_start || c->allreduce_bucket_start(c, x, len, 3) != 0;
     j->failed |= c->allreduce_wait(c) != 0;
     j->ops->to_host(j->bucket, a, sizeof host);
+    // a (N) again: [0,500) summed on rank 1, [500,N) on rank 0
+    j->ops->to_device(a, host, sizeof host);
+    float *rx[2] = {a, a + 500};
+    size_t rlen[2] = {500, N - 500};
+    int root[2] = {1, 0};
+    j->failed |= !c->reduce_bucket_start || c->reduce_bucket_start(c, rx, rlen, root, 2) != 0;
+    j->failed |= c->allreduce_wait(c) != 0;
+    j->ops->to_host(j->reduced, a, sizeof host);
+    // shards [0,700) and [700,N) of 2-byte elements: each rank fills its own with its mark
+    size_t lo[WORLD + 1] = {0, 700, N};
+    unsigned short h[N];
+    for (int i = 0; i < N; i++)
+        h[i] = (size_t)i >= lo[j->rank] && (size_t)i < lo[j->rank + 1]
+                   ? (unsigned short)(0x1000 * (j->rank + 1) + i % 7)
+                   : 0xFFFF;
+    j->ops->to_device(b, h, sizeof h);
+    j->failed |= !c->allgather_shards || c->allgather_shards(c, b, lo, sizeof h[0]) != 0;
+    j->ops->to_host(j->gathered, b, sizeof h);
+    // b (N): slices [0,500) [500,501) [501,N), in the same order on both ranks
+    j->ops->to_device(b, host, sizeof host);
+    j->failed |= c->allreduce_sum_f32_start(c, b, 500) != 0;
+    j->failed |= c->allreduce_sum_f32_start(c, b + 500, 1) != 0;
+    j->failed |= c->allreduce_sum_f32_start(c, b + 501, N - 501) != 0;
+    j->failed |= c->allreduce_wait(c) != 0;
     j->ops->to_device(a, host, sizeof host);
     j->failed |= c->allreduce_sum_f32(c, a, N) != 0;
     j->ops->to_host(j->once, a, sizeof host);
@@ -105,21 +128,26 @@ int main(void) {
     int failures = 0;
     for (int r = 0; r < WORLD; r++) {
         struct rank_job *j = &jobs[r];
-        int vs_sum = 0, vs_once = 0, bucket = 0;
+        int vs_sum = 0, vs_once = 0, bucket = 0, reduced = 0, gathered = 0;
         for (int i = 0; i < N; i++) {
             float want = g0[i] + g1[i];
             vs_sum += memcmp(&j->started[i], &want, sizeof want) != 0;
             vs_once += memcmp(&j->started[i], &j->once[i], sizeof want) != 0;
             bucket += memcmp(&j->bucket[i], &want, sizeof want) != 0;
+            if ((i < 500) == (r == 1)) /* this rank is the slice's root */
+                reduced += memcmp(&j->reduced[i], &want, sizeof want) != 0;
+            gathered += j->gathered[i] != 0x1000 * (i < 700 ? 1 : 2) + i % 7;
         }
         printf("nccl rank %d: started sums: %d of %d differ from g0+g1, %d from the one-call "
-               "sum; bucket: %d differ from g0+g1%s\n",
-               r, vs_sum, N, vs_once, bucket, j->failed ? "; a call failed" : "");
-        failures += j->failed || vs_sum || vs_once || bucket;
+               "sum; bucket: %d differ from g0+g1; reduced to this rank: %d of %d differ; "
+               "gathered shards: %d of %d wrong%s\n",
+               r, vs_sum, N, vs_once, bucket, reduced, r == 1 ? 500 : N - 500, gathered, N,
+               j->failed ? "; a call failed" : "");
+        failures += j->failed || vs_sum || vs_once || bucket || reduced || gathered;
     }
-    /* one bucket per rank, and nothing else in this test opens a group */
-    printf("NCCL groups closed: %d (want %d, one bucket per rank)\n", groups, WORLD);
-    failures += groups != WORLD;
+    /* per rank one bucket, one reduce bucket, one gather; nothing else opens a group */
+    printf("NCCL groups closed: %d (want %d, three per rank)\n", groups, 3 * WORLD);
+    failures += groups != 3 * WORLD;
     printf(failures ? "FAILED\n" : "PASSED\n");
     return failures ? 1 : 0;
 }
