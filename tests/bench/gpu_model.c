@@ -31,7 +31,16 @@
  *           launch overhead once
  *   all-reduce: ring, 2(n-1)/n · bytes / bus bandwidth + latency, on the communication stream
  *           from the point the trainer starts it (overlap with the rest of the backward); one
- *           latency per bucket, a bucket being one layer's tensors in one NCCL group. */
+ *           latency per bucket, a bucket being one layer's tensors in one NCCL group.
+ *   sharded optimizer (train.shard_optimizer): each bucket's slices go to their owners by
+ *           ncclReduce, bytes / bus bandwidth + latency (nccl-tests' bus bandwidth is
+ *           normalized so that one figure serves every collective: all-reduce 2(n-1)/n x the
+ *           algorithm bandwidth, reduce and broadcast 1 x; NVIDIA/nccl-tests
+ *           doc/PERFORMANCE.md); the update's kernels (Adam, the norm) run on 1/n of the
+ *           arena, their DRAM time divided by n (the simulated step runs them on the whole
+ *           arena); then the owners broadcast the updated fp16 weights (one group), the
+ *           arena's storage bytes / bus bandwidth + latency, exposed: the next forward waits
+ *           for it. */
 #include "tests/bench/gpu_model.h"
 
 #include "core/config.h"
@@ -302,17 +311,20 @@ static int by_time(const void *x, const void *y) {
     return (a < b) - (a > b);
 }
 
-/* all-reduces started at ar_t[i] (compute clock of the last micro-batch), run in order on
- * their own stream; returns how long after t_end the last one finishes, and in *late_bytes
- * the gradient bytes still to be reduced at t_end (each bucket's bytes pro rata of its time
- * after t_end) */
+/* all-reduces (reduce: reduces to the shards' owners) started at ar_t[i] (compute clock of
+ * the last micro-batch), run in order on their own stream; returns how long after t_end the last
+ * one finishes, and in *late_bytes the gradient bytes still to be reduced at t_end (each bucket's
+ * bytes pro rata of its time after t_end) */
 static double exposed_comm(const double *ar_t, const size_t *bytes, size_t n, double t_end,
-                           int world, double busbw, double latency, double *late_bytes) {
+                           int world, double busbw, double latency, int reduce,
+                           double *late_bytes) {
     double c = 0;
     *late_bytes = 0;
+    /* the bus-bandwidth factor: all-reduce 2(n-1)/n, reduce (to the shards' owners) 1 */
+    double factor = reduce ? 1.0 : 2.0 * (world - 1) / world;
     for (size_t i = 0; i < n; i++) {
         double start = fmax(ar_t[i], c);
-        double d = 2.0 * (world - 1) / world * (double)bytes[i] / busbw + latency;
+        double d = factor * (double)bytes[i] / busbw + latency;
         c = start + d;
         if (c > t_end) *late_bytes += (double)bytes[i] * fmin(1.0, (c - t_end) / d);
     }
@@ -477,37 +489,58 @@ int main(int argc, char **argv) {
                    r->t * 1e6, 100 * r->t / step_t);
         }
         printf("(rows under 0.1%% of the step after the first 15 are not shown)\n");
+        /* the update's kernels (not copies, not overhead): what sharding divides */
+        double upd_kern = 0;
+        for (int i = 0; i < tx[PH_APPLY].n; i++) {
+            const struct row *r = &tx[PH_APPLY].r[i];
+            if (!r->gemm && strncmp(r->label, "memcpy", 6)) upd_kern += r->t - r->overhead;
+        }
+        int shard = cfg.train.shard_optimizer;
         double step_at[2] = {0, 0}, micro_at[2] = {0, 0}; /* 8 and 64 GPUs */
+        double upd_saved[2] = {0, 0};                     /* update time sharding saves */
         for (int G = 8; G <= 64; G *= 8) {
             int n_micro = global_rows / (G * Bt);
             if (n_micro < 1) n_micro = 1;
             double busbw = G == 8 ? g->busbw8 : g->busbw64;
             double late = 0, ar_total = 0;
-            double exposed =
-                exposed_comm(ar_a, ra.ar_bytes, ra.n_ar, t_end, G, busbw, g->coll_latency_s, &late);
+            double exposed = exposed_comm(ar_a, ra.ar_bytes, ra.n_ar, t_end, G, busbw,
+                                          g->coll_latency_s, shard, &late);
             for (size_t i = 0; i < ra.n_ar; i++)
                 ar_total += (double)ra.ar_bytes[i];
             double host = hosts * g->coll_latency_s;
             int k = trainer_grad_buffers(&cfg.train, &gpu_ops, n_micro);
             double acc_t = acc_step_t(n_micro, k, acc_pass_t, acc_read_t, src_read_t);
-            double total = n_micro * (micro_t - acc_pass_t) + acc_t + apply_t + exposed + host;
+            /* sharded: the update on 1/G of the arena, then the fp16 weights (half the fp32
+             * gradient's bytes) broadcast by their owners */
+            double saved = shard ? upd_kern * (1.0 - 1.0 / G) : 0.0;
+            double gather = shard ? ar_total / 2.0 / busbw + g->coll_latency_s : 0.0;
+            upd_saved[G == 8 ? 0 : 1] = saved;
+            double upd_t = apply_t - saved;
+            double total =
+                n_micro * (micro_t - acc_pass_t) + acc_t + upd_t + gather + exposed + host;
             double tok = (double)n_micro * Bt * T / total;
             step_at[G == 8 ? 0 : 1] = total;
             micro_at[G == 8 ? 0 : 1] = n_micro;
+            char gathered[96] = "";
+            if (shard)
+                snprintf(gathered, sizeof gathered,
+                         " + %.2f ms broadcasting the updated weights from their shards",
+                         gather * 1e3);
             printf("%2d GPUs (%d micro-batch%s per GPU): step %.2f ms = %d x %.2f ms "
                    "micro-batch + %.2f ms adding %d gradient buffer%s into the accumulator "
-                   "(%d pass%s) + %.2f ms update (incl. host<->device %.2f ms) + %.2f ms "
-                   "exposed all-reduce + %.2f ms host collectives; %.0f tokens/s per GPU, "
+                   "(%d pass%s) + %.2f ms update%s (incl. host<->device %.2f ms)%s + %.2f ms "
+                   "exposed %s + %.2f ms host collectives; %.0f tokens/s per GPU, "
                    "MFU %.1f%% (MODEL)\n",
                    G, n_micro, n_micro > 1 ? "es" : "", total * 1e3, n_micro,
                    (micro_t - acc_pass_t) * 1e3, acc_t * 1e3, n_micro, n_micro > 1 ? "s" : "",
-                   (n_micro + k - 1) / k, (n_micro + k - 1) / k > 1 ? "es" : "", apply_t * 1e3,
-                   copy_t * 1e3, exposed * 1e3, host * 1e3, tok,
+                   (n_micro + k - 1) / k, (n_micro + k - 1) / k > 1 ? "es" : "", upd_t * 1e3,
+                   shard ? " of this GPU's shard" : "", copy_t * 1e3, gathered, exposed * 1e3,
+                   shard ? "gradient reduce" : "all-reduce", host * 1e3, tok,
                    100 * tok * flops_tok / g->tc_peak);
-            printf(
-                "   all-reduce at %d GPUs: %zu buckets, %.0f MB per step, %.0f MB (%.1f%%) still "
-                "to reduce when the backward ends (MODEL)\n",
-                G, ra.n_ar, ar_total / 1e6, late / 1e6, 100 * late / fmax(ar_total, 1));
+            printf("   %s at %d GPUs: %zu buckets, %.0f MB per step, %.0f MB (%.1f%%) still "
+                   "to reduce when the backward ends (MODEL)\n",
+                   shard ? "gradient reduce to the shards' owners" : "all-reduce", G, ra.n_ar,
+                   ar_total / 1e6, late / 1e6, 100 * late / fmax(ar_total, 1));
         }
         /* the same split per micro-batch and for the update, for the 8-GPU step; the fused
          * attention kernels (tensor-core products with their softmax) shown apart */
@@ -528,11 +561,16 @@ int main(int argc, char **argv) {
         int m8 = global_rows / (8 * Bt) < 1 ? 1 : global_rows / (8 * Bt);
         double acc8 = acc_step_t(m8, trainer_grad_buffers(&cfg.train, &gpu_ops, m8), acc_pass_t,
                                  acc_read_t, src_read_t);
-        double kern8 = m8 * (mk - acc_pass_t) + ak + acc8;
+        /* a sharded update's kernels run on 1/G of the arena */
+        double kern8 = m8 * (mk - acc_pass_t) + ak + acc8 - upd_saved[0];
+        kern_t -= upd_saved[1];
         printf("totals at 64 GPUs: GEMM %.2f ms, non-GEMM kernels+memsets %.2f ms "
                "(non-GEMM/GEMM %.2f; the fused attention kernels %.2f ms of it), of which launch "
-               "overhead %.2f ms, host<->device %.2f ms\n",
-               gemm_t * 1e3, kern_t * 1e3, kern_t / gemm_t, sa * 1e3, launch_t * 1e3, copy_t * 1e3);
+               "overhead %.2f ms, host<->device %.2f ms%s\n",
+               gemm_t * 1e3, kern_t * 1e3, kern_t / gemm_t, sa * 1e3, launch_t * 1e3, copy_t * 1e3,
+               shard ? "; the update's kernels at 1/64 of the arena (the table above prices "
+                       "them on the whole of it, as simulated)"
+                     : "");
         printf("totals at 8 GPUs (%d micro-batches + the update): GEMM %.2f ms, non-GEMM "
                "kernels+memsets %.2f ms (non-GEMM/GEMM %.2f; the fused attention kernels %.2f ms "
                "of it)\n",
