@@ -6,6 +6,9 @@
 
 #include <stddef.h>
 
+/* gather buckets in flight at once (gather_bucket_start) */
+#define COMM_GATHER_BUCKETS 64
+
 struct comm {
     const char *name; /* "mpi", "nccl", "local" */
     int rank, world;  /* this process and the job's size */
@@ -30,6 +33,18 @@ struct comm {
     /* x: lo[world] elements of elem bytes in the backend's memory; rank r's elements
      * [lo[r], lo[r+1]) reach every rank (in place; lo nondecreasing, lo[0] = 0). Blocking. */
     int (*allgather_shards)(struct comm *c, void *x, const size_t *lo, size_t elem);
+    /* The sharded optimizer's updated weights, one bucket of slices at a time, overlapped
+     * with the next forward: x[i] (n[i] elements of elem bytes, backend memory), i < k, sent
+     * from rank root[i] to every other rank (in place), started after the work this rank
+     * has issued so far. bucket < COMM_GATHER_BUCKETS names it for gather_bucket_wait; every
+     * rank starts the same buckets with the same slices in the same order. NULL: not offered
+     * (the caller uses allgather_shards). */
+    int (*gather_bucket_start)(struct comm *c, int bucket, void *const *x, const size_t *n,
+                               const int *root, int k, size_t elem);
+    /* The bucket's slices are in place for what this rank issues from now on (NCCL: the
+     * backend's stream waits for them; MPI: on return). A bucket not started (or waited for
+     * already) returns at once. */
+    int (*gather_bucket_wait)(struct comm *c, int bucket);
     /* waits for every sum started since the last wait; x then holds the result */
     int (*allreduce_wait)(struct comm *c);
     /* x (n) fp64 host: in-place sum over ranks (losses, counts, norms) */

@@ -61,10 +61,15 @@ static int mpi_sum_f32(struct comm *c, float *x, size_t n) {
     return mpi_allreduce(x, n, MPI_FLOAT, sizeof(float), MPI_SUM);
 }
 
-/* The requests of started sums (MPI_Iallreduce), completed by mpi_wait. */
+/* The requests of started sums (MPI_Iallreduce), completed by mpi_wait; and of each
+ * started gather bucket (MPI_Ibcast), completed by mpi_gather_wait. */
 struct mpi_pending {
     MPI_Request *req;
     int n, cap;
+    struct mpi_bucket {
+        MPI_Request *req;
+        int n, cap;
+    } gather[COMM_GATHER_BUCKETS];
 };
 
 /* room for one more request at p->req[p->n] */
@@ -117,6 +122,44 @@ static int mpi_reduce_bucket_start(struct comm *c, float *const *x, const size_t
     if (mpi_check(MPI_Testall(p->n, p->req, &done, MPI_STATUSES_IGNORE), "MPI_Testall")) return -1;
     if (done) p->n = 0;
     return 0;
+}
+
+/* Each slice broadcast from its root (MPI_Ibcast, chunked), the bucket's requests kept. */
+static int mpi_gather_bucket_start(struct comm *c, int bucket, void *const *x, const size_t *n,
+                                   const int *root, int k, size_t elem) {
+    struct mpi_pending *p = c->impl;
+    if (c->world == 1) return 0;
+    if (bucket < 0 || bucket >= COMM_GATHER_BUCKETS)
+        return xlmc_error("gather bucket %d outside 0..%d", bucket, COMM_GATHER_BUCKETS - 1);
+    struct mpi_bucket *b = &p->gather[bucket];
+    if (b->n) return xlmc_error("gather bucket %d started twice", bucket);
+    for (int i = 0; i < k; i++) {
+        size_t bytes = n[i] * elem;
+        for (size_t off = 0; off < bytes; off += COMM_CHUNK) {
+            size_t cnt = bytes - off < COMM_CHUNK ? bytes - off : COMM_CHUNK;
+            if (b->n == b->cap) {
+                b->cap = b->cap ? 2 * b->cap : 32;
+                b->req = xrealloc(b->req, (size_t)b->cap * sizeof *b->req);
+            }
+            if (mpi_check(MPI_Ibcast((char *)x[i] + off, (int)cnt, MPI_BYTE, root[i],
+                                     MPI_COMM_WORLD, &b->req[b->n]),
+                          "MPI_Ibcast"))
+                return -1;
+            b->n++;
+        }
+    }
+    return 0;
+}
+
+static int mpi_gather_bucket_wait(struct comm *c, int bucket) {
+    struct mpi_pending *p = c->impl;
+    if (bucket < 0 || bucket >= COMM_GATHER_BUCKETS) return 0;
+    struct mpi_bucket *b = &p->gather[bucket];
+    if (!b->n) return 0;
+    int n = b->n;
+    b->n = 0;
+    mark_enter("MPI_Waitall (weights' broadcast)");
+    return mark_leave(mpi_check(MPI_Waitall(n, b->req, MPI_STATUSES_IGNORE), "MPI_Waitall"));
 }
 
 /* MPI_Allgatherv in place, counted in elements of elem bytes (an MPI type of that size). */
@@ -222,6 +265,8 @@ struct comm *comm_mpi_create(void) {
     c->allreduce_wait = mpi_wait;
     c->reduce_bucket_start = mpi_reduce_bucket_start;
     c->allgather_shards = mpi_allgather_shards;
+    c->gather_bucket_start = mpi_gather_bucket_start;
+    c->gather_bucket_wait = mpi_gather_bucket_wait;
     c->allreduce_sum_f64 = mpi_sum_f64;
     c->allreduce_max_int = mpi_max_int;
     c->broadcast = mpi_broadcast;
@@ -288,7 +333,11 @@ void comm_destroy(struct comm *c) {
     if (!c) return;
     /* the local communicator has no impl; the MPI one keeps its request list there */
     struct mpi_pending *p = c->impl;
-    if (p) free(p->req);
+    if (p) {
+        free(p->req);
+        for (int b = 0; b < COMM_GATHER_BUCKETS; b++)
+            free(p->gather[b].req);
+    }
     free(p);
     free(c);
 }

@@ -102,6 +102,14 @@ struct model {
      * all-reduce from it while backward goes on. */
     void (*grad_ready)(void *ctx, int layer);
     void *grad_ready_ctx;
+    /* Optional (NULL: none). Every forward calls weights_wait(weights_wait_ctx, l) before it
+     * issues work that reads the weights of layer l's stacked tensors (l = 0 ... L-1), and
+     * with l = -1 first, before the rest (wte, wpe, wlang, lne_*, pb); nonzero fails the
+     * forward. The sharded optimizer's trainer lets each layer's updated weights arrive
+     * while the layers below compute. With it set, a training forward on a backend with
+     * graphs is recorded in one segment per layer (see segment() in model_plan.h). */
+    int (*weights_wait)(void *ctx, int layer);
+    void *weights_wait_ctx;
 };
 
 /* A batch of B rows of T positions, right padded. All host int32 arrays (B*T or B).

@@ -153,7 +153,7 @@ int model_backward(struct model *m, const struct batch *b, uint64_t seed, uint64
     /* segments (segment()) end where grad_ready starts a layer's all-reduce */
     struct dropout_key k0 = dkey(seed, step, b->row0, DROPOUT_TENSOR_EMB);
     for (int l = pl->L - 1; l >= -1; l--) {
-        void *g = fused ? segment(m, pl, l >= 0 ? pl->L - l : pl->L + 1) : NULL;
+        void *g = fused ? segment(m, pl, l >= 0 ? 2 * pl->L - 1 - l : 2 * pl->L) : NULL;
         do {
             if (g) ops->graph_begin(g, &k0, dscale);
             if (l == pl->L - 1) backward_output(m, pl, fused);

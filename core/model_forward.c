@@ -9,11 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* forward's device work, from the embeddings to the loss op: the classifier's row count, -1
- * on failure */
+/* forward's device work, from the embeddings to the loss op (part < 0), or its part-th
+ * piece: layer `part`, with the embeddings before layer 0 and the output layer and the loss
+ * after the last. The classifier's row count (0 for a piece without it), -1 on failure. */
 static int forward_device(struct model *m, struct model_plan *pl, const struct batch *b,
-                          uint64_t seed, uint64_t step, float *logits_out, int fused,
-                          float dscale) {
+                          uint64_t seed, uint64_t step, float *logits_out, int fused, float dscale,
+                          int part) {
     const struct ops *ops = m->ops;
     const struct model_config *mc = &m->cfg.model;
     int B = b->B, T = b->T, N = B * T, C = mc->dim, F = mc->ffn_dim, V = mc->vocab_size;
@@ -22,16 +23,20 @@ static int forward_device(struct model *m, struct model_plan *pl, const struct b
     const int32_t *pos = pl->has_positions ? pl->positions : NULL;
     const int32_t *att_len = pl->bidirectional ? pl->lengths : NULL; /* NULL: causal */
 
+    int l0 = part < 0 ? 0 : part, l1 = part < 0 ? pl->L : part + 1;
     struct dropout_key k = dkey(seed, step, b->row0, DROPOUT_TENSOR_EMB);
-    ops->embed_forward(pl->emb, pl->ids, pl->langs, pos, param_at(m, W, P_WTE, 0),
-                       param_at(m, W, P_WPE, 0),
-                       m->params[P_WLANG].numel ? param_at(m, W, P_WLANG, 0) : NULL, B, T, C);
-    /* padding zeroed in the LayerNorm's pass: dropout keeps the zeros */
-    ops->layernorm_forward(pl->x0, pl->mean0, pl->rstd0, pl->emb, param_at(m, W, P_LNE_W, 0),
-                           param_at(m, W, P_LNE_B, 0), N, C, mc->layer_norm_eps, pl->lengths, T);
-    ops->dropout(pl->x0, B, T, C, pl->p_hidden, &k);
-    void *x = pl->x0;
-    for (int l = 0; l < pl->L; l++) {
+    if (l0 == 0) {
+        ops->embed_forward(pl->emb, pl->ids, pl->langs, pos, param_at(m, W, P_WTE, 0),
+                           param_at(m, W, P_WPE, 0),
+                           m->params[P_WLANG].numel ? param_at(m, W, P_WLANG, 0) : NULL, B, T, C);
+        /* padding zeroed in the LayerNorm's pass: dropout keeps the zeros */
+        ops->layernorm_forward(pl->x0, pl->mean0, pl->rstd0, pl->emb, param_at(m, W, P_LNE_W, 0),
+                               param_at(m, W, P_LNE_B, 0), N, C, mc->layer_norm_eps, pl->lengths,
+                               T);
+        ops->dropout(pl->x0, B, T, C, pl->p_hidden, &k);
+    }
+    void *x = l0 == 0 ? pl->x0 : pl->layers[l0 - 1].h2;
+    for (int l = l0; l < l1; l++) {
         struct layer_acts *a = &pl->layers[l];
         /* q, k, v (3,N,C) in one batched product */
         ops->matmul_forward_batched(a->q, x, param_at(m, W, P_QW, l), param_at(m, W, P_QB, l), N, C,
@@ -58,6 +63,7 @@ static int forward_device(struct model *m, struct model_plan *pl, const struct b
                                         pl->lengths, pl->p_hidden, &k);
         x = a->h2;
     }
+    if (l1 < pl->L) return 0;
     int R = N, Vp = m->vocab_rows;
     if (pl->gathered) {
         R = 0;
@@ -150,14 +156,20 @@ static float forward(struct model *m, const struct batch *b, int training, uint6
     /* MLM/TLM predict a few positions per row: their rows only (not when all logits are
      * asked for) */
     pl->gathered = b->targets && b->bidirectional && !logits_out;
-    void *g = fused ? segment(m, pl, 0) : NULL;
     struct dropout_key k0 = dkey(seed, step, b->row0, DROPOUT_TENSOR_EMB);
-    int R;
-    do {
-        if (g) ops->graph_begin(g, &k0, dscale);
-        R = forward_device(m, pl, b, seed, step, logits_out, fused, dscale);
-    } while (g && ops->graph_end(g));
-    if (R < 0) return -1.0f;
+    /* with a weights wait: a piece per layer, each after its wait (segment()) */
+    int split = m->weights_wait && pl->L > 1, parts = split ? pl->L : 1, R = 0;
+    for (int part = 0; part < parts; part++) {
+        /* the non-layer tensors (-1) first; one piece waits for every layer */
+        for (int l = part == 0 ? -1 : part; m->weights_wait && l <= (split ? part : pl->L - 1); l++)
+            if (m->weights_wait(m->weights_wait_ctx, l)) return -1.0f;
+        void *g = fused ? segment(m, pl, part) : NULL;
+        do {
+            if (g) ops->graph_begin(g, &k0, dscale);
+            R = forward_device(m, pl, b, seed, step, logits_out, fused, dscale, split ? part : -1);
+        } while (g && ops->graph_end(g));
+        if (R < 0) return -1.0f;
+    }
     long counted = 0;
     double sum = 0.0;
     if (b->targets) {

@@ -84,20 +84,23 @@ static inline struct dropout_key dkey(uint64_t seed, uint64_t step, uint32_t row
 }
 
 /* The training micro-batch in graph segments (graph_begin in kernels/ops.h), recorded once
- * and replayed: 0 the forward with the loss, 1 + i the backward of layer L-1-i (the first with
- * the output layer's), L + 1 the embeddings'. A segment ends where the trainer's grad_ready
- * hook starts an all-reduce. NULL: eager (a backend without graphs, train.cuda_graphs off, or
- * MLM/TLM, whose gathered rows change the calls from batch to batch). Each gradient buffer
- * (model_grad_buffers) has its own segments, as they write to its addresses. */
+ * and replayed: 0 the forward with the loss (with m->weights_wait: 0 ... L-1 the forward of
+ * layer 0 with the embeddings before it, ..., of layer L-1 with the output layer and the loss
+ * after it, one segment per layer because the weights wait comes before each), L + i the
+ * backward of layer L-1-i (the first with the output layer's), 2L the embeddings'. A backward
+ * segment ends where the trainer's grad_ready hook starts an all-reduce. NULL: eager (a backend
+ * without graphs, train.cuda_graphs off, or MLM/TLM, whose gathered rows change the calls from
+ * batch to batch). Each gradient buffer (model_grad_buffers) has its own segments, as they write to
+ * its addresses. */
 static inline void *segment(struct model *m, struct model_plan *pl, int i) {
     const struct ops *ops = m->ops;
     if (!ops->graph_begin || !m->cfg.train.cuda_graphs || pl->gathered) return NULL;
     if (!pl->graphs) {
-        pl->n_graphs = (size_t)(pl->L + 2) * (size_t)m->grad_buffers;
+        pl->n_graphs = (size_t)(2 * pl->L + 1) * (size_t)m->grad_buffers;
         pl->graphs = xcalloc(pl->n_graphs, sizeof *pl->graphs);
     }
-    size_t k = (size_t)(pl->L + 2) * (size_t)m->grad_buffer + (size_t)i; /* its own per buffer */
-    if (!pl->graphs[k]) pl->graphs[k] = ops->graph_create();             /* NULL: eager */
+    size_t k = (size_t)(2 * pl->L + 1) * (size_t)m->grad_buffer + (size_t)i; /* per buffer */
+    if (!pl->graphs[k]) pl->graphs[k] = ops->graph_create();                 /* NULL: eager */
     return pl->graphs[k];
 }
 

@@ -11,6 +11,9 @@ static void *alloc_or_null(const struct ops *ops, size_t bytes) {
     return ops->alloc(bytes ? bytes : 1);
 }
 
+static int trainer_weights_wait(void *ctx, int layer);
+static int weights_sync(struct trainer *t);
+
 int trainer_init(struct trainer *t, struct model *m, struct comm *c) {
     memset(t, 0, sizeof *t);
     t->m = m;
@@ -41,6 +44,12 @@ int trainer_init(struct trainer *t, struct model *m, struct comm *c) {
         t->shard_lo = xcalloc((size_t)c->world + 1, sizeof *t->shard_lo);
         for (int r = 0; r <= c->world; r++)
             t->shard_lo[r] = (size_t)r * q < n ? (size_t)r * q : n;
+        /* the weights arrive bucket by bucket during the next forward */
+        if (c->gather_bucket_start && c->gather_bucket_wait &&
+            m->cfg.model.n_layers + 1 <= COMM_GATHER_BUCKETS) {
+            m->weights_wait = trainer_weights_wait;
+            m->weights_wait_ctx = t;
+        }
     }
     return 0;
 }
@@ -49,6 +58,7 @@ int trainer_gather_state(struct trainer *t) {
     if (!t->shard_lo || !t->state_partial) return 0;
     struct model *m = t->m;
     struct comm *c = t->comm;
+    if (weights_sync(t)) return -1;
     float *master = t->master_dev ? t->master_dev : m->master;
     /* where the weights are the master, allgather_shards already brought it whole */
     int rc = (master != (float *)m->weights &&
@@ -82,6 +92,7 @@ void trainer_free(struct trainer *t) {
     if (t->decay_mask) ops->free(t->decay_mask);
     if (t->master_dev) ops->free(t->master_dev);
     free(t->shard_lo);
+    if (t->m->weights_wait_ctx == t) t->m->weights_wait = NULL, t->m->weights_wait_ctx = NULL;
     memset(t, 0, sizeof *t);
 }
 
@@ -114,35 +125,109 @@ static int is_layer_tensor(int id) {
     return id >= P_QW && id <= P_LN2B;
 }
 
-/* The bucket's slices x[i] (len[i]) of the accumulator, cut at the shard bounds, each piece
- * summed on the rank that owns it. */
-static int reduce_to_owners(const struct trainer *t, float *const *x, const size_t *len, int k) {
-    struct comm *c = t->comm;
+/* Slices [off[i], off[i] + len[i]) of the arena, i < k, cut at the shard bounds: piece j is
+ * [*poff[j], + *pn[j]) owned by (*root)[j]. Returns the piece count; the caller frees the
+ * three arrays. */
+static size_t cut_at_shards(const struct trainer *t, const size_t *off, const size_t *len, int k,
+                            size_t **poff, size_t **pn, int **root) {
     const size_t *lo = t->shard_lo;
-    size_t cap = (size_t)k * ((size_t)c->world + 1), np = 0;
-    float **px = xmalloc(cap * sizeof *px);
-    size_t *pn = xmalloc(cap * sizeof *pn);
-    int *root = xmalloc(cap * sizeof *root);
+    int world = t->comm->world;
+    size_t cap = (size_t)k * ((size_t)world + 1), np = 0;
+    *poff = xmalloc(cap * sizeof **poff);
+    *pn = xmalloc(cap * sizeof **pn);
+    *root = xmalloc(cap * sizeof **root);
     for (int i = 0; i < k; i++) {
-        size_t a = (size_t)(x[i] - t->grad_acc), end = a + len[i];
+        size_t a = off[i], end = a + len[i];
         int r = 0;
-        while (r + 1 < c->world && lo[r + 1] <= a)
+        while (r + 1 < world && lo[r + 1] <= a)
             r++;
         for (; a < end; r++) {
-            size_t b = r + 1 < c->world && lo[r + 1] < end ? lo[r + 1] : end;
+            size_t b = r + 1 < world && lo[r + 1] < end ? lo[r + 1] : end;
             if (b > a) {
-                px[np] = t->grad_acc + a;
-                pn[np] = b - a;
-                root[np++] = r;
+                (*poff)[np] = a;
+                (*pn)[np] = b - a;
+                (*root)[np++] = r;
             }
             a = b;
         }
     }
-    int rc = c->reduce_bucket_start(c, px, pn, root, (int)np);
-    free(px);
+    return np;
+}
+
+/* The bucket's ranges [off[i], + len[i]) of the accumulator, each piece summed on the rank
+ * that owns it. */
+static int reduce_to_owners(const struct trainer *t, const size_t *off, const size_t *len, int k) {
+    size_t *poff, *pn;
+    int *root;
+    size_t np = cut_at_shards(t, off, len, k, &poff, &pn, &root);
+    float **px = xmalloc((np ? np : 1) * sizeof *px);
+    for (size_t j = 0; j < np; j++)
+        px[j] = t->grad_acc + poff[j];
+    int rc = t->comm->reduce_bucket_start(t->comm, px, pn, root, (int)np);
+    free(poff);
     free(pn);
     free(root);
+    free(px);
     return rc;
+}
+
+/* The arena ranges of bucket `layer` (-1: the non-layer tensors, else layer l's slices of the
+ * stacked ones): off[i], len[i] for i < the count returned (at most P_COUNT). */
+static int bucket_ranges(const struct model *m, int layer, size_t *off, size_t *len) {
+    int k = 0;
+    for (int id = 0; id < P_COUNT; id++) {
+        const struct param_tensor *p = &m->params[id];
+        if (!p->numel || is_layer_tensor(id) != (layer >= 0)) continue;
+        size_t slice = p->numel / (size_t)p->layers;
+        off[k] = p->offset + (layer >= 0 ? (size_t)layer * slice : 0);
+        len[k++] = layer >= 0 ? slice : p->numel;
+    }
+    return k;
+}
+
+/* The updated weights to every rank: bucket by bucket in forward's order (the non-layer
+ * tensors, then layers 0 ... L-1), each piece from its owner, left to arrive while the next
+ * forward computes (its weights_wait hook waits for each); or, where the communicator has no
+ * buckets, in one blocking call. */
+static int gather_weights(struct trainer *t) {
+    struct model *m = t->m;
+    struct comm *c = t->comm;
+    size_t sb = m->ops->storage_bytes;
+    if (m->weights_wait != trainer_weights_wait)
+        return c->allgather_shards(c, m->weights, t->shard_lo, sb);
+    for (int layer = -1; layer < m->cfg.model.n_layers; layer++) {
+        size_t off[P_COUNT], len[P_COUNT], *poff, *pn;
+        int *root, k = bucket_ranges(m, layer, off, len);
+        size_t np = cut_at_shards(t, off, len, k, &poff, &pn, &root);
+        void **px = xmalloc((np ? np : 1) * sizeof *px);
+        for (size_t j = 0; j < np; j++)
+            px[j] = (char *)m->weights + poff[j] * sb;
+        int rc = c->gather_bucket_start(c, layer + 1, px, pn, root, (int)np, sb);
+        free(poff);
+        free(pn);
+        free(root);
+        free(px);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+/* model's weights_wait hook: the bucket of `layer` (gather_weights' numbering) in place */
+static int trainer_weights_wait(void *ctx, int layer) {
+    struct trainer *t = ctx;
+    if (t->comm->gather_bucket_wait(t->comm, layer + 1))
+        return xlmc_error("step %ld: waiting for the updated weights of %s%d failed", t->step,
+                          layer < 0 ? "the embeddings" : "layer ", layer < 0 ? 0 : layer);
+    return 0;
+}
+
+/* Every gather bucket in place (before the update writes the weights again, and before the
+ * state is gathered). */
+static int weights_sync(struct trainer *t) {
+    if (t->m->weights_wait != trainer_weights_wait) return 0; /* not this trainer's hook */
+    for (int layer = -1; layer < t->m->cfg.model.n_layers; layer++)
+        if (trainer_weights_wait(t, layer)) return -1;
+    return 0;
 }
 
 /* model_backward's grad_ready hook on the last micro-batch: layer >= 0 gives the layer-l
@@ -154,32 +239,25 @@ static void trainer_grad_ready(void *ctx, int layer) {
     struct model *m = t->m;
     const struct ops *ops = m->ops;
     float *x[P_COUNT];
-    size_t len[P_COUNT];
-    int k = 0;
+    size_t off[P_COUNT], len[P_COUNT];
+    int k = bucket_ranges(m, layer, off, len);
     /* the bucket's slices, added with one launch (they were one launch each: ~100 per
      * micro-batch at 6 layers), from every gradient buffer written since the last pass */
     struct ops_tensor_list add = t->ovl_add;
-    for (int id = 0; id < P_COUNT; id++) {
-        const struct param_tensor *p = &m->params[id];
-        if (!p->numel || is_layer_tensor(id) != (layer >= 0)) continue;
-        size_t slice = p->numel / (size_t)p->layers;
-        size_t off = p->offset + (layer >= 0 ? (size_t)layer * slice : 0);
-        if (layer < 0) slice = p->numel;
-        const void *g = (const char *)m->grad_arena + off * ops->storage_bytes;
+    for (int i = 0; i < k; i++) {
         if (add.sources) {
             if (add.count == OPS_TENSOR_LIST_MAX) acc_flush(t, &add);
-            add.t[add.count].acc = t->grad_acc + off;
-            add.t[add.count].grad = g;
-            add.t[add.count++].n = slice;
+            add.t[add.count].acc = t->grad_acc + off[i];
+            add.t[add.count].grad = (const char *)m->grad_arena + off[i] * ops->storage_bytes;
+            add.t[add.count++].n = len[i];
         }
-        x[k] = t->grad_acc + off;
-        len[k++] = slice;
+        x[i] = t->grad_acc + off[i];
     }
     acc_flush(t, &add);
     if (t->ovl_failed || !k) return;
     struct comm *c = t->comm;
     if (t->shard_lo && c->reduce_bucket_start) {
-        t->ovl_failed = reduce_to_owners(t, x, len, k) != 0;
+        t->ovl_failed = reduce_to_owners(t, off, len, k) != 0;
         return;
     }
     if (c->allreduce_bucket_start) {
@@ -330,6 +408,9 @@ static int trainer_apply(struct trainer *t, struct step_stats *out) {
         return scaler_update(&t->scaler, 1);
     }
 
+    /* the last step's weights have arrived (a rank without micro-batches ran no forward to
+     * wait for them) before the update writes its shard again */
+    if (weights_sync(t)) return -1;
     float coef = optim_clip_coef(sqrt(norm2) / scale, tc->clip_norm);
     out->lr = optim_lr(tc, t->step);
     size_t bytes = m->num_params * sizeof(float);
@@ -340,7 +421,7 @@ static int trainer_apply(struct trainer *t, struct step_stats *out) {
     t->master_host_stale = t->master_dev != NULL;
     if (t->shard_lo) {
         t->state_partial = 1;
-        if (t->comm->allgather_shards(t->comm, m->weights, t->shard_lo, ops->storage_bytes))
+        if (gather_weights(t))
             return xlmc_error("step %ld: gathering the updated weights over %d ranks failed",
                               t->step, t->comm->world);
     }

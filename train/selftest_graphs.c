@@ -6,7 +6,10 @@
  * backend's scratch buffer, which moves it: the recorded graphs that use it must be refused
  * (never replayed with a stale pointer) and recorded anew. The two micro-batches of a step
  * write two gradient buffers (train.grad_buffers' default on a GPU), each with its own
- * segments; a third run with one buffer must give the same bits. */
+ * segments; a third run with one buffer must give the same bits. A fourth run has a
+ * weights_wait hook (the sharded optimizer's: the forward then records one segment per layer,
+ * each after its wait) that only checks its calls come in order, -1 then each layer: the
+ * same bits again. */
 #include "train/selftest.h"
 
 #include "core/comm.h"
@@ -64,9 +67,22 @@ static void gr_grow_scratch(const struct ops *ops, int N) {
     ops->free(mr);
 }
 
-/* GR_STEPS steps on dev with graphs on or off: the losses and the final master weights */
-static int gr_run(const struct ops *dev, int graphs, int grad_buffers, double *losses,
-                  float **master, size_t *n) {
+/* weights_wait hook: calls must come -1, 0, ..., GR_LAYERS - 1 in every forward */
+struct gr_waits {
+    int next, calls, out_of_order;
+};
+static int gr_wait(void *ctx, int layer) {
+    struct gr_waits *w = ctx;
+    w->out_of_order += layer != w->next;
+    w->next = layer + 1 == GR_LAYERS ? -1 : layer + 1;
+    w->calls++;
+    return 0;
+}
+
+/* GR_STEPS steps on dev with graphs on or off (and a weights_wait hook when waits is not
+ * NULL): the losses and the final master weights */
+static int gr_run(const struct ops *dev, int graphs, int grad_buffers, struct gr_waits *waits,
+                  double *losses, float **master, size_t *n) {
     struct xlmc_config cfg;
     memset(&cfg, 0, sizeof cfg);
     if (config_parse_string(GR_CONFIG, "selftest graphs config", &cfg) != 0) return -1;
@@ -78,6 +94,11 @@ static int gr_run(const struct ops *dev, int graphs, int grad_buffers, double *l
     if (model_create(&m, &cfg, dev) != 0 || model_init_weights(&m, 11) != 0) return -1;
     struct comm *comm = comm_local_create();
     int rc = trainer_init(&t, &m, comm);
+    if (waits) {
+        *waits = (struct gr_waits){.next = -1};
+        m.weights_wait = gr_wait;
+        m.weights_wait_ctx = waits;
+    }
     static int32_t ids[GR_MICRO][GR_B * GR_T], langs[GR_MICRO][GR_B * GR_T];
     static int32_t lengths[GR_MICRO][GR_B], targets[GR_MICRO][GR_B * GR_T];
     struct batch micro[GR_MICRO];
@@ -107,16 +128,21 @@ int selftest_graphs(const struct ops *dev, FILE *log) {
         fprintf(log, "ok   graphs: the %s backend records none (nothing to compare)\n", dev->name);
         return 0;
     }
-    double loss[3][GR_STEPS];
-    float *master[3] = {NULL, NULL, NULL};
-    size_t n[3] = {0, 0, 0};
+    double loss[4][GR_STEPS];
+    float *master[4] = {NULL, NULL, NULL, NULL};
+    size_t n[4] = {0, 0, 0, 0};
     long before[4], mid[4], after[4];
+    struct gr_waits waits;
     dev->graph_counts(before);
-    int failures = gr_run(dev, 0, 0, loss[0], &master[0], &n[0]) != 0;
+    int failures = gr_run(dev, 0, 0, NULL, loss[0], &master[0], &n[0]) != 0;
     dev->graph_counts(mid);
-    failures += gr_run(dev, 1, 0, loss[1], &master[1], &n[1]) != 0;
+    failures += gr_run(dev, 1, 0, NULL, loss[1], &master[1], &n[1]) != 0;
     dev->graph_counts(after);
-    failures += gr_run(dev, 1, 1, loss[2], &master[2], &n[2]) != 0;
+    failures += gr_run(dev, 1, 1, NULL, loss[2], &master[2], &n[2]) != 0;
+    long split0[4], split1[4];
+    dev->graph_counts(split0);
+    failures += gr_run(dev, 1, 0, &waits, loss[3], &master[3], &n[3]) != 0;
+    dev->graph_counts(split1);
     if (failures) {
         fprintf(log, "FAIL graphs: a training step failed\n");
         goto done;
@@ -135,6 +161,22 @@ int selftest_graphs(const struct ops *dev, FILE *log) {
     fprintf(log, "%s graphs master weights with one gradient buffer, not two: %s\n",
             same ? "ok  " : "FAIL", same ? "bit-identical" : "differ");
     failures += !same;
+    same = n[3] == n[1] && !memcmp(master[3], master[1], n[1] * sizeof(float)) &&
+           !memcmp(loss[3], loss[1], sizeof loss[1]);
+    /* each micro-batch's forward waits for the non-layer tensors and every layer, and runs
+     * in 2L + 1 segments (L forward, L + 1 backward), most of them replayed */
+    long split_segs = 0, split_replayed = split1[2] - split0[2];
+    for (int i = 0; i < 3; i++)
+        split_segs += split1[i] - split0[i];
+    int waits_ok = !waits.out_of_order && waits.calls == GR_STEPS * GR_MICRO * (GR_LAYERS + 1) &&
+                   split_segs == GR_STEPS * GR_MICRO * (2 * GR_LAYERS + 1) && split_replayed > 0;
+    fprintf(log,
+            "%s graphs with a weights wait before each layer (a forward segment per layer): "
+            "losses and master weights %s; %d waits, %d out of order; %ld segments, %ld "
+            "replayed\n",
+            same && waits_ok ? "ok  " : "FAIL", same ? "bit-identical" : "differ", waits.calls,
+            waits.out_of_order, split_segs, split_replayed);
+    failures += !same || !waits_ok;
     /* segments per micro-batch: the forward, one per layer, the embeddings; recorded and
      * replayed per gradient buffer */
     struct xlmc_config cfg;
@@ -158,7 +200,7 @@ int selftest_graphs(const struct ops *dev, FILE *log) {
             eager_untouched ? "none used" : "some used");
     failures += !counts_ok;
 done:
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         free(master[i]);
     return failures;
 }

@@ -307,8 +307,10 @@ int train_run_setup(struct train_run *r) {
                    r->m.grad_buffers > 1 ? "es" : "");
         if (r->t.shard_lo)
             printf("optimizer sharded over %d ranks (train.shard_optimizer): this rank updates "
-                   "%zu of %zu parameters\n",
-                   r->comm->world, r->t.shard_lo[1] - r->t.shard_lo[0], r->m.num_params);
+                   "%zu of %zu parameters; the updated weights %s\n",
+                   r->comm->world, r->t.shard_lo[1] - r->t.shard_lo[0], r->m.num_params,
+                   r->m.weights_wait ? "arrive layer by layer during the next forward"
+                                     : "are gathered after the update");
         if (r->ops->graph_begin)
             printf("CUDA graphs: %s\n",
                    r->cfg.train.cuda_graphs

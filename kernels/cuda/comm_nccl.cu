@@ -32,6 +32,10 @@ struct nccl_impl {
     cudaStream_t comm_stream;
     cudaEvent_t ready;
     int aborted; /* ncclCommAbort done: the communicator is gone */
+    /* gather buckets: an event on the communication stream after each started one (created
+     * at its first start), and whether the backend's stream still has to wait for it */
+    cudaEvent_t gathered[COMM_GATHER_BUCKETS];
+    unsigned char gather_pending[COMM_GATHER_BUCKETS];
 };
 
 static int nccl_ok(ncclResult_t r, const char *what) {
@@ -190,6 +194,46 @@ static int nccl_allgather_shards(struct comm *c, void *x, const size_t *lo, size
     return nccl_wait(c, g_cuda.stream, "gathering the optimizer's shards");
 }
 
+// x[i] (n[i] elements of elem bytes) device, i < k: broadcast from root[i], one group on the
+// communication stream once the backend's stream has produced them (the update); the
+// bucket's event marks their arrival for gather_bucket_wait
+static int nccl_gather_bucket_start(struct comm *c, int bucket, void *const *x, const size_t *n,
+                                    const int *root, int k, size_t elem) {
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    if (nccl_gone(c, "broadcasting the updated weights")) return -1;
+    if (bucket < 0 || bucket >= COMM_GATHER_BUCKETS || im->gather_pending[bucket]) {
+        fprintf(stderr, "xlmc: gather bucket %d outside 0..%d or started twice\n", bucket,
+                COMM_GATHER_BUCKETS - 1);
+        return -1;
+    }
+    if (!im->gathered[bucket])
+        cudaCheck(cudaEventCreateWithFlags(&im->gathered[bucket], cudaEventDisableTiming));
+    cudaCheck(cudaEventRecord(im->ready, g_cuda.stream));
+    cudaCheck(cudaStreamWaitEvent(im->comm_stream, im->ready, 0));
+    if (nccl_ok(ncclGroupStart(), "group start")) return -1;
+    int failed = 0;
+    for (int i = 0; i < k; i++)
+        failed |= nccl_enqueued(
+            im,
+            ncclBroadcast(x[i], x[i], n[i] * elem, ncclInt8, root[i], im->nccl, im->comm_stream),
+            "broadcast (weights bucket)");
+    failed |= nccl_enqueued(im, ncclGroupEnd(), "group end (weights bucket)");
+    if (failed) return -1;
+    cudaCheck(cudaEventRecord(im->gathered[bucket], im->comm_stream));
+    im->gather_pending[bucket] = 1;
+    return 0;
+}
+
+// the backend's stream waits for the bucket's event: the host goes on at once
+static int nccl_gather_bucket_wait(struct comm *c, int bucket) {
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    if (bucket < 0 || bucket >= COMM_GATHER_BUCKETS || !im->gather_pending[bucket]) return 0;
+    im->gather_pending[bucket] = 0;
+    if (nccl_gone(c, "waiting for the updated weights")) return -1;
+    cudaCheck(cudaStreamWaitEvent(g_cuda.stream, im->gathered[bucket], 0));
+    return 0;
+}
+
 static int nccl_allreduce_wait(struct comm *c) {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
     return nccl_wait(c, im->comm_stream, "gradient all-reduce (overlapped)");
@@ -312,6 +356,8 @@ static struct comm *nccl_create(const unsigned char *id, int rank, int world, in
     c->allreduce_wait = nccl_allreduce_wait;
     c->reduce_bucket_start = nccl_reduce_bucket_start;
     c->allgather_shards = nccl_allgather_shards;
+    c->gather_bucket_start = nccl_gather_bucket_start;
+    c->gather_bucket_wait = nccl_gather_bucket_wait;
     c->allreduce_sum_f64 = nccl_allreduce_sum_f64;
     c->allreduce_max_int = nccl_allreduce_max_int;
     c->broadcast = nccl_broadcast;
@@ -357,6 +403,8 @@ void comm_nccl_destroy(struct comm *c) {
 #endif
     }
     cudaCheck(cudaEventDestroy(im->ready));
+    for (int b = 0; b < COMM_GATHER_BUCKETS; b++)
+        if (im->gathered[b]) cudaCheck(cudaEventDestroy(im->gathered[b]));
     cudaCheck(cudaStreamDestroy(im->comm_stream));
     cudaCheck(cudaFree(im->staging));
     free(im);

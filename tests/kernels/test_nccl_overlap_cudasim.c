@@ -8,7 +8,9 @@
  * bits, and close exactly one group per rank. The sharded optimizer's two calls: a bucket of
  * two slices reduced to different ranks (reduce_bucket_start) must leave g0 + g1 on each
  * slice's root, and allgather_shards of 2-byte elements must bring each rank's shard to
- * both; each is one more group per rank. */
+ * both; each is one more group per rank. So must a weights bucket (gather_bucket_start:
+ * two slices from different roots, waited for with gather_bucket_wait; a second wait and a
+ * wait for a bucket never started return at once). */
 #include "core/comm.h"
 #include "kernels/cuda/comm_nccl.h"
 #include "kernels/ops.h"
@@ -41,7 +43,7 @@ struct rank_job {
     unsigned char id[COMM_NCCL_ID_BYTES];
     int rank;
     float once[N], started[N], bucket[N], reduced[N];
-    unsigned short gathered[N];
+    unsigned short gathered[N], bucketed[N];
     int failed;
 };
 
@@ -86,6 +88,16 @@ static void *nccl_rank(void *arg) {
     j->ops->to_device(b, h, sizeof h);
     j->failed |= !c->allgather_shards || c->allgather_shards(c, b, lo, sizeof h[0]) != 0;
     j->ops->to_host(j->gathered, b, sizeof h);
+    // the same marks as a bucket of slices [0,700) from rank 0 and [700,N) from rank 1
+    j->ops->to_device(b, h, sizeof h);
+    void *gx[2] = {b, (unsigned short *)b + 700};
+    size_t gn[2] = {700, N - 700};
+    int groot[2] = {0, 1};
+    j->failed |=
+        !c->gather_bucket_start || c->gather_bucket_start(c, 5, gx, gn, groot, 2, sizeof h[0]) != 0;
+    j->failed |= c->gather_bucket_wait(c, 5) != 0 || c->gather_bucket_wait(c, 5) != 0 ||
+                 c->gather_bucket_wait(c, 6) != 0;
+    j->ops->to_host(j->bucketed, b, sizeof h);
     // b (N): slices [0,500) [500,501) [501,N), in the same order on both ranks
     j->ops->to_device(b, host, sizeof host);
     j->failed |= c->allreduce_sum_f32_start(c, b, 500) != 0;
@@ -137,17 +149,19 @@ int main(void) {
             if ((i < 500) == (r == 1)) /* this rank is the slice's root */
                 reduced += memcmp(&j->reduced[i], &want, sizeof want) != 0;
             gathered += j->gathered[i] != 0x1000 * (i < 700 ? 1 : 2) + i % 7;
+            gathered += j->bucketed[i] != 0x1000 * (i < 700 ? 1 : 2) + i % 7;
         }
         printf("nccl rank %d: started sums: %d of %d differ from g0+g1, %d from the one-call "
                "sum; bucket: %d differ from g0+g1; reduced to this rank: %d of %d differ; "
-               "gathered shards: %d of %d wrong%s\n",
-               r, vs_sum, N, vs_once, bucket, reduced, r == 1 ? 500 : N - 500, gathered, N,
+               "gathered shards and weights bucket: %d of %d wrong%s\n",
+               r, vs_sum, N, vs_once, bucket, reduced, r == 1 ? 500 : N - 500, gathered, 2 * N,
                j->failed ? "; a call failed" : "");
         failures += j->failed || vs_sum || vs_once || bucket || reduced || gathered;
     }
-    /* per rank one bucket, one reduce bucket, one gather; nothing else opens a group */
-    printf("NCCL groups closed: %d (want %d, three per rank)\n", groups, 3 * WORLD);
-    failures += groups != 3 * WORLD;
+    /* per rank one bucket, one reduce bucket, one gather, one weights bucket; nothing else
+     * opens a group */
+    printf("NCCL groups closed: %d (want %d, four per rank)\n", groups, 4 * WORLD);
+    failures += groups != 4 * WORLD;
     printf(failures ? "FAILED\n" : "PASSED\n");
     return failures ? 1 : 0;
 }

@@ -2,8 +2,10 @@
 # test_train_shard_optimizer — train.shard_optimizer (each rank sums, updates and then
 # broadcasts its 1/world of the arena) changes nothing but rounding:
 #  1. 2 ranks, fp32, clipping off: 10 steps sharded and replicated end with bit-identical
-#     weights and Adam moments and log the same losses (a sum of two is the same in any
-#     order, and without clipping the shards' norm sum is not used);
+#     weights and Adam moments and log the same training and validation losses (a sum of two
+#     is the same in any order, and without clipping the shards' norm sum is not used); the
+#     sharded run's weights arrive layer by layer during the next forward (the evaluations
+#     every 5 steps wait for them too);
 #  2. 3 ranks, fp16, clipping on: sharded and replicated agree within 1e-5 relative (the
 #     norm is summed in another order, the 3-rank reduce may order its additions otherwise);
 #  3. the sharded 3-rank run stopped at step 10 (SIGUSR1) and resumed to 20 is bit-identical
@@ -24,10 +26,10 @@ common=(batch_tokens=384 micro_batch=4 log_every=1 eval_every=0 warmup=2)
 # 1. two ranks, fp32, no clipping: bit-identical
 for s in true false; do
     write_config "$work/p1-$s.ini" "${common[@]}" batch_tokens=256 max_steps=10 \
-        checkpoint_every=0 clip_norm=0 shard_optimizer=$s
+        checkpoint_every=0 clip_norm=0 shard_optimizer=$s eval_every=5
     run "p1-$s" 2 "$work/p1-$s.ini" || fail "part 1, shard_optimizer=$s: $(tail -5 "$work/p1-$s.log")"
 done
-grep -q "optimizer sharded over 2 ranks" "$work/p1-true.log" ||
+grep -q "optimizer sharded over 2 ranks.*arrive layer by layer" "$work/p1-true.log" ||
     fail "part 1: the sharded run does not say it shards: $(head -20 "$work/p1-true.log")"
 grep -q "optimizer sharded" "$work/p1-false.log" && fail "part 1: the replicated run says it shards"
 ck=checkpoints/step-0000010.h5
@@ -35,6 +37,10 @@ python3 "$src/tests/train/compare_ckpt.py" "$work/p1-true/$ck" "$work/p1-false/$
     --groups weights,adam_m,adam_v || fail "part 1: sharded and replicated states differ"
 diff <(train_losses "$work/p1-true/metrics.jsonl") <(train_losses "$work/p1-false/metrics.jsonl") ||
     fail "part 1: the logged losses differ (above)"
+valid() { grep -o 'valid step .*' "$1"; }
+[ "$(valid "$work/p1-true.log" | wc -l)" = 2 ] || fail "part 1: not 2 evaluations: $(valid "$work/p1-true.log")"
+diff <(valid "$work/p1-true.log") <(valid "$work/p1-false.log") ||
+    fail "part 1: the validation losses differ (above)"
 
 # 2. three ranks, fp16, clipping on: within rounding
 for s in true false; do
