@@ -30,6 +30,14 @@ struct comm {
      * otherwise, completed by allreduce_wait. NULL: not offered (the caller all-reduces). */
     int (*reduce_bucket_start)(struct comm *c, float *const *x, const size_t *n, const int *root,
                                int k);
+    /* x[i] (n[i] elements of elem bytes, backend memory), i < k: rank root[i] receives every
+     * rank's x[i], its own included, rank r's at recv[i] + r * stride bytes (recv[i] is read
+     * on root[i] only), for the sharded optimizer to sum them itself in fp32 (an fp16
+     * gradient travels at half an fp32 sum's bytes). Started like allreduce_bucket_start
+     * and completed by allreduce_wait. NULL: not offered. */
+    int (*gather_to_owner_start)(struct comm *c, const void *const *x, const size_t *n,
+                                 const int *root, void *const *recv, size_t stride, int k,
+                                 size_t elem);
     /* x: lo[world] elements of elem bytes in the backend's memory; rank r's elements
      * [lo[r], lo[r+1]) reach every rank (in place; lo nondecreasing, lo[0] = 0). Blocking. */
     int (*allgather_shards)(struct comm *c, void *x, const size_t *lo, size_t elem);

@@ -66,6 +66,8 @@ static int mpi_sum_f32(struct comm *c, float *x, size_t n) {
 struct mpi_pending {
     MPI_Request *req;
     int n, cap;
+    int **keep; /* count and displacement arrays of started gathers, freed by mpi_wait */
+    int n_keep, cap_keep;
     struct mpi_bucket {
         MPI_Request *req;
         int n, cap;
@@ -162,6 +164,46 @@ static int mpi_gather_bucket_wait(struct comm *c, int bucket) {
     return mark_leave(mpi_check(MPI_Waitall(n, b->req, MPI_STATUSES_IGNORE), "MPI_Waitall"));
 }
 
+/* Each slice to its root (MPI_Igatherv in bytes; the root's own included), completed by
+ * mpi_wait with the sums. */
+static int mpi_gather_to_owner_start(struct comm *c, const void *const *x, const size_t *n,
+                                     const int *root, void *const *recv, size_t stride, int k,
+                                     size_t elem) {
+    struct mpi_pending *p = c->impl;
+    if (c->world == 1) return 0;
+    if (stride * (size_t)c->world > (size_t)INT_MAX)
+        return xlmc_error("sending gradients to their owners: %zu bytes per rank do not fit "
+                          "MPI's int displacements",
+                          stride);
+    for (int i = 0; i < k; i++) {
+        if (n[i] * elem > stride) return xlmc_error("a gradient slice exceeds its receive slot");
+        int *arr = NULL;
+        if (c->rank == root[i]) {
+            arr = xcalloc(2 * (size_t)c->world, sizeof *arr);
+            for (int r = 0; r < c->world; r++) {
+                arr[r] = (int)(n[i] * elem);
+                arr[c->world + r] = (int)((size_t)r * stride);
+            }
+            if (p->n_keep == p->cap_keep) {
+                p->cap_keep = p->cap_keep ? 2 * p->cap_keep : 32;
+                p->keep = xrealloc(p->keep, (size_t)p->cap_keep * sizeof *p->keep);
+            }
+            p->keep[p->n_keep++] = arr;
+        }
+        pending_slot(p);
+        if (mpi_check(MPI_Igatherv(x[i], (int)(n[i] * elem), MPI_BYTE, arr ? recv[i] : NULL, arr,
+                                   arr ? arr + c->world : NULL, MPI_BYTE, root[i], MPI_COMM_WORLD,
+                                   &p->req[p->n]),
+                      "MPI_Igatherv"))
+            return -1;
+        p->n++;
+    }
+    int done = 0; /* as in mpi_sum_f32_start: let the started transfers move */
+    if (mpi_check(MPI_Testall(p->n, p->req, &done, MPI_STATUSES_IGNORE), "MPI_Testall")) return -1;
+    if (done) p->n = 0;
+    return 0;
+}
+
 /* MPI_Allgatherv in place, counted in elements of elem bytes (an MPI type of that size). */
 static int mpi_allgather_shards(struct comm *c, void *x, const size_t *lo, size_t elem) {
     if (c->world == 1) return 0;
@@ -198,7 +240,11 @@ static int mpi_wait(struct comm *c) {
     int n = p->n;
     p->n = 0;
     mark_enter("MPI_Waitall (gradient all-reduce)");
-    return mark_leave(mpi_check(MPI_Waitall(n, p->req, MPI_STATUSES_IGNORE), "MPI_Waitall"));
+    int rc = mark_leave(mpi_check(MPI_Waitall(n, p->req, MPI_STATUSES_IGNORE), "MPI_Waitall"));
+    for (int i = 0; i < p->n_keep; i++)
+        free(p->keep[i]);
+    p->n_keep = 0;
+    return rc;
 }
 
 static int mpi_sum_f64(struct comm *c, double *x, size_t n) {
@@ -267,6 +313,7 @@ struct comm *comm_mpi_create(void) {
     c->allgather_shards = mpi_allgather_shards;
     c->gather_bucket_start = mpi_gather_bucket_start;
     c->gather_bucket_wait = mpi_gather_bucket_wait;
+    c->gather_to_owner_start = mpi_gather_to_owner_start;
     c->allreduce_sum_f64 = mpi_sum_f64;
     c->allreduce_max_int = mpi_max_int;
     c->broadcast = mpi_broadcast;
@@ -335,6 +382,9 @@ void comm_destroy(struct comm *c) {
     struct mpi_pending *p = c->impl;
     if (p) {
         free(p->req);
+        for (int i = 0; i < p->n_keep; i++)
+            free(p->keep[i]);
+        free(p->keep);
         for (int b = 0; b < COMM_GATHER_BUCKETS; b++)
             free(p->gather[b].req);
     }

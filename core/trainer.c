@@ -42,6 +42,8 @@ int trainer_init(struct trainer *t, struct model *m, struct comm *c) {
         size_t q = (n + (size_t)c->world - 1) / (size_t)c->world;
         q = (q + 63) / 64 * 64;
         t->shard_lo = xcalloc((size_t)c->world + 1, sizeof *t->shard_lo);
+        t->shard_q = q;
+        t->rank_weight = xcalloc((size_t)c->world, sizeof *t->rank_weight);
         for (int r = 0; r <= c->world; r++)
             t->shard_lo[r] = (size_t)r * q < n ? (size_t)r * q : n;
         /* the weights arrive bucket by bucket during the next forward */
@@ -92,6 +94,8 @@ void trainer_free(struct trainer *t) {
     if (t->decay_mask) ops->free(t->decay_mask);
     if (t->master_dev) ops->free(t->master_dev);
     free(t->shard_lo);
+    free(t->rank_weight);
+    if (t->owner_recv) ops->free(t->owner_recv);
     if (t->m->weights_wait_ctx == t) t->m->weights_wait = NULL, t->m->weights_wait_ctx = NULL;
     memset(t, 0, sizeof *t);
 }
@@ -171,6 +175,55 @@ static int reduce_to_owners(const struct trainer *t, const size_t *off, const si
     return rc;
 }
 
+/* The fp16 gradient path: sharded, fp16 gradients (in the CPU backend's fp32 storage there), a
+ * communicator that sends to owners. */
+static int trainer_to_owner_possible(const struct trainer *t) {
+    return t->shard_lo && t->m->ops->precision == OPS_FP16 && t->comm->gather_to_owner_start &&
+           t->rank_weight;
+}
+
+/* One micro-batch per rank, fp16: the bucket's ranges of this micro-batch's storage gradient
+ * go as they are to their owners (half the bytes of an fp32 sum), into t->owner_recv: the
+ * owner's row r (shard_q elements) holds rank r's values of its shard. */
+static int send_to_owners(const struct trainer *t, const size_t *off, const size_t *len, int k) {
+    const struct model *m = t->m;
+    size_t sb = m->ops->storage_bytes, *poff, *pn;
+    int *root;
+    size_t np = cut_at_shards(t, off, len, k, &poff, &pn, &root);
+    const void **px = xmalloc((np ? np : 1) * sizeof *px);
+    void **recv = xmalloc((np ? np : 1) * sizeof *recv);
+    for (size_t j = 0; j < np; j++) {
+        px[j] = (const char *)m->grads + poff[j] * sb;
+        recv[j] = (char *)t->owner_recv + (poff[j] - t->shard_lo[root[j]]) * sb;
+    }
+    int rc =
+        t->comm->gather_to_owner_start(t->comm, px, pn, root, recv, t->shard_q * sb, (int)np, sb);
+    free(poff);
+    free(pn);
+    free(root);
+    free(px);
+    free(recv);
+    return rc;
+}
+
+/* The owner's fp32 sum of every rank's fp16 gradient of its shard, in rank order, each
+ * weighed as trainer_accumulate weighs a micro-batch (own count / step count). */
+static void sum_own_shard(const struct trainer *t) {
+    const struct ops *ops = t->m->ops;
+    int world = t->comm->world;
+    size_t lo = t->shard_lo[t->comm->rank], hi = t->shard_lo[t->comm->rank + 1];
+    size_t row = t->shard_q * ops->storage_bytes;
+    for (int r0 = 0; r0 < world && hi > lo; r0 += OPS_GRAD_SOURCES_MAX) {
+        struct ops_tensor_list l = {.count = 1, .first = r0 == 0, .stride = row};
+        for (int r = r0; r < world && r < r0 + OPS_GRAD_SOURCES_MAX; r++)
+            l.weight[l.sources++] = t->rank_weight[r];
+        l.t[0].acc = t->grad_acc + lo;
+        l.t[0].grad = (const char *)t->owner_recv + (size_t)r0 * row;
+        l.t[0].n = hi - lo;
+        ops->grad_accumulate_list(&l);
+    }
+}
+
 /* The arena ranges of bucket `layer` (-1: the non-layer tensors, else layer l's slices of the
  * stacked ones): off[i], len[i] for i < the count returned (at most P_COUNT). */
 static int bucket_ranges(const struct model *m, int layer, size_t *off, size_t *len) {
@@ -244,6 +297,7 @@ static void trainer_grad_ready(void *ctx, int layer) {
     /* the bucket's slices, added with one launch (they were one launch each: ~100 per
      * micro-batch at 6 layers), from every gradient buffer written since the last pass */
     struct ops_tensor_list add = t->ovl_add;
+    if (t->to_owner) add.sources = 0; /* the owners add the fp16 gradients themselves */
     for (int i = 0; i < k; i++) {
         if (add.sources) {
             if (add.count == OPS_TENSOR_LIST_MAX) acc_flush(t, &add);
@@ -256,6 +310,10 @@ static void trainer_grad_ready(void *ctx, int layer) {
     acc_flush(t, &add);
     if (t->ovl_failed || !k) return;
     struct comm *c = t->comm;
+    if (t->to_owner) {
+        t->ovl_failed = send_to_owners(t, off, len, k) != 0;
+        return;
+    }
     if (t->shard_lo && c->reduce_bucket_start) {
         t->ovl_failed = reduce_to_owners(t, off, len, k) != 0;
         return;
@@ -282,7 +340,27 @@ static int trainer_accumulate(struct trainer *t, const struct batch *micro, int 
     double tokens = 0;
     for (int i = 0; i < n_micro; i++)
         tokens += (double)count_targets(&micro[i]);
-    if (t->comm->allreduce_sum_f64(t->comm, &tokens, 1))
+    struct comm *c = t->comm;
+    int to_owner = 0;
+    if (trainer_to_owner_possible(t)) {
+        /* every rank's count (its slot, the others 0) and how many ranks have exactly one
+         * micro-batch: the fp16 gradients go to their owners only when all have */
+        double *v = xcalloc((size_t)c->world + 1, sizeof *v);
+        v[c->rank] = tokens;
+        v[c->world] = n_micro == 1;
+        int rc = c->allreduce_sum_f64(c, v, (size_t)c->world + 1);
+        tokens = 0;
+        for (int r = 0; r < c->world; r++)
+            tokens += v[r];
+        to_owner = !rc && v[c->world] == (double)c->world;
+        for (int r = 0; r < c->world && to_owner; r++) /* trainer_accumulate's weights */
+            t->rank_weight[r] = (float)((v[r] > 0 ? v[r] : tokens) / tokens);
+        free(v);
+        if (rc) tokens = -1;
+    } else if (c->allreduce_sum_f64(c, &tokens, 1)) {
+        tokens = -1;
+    }
+    if (tokens < 0)
         return xlmc_error("step %ld: summing the token count over %d ranks failed", t->step,
                           t->comm->world);
     if (tokens <= 0)
@@ -293,6 +371,15 @@ static int trainer_accumulate(struct trainer *t, const struct batch *micro, int 
     int overlap = m->cfg.train.overlap_allreduce && t->comm->world > 1 &&
                   t->comm->allreduce_sum_f32_start && t->comm->allreduce_wait;
     t->ovl_failed = 0;
+    t->to_owner = to_owner && overlap;
+    if (t->to_owner && !t->owner_recv) {
+        /* zeroed once: the vocabulary's padding rows are never sent and must read as 0 */
+        size_t bytes = (size_t)c->world * t->shard_q * ops->storage_bytes;
+        if (!(t->owner_recv = ops->alloc(bytes ? bytes : 1)))
+            return xlmc_error("step %ld: no memory (%zu bytes) to receive the gradient shards",
+                              t->step, bytes);
+        ops->memset0(t->owner_recv, bytes);
+    }
     t->grad_acc = t->acc_buf;
     int k = trainer_grad_buffers(&m->cfg.train, ops, n_micro);
     if (model_grad_buffers(m, k))
@@ -357,6 +444,7 @@ static int trainer_accumulate(struct trainer *t, const struct batch *micro, int 
     if (failed)
         return xlmc_error("step %ld: summing the gradient (%zu values) over %d ranks failed",
                           t->step, n, t->comm->world);
+    if (t->to_owner) sum_own_shard(t);
     if (t->comm->allreduce_sum_f64(t->comm, sums, 2))
         return xlmc_error("step %ld: summing the loss over %d ranks failed", t->step,
                           t->comm->world);

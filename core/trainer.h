@@ -103,7 +103,16 @@ struct trainer {
      * weights and the moments outside a rank's shard lag (state_partial) until
      * trainer_gather_state. The norm is the sum of the shards' squared norms over ranks. */
     size_t *shard_lo;  /* world + 1 bounds, multiples of 64 elements but the last */
+    size_t shard_q;    /* the bounds' step: shard r is [r q, (r + 1) q) cut at num_params */
     int state_partial; /* master weights and moments whole only in the own shard */
+    /* With fp16 storage and one micro-batch on every rank (the ende recipe on 64 GPUs) the
+     * gradients do not become fp32 sums on the way: each rank sends its fp16 slices to their
+     * owners (comm->gather_to_owner_start), and the owner adds the world's in fp32, in rank
+     * order, weighed like micro-batches (rank_weight): the same sum as the accumulator's
+     * fp32 reduce, at half its bytes, and no accumulator pass for the other shards. */
+    int to_owner;       /* this step takes that path */
+    float *rank_weight; /* (world) each rank's weight this step */
+    void *owner_recv;   /* (world x shard_q) storage, backend memory: row r from rank r */
 };
 
 /* Allocate the accumulator, zeroed Adam moments and the decay mask; scaler from the config;

@@ -307,10 +307,14 @@ int train_run_setup(struct train_run *r) {
                    r->m.grad_buffers > 1 ? "es" : "");
         if (r->t.shard_lo)
             printf("optimizer sharded over %d ranks (train.shard_optimizer): this rank updates "
-                   "%zu of %zu parameters; the updated weights %s\n",
+                   "%zu of %zu parameters; the updated weights %s%s\n",
                    r->comm->world, r->t.shard_lo[1] - r->t.shard_lo[0], r->m.num_params,
                    r->m.weights_wait ? "arrive layer by layer during the next forward"
-                                     : "are gathered after the update");
+                                     : "are gathered after the update",
+                   r->t.rank_weight && r->ops->precision == OPS_FP16 && r->accum == 1 &&
+                           r->cfg.train.overlap_allreduce && r->t.comm->gather_to_owner_start
+                       ? "; the fp16 gradients go to their owners, who add them in fp32"
+                       : "");
         if (r->ops->graph_begin)
             printf("CUDA graphs: %s\n",
                    r->cfg.train.cuda_graphs

@@ -174,6 +174,42 @@ static int nccl_reduce_bucket_start(struct comm *c, float *const *x, const size_
     return failed ? -1 : 0;
 }
 
+#if defined(XLMC_CUDASIM) || (defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE >= 2700)
+// x[i] device, i < k: to rank root[i] (ncclSend), which receives every other rank's into
+// recv[i] + r * stride (ncclRecv) and copies its own; one group on the communication stream
+// once the backend's stream has produced x (NCCL 2.7 and newer: point to point)
+static int nccl_gather_to_owner_start(struct comm *c, const void *const *x, const size_t *n,
+                                      const int *root, void *const *recv, size_t stride, int k,
+                                      size_t elem) {
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    if (nccl_gone(c, "gradient to its owner (bucket)")) return -1;
+    cudaCheck(cudaEventRecord(im->ready, g_cuda.stream));
+    cudaCheck(cudaStreamWaitEvent(im->comm_stream, im->ready, 0));
+    if (nccl_ok(ncclGroupStart(), "group start")) return -1;
+    int failed = 0;
+    for (int i = 0; i < k; i++) {
+        size_t bytes = n[i] * elem;
+        if (c->rank != root[i]) {
+            failed |= nccl_enqueued(
+                im, ncclSend(x[i], bytes, ncclInt8, root[i], im->nccl, im->comm_stream),
+                "send (gradient bucket)");
+            continue;
+        }
+        char *to = (char *)recv[i];
+        cudaCheck(cudaMemcpyAsync(to + (size_t)c->rank * stride, x[i], bytes,
+                                  cudaMemcpyDeviceToDevice, im->comm_stream));
+        for (int r = 0; r < c->world; r++)
+            if (r != c->rank)
+                failed |= nccl_enqueued(im,
+                                        ncclRecv(to + (size_t)r * stride, bytes, ncclInt8, r,
+                                                 im->nccl, im->comm_stream),
+                                        "receive (gradient bucket)");
+    }
+    failed |= nccl_enqueued(im, ncclGroupEnd(), "group end (gradient to owner)");
+    return failed ? -1 : 0;
+}
+#endif
+
 // x device, lo[world] elements of elem bytes: rank r's [lo[r], lo[r+1]) broadcast from r, all
 // in one group on the backend's stream (after the update that wrote them), then waited for
 static int nccl_allgather_shards(struct comm *c, void *x, const size_t *lo, size_t elem) {
@@ -357,6 +393,9 @@ static struct comm *nccl_create(const unsigned char *id, int rank, int world, in
     c->reduce_bucket_start = nccl_reduce_bucket_start;
     c->allgather_shards = nccl_allgather_shards;
     c->gather_bucket_start = nccl_gather_bucket_start;
+#if defined(XLMC_CUDASIM) || (defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE >= 2700)
+    c->gather_to_owner_start = nccl_gather_to_owner_start;
+#endif
     c->gather_bucket_wait = nccl_gather_bucket_wait;
     c->allreduce_sum_f64 = nccl_allreduce_sum_f64;
     c->allreduce_max_int = nccl_allreduce_max_int;

@@ -38,9 +38,13 @@
  *           algorithm bandwidth, reduce and broadcast 1 x; NVIDIA/nccl-tests
  *           doc/PERFORMANCE.md); the update's kernels (Adam, the norm) run on 1/n of the
  *           arena, their DRAM time divided by n (the simulated step runs them on the whole
- *           arena); then the owners broadcast the updated fp16 weights (one group), the
- *           arena's storage bytes / bus bandwidth + latency, exposed: the next forward waits
- *           for it. */
+ *           arena); then the owners broadcast the updated fp16 weights bucket by bucket in
+ *           forward's order (the non-layer tensors, then layers 0 ... L-1; a bucket's fp16 bytes
+ *           / bus bandwidth + latency each, one after the other) while the next forward runs:
+ *           the forward waits for the first two before it starts and for layer l's before
+ *           layer l. A layer's forward is priced at a third of the micro-batch's time / L (its
+ *           share of the arithmetic: 2 of the 6 FLOPs per parameter and token): an
+ *           assumption, the simulated step does not time the layers apart. */
 #include "tests/bench/gpu_model.h"
 
 #include "core/config.h"
@@ -331,6 +335,22 @@ static double exposed_comm(const double *ar_t, const size_t *bytes, size_t n, do
     return fmax(0.0, c - t_end);
 }
 
+/* The sharded optimizer's weight broadcast during the next forward: buckets of fp16 bytes
+ * half of the fp32 gradient buckets ar_bytes (backward's order: layers L-1 ... 0, then the
+ * non-layer tensors), sent non-layer first, then layer 0 ... L-1, back to back; the forward
+ * waits for the non-layer and layer 0 buckets, then for layer l's before layer l, each layer
+ * taking layer_t. Returns the time the forward spends waiting. */
+static double exposed_gather(const size_t *ar_bytes, int L, double busbw, double latency,
+                             double layer_t) {
+    double comm = (double)ar_bytes[L] / 2.0 / busbw + latency, fwd = 0, waited = 0;
+    for (int l = 0; l < L; l++) {
+        comm += (double)ar_bytes[L - 1 - l] / 2.0 / busbw + latency;
+        if (comm > fwd) waited += comm - fwd, fwd = comm;
+        fwd += layer_t;
+    }
+    return waited;
+}
+
 /* The output bias's gradient as the CUDA backend computes it at the target rows N. Past
  * N x Vp > 2 N Cp + 4 Vp Cp (wide_db in kernels/cuda/matmul.cu, Cp = C + 1 rounded up to 8;
  * at the ende size past 4264 rows) it rides in the vocabulary's weight-gradient GEMM as one
@@ -513,7 +533,12 @@ int main(int argc, char **argv) {
             /* sharded: the update on 1/G of the arena, then the fp16 weights (half the fp32
              * gradient's bytes) broadcast by their owners */
             double saved = shard ? upd_kern * (1.0 - 1.0 / G) : 0.0;
-            double gather = shard ? ar_total / 2.0 / busbw + g->coll_latency_s : 0.0;
+            /* (buckets other than one per layer and one more: the whole broadcast exposed) */
+            double gather = !shard ? 0.0
+                            : (int)ra.n_ar == (int)L + 1
+                                ? exposed_gather(ra.ar_bytes, (int)L, busbw, g->coll_latency_s,
+                                                 micro_t / 3.0 / L)
+                                : ar_total / 2.0 / busbw + g->coll_latency_s;
             upd_saved[G == 8 ? 0 : 1] = saved;
             double upd_t = apply_t - saved;
             double total =
@@ -524,7 +549,8 @@ int main(int argc, char **argv) {
             char gathered[96] = "";
             if (shard)
                 snprintf(gathered, sizeof gathered,
-                         " + %.2f ms broadcasting the updated weights from their shards",
+                         " + %.2f ms waiting for the updated weights (broadcast from their "
+                         "shards during the forward)",
                          gather * 1e3);
             printf("%2d GPUs (%d micro-batch%s per GPU): step %.2f ms = %d x %.2f ms "
                    "micro-batch + %.2f ms adding %d gradient buffer%s into the accumulator "

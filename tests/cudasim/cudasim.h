@@ -465,6 +465,12 @@ ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataT
 /* the sum (or max) lands in recv of rank root only */
 ncclResult_t ncclReduce(const void *send, void *recv, size_t count, ncclDataType_t type,
                         ncclRedOp_t op, int root, ncclComm_t c, cudaStream_t s);
+/* point to point, non-blocking communicators only: a send meets the receive of the same
+ * pair posted in the same order */
+ncclResult_t ncclSend(const void *send, size_t count, ncclDataType_t type, int peer, ncclComm_t c,
+                      cudaStream_t s);
+ncclResult_t ncclRecv(void *recv, size_t count, ncclDataType_t type, int peer, ncclComm_t c,
+                      cudaStream_t s);
 ncclResult_t ncclBroadcast(const void *send, void *recv, size_t count, ncclDataType_t type,
                            int root, ncclComm_t c, cudaStream_t s);
 const char *ncclGetErrorString(ncclResult_t r);

@@ -247,7 +247,58 @@ ncclResult_t nb_allreduce(const void *send, void *recv, size_t count, ncclDataTy
     }
     return ncclSuccess;
 }
+
+/* Point to point (non-blocking communicators): per group and (source, destination), the
+ * sends and the receives not yet matched, in posting order; a send and a receive meet as the
+ * second of them is posted, and both are done. Their PendingOps carry no collective number. */
+const unsigned long long P2P_GENERATION = ~0ull;
+struct P2PEnd {
+    const void *send;
+    void *recv;
+    size_t bytes;
+    PendingOp *op;
+};
+std::map<std::pair<Group *, std::pair<int, int>>,
+         std::pair<std::vector<P2PEnd>, std::vector<P2PEnd>>>
+    g_p2p; /* (sends, receives) */
+
+ncclResult_t nb_p2p(const void *send, void *recv, size_t bytes, int peer, ncclComm_t c,
+                    cudaStream_t s) {
+    if (!c || c->blocking || peer < 0 || peer >= c->group->nranks || peer == c->rank)
+        return ncclInvalidArgument;
+    std::lock_guard<std::mutex> lock(g_pending_mu);
+    Group *g = c->group;
+    PendingOp *p = new PendingOp{g, P2P_GENERATION, s, std::this_thread::get_id()};
+    g_pending.push_back(p);
+    bool sending = send != nullptr;
+    auto &q = g_p2p[{g, sending ? std::make_pair(c->rank, peer) : std::make_pair(peer, c->rank)}];
+    std::vector<P2PEnd> &other = sending ? q.second : q.first, &mine = sending ? q.first : q.second;
+    if (other.empty()) {
+        mine.push_back({send, recv, bytes, p});
+        return ncclSuccess;
+    }
+    P2PEnd o = other.front();
+    other.erase(other.begin());
+    if (o.bytes != bytes) return ncclInvalidArgument; /* NCCL: the sizes must match */
+    if (bytes) memcpy(sending ? o.recv : recv, sending ? send : o.send, bytes);
+    o.op->done = p->done = true;
+    return ncclSuccess;
+}
 } // namespace
+
+ncclResult_t ncclSend(const void *send, size_t count, ncclDataType_t type, int peer, ncclComm_t c,
+                      cudaStream_t s) {
+    if (cudasim::graph::capturing(s)) cudasim::graph::fail("ncclSend", NCCL_IN_CAPTURE);
+    cudasim::count::nccl("send", count * type_bytes(type), s);
+    return send ? nb_p2p(send, nullptr, count * type_bytes(type), peer, c, s) : ncclInvalidArgument;
+}
+
+ncclResult_t ncclRecv(void *recv, size_t count, ncclDataType_t type, int peer, ncclComm_t c,
+                      cudaStream_t s) {
+    if (cudasim::graph::capturing(s)) cudasim::graph::fail("ncclRecv", NCCL_IN_CAPTURE);
+    cudasim::count::nccl("recv", count * type_bytes(type), s);
+    return recv ? nb_p2p(nullptr, recv, count * type_bytes(type), peer, c, s) : ncclInvalidArgument;
+}
 
 extern "C" int cudasim_nccl_aborts(void) {
     std::lock_guard<std::mutex> lock(g_pending_mu);
@@ -358,6 +409,8 @@ ncclResult_t ncclCommDestroy(ncclComm_t c) {
         g_groups.erase(c->key);
         std::lock_guard<std::mutex> plock(g_pending_mu);
         g_nb_buffers.erase(c->group);
+        for (auto it = g_p2p.begin(); it != g_p2p.end();)
+            it = it->first.first == c->group ? g_p2p.erase(it) : std::next(it);
         for (int r = 0; r < c->group->nranks; r++)
             g_nb_rank_next.erase({c->group, r});
         for (size_t i = 0; i < g_pending.size();) { /* the group's collectives end with it */

@@ -10,7 +10,9 @@
  * slice's root, and allgather_shards of 2-byte elements must bring each rank's shard to
  * both; each is one more group per rank. So must a weights bucket (gather_bucket_start:
  * two slices from different roots, waited for with gather_bucket_wait; a second wait and a
- * wait for a bucket never started return at once). */
+ * wait for a bucket never started return at once), and a bucket of two slices sent to
+ * their owners (gather_to_owner_start: ncclSend/ncclRecv, the root's own copied), which must
+ * find each rank's values in its row on the slice's root. */
 #include "core/comm.h"
 #include "kernels/cuda/comm_nccl.h"
 #include "kernels/ops.h"
@@ -44,6 +46,7 @@ struct rank_job {
     int rank;
     float once[N], started[N], bucket[N], reduced[N];
     unsigned short gathered[N], bucketed[N];
+    float owned[WORLD * N];
     int failed;
 };
 
@@ -98,6 +101,17 @@ static void *nccl_rank(void *arg) {
     j->failed |= c->gather_bucket_wait(c, 5) != 0 || c->gather_bucket_wait(c, 5) != 0 ||
                  c->gather_bucket_wait(c, 6) != 0;
     j->ops->to_host(j->bucketed, b, sizeof h);
+    // slices [0,500) to rank 1 and [500,N) to rank 0, each rank's row N floats apart
+    float *rows = j->ops->alloc(WORLD * N * sizeof(float));
+    j->ops->to_device(a, host, sizeof host);
+    const void *ox[2] = {a, a + 500};
+    void *orecv[2] = {rows, rows + 500};
+    j->failed |= !c->gather_to_owner_start ||
+                 c->gather_to_owner_start(c, ox, rlen, root, orecv, N * sizeof(float), 2,
+                                          sizeof(float)) != 0;
+    j->failed |= c->allreduce_wait(c) != 0;
+    j->ops->to_host(j->owned, rows, sizeof j->owned);
+    j->ops->free(rows);
     // b (N): slices [0,500) [500,501) [501,N), in the same order on both ranks
     j->ops->to_device(b, host, sizeof host);
     j->failed |= c->allreduce_sum_f32_start(c, b, 500) != 0;
@@ -146,22 +160,26 @@ int main(void) {
             vs_sum += memcmp(&j->started[i], &want, sizeof want) != 0;
             vs_once += memcmp(&j->started[i], &j->once[i], sizeof want) != 0;
             bucket += memcmp(&j->bucket[i], &want, sizeof want) != 0;
-            if ((i < 500) == (r == 1)) /* this rank is the slice's root */
+            if ((i < 500) == (r == 1)) { /* this rank is the slice's root */
                 reduced += memcmp(&j->reduced[i], &want, sizeof want) != 0;
+                reduced += memcmp(&j->owned[i], &g0[i], sizeof want) != 0;
+                reduced += memcmp(&j->owned[N + i], &g1[i], sizeof want) != 0;
+            }
             gathered += j->gathered[i] != 0x1000 * (i < 700 ? 1 : 2) + i % 7;
             gathered += j->bucketed[i] != 0x1000 * (i < 700 ? 1 : 2) + i % 7;
         }
-        printf("nccl rank %d: started sums: %d of %d differ from g0+g1, %d from the one-call "
-               "sum; bucket: %d differ from g0+g1; reduced to this rank: %d of %d differ; "
-               "gathered shards and weights bucket: %d of %d wrong%s\n",
-               r, vs_sum, N, vs_once, bucket, reduced, r == 1 ? 500 : N - 500, gathered, 2 * N,
-               j->failed ? "; a call failed" : "");
+        printf(
+            "nccl rank %d: started sums: %d of %d differ from g0+g1, %d from the one-call "
+            "sum; bucket: %d differ from g0+g1; reduced to and sent to this rank: %d of %d differ; "
+            "gathered shards and weights bucket: %d of %d wrong%s\n",
+            r, vs_sum, N, vs_once, bucket, reduced, 3 * (r == 1 ? 500 : N - 500), gathered, 2 * N,
+            j->failed ? "; a call failed" : "");
         failures += j->failed || vs_sum || vs_once || bucket || reduced || gathered;
     }
-    /* per rank one bucket, one reduce bucket, one gather, one weights bucket; nothing else
-     * opens a group */
-    printf("NCCL groups closed: %d (want %d, four per rank)\n", groups, 4 * WORLD);
-    failures += groups != 4 * WORLD;
+    /* per rank one bucket, one reduce bucket, one gather, one weights bucket, one bucket to
+     * owners; nothing else opens a group */
+    printf("NCCL groups closed: %d (want %d, five per rank)\n", groups, 5 * WORLD);
+    failures += groups != 5 * WORLD;
     printf(failures ? "FAILED\n" : "PASSED\n");
     return failures ? 1 : 0;
 }

@@ -6,8 +6,9 @@
 #     is the same in any order, and without clipping the shards' norm sum is not used); the
 #     sharded run's weights arrive layer by layer during the next forward (the evaluations
 #     every 5 steps wait for them too);
-#  2. 3 ranks, fp16, clipping on: sharded and replicated agree within 1e-5 relative (the
-#     norm is summed in another order, the 3-rank reduce may order its additions otherwise);
+#  2. 3 ranks, fp16, clipping on, one micro-batch per rank: sharded and replicated agree
+#     within 1e-5 relative (the norm is summed in another order; the sharded run sends its
+#     fp16 gradients to their owners, who add them in fp32 in rank order);
 #  3. the sharded 3-rank run stopped at step 10 (SIGUSR1) and resumed to 20 is bit-identical
 #     to the uninterrupted one (losses, weights, moments: the checkpoint gathers the shards);
 #     its checkpoint also resumes on one rank (unsharded: it holds the whole state).
@@ -48,6 +49,8 @@ for s in true false; do
         precision=fp16 shard_optimizer=$s
     run "p2-$s" 3 "$work/p2-$s.ini" || fail "part 2, shard_optimizer=$s: $(tail -5 "$work/p2-$s.log")"
 done
+grep -q "optimizer sharded over 3 ranks.*the fp16 gradients go to their owners" "$work/p2-true.log" ||
+    fail "part 2: the sharded fp16 run does not send its gradients to their owners: $(grep sharded "$work/p2-true.log")"
 ck=checkpoints/step-0000020.h5
 python3 "$src/tests/train/compare_ckpt.py" "$work/p2-true/$ck" "$work/p2-false/$ck" --rtol 1e-5 \
     --exclude k_lin.bias || fail "part 2: sharded and replicated weights differ beyond rounding"
