@@ -42,9 +42,14 @@
  *           forward's order (the non-layer tensors, then layers 0 ... L-1; a bucket's fp16 bytes
  *           / bus bandwidth + latency each, one after the other) while the next forward runs:
  *           the forward waits for the first two before it starts and for layer l's before
- *           layer l. A layer's forward is priced at a third of the micro-batch's time / L (its
- *           share of the arithmetic: 2 of the 6 FLOPs per parameter and token): an
- *           assumption, the simulated step does not time the layers apart. */
+ *           layer l. With one micro-batch per GPU the fp16 gradients go to their owners
+ *           instead of an fp32 reduce (ncclSend/ncclRecv, each GPU sending (n-1)/n of its
+ *           fp16 bytes: priced at the all-reduce bus bandwidth with nccl-tests' all-to-all
+ *           factor (n-1)/n, an assumption: an all-to-all may reach less over IB), and the
+ *           backward's accumulator pass is replaced by the owner's fp32 sum of the n fp16 rows
+ *           of its shard after them, at the DRAM rate. A layer's forward is priced at a third of
+ * the micro-batch's time / L (its share of the arithmetic: 2 of the 6 FLOPs per parameter and
+ * token): an assumption, the simulated step does not time the layers apart. */
 #include "tests/bench/gpu_model.h"
 
 #include "core/config.h"
@@ -315,17 +320,15 @@ static int by_time(const void *x, const void *y) {
     return (a < b) - (a > b);
 }
 
-/* all-reduces (reduce: reduces to the shards' owners) started at ar_t[i] (compute clock of
- * the last micro-batch), run in order on their own stream; returns how long after t_end the last
+/* all-reduces (or the sharded optimizer's transfers to the owners) of bytes[i] fp32 bytes
+ * started at ar_t[i] (compute clock of the last micro-batch), run in order on their own
+ * stream, each taking factor x bytes / busbw + latency; returns how long after t_end the last
  * one finishes, and in *late_bytes the gradient bytes still to be reduced at t_end (each bucket's
  * bytes pro rata of its time after t_end) */
 static double exposed_comm(const double *ar_t, const size_t *bytes, size_t n, double t_end,
-                           int world, double busbw, double latency, int reduce,
-                           double *late_bytes) {
+                           double factor, double busbw, double latency, double *late_bytes) {
     double c = 0;
     *late_bytes = 0;
-    /* the bus-bandwidth factor: all-reduce 2(n-1)/n, reduce (to the shards' owners) 1 */
-    double factor = reduce ? 1.0 : 2.0 * (world - 1) / world;
     for (size_t i = 0; i < n; i++) {
         double start = fmax(ar_t[i], c);
         double d = factor * (double)bytes[i] / busbw + latency;
@@ -518,18 +521,34 @@ int main(int argc, char **argv) {
         int shard = cfg.train.shard_optimizer;
         double step_at[2] = {0, 0}, micro_at[2] = {0, 0}; /* 8 and 64 GPUs */
         double upd_saved[2] = {0, 0};                     /* update time sharding saves */
+        double acc_shift[2] = {0, 0}; /* the owners' sum instead of the accumulator pass */
         for (int G = 8; G <= 64; G *= 8) {
             int n_micro = global_rows / (G * Bt);
             if (n_micro < 1) n_micro = 1;
             double busbw = G == 8 ? g->busbw8 : g->busbw64;
             double late = 0, ar_total = 0;
-            double exposed = exposed_comm(ar_a, ra.ar_bytes, ra.n_ar, t_end, G, busbw,
-                                          g->coll_latency_s, shard, &late);
             for (size_t i = 0; i < ra.n_ar; i++)
                 ar_total += (double)ra.ar_bytes[i];
+            /* sharded with one micro-batch per GPU: the fp16 gradients to their owners, each
+             * GPU sending (G-1)/G of its fp16 bytes, half the fp32 ones */
+            int owner = shard && n_micro == 1;
+            double factor = owner ? 0.5 * (G - 1) / G : shard ? 1.0 : 2.0 * (G - 1) / G;
+            double exposed = exposed_comm(ar_a, ra.ar_bytes, ra.n_ar, t_end, factor, busbw,
+                                          g->coll_latency_s, &late);
             double host = hosts * g->coll_latency_s;
             int k = trainer_grad_buffers(&cfg.train, &gpu_ops, n_micro);
             double acc_t = acc_step_t(n_micro, k, acc_pass_t, acc_read_t, src_read_t);
+            if (owner) {
+                /* no accumulator pass in the backward; after the transfers the owner adds the
+                 * G fp16 rows of its shard (all of them: the arena's fp16 bytes) into its fp32
+                 * shard, 8 rows per pass (OPS_GRAD_SOURCES_MAX), the shard read and written
+                 * by each pass but the first's read */
+                double params = ar_total / 4.0, q = params / G;
+                int passes = (G + OPS_GRAD_SOURCES_MAX - 1) / OPS_GRAD_SOURCES_MAX;
+                acc_t = (params * 2.0 + (2.0 * passes - 1.0) * q * 4.0) / g->dram_bw +
+                        passes * g->launch_s;
+                acc_shift[G == 8 ? 0 : 1] = acc_t - acc_pass_t;
+            }
             /* sharded: the update on 1/G of the arena, then the fp16 weights (half the fp32
              * gradient's bytes) broadcast by their owners */
             double saved = shard ? upd_kern * (1.0 - 1.0 / G) : 0.0;
@@ -552,21 +571,33 @@ int main(int argc, char **argv) {
                          " + %.2f ms waiting for the updated weights (broadcast from their "
                          "shards during the forward)",
                          gather * 1e3);
+            char added[160];
+            if (owner)
+                snprintf(added, sizeof added,
+                         "%.2f ms adding the %d GPUs' fp16 gradients of this GPU's shard in fp32",
+                         acc_t * 1e3, G);
+            else
+                snprintf(added, sizeof added,
+                         "%.2f ms adding %d gradient buffer%s into the accumulator (%d pass%s)",
+                         acc_t * 1e3, n_micro, n_micro > 1 ? "s" : "", (n_micro + k - 1) / k,
+                         (n_micro + k - 1) / k > 1 ? "es" : "");
             printf("%2d GPUs (%d micro-batch%s per GPU): step %.2f ms = %d x %.2f ms "
-                   "micro-batch + %.2f ms adding %d gradient buffer%s into the accumulator "
-                   "(%d pass%s) + %.2f ms update%s (incl. host<->device %.2f ms)%s + %.2f ms "
-                   "exposed %s + %.2f ms host collectives; %.0f tokens/s per GPU, "
+                   "micro-batch + %s + %.2f ms update%s (incl. host<->device %.2f ms)%s + %.2f "
+                   "ms exposed %s + %.2f ms host collectives; %.0f tokens/s per GPU, "
                    "MFU %.1f%% (MODEL)\n",
                    G, n_micro, n_micro > 1 ? "es" : "", total * 1e3, n_micro,
-                   (micro_t - acc_pass_t) * 1e3, acc_t * 1e3, n_micro, n_micro > 1 ? "s" : "",
-                   (n_micro + k - 1) / k, (n_micro + k - 1) / k > 1 ? "es" : "", upd_t * 1e3,
+                   (micro_t - acc_pass_t) * 1e3, added, upd_t * 1e3,
                    shard ? " of this GPU's shard" : "", copy_t * 1e3, gathered, exposed * 1e3,
-                   shard ? "gradient reduce" : "all-reduce", host * 1e3, tok,
-                   100 * tok * flops_tok / g->tc_peak);
-            printf("   %s at %d GPUs: %zu buckets, %.0f MB per step, %.0f MB (%.1f%%) still "
-                   "to reduce when the backward ends (MODEL)\n",
-                   shard ? "gradient reduce to the shards' owners" : "all-reduce", G, ra.n_ar,
-                   ar_total / 1e6, late / 1e6, 100 * late / fmax(ar_total, 1));
+                   owner   ? "fp16 gradient transfer to the owners"
+                   : shard ? "gradient reduce"
+                           : "all-reduce",
+                   host * 1e3, tok, 100 * tok * flops_tok / g->tc_peak);
+            printf("   %s at %d GPUs: %zu buckets, %.0f MB per step (as fp32), %.0f MB (%.1f%%) "
+                   "still to send when the backward ends (MODEL)\n",
+                   owner   ? "fp16 gradients to the shards' owners"
+                   : shard ? "gradient reduce to the shards' owners"
+                           : "all-reduce",
+                   G, ra.n_ar, ar_total / 1e6, late / 1e6, 100 * late / fmax(ar_total, 1));
         }
         /* the same split per micro-batch and for the update, for the 8-GPU step; the fused
          * attention kernels (tensor-core products with their softmax) shown apart */
@@ -588,8 +619,8 @@ int main(int argc, char **argv) {
         double acc8 = acc_step_t(m8, trainer_grad_buffers(&cfg.train, &gpu_ops, m8), acc_pass_t,
                                  acc_read_t, src_read_t);
         /* a sharded update's kernels run on 1/G of the arena */
-        double kern8 = m8 * (mk - acc_pass_t) + ak + acc8 - upd_saved[0];
-        kern_t -= upd_saved[1];
+        double kern8 = m8 * (mk - acc_pass_t) + ak + acc8 - upd_saved[0] + acc_shift[0];
+        kern_t += acc_shift[1] - upd_saved[1];
         printf("totals at 64 GPUs: GEMM %.2f ms, non-GEMM kernels+memsets %.2f ms "
                "(non-GEMM/GEMM %.2f; the fused attention kernels %.2f ms of it), of which launch "
                "overhead %.2f ms, host<->device %.2f ms%s\n",
