@@ -130,16 +130,19 @@ static int is_layer_tensor(int id) {
 }
 
 /* Slices [off[i], off[i] + len[i]) of the arena, i < k, cut at the shard bounds: piece j is
- * [*poff[j], + *pn[j]) owned by (*root)[j]. Returns the piece count; the caller frees the
- * three arrays. */
-static size_t cut_at_shards(const struct trainer *t, const size_t *off, const size_t *len, int k,
-                            size_t **poff, size_t **pn, int **root) {
+ * [off[j], + n[j]) owned by root[j]. */
+struct pieces {
+    size_t *off, *n, count;
+    int *root;
+};
+
+static struct pieces cut_at_shards(const struct trainer *t, const size_t *off, const size_t *len,
+                                   int k) {
     const size_t *lo = t->shard_lo;
     int world = t->comm->world;
-    size_t cap = (size_t)k * ((size_t)world + 1), np = 0;
-    *poff = xmalloc(cap * sizeof **poff);
-    *pn = xmalloc(cap * sizeof **pn);
-    *root = xmalloc(cap * sizeof **root);
+    size_t cap = (size_t)k * ((size_t)world + 1) + 1;
+    struct pieces p = {xmalloc(cap * sizeof *p.off), xmalloc(cap * sizeof *p.n), 0,
+                       xmalloc(cap * sizeof *p.root)};
     for (int i = 0; i < k; i++) {
         size_t a = off[i], end = a + len[i];
         int r = 0;
@@ -148,29 +151,31 @@ static size_t cut_at_shards(const struct trainer *t, const size_t *off, const si
         for (; a < end; r++) {
             size_t b = r + 1 < world && lo[r + 1] < end ? lo[r + 1] : end;
             if (b > a) {
-                (*poff)[np] = a;
-                (*pn)[np] = b - a;
-                (*root)[np++] = r;
+                p.off[p.count] = a;
+                p.n[p.count] = b - a;
+                p.root[p.count++] = r;
             }
             a = b;
         }
     }
-    return np;
+    return p;
+}
+
+static void pieces_free(struct pieces *p) {
+    free(p->off);
+    free(p->n);
+    free(p->root);
 }
 
 /* The bucket's ranges [off[i], + len[i]) of the accumulator, each piece summed on the rank
  * that owns it. */
 static int reduce_to_owners(const struct trainer *t, const size_t *off, const size_t *len, int k) {
-    size_t *poff, *pn;
-    int *root;
-    size_t np = cut_at_shards(t, off, len, k, &poff, &pn, &root);
-    float **px = xmalloc((np ? np : 1) * sizeof *px);
-    for (size_t j = 0; j < np; j++)
-        px[j] = t->grad_acc + poff[j];
-    int rc = t->comm->reduce_bucket_start(t->comm, px, pn, root, (int)np);
-    free(poff);
-    free(pn);
-    free(root);
+    struct pieces p = cut_at_shards(t, off, len, k);
+    float **px = xmalloc((p.count + 1) * sizeof *px);
+    for (size_t j = 0; j < p.count; j++)
+        px[j] = t->grad_acc + p.off[j];
+    int rc = t->comm->reduce_bucket_start(t->comm, px, p.n, p.root, (int)p.count);
+    pieces_free(&p);
     free(px);
     return rc;
 }
@@ -186,21 +191,17 @@ static int trainer_to_owner_possible(const struct trainer *t) {
  * go as they are to their owners (half the bytes of an fp32 sum), into t->owner_recv: the
  * owner's row r (shard_q elements) holds rank r's values of its shard. */
 static int send_to_owners(const struct trainer *t, const size_t *off, const size_t *len, int k) {
-    const struct model *m = t->m;
-    size_t sb = m->ops->storage_bytes, *poff, *pn;
-    int *root;
-    size_t np = cut_at_shards(t, off, len, k, &poff, &pn, &root);
-    const void **px = xmalloc((np ? np : 1) * sizeof *px);
-    void **recv = xmalloc((np ? np : 1) * sizeof *recv);
-    for (size_t j = 0; j < np; j++) {
-        px[j] = (const char *)m->grads + poff[j] * sb;
-        recv[j] = (char *)t->owner_recv + (poff[j] - t->shard_lo[root[j]]) * sb;
+    size_t sb = t->m->ops->storage_bytes;
+    struct pieces p = cut_at_shards(t, off, len, k);
+    const void **px = xmalloc((p.count + 1) * sizeof *px);
+    void **recv = xmalloc((p.count + 1) * sizeof *recv);
+    for (size_t j = 0; j < p.count; j++) {
+        px[j] = (const char *)t->m->grads + p.off[j] * sb;
+        recv[j] = (char *)t->owner_recv + (p.off[j] - t->shard_lo[p.root[j]]) * sb;
     }
-    int rc =
-        t->comm->gather_to_owner_start(t->comm, px, pn, root, recv, t->shard_q * sb, (int)np, sb);
-    free(poff);
-    free(pn);
-    free(root);
+    int rc = t->comm->gather_to_owner_start(t->comm, px, p.n, p.root, recv, t->shard_q * sb,
+                                            (int)p.count, sb);
+    pieces_free(&p);
     free(px);
     free(recv);
     return rc;
@@ -249,16 +250,14 @@ static int gather_weights(struct trainer *t) {
     if (m->weights_wait != trainer_weights_wait)
         return c->allgather_shards(c, m->weights, t->shard_lo, sb);
     for (int layer = -1; layer < m->cfg.model.n_layers; layer++) {
-        size_t off[P_COUNT], len[P_COUNT], *poff, *pn;
-        int *root, k = bucket_ranges(m, layer, off, len);
-        size_t np = cut_at_shards(t, off, len, k, &poff, &pn, &root);
-        void **px = xmalloc((np ? np : 1) * sizeof *px);
-        for (size_t j = 0; j < np; j++)
-            px[j] = (char *)m->weights + poff[j] * sb;
-        int rc = c->gather_bucket_start(c, layer + 1, px, pn, root, (int)np, sb);
-        free(poff);
-        free(pn);
-        free(root);
+        size_t off[P_COUNT], len[P_COUNT];
+        int k = bucket_ranges(m, layer, off, len);
+        struct pieces p = cut_at_shards(t, off, len, k);
+        void **px = xmalloc((p.count + 1) * sizeof *px);
+        for (size_t j = 0; j < p.count; j++)
+            px[j] = (char *)m->weights + p.off[j] * sb;
+        int rc = c->gather_bucket_start(c, layer + 1, px, p.n, p.root, (int)p.count, sb);
+        pieces_free(&p);
         free(px);
         if (rc) return -1;
     }

@@ -137,14 +137,21 @@ static int nccl_allreduce_sum_f32_start(struct comm *c, float *x, size_t n) {
                          "all-reduce (overlapped)");
 }
 
+// A bucket's start: the communication stream waits until the backend's stream has produced
+// the values, and an NCCL group opens (closed by the caller even after a failed call)
+static int nccl_bucket_open(struct comm *c, const char *what) {
+    struct nccl_impl *im = (struct nccl_impl *)c->impl;
+    if (nccl_gone(c, what)) return -1;
+    cudaCheck(cudaEventRecord(im->ready, g_cuda.stream));
+    cudaCheck(cudaStreamWaitEvent(im->comm_stream, im->ready, 0));
+    return nccl_ok(ncclGroupStart(), "group start");
+}
+
 // x[i] (n[i]) device fp32, i < k: one bucket, one event and one NCCL group (a single
 // launch for the bucket's tensors, so a layer pays one collective latency, not sixteen)
 static int nccl_allreduce_bucket_start(struct comm *c, float *const *x, const size_t *n, int k) {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
-    if (nccl_gone(c, "gradient all-reduce (bucket)")) return -1;
-    cudaCheck(cudaEventRecord(im->ready, g_cuda.stream));
-    cudaCheck(cudaStreamWaitEvent(im->comm_stream, im->ready, 0));
-    if (nccl_ok(ncclGroupStart(), "group start")) return -1;
+    if (nccl_bucket_open(c, "gradient all-reduce (bucket)")) return -1;
     int failed = 0;
     for (int i = 0; i < k; i++)
         failed |= nccl_enqueued(
@@ -160,10 +167,7 @@ static int nccl_allreduce_bucket_start(struct comm *c, float *const *x, const si
 static int nccl_reduce_bucket_start(struct comm *c, float *const *x, const size_t *n,
                                     const int *root, int k) {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
-    if (nccl_gone(c, "gradient reduce (bucket)")) return -1;
-    cudaCheck(cudaEventRecord(im->ready, g_cuda.stream));
-    cudaCheck(cudaStreamWaitEvent(im->comm_stream, im->ready, 0));
-    if (nccl_ok(ncclGroupStart(), "group start")) return -1;
+    if (nccl_bucket_open(c, "gradient reduce (bucket)")) return -1;
     int failed = 0;
     for (int i = 0; i < k; i++)
         failed |= nccl_enqueued(
@@ -182,10 +186,7 @@ static int nccl_gather_to_owner_start(struct comm *c, const void *const *x, cons
                                       const int *root, void *const *recv, size_t stride, int k,
                                       size_t elem) {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
-    if (nccl_gone(c, "gradient to its owner (bucket)")) return -1;
-    cudaCheck(cudaEventRecord(im->ready, g_cuda.stream));
-    cudaCheck(cudaStreamWaitEvent(im->comm_stream, im->ready, 0));
-    if (nccl_ok(ncclGroupStart(), "group start")) return -1;
+    if (nccl_bucket_open(c, "gradient to its owner (bucket)")) return -1;
     int failed = 0;
     for (int i = 0; i < k; i++) {
         size_t bytes = n[i] * elem;
@@ -236,7 +237,6 @@ static int nccl_allgather_shards(struct comm *c, void *x, const size_t *lo, size
 static int nccl_gather_bucket_start(struct comm *c, int bucket, void *const *x, const size_t *n,
                                     const int *root, int k, size_t elem) {
     struct nccl_impl *im = (struct nccl_impl *)c->impl;
-    if (nccl_gone(c, "broadcasting the updated weights")) return -1;
     if (bucket < 0 || bucket >= COMM_GATHER_BUCKETS || im->gather_pending[bucket]) {
         fprintf(stderr, "xlmc: gather bucket %d outside 0..%d or started twice\n", bucket,
                 COMM_GATHER_BUCKETS - 1);
@@ -244,9 +244,7 @@ static int nccl_gather_bucket_start(struct comm *c, int bucket, void *const *x, 
     }
     if (!im->gathered[bucket])
         cudaCheck(cudaEventCreateWithFlags(&im->gathered[bucket], cudaEventDisableTiming));
-    cudaCheck(cudaEventRecord(im->ready, g_cuda.stream));
-    cudaCheck(cudaStreamWaitEvent(im->comm_stream, im->ready, 0));
-    if (nccl_ok(ncclGroupStart(), "group start")) return -1;
+    if (nccl_bucket_open(c, "broadcasting the updated weights")) return -1;
     int failed = 0;
     for (int i = 0; i < k; i++)
         failed |= nccl_enqueued(
